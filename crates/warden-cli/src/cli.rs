@@ -1,0 +1,62 @@
+//! Command-line surface. Every verb reads files, prints to stdout, and reports problems
+//! on stderr with file:line:column; exit 0 means success, 1 a problem in the input.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "warden", version, about = "A policy gate for MCP tool calls: allow, deny, rate-limit or ask a person, per tool.")]
+#[command(propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate policy files and report every problem with its location.
+    ///
+    /// Exits 0 when all files are valid, 1 when any has a problem.
+    Check {
+        /// Policy files (`.json`).
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Show how a policy decides one tool call, step by step.
+    ///
+    /// Counters are not consulted: the output lists the limits an allowed call would be
+    /// charged. Example:
+    ///   warden explain policy.json --tool create_instance --args '{"region": "eu-west"}'
+    Explain {
+        /// The policy file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// The tool being called.
+        #[arg(long, value_name = "NAME")]
+        tool: String,
+        /// The call's arguments as a JSON object.
+        #[arg(long, value_name = "JSON", default_value = "{}")]
+        args: String,
+        /// The caller's grant (credential name), for grant-scoped limits.
+        #[arg(long, value_name = "G", default_value = "anonymous")]
+        grant: String,
+        /// The MCP session id, for session-scoped limits.
+        #[arg(long, value_name = "ID", default_value = "explain")]
+        session: String,
+        /// The client address, for ip-scoped limits.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
+        ip: std::net::IpAddr,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Print the JSON Schema of the policy.json format.
+    Schema,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}

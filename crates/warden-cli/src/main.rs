@@ -1,0 +1,22 @@
+//! `warden`: check, explain and (soon) compile, format and serve MCP tool policies.
+
+mod cli;
+mod commands;
+mod error;
+mod report;
+mod source;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match commands::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            report::error(&e);
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

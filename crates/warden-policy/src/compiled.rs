@@ -1,0 +1,239 @@
+//! [`CompiledPolicy`]: a validated policy indexed for fast, allocation-free decisions.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::condition::{ArgPath, CompiledCondition};
+use crate::glob::{Glob, GlobMatcher};
+use crate::model::*;
+use crate::pointer::{child, index};
+use crate::problem::{Problem, Problems};
+use crate::{Error, validate};
+
+/// Dense index of a named counter within one compiled policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CounterId(pub usize);
+
+/// `max` cells per `window_secs`: the data a rate limiter needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Quota {
+    pub max: u64,
+    pub window_secs: u64,
+}
+
+/// One limit of the policy, ready to be charged.
+#[derive(Debug, Clone)]
+pub struct CompiledLimit {
+    /// Where the limit is written, e.g. `/tools/create_instance/limits/0`.
+    pub pointer: String,
+    pub counter: CounterId,
+    pub counter_name: String,
+    pub quota: Quota,
+    pub scope: Scope,
+    pub(crate) cost: Option<(String, ArgPath)>,
+}
+
+impl CompiledLimit {
+    /// The argument path whose value this limit charges, if it is weighted.
+    pub fn cost_path(&self) -> Option<&str> {
+        self.cost.as_ref().map(|(p, _)| p.as_str())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct CompiledRule {
+    pub(crate) pointer: String,
+    pub(crate) message: String,
+    pub(crate) conditions: Vec<(String, CompiledCondition)>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub(crate) pointer: String,
+    pub(crate) deny_if: Vec<CompiledRule>,
+    pub(crate) require: Vec<CompiledRule>,
+    /// Indices into `CompiledPolicy::limits`: the tool's own, then `all_tools`.
+    pub(crate) limits: Vec<usize>,
+    pub(crate) approval: Option<Approval>,
+    pub(crate) shadow: bool,
+    /// Known at compile time for exact names, so the hot path skips the hide lookup.
+    pub(crate) hidden: bool,
+}
+
+/// A validated policy, indexed. Immutable; share it behind an `Arc`.
+#[derive(Debug, Clone)]
+pub struct CompiledPolicy {
+    policy: Policy,
+    pub(crate) default_allow: bool,
+    pub(crate) shadow: bool,
+    hidden_exact: HashSet<String>,
+    hidden_globs: GlobMatcher<()>,
+    pub(crate) exact: HashMap<String, usize>,
+    pub(crate) globs: GlobMatcher<usize>,
+    pub(crate) entries: Vec<Entry>,
+    /// `all_tools` limits, for tools that only `default: allow` lets through.
+    pub(crate) default_limits: Vec<usize>,
+    pub(crate) limits: Vec<CompiledLimit>,
+    counter_names: Vec<String>,
+}
+
+impl CompiledPolicy {
+    /// Validates and compiles `policy`.
+    pub fn new(policy: &Policy) -> Result<CompiledPolicy, Error> {
+        let problems = validate(policy);
+        if !problems.is_empty() {
+            return Err(problems.into());
+        }
+        Builder::default().build(policy).map_err(Error::from)
+    }
+
+    /// The policy this was compiled from.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Whether `tool` is hidden: dropped from `tools/list` and denied when called.
+    pub fn is_hidden(&self, tool: &str) -> bool {
+        self.hidden_exact.contains(tool) || self.hidden_globs.find(tool).is_some()
+    }
+
+    /// The `hide` pattern that hides `tool`, if any.
+    pub fn hidden_by(&self, tool: &str) -> Option<&str> {
+        self.hidden_exact
+            .get(tool)
+            .map(String::as_str)
+            .or_else(|| self.hidden_globs.find(tool).map(|(g, _)| g.as_str()))
+    }
+
+    /// Every limit in the policy, in document order.
+    pub fn limits(&self) -> &[CompiledLimit] {
+        &self.limits
+    }
+
+    /// The distinct counter names; a [`CounterId`] indexes this list.
+    pub fn counter_names(&self) -> &[String] {
+        &self.counter_names
+    }
+
+    /// Whether the whole policy is in shadow mode.
+    pub fn is_shadow(&self) -> bool {
+        self.shadow
+    }
+}
+
+#[derive(Default)]
+struct Builder {
+    limits: Vec<CompiledLimit>,
+    counters: HashMap<String, CounterId>,
+    counter_names: Vec<String>,
+    problems: Vec<Problem>,
+}
+
+impl Builder {
+    fn build(mut self, p: &Policy) -> Result<CompiledPolicy, Problems> {
+        let mut hidden_exact = HashSet::new();
+        let mut hidden_globs = Vec::new();
+        for name in p.hide.iter().flatten() {
+            if Glob::is_glob(name) {
+                hidden_globs.push((Glob::new(name), ()));
+            } else {
+                hidden_exact.insert(name.clone());
+            }
+        }
+        let hidden_globs = GlobMatcher::new(hidden_globs);
+        let is_hidden = |n: &str| hidden_exact.contains(n) || hidden_globs.find(n).is_some();
+
+        let all_tools = p.all_tools.as_ref().and_then(|a| a.limits.as_deref()).unwrap_or(&[]);
+        let default_limits = self.limits(all_tools, "/all_tools/limits");
+
+        let mut entries = Vec::new();
+        let mut exact = HashMap::new();
+        let mut globs = Vec::new();
+        for (key, rule) in p.tools.iter().flatten() {
+            let pointer = child("/tools", key);
+            let mut limits = self.limits(rule.limits.as_deref().unwrap_or(&[]), &child(&pointer, "limits"));
+            limits.extend_from_slice(&default_limits);
+            let entry = Entry {
+                deny_if: self.rules(rule.deny_if.as_deref(), &child(&pointer, "deny_if")),
+                require: self.rules(rule.require.as_deref(), &child(&pointer, "require")),
+                pointer,
+                limits,
+                approval: rule.approval.clone(),
+                shadow: rule.is_shadow(),
+                hidden: !Glob::is_glob(key) && is_hidden(key),
+            };
+            if Glob::is_glob(key) {
+                globs.push((Glob::new(key), entries.len()));
+            } else {
+                exact.insert(key.clone(), entries.len());
+            }
+            entries.push(entry);
+        }
+        if !self.problems.is_empty() {
+            return Err(Problems(self.problems));
+        }
+        Ok(CompiledPolicy {
+            policy: p.clone(),
+            default_allow: p.default_action() == DefaultAction::Allow,
+            shadow: p.mode == Some(Mode::Shadow),
+            hidden_exact,
+            hidden_globs,
+            exact,
+            globs: GlobMatcher::new(globs),
+            entries,
+            default_limits,
+            limits: self.limits,
+            counter_names: self.counter_names,
+        })
+    }
+
+    fn limits(&mut self, limits: &[Limit], at: &str) -> Vec<usize> {
+        let mut out = Vec::with_capacity(limits.len());
+        for (i, l) in limits.iter().enumerate() {
+            let next = CounterId(self.counter_names.len());
+            let counter = *self.counters.entry(l.counter.clone()).or_insert(next);
+            if counter == next {
+                self.counter_names.push(l.counter.clone());
+            }
+            let pointer = index(at, i);
+            let cost = match &l.cost {
+                None => None,
+                Some(path) => match ArgPath::parse(path) {
+                    Some(parsed) => Some((path.clone(), parsed)),
+                    None => {
+                        self.problems.push(Problem::new(child(&pointer, "cost"), "invalid argument path"));
+                        None
+                    }
+                },
+            };
+            out.push(self.limits.len());
+            self.limits.push(CompiledLimit {
+                pointer,
+                counter,
+                counter_name: l.counter.clone(),
+                quota: Quota { max: l.max, window_secs: l.window.as_secs() },
+                scope: l.scope(),
+                cost,
+            });
+        }
+        out
+    }
+
+    fn rules(&mut self, rules: Option<&[Rule]>, at: &str) -> Vec<CompiledRule> {
+        let mut out = Vec::new();
+        for (i, rule) in rules.unwrap_or(&[]).iter().enumerate() {
+            let pointer = index(at, i);
+            let mut conditions = Vec::with_capacity(rule.conditions.len());
+            for (j, c) in rule.conditions.iter().enumerate() {
+                let c_at = index(&child(&pointer, "conditions"), j);
+                match CompiledCondition::new(c) {
+                    Some(compiled) => conditions.push((c_at, compiled)),
+                    // validate() refuses these first; keep failing closed regardless.
+                    None => self.problems.push(Problem::new(c_at, "condition cannot be compiled")),
+                }
+            }
+            let message = rule.on_deny.clone().unwrap_or_else(|| format!("denied by rule {pointer}"));
+            out.push(CompiledRule { pointer, message, conditions });
+        }
+        out
+    }
+}

@@ -1,0 +1,305 @@
+//! Conditions compiled for evaluation, and their three-valued logic.
+//!
+//! A condition is true, false, or unknown (the argument exists but cannot be compared:
+//! `gt` on a non-numeric string, `regex` on a number). Unknown counts against the caller;
+//! the rules in `decision.rs` apply that. Numeric strings compare as numbers because real
+//! servers coerce them (`"500"` reaches the Linode API as 500).
+
+use std::cmp::Ordering;
+
+use regex::Regex;
+use serde_json::Value;
+
+use crate::model::{Condition, Op};
+
+/// The outcome of one condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Truth {
+    True,
+    False,
+    Unknown,
+}
+
+impl Truth {
+    fn from_bool(b: bool) -> Truth {
+        if b { Truth::True } else { Truth::False }
+    }
+}
+
+/// A path into the call's arguments: `args.a.b` is `["a", "b"]`.
+#[derive(Debug, Clone)]
+pub(crate) struct ArgPath(Vec<String>);
+
+impl ArgPath {
+    /// `None` unless the path is `args.` followed by non-empty dot-separated names.
+    pub(crate) fn parse(path: &str) -> Option<ArgPath> {
+        let rest = path.strip_prefix("args.")?;
+        let segs: Vec<String> = rest.split('.').map(str::to_owned).collect();
+        segs.iter().all(|s| !s.is_empty()).then_some(ArgPath(segs))
+    }
+
+    pub(crate) fn resolve<'a>(&self, args: Option<&'a Value>) -> Option<&'a Value> {
+        let mut at = args?;
+        for seg in &self.0 {
+            at = match at {
+                Value::Object(m) => m.get(seg)?,
+                Value::Array(items) => items.get(seg.parse::<usize>().ok()?)?,
+                _ => return None,
+            };
+        }
+        Some(at)
+    }
+}
+
+/// A number as the engine compares it: integers exactly, everything else as `f64`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Num {
+    Int(i128),
+    Float(f64),
+}
+
+impl Num {
+    /// A JSON number, or a string holding exactly a JSON number.
+    pub(crate) fn of(v: &Value) -> Option<Num> {
+        match v {
+            Value::Number(n) => Some(Num::from_number(n)),
+            Value::String(s) => s.parse::<serde_json::Number>().ok().map(|n| Num::from_number(&n)),
+            _ => None,
+        }
+    }
+
+    fn from_number(n: &serde_json::Number) -> Num {
+        if let Some(i) = n.as_i64() {
+            Num::Int(i.into())
+        } else if let Some(u) = n.as_u64() {
+            Num::Int(u.into())
+        } else {
+            Num::Float(n.as_f64().unwrap_or(f64::NAN))
+        }
+    }
+
+    fn as_f64(self) -> f64 {
+        match self {
+            Num::Int(i) => i as f64,
+            Num::Float(f) => f,
+        }
+    }
+
+    pub(crate) fn compare(self, other: Num) -> Option<Ordering> {
+        match (self, other) {
+            (Num::Int(a), Num::Int(b)) => Some(a.cmp(&b)),
+            (a, b) => a.as_f64().partial_cmp(&b.as_f64()),
+        }
+    }
+
+    /// Rounded up to a whole unit; `None` for negatives and non-finite values.
+    pub(crate) fn to_cost(self) -> Option<u64> {
+        match self {
+            Num::Int(i) => u64::try_from(i).ok(),
+            Num::Float(f) if f.is_finite() && f >= 0.0 && f <= u64::MAX as f64 => Some(f.ceil() as u64),
+            Num::Float(_) => None,
+        }
+    }
+}
+
+/// A policy value prepared for equality tests.
+#[derive(Debug, Clone)]
+struct Operand {
+    value: Value,
+    num: Option<Num>,
+}
+
+impl Operand {
+    fn new(value: &Value) -> Operand {
+        Operand { value: value.clone(), num: Num::of(value) }
+    }
+
+    fn equals(&self, arg: &Value) -> bool {
+        match (self.num, Num::of(arg)) {
+            (Some(a), Some(b)) => a.compare(b) == Some(Ordering::Equal),
+            _ => self.value == *arg,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Test {
+    Eq(Operand),
+    Neq(Operand),
+    In(Vec<Operand>),
+    NotIn(Vec<Operand>),
+    Cmp(Op, Num),
+    Regex(Regex),
+    Contains(Operand),
+    Exists(bool),
+}
+
+/// A validated condition, ready to evaluate.
+#[derive(Debug, Clone)]
+pub(crate) struct CompiledCondition {
+    path: ArgPath,
+    test: Test,
+}
+
+/// Regexes in policies come from configuration, but still get a size cap so a typo like
+/// `(a{1000}){1000}` is a clear error rather than a huge allocation.
+pub(crate) const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+pub(crate) fn build_regex(pattern: &str) -> Result<Regex, regex::Error> {
+    regex::RegexBuilder::new(pattern).size_limit(REGEX_SIZE_LIMIT).build()
+}
+
+impl CompiledCondition {
+    /// Compiles a condition that [`crate::validate`] accepted; `None` if it was not valid.
+    pub(crate) fn new(c: &Condition) -> Option<CompiledCondition> {
+        let path = ArgPath::parse(&c.path)?;
+        let list = |v: &Value| v.as_array().map(|items| items.iter().map(Operand::new).collect::<Vec<_>>());
+        let test = match c.op {
+            Op::Eq => Test::Eq(Operand::new(&c.value)),
+            Op::Neq => Test::Neq(Operand::new(&c.value)),
+            Op::In => Test::In(list(&c.value)?),
+            Op::NotIn => Test::NotIn(list(&c.value)?),
+            Op::Lt | Op::Lte | Op::Gt | Op::Gte => Test::Cmp(c.op, Num::of(&c.value)?),
+            Op::Regex => Test::Regex(build_regex(c.value.as_str()?).ok()?),
+            Op::Contains => Test::Contains(Operand::new(&c.value)),
+            Op::Exists => Test::Exists(c.value.as_bool()?),
+        };
+        Some(CompiledCondition { path, test })
+    }
+
+    pub(crate) fn eval(&self, args: Option<&Value>) -> Truth {
+        let found = self.path.resolve(args);
+        let Some(arg) = found else {
+            // A missing argument makes every condition false, except `exists`.
+            return match self.test {
+                Test::Exists(want) => Truth::from_bool(!want),
+                _ => Truth::False,
+            };
+        };
+        match &self.test {
+            Test::Eq(v) => Truth::from_bool(v.equals(arg)),
+            Test::Neq(v) => Truth::from_bool(!v.equals(arg)),
+            Test::In(vs) => Truth::from_bool(vs.iter().any(|v| v.equals(arg))),
+            Test::NotIn(vs) => Truth::from_bool(!vs.iter().any(|v| v.equals(arg))),
+            Test::Cmp(op, bound) => match Num::of(arg).and_then(|a| a.compare(*bound)) {
+                None => Truth::Unknown,
+                Some(ord) => Truth::from_bool(match op {
+                    Op::Lt => ord == Ordering::Less,
+                    Op::Lte => ord != Ordering::Greater,
+                    Op::Gt => ord == Ordering::Greater,
+                    _ => ord != Ordering::Less,
+                }),
+            },
+            Test::Regex(re) => match arg {
+                Value::String(s) => Truth::from_bool(re.is_match(s)),
+                _ => Truth::Unknown,
+            },
+            Test::Contains(needle) => match (arg, &needle.value) {
+                (Value::String(hay), Value::String(n)) => Truth::from_bool(hay.contains(n.as_str())),
+                (Value::Array(items), _) => Truth::from_bool(items.iter().any(|i| needle.equals(i))),
+                _ => Truth::Unknown,
+            },
+            Test::Exists(want) => Truth::from_bool(*want),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn eval(op: &str, value: Value, args: Value) -> Truth {
+        let c = Condition { path: "args.x".into(), op: Op::from_name(op).unwrap(), value };
+        CompiledCondition::new(&c).unwrap().eval(Some(&args))
+    }
+    use Truth::{False as F, True as T, Unknown as U};
+
+    #[test]
+    fn eq_and_neq() {
+        assert_eq!(eval("eq", json!("a"), json!({"x": "a"})), T);
+        assert_eq!(eval("eq", json!("a"), json!({"x": "b"})), F);
+        assert_eq!(eval("eq", json!("a"), json!({})), F);
+        assert_eq!(eval("eq", json!(500), json!({"x": "500"})), T, "numeric strings compare as numbers");
+        assert_eq!(eval("eq", json!("500"), json!({"x": 500.0})), T);
+        assert_eq!(eval("eq", json!(true), json!({"x": "true"})), F, "booleans are not coerced");
+        assert_eq!(eval("eq", json!("a"), json!({"x": 1})), F);
+        assert_eq!(eval("neq", json!("a"), json!({"x": "b"})), T);
+        assert_eq!(eval("neq", json!("a"), json!({"x": "a"})), F);
+        assert_eq!(eval("neq", json!("a"), json!({})), F, "missing is false even for neq");
+        assert_eq!(eval("neq", json!(1), json!({"x": [1]})), T);
+    }
+
+    #[test]
+    fn in_and_not_in() {
+        let regions = json!(["us-east", "eu-west", 3]);
+        assert_eq!(eval("in", regions.clone(), json!({"x": "eu-west"})), T);
+        assert_eq!(eval("in", regions.clone(), json!({"x": "ap-south"})), F);
+        assert_eq!(eval("in", regions.clone(), json!({"x": "3"})), T);
+        assert_eq!(eval("in", regions.clone(), json!({})), F);
+        assert_eq!(eval("in", regions.clone(), json!({"x": {"nested": 1}})), F);
+        assert_eq!(eval("not_in", regions.clone(), json!({"x": "ap-south"})), T);
+        assert_eq!(eval("not_in", regions.clone(), json!({"x": "us-east"})), F);
+        assert_eq!(eval("not_in", regions, json!({})), F);
+    }
+
+    #[test]
+    fn ordering_ops() {
+        assert_eq!(eval("lt", json!(100), json!({"x": 99})), T);
+        assert_eq!(eval("lt", json!(100), json!({"x": 100})), F);
+        assert_eq!(eval("lte", json!(100), json!({"x": 100})), T);
+        assert_eq!(eval("lte", json!(100), json!({"x": 100.5})), F);
+        assert_eq!(eval("gt", json!(100), json!({"x": "500"})), T);
+        assert_eq!(eval("gt", json!(100), json!({"x": "5e1"})), F);
+        assert_eq!(eval("gte", json!("100"), json!({"x": 100})), T);
+        assert_eq!(eval("gte", json!(100), json!({"x": 99})), F);
+        assert_eq!(eval("gt", json!(100), json!({"x": "lots"})), U);
+        assert_eq!(eval("gt", json!(100), json!({"x": "NaN"})), U, "only JSON number syntax is numeric");
+        assert_eq!(eval("gt", json!(100), json!({"x": null})), U);
+        assert_eq!(eval("gt", json!(100), json!({"x": true})), U);
+        assert_eq!(eval("gt", json!(100), json!({})), F);
+        assert_eq!(eval("gt", json!(9007199254740992u64), json!({"x": 9007199254740993u64})), T, "integers compare exactly");
+    }
+
+    #[test]
+    fn regex_contains_exists() {
+        assert_eq!(eval("regex", json!("^g6-"), json!({"x": "g6-dedicated-2"})), T);
+        assert_eq!(eval("regex", json!("^g6-"), json!({"x": "g7-standard"})), F);
+        assert_eq!(eval("regex", json!("^5"), json!({"x": 500})), U, "regex on a number is unknown");
+        assert_eq!(eval("regex", json!("^g6-"), json!({})), F);
+        assert_eq!(eval("contains", json!("prod"), json!({"x": "my-prod-db"})), T);
+        assert_eq!(eval("contains", json!("prod"), json!({"x": "staging"})), F);
+        assert_eq!(eval("contains", json!("prod"), json!({"x": ["a", "prod"]})), T);
+        assert_eq!(eval("contains", json!(2), json!({"x": ["1", "2"]})), T);
+        assert_eq!(eval("contains", json!("prod"), json!({"x": ["a"]})), F);
+        assert_eq!(eval("contains", json!("prod"), json!({"x": 5})), U);
+        assert_eq!(eval("contains", json!("prod"), json!({})), F);
+        assert_eq!(eval("exists", json!(true), json!({"x": null})), T);
+        assert_eq!(eval("exists", json!(true), json!({})), F);
+        assert_eq!(eval("exists", json!(false), json!({})), T);
+        assert_eq!(eval("exists", json!(false), json!({"x": 1})), F);
+    }
+
+    #[test]
+    fn nested_paths() {
+        let c = Condition { path: "args.metadata.key".into(), op: Op::Eq, value: json!("v") };
+        let c = CompiledCondition::new(&c).unwrap();
+        assert_eq!(c.eval(Some(&json!({"metadata": {"key": "v"}}))), T);
+        assert_eq!(c.eval(Some(&json!({"metadata": {"key": "w"}}))), F);
+        assert_eq!(c.eval(Some(&json!({"metadata": "key"}))), F, "cannot descend: missing");
+        assert_eq!(c.eval(Some(&json!({"metadata": {}}))), F);
+        assert_eq!(c.eval(None), F, "no arguments at all");
+        let c = Condition { path: "args.tags.1".into(), op: Op::Eq, value: json!("b") };
+        assert_eq!(CompiledCondition::new(&c).unwrap().eval(Some(&json!({"tags": ["a", "b"]}))), T);
+    }
+
+    #[test]
+    fn paths_must_start_with_args() {
+        assert!(ArgPath::parse("args.a.b").is_some());
+        assert!(ArgPath::parse("args").is_none());
+        assert!(ArgPath::parse("args.").is_none());
+        assert!(ArgPath::parse("args.a..b").is_none());
+        assert!(ArgPath::parse("a.b").is_none());
+    }
+}

@@ -1,0 +1,240 @@
+//! Steps 2–6 of the decision order (DESIGN.md section 4), as a pure function.
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+use serde_json::Value;
+
+use crate::compiled::{CompiledLimit, CompiledPolicy, CompiledRule};
+use crate::condition::{Num, Truth};
+use crate::explain::{Step, Trace, Untraced};
+use crate::model::{Approval, Scope};
+
+/// One tool call as the engine sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    pub tool: &'a str,
+    /// The call's `arguments` object; `None` when the call has none.
+    pub args: Option<&'a Value>,
+    /// The caller's grant (credential name), for `grant`-scoped limits.
+    pub grant: Option<&'a str>,
+    /// The MCP session id, for `session`-scoped limits.
+    pub session: Option<&'a str>,
+    /// The client's address, for `ip`-scoped limits.
+    pub ip: Option<IpAddr>,
+}
+
+impl<'a> Call<'a> {
+    pub fn new(tool: &'a str) -> Self {
+        Call { tool, args: None, grant: None, session: None, ip: None }
+    }
+    pub fn args(mut self, args: &'a Value) -> Self {
+        self.args = Some(args);
+        self
+    }
+    pub fn grant(mut self, grant: &'a str) -> Self {
+        self.grant = Some(grant);
+        self
+    }
+    pub fn session(mut self, session: &'a str) -> Self {
+        self.session = Some(session);
+        self
+    }
+    pub fn ip(mut self, ip: IpAddr) -> Self {
+        self.ip = Some(ip);
+        self
+    }
+}
+
+/// What the gate does with a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Forward it (after charging the limits).
+    Allow,
+    /// Refuse it with the message.
+    Deny,
+    /// Charge the limits, then forward only if a person approves.
+    Approval,
+}
+
+/// One limit an allowed call must be charged, and by how much.
+#[derive(Debug, Clone, Copy)]
+pub struct Charge<'p> {
+    pub limit: &'p CompiledLimit,
+    pub cost: u64,
+}
+
+/// The engine's answer for one call. Borrowed from the [`CompiledPolicy`].
+#[derive(Debug, Clone)]
+pub struct Decision<'p> {
+    outcome: Outcome,
+    rule: &'p str,
+    message: Cow<'p, str>,
+    charges: Vec<Charge<'p>>,
+    approval: Option<&'p Approval>,
+    shadow: bool,
+}
+
+impl<'p> Decision<'p> {
+    fn deny(rule: &'p str, message: impl Into<Cow<'p, str>>, shadow: bool) -> Self {
+        Decision { outcome: Outcome::Deny, rule, message: message.into(), charges: Vec::new(), approval: None, shadow }
+    }
+
+    pub fn outcome(&self) -> Outcome {
+        self.outcome
+    }
+    pub fn is_allow(&self) -> bool {
+        self.outcome == Outcome::Allow
+    }
+    pub fn is_deny(&self) -> bool {
+        self.outcome == Outcome::Deny
+    }
+    /// The rule that decided: a JSON Pointer into the policy, `(hidden)`,
+    /// `(default deny)` or `(default allow)`.
+    pub fn rule(&self) -> &'p str {
+        self.rule
+    }
+    /// Why: the rule's `on_deny` for a denial, a short description otherwise.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+    /// Limits to charge, all or none, before forwarding (empty for a denial).
+    pub fn charges(&self) -> &[Charge<'p>] {
+        &self.charges
+    }
+    /// The approval step this call must pass, when the outcome is [`Outcome::Approval`].
+    pub fn approval(&self) -> Option<&'p Approval> {
+        self.approval
+    }
+    /// Shadow mode: report this decision, but forward the call whatever it says.
+    pub fn is_shadow(&self) -> bool {
+        self.shadow
+    }
+}
+
+pub(crate) const HIDDEN: &str = "(hidden)";
+pub(crate) const DEFAULT_DENY: &str = "(default deny)";
+pub(crate) const DEFAULT_ALLOW: &str = "(default allow)";
+
+impl CompiledPolicy {
+    /// Decides one call: hide, entry lookup, `deny_if`, `require`, and the limits to charge.
+    pub fn decide<'p>(&'p self, call: &Call<'_>) -> Decision<'p> {
+        self.decide_traced(call, &mut Untraced)
+    }
+
+    pub(crate) fn decide_traced<'p, T: Trace>(&'p self, call: &Call<'_>, trace: &mut T) -> Decision<'p> {
+        // Step 3 first for exact names: their hidden flag is precomputed.
+        let entry = match self.exact.get(call.tool) {
+            Some(&i) => {
+                let e = &self.entries[i];
+                if e.hidden {
+                    return self.hidden(call, e.shadow || self.shadow, trace);
+                }
+                trace.step(|| Step::new(&e.pointer, format!("exact entry for `{}`", call.tool)));
+                Some(e)
+            }
+            None => {
+                if self.is_hidden(call.tool) {
+                    let shadow = self.shadow || self.globs.find(call.tool).is_some_and(|(_, &i)| self.entries[i].shadow);
+                    return self.hidden(call, shadow, trace);
+                }
+                self.globs.find(call.tool).map(|(g, &i)| {
+                    let e = &self.entries[i];
+                    trace.step(|| Step::new(&e.pointer, format!("glob `{}` matches `{}` (most specific)", g.as_str(), call.tool)));
+                    e
+                })
+            }
+        };
+        let Some(entry) = entry else {
+            if !self.default_allow {
+                trace.step(|| Step::new(DEFAULT_DENY, format!("no entry matches `{}`", call.tool)));
+                let message = format!("tool `{}` is not allowed by this policy", call.tool);
+                return Decision::deny(DEFAULT_DENY, message, self.shadow);
+            }
+            trace.step(|| Step::new(DEFAULT_ALLOW, format!("no entry matches `{}`", call.tool)));
+            return self.permit(call, DEFAULT_ALLOW, &self.default_limits, None, self.shadow, trace);
+        };
+        let shadow = entry.shadow || self.shadow;
+        if let Some(rule) = entry.deny_if.iter().find(|r| fires(r, call.args, trace)) {
+            return Decision::deny(&rule.pointer, rule.message.as_str(), shadow);
+        }
+        if let Some(rule) = entry.require.iter().find(|r| !holds(r, call.args, trace)) {
+            return Decision::deny(&rule.pointer, rule.message.as_str(), shadow);
+        }
+        self.permit(call, &entry.pointer, &entry.limits, entry.approval.as_ref(), shadow, trace)
+    }
+
+    fn hidden<'p, T: Trace>(&'p self, call: &Call<'_>, shadow: bool, trace: &mut T) -> Decision<'p> {
+        trace.step(|| Step::new(HIDDEN, format!("`{}` matches hide entry `{}`", call.tool, self.hidden_by(call.tool).unwrap_or(call.tool))));
+        Decision::deny(HIDDEN, format!("tool `{}` is not available", call.tool), shadow)
+    }
+
+    fn permit<'p, T: Trace>(
+        &'p self,
+        call: &Call<'_>,
+        rule: &'p str,
+        limits: &[usize],
+        approval: Option<&'p Approval>,
+        shadow: bool,
+        trace: &mut T,
+    ) -> Decision<'p> {
+        let mut charges = Vec::with_capacity(limits.len());
+        for &i in limits {
+            let limit = &self.limits[i];
+            let missing = match limit.scope {
+                Scope::Grant => call.grant.is_none().then_some("grant (credential)"),
+                Scope::Session => call.session.is_none().then_some("MCP session id"),
+                Scope::Ip => call.ip.is_none().then_some("client address"),
+                Scope::Global => None,
+            };
+            if let Some(what) = missing {
+                trace.step(|| Step::new(&limit.pointer, format!("limit is per {}, and the call has no {what}", limit.scope)));
+                let message = format!("the limit `{}` is counted per {}, and this call has no {what}", limit.counter_name, limit.scope);
+                return Decision::deny(&limit.pointer, message, shadow);
+            }
+            let cost = match &limit.cost {
+                None => 1,
+                Some((path, arg)) => match arg.resolve(call.args).and_then(Num::of).and_then(Num::to_cost) {
+                    Some(cost) => cost,
+                    None => {
+                        trace.step(|| Step::new(&limit.pointer, format!("`{path}` is missing or not a non-negative number")));
+                        let message = format!("`{path}` must be a non-negative number: the limit `{}` charges it", limit.counter_name);
+                        return Decision::deny(&limit.pointer, message, shadow);
+                    }
+                },
+            };
+            trace.step(|| {
+                Step::new(&limit.pointer, format!("charge {cost} to `{}` ({} per {}s per {})", limit.counter_name, limit.quota.max, limit.quota.window_secs, limit.scope))
+            });
+            charges.push(crate::Charge { limit, cost });
+        }
+        let (outcome, message) = match approval {
+            Some(_) => (Outcome::Approval, "requires human approval"),
+            None => (Outcome::Allow, "allowed"),
+        };
+        Decision { outcome, rule, message: Cow::Borrowed(message), charges, approval, shadow }
+    }
+}
+
+/// A `deny_if` entry fires unless one of its conditions is false; unknown counts as true.
+fn fires<T: Trace>(rule: &CompiledRule, args: Option<&Value>, trace: &mut T) -> bool {
+    let fired = rule.conditions.iter().all(|(at, c)| {
+        let t = c.eval(args);
+        trace.step(|| Step::condition(at, t));
+        t != Truth::False
+    });
+    trace.step(|| Step::new(&rule.pointer, if fired { "deny_if fires: deny" } else { "deny_if does not fire" }));
+    fired
+}
+
+/// A `require` entry holds only if every condition is true; unknown counts as false.
+fn holds<T: Trace>(rule: &CompiledRule, args: Option<&Value>, trace: &mut T) -> bool {
+    let held = rule.conditions.iter().all(|(at, c)| {
+        let t = c.eval(args);
+        trace.step(|| Step::condition(at, t));
+        t == Truth::True
+    });
+    trace.step(|| Step::new(&rule.pointer, if held { "require holds" } else { "require fails: deny" }));
+    held
+}

@@ -1,0 +1,305 @@
+//! The policy model: one Rust value per `policy.json` construct.
+//!
+//! Optional fields are `Option`s, so a document serializes back exactly as it was written
+//! (key order aside): an absent key stays absent and an empty list stays an empty list.
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde_json::Value;
+
+/// A whole policy document.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "Warden policy", description = "A policy.json document: the hosted PolicyLayer format plus Warden's extensions.")]
+pub struct Policy {
+    /// Format version; only `"1"` exists.
+    pub version: String,
+    /// What happens to a tool that no entry names. Absent means `deny`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<DefaultAction>,
+    /// Warden extension: `shadow` decides and logs every call but blocks none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
+    /// Tools removed from `tools/list` answers and denied at call time. `"*"` hides all;
+    /// Warden also accepts globs (`delete_*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hide: Option<Vec<String>>,
+    /// Limits charged on every allowed call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all_tools: Option<AllTools>,
+    /// Per-tool entries, keyed by exact name or (Warden extension) glob such as `list_*`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<IndexMap<String, ToolRule>>,
+}
+
+/// Limits that apply to every tool.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AllTools {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Vec<Limit>>,
+}
+
+/// One tool's entry. `{}` allows the tool.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ToolRule {
+    /// Deny unless every condition of each entry holds (first failing entry denies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require: Option<Vec<Rule>>,
+    /// Deny when every condition of an entry holds (first such entry denies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deny_if: Option<Vec<Rule>>,
+    /// Rate limits charged when the call is allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Vec<Limit>>,
+    /// Warden extension: a person must approve each call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
+    /// Warden extension: `shadow` logs this tool's decisions without blocking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
+}
+
+/// A `require` or `deny_if` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// All must hold (an empty list always holds).
+    pub conditions: Vec<Condition>,
+    /// The message the agent reads when this entry denies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_deny: Option<String>,
+}
+
+/// `{path, op, value}`: a test on one argument of the call.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    /// `args.name`, with dots descending into nested objects (`args.metadata.key`).
+    pub path: String,
+    pub op: Op,
+    /// What the argument is compared with; its shape depends on `op`.
+    pub value: Value,
+}
+
+/// A rate limit: a GCRA bucket of `max` calls refilled evenly over `window`.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Limit {
+    /// Bucket name; limits with the same name and quota share one bucket per scope key.
+    pub counter: String,
+    pub window: Window,
+    /// Calls (or cost units) per window; a positive integer.
+    #[schemars(range(min = 1))]
+    pub max: u64,
+    /// Whose bucket is charged. Absent means `grant`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
+    /// Warden extension: charge the value of this argument (`args.amount`) instead of 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<String>,
+}
+
+/// Warden extension: each call waits for a person's yes.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Approval {
+    /// Seconds to wait for an answer (default 300).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub timeout: Option<u64>,
+    /// What an unanswered request becomes (default `deny`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_timeout: Option<OnTimeout>,
+}
+
+impl Approval {
+    pub const DEFAULT_TIMEOUT_SECS: u64 = 300;
+
+    pub fn timeout_secs(&self) -> u64 {
+        self.timeout.unwrap_or(Self::DEFAULT_TIMEOUT_SECS)
+    }
+}
+
+/// A limit's window: a named period or (as the hosted FAQ shows) a number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Window {
+    Minute,
+    Hour,
+    Day,
+    Seconds(u64),
+}
+
+impl Window {
+    pub const NAMES: &'static [(&'static str, Window)] =
+        &[("minute", Window::Minute), ("hour", Window::Hour), ("day", Window::Day)];
+
+    pub fn as_secs(self) -> u64 {
+        match self {
+            Window::Minute => 60,
+            Window::Hour => 3600,
+            Window::Day => 86_400,
+            Window::Seconds(s) => s,
+        }
+    }
+}
+
+impl Serialize for Window {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Window::Minute => s.serialize_str("minute"),
+            Window::Hour => s.serialize_str("hour"),
+            Window::Day => s.serialize_str("day"),
+            Window::Seconds(n) => s.serialize_u64(*n),
+        }
+    }
+}
+
+impl JsonSchema for Window {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Window".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "`minute`, `hour`, `day`, or a number of seconds.",
+            "oneOf": [
+                {"type": "string", "enum": ["minute", "hour", "day"]},
+                {"type": "integer", "minimum": 1}
+            ]
+        })
+    }
+}
+
+/// Declares a closed set of keywords: the enum, its serde names and a lookup table.
+macro_rules! keywords {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, JsonSchema)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            /// Every keyword with its value, in documentation order.
+            pub const NAMES: &'static [(&'static str, $name)] = &[$(($text, $name::$variant)),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            pub fn from_name(name: &str) -> Option<Self> {
+                Self::NAMES.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+keywords! {
+    /// What happens to tools no entry names.
+    DefaultAction { Allow = "allow", Deny = "deny" }
+}
+
+keywords! {
+    /// `enforce` blocks; `shadow` logs what would have been blocked and forwards.
+    Mode { Enforce = "enforce", Shadow = "shadow" }
+}
+
+keywords! {
+    /// Whose bucket a limit charges.
+    Scope {
+        /// The caller's credential (the default).
+        Grant = "grant",
+        /// The MCP session (`Mcp-Session-Id`).
+        Session = "session",
+        /// One bucket for everyone.
+        Global = "global",
+        /// The client's IP address.
+        Ip = "ip",
+    }
+}
+
+keywords! {
+    /// What an approval that nobody answers becomes.
+    OnTimeout { Deny = "deny", Allow = "allow" }
+}
+
+keywords! {
+    /// A condition's comparison.
+    Op {
+        Eq = "eq", Neq = "neq", In = "in", NotIn = "not_in", Lt = "lt", Lte = "lte",
+        Gt = "gt", Gte = "gte", Regex = "regex", Contains = "contains", Exists = "exists",
+    }
+}
+
+impl Policy {
+    /// Loads a policy document: strict JSON (repeated keys are refused), then every
+    /// structural problem and every validation problem, all reported at once.
+    pub fn from_json_str(text: &str) -> Result<Policy, crate::Error> {
+        let value = crate::strict_json::from_str(text)?;
+        let policy = Policy::from_value(&value)?;
+        let problems = crate::validate(&policy);
+        if problems.is_empty() { Ok(policy) } else { Err(problems.into()) }
+    }
+
+    /// Builds the model from a JSON value, reporting every structural problem (unknown
+    /// keys, wrong types, unknown keywords). Semantic checks are [`crate::validate`]'s.
+    pub fn from_value(value: &Value) -> Result<Policy, crate::Problems> {
+        crate::load::policy(value)
+    }
+
+    /// The document as JSON.
+    pub fn to_value(&self) -> Value {
+        // Serializing plain structs, strings, integers and `Value`s into a `Value` cannot fail.
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+
+    /// The default action, `deny` when absent.
+    pub fn default_action(&self) -> DefaultAction {
+        self.default.unwrap_or(DefaultAction::Deny)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Policy {
+    /// Goes through the same loader as [`Policy::from_value`], so embedding a policy in a
+    /// larger serde config refuses exactly what `warden check` refuses.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(d)?;
+        Policy::from_value(&value).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Scope {
+    /// The scope a limit charges when it names none.
+    pub const DEFAULT: Scope = Scope::Grant;
+}
+
+impl Limit {
+    pub fn scope(&self) -> Scope {
+        self.scope.unwrap_or(Scope::DEFAULT)
+    }
+}
+
+impl ToolRule {
+    pub fn is_shadow(&self) -> bool {
+        self.mode == Some(Mode::Shadow)
+    }
+}
+
+impl std::fmt::Display for Window {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Window::Minute => f.write_str("minute"),
+            Window::Hour => f.write_str("hour"),
+            Window::Day => f.write_str("day"),
+            Window::Seconds(n) => write!(f, "{n} seconds"),
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Semantic checks on a loaded [`Policy`]: everything the types alone cannot say.
+//! All problems are collected, each with its JSON Pointer.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use crate::condition::{ArgPath, Num, build_regex};
+use crate::glob::Glob;
+use crate::load::kind;
+use crate::model::*;
+use crate::pointer::{child, index};
+use crate::problem::{Problem, Problems};
+
+/// Every semantic problem in `policy`, in document order.
+pub fn validate(policy: &Policy) -> Problems {
+    let mut v = Validator::default();
+    v.policy(policy);
+    Problems(v.problems)
+}
+
+#[derive(Default)]
+struct Validator<'p> {
+    problems: Vec<Problem>,
+    /// counter name -> (pointer of its first use, its limit)
+    counters: HashMap<&'p str, (String, &'p Limit)>,
+}
+
+impl<'p> Validator<'p> {
+    fn policy(&mut self, p: &'p Policy) {
+        if p.version != "1" {
+            self.problems.push(
+                Problem::new("/version", format!("unsupported version {:?}", p.version))
+                    .with_help("this version of Warden reads version \"1\""),
+            );
+        }
+        for (i, name) in p.hide.iter().flatten().enumerate() {
+            if name.is_empty() {
+                self.problems.push(Problem::new(index("/hide", i), "empty tool name"));
+            }
+        }
+        if let Some(limits) = p.all_tools.as_ref().and_then(|a| a.limits.as_ref()) {
+            self.limits(limits, "/all_tools/limits");
+        }
+        for (name, rule) in p.tools.iter().flatten() {
+            let at = child("/tools", name);
+            if name.is_empty() {
+                self.problems.push(Problem::new(&at, "empty tool name").at_key());
+            }
+            self.tool(rule, &at);
+        }
+        self.glob_ties(p);
+    }
+
+    fn tool(&mut self, t: &'p ToolRule, at: &str) {
+        for (field, rules) in [("require", &t.require), ("deny_if", &t.deny_if)] {
+            for (i, rule) in rules.iter().flatten().enumerate() {
+                let rule_at = index(&child(at, field), i);
+                for (j, c) in rule.conditions.iter().enumerate() {
+                    self.condition(c, &index(&child(&rule_at, "conditions"), j));
+                }
+            }
+        }
+        if let Some(limits) = &t.limits {
+            self.limits(limits, &child(at, "limits"));
+        }
+    }
+
+    fn condition(&mut self, c: &Condition, at: &str) {
+        if ArgPath::parse(&c.path).is_none() {
+            self.problems.push(
+                Problem::new(child(at, "path"), format!("invalid argument path {:?}", c.path))
+                    .with_help("write `args.` and the argument's name; dots descend into objects: `args.metadata.key`"),
+            );
+        }
+        let value_at = child(at, "value");
+        let v = &c.value;
+        let wrong = |expected: &str| Problem::new(&value_at, format!("`{}` needs {expected}, found {}", c.op, kind(v)));
+        let problem = match c.op {
+            Op::Eq | Op::Neq | Op::Contains if v.is_array() && c.op != Op::Contains => {
+                Some(wrong("a single value").with_help(format!("to compare with a list of values use `{}`", if c.op == Op::Eq { "in" } else { "not_in" })))
+            }
+            Op::Eq | Op::Neq | Op::Contains if v.is_object() || v.is_array() => Some(wrong("a string, number, boolean or null")),
+            Op::Eq | Op::Neq | Op::Contains => None,
+            Op::In | Op::NotIn => match v {
+                Value::Array(items) => items.iter().position(|i| i.is_array() || i.is_object()).map(|pos| {
+                    Problem::new(index(&value_at, pos), format!("`{}` lists need strings, numbers, booleans or null, found {}", c.op, kind(&items[pos])))
+                }),
+                _ => Some(wrong("a list of values").with_help(format!("write `[{v}]` for a single value, or use `eq`"))),
+            },
+            Op::Lt | Op::Lte | Op::Gt | Op::Gte => Num::of(v).is_none().then(|| wrong("a number")),
+            Op::Regex => match v.as_str() {
+                None => Some(wrong("a regular expression string")),
+                Some(re) => build_regex(re).err().map(|e| Problem::new(&value_at, format!("invalid regular expression: {}", first_line(&e.to_string())))),
+            },
+            Op::Exists => (!v.is_boolean()).then(|| wrong("true or false").with_help("`true`: the argument must be present; `false`: it must be absent")),
+        };
+        self.problems.extend(problem);
+    }
+
+    fn limits(&mut self, limits: &'p [Limit], at: &str) {
+        for (i, limit) in limits.iter().enumerate() {
+            let limit_at = index(at, i);
+            if limit.counter.is_empty() {
+                self.problems.push(Problem::new(child(&limit_at, "counter"), "empty counter name"));
+            }
+            if let Some(cost) = &limit.cost
+                && ArgPath::parse(cost).is_none()
+            {
+                self.problems.push(
+                    Problem::new(child(&limit_at, "cost"), format!("invalid argument path {cost:?}"))
+                        .with_help("name the argument that holds the cost: `args.amount`"),
+                );
+            }
+            match self.counters.get(limit.counter.as_str()) {
+                None => {
+                    self.counters.insert(&limit.counter, (limit_at, limit));
+                }
+                Some((first_at, first)) => {
+                    if (first.max, first.window, first.scope()) != (limit.max, limit.window, limit.scope()) {
+                        self.problems.push(
+                            Problem::new(
+                                child(&limit_at, "counter"),
+                                format!("counter {:?} is already used with a different quota", limit.counter),
+                            )
+                            .with_help(format!(
+                                "{first_at} sets {} per {} per {}; a shared counter needs the same max, window and scope everywhere, or give this limit its own counter name",
+                                first.max, first.window, first.scope()
+                            )),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn glob_ties(&mut self, p: &Policy) {
+        let globs: Vec<Glob> = p.tools.iter().flatten().map(|(k, _)| k).filter(|k| Glob::is_glob(k)).map(|k| Glob::new(k)).collect();
+        for (i, later) in globs.iter().enumerate() {
+            for earlier in &globs[..i] {
+                if earlier.specificity() != later.specificity() {
+                    continue;
+                }
+                if let Some(example) = earlier.common_name(later) {
+                    self.problems.push(
+                        Problem::new(
+                            child("/tools", later.as_str()),
+                            format!(
+                                "`{}` and `{}` are equally specific ({} literal characters) and both match `{example}`",
+                                earlier.as_str(), later.as_str(), later.specificity()
+                            ),
+                        )
+                        .at_key()
+                        .with_help(format!("make one of them more specific or narrow them so that no name matches both: which entry applies to `{example}` must not be a coin toss")),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or(s).trim().to_string()
+}
