@@ -56,22 +56,22 @@ impl Glob {
             return false;
         }
         // Greedy matching with backtracking to the last `*`: linear for one star,
-        // O(n·m) at worst, and names are short.
-        let name: Vec<char> = name.chars().collect();
+        // O(n·m) at worst, and names are short. `n` is a byte offset into `name`.
         let (mut p, mut n) = (0, 0);
         let mut star: Option<(usize, usize)> = None;
-        while n < name.len() {
+        while let Some(c) = name[n..].chars().next() {
             match self.toks.get(p) {
-                Some(Tok::Lit(c)) if *c == name[n] => (p, n) = (p + 1, n + 1),
-                Some(Tok::One) => (p, n) = (p + 1, n + 1),
+                Some(Tok::Lit(l)) if *l == c => (p, n) = (p + 1, n + c.len_utf8()),
+                Some(Tok::One) => (p, n) = (p + 1, n + c.len_utf8()),
                 Some(Tok::Any) => {
                     star = Some((p, n));
                     p += 1;
                 }
                 _ => match star {
                     Some((sp, sn)) => {
-                        star = Some((sp, sn + 1));
-                        (p, n) = (sp + 1, sn + 1);
+                        let skipped = name[sn..].chars().next().map_or(1, char::len_utf8);
+                        star = Some((sp, sn + skipped));
+                        (p, n) = (sp + 1, sn + skipped);
                     }
                     None => return false,
                 },
