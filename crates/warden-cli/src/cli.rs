@@ -19,7 +19,7 @@ pub enum Command {
     ///
     /// Exits 0 when all files are valid, 1 when any has a problem.
     Check {
-        /// Policy files (`.json`).
+        /// Policy files (`.pol` or `.json`).
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
@@ -50,6 +50,30 @@ pub enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+    },
+    /// Compile a `.pol` policy to policy.json.
+    Compile {
+        /// The `.pol` (or `.json`) policy.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Write here instead of stdout.
+        #[arg(short, long, value_name = "OUT")]
+        output: Option<PathBuf>,
+    },
+    /// Rewrite `.pol` files in canonical layout, keeping comments.
+    ///
+    /// The result is re-parsed and must mean the same policy before anything is written.
+    Fmt {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Write nothing; list the files that would change and exit 1 if any would.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Print a policy.json as canonical `.pol`.
+    Decompile {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
     },
     /// Print the JSON Schema of the policy.json format.
     Schema,

@@ -15,6 +15,13 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Explain { file, tool, args, grant, session, ip, format } => {
             explain(&file, &tool, &args, &grant, &session, ip, format)
         }
+        Command::Compile { file, output } => compile(&file, output.as_deref()),
+        Command::Fmt { files, check } => fmt(&files, check),
+        Command::Decompile { file } => {
+            let (_, policy) = source::load(&file)?;
+            std::io::stdout().write_all(warden_dsl::decompile(&policy).as_bytes())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Schema => {
             std::io::stdout().write_all(warden_policy::json_schema().as_bytes())?;
             Ok(ExitCode::SUCCESS)
@@ -68,4 +75,47 @@ fn explain(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn compile(file: &std::path::Path, output: Option<&std::path::Path>) -> Result<ExitCode, CliError> {
+    let (_, policy) = source::load(file)?;
+    let mut json = serde_json::to_string_pretty(&policy.to_value()).map_err(std::io::Error::from)?;
+    json.push('\n');
+    match output {
+        Some(out) => std::fs::write(out, json).map_err(|source| CliError::Write { path: out.to_owned(), source })?,
+        None => std::io::stdout().write_all(json.as_bytes())?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn fmt(files: &[std::path::PathBuf], check: bool) -> Result<ExitCode, CliError> {
+    let mut changed = 0;
+    let mut failed = 0;
+    for file in files {
+        if file.extension().and_then(|e| e.to_str()) != Some("pol") {
+            crate::report::error(&CliError::FileType { path: file.clone() });
+            failed += 1;
+            continue;
+        }
+        let src = source::Source::read(file)?;
+        let formatted = match warden_dsl::format(&src.text) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("{}", e.render(&src.name(), &src.text, crate::report::color()));
+                failed += 1;
+                continue;
+            }
+        };
+        if formatted == src.text {
+            continue;
+        }
+        changed += 1;
+        if check {
+            println!("{}", file.display());
+        } else {
+            std::fs::write(file, formatted).map_err(|source| CliError::Write { path: file.clone(), source })?;
+            eprintln!("formatted {}", file.display());
+        }
+    }
+    Ok(if failed > 0 || (check && changed > 0) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }

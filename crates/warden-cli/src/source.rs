@@ -26,11 +26,21 @@ impl Source {
 
 /// Loads and validates a policy file, printing every problem it has.
 pub fn load(path: &Path) -> Result<(Source, Policy), CliError> {
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("json") => {}
+    let is_pol = match path.extension().and_then(|e| e.to_str()) {
+        Some("json") => false,
+        Some("pol") => true,
         _ => return Err(CliError::FileType { path: path.to_owned() }),
-    }
+    };
     let src = Source::read(path)?;
+    if is_pol {
+        return match warden_dsl::compile(&src.text) {
+            Ok(c) => Ok((src, c.policy)),
+            Err(e) => {
+                eprintln!("{}", e.render(&src.name(), &src.text, report::color()));
+                Err(CliError::Invalid { path: path.to_owned(), count: e.diagnostics.len() })
+            }
+        };
+    }
     match Policy::from_json_str(&src.text) {
         Ok(policy) => Ok((src, policy)),
         Err(Error::Syntax { line, column, message }) => {

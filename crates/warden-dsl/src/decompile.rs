@@ -1,0 +1,262 @@
+//! [`Policy`] → canonical `.pol` text. `warden fmt` prints through this too, so
+//! `decompile(compile(p)) == fmt(p)` (up to comments) holds by construction.
+//!
+//! Canonical layout: `version`, `default`, `mode`, `hide`, `all tools`, then tool entries in
+//! document order, where consecutive entries with identical bodies share one block
+//! (`allow a, b` when the body is empty); inside a block: `deny`, `require`, `limit`,
+//! approval, `mode`.
+
+use serde_json::Value;
+use warden_policy::*;
+
+use crate::comments::{Anchor, Comments};
+use crate::lower::default_counter;
+
+/// Prints `policy` as canonical `.pol`.
+pub fn decompile(policy: &Policy) -> String {
+    print(policy, &mut Comments::default())
+}
+
+pub(crate) fn print(policy: &Policy, comments: &mut Comments) -> String {
+    let mut p = Printer { out: String::new(), comments };
+    p.policy(policy);
+    p.finish()
+}
+
+struct Printer<'c> {
+    out: String,
+    comments: &'c mut Comments,
+}
+
+impl Printer<'_> {
+    fn line(&mut self, indent: usize, anchor: Anchor, text: &str) {
+        for c in self.comments.leading(&anchor) {
+            self.out.push_str(&"  ".repeat(indent));
+            self.out.push_str(&c);
+            self.out.push('\n');
+        }
+        self.out.push_str(&"  ".repeat(indent));
+        self.out.push_str(text);
+        if let Some(c) = self.comments.trailing(&anchor) {
+            self.out.push_str("  ");
+            self.out.push_str(&c);
+        }
+        self.out.push('\n');
+    }
+
+    fn blank(&mut self) {
+        if !self.out.is_empty() && !self.out.ends_with("\n\n") {
+            self.out.push('\n');
+        }
+    }
+
+    fn finish(mut self) -> String {
+        let rest = self.comments.remaining();
+        if !rest.is_empty() {
+            self.blank();
+            for c in rest {
+                self.out.push_str(&c);
+                self.out.push('\n');
+            }
+        }
+        self.out
+    }
+
+    fn policy(&mut self, p: &Policy) {
+        self.line(0, Anchor::stmt("version"), &format!("version {}", version(&p.version)));
+        if let Some(d) = p.default {
+            self.line(0, Anchor::stmt("default"), &format!("default {d}"));
+        }
+        if let Some(m) = p.mode {
+            self.line(0, Anchor::stmt("mode"), &format!("mode {m}"));
+        }
+        if let Some(hide) = &p.hide {
+            let names: Vec<String> = hide.iter().map(|n| tool_name(n)).collect();
+            self.line(0, Anchor::stmt("hide"), &format!("hide [{}]", names.join(", ")));
+        }
+        if let Some(all) = &p.all_tools {
+            self.blank();
+            match &all.limits {
+                Some(limits) if !limits.is_empty() => {
+                    self.line(0, Anchor::stmt("all tools"), "all tools {");
+                    for (i, l) in limits.iter().enumerate() {
+                        self.line(1, Anchor::item("all tools", "limit", i), &limit(l, None));
+                    }
+                    self.line(0, Anchor::end("all tools"), "}");
+                }
+                Some(_) => {
+                    self.line(0, Anchor::stmt("all tools"), "all tools {");
+                    self.line(1, Anchor::item("all tools", "no_limits", 0), "limits []");
+                    self.line(0, Anchor::end("all tools"), "}");
+                }
+                None => self.line(0, Anchor::stmt("all tools"), "all tools {}"),
+            }
+        }
+        let Some(tools) = &p.tools else { return };
+        if tools.is_empty() {
+            self.blank();
+            self.line(0, Anchor::stmt("tools {}"), "tools {}");
+            return;
+        }
+        let entries: Vec<(&String, &ToolRule)> = tools.iter().collect();
+        let mut i = 0;
+        let mut last_was_allow = false;
+        while i < entries.len() {
+            let (_, body) = entries[i];
+            let mut j = i + 1;
+            while j < entries.len() && entries[j].1 == body && groupable(entries[i].0, body) {
+                j += 1;
+            }
+            let group: Vec<&str> = entries[i..j].iter().map(|(k, _)| k.as_str()).collect();
+            let is_allow = *body == ToolRule::default();
+            if !(is_allow && last_was_allow) {
+                self.blank();
+            }
+            self.tool(&group, body);
+            last_was_allow = is_allow;
+            i = j;
+        }
+    }
+
+    fn tool(&mut self, names: &[&str], body: &ToolRule) {
+        let anchor_name = names.first().copied().unwrap_or("");
+        for other in names.iter().skip(1) {
+            // Comments written before another name of the group go before the group.
+            let moved = self.comments.leading(&Anchor::tool(other));
+            self.comments.prepend(Anchor::tool(anchor_name), moved);
+        }
+        let list: Vec<String> = names.iter().map(|n| tool_name(n)).collect();
+        if *body == ToolRule::default() {
+            self.line(0, Anchor::tool(anchor_name), &format!("allow {}", list.join(", ")));
+            return;
+        }
+        self.line(0, Anchor::tool(anchor_name), &format!("tool {} {{", list.join(", ")));
+        let single = (names.len() == 1).then_some(anchor_name);
+        let mut lines: Vec<(&'static str, usize, String)> = Vec::new();
+        match &body.deny_if {
+            Some(rules) if rules.is_empty() => lines.push(("no_deny", 0, "deny if []".to_owned())),
+            Some(rules) => lines.extend(rules.iter().enumerate().map(|(i, r)| ("deny", i, rule("deny", r)))),
+            None => {}
+        }
+        match &body.require {
+            Some(rules) if rules.is_empty() => lines.push(("no_require", 0, "require []".to_owned())),
+            Some(rules) => lines.extend(rules.iter().enumerate().map(|(i, r)| ("require", i, rule("require", r)))),
+            None => {}
+        }
+        match &body.limits {
+            Some(limits) if limits.is_empty() => lines.push(("no_limits", 0, "limits []".to_owned())),
+            Some(limits) => lines.extend(limits.iter().enumerate().map(|(i, l)| ("limit", i, limit(l, single)))),
+            None => {}
+        }
+        if let Some(a) = &body.approval {
+            let mut text = "require approval".to_owned();
+            if let Some(t) = a.timeout {
+                text.push_str(&format!(" timeout {t} seconds"));
+            }
+            if let Some(o) = a.on_timeout {
+                text.push_str(&format!(" on timeout {o}"));
+            }
+            lines.push(("approval", 0, text));
+        }
+        if let Some(m) = body.mode {
+            lines.push(("mode", 0, format!("mode {m}")));
+        }
+        for (kind, i, text) in lines {
+            self.line(1, Anchor::item(anchor_name, kind, i), &text);
+        }
+        self.line(0, Anchor::end(anchor_name), "}");
+    }
+}
+
+/// Entries share a block only when the shared text means the same for each name: a limit
+/// without `as` would name a different counter per tool.
+fn groupable(first: &str, body: &ToolRule) -> bool {
+    body.limits.iter().flatten().all(|l| l.counter != default_counter(first))
+}
+
+fn version(v: &str) -> String {
+    if !v.is_empty() && v.chars().all(|c| c.is_ascii_digit()) { v.to_owned() } else { string(v) }
+}
+
+fn string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| format!("{s:?}"))
+}
+
+fn is_bare(s: &str, extra: &[char]) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || extra.contains(&c))
+}
+
+fn tool_name(n: &str) -> String {
+    if is_bare(n, &['.', '*', '?']) { n.to_owned() } else { string(n) }
+}
+
+fn path(p: &str) -> String {
+    let Some(rest) = p.strip_prefix("args.") else { return string(p) };
+    let segs: Vec<String> = rest.split('.').map(|s| if is_bare(s, &['$']) { s.to_owned() } else { string(s) }).collect();
+    format!("args.{}", segs.join("."))
+}
+
+fn scalar(v: &Value) -> String {
+    match v {
+        Value::String(s) => string(s),
+        Value::Array(items) => format!("[{}]", items.iter().map(scalar).collect::<Vec<_>>().join(", ")),
+        other => other.to_string(),
+    }
+}
+
+fn condition(c: &Condition) -> String {
+    let p = path(&c.path);
+    let v = &c.value;
+    match c.op {
+        Op::Exists if *v == Value::Bool(false) => format!("{p} missing"),
+        Op::Exists => format!("{p} exists"),
+        Op::Eq => format!("{p} == {}", scalar(v)),
+        Op::Neq => format!("{p} != {}", scalar(v)),
+        Op::Lt => format!("{p} < {}", scalar(v)),
+        Op::Lte => format!("{p} <= {}", scalar(v)),
+        Op::Gt => format!("{p} > {}", scalar(v)),
+        Op::Gte => format!("{p} >= {}", scalar(v)),
+        Op::In => format!("{p} in {}", scalar(v)),
+        Op::NotIn => format!("{p} not in {}", scalar(v)),
+        Op::Contains => format!("{p} contains {}", scalar(v)),
+        Op::Regex => match v.as_str() {
+            Some(re) if !re.is_empty() && !re.contains(['/', '\n']) => format!("{p} matches /{re}/"),
+            _ => format!("{p} matches {}", scalar(v)),
+        },
+    }
+}
+
+fn rule(kind: &str, r: &Rule) -> String {
+    let conds = if r.conditions.is_empty() {
+        "always".to_owned()
+    } else {
+        r.conditions.iter().map(condition).collect::<Vec<_>>().join(" and ")
+    };
+    let head = if kind == "deny" && !r.conditions.is_empty() { format!("deny if {conds}") } else { format!("{kind} {conds}") };
+    match (&r.on_deny, kind) {
+        (Some(m), "deny") => format!("{head} because {}", string(m)),
+        (Some(m), _) => format!("{head} else {}", string(m)),
+        (None, _) => head,
+    }
+}
+
+fn limit(l: &Limit, tool: Option<&str>) -> String {
+    let window = match l.window {
+        Window::Seconds(s) => format!("{s} seconds"),
+        w => w.to_string(),
+    };
+    let mut text = format!("limit {} per {window}", l.max);
+    match l.scope {
+        Some(Scope::Global) => text.push_str(" global"),
+        Some(s) => text.push_str(&format!(" per {s}")),
+        None => {}
+    }
+    if tool.map(default_counter).as_deref() != Some(l.counter.as_str()) {
+        let name = if is_bare(&l.counter, &['$']) { l.counter.clone() } else { string(&l.counter) };
+        text.push_str(&format!(" as {name}"));
+    }
+    if let Some(c) = &l.cost {
+        text.push_str(&format!(" cost {}", path(c)));
+    }
+    text
+}

@@ -1,0 +1,267 @@
+//! [`ast::File`] → [`Policy`], recording where each JSON Pointer came from so that
+//! validation problems (found on the model, shared with policy.json) point into `.pol`.
+
+use std::collections::HashMap;
+
+use indexmap::IndexMap;
+use warden_policy::pointer::{child, index};
+use warden_policy::*;
+
+use crate::ast::*;
+use crate::diagnostic::Diagnostic;
+
+/// JSON Pointer → the `.pol` span it was written at.
+#[derive(Debug, Clone, Default)]
+pub struct SourceMap {
+    spans: HashMap<String, Span>,
+}
+
+impl SourceMap {
+    fn set(&mut self, pointer: String, span: Span) {
+        self.spans.entry(pointer).or_insert(span);
+    }
+
+    /// The span of `pointer`, or of its nearest recorded ancestor.
+    pub fn span(&self, pointer: &str) -> Option<Span> {
+        let mut p = pointer;
+        loop {
+            if let Some(s) = self.spans.get(p) {
+                return Some(s.clone());
+            }
+            p = &p[..p.rfind('/')?];
+        }
+    }
+}
+
+/// The default counter name of a limit written without `as`.
+pub fn default_counter(tool: &str) -> String {
+    format!("{tool}_rate")
+}
+
+pub fn lower(file: &File) -> Result<(Policy, SourceMap), Vec<Diagnostic>> {
+    let mut l = Lowerer::default();
+    l.file(file);
+    if l.errors.is_empty() { Ok((l.policy, l.map)) } else { Err(l.errors) }
+}
+
+struct Lowerer {
+    policy: Policy,
+    map: SourceMap,
+    errors: Vec<Diagnostic>,
+    /// Statement kind → span of its first occurrence.
+    seen: HashMap<&'static str, Span>,
+    tool_spans: HashMap<String, Span>,
+}
+
+impl Default for Lowerer {
+    fn default() -> Self {
+        Lowerer {
+            policy: Policy { version: "1".into(), default: None, mode: None, hide: None, all_tools: None, tools: None },
+            map: SourceMap::default(),
+            errors: Vec::new(),
+            seen: HashMap::new(),
+            tool_spans: HashMap::new(),
+        }
+    }
+}
+
+impl Lowerer {
+    fn once(&mut self, what: &'static str, span: &Span) -> bool {
+        if let Some(first) = self.seen.get(what) {
+            let first = first.clone();
+            self.errors.push(
+                Diagnostic::new(span.clone(), format!("`{what}` is already set"))
+                    .with_help(format!("a policy has one `{what}` statement; the first is at byte {}; remove one of them", first.start)),
+            );
+            return false;
+        }
+        self.seen.insert(what, span.clone());
+        true
+    }
+
+    fn file(&mut self, file: &File) {
+        for item in &file.items {
+            let kind = item.kind.describe();
+            match &item.kind {
+                ItemKind::Version(v) => {
+                    if self.once(kind, &item.span) {
+                        self.policy.version = v.node.clone();
+                        self.map.set("/version".into(), v.span.clone());
+                    }
+                }
+                ItemKind::Default(d) => {
+                    if self.once(kind, &item.span) {
+                        self.policy.default = Some(d.node);
+                        self.map.set("/default".into(), d.span.clone());
+                    }
+                }
+                ItemKind::Mode(m) => {
+                    if self.once(kind, &item.span) {
+                        self.policy.mode = Some(m.node);
+                        self.map.set("/mode".into(), m.span.clone());
+                    }
+                }
+                ItemKind::Hide(names) => {
+                    if self.once(kind, &item.span) {
+                        self.map.set("/hide".into(), item.span.clone());
+                        for (i, n) in names.iter().enumerate() {
+                            self.map.set(index("/hide", i), n.span.clone());
+                        }
+                        self.policy.hide = Some(names.iter().map(|n| n.node.clone()).collect());
+                    }
+                }
+                ItemKind::AllTools(body) => {
+                    if self.once(kind, &item.span) {
+                        self.map.set("/all_tools".into(), item.span.clone());
+                        let mut limits: Option<Vec<Limit>> = None;
+                        for b in body {
+                            match &b.kind {
+                                BlockKind::Limit(l) => {
+                                    let list = limits.get_or_insert_with(Vec::new);
+                                    let at = index("/all_tools/limits", list.len());
+                                    list.push(self.limit(l, &at, "all_tools", &b.span));
+                                }
+                                BlockKind::NoLimits => self.empty_list(&mut limits, &b.span, "limits"),
+                                _ => {}
+                            }
+                        }
+                        self.policy.all_tools = Some(AllTools { limits });
+                    }
+                }
+                ItemKind::ToolsEmpty => {
+                    if self.once(kind, &item.span) {
+                        self.policy.tools.get_or_insert_with(IndexMap::new);
+                    }
+                }
+                ItemKind::Allow(names) => {
+                    for n in names {
+                        self.tool(n, &[], &item.span);
+                    }
+                }
+                ItemKind::Tool { names, body } => {
+                    for n in names {
+                        self.tool(n, body, &item.span);
+                    }
+                }
+            }
+        }
+    }
+
+    fn empty_list<T>(&mut self, list: &mut Option<Vec<T>>, span: &Span, what: &str) {
+        if list.is_some() {
+            self.errors.push(
+                Diagnostic::new(span.clone(), format!("`{what} []` in a block that already has {what}"))
+                    .with_help(format!("`{what} []` only spells out an empty list; remove it")),
+            );
+        } else {
+            *list = Some(Vec::new());
+        }
+    }
+
+    fn tool(&mut self, name: &Spanned<String>, body: &[BlockItem], block_span: &Span) {
+        if let Some(first) = self.tool_spans.get(&name.node) {
+            let (first, _) = (first.clone(), ());
+            self.errors.push(
+                Diagnostic::new(name.span.clone(), format!("tool `{}` already has an entry", name.node))
+                    .with_help(format!("put everything about `{}` in one block (the first is at byte {})", name.node, first.start)),
+            );
+            return;
+        }
+        self.tool_spans.insert(name.node.clone(), name.span.clone());
+        let at = child("/tools", &name.node);
+        self.map.set(at.clone(), name.span.clone());
+        let _ = block_span;
+        let mut rule = ToolRule::default();
+        for b in body {
+            match &b.kind {
+                BlockKind::Deny { conditions, message } => {
+                    let list = rule.deny_if.get_or_insert_with(Vec::new);
+                    let rule_at = index(&child(&at, "deny_if"), list.len());
+                    list.push(self.rule(conditions, message, &rule_at, &b.span));
+                }
+                BlockKind::Require { conditions, message } => {
+                    let list = rule.require.get_or_insert_with(Vec::new);
+                    let rule_at = index(&child(&at, "require"), list.len());
+                    list.push(self.rule(conditions, message, &rule_at, &b.span));
+                }
+                BlockKind::Limit(l) => {
+                    let list = rule.limits.get_or_insert_with(Vec::new);
+                    let limit_at = index(&child(&at, "limits"), list.len());
+                    list.push(self.limit(l, &limit_at, &name.node, &b.span));
+                }
+                BlockKind::Approval { timeout, on_timeout } => {
+                    if rule.approval.is_some() {
+                        self.errors.push(Diagnostic::new(b.span.clone(), "this tool already requires approval"));
+                        continue;
+                    }
+                    self.map.set(child(&at, "approval"), b.span.clone());
+                    if let Some(t) = timeout {
+                        self.map.set(child(&child(&at, "approval"), "timeout"), t.span.clone());
+                    }
+                    let on_timeout = on_timeout.as_ref().map(|a| match a.node {
+                        DefaultAction::Allow => OnTimeout::Allow,
+                        DefaultAction::Deny => OnTimeout::Deny,
+                    });
+                    rule.approval = Some(Approval { timeout: timeout.as_ref().map(|t| t.node), on_timeout });
+                }
+                BlockKind::Mode(m) => {
+                    if rule.mode.is_some() {
+                        self.errors.push(Diagnostic::new(b.span.clone(), "this tool's mode is already set"));
+                        continue;
+                    }
+                    self.map.set(child(&at, "mode"), m.span.clone());
+                    rule.mode = Some(m.node);
+                }
+                BlockKind::NoLimits => self.empty_list(&mut rule.limits, &b.span, "limits"),
+                BlockKind::NoRequire => self.empty_list(&mut rule.require, &b.span, "require"),
+                BlockKind::NoDeny => self.empty_list(&mut rule.deny_if, &b.span, "deny if"),
+            }
+        }
+        self.policy.tools.get_or_insert_with(IndexMap::new).insert(name.node.clone(), rule);
+    }
+
+    fn rule(&mut self, conditions: &Option<Vec<Cond>>, message: &Option<Spanned<String>>, at: &str, span: &Span) -> Rule {
+        self.map.set(at.to_owned(), span.clone());
+        let conditions = conditions.as_deref().unwrap_or(&[]);
+        for (i, c) in conditions.iter().enumerate() {
+            let c_at = index(&child(at, "conditions"), i);
+            self.map.set(c_at.clone(), c.span.clone());
+            self.map.set(child(&c_at, "path"), c.path.span.clone());
+            self.map.set(child(&c_at, "op"), c.op.span.clone());
+            self.map.set(child(&c_at, "value"), c.value.span.clone());
+        }
+        if let Some(m) = message {
+            self.map.set(child(at, "on_deny"), m.span.clone());
+        }
+        Rule {
+            conditions: conditions
+                .iter()
+                .map(|c| Condition { path: c.path.node.clone(), op: c.op.node, value: c.value.node.clone() })
+                .collect(),
+            on_deny: message.as_ref().map(|m| m.node.clone()),
+        }
+    }
+
+    fn limit(&mut self, l: &LimitAst, at: &str, tool: &str, span: &Span) -> Limit {
+        self.map.set(at.to_owned(), span.clone());
+        self.map.set(child(at, "max"), l.max.span.clone());
+        self.map.set(child(at, "window"), l.window.span.clone());
+        if let Some(s) = &l.scope {
+            self.map.set(child(at, "scope"), s.span.clone());
+        }
+        match &l.counter {
+            Some(c) => self.map.set(child(at, "counter"), c.span.clone()),
+            None => self.map.set(child(at, "counter"), span.clone()),
+        }
+        if let Some(c) = &l.cost {
+            self.map.set(child(at, "cost"), c.span.clone());
+        }
+        Limit {
+            counter: l.counter.as_ref().map(|c| c.node.clone()).unwrap_or_else(|| default_counter(tool)),
+            window: l.window.node,
+            max: l.max.node,
+            scope: l.scope.as_ref().map(|s| s.node),
+            cost: l.cost.as_ref().map(|c| c.node.clone()),
+        }
+    }
+}

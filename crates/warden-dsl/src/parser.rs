@@ -1,0 +1,460 @@
+//! Text → [`ast::File`]. pest does the recognising; this module turns its pairs into the
+//! AST and its errors into messages that speak the language, not the grammar.
+
+use pest::Parser as _;
+use pest::iterators::Pair;
+use serde_json::Value;
+use warden_policy::{DefaultAction, Mode, Op, Scope, Window, did_you_mean};
+
+use crate::ast::*;
+use crate::diagnostic::Diagnostic;
+
+#[derive(pest_derive::Parser)]
+#[grammar = "../../grammar/warden.pest"]
+struct PolParser;
+
+/// Larger inputs are refused up front: a policy is configuration, not data.
+pub const MAX_SOURCE_BYTES: usize = 16 * 1024 * 1024;
+
+pub fn parse(text: &str) -> Result<File, Vec<Diagnostic>> {
+    if text.len() > MAX_SOURCE_BYTES {
+        return Err(vec![Diagnostic::new(0..0, format!("file is too large ({} bytes; the limit is {MAX_SOURCE_BYTES})", text.len()))]);
+    }
+    let mut pairs = PolParser::parse(Rule::file, text).map_err(|e| vec![syntax_error(text, e)])?;
+    let mut b = Builder { errors: Vec::new() };
+    let mut items = Vec::new();
+    if let Some(file) = pairs.next() {
+        for pair in file.into_inner() {
+            if pair.as_rule() == Rule::EOI {
+                continue;
+            }
+            if let Some(item) = b.item(pair) {
+                items.push(item);
+            }
+        }
+    }
+    if b.errors.is_empty() { Ok(File { items }) } else { Err(b.errors) }
+}
+
+struct Builder {
+    errors: Vec<Diagnostic>,
+}
+
+fn span(p: &Pair<'_, Rule>) -> Span {
+    p.as_span().start()..p.as_span().end()
+}
+
+fn spanned<T>(p: &Pair<'_, Rule>, node: T) -> Spanned<T> {
+    Spanned { node, span: span(p) }
+}
+
+/// The inner pairs of a rule, keywords left out.
+fn inner<'a>(p: Pair<'a, Rule>) -> impl Iterator<Item = Pair<'a, Rule>> {
+    p.into_inner().filter(|c| !is_keyword(c.as_rule()) || matches!(c.as_rule(), Rule::kw_always))
+}
+
+impl Builder {
+    fn item(&mut self, p: Pair<'_, Rule>) -> Option<Item> {
+        let sp = span(&p);
+        let kind = match p.as_rule() {
+            Rule::version => {
+                let v = inner(p).next()?;
+                let text = if v.as_rule() == Rule::string { self.string(&v)? } else { v.as_str().to_owned() };
+                ItemKind::Version(spanned(&v, text))
+            }
+            Rule::default => ItemKind::Default(action(inner(p).next()?)),
+            Rule::mode => ItemKind::Mode(mode_value(inner(p).next()?)),
+            Rule::hide => ItemKind::Hide(self.names(inner(p).next()?.into_inner())),
+            Rule::all_tools => ItemKind::AllTools(self.block(inner(p))),
+            Rule::tools_empty => ItemKind::ToolsEmpty,
+            Rule::allow => ItemKind::Allow(self.names(inner(p))),
+            Rule::tool => {
+                let (names, body): (Vec<_>, Vec<_>) = inner(p).partition(|c| c.as_rule() == Rule::tool_name);
+                ItemKind::Tool { names: self.names(names.into_iter()), body: self.block(body.into_iter()) }
+            }
+            _ => return None,
+        };
+        Some(Item { kind, span: sp })
+    }
+
+    fn names<'a>(&mut self, pairs: impl Iterator<Item = Pair<'a, Rule>>) -> Vec<Spanned<String>> {
+        pairs.filter_map(|n| {
+            let sp = span(&n);
+            let first = n.into_inner().next()?;
+            let text = if first.as_rule() == Rule::string { self.string(&first)? } else { first.as_str().to_owned() };
+            Some(Spanned { node: text, span: sp })
+        })
+        .collect()
+    }
+
+    fn block<'a>(&mut self, pairs: impl Iterator<Item = Pair<'a, Rule>>) -> Vec<BlockItem> {
+        pairs.filter_map(|p| self.block_item(p)).collect()
+    }
+
+    fn block_item(&mut self, p: Pair<'_, Rule>) -> Option<BlockItem> {
+        let sp = span(&p);
+        let kind = match p.as_rule() {
+            Rule::deny_rule | Rule::require_rule => {
+                let is_deny = p.as_rule() == Rule::deny_rule;
+                let mut conditions = None;
+                let mut message = None;
+                for c in inner(p) {
+                    match c.as_rule() {
+                        Rule::kw_always => {}
+                        Rule::conditions => conditions = Some(c.into_inner().filter_map(|c| self.condition(c)).collect()),
+                        Rule::string => message = Some(spanned(&c, self.string(&c)?)),
+                        _ => {}
+                    }
+                }
+                if is_deny { BlockKind::Deny { conditions, message } } else { BlockKind::Require { conditions, message } }
+            }
+            Rule::approval => {
+                let mut timeout = None;
+                let mut on_timeout = None;
+                for c in inner(p) {
+                    match c.as_rule() {
+                        Rule::approval_timeout => {
+                            let n = inner(c).next()?;
+                            timeout = Some(spanned(&n, self.integer(&n)?));
+                        }
+                        Rule::on_timeout => on_timeout = Some(action(inner(c).next()?)),
+                        _ => {}
+                    }
+                }
+                BlockKind::Approval { timeout, on_timeout }
+            }
+            Rule::limit => BlockKind::Limit(self.limit(p)?),
+            Rule::mode => BlockKind::Mode(mode_value(inner(p).next()?)),
+            Rule::no_limits => BlockKind::NoLimits,
+            Rule::no_require => BlockKind::NoRequire,
+            Rule::no_deny => BlockKind::NoDeny,
+            _ => return None,
+        };
+        Some(BlockItem { kind, span: sp })
+    }
+
+    fn condition(&mut self, p: Pair<'_, Rule>) -> Option<Cond> {
+        let sp = span(&p);
+        let mut it = p.into_inner();
+        let path_pair = it.next()?;
+        let path = spanned(&path_pair, self.path(&path_pair)?);
+        let test = it.next()?;
+        let test_span = span(&test);
+        let rule = test.as_rule();
+        let mut parts = inner(test);
+        let (op, value) = match rule {
+            Rule::exists => (Op::Exists, spanned_at(test_span.clone(), Value::Bool(true))),
+            Rule::missing => (Op::Exists, spanned_at(test_span.clone(), Value::Bool(false))),
+            Rule::not_in | Rule::in_list => {
+                let list = parts.next()?;
+                let items: Option<Vec<Value>> = list.clone().into_inner().map(|s| self.scalar(s)).collect();
+                (if rule == Rule::not_in { Op::NotIn } else { Op::In }, spanned(&list, Value::Array(items?)))
+            }
+            Rule::matches => {
+                let re = parts.next()?;
+                let text = if re.as_rule() == Rule::string { self.string(&re)? } else { re.as_str().trim_matches('/').to_owned() };
+                (Op::Regex, spanned(&re, Value::String(text)))
+            }
+            Rule::contains => {
+                let v = parts.next()?;
+                (Op::Contains, spanned(&v, self.scalar(v.clone())?))
+            }
+            Rule::compare => {
+                let op = parts.next()?;
+                let v = parts.next()?;
+                let op = match op.as_str() {
+                    "==" => Op::Eq,
+                    "!=" => Op::Neq,
+                    "<" => Op::Lt,
+                    "<=" => Op::Lte,
+                    ">" => Op::Gt,
+                    _ => Op::Gte,
+                };
+                (op, spanned(&v, self.scalar(v.clone())?))
+            }
+            _ => return None,
+        };
+        Some(Cond { path, op: spanned_at(test_span, op), value, span: sp })
+    }
+
+    fn limit(&mut self, p: Pair<'_, Rule>) -> Option<LimitAst> {
+        let mut it = inner(p);
+        let max_pair = it.next()?;
+        let max = spanned(&max_pair, self.integer(&max_pair)?);
+        let w = it.next()?;
+        let window = match inner(w.clone()).next() {
+            Some(n) if n.as_rule() == Rule::integer => Window::Seconds(self.integer(&n)?),
+            _ => match w.as_str() {
+                "minute" => Window::Minute,
+                "hour" => Window::Hour,
+                _ => Window::Day,
+            },
+        };
+        let window = spanned(&w, window);
+        let (mut scope, mut counter, mut cost) = (None, None, None);
+        for c in it {
+            match c.as_rule() {
+                Rule::scope => {
+                    let s = match c.as_str().rsplit(char::is_whitespace).next().unwrap_or("") {
+                        "session" => Scope::Session,
+                        "ip" => Scope::Ip,
+                        "global" => Scope::Global,
+                        _ => Scope::Grant,
+                    };
+                    scope = Some(spanned(&c, s));
+                }
+                Rule::counter => {
+                    let first = c.clone().into_inner().next()?;
+                    let text = if first.as_rule() == Rule::string { self.string(&first)? } else { first.as_str().to_owned() };
+                    counter = Some(spanned(&c, text));
+                }
+                Rule::path => cost = Some(spanned(&c, self.path(&c)?)),
+                _ => {}
+            }
+        }
+        Some(LimitAst { max, window, scope, counter, cost })
+    }
+
+    fn path(&mut self, p: &Pair<'_, Rule>) -> Option<String> {
+        let mut out = String::from("args");
+        for seg in p.clone().into_inner() {
+            out.push('.');
+            if seg.as_rule() == Rule::string {
+                out.push_str(&self.string(&seg)?);
+            } else {
+                out.push_str(seg.as_str());
+            }
+        }
+        Some(out)
+    }
+
+    fn scalar(&mut self, p: Pair<'_, Rule>) -> Option<Value> {
+        let v = p.into_inner().next()?;
+        match v.as_rule() {
+            Rule::string => self.string(&v).map(Value::String),
+            Rule::number => match serde_json::from_str::<Value>(v.as_str()) {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    self.errors.push(Diagnostic::new(span(&v), "number out of range"));
+                    None
+                }
+            },
+            Rule::kw_true => Some(Value::Bool(true)),
+            Rule::kw_false => Some(Value::Bool(false)),
+            _ => Some(Value::Null),
+        }
+    }
+
+    /// String literals use JSON's escapes, so JSON decodes them.
+    fn string(&mut self, p: &Pair<'_, Rule>) -> Option<String> {
+        match serde_json::from_str::<String>(p.as_str()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                let msg = e.to_string();
+                let msg = msg.split(" at line ").next().unwrap_or("invalid string").to_owned();
+                self.errors.push(Diagnostic::new(span(p), format!("invalid string: {msg}")).with_help(
+                    "strings take JSON escapes: \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX",
+                ));
+                None
+            }
+        }
+    }
+
+    fn integer(&mut self, p: &Pair<'_, Rule>) -> Option<u64> {
+        match p.as_str().parse::<u64>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                self.errors.push(Diagnostic::new(span(p), "number too large"));
+                None
+            }
+        }
+    }
+}
+
+fn spanned_at<T>(span: Span, node: T) -> Spanned<T> {
+    Spanned { node, span }
+}
+
+fn action(p: Pair<'_, Rule>) -> Spanned<DefaultAction> {
+    let a = if p.as_str() == "allow" { DefaultAction::Allow } else { DefaultAction::Deny };
+    spanned(&p, a)
+}
+
+fn mode_value(p: Pair<'_, Rule>) -> Spanned<Mode> {
+    let m = if p.as_str() == "shadow" { Mode::Shadow } else { Mode::Enforce };
+    spanned(&p, m)
+}
+
+fn is_keyword(r: Rule) -> bool {
+    keyword_text(r).is_some()
+}
+
+/// The keyword a rule stands for, as written in `.pol`.
+fn keyword_text(r: Rule) -> Option<&'static str> {
+    Some(match r {
+        Rule::kw_version => "version",
+        Rule::kw_default => "default",
+        Rule::kw_allow => "allow",
+        Rule::kw_deny => "deny",
+        Rule::kw_mode => "mode",
+        Rule::kw_enforce => "enforce",
+        Rule::kw_shadow => "shadow",
+        Rule::kw_hide => "hide",
+        Rule::kw_all => "all",
+        Rule::kw_tools => "tools",
+        Rule::kw_tool => "tool",
+        Rule::kw_if => "if",
+        Rule::kw_always => "always",
+        Rule::kw_because => "because",
+        Rule::kw_require => "require",
+        Rule::kw_else => "else",
+        Rule::kw_approval => "approval",
+        Rule::kw_timeout => "timeout",
+        Rule::kw_seconds => "seconds",
+        Rule::kw_on => "on",
+        Rule::kw_limits => "limits",
+        Rule::kw_and => "and",
+        Rule::kw_exists => "exists",
+        Rule::kw_missing => "missing",
+        Rule::kw_not => "not",
+        Rule::kw_in => "in",
+        Rule::kw_matches => "matches",
+        Rule::kw_contains => "contains",
+        Rule::kw_limit => "limit",
+        Rule::kw_per => "per",
+        Rule::kw_minute => "minute",
+        Rule::kw_hour => "hour",
+        Rule::kw_day => "day",
+        Rule::kw_grant => "grant",
+        Rule::kw_session => "session",
+        Rule::kw_ip => "ip",
+        Rule::kw_global => "global",
+        Rule::kw_as => "as",
+        Rule::kw_cost => "cost",
+        Rule::kw_true => "true",
+        Rule::kw_false => "false",
+        Rule::kw_null => "null",
+        _ => return None,
+    })
+}
+
+/// What a non-keyword rule is called in an "expected ..." message.
+fn describe(r: Rule) -> Option<&'static str> {
+    Some(match r {
+        Rule::tool_name | Rule::bare_name => "a tool name",
+        Rule::string => "a string in double quotes",
+        Rule::integer => "a whole number",
+        Rule::number => "a number",
+        Rule::scalar => "a value (string, number, true, false or null)",
+        Rule::list | Rule::name_list => "a list in [ ]",
+        Rule::path | Rule::path_seg => "an argument path like args.region",
+        Rule::regex | Rule::regex_body => "a /regex/",
+        Rule::cmp_op => "a comparison (==, !=, <, <=, >, >=)",
+        Rule::counter => "a counter name",
+        Rule::EOI => "end of file",
+        _ => return None,
+    })
+}
+
+fn syntax_error(text: &str, e: pest::error::Error<Rule>) -> Diagnostic {
+    let pos = match e.location {
+        pest::error::InputLocation::Pos(p) => p,
+        pest::error::InputLocation::Span((s, _)) => s,
+    };
+    let (positives, negatives) = match &e.variant {
+        pest::error::ErrorVariant::ParsingError { positives, negatives } => (positives.clone(), negatives.clone()),
+        pest::error::ErrorVariant::CustomError { .. } => (Vec::new(), Vec::new()),
+    };
+    let word: String = text.get(pos..).unwrap_or("").chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+    let found = found_description(text, pos, &word);
+
+    let mut expected: Vec<String> = Vec::new();
+    let mut keywords: Vec<&'static str> = Vec::new();
+    let mut symbols: Vec<&'static str> = Vec::new();
+    for r in &positives {
+        if let Some(k) = keyword_text(*r) {
+            keywords.push(k);
+        } else if let Some(d) = describe(*r) {
+            if !expected.iter().any(|x| x == d) {
+                expected.push(d.to_owned());
+            }
+        }
+    }
+    // Literal punctuation is not a rule in pest: infer it from where the parser stopped.
+    let statement_start = keywords.contains(&"tool") && keywords.contains(&"allow");
+    if statement_start {
+        keywords.retain(|k| !["version", "default", "mode", "hide", "all", "tools", "allow", "tool"].contains(k));
+        expected.retain(|x| x != "end of file");
+        expected.insert(0, "a statement (`tool`, `allow`, `hide`, `all tools`, `default`, `mode` or `version`)".into());
+    }
+    let block_item = keywords.contains(&"limit") && keywords.contains(&"require");
+    if block_item {
+        keywords.retain(|k| !["deny", "require", "limit", "mode", "limits"].contains(k));
+        expected.insert(0, "a rule (`deny if`, `require`, `limit`, `mode`) or `}`".into());
+        symbols.push("}");
+    }
+    let window = keywords.contains(&"minute");
+    if window {
+        keywords.retain(|k| !["minute", "hour", "day"].contains(k));
+        expected.retain(|x| x != "a whole number");
+        expected.insert(0, "a window: `minute`, `hour`, `day` or `N seconds`".into());
+    }
+    for k in &keywords {
+        expected.push(format!("`{k}`"));
+    }
+    if positives.is_empty() && negatives.is_empty() {
+        expected.push("something else".into());
+    }
+    let _ = symbols;
+    let message = format!("expected {}, found {found}", join_or(&expected));
+
+    // "Did you mean" against the keywords that would have fitted here.
+    let mut candidates: Vec<&str> = positives.iter().filter_map(|r| keyword_text(*r)).collect();
+    if window {
+        candidates.extend(["minute", "hour", "day"]);
+    }
+    let mut d = Diagnostic::new(pos..pos + word.len().max(1).min(text.len().saturating_sub(pos)).max(usize::from(pos < text.len())), message);
+    if !word.is_empty()
+        && let Some(s) = did_you_mean(&word, candidates.iter().copied())
+        && s != word
+    {
+        d = d.with_help(format!("did you mean `{s}`?"));
+    } else if window && !word.is_empty() {
+        d = d.with_help("windows are `minute`, `hour`, `day`, or a number of seconds: `limit 10 per 3600 seconds`");
+    } else if let Some(h) = punctuation_help(text, pos) {
+        d = d.with_help(h);
+    }
+    d
+}
+
+fn found_description(text: &str, pos: usize, word: &str) -> String {
+    if pos >= text.len() {
+        return "end of file".into();
+    }
+    if !word.is_empty() {
+        return format!("`{word}`");
+    }
+    match text[pos..].chars().next() {
+        Some('\n') | Some('\r') => "end of line".into(),
+        Some(c) => format!("`{c}`"),
+        None => "end of file".into(),
+    }
+}
+
+fn punctuation_help(text: &str, pos: usize) -> Option<&'static str> {
+    if pos >= text.len() && text.matches('{').count() > text.matches('}').count() {
+        return Some("a `{` is never closed: add `}` at the end of the block");
+    }
+    if text[..pos].matches('"').count() % 2 == 1 {
+        return Some("a string is not closed: add the closing `\"`");
+    }
+    None
+}
+
+fn join_or(items: &[String]) -> String {
+    match items {
+        [] => "something else".into(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} or {last}", rest.join(", ")),
+    }
+}
