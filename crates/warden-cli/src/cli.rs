@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "warden", version, about = "A policy gate for MCP tool calls: allow, deny, rate-limit or ask a person, per tool.")]
+#[command(
+    name = "warden",
+    version,
+    about = "A policy gate for MCP tool calls: allow, deny, rate-limit or ask a person, per tool."
+)]
 #[command(propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]

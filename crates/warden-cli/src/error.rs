@@ -4,14 +4,20 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     #[error("cannot read {}: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}: unsupported file type (expected .pol or .json)", path.display())]
     FileType { path: PathBuf },
     /// Problems were already printed; this only carries the count.
     #[error("{count} problem(s) in {}", path.display())]
     Invalid { path: PathBuf, count: usize },
     #[error("cannot write {}: {source}", path.display())]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("--args: {0}")]
     Args(String),
     #[error("cannot write output: {0}")]

@@ -27,7 +27,11 @@ pub fn color() -> bool {
 }
 
 fn handler() -> GraphicalReportHandler {
-    let theme = if color() { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
+    let theme = if color() {
+        GraphicalTheme::unicode()
+    } else {
+        GraphicalTheme::unicode_nocolor()
+    };
     GraphicalReportHandler::new_themed(theme).with_width(100)
 }
 
@@ -42,7 +46,11 @@ fn emit(d: &dyn Diagnostic) {
 /// A problem found on the parsed JSON, shown where its pointer lands in the text.
 pub fn json_problem(src: &Source, p: &Problem) {
     let span = locate::span(&src.text, &p.pointer, p.target);
-    let at = if p.pointer.is_empty() { "(document)".to_string() } else { p.pointer.clone() };
+    let at = if p.pointer.is_empty() {
+        "(document)".to_string()
+    } else {
+        p.pointer.clone()
+    };
     emit(&Located {
         message: format!("{at}: {}", p.message),
         src: NamedSource::new(src.name(), src.text.clone()),
@@ -65,9 +73,22 @@ pub fn json_syntax(src: &Source, line: usize, column: usize, message: &str) {
 }
 
 fn offset_of(text: &str, line: usize, column: usize) -> usize {
-    let start: usize = text.split_inclusive('\n').take(line.saturating_sub(1)).map(str::len).sum();
-    let line_text = text.get(start..).unwrap_or("").split('\n').next().unwrap_or("");
-    let col: usize = line_text.chars().take(column.saturating_sub(1)).map(char::len_utf8).sum();
+    let start: usize = text
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum();
+    let line_text = text
+        .get(start..)
+        .unwrap_or("")
+        .split('\n')
+        .next()
+        .unwrap_or("");
+    let col: usize = line_text
+        .chars()
+        .take(column.saturating_sub(1))
+        .map(char::len_utf8)
+        .sum();
     (start + col).min(text.len())
 }
 

@@ -34,7 +34,10 @@ pub enum ItemKind {
     AllTools(Vec<BlockItem>),
     ToolsEmpty,
     Allow(Vec<Spanned<String>>),
-    Tool { names: Vec<Spanned<String>>, body: Vec<BlockItem> },
+    Tool {
+        names: Vec<Spanned<String>>,
+        body: Vec<BlockItem>,
+    },
 }
 
 impl ItemKind {
@@ -62,10 +65,19 @@ pub struct BlockItem {
 #[derive(Debug, Clone, PartialEq)]
 pub enum BlockKind {
     /// `deny if ...` (`None` conditions: `deny always`).
-    Deny { conditions: Option<Vec<Cond>>, message: Option<Spanned<String>> },
+    Deny {
+        conditions: Option<Vec<Cond>>,
+        message: Option<Spanned<String>>,
+    },
     /// `require ...` (`None` conditions: `require always`).
-    Require { conditions: Option<Vec<Cond>>, message: Option<Spanned<String>> },
-    Approval { timeout: Option<Spanned<u64>>, on_timeout: Option<Spanned<DefaultAction>> },
+    Require {
+        conditions: Option<Vec<Cond>>,
+        message: Option<Spanned<String>>,
+    },
+    Approval {
+        timeout: Option<Spanned<u64>>,
+        on_timeout: Option<Spanned<DefaultAction>>,
+    },
     Limit(LimitAst),
     Mode(Spanned<Mode>),
     NoLimits,

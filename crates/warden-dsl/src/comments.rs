@@ -98,16 +98,28 @@ impl Comments {
                 ItemKind::Tool { names, body } => {
                     let name = names.first().map(|n| n.node.clone()).unwrap_or_default();
                     let header_end = body.first().map_or(end, |b| b.span.start);
-                    points.push((start, header_end.min(line_end(text, start)), Anchor::Tool(name.clone())));
+                    points.push((
+                        start,
+                        header_end.min(line_end(text, start)),
+                        Anchor::Tool(name.clone()),
+                    ));
                     block_points(&mut points, &name, body);
                     points.push((end.saturating_sub(1), end, Anchor::End(name)));
                 }
                 ItemKind::Allow(names) => {
-                    points.push((start, end, Anchor::Tool(names.first().map(|n| n.node.clone()).unwrap_or_default())));
+                    points.push((
+                        start,
+                        end,
+                        Anchor::Tool(names.first().map(|n| n.node.clone()).unwrap_or_default()),
+                    ));
                 }
                 ItemKind::AllTools(body) => {
                     let header_end = body.first().map_or(end, |b| b.span.start);
-                    points.push((start, header_end.min(line_end(text, start)), Anchor::Stmt("all tools")));
+                    points.push((
+                        start,
+                        header_end.min(line_end(text, start)),
+                        Anchor::Stmt("all tools"),
+                    ));
                     block_points(&mut points, "all tools", body);
                     points.push((end.saturating_sub(1), end, Anchor::End("all tools".into())));
                 }
@@ -117,7 +129,10 @@ impl Comments {
         points.sort_by_key(|p| p.0);
         // Without a `version` statement, canonical output still starts with one; comments
         // heading the file belong above it.
-        let has_version = file.items.iter().any(|i| matches!(i.kind, ItemKind::Version(_)));
+        let has_version = file
+            .items
+            .iter()
+            .any(|i| matches!(i.kind, ItemKind::Version(_)));
         let first_start = points.first().map_or(usize::MAX, |p| p.0);
 
         let mut comments = Comments::default();
@@ -130,7 +145,11 @@ impl Comments {
                 points.iter().find(|p| p.0 > start).map(|p| p.2.clone())
             } else {
                 // The last element that starts before the comment on the same line.
-                points.iter().rev().find(|p| p.0 < start && p.0 >= line_start || p.1 <= start && p.1 > line_start).map(|p| p.2.clone())
+                points
+                    .iter()
+                    .rev()
+                    .find(|p| p.0 < start && p.0 >= line_start || p.1 <= start && p.1 > line_start)
+                    .map(|p| p.2.clone())
             };
             match anchor {
                 Some(a) => comments.add(a, body, !own_line),
@@ -166,7 +185,11 @@ fn block_points(points: &mut Vec<(usize, usize, Anchor)>, block: &str, body: &[B
             BlockKind::NoDeny => "no_deny",
         };
         let n = counts.entry(kind).or_insert(0);
-        points.push((b.span.start, b.span.end, Anchor::Item(block.to_owned(), kind, *n)));
+        points.push((
+            b.span.start,
+            b.span.end,
+            Anchor::Item(block.to_owned(), kind, *n),
+        ));
         *n += 1;
     }
 }

@@ -18,7 +18,10 @@ pub fn decompile(policy: &Policy) -> String {
 }
 
 pub(crate) fn print(policy: &Policy, comments: &mut Comments) -> String {
-    let mut p = Printer { out: String::new(), comments };
+    let mut p = Printer {
+        out: String::new(),
+        comments,
+    };
     p.policy(policy);
     p.finish()
 }
@@ -63,7 +66,11 @@ impl Printer<'_> {
     }
 
     fn policy(&mut self, p: &Policy) {
-        self.line(0, Anchor::stmt("version"), &format!("version {}", version(&p.version)));
+        self.line(
+            0,
+            Anchor::stmt("version"),
+            &format!("version {}", version(&p.version)),
+        );
         if let Some(d) = p.default {
             self.line(0, Anchor::stmt("default"), &format!("default {d}"));
         }
@@ -72,7 +79,11 @@ impl Printer<'_> {
         }
         if let Some(hide) = &p.hide {
             let names: Vec<String> = hide.iter().map(|n| tool_name(n)).collect();
-            self.line(0, Anchor::stmt("hide"), &format!("hide [{}]", names.join(", ")));
+            self.line(
+                0,
+                Anchor::stmt("hide"),
+                &format!("hide [{}]", names.join(", ")),
+            );
         }
         if let Some(all) = &p.all_tools {
             self.blank();
@@ -127,25 +138,52 @@ impl Printer<'_> {
         }
         let list: Vec<String> = names.iter().map(|n| tool_name(n)).collect();
         if *body == ToolRule::default() {
-            self.line(0, Anchor::tool(anchor_name), &format!("allow {}", list.join(", ")));
+            self.line(
+                0,
+                Anchor::tool(anchor_name),
+                &format!("allow {}", list.join(", ")),
+            );
             return;
         }
-        self.line(0, Anchor::tool(anchor_name), &format!("tool {} {{", list.join(", ")));
+        self.line(
+            0,
+            Anchor::tool(anchor_name),
+            &format!("tool {} {{", list.join(", ")),
+        );
         let single = (names.len() == 1).then_some(anchor_name);
         let mut lines: Vec<(&'static str, usize, String)> = Vec::new();
         match &body.deny_if {
             Some(rules) if rules.is_empty() => lines.push(("no_deny", 0, "deny if []".to_owned())),
-            Some(rules) => lines.extend(rules.iter().enumerate().map(|(i, r)| ("deny", i, rule("deny", r)))),
+            Some(rules) => lines.extend(
+                rules
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| ("deny", i, rule("deny", r))),
+            ),
             None => {}
         }
         match &body.require {
-            Some(rules) if rules.is_empty() => lines.push(("no_require", 0, "require []".to_owned())),
-            Some(rules) => lines.extend(rules.iter().enumerate().map(|(i, r)| ("require", i, rule("require", r)))),
+            Some(rules) if rules.is_empty() => {
+                lines.push(("no_require", 0, "require []".to_owned()))
+            }
+            Some(rules) => lines.extend(
+                rules
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| ("require", i, rule("require", r))),
+            ),
             None => {}
         }
         match &body.limits {
-            Some(limits) if limits.is_empty() => lines.push(("no_limits", 0, "limits []".to_owned())),
-            Some(limits) => lines.extend(limits.iter().enumerate().map(|(i, l)| ("limit", i, limit(l, single)))),
+            Some(limits) if limits.is_empty() => {
+                lines.push(("no_limits", 0, "limits []".to_owned()))
+            }
+            Some(limits) => lines.extend(
+                limits
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| ("limit", i, limit(l, single))),
+            ),
             None => {}
         }
         if let Some(a) = &body.approval {
@@ -171,11 +209,18 @@ impl Printer<'_> {
 /// Entries share a block only when the shared text means the same for each name: a limit
 /// without `as` would name a different counter per tool.
 fn groupable(first: &str, body: &ToolRule) -> bool {
-    body.limits.iter().flatten().all(|l| l.counter != default_counter(first))
+    body.limits
+        .iter()
+        .flatten()
+        .all(|l| l.counter != default_counter(first))
 }
 
 fn version(v: &str) -> String {
-    if !v.is_empty() && v.chars().all(|c| c.is_ascii_digit()) { v.to_owned() } else { string(v) }
+    if !v.is_empty() && v.chars().all(|c| c.is_ascii_digit()) {
+        v.to_owned()
+    } else {
+        string(v)
+    }
 }
 
 fn string(s: &str) -> String {
@@ -183,23 +228,43 @@ fn string(s: &str) -> String {
 }
 
 fn is_bare(s: &str, extra: &[char]) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || extra.contains(&c))
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || extra.contains(&c))
 }
 
 fn tool_name(n: &str) -> String {
-    if is_bare(n, &['.', '*', '?']) { n.to_owned() } else { string(n) }
+    if is_bare(n, &['.', '*', '?']) {
+        n.to_owned()
+    } else {
+        string(n)
+    }
 }
 
 fn path(p: &str) -> String {
-    let Some(rest) = p.strip_prefix("args.") else { return string(p) };
-    let segs: Vec<String> = rest.split('.').map(|s| if is_bare(s, &['$']) { s.to_owned() } else { string(s) }).collect();
+    let Some(rest) = p.strip_prefix("args.") else {
+        return string(p);
+    };
+    let segs: Vec<String> = rest
+        .split('.')
+        .map(|s| {
+            if is_bare(s, &['$']) {
+                s.to_owned()
+            } else {
+                string(s)
+            }
+        })
+        .collect();
     format!("args.{}", segs.join("."))
 }
 
 fn scalar(v: &Value) -> String {
     match v {
         Value::String(s) => string(s),
-        Value::Array(items) => format!("[{}]", items.iter().map(scalar).collect::<Vec<_>>().join(", ")),
+        Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(scalar).collect::<Vec<_>>().join(", ")
+        ),
         other => other.to_string(),
     }
 }
@@ -220,7 +285,9 @@ fn condition(c: &Condition) -> String {
         Op::NotIn => format!("{p} not in {}", scalar(v)),
         Op::Contains => format!("{p} contains {}", scalar(v)),
         Op::Regex => match v.as_str() {
-            Some(re) if !re.is_empty() && !re.contains(['/', '\n']) => format!("{p} matches /{re}/"),
+            Some(re) if !re.is_empty() && !re.contains(['/', '\n']) => {
+                format!("{p} matches /{re}/")
+            }
             _ => format!("{p} matches {}", scalar(v)),
         },
     }
@@ -230,9 +297,17 @@ fn rule(kind: &str, r: &Rule) -> String {
     let conds = if r.conditions.is_empty() {
         "always".to_owned()
     } else {
-        r.conditions.iter().map(condition).collect::<Vec<_>>().join(" and ")
+        r.conditions
+            .iter()
+            .map(condition)
+            .collect::<Vec<_>>()
+            .join(" and ")
     };
-    let head = if kind == "deny" && !r.conditions.is_empty() { format!("deny if {conds}") } else { format!("{kind} {conds}") };
+    let head = if kind == "deny" && !r.conditions.is_empty() {
+        format!("deny if {conds}")
+    } else {
+        format!("{kind} {conds}")
+    };
     match (&r.on_deny, kind) {
         (Some(m), "deny") => format!("{head} because {}", string(m)),
         (Some(m), _) => format!("{head} else {}", string(m)),
@@ -252,7 +327,11 @@ fn limit(l: &Limit, tool: Option<&str>) -> String {
         None => {}
     }
     if tool.map(default_counter).as_deref() != Some(l.counter.as_str()) {
-        let name = if is_bare(&l.counter, &['$']) { l.counter.clone() } else { string(&l.counter) };
+        let name = if is_bare(&l.counter, &['$']) {
+            l.counter.clone()
+        } else {
+            string(&l.counter)
+        };
         text.push_str(&format!(" as {name}"));
     }
     if let Some(c) = &l.cost {

@@ -14,7 +14,11 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn new(span: Span, message: impl Into<String>) -> Self {
-        Diagnostic { span, message: message.into(), help: None }
+        Diagnostic {
+            span,
+            message: message.into(),
+            help: None,
+        }
     }
 
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
@@ -36,9 +40,17 @@ impl Diagnostic {
             span: SourceSpan::from(self.span.start.min(text.len())..self.span.end.min(text.len())),
             help: self.help.clone(),
         };
-        let theme = if color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
+        let theme = if color {
+            GraphicalTheme::unicode()
+        } else {
+            GraphicalTheme::unicode_nocolor()
+        };
         let mut out = String::new();
-        if GraphicalReportHandler::new_themed(theme).with_width(100).render_report(&mut out, &report).is_err() {
+        if GraphicalReportHandler::new_themed(theme)
+            .with_width(100)
+            .render_report(&mut out, &report)
+            .is_err()
+        {
             out = report.message;
         }
         out
@@ -67,6 +79,10 @@ pub struct Error {
 impl Error {
     /// All diagnostics, rendered and separated by blank lines.
     pub fn render(&self, name: &str, text: &str, color: bool) -> String {
-        self.diagnostics.iter().map(|d| d.render(name, text, color)).collect::<Vec<_>>().join("\n")
+        self.diagnostics
+            .iter()
+            .map(|d| d.render(name, text, color))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }

@@ -47,10 +47,14 @@ pub struct Compiled {
 /// Parses, lowers and validates `.pol` text. Every problem comes back located.
 pub fn compile(text: &str) -> Result<Compiled, Error> {
     let ast = parser::parse(text).map_err(|diagnostics| Error { diagnostics })?;
-    let (policy, source_map) = lower::lower(&ast).map_err(|diagnostics| Error { diagnostics })?;
+    let (policy, source_map) =
+        lower::lower(&ast, text).map_err(|diagnostics| Error { diagnostics })?;
     let problems = warden_policy::validate(&policy);
     if !problems.is_empty() {
-        let diagnostics = problems.iter().map(|p| problem_diagnostic(p, &source_map, text)).collect();
+        let diagnostics = problems
+            .iter()
+            .map(|p| problem_diagnostic(p, &source_map, text))
+            .collect();
         return Err(Error { diagnostics });
     }
     Ok(Compiled { policy, source_map })

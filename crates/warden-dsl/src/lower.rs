@@ -38,10 +38,17 @@ pub fn default_counter(tool: &str) -> String {
     format!("{tool}_rate")
 }
 
-pub fn lower(file: &File) -> Result<(Policy, SourceMap), Vec<Diagnostic>> {
-    let mut l = Lowerer::default();
+pub fn lower(file: &File, text: &str) -> Result<(Policy, SourceMap), Vec<Diagnostic>> {
+    let mut l = Lowerer {
+        text: text.to_owned(),
+        ..Lowerer::default()
+    };
     l.file(file);
-    if l.errors.is_empty() { Ok((l.policy, l.map)) } else { Err(l.errors) }
+    if l.errors.is_empty() {
+        Ok((l.policy, l.map))
+    } else {
+        Err(l.errors)
+    }
 }
 
 struct Lowerer {
@@ -51,27 +58,41 @@ struct Lowerer {
     /// Statement kind → span of its first occurrence.
     seen: HashMap<&'static str, Span>,
     tool_spans: HashMap<String, Span>,
+    text: String,
 }
 
 impl Default for Lowerer {
     fn default() -> Self {
         Lowerer {
-            policy: Policy { version: "1".into(), default: None, mode: None, hide: None, all_tools: None, tools: None },
+            policy: Policy {
+                version: "1".into(),
+                default: None,
+                mode: None,
+                hide: None,
+                all_tools: None,
+                tools: None,
+            },
             map: SourceMap::default(),
             errors: Vec::new(),
             seen: HashMap::new(),
             tool_spans: HashMap::new(),
+            text: String::new(),
         }
     }
 }
 
 impl Lowerer {
+    fn at(&self, span: &Span) -> String {
+        let (line, col) = locate::line_col(&self.text, span.start);
+        format!("line {line}, column {col}")
+    }
+
     fn once(&mut self, what: &'static str, span: &Span) -> bool {
         if let Some(first) = self.seen.get(what) {
             let first = first.clone();
             self.errors.push(
                 Diagnostic::new(span.clone(), format!("`{what}` is already set"))
-                    .with_help(format!("a policy has one `{what}` statement; the first is at byte {}; remove one of them", first.start)),
+                    .with_help(format!("a policy has one `{what}` statement; the first is at {}; remove one of them", self.at(&first))),
             );
             return false;
         }
@@ -121,7 +142,9 @@ impl Lowerer {
                                     let at = index("/all_tools/limits", list.len());
                                     list.push(self.limit(l, &at, "all_tools", &b.span));
                                 }
-                                BlockKind::NoLimits => self.empty_list(&mut limits, &b.span, "limits"),
+                                BlockKind::NoLimits => {
+                                    self.empty_list(&mut limits, &b.span, "limits")
+                                }
                                 _ => {}
                             }
                         }
@@ -150,8 +173,13 @@ impl Lowerer {
     fn empty_list<T>(&mut self, list: &mut Option<Vec<T>>, span: &Span, what: &str) {
         if list.is_some() {
             self.errors.push(
-                Diagnostic::new(span.clone(), format!("`{what} []` in a block that already has {what}"))
-                    .with_help(format!("`{what} []` only spells out an empty list; remove it")),
+                Diagnostic::new(
+                    span.clone(),
+                    format!("`{what} []` in a block that already has {what}"),
+                )
+                .with_help(format!(
+                    "`{what} []` only spells out an empty list; remove it"
+                )),
             );
         } else {
             *list = Some(Vec::new());
@@ -162,8 +190,15 @@ impl Lowerer {
         if let Some(first) = self.tool_spans.get(&name.node) {
             let (first, _) = (first.clone(), ());
             self.errors.push(
-                Diagnostic::new(name.span.clone(), format!("tool `{}` already has an entry", name.node))
-                    .with_help(format!("put everything about `{}` in one block (the first is at byte {})", name.node, first.start)),
+                Diagnostic::new(
+                    name.span.clone(),
+                    format!("tool `{}` already has an entry", name.node),
+                )
+                .with_help(format!(
+                    "put everything about `{}` in one block (the first is at {})",
+                    name.node,
+                    self.at(&first)
+                )),
             );
             return;
         }
@@ -174,12 +209,18 @@ impl Lowerer {
         let mut rule = ToolRule::default();
         for b in body {
             match &b.kind {
-                BlockKind::Deny { conditions, message } => {
+                BlockKind::Deny {
+                    conditions,
+                    message,
+                } => {
                     let list = rule.deny_if.get_or_insert_with(Vec::new);
                     let rule_at = index(&child(&at, "deny_if"), list.len());
                     list.push(self.rule(conditions, message, &rule_at, &b.span));
                 }
-                BlockKind::Require { conditions, message } => {
+                BlockKind::Require {
+                    conditions,
+                    message,
+                } => {
                     let list = rule.require.get_or_insert_with(Vec::new);
                     let rule_at = index(&child(&at, "require"), list.len());
                     list.push(self.rule(conditions, message, &rule_at, &b.span));
@@ -189,24 +230,37 @@ impl Lowerer {
                     let limit_at = index(&child(&at, "limits"), list.len());
                     list.push(self.limit(l, &limit_at, &name.node, &b.span));
                 }
-                BlockKind::Approval { timeout, on_timeout } => {
+                BlockKind::Approval {
+                    timeout,
+                    on_timeout,
+                } => {
                     if rule.approval.is_some() {
-                        self.errors.push(Diagnostic::new(b.span.clone(), "this tool already requires approval"));
+                        self.errors.push(Diagnostic::new(
+                            b.span.clone(),
+                            "this tool already requires approval",
+                        ));
                         continue;
                     }
                     self.map.set(child(&at, "approval"), b.span.clone());
                     if let Some(t) = timeout {
-                        self.map.set(child(&child(&at, "approval"), "timeout"), t.span.clone());
+                        self.map
+                            .set(child(&child(&at, "approval"), "timeout"), t.span.clone());
                     }
                     let on_timeout = on_timeout.as_ref().map(|a| match a.node {
                         DefaultAction::Allow => OnTimeout::Allow,
                         DefaultAction::Deny => OnTimeout::Deny,
                     });
-                    rule.approval = Some(Approval { timeout: timeout.as_ref().map(|t| t.node), on_timeout });
+                    rule.approval = Some(Approval {
+                        timeout: timeout.as_ref().map(|t| t.node),
+                        on_timeout,
+                    });
                 }
                 BlockKind::Mode(m) => {
                     if rule.mode.is_some() {
-                        self.errors.push(Diagnostic::new(b.span.clone(), "this tool's mode is already set"));
+                        self.errors.push(Diagnostic::new(
+                            b.span.clone(),
+                            "this tool's mode is already set",
+                        ));
                         continue;
                     }
                     self.map.set(child(&at, "mode"), m.span.clone());
@@ -217,10 +271,19 @@ impl Lowerer {
                 BlockKind::NoDeny => self.empty_list(&mut rule.deny_if, &b.span, "deny if"),
             }
         }
-        self.policy.tools.get_or_insert_with(IndexMap::new).insert(name.node.clone(), rule);
+        self.policy
+            .tools
+            .get_or_insert_with(IndexMap::new)
+            .insert(name.node.clone(), rule);
     }
 
-    fn rule(&mut self, conditions: &Option<Vec<Cond>>, message: &Option<Spanned<String>>, at: &str, span: &Span) -> Rule {
+    fn rule(
+        &mut self,
+        conditions: &Option<Vec<Cond>>,
+        message: &Option<Spanned<String>>,
+        at: &str,
+        span: &Span,
+    ) -> Rule {
         self.map.set(at.to_owned(), span.clone());
         let conditions = conditions.as_deref().unwrap_or(&[]);
         for (i, c) in conditions.iter().enumerate() {
@@ -236,7 +299,11 @@ impl Lowerer {
         Rule {
             conditions: conditions
                 .iter()
-                .map(|c| Condition { path: c.path.node.clone(), op: c.op.node, value: c.value.node.clone() })
+                .map(|c| Condition {
+                    path: c.path.node.clone(),
+                    op: c.op.node,
+                    value: c.value.node.clone(),
+                })
                 .collect(),
             on_deny: message.as_ref().map(|m| m.node.clone()),
         }
@@ -257,7 +324,11 @@ impl Lowerer {
             self.map.set(child(at, "cost"), c.span.clone());
         }
         Limit {
-            counter: l.counter.as_ref().map(|c| c.node.clone()).unwrap_or_else(|| default_counter(tool)),
+            counter: l
+                .counter
+                .as_ref()
+                .map(|c| c.node.clone())
+                .unwrap_or_else(|| default_counter(tool)),
             window: l.window.node,
             max: l.max.node,
             scope: l.scope.as_ref().map(|s| s.node),

@@ -18,7 +18,13 @@ pub const MAX_SOURCE_BYTES: usize = 16 * 1024 * 1024;
 
 pub fn parse(text: &str) -> Result<File, Vec<Diagnostic>> {
     if text.len() > MAX_SOURCE_BYTES {
-        return Err(vec![Diagnostic::new(0..0, format!("file is too large ({} bytes; the limit is {MAX_SOURCE_BYTES})", text.len()))]);
+        return Err(vec![Diagnostic::new(
+            0..0,
+            format!(
+                "file is too large ({} bytes; the limit is {MAX_SOURCE_BYTES})",
+                text.len()
+            ),
+        )]);
     }
     let mut pairs = PolParser::parse(Rule::file, text).map_err(|e| vec![syntax_error(text, e)])?;
     let mut b = Builder { errors: Vec::new() };
@@ -33,7 +39,11 @@ pub fn parse(text: &str) -> Result<File, Vec<Diagnostic>> {
             }
         }
     }
-    if b.errors.is_empty() { Ok(File { items }) } else { Err(b.errors) }
+    if b.errors.is_empty() {
+        Ok(File { items })
+    } else {
+        Err(b.errors)
+    }
 }
 
 struct Builder {
@@ -45,12 +55,16 @@ fn span(p: &Pair<'_, Rule>) -> Span {
 }
 
 fn spanned<T>(p: &Pair<'_, Rule>, node: T) -> Spanned<T> {
-    Spanned { node, span: span(p) }
+    Spanned {
+        node,
+        span: span(p),
+    }
 }
 
 /// The inner pairs of a rule, keywords left out.
 fn inner<'a>(p: Pair<'a, Rule>) -> impl Iterator<Item = Pair<'a, Rule>> {
-    p.into_inner().filter(|c| !is_keyword(c.as_rule()) || matches!(c.as_rule(), Rule::kw_always))
+    p.into_inner()
+        .filter(|c| !is_keyword(c.as_rule()) || matches!(c.as_rule(), Rule::kw_always))
 }
 
 impl Builder {
@@ -59,7 +73,11 @@ impl Builder {
         let kind = match p.as_rule() {
             Rule::version => {
                 let v = inner(p).next()?;
-                let text = if v.as_rule() == Rule::string { self.string(&v)? } else { v.as_str().to_owned() };
+                let text = if v.as_rule() == Rule::string {
+                    self.string(&v)?
+                } else {
+                    v.as_str().to_owned()
+                };
                 ItemKind::Version(spanned(&v, text))
             }
             Rule::default => ItemKind::Default(action(inner(p).next()?)),
@@ -69,8 +87,12 @@ impl Builder {
             Rule::tools_empty => ItemKind::ToolsEmpty,
             Rule::allow => ItemKind::Allow(self.names(inner(p))),
             Rule::tool => {
-                let (names, body): (Vec<_>, Vec<_>) = inner(p).partition(|c| c.as_rule() == Rule::tool_name);
-                ItemKind::Tool { names: self.names(names.into_iter()), body: self.block(body.into_iter()) }
+                let (names, body): (Vec<_>, Vec<_>) =
+                    inner(p).partition(|c| c.as_rule() == Rule::tool_name);
+                ItemKind::Tool {
+                    names: self.names(names.into_iter()),
+                    body: self.block(body.into_iter()),
+                }
             }
             _ => return None,
         };
@@ -78,13 +100,21 @@ impl Builder {
     }
 
     fn names<'a>(&mut self, pairs: impl Iterator<Item = Pair<'a, Rule>>) -> Vec<Spanned<String>> {
-        pairs.filter_map(|n| {
-            let sp = span(&n);
-            let first = n.into_inner().next()?;
-            let text = if first.as_rule() == Rule::string { self.string(&first)? } else { first.as_str().to_owned() };
-            Some(Spanned { node: text, span: sp })
-        })
-        .collect()
+        pairs
+            .filter_map(|n| {
+                let sp = span(&n);
+                let first = n.into_inner().next()?;
+                let text = if first.as_rule() == Rule::string {
+                    self.string(&first)?
+                } else {
+                    first.as_str().to_owned()
+                };
+                Some(Spanned {
+                    node: text,
+                    span: sp,
+                })
+            })
+            .collect()
     }
 
     fn block<'a>(&mut self, pairs: impl Iterator<Item = Pair<'a, Rule>>) -> Vec<BlockItem> {
@@ -101,12 +131,25 @@ impl Builder {
                 for c in inner(p) {
                     match c.as_rule() {
                         Rule::kw_always => {}
-                        Rule::conditions => conditions = Some(c.into_inner().filter_map(|c| self.condition(c)).collect()),
+                        Rule::conditions => {
+                            conditions =
+                                Some(c.into_inner().filter_map(|c| self.condition(c)).collect())
+                        }
                         Rule::string => message = Some(spanned(&c, self.string(&c)?)),
                         _ => {}
                     }
                 }
-                if is_deny { BlockKind::Deny { conditions, message } } else { BlockKind::Require { conditions, message } }
+                if is_deny {
+                    BlockKind::Deny {
+                        conditions,
+                        message,
+                    }
+                } else {
+                    BlockKind::Require {
+                        conditions,
+                        message,
+                    }
+                }
             }
             Rule::approval => {
                 let mut timeout = None;
@@ -121,7 +164,10 @@ impl Builder {
                         _ => {}
                     }
                 }
-                BlockKind::Approval { timeout, on_timeout }
+                BlockKind::Approval {
+                    timeout,
+                    on_timeout,
+                }
             }
             Rule::limit => BlockKind::Limit(self.limit(p)?),
             Rule::mode => BlockKind::Mode(mode_value(inner(p).next()?)),
@@ -144,15 +190,30 @@ impl Builder {
         let mut parts = inner(test);
         let (op, value) = match rule {
             Rule::exists => (Op::Exists, spanned_at(test_span.clone(), Value::Bool(true))),
-            Rule::missing => (Op::Exists, spanned_at(test_span.clone(), Value::Bool(false))),
+            Rule::missing => (
+                Op::Exists,
+                spanned_at(test_span.clone(), Value::Bool(false)),
+            ),
             Rule::not_in | Rule::in_list => {
                 let list = parts.next()?;
-                let items: Option<Vec<Value>> = list.clone().into_inner().map(|s| self.scalar(s)).collect();
-                (if rule == Rule::not_in { Op::NotIn } else { Op::In }, spanned(&list, Value::Array(items?)))
+                let items: Option<Vec<Value>> =
+                    list.clone().into_inner().map(|s| self.scalar(s)).collect();
+                (
+                    if rule == Rule::not_in {
+                        Op::NotIn
+                    } else {
+                        Op::In
+                    },
+                    spanned(&list, Value::Array(items?)),
+                )
             }
             Rule::matches => {
                 let re = parts.next()?;
-                let text = if re.as_rule() == Rule::string { self.string(&re)? } else { re.as_str().trim_matches('/').to_owned() };
+                let text = if re.as_rule() == Rule::string {
+                    self.string(&re)?
+                } else {
+                    re.as_str().trim_matches('/').to_owned()
+                };
                 (Op::Regex, spanned(&re, Value::String(text)))
             }
             Rule::contains => {
@@ -174,7 +235,12 @@ impl Builder {
             }
             _ => return None,
         };
-        Some(Cond { path, op: spanned_at(test_span, op), value, span: sp })
+        Some(Cond {
+            path,
+            op: spanned_at(test_span, op),
+            value,
+            span: sp,
+        })
     }
 
     fn limit(&mut self, p: Pair<'_, Rule>) -> Option<LimitAst> {
@@ -205,14 +271,24 @@ impl Builder {
                 }
                 Rule::counter => {
                     let first = c.clone().into_inner().next()?;
-                    let text = if first.as_rule() == Rule::string { self.string(&first)? } else { first.as_str().to_owned() };
+                    let text = if first.as_rule() == Rule::string {
+                        self.string(&first)?
+                    } else {
+                        first.as_str().to_owned()
+                    };
                     counter = Some(spanned(&c, text));
                 }
                 Rule::path => cost = Some(spanned(&c, self.path(&c)?)),
                 _ => {}
             }
         }
-        Some(LimitAst { max, window, scope, counter, cost })
+        Some(LimitAst {
+            max,
+            window,
+            scope,
+            counter,
+            cost,
+        })
     }
 
     fn path(&mut self, p: &Pair<'_, Rule>) -> Option<String> {
@@ -235,7 +311,8 @@ impl Builder {
             Rule::number => match serde_json::from_str::<Value>(v.as_str()) {
                 Ok(n) => Some(n),
                 Err(_) => {
-                    self.errors.push(Diagnostic::new(span(&v), "number out of range"));
+                    self.errors
+                        .push(Diagnostic::new(span(&v), "number out of range"));
                     None
                 }
             },
@@ -251,10 +328,16 @@ impl Builder {
             Ok(s) => Some(s),
             Err(e) => {
                 let msg = e.to_string();
-                let msg = msg.split(" at line ").next().unwrap_or("invalid string").to_owned();
-                self.errors.push(Diagnostic::new(span(p), format!("invalid string: {msg}")).with_help(
-                    "strings take JSON escapes: \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX",
-                ));
+                let msg = msg
+                    .split(" at line ")
+                    .next()
+                    .unwrap_or("invalid string")
+                    .to_owned();
+                self.errors.push(
+                    Diagnostic::new(span(p), format!("invalid string: {msg}")).with_help(
+                        "strings take JSON escapes: \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX",
+                    ),
+                );
                 None
             }
         }
@@ -264,7 +347,8 @@ impl Builder {
         match p.as_str().parse::<u64>() {
             Ok(n) => Some(n),
             Err(_) => {
-                self.errors.push(Diagnostic::new(span(p), "number too large"));
+                self.errors
+                    .push(Diagnostic::new(span(p), "number too large"));
                 None
             }
         }
@@ -276,12 +360,20 @@ fn spanned_at<T>(span: Span, node: T) -> Spanned<T> {
 }
 
 fn action(p: Pair<'_, Rule>) -> Spanned<DefaultAction> {
-    let a = if p.as_str() == "allow" { DefaultAction::Allow } else { DefaultAction::Deny };
+    let a = if p.as_str() == "allow" {
+        DefaultAction::Allow
+    } else {
+        DefaultAction::Deny
+    };
     spanned(&p, a)
 }
 
 fn mode_value(p: Pair<'_, Rule>) -> Spanned<Mode> {
-    let m = if p.as_str() == "shadow" { Mode::Shadow } else { Mode::Enforce };
+    let m = if p.as_str() == "shadow" {
+        Mode::Shadow
+    } else {
+        Mode::Enforce
+    };
     spanned(&p, m)
 }
 
@@ -362,11 +454,52 @@ fn syntax_error(text: &str, e: pest::error::Error<Rule>) -> Diagnostic {
         pest::error::InputLocation::Span((s, _)) => s,
     };
     let (positives, negatives) = match &e.variant {
-        pest::error::ErrorVariant::ParsingError { positives, negatives } => (positives.clone(), negatives.clone()),
+        pest::error::ErrorVariant::ParsingError {
+            positives,
+            negatives,
+        } => (positives.clone(), negatives.clone()),
         pest::error::ErrorVariant::CustomError { .. } => (Vec::new(), Vec::new()),
     };
-    let word: String = text.get(pos..).unwrap_or("").chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+    let word: String = text
+        .get(pos..)
+        .unwrap_or("")
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
     let found = found_description(text, pos, &word);
+    let before = text.get(..pos).unwrap_or("");
+    let prev_word = before
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .rev()
+        .find(|w| !w.is_empty())
+        .unwrap_or("");
+    // pest sometimes reports no expectation at all; the preceding word still tells.
+    let positives = if positives.is_empty() && negatives.is_empty() {
+        if prev_word == "per" && before.trim_end().ends_with("per") {
+            vec![Rule::kw_minute, Rule::kw_hour, Rule::kw_day, Rule::integer]
+        } else if before.trim().is_empty() || before.trim_end().ends_with('}') || depth(before) == 0
+        {
+            vec![
+                Rule::kw_tool,
+                Rule::kw_allow,
+                Rule::kw_hide,
+                Rule::kw_all,
+                Rule::kw_default,
+                Rule::kw_mode,
+                Rule::kw_version,
+            ]
+        } else {
+            vec![
+                Rule::kw_deny,
+                Rule::kw_require,
+                Rule::kw_limit,
+                Rule::kw_mode,
+                Rule::kw_limits,
+            ]
+        }
+    } else {
+        positives.into_iter().flat_map(expand).collect()
+    };
 
     let mut expected: Vec<String> = Vec::new();
     let mut keywords: Vec<&'static str> = Vec::new();
@@ -381,16 +514,28 @@ fn syntax_error(text: &str, e: pest::error::Error<Rule>) -> Diagnostic {
         }
     }
     // Literal punctuation is not a rule in pest: infer it from where the parser stopped.
-    let statement_start = keywords.contains(&"tool") && keywords.contains(&"allow");
+    let statement_start = keywords.contains(&"tool") && keywords.contains(&"hide");
     if statement_start {
-        keywords.retain(|k| !["version", "default", "mode", "hide", "all", "tools", "allow", "tool"].contains(k));
+        keywords.retain(|k| {
+            ![
+                "version", "default", "mode", "hide", "all", "tools", "allow", "tool",
+            ]
+            .contains(k)
+        });
         expected.retain(|x| x != "end of file");
-        expected.insert(0, "a statement (`tool`, `allow`, `hide`, `all tools`, `default`, `mode` or `version`)".into());
+        expected.insert(
+            0,
+            "a statement (`tool`, `allow`, `hide`, `all tools`, `default`, `mode` or `version`)"
+                .into(),
+        );
     }
     let block_item = keywords.contains(&"limit") && keywords.contains(&"require");
     if block_item {
         keywords.retain(|k| !["deny", "require", "limit", "mode", "limits"].contains(k));
-        expected.insert(0, "a rule (`deny if`, `require`, `limit`, `mode`) or `}`".into());
+        expected.insert(
+            0,
+            "a rule (`deny if`, `require`, `limit`, `mode`) or `}`".into(),
+        );
         symbols.push("}");
     }
     let window = keywords.contains(&"minute");
@@ -413,7 +558,15 @@ fn syntax_error(text: &str, e: pest::error::Error<Rule>) -> Diagnostic {
     if window {
         candidates.extend(["minute", "hour", "day"]);
     }
-    let mut d = Diagnostic::new(pos..pos + word.len().max(1).min(text.len().saturating_sub(pos)).max(usize::from(pos < text.len())), message);
+    let mut d = Diagnostic::new(
+        pos..pos
+            + word
+                .len()
+                .max(1)
+                .min(text.len().saturating_sub(pos))
+                .max(usize::from(pos < text.len())),
+        message,
+    );
     if !word.is_empty()
         && let Some(s) = did_you_mean(&word, candidates.iter().copied())
         && s != word
@@ -425,6 +578,41 @@ fn syntax_error(text: &str, e: pest::error::Error<Rule>) -> Diagnostic {
         d = d.with_help(h);
     }
     d
+}
+
+/// A composite rule pest reports as expected, as the keywords that could start it.
+fn expand(r: Rule) -> Vec<Rule> {
+    match r {
+        Rule::file | Rule::statement => {
+            vec![
+                Rule::kw_tool,
+                Rule::kw_allow,
+                Rule::kw_hide,
+                Rule::kw_all,
+                Rule::kw_default,
+                Rule::kw_mode,
+                Rule::kw_version,
+            ]
+        }
+        Rule::tool_item => vec![
+            Rule::kw_deny,
+            Rule::kw_require,
+            Rule::kw_limit,
+            Rule::kw_mode,
+            Rule::kw_limits,
+        ],
+        Rule::window => vec![Rule::kw_minute, Rule::kw_hour, Rule::kw_day, Rule::integer],
+        Rule::scope => vec![Rule::kw_per, Rule::kw_global],
+        Rule::action => vec![Rule::kw_allow, Rule::kw_deny],
+        Rule::mode_value => vec![Rule::kw_enforce, Rule::kw_shadow],
+        Rule::condition | Rule::conditions => vec![Rule::path],
+        other => vec![other],
+    }
+}
+
+/// Open `{` minus closed `}` before a point (strings aside: good enough for a hint).
+fn depth(before: &str) -> i64 {
+    before.matches('{').count() as i64 - before.matches('}').count() as i64
 }
 
 fn found_description(text: &str, pos: usize, word: &str) -> String {

@@ -12,20 +12,54 @@ use serde_json::{Map, json};
 use warden_policy::{Call, CompiledPolicy, Policy};
 
 const VERBS: &[&str] = &[
-    "list", "get", "create", "update", "delete", "reboot", "boot", "shutdown", "resize", "rebuild", "attach", "detach",
-    "clone", "migrate", "enable", "disable", "reset", "rescue",
+    "list", "get", "create", "update", "delete", "reboot", "boot", "shutdown", "resize", "rebuild",
+    "attach", "detach", "clone", "migrate", "enable", "disable", "reset", "rescue",
 ];
 const NOUNS: &[&str] = &[
-    "instance", "instances", "domain", "domain_record", "domain_records", "volume", "volumes", "firewall", "firewall_rules",
-    "nodebalancer", "nodebalancer_config", "image", "images", "stackscript", "object_storage_bucket", "object_storage_key",
-    "lke_cluster", "lke_node_pool", "database_mysql", "database_postgres", "vpc", "vpc_subnet", "placement_group",
-    "personal_access_token", "ssh_key", "user", "account_setting",
+    "instance",
+    "instances",
+    "domain",
+    "domain_record",
+    "domain_records",
+    "volume",
+    "volumes",
+    "firewall",
+    "firewall_rules",
+    "nodebalancer",
+    "nodebalancer_config",
+    "image",
+    "images",
+    "stackscript",
+    "object_storage_bucket",
+    "object_storage_key",
+    "lke_cluster",
+    "lke_node_pool",
+    "database_mysql",
+    "database_postgres",
+    "vpc",
+    "vpc_subnet",
+    "placement_group",
+    "personal_access_token",
+    "ssh_key",
+    "user",
+    "account_setting",
 ];
 
 /// Tool names `verb_noun`, then `verb_noun_N` once the pairs run out.
 fn tool_names(n: usize) -> Vec<String> {
-    let pairs: Vec<String> = NOUNS.iter().flat_map(|noun| VERBS.iter().map(move |v| format!("{v}_{noun}"))).collect();
-    (0..n).map(|i| if i < pairs.len() { pairs[i].clone() } else { format!("{}_{}", pairs[i % pairs.len()], i / pairs.len()) }).collect()
+    let pairs: Vec<String> = NOUNS
+        .iter()
+        .flat_map(|noun| VERBS.iter().map(move |v| format!("{v}_{noun}")))
+        .collect();
+    (0..n)
+        .map(|i| {
+            if i < pairs.len() {
+                pairs[i].clone()
+            } else {
+                format!("{}_{}", pairs[i % pairs.len()], i / pairs.len())
+            }
+        })
+        .collect()
 }
 
 /// Every 4th entry limited, every 7th conditioned (three conditions), the rest plain;
@@ -35,7 +69,10 @@ fn policy(n: usize) -> (CompiledPolicy, Vec<String>) {
     let mut tools = Map::new();
     tools.insert("list_*".into(), json!({}));
     tools.insert("get_*".into(), json!({}));
-    tools.insert("*_ssh_key".into(), json!({"limits": [{"counter": "keys", "window": "hour", "max": 10}]}));
+    tools.insert(
+        "*_ssh_key".into(),
+        json!({"limits": [{"counter": "keys", "window": "hour", "max": 10}]}),
+    );
     for (i, name) in names.iter().enumerate() {
         if name.starts_with("list_") || name.starts_with("get_") {
             continue;
@@ -54,7 +91,8 @@ fn policy(n: usize) -> (CompiledPolicy, Vec<String>) {
         tools.insert(name.clone(), entry);
     }
     let doc = json!({"version": "1", "default": "deny", "hide": ["delete_*"], "tools": tools});
-    let compiled = CompiledPolicy::new(&Policy::from_value(&doc).expect("generated policy loads")).expect("and compiles");
+    let compiled = CompiledPolicy::new(&Policy::from_value(&doc).expect("generated policy loads"))
+        .expect("and compiles");
     (compiled, names)
 }
 
@@ -65,38 +103,92 @@ fn pick(names: &[String], conditioned: bool) -> String {
         .enumerate()
         .rev()
         .find(|(i, n)| {
-            let plain_write = !n.starts_with("list_") && !n.starts_with("get_") && !n.starts_with("delete_") && !n.ends_with("ssh_key");
-            plain_write && if conditioned { i % 7 == 3 } else { i % 7 != 3 && i % 4 != 1 }
+            let plain_write = !n.starts_with("list_")
+                && !n.starts_with("get_")
+                && !n.starts_with("delete_")
+                && !n.ends_with("ssh_key");
+            plain_write
+                && if conditioned {
+                    i % 7 == 3
+                } else {
+                    i % 7 != 3 && i % 4 != 1
+                }
         })
         .map(|(_, n)| n.clone())
         .expect("such an entry exists")
 }
 
 fn decide(c: &mut Criterion) {
-    let args = json!({"region": "eu-west", "count": "3", "type": "g6-standard-2", "label": "web-1"});
+    let args =
+        json!({"region": "eu-west", "count": "3", "type": "g6-standard-2", "label": "web-1"});
     let mut group = c.benchmark_group("decide");
     for n in [416usize, 10_000] {
         let (compiled, names) = policy(n);
-        let index: HashMap<String, usize> = names.iter().cloned().enumerate().map(|(i, n)| (n, i)).collect();
+        let index: HashMap<String, usize> = names
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, n)| (n, i))
+            .collect();
         let plain = pick(&names, false);
         let conditioned = pick(&names, true);
         assert!(compiled.decide(&Call::new(&plain).grant("g")).is_allow());
-        assert!(compiled.decide(&Call::new(&conditioned).args(&args).grant("g")).is_allow());
-        assert!(compiled.decide(&Call::new("list_volumes_3").grant("g")).is_allow());
+        assert!(
+            compiled
+                .decide(&Call::new(&conditioned).args(&args).grant("g"))
+                .is_allow()
+        );
+        assert!(
+            compiled
+                .decide(&Call::new("list_volumes_3").grant("g"))
+                .is_allow()
+        );
 
-        group.bench_with_input(BenchmarkId::new("baseline_hashmap_lookup", n), &plain, |b, t| b.iter(|| index.get(black_box(t.as_str()))));
+        group.bench_with_input(
+            BenchmarkId::new("baseline_hashmap_lookup", n),
+            &plain,
+            |b, t| b.iter(|| index.get(black_box(t.as_str()))),
+        );
         group.bench_with_input(BenchmarkId::new("exact_allow", n), &plain, |b, t| {
-            b.iter(|| compiled.decide(&Call::new(black_box(t)).grant("g")).is_allow())
+            b.iter(|| {
+                compiled
+                    .decide(&Call::new(black_box(t)).grant("g"))
+                    .is_allow()
+            })
         });
-        group.bench_with_input(BenchmarkId::new("three_conditions_allow", n), &conditioned, |b, t| {
-            b.iter(|| compiled.decide(&Call::new(black_box(t)).args(&args).grant("g")).is_allow())
-        });
-        group.bench_with_input(BenchmarkId::new("glob_allow", n), "list_volumes_3", |b, t| {
-            b.iter(|| compiled.decide(&Call::new(black_box(t)).grant("g")).is_allow())
-        });
-        group.bench_with_input(BenchmarkId::new("default_deny", n), "transfer_everything", |b, t| {
-            b.iter(|| compiled.decide(&Call::new(black_box(t)).grant("g")).is_deny())
-        });
+        group.bench_with_input(
+            BenchmarkId::new("three_conditions_allow", n),
+            &conditioned,
+            |b, t| {
+                b.iter(|| {
+                    compiled
+                        .decide(&Call::new(black_box(t)).args(&args).grant("g"))
+                        .is_allow()
+                })
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("glob_allow", n),
+            "list_volumes_3",
+            |b, t| {
+                b.iter(|| {
+                    compiled
+                        .decide(&Call::new(black_box(t)).grant("g"))
+                        .is_allow()
+                })
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("default_deny", n),
+            "transfer_everything",
+            |b, t| {
+                b.iter(|| {
+                    compiled
+                        .decide(&Call::new(black_box(t)).grant("g"))
+                        .is_deny()
+                })
+            },
+        );
     }
     group.finish();
 }
@@ -107,4 +199,3 @@ criterion_group! {
     targets = decide
 }
 criterion_main!(benches);
-

@@ -142,7 +142,11 @@ impl Builder {
         let hidden_globs = GlobMatcher::new(hidden_globs);
         let is_hidden = |n: &str| hidden_exact.contains(n) || hidden_globs.find(n).is_some();
 
-        let all_tools = p.all_tools.as_ref().and_then(|a| a.limits.as_deref()).unwrap_or(&[]);
+        let all_tools = p
+            .all_tools
+            .as_ref()
+            .and_then(|a| a.limits.as_deref())
+            .unwrap_or(&[]);
         let default_limits = self.limits(all_tools, "/all_tools/limits");
 
         let mut entries = Vec::new();
@@ -150,7 +154,10 @@ impl Builder {
         let mut globs = Vec::new();
         for (key, rule) in p.tools.iter().flatten() {
             let pointer = child("/tools", key);
-            let mut limits = self.limits(rule.limits.as_deref().unwrap_or(&[]), &child(&pointer, "limits"));
+            let mut limits = self.limits(
+                rule.limits.as_deref().unwrap_or(&[]),
+                &child(&pointer, "limits"),
+            );
             limits.extend_from_slice(&default_limits);
             let entry = Entry {
                 deny_if: self.rules(rule.deny_if.as_deref(), &child(&pointer, "deny_if")),
@@ -158,7 +165,10 @@ impl Builder {
                 pointer,
                 limits,
                 approval: rule.approval.clone(),
-                shadow: rule.is_shadow(),
+                // A tool's own mode wins over the policy's, both ways.
+                shadow: rule
+                    .mode
+                    .map_or(p.mode == Some(Mode::Shadow), |m| m == Mode::Shadow),
                 hidden: !Glob::is_glob(key) && is_hidden(key),
             };
             if Glob::is_glob(key) {
@@ -200,7 +210,10 @@ impl Builder {
                 Some(path) => match ArgPath::parse(path) {
                     Some(parsed) => Some((path.clone(), parsed)),
                     None => {
-                        self.problems.push(Problem::new(child(&pointer, "cost"), "invalid argument path"));
+                        self.problems.push(Problem::new(
+                            child(&pointer, "cost"),
+                            "invalid argument path",
+                        ));
                         None
                     }
                 },
@@ -210,7 +223,10 @@ impl Builder {
                 pointer,
                 counter,
                 counter_name: l.counter.clone(),
-                quota: Quota { max: l.max, window_secs: l.window.as_secs() },
+                quota: Quota {
+                    max: l.max,
+                    window_secs: l.window.as_secs(),
+                },
                 scope: l.scope(),
                 cost,
             });
@@ -228,11 +244,20 @@ impl Builder {
                 match CompiledCondition::new(c) {
                     Some(compiled) => conditions.push((c_at, compiled)),
                     // validate() refuses these first; keep failing closed regardless.
-                    None => self.problems.push(Problem::new(c_at, "condition cannot be compiled")),
+                    None => self
+                        .problems
+                        .push(Problem::new(c_at, "condition cannot be compiled")),
                 }
             }
-            let message = rule.on_deny.clone().unwrap_or_else(|| format!("denied by rule {pointer}"));
-            out.push(CompiledRule { pointer, message, conditions });
+            let message = rule
+                .on_deny
+                .clone()
+                .unwrap_or_else(|| format!("denied by rule {pointer}"));
+            out.push(CompiledRule {
+                pointer,
+                message,
+                conditions,
+            });
         }
         out
     }

@@ -64,7 +64,10 @@ impl Num {
     pub(crate) fn of(v: &Value) -> Option<Num> {
         match v {
             Value::Number(n) => Some(Num::from_number(n)),
-            Value::String(s) => s.parse::<serde_json::Number>().ok().map(|n| Num::from_number(&n)),
+            Value::String(s) => s
+                .parse::<serde_json::Number>()
+                .ok()
+                .map(|n| Num::from_number(&n)),
             _ => None,
         }
     }
@@ -97,7 +100,9 @@ impl Num {
     pub(crate) fn to_cost(self) -> Option<u64> {
         match self {
             Num::Int(i) => u64::try_from(i).ok(),
-            Num::Float(f) if f.is_finite() && f >= 0.0 && f <= u64::MAX as f64 => Some(f.ceil() as u64),
+            Num::Float(f) if f.is_finite() && f >= 0.0 && f <= u64::MAX as f64 => {
+                Some(f.ceil() as u64)
+            }
             Num::Float(_) => None,
         }
     }
@@ -112,7 +117,10 @@ struct Operand {
 
 impl Operand {
     fn new(value: &Value) -> Operand {
-        Operand { value: value.clone(), num: Num::of(value) }
+        Operand {
+            value: value.clone(),
+            num: Num::of(value),
+        }
     }
 
     fn equals(&self, arg: &Value) -> bool {
@@ -147,14 +155,19 @@ pub(crate) struct CompiledCondition {
 pub(crate) const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 pub(crate) fn build_regex(pattern: &str) -> Result<Regex, regex::Error> {
-    regex::RegexBuilder::new(pattern).size_limit(REGEX_SIZE_LIMIT).build()
+    regex::RegexBuilder::new(pattern)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
 }
 
 impl CompiledCondition {
     /// Compiles a condition that [`crate::validate`] accepted; `None` if it was not valid.
     pub(crate) fn new(c: &Condition) -> Option<CompiledCondition> {
         let path = ArgPath::parse(&c.path)?;
-        let list = |v: &Value| v.as_array().map(|items| items.iter().map(Operand::new).collect::<Vec<_>>());
+        let list = |v: &Value| {
+            v.as_array()
+                .map(|items| items.iter().map(Operand::new).collect::<Vec<_>>())
+        };
         let test = match c.op {
             Op::Eq => Test::Eq(Operand::new(&c.value)),
             Op::Neq => Test::Neq(Operand::new(&c.value)),
@@ -196,8 +209,12 @@ impl CompiledCondition {
                 _ => Truth::Unknown,
             },
             Test::Contains(needle) => match (arg, &needle.value) {
-                (Value::String(hay), Value::String(n)) => Truth::from_bool(hay.contains(n.as_str())),
-                (Value::Array(items), _) => Truth::from_bool(items.iter().any(|i| needle.equals(i))),
+                (Value::String(hay), Value::String(n)) => {
+                    Truth::from_bool(hay.contains(n.as_str()))
+                }
+                (Value::Array(items), _) => {
+                    Truth::from_bool(items.iter().any(|i| needle.equals(i)))
+                }
                 _ => Truth::Unknown,
             },
             Test::Exists(want) => Truth::from_bool(*want),
@@ -211,7 +228,11 @@ mod tests {
     use serde_json::json;
 
     fn eval(op: &str, value: Value, args: Value) -> Truth {
-        let c = Condition { path: "args.x".into(), op: Op::from_name(op).unwrap(), value };
+        let c = Condition {
+            path: "args.x".into(),
+            op: Op::from_name(op).unwrap(),
+            value,
+        };
         CompiledCondition::new(&c).unwrap().eval(Some(&args))
     }
     use Truth::{False as F, True as T, Unknown as U};
@@ -221,13 +242,25 @@ mod tests {
         assert_eq!(eval("eq", json!("a"), json!({"x": "a"})), T);
         assert_eq!(eval("eq", json!("a"), json!({"x": "b"})), F);
         assert_eq!(eval("eq", json!("a"), json!({})), F);
-        assert_eq!(eval("eq", json!(500), json!({"x": "500"})), T, "numeric strings compare as numbers");
+        assert_eq!(
+            eval("eq", json!(500), json!({"x": "500"})),
+            T,
+            "numeric strings compare as numbers"
+        );
         assert_eq!(eval("eq", json!("500"), json!({"x": 500.0})), T);
-        assert_eq!(eval("eq", json!(true), json!({"x": "true"})), F, "booleans are not coerced");
+        assert_eq!(
+            eval("eq", json!(true), json!({"x": "true"})),
+            F,
+            "booleans are not coerced"
+        );
         assert_eq!(eval("eq", json!("a"), json!({"x": 1})), F);
         assert_eq!(eval("neq", json!("a"), json!({"x": "b"})), T);
         assert_eq!(eval("neq", json!("a"), json!({"x": "a"})), F);
-        assert_eq!(eval("neq", json!("a"), json!({})), F, "missing is false even for neq");
+        assert_eq!(
+            eval("neq", json!("a"), json!({})),
+            F,
+            "missing is false even for neq"
+        );
         assert_eq!(eval("neq", json!(1), json!({"x": [1]})), T);
     }
 
@@ -255,22 +288,47 @@ mod tests {
         assert_eq!(eval("gte", json!("100"), json!({"x": 100})), T);
         assert_eq!(eval("gte", json!(100), json!({"x": 99})), F);
         assert_eq!(eval("gt", json!(100), json!({"x": "lots"})), U);
-        assert_eq!(eval("gt", json!(100), json!({"x": "NaN"})), U, "only JSON number syntax is numeric");
+        assert_eq!(
+            eval("gt", json!(100), json!({"x": "NaN"})),
+            U,
+            "only JSON number syntax is numeric"
+        );
         assert_eq!(eval("gt", json!(100), json!({"x": null})), U);
         assert_eq!(eval("gt", json!(100), json!({"x": true})), U);
         assert_eq!(eval("gt", json!(100), json!({})), F);
-        assert_eq!(eval("gt", json!(9007199254740992u64), json!({"x": 9007199254740993u64})), T, "integers compare exactly");
+        assert_eq!(
+            eval(
+                "gt",
+                json!(9007199254740992u64),
+                json!({"x": 9007199254740993u64})
+            ),
+            T,
+            "integers compare exactly"
+        );
     }
 
     #[test]
     fn regex_contains_exists() {
-        assert_eq!(eval("regex", json!("^g6-"), json!({"x": "g6-dedicated-2"})), T);
+        assert_eq!(
+            eval("regex", json!("^g6-"), json!({"x": "g6-dedicated-2"})),
+            T
+        );
         assert_eq!(eval("regex", json!("^g6-"), json!({"x": "g7-standard"})), F);
-        assert_eq!(eval("regex", json!("^5"), json!({"x": 500})), U, "regex on a number is unknown");
+        assert_eq!(
+            eval("regex", json!("^5"), json!({"x": 500})),
+            U,
+            "regex on a number is unknown"
+        );
         assert_eq!(eval("regex", json!("^g6-"), json!({})), F);
-        assert_eq!(eval("contains", json!("prod"), json!({"x": "my-prod-db"})), T);
+        assert_eq!(
+            eval("contains", json!("prod"), json!({"x": "my-prod-db"})),
+            T
+        );
         assert_eq!(eval("contains", json!("prod"), json!({"x": "staging"})), F);
-        assert_eq!(eval("contains", json!("prod"), json!({"x": ["a", "prod"]})), T);
+        assert_eq!(
+            eval("contains", json!("prod"), json!({"x": ["a", "prod"]})),
+            T
+        );
         assert_eq!(eval("contains", json!(2), json!({"x": ["1", "2"]})), T);
         assert_eq!(eval("contains", json!("prod"), json!({"x": ["a"]})), F);
         assert_eq!(eval("contains", json!("prod"), json!({"x": 5})), U);
@@ -283,15 +341,32 @@ mod tests {
 
     #[test]
     fn nested_paths() {
-        let c = Condition { path: "args.metadata.key".into(), op: Op::Eq, value: json!("v") };
+        let c = Condition {
+            path: "args.metadata.key".into(),
+            op: Op::Eq,
+            value: json!("v"),
+        };
         let c = CompiledCondition::new(&c).unwrap();
         assert_eq!(c.eval(Some(&json!({"metadata": {"key": "v"}}))), T);
         assert_eq!(c.eval(Some(&json!({"metadata": {"key": "w"}}))), F);
-        assert_eq!(c.eval(Some(&json!({"metadata": "key"}))), F, "cannot descend: missing");
+        assert_eq!(
+            c.eval(Some(&json!({"metadata": "key"}))),
+            F,
+            "cannot descend: missing"
+        );
         assert_eq!(c.eval(Some(&json!({"metadata": {}}))), F);
         assert_eq!(c.eval(None), F, "no arguments at all");
-        let c = Condition { path: "args.tags.1".into(), op: Op::Eq, value: json!("b") };
-        assert_eq!(CompiledCondition::new(&c).unwrap().eval(Some(&json!({"tags": ["a", "b"]}))), T);
+        let c = Condition {
+            path: "args.tags.1".into(),
+            op: Op::Eq,
+            value: json!("b"),
+        };
+        assert_eq!(
+            CompiledCondition::new(&c)
+                .unwrap()
+                .eval(Some(&json!({"tags": ["a", "b"]}))),
+            T
+        );
     }
 
     #[test]

@@ -26,7 +26,13 @@ pub struct Call<'a> {
 
 impl<'a> Call<'a> {
     pub fn new(tool: &'a str) -> Self {
-        Call { tool, args: None, grant: None, session: None, ip: None }
+        Call {
+            tool,
+            args: None,
+            grant: None,
+            session: None,
+            ip: None,
+        }
     }
     pub fn args(mut self, args: &'a Value) -> Self {
         self.args = Some(args);
@@ -78,7 +84,14 @@ pub struct Decision<'p> {
 
 impl<'p> Decision<'p> {
     fn deny(rule: &'p str, message: impl Into<Cow<'p, str>>, shadow: bool) -> Self {
-        Decision { outcome: Outcome::Deny, rule, message: message.into(), charges: Vec::new(), approval: None, shadow }
+        Decision {
+            outcome: Outcome::Deny,
+            rule,
+            message: message.into(),
+            charges: Vec::new(),
+            approval: None,
+            shadow,
+        }
     }
 
     pub fn outcome(&self) -> Outcome {
@@ -123,25 +136,41 @@ impl CompiledPolicy {
         self.decide_traced(call, &mut Untraced)
     }
 
-    pub(crate) fn decide_traced<'p, T: Trace>(&'p self, call: &Call<'_>, trace: &mut T) -> Decision<'p> {
+    pub(crate) fn decide_traced<'p, T: Trace>(
+        &'p self,
+        call: &Call<'_>,
+        trace: &mut T,
+    ) -> Decision<'p> {
         // Step 3 first for exact names: their hidden flag is precomputed.
         let entry = match self.exact.get(call.tool) {
             Some(&i) => {
                 let e = &self.entries[i];
                 if e.hidden {
-                    return self.hidden(call, e.shadow || self.shadow, trace);
+                    return self.hidden(call, e.shadow, trace);
                 }
                 trace.step(|| Step::new(&e.pointer, format!("exact entry for `{}`", call.tool)));
                 Some(e)
             }
             None => {
                 if self.is_hidden(call.tool) {
-                    let shadow = self.shadow || self.globs.find(call.tool).is_some_and(|(_, &i)| self.entries[i].shadow);
+                    let shadow = self
+                        .globs
+                        .find(call.tool)
+                        .map_or(self.shadow, |(_, &i)| self.entries[i].shadow);
                     return self.hidden(call, shadow, trace);
                 }
                 self.globs.find(call.tool).map(|(g, &i)| {
                     let e = &self.entries[i];
-                    trace.step(|| Step::new(&e.pointer, format!("glob `{}` matches `{}` (most specific)", g.as_str(), call.tool)));
+                    trace.step(|| {
+                        Step::new(
+                            &e.pointer,
+                            format!(
+                                "glob `{}` matches `{}` (most specific)",
+                                g.as_str(),
+                                call.tool
+                            ),
+                        )
+                    });
                     e
                 })
             }
@@ -153,21 +182,53 @@ impl CompiledPolicy {
                 return Decision::deny(DEFAULT_DENY, message, self.shadow);
             }
             trace.step(|| Step::new(DEFAULT_ALLOW, format!("no entry matches `{}`", call.tool)));
-            return self.permit(call, DEFAULT_ALLOW, &self.default_limits, None, self.shadow, trace);
+            return self.permit(
+                call,
+                DEFAULT_ALLOW,
+                &self.default_limits,
+                None,
+                self.shadow,
+                trace,
+            );
         };
-        let shadow = entry.shadow || self.shadow;
+        let shadow = entry.shadow;
         if let Some(rule) = entry.deny_if.iter().find(|r| fires(r, call.args, trace)) {
             return Decision::deny(&rule.pointer, rule.message.as_str(), shadow);
         }
         if let Some(rule) = entry.require.iter().find(|r| !holds(r, call.args, trace)) {
             return Decision::deny(&rule.pointer, rule.message.as_str(), shadow);
         }
-        self.permit(call, &entry.pointer, &entry.limits, entry.approval.as_ref(), shadow, trace)
+        self.permit(
+            call,
+            &entry.pointer,
+            &entry.limits,
+            entry.approval.as_ref(),
+            shadow,
+            trace,
+        )
     }
 
-    fn hidden<'p, T: Trace>(&'p self, call: &Call<'_>, shadow: bool, trace: &mut T) -> Decision<'p> {
-        trace.step(|| Step::new(HIDDEN, format!("`{}` matches hide entry `{}`", call.tool, self.hidden_by(call.tool).unwrap_or(call.tool))));
-        Decision::deny(HIDDEN, format!("tool `{}` is not available", call.tool), shadow)
+    fn hidden<'p, T: Trace>(
+        &'p self,
+        call: &Call<'_>,
+        shadow: bool,
+        trace: &mut T,
+    ) -> Decision<'p> {
+        trace.step(|| {
+            Step::new(
+                HIDDEN,
+                format!(
+                    "`{}` matches hide entry `{}`",
+                    call.tool,
+                    self.hidden_by(call.tool).unwrap_or(call.tool)
+                ),
+            )
+        });
+        Decision::deny(
+            HIDDEN,
+            format!("tool `{}` is not available", call.tool),
+            shadow,
+        )
     }
 
     fn permit<'p, T: Trace>(
@@ -189,23 +250,49 @@ impl CompiledPolicy {
                 Scope::Global => None,
             };
             if let Some(what) = missing {
-                trace.step(|| Step::new(&limit.pointer, format!("limit is per {}, and the call has no {what}", limit.scope)));
-                let message = format!("the limit `{}` is counted per {}, and this call has no {what}", limit.counter_name, limit.scope);
+                trace.step(|| {
+                    Step::new(
+                        &limit.pointer,
+                        format!("limit is per {}, and the call has no {what}", limit.scope),
+                    )
+                });
+                let message = format!(
+                    "the limit `{}` is counted per {}, and this call has no {what}",
+                    limit.counter_name, limit.scope
+                );
                 return Decision::deny(&limit.pointer, message, shadow);
             }
             let cost = match &limit.cost {
                 None => 1,
-                Some((path, arg)) => match arg.resolve(call.args).and_then(Num::of).and_then(Num::to_cost) {
+                Some((path, arg)) => match arg
+                    .resolve(call.args)
+                    .and_then(Num::of)
+                    .and_then(Num::to_cost)
+                {
                     Some(cost) => cost,
                     None => {
-                        trace.step(|| Step::new(&limit.pointer, format!("`{path}` is missing or not a non-negative number")));
-                        let message = format!("`{path}` must be a non-negative number: the limit `{}` charges it", limit.counter_name);
+                        trace.step(|| {
+                            Step::new(
+                                &limit.pointer,
+                                format!("`{path}` is missing or not a non-negative number"),
+                            )
+                        });
+                        let message = format!(
+                            "`{path}` must be a non-negative number: the limit `{}` charges it",
+                            limit.counter_name
+                        );
                         return Decision::deny(&limit.pointer, message, shadow);
                     }
                 },
             };
             trace.step(|| {
-                Step::new(&limit.pointer, format!("charge {cost} to `{}` ({} per {}s per {})", limit.counter_name, limit.quota.max, limit.quota.window_secs, limit.scope))
+                Step::new(
+                    &limit.pointer,
+                    format!(
+                        "charge {cost} to `{}` ({} per {}s per {})",
+                        limit.counter_name, limit.quota.max, limit.quota.window_secs, limit.scope
+                    ),
+                )
             });
             charges.push(crate::Charge { limit, cost });
         }
@@ -213,7 +300,14 @@ impl CompiledPolicy {
             Some(_) => (Outcome::Approval, "requires human approval"),
             None => (Outcome::Allow, "allowed"),
         };
-        Decision { outcome, rule, message: Cow::Borrowed(message), charges, approval, shadow }
+        Decision {
+            outcome,
+            rule,
+            message: Cow::Borrowed(message),
+            charges,
+            approval,
+            shadow,
+        }
     }
 }
 
@@ -224,7 +318,16 @@ fn fires<T: Trace>(rule: &CompiledRule, args: Option<&Value>, trace: &mut T) -> 
         trace.step(|| Step::condition(at, t));
         t != Truth::False
     });
-    trace.step(|| Step::new(&rule.pointer, if fired { "deny_if fires: deny" } else { "deny_if does not fire" }));
+    trace.step(|| {
+        Step::new(
+            &rule.pointer,
+            if fired {
+                "deny_if fires: deny"
+            } else {
+                "deny_if does not fire"
+            },
+        )
+    });
     fired
 }
 
@@ -235,6 +338,15 @@ fn holds<T: Trace>(rule: &CompiledRule, args: Option<&Value>, trace: &mut T) -> 
         trace.step(|| Step::condition(at, t));
         t == Truth::True
     });
-    trace.step(|| Step::new(&rule.pointer, if held { "require holds" } else { "require fails: deny" }));
+    trace.step(|| {
+        Step::new(
+            &rule.pointer,
+            if held {
+                "require holds"
+            } else {
+                "require fails: deny"
+            },
+        )
+    });
     held
 }

@@ -5,7 +5,11 @@ use crate::problem::Problems;
 pub enum Error {
     /// The text is not JSON (or repeats a key, which JSON parsers disagree on).
     #[error("invalid JSON at line {line}, column {column}: {message}")]
-    Syntax { line: usize, column: usize, message: String },
+    Syntax {
+        line: usize,
+        column: usize,
+        message: String,
+    },
     /// The JSON is not a valid policy; every problem found is listed.
     #[error("{problems}")]
     Invalid { problems: Problems },

@@ -42,11 +42,19 @@ pub struct Step {
 
 impl Step {
     pub(crate) fn new(at: &str, note: impl Into<String>) -> Step {
-        Step { at: at.to_owned(), note: note.into(), truth: None }
+        Step {
+            at: at.to_owned(),
+            note: note.into(),
+            truth: None,
+        }
     }
 
     pub(crate) fn condition(at: &str, truth: Truth) -> Step {
-        Step { at: at.to_owned(), note: String::new(), truth: Some(truth) }
+        Step {
+            at: at.to_owned(),
+            note: String::new(),
+            truth: Some(truth),
+        }
     }
 }
 
@@ -114,9 +122,19 @@ impl CompiledPolicy {
 }
 
 fn describe_condition(c: &Value) -> String {
-    let field = |k: &str| c.get(k).map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()));
+    let field = |k: &str| {
+        c.get(k).map(|v| {
+            v.as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| v.to_string())
+        })
+    };
     let value = c.get("value").map(Value::to_string).unwrap_or_default();
-    format!("{} {} {value}", field("path").unwrap_or_default(), field("op").unwrap_or_default())
+    format!(
+        "{} {} {value}",
+        field("path").unwrap_or_default(),
+        field("op").unwrap_or_default()
+    )
 }
 
 impl fmt::Display for Explanation {
@@ -136,18 +154,36 @@ impl fmt::Display for Explanation {
         writeln!(f, "steps:")?;
         for (i, s) in self.steps.iter().enumerate() {
             match s.truth {
-                Some(t) => writeln!(f, "  {}. {}  {}  => {}", i + 1, s.at, s.note, serde_json::to_string(&t).unwrap_or_default().trim_matches('"'))?,
+                Some(t) => writeln!(
+                    f,
+                    "  {}. {}  {}  => {}",
+                    i + 1,
+                    s.at,
+                    s.note,
+                    serde_json::to_string(&t)
+                        .unwrap_or_default()
+                        .trim_matches('"')
+                )?,
                 None => writeln!(f, "  {}. {}  {}", i + 1, s.at, s.note)?,
             }
         }
         if !self.charges.is_empty() {
             writeln!(f, "charges (all or none, if the buckets have room):")?;
             for c in &self.charges {
-                writeln!(f, "  {} += {}  (max {} per {}s per {}; {})", c.counter, c.cost, c.max, c.window_secs, c.scope, c.limit)?;
+                writeln!(
+                    f,
+                    "  {} += {}  (max {} per {}s per {}; {})",
+                    c.counter, c.cost, c.max, c.window_secs, c.scope, c.limit
+                )?;
             }
         }
         if let Some(a) = &self.approval {
-            writeln!(f, "approval: wait up to {}s, then {}", a.timeout_secs(), a.on_timeout.unwrap_or(crate::OnTimeout::Deny))?;
+            writeln!(
+                f,
+                "approval: wait up to {}s, then {}",
+                a.timeout_secs(),
+                a.on_timeout.unwrap_or(crate::OnTimeout::Deny)
+            )?;
         }
         Ok(())
     }

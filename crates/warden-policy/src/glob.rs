@@ -38,8 +38,15 @@ impl Glob {
                 toks.push(t);
             }
         }
-        let prefix = pattern.chars().take_while(|c| !matches!(c, '*' | '?')).collect();
-        Glob { pattern: pattern.to_owned(), toks, prefix }
+        let prefix = pattern
+            .chars()
+            .take_while(|c| !matches!(c, '*' | '?'))
+            .collect();
+        Glob {
+            pattern: pattern.to_owned(),
+            toks,
+            prefix,
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -48,7 +55,10 @@ impl Glob {
 
     /// Number of literal characters: the higher, the more specific.
     pub fn specificity(&self) -> usize {
-        self.toks.iter().filter(|t| matches!(t, Tok::Lit(_))).count()
+        self.toks
+            .iter()
+            .filter(|t| matches!(t, Tok::Lit(_)))
+            .count()
     }
 
     pub fn matches(&self, name: &str) -> bool {
@@ -90,7 +100,8 @@ impl Glob {
     pub fn common_name(&self, other: &Glob) -> Option<String> {
         let (a, b) = (&self.toks, &other.toks);
         // state -> (previous state, character consumed on the way in)
-        let mut came_from: HashMap<(usize, usize), Option<((usize, usize), Option<char>)>> = HashMap::new();
+        let mut came_from: HashMap<(usize, usize), Option<((usize, usize), Option<char>)>> =
+            HashMap::new();
         let mut queue = VecDeque::from([(0usize, 0usize)]);
         came_from.insert((0, 0), None);
         while let Some((i, j)) = queue.pop_front() {
@@ -150,7 +161,10 @@ impl<T> GlobMatcher<T> {
     }
 
     pub(crate) fn find(&self, name: &str) -> Option<(&Glob, &T)> {
-        self.globs.iter().find(|(g, _)| g.matches(name)).map(|(g, t)| (g, t))
+        self.globs
+            .iter()
+            .find(|(g, _)| g.matches(name))
+            .map(|(g, t)| (g, t))
     }
 }
 
@@ -192,13 +206,25 @@ mod tests {
         assert!(!o("get_?", "get_??"));
         assert!(o("*", "anything"));
         assert!(!o("a*b", "a*c"));
-        assert_eq!(Glob::new("list_*").common_name(&Glob::new("*_instances")).as_deref(), Some("list_instances"));
-        assert_eq!(Glob::new("a*").common_name(&Glob::new("*b")).as_deref(), Some("ab"));
+        assert_eq!(
+            Glob::new("list_*")
+                .common_name(&Glob::new("*_instances"))
+                .as_deref(),
+            Some("list_instances")
+        );
+        assert_eq!(
+            Glob::new("a*").common_name(&Glob::new("*b")).as_deref(),
+            Some("ab")
+        );
     }
 
     #[test]
     fn matcher_prefers_the_most_specific() {
-        let m = GlobMatcher::new(vec![(Glob::new("*"), 0), (Glob::new("create_*"), 1), (Glob::new("create_domain_*"), 2)]);
+        let m = GlobMatcher::new(vec![
+            (Glob::new("*"), 0),
+            (Glob::new("create_*"), 1),
+            (Glob::new("create_domain_*"), 2),
+        ]);
         assert_eq!(m.find("create_domain_record").map(|(_, t)| *t), Some(2));
         assert_eq!(m.find("create_instance").map(|(_, t)| *t), Some(1));
         assert_eq!(m.find("reboot").map(|(_, t)| *t), Some(0));

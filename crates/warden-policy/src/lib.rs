@@ -56,8 +56,8 @@ pub use error::Error;
 pub use explain::{Explanation, Step};
 pub use glob::Glob;
 pub use model::{
-    AllTools, Approval, Condition, DefaultAction, Limit, Mode, OnTimeout, Op, Policy, Rule,
-    Scope, ToolRule, Window,
+    AllTools, Approval, Condition, DefaultAction, Limit, Mode, OnTimeout, Op, Policy, Rule, Scope,
+    ToolRule, Window,
 };
 pub use problem::{Problem, Problems, Target};
 pub use schema::json_schema;

@@ -41,13 +41,36 @@ impl Loader {
     fn policy(&mut self, v: &Value) -> Option<Policy> {
         let m = self.object(v, "", "a policy object")?;
         self.known_keys(m, "", POLICY_KEYS);
-        let version = self.required(m, "", "version").and_then(|v| self.string(v, "/version"));
-        let default = self.optional(m, "default", |l, v, at| l.keyword(v, at, DefaultAction::NAMES));
+        let version = self.required(m, "", "version").and_then(|v| match v {
+            Value::Number(n) => {
+                self.problem(
+                    Problem::new(
+                        "/version",
+                        format!("expected a string, found the number {n}"),
+                    )
+                    .with_help(format!("write it in quotes: \"{n}\"")),
+                );
+                None
+            }
+            v => self.string(v, "/version"),
+        });
+        let default = self.optional(m, "default", |l, v, at| {
+            l.keyword(v, at, DefaultAction::NAMES)
+        });
         let mode = self.optional(m, "mode", |l, v, at| l.keyword(v, at, Mode::NAMES));
-        let hide = self.optional(m, "hide", |l, v, at| l.list(v, at, |l, v, at| l.string(v, at)));
+        let hide = self.optional(m, "hide", |l, v, at| {
+            l.list(v, at, |l, v, at| l.string(v, at))
+        });
         let all_tools = self.optional(m, "all_tools", Loader::all_tools);
         let tools = self.optional(m, "tools", Loader::tools);
-        Some(Policy { version: version?, default: default?, mode: mode?, hide: hide?, all_tools: all_tools?, tools: tools? })
+        Some(Policy {
+            version: version?,
+            default: default?,
+            mode: mode?,
+            hide: hide?,
+            all_tools: all_tools?,
+            tools: tools?,
+        })
     }
 
     fn all_tools(&mut self, v: &Value, at: &str) -> Option<AllTools> {
@@ -80,7 +103,13 @@ impl Loader {
         let limits = self.optional_at(m, at, "limits", |l, v, at| l.list(v, at, Loader::limit));
         let approval = self.optional_at(m, at, "approval", Loader::approval);
         let mode = self.optional_at(m, at, "mode", |l, v, at| l.keyword(v, at, Mode::NAMES));
-        Some(ToolRule { require: require?, deny_if: deny_if?, limits: limits?, approval: approval?, mode: mode? })
+        Some(ToolRule {
+            require: require?,
+            deny_if: deny_if?,
+            limits: limits?,
+            approval: approval?,
+            mode: mode?,
+        })
     }
 
     fn rule(&mut self, v: &Value, at: &str) -> Option<Rule> {
@@ -90,35 +119,63 @@ impl Loader {
             .required(m, at, "conditions")
             .and_then(|v| self.list(v, &child(at, "conditions"), Loader::condition));
         let on_deny = self.optional_at(m, at, "on_deny", |l, v, at| l.string(v, at));
-        Some(Rule { conditions: conditions?, on_deny: on_deny? })
+        Some(Rule {
+            conditions: conditions?,
+            on_deny: on_deny?,
+        })
     }
 
     fn condition(&mut self, v: &Value, at: &str) -> Option<Condition> {
         let m = self.object(v, at, "a condition object `{path, op, value}`")?;
         self.known_keys(m, at, CONDITION_KEYS);
-        let path = self.required(m, at, "path").and_then(|v| self.string(v, &child(at, "path")));
-        let op = self.required(m, at, "op").and_then(|v| self.keyword(v, &child(at, "op"), Op::NAMES));
+        let path = self
+            .required(m, at, "path")
+            .and_then(|v| self.string(v, &child(at, "path")));
+        let op = self
+            .required(m, at, "op")
+            .and_then(|v| self.keyword(v, &child(at, "op"), Op::NAMES));
         let value = self.required(m, at, "value").cloned();
-        Some(Condition { path: path?, op: op?, value: value? })
+        Some(Condition {
+            path: path?,
+            op: op?,
+            value: value?,
+        })
     }
 
     fn limit(&mut self, v: &Value, at: &str) -> Option<Limit> {
         let m = self.object(v, at, "a limit object `{counter, window, max, scope}`")?;
         self.known_keys(m, at, LIMIT_KEYS);
-        let counter = self.required(m, at, "counter").and_then(|v| self.string(v, &child(at, "counter")));
-        let window = self.required(m, at, "window").and_then(|v| self.window(v, &child(at, "window")));
-        let max = self.required(m, at, "max").and_then(|v| self.positive(v, &child(at, "max")));
+        let counter = self
+            .required(m, at, "counter")
+            .and_then(|v| self.string(v, &child(at, "counter")));
+        let window = self
+            .required(m, at, "window")
+            .and_then(|v| self.window(v, &child(at, "window")));
+        let max = self
+            .required(m, at, "max")
+            .and_then(|v| self.positive(v, &child(at, "max")));
         let scope = self.optional_at(m, at, "scope", |l, v, at| l.keyword(v, at, Scope::NAMES));
         let cost = self.optional_at(m, at, "cost", |l, v, at| l.string(v, at));
-        Some(Limit { counter: counter?, window: window?, max: max?, scope: scope?, cost: cost? })
+        Some(Limit {
+            counter: counter?,
+            window: window?,
+            max: max?,
+            scope: scope?,
+            cost: cost?,
+        })
     }
 
     fn approval(&mut self, v: &Value, at: &str) -> Option<Approval> {
         let m = self.object(v, at, "an approval object `{timeout, on_timeout}`")?;
         self.known_keys(m, at, APPROVAL_KEYS);
         let timeout = self.optional_at(m, at, "timeout", Loader::positive);
-        let on_timeout = self.optional_at(m, at, "on_timeout", |l, v, at| l.keyword(v, at, OnTimeout::NAMES));
-        Some(Approval { timeout: timeout?, on_timeout: on_timeout? })
+        let on_timeout = self.optional_at(m, at, "on_timeout", |l, v, at| {
+            l.keyword(v, at, OnTimeout::NAMES)
+        });
+        Some(Approval {
+            timeout: timeout?,
+            on_timeout: on_timeout?,
+        })
     }
 
     fn window(&mut self, v: &Value, at: &str) -> Option<Window> {
@@ -134,7 +191,10 @@ impl Loader {
         match v {
             Value::Object(m) => Some(m),
             other => {
-                self.problem(Problem::new(at, format!("expected {what}, found {}", kind(other))));
+                self.problem(Problem::new(
+                    at,
+                    format!("expected {what}, found {}", kind(other)),
+                ));
                 None
             }
         }
@@ -151,7 +211,12 @@ impl Loader {
         }
     }
 
-    fn required<'v>(&mut self, m: &'v Map<String, Value>, at: &str, key: &str) -> Option<&'v Value> {
+    fn required<'v>(
+        &mut self,
+        m: &'v Map<String, Value>,
+        at: &str,
+        key: &str,
+    ) -> Option<&'v Value> {
         let v = m.get(key);
         if v.is_none() {
             self.problem(Problem::new(at, format!("missing field `{key}`")));
@@ -160,7 +225,12 @@ impl Loader {
     }
 
     /// `Some(None)` when absent, `Some(Some(x))` when present and good, `None` when bad.
-    fn optional<T>(&mut self, m: &Map<String, Value>, key: &str, f: impl FnOnce(&mut Self, &Value, &str) -> Option<T>) -> Option<Option<T>> {
+    fn optional<T>(
+        &mut self,
+        m: &Map<String, Value>,
+        key: &str,
+        f: impl FnOnce(&mut Self, &Value, &str) -> Option<T>,
+    ) -> Option<Option<T>> {
         self.optional_at(m, "", key, f)
     }
 
@@ -177,9 +247,17 @@ impl Loader {
         }
     }
 
-    fn list<T>(&mut self, v: &Value, at: &str, mut item: impl FnMut(&mut Self, &Value, &str) -> Option<T>) -> Option<Vec<T>> {
+    fn list<T>(
+        &mut self,
+        v: &Value,
+        at: &str,
+        mut item: impl FnMut(&mut Self, &Value, &str) -> Option<T>,
+    ) -> Option<Vec<T>> {
         let Value::Array(items) = v else {
-            self.problem(Problem::new(at, format!("expected a list, found {}", kind(v))));
+            self.problem(Problem::new(
+                at,
+                format!("expected a list, found {}", kind(v)),
+            ));
             return None;
         };
         let mut out = Vec::with_capacity(items.len());
@@ -197,7 +275,10 @@ impl Loader {
         match v {
             Value::String(s) => Some(s.clone()),
             other => {
-                self.problem(Problem::new(at, format!("expected a string, found {}", kind(other))));
+                self.problem(Problem::new(
+                    at,
+                    format!("expected a string, found {}", kind(other)),
+                ));
                 None
             }
         }
@@ -207,7 +288,10 @@ impl Loader {
         match v.as_u64() {
             Some(n) if n > 0 => Some(n),
             _ => {
-                let mut p = Problem::new(at, format!("expected a positive integer, found {}", describe(v)));
+                let mut p = Problem::new(
+                    at,
+                    format!("expected a positive integer, found {}", describe(v)),
+                );
                 if let Some(n) = v.as_str().and_then(|s| s.parse::<u64>().ok()) {
                     p = p.with_help(format!("write the number without quotes: {n}"));
                 }
@@ -221,14 +305,20 @@ impl Loader {
         let known = || names.iter().map(|(n, _)| *n);
         let Value::String(s) = v else {
             let list: Vec<_> = known().collect();
-            self.problem(Problem::new(at, format!("expected one of {}, found {}", quoted(&list), kind(v))));
+            self.problem(Problem::new(
+                at,
+                format!("expected one of {}, found {}", quoted(&list), kind(v)),
+            ));
             return None;
         };
         if let Some((_, t)) = names.iter().find(|(n, _)| n == s) {
             return Some(*t);
         }
         let list: Vec<_> = known().collect();
-        let mut p = Problem::new(at, format!("unknown value {s:?}, expected one of {}", quoted(&list)));
+        let mut p = Problem::new(
+            at,
+            format!("unknown value {s:?}, expected one of {}", quoted(&list)),
+        );
         if let Some(guess) = did_you_mean(s, known()) {
             p = p.with_help(format!("did you mean \"{guess}\"?"));
         }
@@ -238,7 +328,11 @@ impl Loader {
 }
 
 fn quoted(names: &[&str]) -> String {
-    names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")
+    names
+        .iter()
+        .map(|n| format!("\"{n}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub(crate) fn kind(v: &Value) -> &'static str {

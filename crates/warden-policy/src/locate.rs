@@ -112,7 +112,10 @@ fn value_end(b: &[u8], pos: usize) -> Option<usize> {
         }
         _ => {
             let mut i = pos;
-            while !matches!(b.get(i), None | Some(b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')) {
+            while !matches!(
+                b.get(i),
+                None | Some(b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
+            ) {
                 i += 1;
             }
             (i > pos).then_some(i)
@@ -140,8 +143,14 @@ mod tests {
     fn finds_values_and_keys() {
         assert_eq!(at("/version", Target::Value), Some(r#""1""#));
         assert_eq!(at("/tools/a~1b/limits/0/max", Target::Value), Some("0"));
-        assert_eq!(at("/tools/a~1b/limits/1/max", Target::Value), Some(r#""x""#));
-        assert_eq!(at("/tools/a~1b/limits/1/windw", Target::Key), Some(r#""windw""#));
+        assert_eq!(
+            at("/tools/a~1b/limits/1/max", Target::Value),
+            Some(r#""x""#)
+        );
+        assert_eq!(
+            at("/tools/a~1b/limits/1/windw", Target::Key),
+            Some(r#""windw""#)
+        );
         assert_eq!(at("/tools/q\"k", Target::Key), Some(r#""q\"k""#));
         assert_eq!(at("/tools/a~1b/limits/2", Target::Value), None);
         assert_eq!(at("/nothing", Target::Value), None);

@@ -11,7 +11,10 @@ use serde_json::Value;
 /// A whole policy document.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(title = "Warden policy", description = "A policy.json document: the hosted PolicyLayer format plus Warden's extensions.")]
+#[schemars(
+    title = "Warden policy",
+    description = "A policy.json document: the hosted PolicyLayer format plus Warden's extensions."
+)]
 pub struct Policy {
     /// Format version; only `"1"` exists.
     pub version: String,
@@ -133,8 +136,11 @@ pub enum Window {
 }
 
 impl Window {
-    pub const NAMES: &'static [(&'static str, Window)] =
-        &[("minute", Window::Minute), ("hour", Window::Hour), ("day", Window::Day)];
+    pub const NAMES: &'static [(&'static str, Window)] = &[
+        ("minute", Window::Minute),
+        ("hour", Window::Hour),
+        ("day", Window::Day),
+    ];
 
     pub fn as_secs(self) -> u64 {
         match self {
@@ -246,7 +252,11 @@ impl Policy {
         let value = crate::strict_json::from_str(text)?;
         let policy = Policy::from_value(&value)?;
         let problems = crate::validate(&policy);
-        if problems.is_empty() { Ok(policy) } else { Err(problems.into()) }
+        if problems.is_empty() {
+            Ok(policy)
+        } else {
+            Err(problems.into())
+        }
     }
 
     /// Builds the model from a JSON value, reporting every structural problem (unknown
@@ -268,11 +278,18 @@ impl Policy {
 }
 
 impl<'de> serde::Deserialize<'de> for Policy {
-    /// Goes through the same loader as [`Policy::from_value`], so embedding a policy in a
-    /// larger serde config refuses exactly what `warden check` refuses.
+    /// Goes through the same loader and validation as [`Policy::from_json_str`], so a
+    /// policy embedded in a larger serde config is refused for the same problems (repeated
+    /// keys are the outer deserializer's to catch).
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let value = Value::deserialize(d)?;
-        Policy::from_value(&value).map_err(serde::de::Error::custom)
+        let policy = Policy::from_value(&value).map_err(serde::de::Error::custom)?;
+        let problems = crate::validate(&policy);
+        if problems.is_empty() {
+            Ok(policy)
+        } else {
+            Err(serde::de::Error::custom(problems))
+        }
     }
 }
 

@@ -19,7 +19,11 @@ pub fn from_str(text: &str) -> Result<Value, Error> {
 pub fn from_slice(bytes: &[u8]) -> Result<Value, Error> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let parsed = Strict::deserialize(&mut de).and_then(|v| de.end().map(|()| v.0));
-    parsed.map_err(|e| Error::Syntax { line: e.line(), column: e.column(), message: strip_position(&e) })
+    parsed.map_err(|e| Error::Syntax {
+        line: e.line(),
+        column: e.column(),
+        message: strip_position(&e),
+    })
 }
 
 /// serde_json appends " at line L column C"; the position is reported separately.
@@ -57,7 +61,9 @@ impl<'de> Visitor<'de> for StrictVisitor {
         Ok(Value::from(v))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
-        serde_json::Number::from_f64(v).map(Value::Number).ok_or_else(|| E::custom("number out of range"))
+        serde_json::Number::from_f64(v)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom("number out of range"))
     }
     fn visit_str<E>(self, v: &str) -> Result<Value, E> {
         Ok(Value::String(v.to_owned()))
@@ -96,7 +102,11 @@ mod tests {
     fn refuses_duplicate_keys_at_any_depth() {
         let err = from_str(r#"{"a": {"b": 1, "b": 2}}"#).unwrap_err();
         match err {
-            Error::Syntax { line, column, message } => {
+            Error::Syntax {
+                line,
+                column,
+                message,
+            } => {
                 assert_eq!((line, column), (1, 18));
                 assert_eq!(message, r#"duplicate key "b""#);
             }
@@ -111,8 +121,14 @@ mod tests {
 
     #[test]
     fn parses_ordinary_json_and_refuses_trailing_text() {
-        assert_eq!(from_str(r#"[1, -2, 2.5, "x", null, true]"#).unwrap(), serde_json::json!([1, -2, 2.5, "x", null, true]));
+        assert_eq!(
+            from_str(r#"[1, -2, 2.5, "x", null, true]"#).unwrap(),
+            serde_json::json!([1, -2, 2.5, "x", null, true])
+        );
         assert!(from_str("{} {}").is_err());
-        assert!(from_str(&"[".repeat(10_000)).is_err(), "deep nesting is an error, not a stack overflow");
+        assert!(
+            from_str(&"[".repeat(10_000)).is_err(),
+            "deep nesting is an error, not a stack overflow"
+        );
     }
 }

@@ -8,7 +8,12 @@ where
     let lower = word.to_ascii_lowercase();
     known
         .into_iter()
-        .map(|k| (k, strsim::damerau_levenshtein(&lower, &k.to_ascii_lowercase())))
+        .map(|k| {
+            (
+                k,
+                strsim::damerau_levenshtein(&lower, &k.to_ascii_lowercase()),
+            )
+        })
         // A third of the word may be wrong, at least one edit, at most four.
         .filter(|(k, d)| *d <= (k.chars().count() / 3).clamp(1, 4))
         .min_by_key(|(_, d)| *d)
@@ -27,7 +32,10 @@ mod tests {
         assert_eq!(did_you_mean("Version", keys), Some("version"));
         assert_eq!(did_you_mean("banana", keys), None);
         assert_eq!(
-            did_you_mean("create_personal_acess_token", ["create_personal_access_token"]),
+            did_you_mean(
+                "create_personal_acess_token",
+                ["create_personal_access_token"]
+            ),
             Some("create_personal_access_token")
         );
     }

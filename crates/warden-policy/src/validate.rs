@@ -36,7 +36,8 @@ impl<'p> Validator<'p> {
         }
         for (i, name) in p.hide.iter().flatten().enumerate() {
             if name.is_empty() {
-                self.problems.push(Problem::new(index("/hide", i), "empty tool name"));
+                self.problems
+                    .push(Problem::new(index("/hide", i), "empty tool name"));
             }
         }
         if let Some(limits) = p.all_tools.as_ref().and_then(|a| a.limits.as_ref()) {
@@ -45,7 +46,8 @@ impl<'p> Validator<'p> {
         for (name, rule) in p.tools.iter().flatten() {
             let at = child("/tools", name);
             if name.is_empty() {
-                self.problems.push(Problem::new(&at, "empty tool name").at_key());
+                self.problems
+                    .push(Problem::new(&at, "empty tool name").at_key());
             }
             self.tool(rule, &at);
         }
@@ -64,6 +66,12 @@ impl<'p> Validator<'p> {
         if let Some(limits) = &t.limits {
             self.limits(limits, &child(at, "limits"));
         }
+        if t.approval.as_ref().and_then(|a| a.timeout) == Some(0) {
+            self.problems.push(Problem::new(
+                child(&child(at, "approval"), "timeout"),
+                "expected a positive integer, found 0",
+            ));
+        }
     }
 
     fn condition(&mut self, c: &Condition, at: &str) {
@@ -75,25 +83,56 @@ impl<'p> Validator<'p> {
         }
         let value_at = child(at, "value");
         let v = &c.value;
-        let wrong = |expected: &str| Problem::new(&value_at, format!("`{}` needs {expected}, found {}", c.op, kind(v)));
+        let wrong = |expected: &str| {
+            Problem::new(
+                &value_at,
+                format!("`{}` needs {expected}, found {}", c.op, kind(v)),
+            )
+        };
         let problem = match c.op {
             Op::Eq | Op::Neq | Op::Contains if v.is_array() && c.op != Op::Contains => {
-                Some(wrong("a single value").with_help(format!("to compare with a list of values use `{}`", if c.op == Op::Eq { "in" } else { "not_in" })))
+                Some(wrong("a single value").with_help(format!(
+                    "to compare with a list of values use `{}`",
+                    if c.op == Op::Eq { "in" } else { "not_in" }
+                )))
             }
-            Op::Eq | Op::Neq | Op::Contains if v.is_object() || v.is_array() => Some(wrong("a string, number, boolean or null")),
+            Op::Eq | Op::Neq | Op::Contains if v.is_object() || v.is_array() => {
+                Some(wrong("a string, number, boolean or null"))
+            }
             Op::Eq | Op::Neq | Op::Contains => None,
             Op::In | Op::NotIn => match v {
-                Value::Array(items) => items.iter().position(|i| i.is_array() || i.is_object()).map(|pos| {
-                    Problem::new(index(&value_at, pos), format!("`{}` lists need strings, numbers, booleans or null, found {}", c.op, kind(&items[pos])))
-                }),
-                _ => Some(wrong("a list of values").with_help(format!("write `[{v}]` for a single value, or use `eq`"))),
+                Value::Array(items) => items
+                    .iter()
+                    .position(|i| i.is_array() || i.is_object())
+                    .map(|pos| {
+                        Problem::new(
+                            index(&value_at, pos),
+                            format!(
+                                "`{}` lists need strings, numbers, booleans or null, found {}",
+                                c.op,
+                                kind(&items[pos])
+                            ),
+                        )
+                    }),
+                _ => Some(
+                    wrong("a list of values")
+                        .with_help(format!("write `[{v}]` for a single value, or use `eq`")),
+                ),
             },
             Op::Lt | Op::Lte | Op::Gt | Op::Gte => Num::of(v).is_none().then(|| wrong("a number")),
             Op::Regex => match v.as_str() {
                 None => Some(wrong("a regular expression string")),
-                Some(re) => build_regex(re).err().map(|e| Problem::new(&value_at, format!("invalid regular expression: {}", first_line(&e.to_string())))),
+                Some(re) => build_regex(re).err().map(|e| {
+                    Problem::new(
+                        &value_at,
+                        format!("invalid regular expression: {}", first_line(&e.to_string())),
+                    )
+                }),
             },
-            Op::Exists => (!v.is_boolean()).then(|| wrong("true or false").with_help("`true`: the argument must be present; `false`: it must be absent")),
+            Op::Exists => (!v.is_boolean()).then(|| {
+                wrong("true or false")
+                    .with_help("`true`: the argument must be present; `false`: it must be absent")
+            }),
         };
         self.problems.extend(problem);
     }
@@ -101,15 +140,37 @@ impl<'p> Validator<'p> {
     fn limits(&mut self, limits: &'p [Limit], at: &str) {
         for (i, limit) in limits.iter().enumerate() {
             let limit_at = index(at, i);
+            // The JSON loader refuses these already; `.pol` and hand-built models come here.
+            if limit.max == 0 {
+                self.problems.push(Problem::new(
+                    child(&limit_at, "max"),
+                    "expected a positive integer, found 0",
+                ));
+            }
+            if limit.window == Window::Seconds(0) {
+                self.problems.push(
+                    Problem::new(
+                        child(&limit_at, "window"),
+                        "a window of 0 seconds never refills",
+                    )
+                    .with_help("use a positive number of seconds, or minute, hour or day"),
+                );
+            }
             if limit.counter.is_empty() {
-                self.problems.push(Problem::new(child(&limit_at, "counter"), "empty counter name"));
+                self.problems.push(Problem::new(
+                    child(&limit_at, "counter"),
+                    "empty counter name",
+                ));
             }
             if let Some(cost) = &limit.cost
                 && ArgPath::parse(cost).is_none()
             {
                 self.problems.push(
-                    Problem::new(child(&limit_at, "cost"), format!("invalid argument path {cost:?}"))
-                        .with_help("name the argument that holds the cost: `args.amount`"),
+                    Problem::new(
+                        child(&limit_at, "cost"),
+                        format!("invalid argument path {cost:?}"),
+                    )
+                    .with_help("name the argument that holds the cost: `args.amount`"),
                 );
             }
             match self.counters.get(limit.counter.as_str()) {
@@ -117,7 +178,9 @@ impl<'p> Validator<'p> {
                     self.counters.insert(&limit.counter, (limit_at, limit));
                 }
                 Some((first_at, first)) => {
-                    if (first.max, first.window, first.scope()) != (limit.max, limit.window, limit.scope()) {
+                    if (first.max, first.window.as_secs(), first.scope())
+                        != (limit.max, limit.window.as_secs(), limit.scope())
+                    {
                         self.problems.push(
                             Problem::new(
                                 child(&limit_at, "counter"),
@@ -135,7 +198,14 @@ impl<'p> Validator<'p> {
     }
 
     fn glob_ties(&mut self, p: &Policy) {
-        let globs: Vec<Glob> = p.tools.iter().flatten().map(|(k, _)| k).filter(|k| Glob::is_glob(k)).map(|k| Glob::new(k)).collect();
+        let globs: Vec<Glob> = p
+            .tools
+            .iter()
+            .flatten()
+            .map(|(k, _)| k)
+            .filter(|k| Glob::is_glob(k))
+            .map(|k| Glob::new(k))
+            .collect();
         for (i, later) in globs.iter().enumerate() {
             for earlier in &globs[..i] {
                 if earlier.specificity() != later.specificity() {
@@ -160,5 +230,10 @@ impl<'p> Validator<'p> {
 }
 
 fn first_line(s: &str) -> String {
-    s.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or(s).trim().to_string()
+    s.lines()
+        .filter(|l| !l.trim().is_empty())
+        .last()
+        .unwrap_or(s)
+        .trim()
+        .to_string()
 }

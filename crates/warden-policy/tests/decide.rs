@@ -14,14 +14,18 @@ fn decide(p: &CompiledPolicy, tool: &str, args: Value) -> (Outcome, String, Stri
 
 #[test]
 fn hide_beats_everything_and_star_hides_all() {
-    let p = compile(json!({"version": "1", "default": "allow", "hide": ["delete_instance", "drop_*"],
-        "tools": {"delete_instance": {}, "drop_*": {}}}));
+    let p = compile(
+        json!({"version": "1", "default": "allow", "hide": ["delete_instance", "drop_*"],
+        "tools": {"delete_instance": {}, "drop_*": {}}}),
+    );
     assert_eq!(decide(&p, "delete_instance", json!({})).1, "(hidden)");
     assert_eq!(decide(&p, "drop_table", json!({})).1, "(hidden)");
     assert_eq!(decide(&p, "list_things", json!({})).1, "(default allow)");
     assert!(p.is_hidden("drop_x") && !p.is_hidden("list_x"));
 
-    let all = compile(json!({"version": "1", "default": "allow", "hide": ["*"], "tools": {"get_tag": {}}}));
+    let all = compile(
+        json!({"version": "1", "default": "allow", "hide": ["*"], "tools": {"get_tag": {}}}),
+    );
     for tool in ["get_tag", "anything", ""] {
         let (o, rule, _) = decide(&all, tool, json!({}));
         assert_eq!((o, rule.as_str()), (Outcome::Deny, "(hidden)"), "{tool}");
@@ -32,14 +36,29 @@ fn hide_beats_everything_and_star_hides_all() {
 fn default_allow_and_deny() {
     let deny = compile(json!({"version": "1", "default": "deny", "tools": {"get_tag": {}}}));
     assert_eq!(decide(&deny, "get_tag", json!({})).0, Outcome::Allow);
-    assert_eq!(decide(&deny, "other", json!({})), (Outcome::Deny, "(default deny)".into(), "tool `other` is not allowed by this policy".into()));
+    assert_eq!(
+        decide(&deny, "other", json!({})),
+        (
+            Outcome::Deny,
+            "(default deny)".into(),
+            "tool `other` is not allowed by this policy".into()
+        )
+    );
     let absent = compile(json!({"version": "1"}));
-    assert_eq!(decide(&absent, "x", json!({})).1, "(default deny)", "no default means deny");
+    assert_eq!(
+        decide(&absent, "x", json!({})).1,
+        "(default deny)",
+        "no default means deny"
+    );
     let allow = compile(json!({"version": "1", "default": "allow",
         "all_tools": {"limits": [{"counter": "calls", "window": "minute", "max": 5}]}}));
     let d = allow.decide(&Call::new("x").grant("g"));
     assert_eq!((d.outcome(), d.rule()), (Outcome::Allow, "(default allow)"));
-    assert_eq!(d.charges().len(), 1, "all_tools limits apply to default-allowed tools");
+    assert_eq!(
+        d.charges().len(),
+        1,
+        "all_tools limits apply to default-allowed tools"
+    );
 }
 
 #[test]
@@ -50,7 +69,10 @@ fn glob_precedence_exact_then_most_specific() {
         "create_domain_*": {},
         "create_domain_zone": {"deny_if": [{"conditions": [], "on_deny": "exact"}]}
     }}));
-    assert_eq!(decide(&p, "create_domain_record", json!({})).1, "/tools/create_domain_*");
+    assert_eq!(
+        decide(&p, "create_domain_record", json!({})).1,
+        "/tools/create_domain_*"
+    );
     assert_eq!(decide(&p, "create_domain_zone", json!({})).2, "exact");
     assert_eq!(decide(&p, "create_instance", json!({})).2, "creates");
     assert_eq!(decide(&p, "reboot", json!({})).2, "catch-all");
@@ -70,47 +92,122 @@ fn deny_if_then_require_in_order_with_unknown_against_the_caller() {
     }}}));
     let ok = json!({"type": "g6-standard-2", "region": "eu-west", "count": "5"});
     assert_eq!(decide(&p, "create_instance", ok).0, Outcome::Allow);
-    assert_eq!(decide(&p, "create_instance", json!({"type": "g6-dedicated-8", "region": "eu-west", "count": 1})).2, "dedicated");
-    assert_eq!(decide(&p, "create_instance", json!({"region": "us-east", "count": "4"})).2, "too many in us-east");
+    assert_eq!(
+        decide(
+            &p,
+            "create_instance",
+            json!({"type": "g6-dedicated-8", "region": "eu-west", "count": 1})
+        )
+        .2,
+        "dedicated"
+    );
+    assert_eq!(
+        decide(
+            &p,
+            "create_instance",
+            json!({"region": "us-east", "count": "4"})
+        )
+        .2,
+        "too many in us-east"
+    );
     // Unknown (count is not a number) counts as true in deny_if...
-    assert_eq!(decide(&p, "create_instance", json!({"region": "us-east", "count": "lots"})).2, "too many in us-east");
+    assert_eq!(
+        decide(
+            &p,
+            "create_instance",
+            json!({"region": "us-east", "count": "lots"})
+        )
+        .2,
+        "too many in us-east"
+    );
     // ...and as false in require.
-    assert_eq!(decide(&p, "create_instance", json!({"region": "eu-west", "count": "lots"})).2, "count");
+    assert_eq!(
+        decide(
+            &p,
+            "create_instance",
+            json!({"region": "eu-west", "count": "lots"})
+        )
+        .2,
+        "count"
+    );
     // Missing: deny_if does not fire, require fails.
-    assert_eq!(decide(&p, "create_instance", json!({"count": 1})).1, "/tools/create_instance/require/0");
-    assert_eq!(decide(&p, "create_instance", json!({"region": "eu-west"})).1, "/tools/create_instance/require/1");
+    assert_eq!(
+        decide(&p, "create_instance", json!({"count": 1})).1,
+        "/tools/create_instance/require/0"
+    );
+    assert_eq!(
+        decide(&p, "create_instance", json!({"region": "eu-west"})).1,
+        "/tools/create_instance/require/1"
+    );
 }
 
 #[test]
 fn nested_argument_paths() {
     let p = compile(json!({"version": "1", "tools": {"tag": {
         "require": [{"conditions": [{"path": "args.metadata.owner", "op": "exists", "value": true}]}]}}}));
-    assert_eq!(decide(&p, "tag", json!({"metadata": {"owner": "ops"}})).0, Outcome::Allow);
+    assert_eq!(
+        decide(&p, "tag", json!({"metadata": {"owner": "ops"}})).0,
+        Outcome::Allow
+    );
     let (o, rule, msg) = decide(&p, "tag", json!({"metadata": {}}));
-    assert_eq!((o, rule.as_str(), msg.as_str()), (Outcome::Deny, "/tools/tag/require/0", "denied by rule /tools/tag/require/0"));
+    assert_eq!(
+        (o, rule.as_str(), msg.as_str()),
+        (
+            Outcome::Deny,
+            "/tools/tag/require/0",
+            "denied by rule /tools/tag/require/0"
+        )
+    );
 }
 
 #[test]
 fn limits_charge_tool_then_all_tools_and_need_their_scope_key() {
     let p = compile(json!({"version": "1",
-        "all_tools": {"limits": [{"counter": "calls", "window": "minute", "max": 120, "scope": "session"}]},
-        "tools": {
-            "spend": {"limits": [{"counter": "usd", "window": "day", "max": 1000, "scope": "global", "cost": "args.amount"}]},
-            "tok": {"limits": [{"counter": "tok", "window": 10, "max": 3}]}
-        }}));
+    "all_tools": {"limits": [{"counter": "calls", "window": "minute", "max": 120, "scope": "session"}]},
+    "tools": {
+        "spend": {"limits": [{"counter": "usd", "window": "day", "max": 1000, "scope": "global", "cost": "args.amount"}]},
+        "tok": {"limits": [{"counter": "tok", "window": 10, "max": 3}]}
+    }}));
     let args = json!({"amount": "12.5"});
     let d = p.decide(&Call::new("spend").args(&args).session("s1"));
     assert!(d.is_allow());
-    let charged: Vec<_> = d.charges().iter().map(|c| (c.limit.counter_name.as_str(), c.cost)).collect();
-    assert_eq!(charged, [("usd", 13), ("calls", 1)], "costs round up; tool limits first");
+    let charged: Vec<_> = d
+        .charges()
+        .iter()
+        .map(|c| (c.limit.counter_name.as_str(), c.cost))
+        .collect();
+    assert_eq!(
+        charged,
+        [("usd", 13), ("calls", 1)],
+        "costs round up; tool limits first"
+    );
 
-    let d = p.decide(&Call::new("spend").args(&json!({"amount": -1})).session("s1"));
-    assert_eq!((d.outcome(), d.rule()), (Outcome::Deny, "/tools/spend/limits/0"), "a cost that can't be charged denies");
+    let d = p.decide(
+        &Call::new("spend")
+            .args(&json!({"amount": -1}))
+            .session("s1"),
+    );
+    assert_eq!(
+        (d.outcome(), d.rule()),
+        (Outcome::Deny, "/tools/spend/limits/0"),
+        "a cost that can't be charged denies"
+    );
     let d = p.decide(&Call::new("spend").args(&args));
-    assert_eq!(d.rule(), "/all_tools/limits/0", "no session id for a session-scoped limit");
+    assert_eq!(
+        d.rule(),
+        "/all_tools/limits/0",
+        "no session id for a session-scoped limit"
+    );
     let d = p.decide(&Call::new("tok").session("s"));
-    assert_eq!(d.rule(), "/tools/tok/limits/0", "scope defaults to grant, and there is no grant");
-    assert!(p.decide(&Call::new("tok").session("s").grant("g")).is_allow());
+    assert_eq!(
+        d.rule(),
+        "/tools/tok/limits/0",
+        "scope defaults to grant, and there is no grant"
+    );
+    assert!(
+        p.decide(&Call::new("tok").session("s").grant("g"))
+            .is_allow()
+    );
 }
 
 #[test]
@@ -123,7 +220,10 @@ fn approval_and_shadow() {
     assert_eq!(d.outcome(), Outcome::Approval);
     assert_eq!(d.approval().map(|a| a.timeout_secs()), Some(30));
     let d = p.decide(&Call::new("risky"));
-    assert!(d.is_deny() && d.is_shadow(), "shadow keeps the real decision");
+    assert!(
+        d.is_deny() && d.is_shadow(),
+        "shadow keeps the real decision"
+    );
     assert!(!p.decide(&Call::new("transfer")).is_shadow());
     let all = compile(json!({"version": "1", "mode": "shadow"}));
     assert!(all.decide(&Call::new("x")).is_shadow());
@@ -136,4 +236,23 @@ fn explain_lists_the_steps() {
     let e = p.explain(&Call::new("create_instance").args(&json!({"region": "eu"})));
     insta::assert_snapshot!(e.to_string());
     insta::assert_json_snapshot!(e);
+}
+
+#[test]
+fn a_tools_own_mode_wins_over_the_policys() {
+    let p = compile(json!({"version": "1", "mode": "shadow", "tools": {
+        "strict": {"mode": "enforce", "deny_if": [{"conditions": []}]},
+        "loose": {"deny_if": [{"conditions": []}]}
+    }}));
+    assert!(!p.decide(&Call::new("strict")).is_shadow());
+    assert!(p.decide(&Call::new("loose")).is_shadow());
+}
+
+#[test]
+fn equal_windows_written_differently_share_a_counter() {
+    let doc = json!({"version": "1", "tools": {
+        "a": {"limits": [{"counter": "c", "window": "minute", "max": 5}]},
+        "b": {"limits": [{"counter": "c", "window": 60, "max": 5}]}
+    }});
+    assert!(warden_policy::validate(&Policy::from_value(&doc).unwrap()).is_empty());
 }

@@ -5,7 +5,10 @@ use warden_policy::{Call, CompiledPolicy, Policy};
 
 /// The `policy.json` block of the hosted page in `shared/reference`, read from there.
 fn seed_text() -> Option<String> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/reference/policylayer-tool-page.txt");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/reference/policylayer-tool-page.txt"
+    );
     let page = std::fs::read_to_string(path).ok()?;
     let start = page.find("policy.json\n")? + "policy.json\n".len();
     let rest = &page[start..];
@@ -41,12 +44,18 @@ fn seed_policy_round_trips() {
     let text = match seed_text() {
         Some(t) => t,
         None => {
-            eprintln!("shared/reference not beside the repository: checking the inline copy of the seed only");
+            eprintln!(
+                "shared/reference not beside the repository: checking the inline copy of the seed only"
+            );
             SEED_COPY.to_string()
         }
     };
     let original: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(original, serde_json::from_str::<Value>(SEED_COPY).unwrap(), "the seed changed upstream");
+    assert_eq!(
+        original,
+        serde_json::from_str::<Value>(SEED_COPY).unwrap(),
+        "the seed changed upstream"
+    );
     let policy = Policy::from_json_str(&text).unwrap();
     assert_eq!(policy.to_value(), original);
 
@@ -54,10 +63,25 @@ fn seed_policy_round_trips() {
     let d = compiled.decide(&Call::new("create_personal_access_token").grant("alice"));
     assert!(d.is_allow());
     assert_eq!(d.rule(), "/tools/create_personal_access_token");
-    let [charge] = d.charges() else { panic!("one limit expected: {:?}", d.charges()) };
-    assert_eq!(charge.limit.counter_name, "create_personal_access_token_rate");
-    assert_eq!((charge.limit.quota.max, charge.limit.quota.window_secs, charge.cost), (30, 60, 1));
-    assert_eq!(compiled.decide(&Call::new("delete_linode_instance")).rule(), "(default deny)");
+    let [charge] = d.charges() else {
+        panic!("one limit expected: {:?}", d.charges())
+    };
+    assert_eq!(
+        charge.limit.counter_name,
+        "create_personal_access_token_rate"
+    );
+    assert_eq!(
+        (
+            charge.limit.quota.max,
+            charge.limit.quota.window_secs,
+            charge.cost
+        ),
+        (30, 60, 1)
+    );
+    assert_eq!(
+        compiled.decide(&Call::new("delete_linode_instance")).rule(),
+        "(default deny)"
+    );
 }
 
 #[test]
@@ -86,7 +110,10 @@ fn design_example_round_trips() {
       }
     }"#;
     let policy = Policy::from_json_str(text).unwrap();
-    assert_eq!(policy.to_value(), serde_json::from_str::<Value>(text).unwrap());
+    assert_eq!(
+        policy.to_value(),
+        serde_json::from_str::<Value>(text).unwrap()
+    );
     // Through serde's own entry point too.
     let via_serde: Policy = serde_json::from_str(text).unwrap();
     assert_eq!(via_serde, policy);

@@ -5,29 +5,38 @@ use warden_policy::{Error, Policy};
 fn problems(text: &str) -> String {
     match Policy::from_json_str(text) {
         Ok(_) => "ok".into(),
-        Err(Error::Syntax { line, column, message }) => format!("syntax {line}:{column}: {message}"),
+        Err(Error::Syntax {
+            line,
+            column,
+            message,
+        }) => format!("syntax {line}:{column}: {message}"),
         Err(Error::Invalid { problems }) => problems.to_string(),
     }
 }
 
 #[test]
 fn unknown_fields_suggest_the_nearest() {
-    insta::assert_snapshot!(problems(r#"{"version": "1", "tool": {}, "defualt": "deny", "banana": 1,
-        "tools": {"x": {"limit": [], "deny_if": [{"conditions": [], "ondeny": "m"}]}}}"#));
+    insta::assert_snapshot!(problems(
+        r#"{"version": "1", "tool": {}, "defualt": "deny", "banana": 1,
+        "tools": {"x": {"limit": [], "deny_if": [{"conditions": [], "ondeny": "m"}]}}}"#
+    ));
 }
 
 #[test]
 fn keywords_and_types() {
-    insta::assert_snapshot!(problems(r#"{"version": 1, "default": "block", "mode": "shadw", "hide": "x",
+    insta::assert_snapshot!(problems(
+        r#"{"version": 1, "default": "block", "mode": "shadw", "hide": "x",
         "tools": {"a": {"limits": [{"counter": "c", "window": "mintue", "max": "30", "scope": "user"}]},
                   "b": {"require": [{"conditions": [{"path": "args.x", "op": "equals", "value": 1}]}]},
                   "c": [],
-                  "d": {"limits": [{"window": "fortnight", "max": -3}, {"counter": "k", "window": 0, "max": 1.5}]}}}"#));
+                  "d": {"limits": [{"window": "fortnight", "max": -3}, {"counter": "k", "window": 0, "max": 1.5}]}}}"#
+    ));
 }
 
 #[test]
 fn semantic_problems() {
-    insta::assert_snapshot!(problems(r#"{"version": "2", "default": "deny",
+    insta::assert_snapshot!(problems(
+        r#"{"version": "2", "default": "deny",
         "tools": {
           "a": {"require": [{"conditions": [
               {"path": "args.region", "op": "in", "value": "us-east"},
@@ -41,12 +50,15 @@ fn semantic_problems() {
           "limits": [{"counter": "shared", "window": "minute", "max": 30, "scope": "grant", "cost": "amount"}]},
           "b": {"limits": [{"counter": "shared", "window": "hour", "max": 30}]},
           "list_*": {}, "*_inst": {}, "a_*": {}, "b_*": {}, "*": {}
-        }}"#));
+        }}"#
+    ));
 }
 
 #[test]
 fn syntax_errors_and_repeated_keys() {
-    insta::assert_snapshot!(problems("{\"version\": \"1\",\n \"tools\": {\n \"a\": {},\n \"a\": {\"deny_if\": []}}}"));
+    insta::assert_snapshot!(problems(
+        "{\"version\": \"1\",\n \"tools\": {\n \"a\": {},\n \"a\": {\"deny_if\": []}}}"
+    ));
     insta::assert_snapshot!(problems("{\"version\": \"1\", "));
     insta::assert_snapshot!(problems(""));
     insta::assert_snapshot!(problems("[]"));
@@ -54,15 +66,24 @@ fn syntax_errors_and_repeated_keys() {
 
 #[test]
 fn max_zero_and_missing_fields() {
-    insta::assert_snapshot!(problems(r#"{"tools": {"a": {"limits": [{"counter": "c", "window": "day", "max": 0}],
-        "deny_if": [{"on_deny": "x"}, {"conditions": [{"op": "eq"}]}]}}}"#));
+    insta::assert_snapshot!(problems(
+        r#"{"tools": {"a": {"limits": [{"counter": "c", "window": "day", "max": 0}],
+        "deny_if": [{"on_deny": "x"}, {"conditions": [{"op": "eq"}]}]}}}"#
+    ));
 }
 
 #[test]
 fn never_panics_on_odd_documents() {
-    for text in ["null", "1", "\"x\"", "{\"version\": \"1\", \"tools\": null}", "{\"version\": \"1\", \"tools\": {\"\": {}}}",
-                 "{\"version\": \"1\", \"hide\": [1, null, \"\"]}", "{\"version\": \"1\", \"tools\": {\"a\": {\"approval\": {\"timeout\": 0}}}}",
-                 &format!("{}1{}", "[".repeat(5000), "]".repeat(5000))] {
+    for text in [
+        "null",
+        "1",
+        "\"x\"",
+        "{\"version\": \"1\", \"tools\": null}",
+        "{\"version\": \"1\", \"tools\": {\"\": {}}}",
+        "{\"version\": \"1\", \"hide\": [1, null, \"\"]}",
+        "{\"version\": \"1\", \"tools\": {\"a\": {\"approval\": {\"timeout\": 0}}}}",
+        &format!("{}1{}", "[".repeat(5000), "]".repeat(5000)),
+    ] {
         let _ = problems(text);
     }
 }
