@@ -630,6 +630,18 @@ fn found_description(text: &str, pos: usize, word: &str) -> String {
 }
 
 fn punctuation_help(text: &str, pos: usize) -> Option<&'static str> {
+    let rest_of_line = text
+        .get(pos..)
+        .unwrap_or("")
+        .split('\n')
+        .next()
+        .unwrap_or("");
+    if rest_of_line.starts_with('"') && rest_of_line.matches('"').count() < 2 {
+        return Some("this string is not closed: strings end with `\"` on the same line");
+    }
+    if rest_of_line.starts_with('[') && !text[pos..].contains(']') {
+        return Some("this list is not closed: add `]` after its last item");
+    }
     if pos >= text.len() && text.matches('{').count() > text.matches('}').count() {
         return Some("a `{` is never closed: add `}` at the end of the block");
     }
