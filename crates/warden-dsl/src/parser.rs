@@ -476,26 +476,12 @@ fn syntax_error(text: &str, e: pest::error::Error<Rule>) -> Diagnostic {
     // pest sometimes reports no expectation at all; the preceding word still tells.
     let positives = if positives.is_empty() && negatives.is_empty() {
         if prev_word == "per" && before.trim_end().ends_with("per") {
-            vec![Rule::kw_minute, Rule::kw_hour, Rule::kw_day, Rule::integer]
+            expand(Rule::window)
         } else if before.trim().is_empty() || before.trim_end().ends_with('}') || depth(before) == 0
         {
-            vec![
-                Rule::kw_tool,
-                Rule::kw_allow,
-                Rule::kw_hide,
-                Rule::kw_all,
-                Rule::kw_default,
-                Rule::kw_mode,
-                Rule::kw_version,
-            ]
+            expand(Rule::file)
         } else {
-            vec![
-                Rule::kw_deny,
-                Rule::kw_require,
-                Rule::kw_limit,
-                Rule::kw_mode,
-                Rule::kw_limits,
-            ]
+            expand(Rule::tool_item)
         }
     } else {
         positives.into_iter().flat_map(expand).collect()
