@@ -21,11 +21,16 @@ pub struct Cli {
 pub enum Command {
     /// Validate policy files and report every problem with its location.
     ///
-    /// Exits 0 when all files are valid, 1 when any has a problem.
+    /// Also warns about rules that can never take effect (a block for a hidden tool,
+    /// conditions that contradict each other) and, with --tools, about names that match no
+    /// tool of the server. Exits 0 when all files are valid (warnings or not), 1 otherwise.
     Check {
         /// Policy files (`.pol` or `.json`).
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
+        /// The server's `tools/list` answer, to check tool names against.
+        #[arg(long, value_name = "TOOLS.json")]
+        tools: Option<PathBuf>,
     },
     /// Show how a policy decides one tool call, step by step.
     ///
@@ -56,6 +61,10 @@ pub enum Command {
         format: Format,
     },
     /// Compile a `.pol` policy to policy.json.
+    ///
+    /// With `--target policylayer` the output uses only keys the hosted PolicyLayer product
+    /// knows: globs are expanded against --tools, approvals become "Requires human
+    /// approval." denials, and anything else the hosted format cannot express is an error.
     Compile {
         /// The `.pol` (or `.json`) policy.
         #[arg(value_name = "FILE")]
@@ -63,6 +72,12 @@ pub enum Command {
         /// Write here instead of stdout.
         #[arg(short, long, value_name = "OUT")]
         output: Option<PathBuf>,
+        /// Which JSON dialect to emit.
+        #[arg(long, value_enum, default_value_t = Target::Warden)]
+        target: Target,
+        /// The server's `tools/list` answer, to expand globs against (policylayer target).
+        #[arg(long, value_name = "TOOLS.json")]
+        tools: Option<PathBuf>,
     },
     /// Rewrite `.pol` files in canonical layout, keeping comments.
     ///
@@ -81,6 +96,14 @@ pub enum Command {
     },
     /// Print the JSON Schema of the policy.json format.
     Schema,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Target {
+    /// Warden's policy.json, extensions included.
+    Warden,
+    /// Only what the hosted PolicyLayer product accepts.
+    Policylayer,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

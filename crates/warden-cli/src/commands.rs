@@ -1,17 +1,19 @@
 //! One function per verb.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use warden_policy::{Call, CompiledPolicy};
 
-use crate::cli::{Cli, Command, Format};
+use crate::cli::{Cli, Command, Format, Target};
 use crate::error::CliError;
+use crate::report;
 use crate::source;
 
 pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
-        Command::Check { files } => check(&files),
+        Command::Check { files, tools } => check(&files, tools.as_deref()),
         Command::Explain {
             file,
             tool,
@@ -21,7 +23,12 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             ip,
             format,
         } => explain(&file, &tool, &args, &grant, &session, ip, format),
-        Command::Compile { file, output } => compile(&file, output.as_deref()),
+        Command::Compile {
+            file,
+            output,
+            target,
+            tools,
+        } => compile(&file, output.as_deref(), target, tools.as_deref()),
         Command::Fmt { files, check } => fmt(&files, check),
         Command::Decompile { file } => {
             let (_, policy) = source::load(&file)?;
@@ -35,27 +42,35 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
     }
 }
 
-fn check(files: &[std::path::PathBuf]) -> Result<ExitCode, CliError> {
+fn check(files: &[PathBuf], tools: Option<&Path>) -> Result<ExitCode, CliError> {
+    let catalog = tools.map(source::catalog).transpose()?;
     let mut failed = 0;
     for file in files {
-        match source::load(file).and_then(|(src, policy)| {
-            CompiledPolicy::new(&policy).map_err(|_| CliError::Invalid {
-                path: src.path.clone(),
-                count: 1,
-            })?;
-            Ok(policy)
-        }) {
-            Ok(policy) => {
+        let checked = source::load(file).and_then(|(src, policy)| {
+            let compiled = compiled(&src, &policy)?;
+            let warnings = warden_policy::lint(&compiled, catalog.as_ref());
+            for w in warnings.iter() {
+                report::problem(&src, w, true);
+            }
+            Ok((policy, warnings.len()))
+        });
+        match checked {
+            Ok((policy, warnings)) => {
                 let tools = policy.tools.as_ref().map_or(0, |t| t.len());
+                let warnings = match warnings {
+                    0 => String::new(),
+                    1 => ", 1 warning".into(),
+                    n => format!(", {n} warnings"),
+                };
                 println!(
-                    "{}: ok ({tools} tool entries, default {})",
+                    "{}: ok ({tools} tool entries, default {}{warnings})",
                     file.display(),
                     policy.default_action()
                 );
             }
             Err(e) => {
                 failed += 1;
-                crate::report::error(&e);
+                report::error(&e);
             }
         }
     }
@@ -67,7 +82,7 @@ fn check(files: &[std::path::PathBuf]) -> Result<ExitCode, CliError> {
 }
 
 fn explain(
-    file: &std::path::Path,
+    file: &Path,
     tool: &str,
     args: &str,
     grant: &str,
@@ -83,10 +98,7 @@ fn explain(
         ));
     }
     let (src, policy) = source::load(file)?;
-    let compiled = CompiledPolicy::new(&policy).map_err(|_| CliError::Invalid {
-        path: src.path.clone(),
-        count: 1,
-    })?;
+    let compiled = compiled(&src, &policy)?;
     let call = Call::new(tool)
         .args(&args)
         .grant(grant)
@@ -104,8 +116,19 @@ fn explain(
     Ok(ExitCode::SUCCESS)
 }
 
-fn compile(file: &std::path::Path, output: Option<&std::path::Path>) -> Result<ExitCode, CliError> {
-    let (_, policy) = source::load(file)?;
+fn compile(
+    file: &Path,
+    output: Option<&Path>,
+    target: Target,
+    tools: Option<&Path>,
+) -> Result<ExitCode, CliError> {
+    let catalog = tools.map(source::catalog).transpose()?;
+    let (src, policy) = source::load(file)?;
+    let policy = match target {
+        Target::Warden => policy,
+        Target::Policylayer => warden_policy::to_policylayer(&policy, catalog.as_ref())
+            .map_err(|problems| src.invalid(&problems))?,
+    };
     let mut json =
         serde_json::to_string_pretty(&policy.to_value()).map_err(std::io::Error::from)?;
     json.push('\n');
@@ -119,12 +142,12 @@ fn compile(file: &std::path::Path, output: Option<&std::path::Path>) -> Result<E
     Ok(ExitCode::SUCCESS)
 }
 
-fn fmt(files: &[std::path::PathBuf], check: bool) -> Result<ExitCode, CliError> {
+fn fmt(files: &[PathBuf], check: bool) -> Result<ExitCode, CliError> {
     let mut changed = 0;
     let mut failed = 0;
     for file in files {
         if file.extension().and_then(|e| e.to_str()) != Some("pol") {
-            crate::report::error(&CliError::FileType { path: file.clone() });
+            report::error(&CliError::FileType { path: file.clone() });
             failed += 1;
             continue;
         }
@@ -132,10 +155,7 @@ fn fmt(files: &[std::path::PathBuf], check: bool) -> Result<ExitCode, CliError> 
         let formatted = match warden_dsl::format(&src.text) {
             Ok(f) => f,
             Err(e) => {
-                eprintln!(
-                    "{}",
-                    e.render(&src.name(), &src.text, crate::report::color())
-                );
+                eprintln!("{}", e.render(&src.name(), &src.text, report::color()));
                 failed += 1;
                 continue;
             }
@@ -158,5 +178,20 @@ fn fmt(files: &[std::path::PathBuf], check: bool) -> Result<ExitCode, CliError> 
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    })
+}
+
+/// Compiles a loaded policy; its problems were found by `load` already, so this only fails
+/// on what validation alone cannot see.
+fn compiled(
+    src: &source::Source,
+    policy: &warden_policy::Policy,
+) -> Result<CompiledPolicy, CliError> {
+    CompiledPolicy::new(policy).map_err(|e| match e {
+        warden_policy::Error::Invalid { problems } => src.invalid(&problems),
+        warden_policy::Error::Syntax { .. } => CliError::Invalid {
+            path: src.path.clone(),
+            count: 1,
+        },
     })
 }

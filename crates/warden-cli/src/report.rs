@@ -2,74 +2,51 @@
 
 use std::io::IsTerminal;
 
-use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme, NamedSource, SourceSpan};
+use warden_dsl::Diagnostic;
 use warden_policy::{Problem, locate};
 
 use crate::error::CliError;
 use crate::source::Source;
-
-#[derive(Debug, thiserror::Error, Diagnostic)]
-#[error("{message}")]
-struct Located {
-    message: String,
-    #[source_code]
-    src: NamedSource<String>,
-    #[label("{label}")]
-    span: Option<SourceSpan>,
-    label: String,
-    #[help]
-    help: Option<String>,
-}
 
 /// Colour only for a person at a terminal.
 pub fn color() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
-fn handler() -> GraphicalReportHandler {
-    let theme = if color() {
-        GraphicalTheme::unicode()
-    } else {
-        GraphicalTheme::unicode_nocolor()
-    };
-    GraphicalReportHandler::new_themed(theme).with_width(100)
+fn emit(src: &Source, d: &Diagnostic) {
+    eprintln!("{}", d.render(&src.name(), &src.text, color()));
 }
 
-fn emit(d: &dyn Diagnostic) {
-    let mut out = String::new();
-    if handler().render_report(&mut out, d).is_err() {
-        out = d.to_string();
-    }
-    eprintln!("{out}");
-}
-
-/// A problem found on the parsed JSON, shown where its pointer lands in the text.
-pub fn json_problem(src: &Source, p: &Problem) {
-    let span = locate::span(&src.text, &p.pointer, p.target);
-    let at = if p.pointer.is_empty() {
-        "(document)".to_string()
-    } else {
-        p.pointer.clone()
+/// A problem stated on the model, shown where it was written: through the source map for
+/// `.pol`, by finding its JSON Pointer in the text for `.json`.
+pub fn problem(src: &Source, p: &Problem, warning: bool) {
+    let mut d = match &src.map {
+        Some(map) => warden_dsl::problem_diagnostic(p, map, &src.text),
+        None => {
+            let span = locate::span(&src.text, &p.pointer, p.target)
+                .map(|r| r.start..r.end.min(r.start + 200).max(r.start))
+                .unwrap_or(0..0);
+            let at = if p.pointer.is_empty() {
+                "(document)"
+            } else {
+                &p.pointer
+            };
+            let mut d = Diagnostic::new(span, format!("{at}: {}", p.message));
+            d.help = p.help.clone();
+            d
+        }
     };
-    emit(&Located {
-        message: format!("{at}: {}", p.message),
-        src: NamedSource::new(src.name(), src.text.clone()),
-        span: span.map(|r| SourceSpan::from(r.start..r.end.min(r.start + 200).max(r.start))),
-        label: "here".into(),
-        help: p.help.clone(),
-    });
+    d.warning = warning;
+    emit(src, &d);
 }
 
 /// A JSON syntax error at a 1-based line and column.
 pub fn json_syntax(src: &Source, line: usize, column: usize, message: &str) {
     let offset = offset_of(&src.text, line, column);
-    emit(&Located {
-        message: format!("invalid JSON: {message}"),
-        src: NamedSource::new(src.name(), src.text.clone()),
-        span: Some(SourceSpan::from(offset..offset)),
-        label: "here".into(),
-        help: None,
-    });
+    emit(
+        src,
+        &Diagnostic::new(offset..offset, format!("invalid JSON: {message}")),
+    );
 }
 
 fn offset_of(text: &str, line: usize, column: usize) -> usize {

@@ -1,16 +1,18 @@
-//! Reading a policy file into the model, with its text kept for diagnostics.
+//! Reading policy and catalog files, with their text kept for diagnostics.
 
 use std::path::{Path, PathBuf};
 
-use warden_policy::{Error, Policy, Problem};
+use warden_dsl::SourceMap;
+use warden_policy::{Catalog, Error, Policy};
 
 use crate::error::CliError;
 use crate::report;
 
-/// A policy file's text.
+/// A file's text, and for `.pol` the map from JSON Pointers back into it.
 pub struct Source {
     pub path: PathBuf,
     pub text: String,
+    pub map: Option<SourceMap>,
 }
 
 impl Source {
@@ -22,11 +24,32 @@ impl Source {
         Ok(Source {
             path: path.to_owned(),
             text,
+            map: None,
         })
     }
 
     pub fn name(&self) -> String {
         self.path.display().to_string()
+    }
+
+    /// Prints `problems` located in this file and turns them into the command's error.
+    pub fn invalid(&self, problems: &warden_policy::Problems) -> CliError {
+        for p in problems.iter() {
+            report::problem(self, p, false);
+        }
+        CliError::Invalid {
+            path: self.path.clone(),
+            count: problems.len(),
+        }
+    }
+
+    /// A JSON parse failure, printed at its place.
+    fn syntax(&self, line: usize, column: usize, message: String) -> CliError {
+        report::json_syntax(self, line, column, &message);
+        CliError::Invalid {
+            path: self.path.clone(),
+            count: 1,
+        }
     }
 }
 
@@ -41,10 +64,13 @@ pub fn load(path: &Path) -> Result<(Source, Policy), CliError> {
             });
         }
     };
-    let src = Source::read(path)?;
+    let mut src = Source::read(path)?;
     if is_pol {
         return match warden_dsl::compile(&src.text) {
-            Ok(c) => Ok((src, c.policy)),
+            Ok(c) => {
+                src.map = Some(c.source_map);
+                Ok((src, c.policy))
+            }
             Err(e) => {
                 eprintln!("{}", e.render(&src.name(), &src.text, report::color()));
                 Err(CliError::Invalid {
@@ -56,38 +82,30 @@ pub fn load(path: &Path) -> Result<(Source, Policy), CliError> {
     }
     match Policy::from_json_str(&src.text) {
         Ok(policy) => Ok((src, policy)),
+        Err(Error::Syntax { line, column, .. }) if src.text.trim().is_empty() => Err(src.syntax(
+            line,
+            column,
+            "the file is empty: a policy needs at least {\"version\": \"1\"}".into(),
+        )),
         Err(Error::Syntax {
             line,
             column,
             message,
-        }) => {
-            let message = if src.text.trim().is_empty() {
-                "the file is empty: a policy needs at least {\"version\": \"1\"}".to_string()
-            } else {
-                message
-            };
-            report::json_syntax(&src, line, column, &message);
-            Err(CliError::Invalid {
-                path: path.to_owned(),
-                count: 1,
-            })
-        }
-        Err(Error::Invalid { problems }) => {
-            let count = problems.len();
-            for p in problems.iter() {
-                report::json_problem(&src, p);
-            }
-            Err(CliError::Invalid {
-                path: path.to_owned(),
-                count,
-            })
-        }
+        }) => Err(src.syntax(line, column, message)),
+        Err(Error::Invalid { problems }) => Err(src.invalid(&problems)),
     }
 }
 
-/// A problem's place in the file, for callers that only want the location.
-#[allow(dead_code)]
-pub fn locate(src: &Source, p: &Problem) -> Option<(usize, usize)> {
-    warden_policy::locate::span(&src.text, &p.pointer, p.target)
-        .map(|r| warden_policy::locate::line_col(&src.text, r.start))
+/// Reads a server's `tools/list` answer (`--tools`).
+pub fn catalog(path: &Path) -> Result<Catalog, CliError> {
+    let src = Source::read(path)?;
+    match Catalog::from_json_str(&src.text) {
+        Ok(c) => Ok(c),
+        Err(Error::Syntax {
+            line,
+            column,
+            message,
+        }) => Err(src.syntax(line, column, message)),
+        Err(Error::Invalid { problems }) => Err(src.invalid(&problems)),
+    }
 }

@@ -130,3 +130,112 @@ fn schema_prints_the_committed_schema() {
         "docs/policy.schema.json is stale: run `cargo run -- schema > docs/policy.schema.json`"
     );
 }
+
+#[test]
+fn check_with_tools_warns_about_rules_that_never_take_effect() {
+    let (code, out, err) = warden(&["check", "lint.pol", "--tools", "tools.json"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (
+            0,
+            "lint.pol: ok (7 tool entries, default deny, 6 warnings)\n"
+        ),
+        "{err}"
+    );
+    insta::assert_snapshot!(err);
+}
+
+#[test]
+fn check_without_tools_still_finds_contradictions_and_hidden_blocks() {
+    let (code, out, _) = warden(&["check", "lint.pol"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (
+            0,
+            "lint.pol: ok (7 tool entries, default deny, 3 warnings)\n"
+        )
+    );
+}
+
+#[test]
+fn check_refuses_a_tools_file_that_is_not_a_tool_list() {
+    let (code, out, err) = warden(&["check", "lint.pol", "--tools", "instances.json"]);
+    assert_eq!((code, out.as_str()), (1, ""));
+    assert!(err.contains("expected a tools/list answer"), "{err}");
+}
+
+#[test]
+fn compile_for_policylayer_expands_globs_and_lowers_approval() {
+    let (code, out, err) = warden(&[
+        "compile",
+        "hosted.pol",
+        "--target",
+        "policylayer",
+        "--tools",
+        "tools.json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn compile_for_policylayer_refuses_what_it_cannot_express() {
+    let (code, out, err) = warden(&["compile", "unhosted.pol", "--target", "policylayer"]);
+    assert_eq!((code, out.as_str()), (1, ""));
+    insta::assert_snapshot!(err);
+    // Globs without a catalog are refused too, at the glob.
+    let (code, _, err) = warden(&["compile", "hosted.pol", "--target", "policylayer"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(
+            "hosted.pol:5:6: the hosted format has no globs: `get_*` needs a tool catalog"
+        ),
+        "{err}"
+    );
+}
+
+/// The real Linode MCP server's tools/list, when the shared reference material is present.
+fn linode_tools() -> Option<String> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/reference/linode-tools-list.json"
+    );
+    if std::path::Path::new(path).exists() {
+        Some(path.to_string())
+    } else {
+        eprintln!("skipped: {path} is not present (shared reference material)");
+        None
+    }
+}
+
+#[test]
+fn linode_example_names_only_real_tools_and_compiles_for_policylayer() {
+    let Some(tools) = linode_tools() else { return };
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/linode.pol");
+    let (code, out, err) = warden(&["check", example, "--tools", &tools]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("default deny)"),
+        "no warnings expected: {out}{err}"
+    );
+
+    let (code, out, err) = warden(&[
+        "compile",
+        example,
+        "--target",
+        "policylayer",
+        "--tools",
+        &tools,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        json["tools"]["create_personal_access_token"],
+        serde_json::json!({"limits": [{"counter": "create_personal_access_token_rate",
+                                       "window": "minute", "max": 30, "scope": "grant"}]})
+    );
+    // Globs are gone: every key is a real tool name.
+    let tools = json["tools"].as_object().unwrap();
+    assert!(tools.len() > 200, "{}", tools.len());
+    assert!(tools.keys().all(|k| !k.contains('*')), "{out}");
+}

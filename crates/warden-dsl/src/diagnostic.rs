@@ -10,6 +10,8 @@ pub struct Diagnostic {
     pub span: Span,
     pub message: String,
     pub help: Option<String>,
+    /// Warnings are advice about a valid policy; errors make it invalid.
+    pub warning: bool,
 }
 
 impl Diagnostic {
@@ -18,7 +20,13 @@ impl Diagnostic {
             span,
             message: message.into(),
             help: None,
+            warning: false,
         }
+    }
+
+    pub fn warning(mut self) -> Self {
+        self.warning = true;
+        self
     }
 
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
@@ -39,6 +47,11 @@ impl Diagnostic {
             src: NamedSource::new(name, text.to_owned()),
             span: SourceSpan::from(self.span.start.min(text.len())..self.span.end.min(text.len())),
             help: self.help.clone(),
+            severity: if self.warning {
+                miette::Severity::Warning
+            } else {
+                miette::Severity::Error
+            },
         };
         let theme = if color {
             GraphicalTheme::unicode()
@@ -57,16 +70,34 @@ impl Diagnostic {
     }
 }
 
-#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 struct Rendered {
     message: String,
-    #[source_code]
     src: NamedSource<String>,
-    #[label("here")]
     span: SourceSpan,
-    #[help]
     help: Option<String>,
+    severity: miette::Severity,
+}
+
+// Written out because the derive only knows a fixed severity.
+impl miette::Diagnostic for Rendered {
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(self.severity)
+    }
+    fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        self.help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn std::fmt::Display>)
+    }
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        Some(&self.src)
+    }
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
+        Some(Box::new(std::iter::once(
+            miette::LabeledSpan::new_with_span(Some("here".into()), self.span),
+        )))
+    }
 }
 
 /// Everything that can go wrong with `.pol` text: always a list of located diagnostics.

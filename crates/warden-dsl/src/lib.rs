@@ -21,6 +21,9 @@
 //! ```
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+// pest without its `std` feature (see Cargo.toml) generates code that names `alloc`.
+extern crate alloc;
+
 pub mod ast;
 mod comments;
 mod decompile;
@@ -35,7 +38,7 @@ pub use format::format;
 pub use lower::{SourceMap, default_counter};
 pub use parser::{MAX_SOURCE_BYTES, parse};
 
-use warden_policy::{Policy, Problem, Target};
+use warden_policy::{Policy, Problem};
 
 /// A `.pol` file compiled to the policy model, with the map back to its source.
 #[derive(Debug, Clone)]
@@ -48,7 +51,7 @@ pub struct Compiled {
 pub fn compile(text: &str) -> Result<Compiled, Error> {
     let ast = parser::parse(text).map_err(|diagnostics| Error { diagnostics })?;
     let (policy, source_map) =
-        lower::lower(&ast, text).map_err(|diagnostics| Error { diagnostics })?;
+        lower::lower(ast, text).map_err(|diagnostics| Error { diagnostics })?;
     let problems = warden_policy::validate(&policy);
     if !problems.is_empty() {
         let diagnostics = problems
@@ -60,10 +63,10 @@ pub fn compile(text: &str) -> Result<Compiled, Error> {
     Ok(Compiled { policy, source_map })
 }
 
-/// A validation problem (stated on the model) at the `.pol` span it came from.
-fn problem_diagnostic(p: &Problem, map: &SourceMap, text: &str) -> Diagnostic {
+/// A problem stated on the model (validation, lint, lowering to hosted) at the `.pol`
+/// span it came from.
+pub fn problem_diagnostic(p: &Problem, map: &SourceMap, text: &str) -> Diagnostic {
     let span = map.span(&p.pointer).unwrap_or(0..text.len().min(1));
-    let _ = Target::Key;
     let mut d = Diagnostic::new(span, p.message.clone());
     d.help = p.help.clone();
     d

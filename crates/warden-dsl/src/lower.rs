@@ -2,6 +2,7 @@
 //! validation problems (found on the model, shared with policy.json) point into `.pol`.
 
 use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 
 use indexmap::IndexMap;
 use warden_policy::pointer::{child, index};
@@ -11,24 +12,44 @@ use crate::ast::*;
 use crate::diagnostic::Diagnostic;
 
 /// JSON Pointer → the `.pol` span it was written at.
-#[derive(Debug, Clone, Default)]
+///
+/// Built on first use by lowering the AST again while recording: most compiles are never
+/// asked for a span, and recording one string per pointer would double the cost of lowering.
+#[derive(Debug, Clone)]
 pub struct SourceMap {
-    spans: HashMap<String, Span>,
+    file: Arc<File>,
+    spans: Arc<OnceLock<HashMap<String, Span>>>,
 }
 
 impl SourceMap {
-    fn set(&mut self, pointer: String, span: Span) {
-        self.spans.entry(pointer).or_insert(span);
-    }
-
     /// The span of `pointer`, or of its nearest recorded ancestor.
     pub fn span(&self, pointer: &str) -> Option<Span> {
+        let spans = self.spans.get_or_init(|| {
+            let mut l = Lowerer {
+                map: Recorder(Some(HashMap::new())),
+                ..Lowerer::default()
+            };
+            l.file(&self.file);
+            l.map.0.unwrap_or_default()
+        });
         let mut p = pointer;
         loop {
-            if let Some(s) = self.spans.get(p) {
+            if let Some(s) = spans.get(p) {
                 return Some(s.clone());
             }
             p = &p[..p.rfind('/')?];
+        }
+    }
+}
+
+/// Records pointer → span while building a [`SourceMap`]; does nothing otherwise.
+#[derive(Default)]
+struct Recorder(Option<HashMap<String, Span>>);
+
+impl Recorder {
+    fn set(&mut self, pointer: impl FnOnce() -> String, span: &Span) {
+        if let Some(spans) = &mut self.0 {
+            spans.entry(pointer()).or_insert_with(|| span.clone());
         }
     }
 }
@@ -38,14 +59,18 @@ pub fn default_counter(tool: &str) -> String {
     format!("{tool}_rate")
 }
 
-pub fn lower(file: &File, text: &str) -> Result<(Policy, SourceMap), Vec<Diagnostic>> {
+pub fn lower(file: File, text: &str) -> Result<(Policy, SourceMap), Vec<Diagnostic>> {
     let mut l = Lowerer {
         text: text.to_owned(),
         ..Lowerer::default()
     };
-    l.file(file);
+    l.file(&file);
     if l.errors.is_empty() {
-        Ok((l.policy, l.map))
+        let map = SourceMap {
+            file: Arc::new(file),
+            spans: Arc::default(),
+        };
+        Ok((l.policy, map))
     } else {
         Err(l.errors)
     }
@@ -53,7 +78,7 @@ pub fn lower(file: &File, text: &str) -> Result<(Policy, SourceMap), Vec<Diagnos
 
 struct Lowerer {
     policy: Policy,
-    map: SourceMap,
+    map: Recorder,
     errors: Vec<Diagnostic>,
     /// Statement kind → span of its first occurrence.
     seen: HashMap<&'static str, Span>,
@@ -72,7 +97,7 @@ impl Default for Lowerer {
                 all_tools: None,
                 tools: None,
             },
-            map: SourceMap::default(),
+            map: Recorder::default(),
             errors: Vec::new(),
             seen: HashMap::new(),
             tool_spans: HashMap::new(),
@@ -107,33 +132,33 @@ impl Lowerer {
                 ItemKind::Version(v) => {
                     if self.once(kind, &item.span) {
                         self.policy.version = v.node.clone();
-                        self.map.set("/version".into(), v.span.clone());
+                        self.map.set(|| "/version".into(), &v.span);
                     }
                 }
                 ItemKind::Default(d) => {
                     if self.once(kind, &item.span) {
                         self.policy.default = Some(d.node);
-                        self.map.set("/default".into(), d.span.clone());
+                        self.map.set(|| "/default".into(), &d.span);
                     }
                 }
                 ItemKind::Mode(m) => {
                     if self.once(kind, &item.span) {
                         self.policy.mode = Some(m.node);
-                        self.map.set("/mode".into(), m.span.clone());
+                        self.map.set(|| "/mode".into(), &m.span);
                     }
                 }
                 ItemKind::Hide(names) => {
                     if self.once(kind, &item.span) {
-                        self.map.set("/hide".into(), item.span.clone());
+                        self.map.set(|| "/hide".into(), &item.span);
                         for (i, n) in names.iter().enumerate() {
-                            self.map.set(index("/hide", i), n.span.clone());
+                            self.map.set(|| index("/hide", i), &n.span);
                         }
                         self.policy.hide = Some(names.iter().map(|n| n.node.clone()).collect());
                     }
                 }
                 ItemKind::AllTools(body) => {
                     if self.once(kind, &item.span) {
-                        self.map.set("/all_tools".into(), item.span.clone());
+                        self.map.set(|| "/all_tools".into(), &item.span);
                         let mut limits: Option<Vec<Limit>> = None;
                         for b in body {
                             match &b.kind {
@@ -204,7 +229,7 @@ impl Lowerer {
         }
         self.tool_spans.insert(name.node.clone(), name.span.clone());
         let at = child("/tools", &name.node);
-        self.map.set(at.clone(), name.span.clone());
+        self.map.set(|| at.clone(), &name.span);
         let _ = block_span;
         let mut rule = ToolRule::default();
         for b in body {
@@ -241,10 +266,10 @@ impl Lowerer {
                         ));
                         continue;
                     }
-                    self.map.set(child(&at, "approval"), b.span.clone());
+                    self.map.set(|| child(&at, "approval"), &b.span);
                     if let Some(t) = timeout {
                         self.map
-                            .set(child(&child(&at, "approval"), "timeout"), t.span.clone());
+                            .set(|| child(&child(&at, "approval"), "timeout"), &t.span);
                     }
                     let on_timeout = on_timeout.as_ref().map(|a| match a.node {
                         DefaultAction::Allow => OnTimeout::Allow,
@@ -263,7 +288,7 @@ impl Lowerer {
                         ));
                         continue;
                     }
-                    self.map.set(child(&at, "mode"), m.span.clone());
+                    self.map.set(|| child(&at, "mode"), &m.span);
                     rule.mode = Some(m.node);
                 }
                 BlockKind::NoLimits => self.empty_list(&mut rule.limits, &b.span, "limits"),
@@ -284,17 +309,17 @@ impl Lowerer {
         at: &str,
         span: &Span,
     ) -> Rule {
-        self.map.set(at.to_owned(), span.clone());
+        self.map.set(|| at.to_owned(), &span);
         let conditions = conditions.as_deref().unwrap_or(&[]);
         for (i, c) in conditions.iter().enumerate() {
             let c_at = index(&child(at, "conditions"), i);
-            self.map.set(c_at.clone(), c.span.clone());
-            self.map.set(child(&c_at, "path"), c.path.span.clone());
-            self.map.set(child(&c_at, "op"), c.op.span.clone());
-            self.map.set(child(&c_at, "value"), c.value.span.clone());
+            self.map.set(|| c_at.clone(), &c.span);
+            self.map.set(|| child(&c_at, "path"), &c.path.span);
+            self.map.set(|| child(&c_at, "op"), &c.op.span);
+            self.map.set(|| child(&c_at, "value"), &c.value.span);
         }
         if let Some(m) = message {
-            self.map.set(child(at, "on_deny"), m.span.clone());
+            self.map.set(|| child(at, "on_deny"), &m.span);
         }
         Rule {
             conditions: conditions
@@ -310,18 +335,18 @@ impl Lowerer {
     }
 
     fn limit(&mut self, l: &LimitAst, at: &str, tool: &str, span: &Span) -> Limit {
-        self.map.set(at.to_owned(), span.clone());
-        self.map.set(child(at, "max"), l.max.span.clone());
-        self.map.set(child(at, "window"), l.window.span.clone());
+        self.map.set(|| at.to_owned(), &span);
+        self.map.set(|| child(at, "max"), &l.max.span);
+        self.map.set(|| child(at, "window"), &l.window.span);
         if let Some(s) = &l.scope {
-            self.map.set(child(at, "scope"), s.span.clone());
+            self.map.set(|| child(at, "scope"), &s.span);
         }
         match &l.counter {
-            Some(c) => self.map.set(child(at, "counter"), c.span.clone()),
-            None => self.map.set(child(at, "counter"), span.clone()),
+            Some(c) => self.map.set(|| child(at, "counter"), &c.span),
+            None => self.map.set(|| child(at, "counter"), &span),
         }
         if let Some(c) = &l.cost {
-            self.map.set(child(at, "cost"), c.span.clone());
+            self.map.set(|| child(at, "cost"), &c.span);
         }
         Limit {
             counter: l

@@ -48,6 +48,8 @@ pub(crate) struct CompiledRule {
 
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
+    /// The `tools` key: an exact name or a glob.
+    pub(crate) key: String,
     pub(crate) pointer: String,
     pub(crate) deny_if: Vec<CompiledRule>,
     pub(crate) require: Vec<CompiledRule>,
@@ -102,6 +104,16 @@ impl CompiledPolicy {
             .get(tool)
             .map(String::as_str)
             .or_else(|| self.hidden_globs.find(tool).map(|(g, _)| g.as_str()))
+    }
+
+    /// The `tools` key whose entry governs `tool`: its exact name, else the most specific
+    /// matching glob. Hiding is not considered.
+    pub fn entry_key(&self, tool: &str) -> Option<&str> {
+        let i = match self.exact.get(tool) {
+            Some(&i) => i,
+            None => *self.globs.find(tool)?.1,
+        };
+        Some(self.entries[i].key.as_str())
     }
 
     /// Every limit in the policy, in document order.
@@ -160,6 +172,7 @@ impl Builder {
             );
             limits.extend_from_slice(&default_limits);
             let entry = Entry {
+                key: key.clone(),
                 deny_if: self.rules(rule.deny_if.as_deref(), &child(&pointer, "deny_if")),
                 require: self.rules(rule.require.as_deref(), &child(&pointer, "require")),
                 pointer,

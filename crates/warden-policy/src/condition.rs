@@ -28,7 +28,7 @@ impl Truth {
 }
 
 /// A path into the call's arguments: `args.a.b` is `["a", "b"]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ArgPath(Vec<String>);
 
 impl ArgPath {
@@ -222,6 +222,115 @@ impl CompiledCondition {
     }
 }
 
+/// Whether no call can make every one of `conds` true at once.
+///
+/// Sound, not complete: a `true` is certain (each path is checked on its own; if one path's
+/// conditions can't hold together, the whole list can't), a `false` may miss subtler cases.
+pub(crate) fn contradictory(conds: &[&CompiledCondition]) -> bool {
+    let mut paths: Vec<&ArgPath> = conds.iter().map(|c| &c.path).collect();
+    paths.dedup();
+    paths.iter().any(|path| {
+        let group: Vec<&CompiledCondition> =
+            conds.iter().copied().filter(|c| c.path == **path).collect();
+        path_contradictory(path, &group)
+    })
+}
+
+fn path_contradictory(path: &ArgPath, group: &[&CompiledCondition]) -> bool {
+    let wants_missing = group.iter().any(|c| matches!(c.test, Test::Exists(false)));
+    if wants_missing {
+        // A missing argument makes every other test false.
+        return group.iter().any(|c| !matches!(c.test, Test::Exists(false)));
+    }
+    // `==` and `in` pin the value to a few candidates: try each with the real evaluator.
+    let mut pinned: Option<Vec<Value>> = None;
+    for c in group {
+        let allowed: Vec<&Operand> = match &c.test {
+            Test::Eq(v) => vec![v],
+            Test::In(vs) => vs.iter().collect(),
+            _ => continue,
+        };
+        let mut candidates = Vec::new();
+        for v in allowed {
+            candidates.extend(coercions(&v.value));
+        }
+        pinned = Some(match pinned {
+            None => candidates,
+            Some(prev) => prev
+                .into_iter()
+                .filter(|p| candidates.contains(p))
+                .collect(),
+        });
+    }
+    if let Some(candidates) = pinned {
+        return !candidates.iter().any(|v| {
+            let args = path.wrap(v.clone());
+            group.iter().all(|c| c.eval(Some(&args)) == Truth::True)
+        });
+    }
+    // Otherwise only numeric bounds can clash: `> 10 and < 5`.
+    let mut low: Option<(Num, bool)> = None; // (bound, inclusive)
+    let mut high: Option<(Num, bool)> = None;
+    for c in group {
+        if let Test::Cmp(op, n) = c.test {
+            let inclusive = matches!(op, Op::Gte | Op::Lte);
+            let slot = if matches!(op, Op::Gt | Op::Gte) {
+                &mut low
+            } else {
+                &mut high
+            };
+            let keep_new = match *slot {
+                None => true,
+                Some((old, old_incl)) => match n.compare(old) {
+                    Some(Ordering::Equal) => old_incl && !inclusive,
+                    Some(Ordering::Greater) => matches!(op, Op::Gt | Op::Gte),
+                    Some(Ordering::Less) => matches!(op, Op::Lt | Op::Lte),
+                    None => false,
+                },
+            };
+            if keep_new {
+                *slot = Some((n, inclusive));
+            }
+        }
+    }
+    match (low, high) {
+        (Some((lo, lo_incl)), Some((hi, hi_incl))) => match lo.compare(hi) {
+            Some(Ordering::Greater) => true,
+            Some(Ordering::Equal) => !(lo_incl && hi_incl),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// A value and the other spellings that compare equal to it (`500` and `"500"`).
+fn coercions(v: &Value) -> Vec<Value> {
+    let mut out = vec![v.clone()];
+    match v {
+        Value::Number(n) => out.push(Value::String(n.to_string())),
+        Value::String(s) => {
+            if let Ok(n) = s.parse::<serde_json::Number>() {
+                out.push(Value::Number(n));
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+impl ArgPath {
+    /// An arguments object holding `v` at this path.
+    fn wrap(&self, v: Value) -> Value {
+        let mut at = v;
+        for seg in self.0.iter().rev() {
+            let mut m = serde_json::Map::new();
+            m.insert(seg.clone(), at);
+            at = Value::Object(m);
+        }
+        at
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,5 +485,80 @@ mod tests {
         assert!(ArgPath::parse("args.").is_none());
         assert!(ArgPath::parse("args.a..b").is_none());
         assert!(ArgPath::parse("a.b").is_none());
+    }
+
+    fn contradicts(conds: Value) -> bool {
+        let conds: Vec<Condition> = serde_json::from_value::<Vec<Value>>(conds)
+            .unwrap()
+            .into_iter()
+            .map(|c| Condition {
+                path: c["path"].as_str().unwrap().into(),
+                op: Op::from_name(c["op"].as_str().unwrap()).unwrap(),
+                value: c["value"].clone(),
+            })
+            .collect();
+        let compiled: Vec<CompiledCondition> = conds
+            .iter()
+            .map(|c| CompiledCondition::new(c).unwrap())
+            .collect();
+        contradictory(&compiled.iter().collect::<Vec<_>>())
+    }
+
+    fn c(path: &str, op: &str, value: Value) -> Value {
+        json!({"path": path, "op": op, "value": value})
+    }
+
+    #[test]
+    fn finds_conditions_that_cannot_hold_together() {
+        let yes = [
+            json!([c("args.r", "eq", json!("a")), c("args.r", "eq", json!("b"))]),
+            json!([
+                c("args.r", "eq", json!("a")),
+                c("args.r", "neq", json!("a"))
+            ]),
+            json!([
+                c("args.r", "in", json!(["a", "b"])),
+                c("args.r", "not_in", json!(["a", "b"]))
+            ]),
+            json!([c("args.n", "gt", json!(10)), c("args.n", "lt", json!(5))]),
+            json!([c("args.n", "gte", json!(5)), c("args.n", "lt", json!(5))]),
+            json!([c("args.n", "eq", json!(3)), c("args.n", "gt", json!(5))]),
+            json!([
+                c("args.x", "exists", json!(false)),
+                c("args.x", "eq", json!(1))
+            ]),
+            json!([
+                c("args.x", "exists", json!(true)),
+                c("args.x", "exists", json!(false))
+            ]),
+            json!([
+                c("args.a.b", "in", json!([1])),
+                c("args.a.b", "in", json!([2]))
+            ]),
+        ];
+        for conds in yes {
+            assert!(contradicts(conds.clone()), "{conds}");
+        }
+        let no = [
+            json!([c("args.r", "eq", json!("a")), c("args.s", "eq", json!("b"))]),
+            json!([c("args.n", "gte", json!(5)), c("args.n", "lte", json!(5))]),
+            json!([
+                c("args.n", "eq", json!(500)),
+                c("args.n", "regex", json!("^5"))
+            ]),
+            json!([
+                c("args.r", "in", json!(["a", "b"])),
+                c("args.r", "neq", json!("a"))
+            ]),
+            json!([c("args.x", "exists", json!(false))]),
+            json!([
+                c("args.n", "gt", json!(1)),
+                c("args.n", "gt", json!(5)),
+                c("args.n", "lt", json!(6))
+            ]),
+        ];
+        for conds in no {
+            assert!(!contradicts(conds.clone()), "{conds}");
+        }
     }
 }

@@ -33,12 +33,15 @@
 //! ```
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+mod catalog;
 mod compiled;
 mod condition;
 mod decision;
 mod error;
 mod explain;
 mod glob;
+mod hosted;
+mod lint;
 mod load;
 pub mod locate;
 mod model;
@@ -49,12 +52,15 @@ pub mod strict_json;
 mod suggest;
 mod validate;
 
+pub use catalog::{Catalog, CatalogTool};
 pub use compiled::{CompiledLimit, CompiledPolicy, CounterId, Quota};
 pub use condition::Truth;
 pub use decision::{Call, Charge, Decision, Outcome};
 pub use error::Error;
 pub use explain::{Explanation, Step};
 pub use glob::Glob;
+pub use hosted::{APPROVAL_MESSAGE, to_policylayer};
+pub use lint::lint;
 pub use model::{
     AllTools, Approval, Condition, DefaultAction, Limit, Mode, OnTimeout, Op, Policy, Rule, Scope,
     ToolRule, Window,

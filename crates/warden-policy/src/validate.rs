@@ -24,6 +24,9 @@ struct Validator<'p> {
     problems: Vec<Problem>,
     /// counter name -> (pointer of its first use, its limit)
     counters: HashMap<&'p str, (String, &'p Limit)>,
+    /// Pattern -> its compile error, if any: policies repeat patterns, and compiling a
+    /// regex costs far more than everything else validation does.
+    regexes: HashMap<&'p str, Option<String>>,
 }
 
 impl<'p> Validator<'p> {
@@ -74,7 +77,7 @@ impl<'p> Validator<'p> {
         }
     }
 
-    fn condition(&mut self, c: &Condition, at: &str) {
+    fn condition(&mut self, c: &'p Condition, at: &str) {
         if ArgPath::parse(&c.path).is_none() {
             self.problems.push(
                 Problem::new(child(at, "path"), format!("invalid argument path {:?}", c.path))
@@ -122,12 +125,12 @@ impl<'p> Validator<'p> {
             Op::Lt | Op::Lte | Op::Gt | Op::Gte => Num::of(v).is_none().then(|| wrong("a number")),
             Op::Regex => match v.as_str() {
                 None => Some(wrong("a regular expression string")),
-                Some(re) => build_regex(re).err().map(|e| {
-                    Problem::new(
-                        &value_at,
-                        format!("invalid regular expression: {}", first_line(&e.to_string())),
-                    )
-                }),
+                Some(re) => self
+                    .regexes
+                    .entry(re)
+                    .or_insert_with(|| build_regex(re).err().map(|e| first_line(&e.to_string())))
+                    .as_ref()
+                    .map(|e| Problem::new(&value_at, format!("invalid regular expression: {e}"))),
             },
             Op::Exists => (!v.is_boolean()).then(|| {
                 wrong("true or false")
