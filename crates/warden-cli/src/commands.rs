@@ -104,7 +104,8 @@ fn explain(
         .grant(grant)
         .session(session)
         .ip(ip);
-    let explanation = compiled.explain(&call);
+    let mut explanation = compiled.explain(&call);
+    explanation.source = src.location(&explanation.rule);
     let mut out = std::io::stdout().lock();
     match format {
         Format::Text => write!(out, "{explanation}")?,

@@ -32,6 +32,22 @@ impl Source {
         self.path.display().to_string()
     }
 
+    /// `file:line:column` where the JSON Pointer `pointer` was written, if it was.
+    pub fn location(&self, pointer: &str) -> Option<String> {
+        if !pointer.starts_with('/') {
+            return None; // `(hidden)`, `(default deny)`: not a place in the file
+        }
+        let start = match &self.map {
+            Some(map) => map.span(pointer)?.start,
+            None => {
+                warden_policy::locate::span(&self.text, pointer, warden_policy::Target::Value)?
+                    .start
+            }
+        };
+        let (line, col) = warden_policy::locate::line_col(&self.text, start);
+        Some(format!("{}:{line}:{col}", self.name()))
+    }
+
     /// Prints `problems` located in this file and turns them into the command's error.
     pub fn invalid(&self, problems: &warden_policy::Problems) -> CliError {
         for p in problems.iter() {

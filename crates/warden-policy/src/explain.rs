@@ -75,6 +75,9 @@ pub struct Explanation {
     pub tool: String,
     pub decision: Outcome,
     pub rule: String,
+    /// `file:line:column` of the rule, when the caller knows the policy's source text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     pub message: String,
     pub shadow: bool,
     pub charges: Vec<ChargeInfo>,
@@ -101,6 +104,7 @@ impl CompiledPolicy {
             tool: call.tool.to_owned(),
             decision: d.outcome(),
             rule: d.rule().to_owned(),
+            source: None,
             message: d.message().to_owned(),
             shadow: d.is_shadow(),
             charges: d
@@ -145,6 +149,9 @@ impl fmt::Display for Explanation {
             Outcome::Approval => "APPROVAL REQUIRED",
         };
         writeln!(f, "{verdict} `{}` by {}", self.tool, self.rule)?;
+        if let Some(at) = &self.source {
+            writeln!(f, "  written at: {at}")?;
+        }
         if self.decision == Outcome::Deny {
             writeln!(f, "  message: {}", self.message)?;
         }
