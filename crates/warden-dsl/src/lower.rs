@@ -309,7 +309,7 @@ impl Lowerer {
         at: &str,
         span: &Span,
     ) -> Rule {
-        self.map.set(|| at.to_owned(), &span);
+        self.map.set(|| at.to_owned(), span);
         let conditions = conditions.as_deref().unwrap_or(&[]);
         for (i, c) in conditions.iter().enumerate() {
             let c_at = index(&child(at, "conditions"), i);
@@ -335,7 +335,7 @@ impl Lowerer {
     }
 
     fn limit(&mut self, l: &LimitAst, at: &str, tool: &str, span: &Span) -> Limit {
-        self.map.set(|| at.to_owned(), &span);
+        self.map.set(|| at.to_owned(), span);
         self.map.set(|| child(at, "max"), &l.max.span);
         self.map.set(|| child(at, "window"), &l.window.span);
         if let Some(s) = &l.scope {
@@ -343,7 +343,7 @@ impl Lowerer {
         }
         match &l.counter {
             Some(c) => self.map.set(|| child(at, "counter"), &c.span),
-            None => self.map.set(|| child(at, "counter"), &span),
+            None => self.map.set(|| child(at, "counter"), span),
         }
         if let Some(c) = &l.cost {
             self.map.set(|| child(at, "cost"), &c.span);

@@ -23,6 +23,8 @@ pub struct Quota {
 /// One limit of the policy, ready to be charged.
 #[derive(Debug, Clone)]
 pub struct CompiledLimit {
+    /// Position in [`CompiledPolicy::limits`], so limiters can keep state per limit.
+    pub index: usize,
     /// Where the limit is written, e.g. `/tools/create_instance/limits/0`.
     pub pointer: String,
     pub counter: CounterId,
@@ -233,6 +235,7 @@ impl Builder {
             };
             out.push(self.limits.len());
             self.limits.push(CompiledLimit {
+                index: self.limits.len(),
                 pointer,
                 counter,
                 counter_name: l.counter.clone(),

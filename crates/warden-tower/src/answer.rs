@@ -1,0 +1,81 @@
+//! What the layer says when it stops something: JSON-RPC answers for MCP, status codes for
+//! plain HTTP.
+
+use http::{HeaderValue, Response, StatusCode, header};
+use serde_json::{Value, json};
+
+use crate::body::Body;
+
+/// JSON-RPC error code for a call refused by policy, when denials are errors.
+pub const POLICY_DENIED_CODE: i64 = -32001;
+
+/// How a denied `tools/call` is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DenyStyle {
+    /// A tool result with `isError: true`: the agent reads the reason and adapts (MCP practice).
+    #[default]
+    ToolResult,
+    /// A JSON-RPC error with code [`POLICY_DENIED_CODE`].
+    JsonRpcError,
+}
+
+/// The prefix every denial text starts with.
+pub const DENIED_PREFIX: &str = "[POLICY DENIED]";
+
+pub(crate) fn denied(id: &Value, message: &str, style: DenyStyle) -> Value {
+    let text = format!("{DENIED_PREFIX} {message}");
+    match style {
+        DenyStyle::ToolResult => json!({
+            "jsonrpc": "2.0", "id": id,
+            "result": {"content": [{"type": "text", "text": text}], "isError": true}
+        }),
+        DenyStyle::JsonRpcError => json!({
+            "jsonrpc": "2.0", "id": id,
+            "error": {"code": POLICY_DENIED_CODE, "message": text}
+        }),
+    }
+}
+
+pub(crate) fn rpc_error(id: &Value, code: i64, message: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
+}
+
+pub(crate) fn json(status: StatusCode, value: &Value) -> Response<Body> {
+    let mut r = Response::new(Body::full(value.to_string()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// Plain HTTP mode: 403 with the reason.
+pub(crate) fn forbidden(message: &str) -> Response<Body> {
+    json(
+        StatusCode::FORBIDDEN,
+        &json!({"error": format!("{DENIED_PREFIX} {message}")}),
+    )
+}
+
+/// Plain HTTP mode: 429 with `Retry-After` and a `RateLimit` header naming the counter.
+pub(crate) fn too_many(message: &str, counter: &str, retry_after_secs: u64) -> Response<Body> {
+    let mut r = json(
+        StatusCode::TOO_MANY_REQUESTS,
+        &json!({"error": format!("{DENIED_PREFIX} {message}")}),
+    );
+    let h = r.headers_mut();
+    h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+    let name: String = counter
+        .chars()
+        .filter(|c| c.is_ascii_graphic() && *c != '"')
+        .collect();
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{name}\";r=0;t={retry_after_secs}")) {
+        h.insert("ratelimit", v);
+    }
+    r
+}
+
+pub(crate) fn status(status: StatusCode, message: &str) -> Response<Body> {
+    json(status, &json!({"error": message}))
+}

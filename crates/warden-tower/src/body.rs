@@ -1,0 +1,290 @@
+//! The body type the layer hands on and returns: the buffered request bytes, a local answer,
+//! the inner service's body untouched, or an SSE stream with hidden tools filtered out.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Body as _, Frame, SizeHint};
+use http_body_util::combinators::UnsyncBoxBody;
+use serde_json::Value;
+use warden_policy::CompiledPolicy;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A request or response body passing through the layer.
+pub struct Body {
+    kind: Kind,
+}
+
+enum Kind {
+    Full(Option<Bytes>),
+    Boxed(UnsyncBoxBody<Bytes, BoxError>),
+    Sse(Box<SseFilter>),
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match &self.kind {
+            Kind::Full(_) => "full",
+            Kind::Boxed(_) => "stream",
+            Kind::Sse(_) => "sse-filtered",
+        };
+        f.debug_tuple("Body").field(&kind).finish()
+    }
+}
+
+impl Body {
+    pub fn full(bytes: impl Into<Bytes>) -> Body {
+        Body {
+            kind: Kind::Full(Some(bytes.into())),
+        }
+    }
+
+    pub fn empty() -> Body {
+        Body {
+            kind: Kind::Full(None),
+        }
+    }
+
+    pub fn new<B>(body: B) -> Body
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        use http_body_util::BodyExt;
+        Body {
+            kind: Kind::Boxed(body.map_err(Into::into).boxed_unsync()),
+        }
+    }
+
+    /// `inner`, with hidden tools removed from the `tools/list` answers (ids in `ids`) that
+    /// stream through it as server-sent events.
+    pub(crate) fn sse_filtered(inner: Body, ids: Vec<Value>, policy: Arc<CompiledPolicy>) -> Body {
+        Body {
+            kind: Kind::Sse(Box::new(SseFilter {
+                inner,
+                buf: BytesMut::new(),
+                ids,
+                policy,
+                done: false,
+            })),
+        }
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match &mut self.kind {
+            Kind::Full(bytes) => Poll::Ready(
+                bytes
+                    .take()
+                    .filter(|b| !b.is_empty())
+                    .map(|b| Ok(Frame::data(b))),
+            ),
+            Kind::Boxed(b) => Pin::new(b).poll_frame(cx),
+            Kind::Sse(f) => f.poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Full(b) => b.as_ref().is_none_or(Bytes::is_empty),
+            Kind::Boxed(b) => b.is_end_stream(),
+            Kind::Sse(f) => f.done,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Boxed(b) => b.size_hint(),
+            Kind::Sse(_) => SizeHint::default(),
+        }
+    }
+}
+
+/// Passes an event stream through event by event, rewriting `tools/list` results.
+struct SseFilter {
+    inner: Body,
+    buf: BytesMut,
+    ids: Vec<Value>,
+    policy: Arc<CompiledPolicy>,
+    done: bool,
+}
+
+impl SseFilter {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        loop {
+            if self.done {
+                return Poll::Ready(None);
+            }
+            match ready!(Pin::new(&mut self.inner).poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => {
+                        self.buf.extend_from_slice(&data);
+                        let out = self.take_events();
+                        if !out.is_empty() {
+                            return Poll::Ready(Some(Ok(Frame::data(out))));
+                        }
+                    }
+                    Err(trailers) => return Poll::Ready(Some(Ok(trailers))),
+                },
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                None => {
+                    self.done = true;
+                    let rest = self.buf.split().freeze();
+                    return Poll::Ready((!rest.is_empty()).then(|| Ok(Frame::data(rest))));
+                }
+            }
+        }
+    }
+
+    /// Every complete event in the buffer, rewritten where needed; a partial event stays.
+    fn take_events(&mut self) -> Bytes {
+        let mut out = BytesMut::new();
+        while let Some(end) = event_end(&self.buf) {
+            let event = self.buf.split_to(end);
+            match std::str::from_utf8(&event)
+                .ok()
+                .and_then(|e| rewrite_event(e, &self.ids, &self.policy))
+            {
+                Some(rewritten) => out.extend_from_slice(rewritten.as_bytes()),
+                None => out.extend_from_slice(&event),
+            }
+        }
+        out.freeze()
+    }
+}
+
+/// The length of the first complete event (through its blank line), if any.
+fn event_end(buf: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i + 1 < buf.len() {
+        if buf[i] == b'\n' {
+            if buf[i + 1] == b'\n' {
+                return Some(i + 2);
+            }
+            if buf[i + 1] == b'\r' && buf.get(i + 2) == Some(&b'\n') {
+                return Some(i + 3);
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+fn rewrite_event(event: &str, ids: &[Value], policy: &CompiledPolicy) -> Option<String> {
+    let data: Vec<&str> = event
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(|d| d.strip_prefix(' ').unwrap_or(d))
+        .collect();
+    if data.is_empty() {
+        return None;
+    }
+    let mut msg: Value = serde_json::from_str(&data.join("\n")).ok()?;
+    if !filter_tools_list(&mut msg, ids, policy) {
+        return None;
+    }
+    let mut out = String::with_capacity(event.len());
+    let mut wrote = false;
+    for line in event.lines() {
+        if line.starts_with("data:") {
+            if !wrote {
+                out.push_str("data: ");
+                out.push_str(&msg.to_string());
+                out.push('\n');
+                wrote = true;
+            }
+        } else if !line.is_empty() {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out.push('\n');
+    Some(out)
+}
+
+/// Drops hidden tools from a `tools/list` result (or a batch of results) answering one of
+/// `ids`. True if anything was removed.
+pub(crate) fn filter_tools_list(msg: &mut Value, ids: &[Value], policy: &CompiledPolicy) -> bool {
+    match msg {
+        Value::Array(items) => items.iter_mut().fold(false, |changed, m| {
+            filter_tools_list(m, ids, policy) | changed
+        }),
+        Value::Object(m) => {
+            if !m.get("id").is_some_and(|id| ids.contains(id)) {
+                return false;
+            }
+            let Some(Value::Array(tools)) = m.get_mut("result").and_then(|r| r.get_mut("tools"))
+            else {
+                return false;
+            };
+            let before = tools.len();
+            tools.retain(|t| match t.get("name") {
+                Some(Value::String(name)) => !policy.is_hidden(name),
+                // A tool we cannot name is one we cannot vouch for.
+                _ => false,
+            });
+            tools.len() != before
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use serde_json::json;
+
+    fn policy() -> Arc<CompiledPolicy> {
+        let p = warden_policy::Policy::from_value(&json!({"version": "1", "hide": ["delete_*"]}))
+            .unwrap();
+        Arc::new(CompiledPolicy::new(&p).unwrap())
+    }
+
+    /// Frames delivered one poll at a time, as a network would.
+    struct Chunks(std::collections::VecDeque<Bytes>);
+
+    impl http_body::Body for Chunks {
+        type Data = Bytes;
+        type Error = BoxError;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
+        }
+    }
+
+    #[tokio::test]
+    async fn sse_events_are_filtered_even_when_split_across_frames() {
+        let answer = json!({"jsonrpc": "2.0", "id": 2, "result": {"tools": [{"name": "get_a"}, {"name": "delete_a"}]}});
+        let other = json!({"jsonrpc": "2.0", "id": 3, "result": {"tools": [{"name": "delete_b"}]}});
+        let stream = format!("id: 1\ndata: {answer}\n\ndata: {other}\n\n");
+        let (a, b) = stream.as_bytes().split_at(20);
+        let inner = Body::new(Chunks(
+            [Bytes::copy_from_slice(a), Bytes::copy_from_slice(b)].into(),
+        ));
+        let out = Body::sse_filtered(inner, vec![json!(2)], policy())
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes();
+        let out = String::from_utf8(out.to_vec()).unwrap();
+        assert!(out.starts_with("id: 1\ndata: "), "{out}");
+        assert!(!out.contains("delete_a"), "{out}");
+        assert!(out.contains("get_a"), "{out}");
+        // Only answers to the tools/list ids are touched.
+        assert!(out.contains("delete_b"), "{out}");
+    }
+}

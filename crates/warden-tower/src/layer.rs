@@ -1,0 +1,219 @@
+//! [`PolicyLayer`]: configuration, and the policy shared by every clone of the service.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tower::Layer;
+use warden_policy::CompiledPolicy;
+
+use crate::answer::DenyStyle;
+use crate::approval::{Approver, Refuse};
+use crate::grant::{DefaultGrant, GrantExtractor};
+use crate::limit::Counters;
+use crate::service::PolicyService;
+
+/// What the layer guards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// MCP over Streamable HTTP: JSON-RPC in POST bodies.
+    #[default]
+    Mcp,
+    /// Plain HTTP routes: each `METHOD /route` is a tool.
+    Http,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) mode: Mode,
+    pub(crate) max_body: usize,
+    pub(crate) deny_style: DenyStyle,
+    pub(crate) max_keys: usize,
+    pub(crate) shadow: bool,
+}
+
+/// A compiled policy and the counters of its limits: swapped together on reload.
+#[derive(Debug)]
+pub(crate) struct Enforcer {
+    pub(crate) policy: Arc<CompiledPolicy>,
+    pub(crate) counters: Counters,
+}
+
+pub(crate) struct Shared {
+    pub(crate) state: Arc<ArcSwap<Enforcer>>,
+    pub(crate) config: Config,
+    pub(crate) grants: Arc<dyn GrantExtractor>,
+    pub(crate) approver: Arc<dyn Approver>,
+}
+
+/// Enforces a Warden policy on every MCP tool call (or HTTP route) of the wrapped service.
+///
+/// ```
+/// use std::convert::Infallible;
+/// use tower::{ServiceBuilder, ServiceExt};
+/// use warden_tower::{Body, PolicyLayer};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let policy = warden_policy::Policy::from_json_str(
+///     r#"{"version": "1", "default": "deny", "tools": {"get_weather": {}}}"#).unwrap();
+/// let layer = PolicyLayer::new(warden_policy::CompiledPolicy::new(&policy).unwrap());
+///
+/// // Any tower service of HTTP requests: an axum Router, rmcp's StreamableHttpService, ...
+/// let upstream = tower::service_fn(|_req: http::Request<Body>| async {
+///     Ok::<_, Infallible>(http::Response::new(Body::full("{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}")))
+/// });
+/// let svc = ServiceBuilder::new().layer(layer).service(upstream);
+///
+/// let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_everything"}}"#;
+/// let req: http::Request<Body> = http::Request::post("/mcp").body(Body::full(call)).unwrap();
+/// let resp = svc.oneshot(req).await.unwrap();
+/// let text = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
+/// assert!(String::from_utf8_lossy(&text).contains("[POLICY DENIED]"));
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct PolicyLayer {
+    state: Arc<ArcSwap<Enforcer>>,
+    config: Config,
+    grants: Arc<dyn GrantExtractor>,
+    approver: Arc<dyn Approver>,
+}
+
+impl std::fmt::Debug for PolicyLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyLayer")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PolicyLayer {
+    /// Default limits: 1 MiB request bodies, denials as tool results, 100,000 live keys per
+    /// counter, grants from a [`crate::Grant`] extension or the hashed bearer token,
+    /// approvals refused (the hosted behaviour).
+    pub const DEFAULT_MAX_BODY: usize = 1 << 20;
+    pub const DEFAULT_MAX_KEYS: usize = 100_000;
+
+    pub fn new(policy: CompiledPolicy) -> Self {
+        let config = Config {
+            mode: Mode::Mcp,
+            max_body: Self::DEFAULT_MAX_BODY,
+            deny_style: DenyStyle::ToolResult,
+            max_keys: Self::DEFAULT_MAX_KEYS,
+            shadow: false,
+        };
+        let counters = Counters::new(&policy, None, config.max_keys);
+        PolicyLayer {
+            state: Arc::new(ArcSwap::from_pointee(Enforcer {
+                policy: Arc::new(policy),
+                counters,
+            })),
+            config,
+            grants: Arc::new(DefaultGrant),
+            approver: Arc::new(Refuse),
+        }
+    }
+
+    /// Guard plain HTTP routes instead of MCP: the tool name is `METHOD /matched/route`.
+    pub fn http_mode(mut self) -> Self {
+        self.config.mode = Mode::Http;
+        self
+    }
+
+    /// Request bodies over `bytes` get 413 and never reach the service.
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_body = bytes;
+        self
+    }
+
+    pub fn deny_style(mut self, style: DenyStyle) -> Self {
+        self.config.deny_style = style;
+        self
+    }
+
+    /// Past this many live keys in one counter, calls with a new key are refused.
+    pub fn max_keys_per_counter(mut self, keys: usize) -> Self {
+        self.config.max_keys = keys.max(1);
+        let current = self.state.load_full();
+        self.state.store(Arc::new(Enforcer {
+            counters: Counters::new(&current.policy, None, self.config.max_keys),
+            policy: current.policy.clone(),
+        }));
+        self
+    }
+
+    /// Decide and log everything, block nothing (on top of the policy's own `mode`).
+    pub fn shadow(mut self, on: bool) -> Self {
+        self.config.shadow = on;
+        self
+    }
+
+    pub fn grant_extractor(mut self, grants: impl GrantExtractor) -> Self {
+        self.grants = Arc::new(grants);
+        self
+    }
+
+    pub fn approver(mut self, approver: impl Approver) -> Self {
+        self.approver = Arc::new(approver);
+        self
+    }
+
+    /// A handle to swap the policy of every service made by this layer.
+    pub fn handle(&self) -> PolicyHandle {
+        PolicyHandle {
+            state: self.state.clone(),
+            max_keys: self.config.max_keys,
+        }
+    }
+}
+
+impl<S> Layer<S> for PolicyLayer {
+    type Service = PolicyService<S>;
+
+    fn layer(&self, inner: S) -> PolicyService<S> {
+        PolicyService {
+            inner,
+            shared: Arc::new(Shared {
+                state: self.state.clone(),
+                config: self.config.clone(),
+                grants: self.grants.clone(),
+                approver: self.approver.clone(),
+            }),
+        }
+    }
+}
+
+/// Replaces the policy at run time. Calls in flight finish under the policy they started
+/// with; limits whose counter name, quota and scope are unchanged keep their state.
+#[derive(Clone)]
+pub struct PolicyHandle {
+    state: Arc<ArcSwap<Enforcer>>,
+    max_keys: usize,
+}
+
+impl std::fmt::Debug for PolicyHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyHandle").finish_non_exhaustive()
+    }
+}
+
+impl PolicyHandle {
+    pub fn swap(&self, policy: CompiledPolicy) {
+        let previous = self.state.load_full();
+        let counters = Counters::new(&policy, Some(&previous.counters), self.max_keys);
+        self.state.store(Arc::new(Enforcer {
+            policy: Arc::new(policy),
+            counters,
+        }));
+        metrics::counter!("warden_policy_reloads_total").increment(1);
+    }
+
+    /// The policy in force.
+    pub fn current(&self) -> Arc<CompiledPolicy> {
+        self.state.load().policy.clone()
+    }
+
+    /// Rate-limit keys currently held in memory, across all counters.
+    pub fn live_keys(&self) -> usize {
+        self.state.load().counters.live_keys()
+    }
+}

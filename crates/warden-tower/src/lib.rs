@@ -1,0 +1,39 @@
+//! A tower [`Layer`](tower::Layer) that enforces a Warden policy on MCP tool calls.
+//!
+//! Add [`PolicyLayer`] to an axum `Router`, a hyper service or rmcp's
+//! `StreamableHttpService`, and every `tools/call` is decided before a handler runs:
+//! allowed calls go on with their bytes unchanged; denied, rate-limited and unapproved calls
+//! are answered by the layer (`[POLICY DENIED] …` as a tool result, or a JSON-RPC error);
+//! hidden tools disappear from `tools/list`. Anything the layer cannot read with certainty
+//! (invalid JSON, duplicate keys, a compressed body, headers that disagree with the body) is
+//! refused, never guessed at.
+//!
+//! Modules follow the request: [`inspect`](crate) reads JSON-RPC, `warden_policy` decides,
+//! [`limit`](crate) charges governor counters, [`approval`] asks a person, [`answer`] builds
+//! what the client gets back, and `observe` logs one event per decision.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod answer;
+pub mod approval;
+mod body;
+mod grant;
+mod inspect;
+mod layer;
+pub mod limit;
+mod observe;
+mod service;
+
+pub use answer::{DENIED_PREFIX, DenyStyle, POLICY_DENIED_CODE};
+pub use approval::{Answer, ApprovalQueue, ApprovalRequest, Approver, Refuse, Webhook};
+pub use body::{Body, BoxError};
+pub use grant::{BearerGrant, DefaultGrant, Grant, GrantExtractor, HeaderGrant, short_hash};
+pub use layer::{Mode, PolicyHandle, PolicyLayer};
+pub use observe::Record;
+pub use service::{ClientAddr, PolicyService, ResponseFuture};
+
+/// Configuration mistakes found when building the layer's parts.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Config(String),
+}

@@ -1,0 +1,52 @@
+//! One `tracing` event and a few metrics per decision. Argument values never leave here;
+//! only their keys do.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// What was decided about one call, as logged.
+#[derive(Debug, Clone)]
+pub struct Record<'a> {
+    pub grant: Option<&'a str>,
+    pub session: Option<&'a str>,
+    pub tool: &'a str,
+    /// `allow`, `deny`, `limited`, `approved`, `refused`.
+    pub decision: &'static str,
+    pub rule: &'a str,
+    pub args: Option<&'a Value>,
+    pub latency: Duration,
+    /// Shadow mode: the call was forwarded although the decision would have blocked it.
+    pub would_block: bool,
+}
+
+pub fn arg_keys(args: Option<&Value>) -> Vec<String> {
+    match args {
+        Some(Value::Object(m)) => m.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+pub(crate) fn record(r: &Record<'_>) {
+    let keys = arg_keys(r.args).join(",");
+    tracing::info!(
+        target: "warden::decision",
+        grant = r.grant.unwrap_or("-"),
+        session = r.session.unwrap_or("-"),
+        tool = r.tool,
+        decision = r.decision,
+        rule = r.rule,
+        arg_keys = %keys,
+        latency_us = r.latency.as_micros() as u64,
+        would_block = r.would_block,
+        "tool call {}", r.decision
+    );
+    metrics::counter!("warden_decisions_total", "decision" => r.decision, "would_block" => if r.would_block { "true" } else { "false" })
+        .increment(1);
+    metrics::histogram!("warden_decision_seconds").record(r.latency.as_secs_f64());
+}
+
+pub(crate) fn refused_request(reason: &'static str) {
+    tracing::warn!(target: "warden::decision", reason, "request refused before any decision");
+    metrics::counter!("warden_refused_requests_total", "reason" => reason).increment(1);
+}

@@ -1,0 +1,539 @@
+//! The layer in-process, around a recording inner service: what reaches it, and what the
+//! client gets back. Every fail-closed case asserts that nothing reached the service.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::{Layer, Service, ServiceExt};
+use warden_tower::{ApprovalQueue, Body, DenyStyle, Grant, PolicyLayer};
+
+const POLICY: &str = r#"
+version 1
+default deny
+hide [delete_*]
+
+tool get_*, list_*, get-env { }
+tool create_token {
+  limit 3 per minute per grant
+}
+tool pay {
+  require approval timeout 1 seconds
+}
+tool "GET /items/{id}" { }
+tool "POST /items" {
+  limit 1 per minute per grant
+}
+"#;
+
+fn compiled(text: &str) -> warden_policy::CompiledPolicy {
+    let c = warden_dsl::compile(text).unwrap();
+    warden_policy::CompiledPolicy::new(&c.policy).unwrap()
+}
+
+/// What the inner service saw, and what it answers.
+#[derive(Clone, Default)]
+struct Upstream {
+    seen: Arc<Mutex<Vec<(String, Bytes)>>>,
+    answer: Arc<Mutex<Option<(String, String)>>>,
+}
+
+impl Upstream {
+    fn seen(&self) -> Vec<(String, Bytes)> {
+        self.seen.lock().unwrap().clone()
+    }
+    fn answer_with(&self, content_type: &str, body: String) {
+        *self.answer.lock().unwrap() = Some((content_type.into(), body));
+    }
+}
+
+impl Service<Request<Body>> for Upstream {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Response<Body>, Infallible>> + Send>,
+    >;
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let line = format!("{} {}", req.method(), req.uri().path());
+            let bytes = req.into_body().collect().await.unwrap().to_bytes();
+            this.seen.lock().unwrap().push((line, bytes));
+            let (ct, body) = this.answer.lock().unwrap().clone().unwrap_or((
+                "application/json".into(),
+                r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#.into(),
+            ));
+            Ok(Response::builder()
+                .header("content-type", ct)
+                .body(Body::full(body))
+                .unwrap())
+        })
+    }
+}
+
+async fn send(
+    svc: &mut warden_tower::PolicyService<Upstream>,
+    req: Request<Body>,
+) -> (StatusCode, http::HeaderMap, String) {
+    let resp = ServiceExt::<Request<Body>>::ready(svc)
+        .await
+        .unwrap()
+        .call(req)
+        .await
+        .unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn post(body: &str) -> Request<Body> {
+    Request::post("/mcp")
+        .header("content-type", "application/json")
+        .header("authorization", "Bearer alice-token")
+        .body(Body::full(body.to_owned()))
+        .unwrap()
+}
+
+fn call(id: i64, tool: &str, args: Value) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": args}}).to_string()
+}
+
+fn setup(layer: PolicyLayer) -> (warden_tower::PolicyService<Upstream>, Upstream) {
+    let up = Upstream::default();
+    (layer.layer(up.clone()), up)
+}
+
+fn denied_text(body: &str) -> String {
+    let v: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(v["result"]["isError"], true, "{body}");
+    v["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn allowed_calls_reach_the_service_byte_for_byte() {
+    let (mut svc, up) = setup(PolicyLayer::new(compiled(POLICY)));
+    // Odd spacing and key order survive: the service gets the very bytes sent.
+    let body = r#"{ "params": {"name": "get_instance", "arguments": {"id": 1}}, "id": 7, "method": "tools/call", "jsonrpc": "2.0" }"#;
+    let (status, _, _) = send(&mut svc, post(body)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        up.seen(),
+        vec![("POST /mcp".to_string(), Bytes::from(body))]
+    );
+}
+
+#[tokio::test]
+async fn denied_and_hidden_calls_are_answered_locally() {
+    let (mut svc, up) = setup(PolicyLayer::new(compiled(POLICY)));
+    let (status, _, body) = send(&mut svc, post(&call(5, "reboot_instance", json!({})))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["id"], 5);
+    assert!(denied_text(&body).starts_with("[POLICY DENIED] "), "{body}");
+    let (_, _, body) = send(&mut svc, post(&call(6, "delete_instance", json!({})))).await;
+    assert!(denied_text(&body).starts_with("[POLICY DENIED]"), "{body}");
+    assert!(up.seen().is_empty());
+}
+
+#[tokio::test]
+async fn denials_can_be_json_rpc_errors() {
+    let (mut svc, up) =
+        setup(PolicyLayer::new(compiled(POLICY)).deny_style(DenyStyle::JsonRpcError));
+    let (_, _, body) = send(&mut svc, post(&call(5, "reboot_instance", json!({})))).await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["code"], warden_tower::POLICY_DENIED_CODE);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("[POLICY DENIED]")
+    );
+    assert!(up.seen().is_empty());
+}
+
+#[tokio::test]
+async fn fail_closed_on_what_cannot_be_read_with_certainty() {
+    let cases: Vec<(&str, Request<Body>, StatusCode, Option<i64>)> = vec![
+        (
+            "invalid JSON",
+            post(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call""#),
+            StatusCode::BAD_REQUEST,
+            Some(-32700),
+        ),
+        (
+            "duplicate method key",
+            post(
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","method":"tools/call","params":{"name":"reboot"}}"#,
+            ),
+            StatusCode::BAD_REQUEST,
+            Some(-32700),
+        ),
+        (
+            "duplicate tool name key",
+            post(
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_a","name":"reboot"}}"#,
+            ),
+            StatusCode::BAD_REQUEST,
+            Some(-32700),
+        ),
+        (
+            "non-string tool name",
+            post(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":["get_a"]}}"#),
+            StatusCode::BAD_REQUEST,
+            Some(-32600),
+        ),
+        (
+            "compressed body",
+            Request::post("/mcp")
+                .header("content-encoding", "gzip")
+                .body(Body::full(call(1, "get_a", json!({}))))
+                .unwrap(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            None,
+        ),
+        (
+            "body over the limit",
+            post(&call(1, "get_a", json!({"pad": "x".repeat(2048)}))),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            None,
+        ),
+        (
+            "Mcp-Method disagrees with the body",
+            Request::post("/mcp")
+                .header("mcp-method", "tools/list")
+                .body(Body::full(call(1, "reboot", json!({}))))
+                .unwrap(),
+            StatusCode::BAD_REQUEST,
+            Some(-32600),
+        ),
+        (
+            "Mcp-Name disagrees with the body",
+            Request::post("/mcp")
+                .header("mcp-method", "tools/call")
+                .header("mcp-name", "get_a")
+                .body(Body::full(call(1, "reboot", json!({}))))
+                .unwrap(),
+            StatusCode::BAD_REQUEST,
+            Some(-32600),
+        ),
+    ];
+    for (what, req, want_status, want_code) in cases {
+        let (mut svc, up) = setup(PolicyLayer::new(compiled(POLICY)).max_body_bytes(1024));
+        let (status, _, body) = send(&mut svc, req).await;
+        assert_eq!(status, want_status, "{what}: {body}");
+        if let Some(code) = want_code {
+            assert_eq!(
+                serde_json::from_str::<Value>(&body).unwrap()["error"]["code"],
+                code,
+                "{what}"
+            );
+        }
+        assert!(up.seen().is_empty(), "{what} reached the service");
+    }
+}
+
+#[tokio::test]
+async fn matching_2026_headers_pass() {
+    let (mut svc, up) = setup(PolicyLayer::new(compiled(POLICY)));
+    let req = Request::post("/mcp")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "get_a")
+        .body(Body::full(call(1, "get_a", json!({}))))
+        .unwrap();
+    let (status, _, _) = send(&mut svc, req).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(up.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn tool_names_compare_as_decoded_strings() {
+    let (mut svc, up) = setup(PolicyLayer::new(compiled(POLICY)));
+    let escaped =
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get\u002denv"}}"#;
+    send(&mut svc, post(escaped)).await;
+    assert_eq!(
+        up.seen().len(),
+        1,
+        "`get\\u002denv` is `get-env`, which is allowed"
+    );
+    let hidden = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete\u005finstance"}}"#;
+    let (_, _, body) = send(&mut svc, post(hidden)).await;
+    assert!(denied_text(&body).contains("[POLICY DENIED]"));
+    assert_eq!(up.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn a_batch_with_a_denied_call_is_answered_whole_and_not_forwarded() {
+    let (mut svc, up) = setup(PolicyLayer::new(compiled(POLICY)));
+    let batch = format!(
+        "[{},{},{},{}]",
+        call(1, "get_a", json!({})),
+        call(2, "reboot", json!({})),
+        r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#,
+        r#"{"jsonrpc":"2.0","method":"notifications/progress"}"#
+    );
+    let (_, _, body) = send(&mut svc, post(&batch)).await;
+    let answers: Vec<Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        answers.len(),
+        3,
+        "every request answered, the notification not: {body}"
+    );
+    assert!(
+        answers[0]["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("another call in this batch was denied")
+    );
+    assert!(
+        answers[1]["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("[POLICY DENIED]")
+    );
+    assert_eq!(answers[2]["id"], 3);
+    assert!(answers[2]["error"].is_object());
+    assert!(up.seen().is_empty());
+    // An all-allowed batch goes through as sent.
+    let ok = format!(
+        "[{},{}]",
+        call(1, "get_a", json!({})),
+        call(2, "list_b", json!({}))
+    );
+    send(&mut svc, post(&ok)).await;
+    assert_eq!(up.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn streams_notifications_and_client_responses_pass_untouched() {
+    let (mut svc, up) = setup(PolicyLayer::new(compiled(POLICY)));
+    send(&mut svc, Request::get("/mcp").body(Body::empty()).unwrap()).await;
+    send(
+        &mut svc,
+        Request::delete("/mcp").body(Body::empty()).unwrap(),
+    )
+    .await;
+    send(
+        &mut svc,
+        post(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#),
+    )
+    .await;
+    send(
+        &mut svc,
+        post(r#"{"jsonrpc":"2.0","id":"elicit-1","result":{"action":"accept"}}"#),
+    )
+    .await;
+    let seen: Vec<String> = up.seen().into_iter().map(|(l, _)| l).collect();
+    assert_eq!(seen, ["GET /mcp", "DELETE /mcp", "POST /mcp", "POST /mcp"]);
+}
+
+#[tokio::test]
+async fn limits_hold_per_grant_and_say_when_to_retry() {
+    let (mut svc, up) = setup(PolicyLayer::new(compiled(POLICY)));
+    for i in 0..3 {
+        let (_, _, body) = send(&mut svc, post(&call(i, "create_token", json!({})))).await;
+        assert!(!body.contains("POLICY DENIED"), "{body}");
+    }
+    let (_, _, body) = send(&mut svc, post(&call(4, "create_token", json!({})))).await;
+    let text = denied_text(&body);
+    assert!(
+        text.contains("rate limit `create_token_rate` reached; retry in 20 seconds"),
+        "{text}"
+    );
+    assert_eq!(up.seen().len(), 3);
+    // Another grant has its own bucket.
+    let mut other = post(&call(5, "create_token", json!({})));
+    other
+        .headers_mut()
+        .insert("authorization", "Bearer bob-token".parse().unwrap());
+    let (_, _, body) = send(&mut svc, other).await;
+    assert!(!body.contains("POLICY DENIED"), "{body}");
+    // No grant at all: a grant-scoped limit cannot be charged, so the call is denied.
+    let mut anonymous = post(&call(6, "create_token", json!({})));
+    anonymous.headers_mut().remove("authorization");
+    let (_, _, body) = send(&mut svc, anonymous).await;
+    assert!(denied_text(&body).contains("[POLICY DENIED]"));
+    assert_eq!(up.seen().len(), 4);
+}
+
+#[tokio::test]
+async fn a_grant_extension_from_the_app_is_used() {
+    let (mut svc, up) = setup(PolicyLayer::new(compiled(POLICY)));
+    for i in 0..4 {
+        let mut req = post(&call(i, "create_token", json!({})));
+        req.headers_mut().remove("authorization");
+        req.extensions_mut().insert(Grant::new("carol"));
+        send(&mut svc, req).await;
+    }
+    assert_eq!(up.seen().len(), 3);
+}
+
+#[tokio::test]
+async fn hot_swap_keeps_unchanged_counters_and_resets_changed_ones() {
+    let layer = PolicyLayer::new(compiled(POLICY));
+    let handle = layer.handle();
+    let (mut svc, up) = setup(layer);
+    for i in 0..4 {
+        send(&mut svc, post(&call(i, "create_token", json!({})))).await;
+    }
+    assert_eq!(up.seen().len(), 3);
+    // Same counter, same quota: still exhausted after the swap.
+    handle.swap(compiled(&format!("{POLICY}\ntool extra {{ }}\n")));
+    let (_, _, body) = send(&mut svc, post(&call(9, "create_token", json!({})))).await;
+    assert!(body.contains("rate limit"), "{body}");
+    // A new quota is a new bucket.
+    handle.swap(compiled(&POLICY.replace(
+        "limit 3 per minute per grant",
+        "limit 5 per minute per grant",
+    )));
+    let (_, _, body) = send(&mut svc, post(&call(10, "create_token", json!({})))).await;
+    assert!(!body.contains("POLICY DENIED"), "{body}");
+    // And decisions follow the new policy.
+    handle.swap(compiled("version 1\ndefault deny\n"));
+    let (_, _, body) = send(&mut svc, post(&call(11, "get_a", json!({})))).await;
+    assert!(body.contains("POLICY DENIED"), "{body}");
+    assert_eq!(up.seen().len(), 4);
+}
+
+#[tokio::test]
+async fn tools_list_answers_lose_hidden_tools_json_and_sse() {
+    let tools = json!({"jsonrpc": "2.0", "id": 3, "result": {"tools": [{"name": "get_a"}, {"name": "delete_a"}]}});
+    let (mut svc, up) = setup(PolicyLayer::new(compiled(POLICY)));
+    up.answer_with("application/json", tools.to_string());
+    let list = r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#;
+    let (_, headers, body) = send(&mut svc, post(list)).await;
+    assert!(
+        body.contains("get_a") && !body.contains("delete_a"),
+        "{body}"
+    );
+    assert!(
+        headers
+            .get("content-length")
+            .is_none_or(|l| l.to_str().unwrap() == body.len().to_string())
+    );
+    up.answer_with(
+        "text/event-stream",
+        format!("event: message\ndata: {tools}\n\n"),
+    );
+    let (_, _, body) = send(&mut svc, post(list)).await;
+    assert!(body.starts_with("event: message\ndata: "), "{body}");
+    assert!(
+        body.contains("get_a") && !body.contains("delete_a"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn shadow_mode_forwards_but_keeps_the_decision() {
+    let (mut svc, up) = setup(PolicyLayer::new(compiled(POLICY)).shadow(true));
+    let (_, _, body) = send(&mut svc, post(&call(1, "reboot", json!({})))).await;
+    assert!(!body.contains("POLICY DENIED"));
+    assert_eq!(up.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn approvals_release_exactly_the_call_asked_for() {
+    let queue = ApprovalQueue::new();
+    let (svc, up) = setup(PolicyLayer::new(compiled(POLICY)).approver(queue.clone()));
+    // Approve the pending request as soon as it shows up.
+    let q = queue.clone();
+    let approver = tokio::spawn(async move {
+        for _ in 0..100 {
+            if let Some(r) = q.list().first() {
+                assert_eq!(r.tool, "pay");
+                assert_eq!(r.arg_keys, ["amount"]);
+                return q.approve(&r.id);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    });
+    let mut s1 = svc.clone();
+    let (_, _, body) = send(&mut s1, post(&call(1, "pay", json!({"amount": 5})))).await;
+    assert!(approver.await.unwrap());
+    assert!(!body.contains("POLICY DENIED"), "{body}");
+    assert_eq!(up.seen().len(), 1);
+    // Nobody answers the next one: it times out (1 second) and is denied.
+    let mut s2 = svc.clone();
+    let (_, _, body) = send(&mut s2, post(&call(2, "pay", json!({"amount": 5})))).await;
+    assert!(
+        denied_text(&body).contains("no approval within 1 seconds"),
+        "{body}"
+    );
+    assert_eq!(up.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn the_default_approver_refuses_like_the_hosted_product() {
+    let (mut svc, up) = setup(PolicyLayer::new(compiled(POLICY)));
+    let (_, _, body) = send(&mut svc, post(&call(1, "pay", json!({"amount": 5})))).await;
+    assert_eq!(
+        denied_text(&body),
+        "[POLICY DENIED] Requires human approval."
+    );
+    assert!(up.seen().is_empty());
+}
+
+#[tokio::test]
+async fn http_mode_answers_403_and_429_with_retry_after() {
+    let (mut svc, up) = setup(PolicyLayer::new(compiled(POLICY)).http_mode());
+    let get = |path: &str| {
+        Request::get(path)
+            .header("authorization", "Bearer t")
+            .body(Body::empty())
+            .unwrap()
+    };
+    // Without a router there is no matched route, so the raw path is the tool name.
+    let (status, _, _) = send(&mut svc, get("/items/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, body) = send(&mut svc, get("/admin")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let post_item = || {
+        Request::post("/items")
+            .header("authorization", "Bearer t")
+            .header("content-type", "application/json")
+            .body(Body::full(r#"{"name":"x"}"#))
+            .unwrap()
+    };
+    assert_eq!(send(&mut svc, post_item()).await.0, StatusCode::OK);
+    let (status, headers, _) = send(&mut svc, post_item()).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(headers["retry-after"], "60");
+    assert!(headers["ratelimit"].to_str().unwrap().contains("t=60"));
+    assert_eq!(up.seen().len(), 2);
+}
+
+#[tokio::test]
+async fn keys_stay_bounded_when_clients_invent_them() {
+    let policy = compiled("version 1\ntool t {\n  limit 5 per minute per session\n}\n");
+    let layer = PolicyLayer::new(policy).max_keys_per_counter(10);
+    let handle = layer.handle();
+    let (mut svc, up) = setup(layer);
+    let mut refused = 0;
+    for i in 0..50 {
+        let mut req = post(&call(i, "t", json!({})));
+        req.headers_mut()
+            .insert("mcp-session-id", format!("s{i}").parse().unwrap());
+        let (_, _, body) = send(&mut svc, req).await;
+        if body.contains("tracking too many callers") {
+            refused += 1;
+        }
+    }
+    assert_eq!(handle.live_keys(), 10);
+    assert_eq!((up.seen().len(), refused), (10, 40));
+}
