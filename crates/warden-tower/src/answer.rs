@@ -22,13 +22,20 @@ pub enum DenyStyle {
 /// The prefix every denial text starts with.
 pub const DENIED_PREFIX: &str = "[POLICY DENIED]";
 
-pub(crate) fn denied(id: &Value, message: &str, style: DenyStyle) -> Value {
+/// Protocol versions from this one on tag every result with `resultType`.
+pub(crate) const RESULT_TYPE_SINCE: &str = "2026-07-28";
+
+pub(crate) fn denied(id: &Value, message: &str, style: DenyStyle, protocol: Option<&str>) -> Value {
     let text = format!("{DENIED_PREFIX} {message}");
     match style {
-        DenyStyle::ToolResult => json!({
-            "jsonrpc": "2.0", "id": id,
-            "result": {"content": [{"type": "text", "text": text}], "isError": true}
-        }),
+        DenyStyle::ToolResult => {
+            let mut result = json!({"content": [{"type": "text", "text": text}], "isError": true});
+            // Dates compare as strings; older clients may reject the unknown key.
+            if protocol.is_some_and(|v| v >= RESULT_TYPE_SINCE) {
+                result["resultType"] = json!("complete");
+            }
+            json!({"jsonrpc": "2.0", "id": id, "result": result})
+        }
         DenyStyle::JsonRpcError => json!({
             "jsonrpc": "2.0", "id": id,
             "error": {"code": POLICY_DENIED_CODE, "message": text}

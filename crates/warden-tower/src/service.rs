@@ -218,6 +218,7 @@ where
     let caller = Caller::of(&shared, &parts);
     let verdicts = decide_all(&enforcer, &caller, &parsed.messages, shared.config.shadow);
     let style = shared.config.deny_style;
+    let protocol = header_str(&parts.headers, "mcp-protocol-version");
 
     // Denials: answer locally; with a batch, nothing of it is forwarded.
     let blocking: Vec<&Verdict> = verdicts
@@ -239,6 +240,7 @@ where
             &reasons,
             "another call in this batch was denied",
             style,
+            protocol,
         ));
     }
 
@@ -272,6 +274,7 @@ where
                 &reasons,
                 "another call in this batch was rate-limited",
                 style,
+                protocol,
             ));
         }
     }
@@ -318,6 +321,7 @@ where
             &refused,
             "another call in this batch was not approved",
             style,
+            protocol,
         ));
     }
 
@@ -413,6 +417,7 @@ fn refuse_all(
     reasons: &[(Value, String)],
     bystander: &str,
     style: DenyStyle,
+    protocol: Option<&str>,
 ) -> Response<Body> {
     let answers: Vec<Value> = parsed
         .messages
@@ -420,8 +425,10 @@ fn refuse_all(
         .filter_map(|m| match m {
             Message::Request { id, method, .. } => {
                 Some(match reasons.iter().find(|(rid, _)| rid == id) {
-                    Some((_, why)) => answer::denied(id, why, style),
-                    None if method == "tools/call" => answer::denied(id, bystander, style),
+                    Some((_, why)) => answer::denied(id, why, style, protocol),
+                    None if method == "tools/call" => {
+                        answer::denied(id, bystander, style, protocol)
+                    }
                     None => answer::rpc_error(
                         id,
                         answer::POLICY_DENIED_CODE,

@@ -537,3 +537,25 @@ async fn keys_stay_bounded_when_clients_invent_them() {
     assert_eq!(handle.live_keys(), 10);
     assert_eq!((up.seen().len(), refused), (10, 40));
 }
+
+#[tokio::test]
+async fn denials_carry_result_type_from_protocol_2026_07_28_on() {
+    let (mut svc, _) = setup(PolicyLayer::new(compiled(POLICY)));
+    let mut req = post(&call(1, "reboot", json!({})));
+    req.headers_mut()
+        .insert("mcp-protocol-version", "2026-07-28".parse().unwrap());
+    let (_, _, body) = send(&mut svc, req).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["result"]["resultType"],
+        "complete"
+    );
+    let mut req = post(&call(1, "reboot", json!({})));
+    req.headers_mut()
+        .insert("mcp-protocol-version", "2025-11-25".parse().unwrap());
+    let (_, _, body) = send(&mut svc, req).await;
+    assert!(
+        serde_json::from_str::<Value>(&body).unwrap()["result"]
+            .get("resultType")
+            .is_none()
+    );
+}

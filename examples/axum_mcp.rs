@@ -1,0 +1,178 @@
+//! An MCP server (rmcp's streamable HTTP service in axum) behind Warden's `PolicyLayer`.
+//!
+//! ```sh
+//! cargo run -p warden-e2e --bin axum_mcp -- --policy examples/demo.pol --listen 127.0.0.1:8788
+//! ```
+//! then point any MCP client at `http://127.0.0.1:8788/mcp`. `delete_instance` is hidden,
+//! `create_token` is limited to 30 a minute per bearer token, `transfer` needs `amount <= 100`,
+//! and anything the policy does not name is denied.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{Implementation, ServerCapabilities, ServerConfig};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{ServerHandler, schemars, tool, tool_handler, tool_router};
+use serde::Deserialize;
+use warden_tower::PolicyLayer;
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct EchoArgs {
+    /// Text to send back.
+    text: String,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct AddArgs {
+    a: i64,
+    b: i64,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct CityArgs {
+    city: String,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct NameArgs {
+    name: String,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct IdArgs {
+    id: u64,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct TransferArgs {
+    amount: f64,
+    to: String,
+}
+
+/// A handful of tools standing in for a real server's catalog.
+#[derive(Clone)]
+struct Demo {
+    tool_router: ToolRouter<Self>,
+}
+
+#[tool_router]
+impl Demo {
+    fn new() -> Self {
+        Demo {
+            tool_router: Self::tool_router(),
+        }
+    }
+
+    #[tool(description = "Echo the given text")]
+    async fn echo(&self, Parameters(EchoArgs { text }): Parameters<EchoArgs>) -> String {
+        text
+    }
+
+    #[tool(description = "Add two integers")]
+    fn add(&self, Parameters(AddArgs { a, b }): Parameters<AddArgs>) -> String {
+        a.saturating_add(b).to_string()
+    }
+
+    #[tool(description = "Today's weather in a city")]
+    fn get_weather(&self, Parameters(CityArgs { city }): Parameters<CityArgs>) -> String {
+        format!("Sunny in {city}")
+    }
+
+    #[tool(description = "Create a personal access token")]
+    fn create_token(&self, Parameters(NameArgs { name }): Parameters<NameArgs>) -> String {
+        format!("token for {name}: tok_example")
+    }
+
+    #[tool(description = "Move money")]
+    fn transfer(
+        &self,
+        Parameters(TransferArgs { amount, to }): Parameters<TransferArgs>,
+    ) -> String {
+        format!("sent {amount} to {to}")
+    }
+
+    #[tool(description = "Delete an instance (hidden by the policy)")]
+    fn delete_instance(&self, Parameters(IdArgs { id }): Parameters<IdArgs>) -> String {
+        format!("deleted {id}")
+    }
+
+    #[tool(description = "Reboot an instance (not named by the policy, so denied)")]
+    fn reboot_instance(&self, Parameters(IdArgs { id }): Parameters<IdArgs>) -> String {
+        format!("rebooted {id}")
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for Demo {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build()).with_server_info(
+            Implementation::new("warden-demo", env!("CARGO_PKG_VERSION")),
+        )
+    }
+}
+
+fn load_policy(path: &str) -> Result<warden_policy::CompiledPolicy, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let policy = if path.ends_with(".pol") {
+        warden_dsl::compile(&text)
+            .map_err(|e| e.render(path, &text, false))?
+            .policy
+    } else {
+        warden_policy::Policy::from_json_str(&text).map_err(|e| format!("{path}: {e}"))?
+    };
+    warden_policy::CompiledPolicy::new(&policy).map_err(|e| format!("{path}: {e}"))
+}
+
+fn arg(name: &str) -> Option<String> {
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == name {
+            return args.next();
+        }
+    }
+    None
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warden=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let policy_path = arg("--policy").unwrap_or_else(|| "examples/demo.pol".into());
+    let listen: SocketAddr = arg("--listen")
+        .unwrap_or_else(|| "127.0.0.1:8788".into())
+        .parse()?;
+    let policy = load_policy(&policy_path).map_err(|e| {
+        eprintln!("{e}");
+        "invalid policy"
+    })?;
+
+    let mcp = StreamableHttpService::new(
+        || Ok(Demo::new()),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default().with_allowed_hosts(["localhost", "127.0.0.1"]),
+    );
+    let app = axum::Router::new()
+        .nest_service("/mcp", mcp)
+        .layer(PolicyLayer::new(policy));
+
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    // The test harness reads the real port from this line (--listen 127.0.0.1:0).
+    println!("listening on http://{}/mcp", listener.local_addr()?);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,99 @@
+//! Shared by the end-to-end tests: starting processes on loopback, finding the test clients.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A child process killed when dropped, so a failing test leaves nothing running.
+pub struct Running {
+    pub child: Child,
+    pub url: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `cmd`, which prints `listening on URL` on stdout once it accepts connections.
+pub fn start(mut cmd: Command) -> Running {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+    let mut child = cmd.spawn().expect("start server");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("listening on ") {
+                let _ = tx.send(url.trim().to_owned());
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!("server did not report its address within 60 s")
+        });
+    Running { child, url }
+}
+
+/// The Python interpreter with the `mcp` SDK: `WARDEN_E2E_PYTHON`, else the virtualenv that
+/// `.ci/run` creates. `None` (with the reason printed) when neither works, unless
+/// `WARDEN_E2E_REQUIRED=1`, which makes a missing client a failure (CI sets it).
+pub fn python() -> Option<PathBuf> {
+    let candidates: Vec<PathBuf> = std::env::var_os("WARDEN_E2E_PYTHON")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([repo().join("target/e2e/venv/bin/python")])
+        .collect();
+    for p in &candidates {
+        let ok = Command::new(p)
+            .args(["-c", "import mcp, httpx2"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return Some(p.clone());
+        }
+    }
+    missing(&format!(
+        "no Python with the `mcp` SDK (tried {candidates:?}); run .ci/run or set WARDEN_E2E_PYTHON"
+    ));
+    None
+}
+
+pub fn missing(why: &str) {
+    if std::env::var("WARDEN_E2E_REQUIRED").is_ok_and(|v| v == "1") {
+        panic!("{why}");
+    }
+    eprintln!("skipped: {why}");
+}
+
+/// Runs a Python scenario script and parses the JSON it prints.
+pub fn run_python(python: &Path, script: &str, args: &[&str]) -> serde_json::Value {
+    let started = Instant::now();
+    let out = Command::new(python)
+        .arg(repo().join("tests/python").join(script))
+        .args(args)
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{script} {args:?} failed after {:?}:\n{stdout}\n{stderr}",
+        started.elapsed()
+    );
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("{script}: {e}\n{stdout}\n{stderr}"))
+}

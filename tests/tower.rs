@@ -1,0 +1,77 @@
+//! The example rmcp server behind `PolicyLayer`, driven by the official Python MCP SDK over
+//! real loopback HTTP, in both protocol negotiations.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn server() -> support::Running {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_axum_mcp"));
+    cmd.args(["--listen", "127.0.0.1:0", "--policy"])
+        .arg(support::repo().join("examples/demo.pol"));
+    support::start(cmd)
+}
+
+fn scenario(mode: &str, want_version: &str) {
+    let Some(python) = support::python() else {
+        return;
+    };
+    let server = server();
+    let out = support::run_python(&python, "tower_scenario.py", &[&server.url, mode]);
+    assert_eq!(out["protocol_version"], want_version, "{out}");
+    // Hidden tools are gone from the list; tools the policy merely denies are still listed.
+    let tools: Vec<&str> = out["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert!(!tools.contains(&"delete_instance"), "{tools:?}");
+    assert!(
+        tools.contains(&"echo") && tools.contains(&"reboot_instance"),
+        "{tools:?}"
+    );
+    assert_eq!(
+        out["echo"],
+        serde_json::json!({"text": "hello", "is_error": false})
+    );
+    let calls = out["calls"].as_array().unwrap();
+    let text = |i: usize| calls[i]["text"].as_str().unwrap();
+    assert!(
+        text(0).starts_with("[POLICY DENIED]") && calls[0]["is_error"] == true,
+        "{out}"
+    );
+    assert!(
+        text(1).starts_with("[POLICY DENIED]"),
+        "hidden tool called: {out}"
+    );
+    assert_eq!(text(2), "[POLICY DENIED] Transfers over 100 need a person");
+    assert_eq!(text(3), "sent 50 to bob");
+    // 30 per minute per grant: the 31st call is limited, with a retry time.
+    assert_eq!(out["limited_at"], 31, "{out}");
+    let limited = out["limited_text"].as_str().unwrap();
+    assert!(
+        limited.contains("rate limit `create_token_rate` reached; retry in"),
+        "{limited}"
+    );
+    // Another credential has its own bucket.
+    assert_eq!(
+        out["other_grant"],
+        serde_json::json!({"text": "token for bob: tok_example", "is_error": false})
+    );
+    let _: &Value = &out;
+}
+
+#[test]
+fn python_sdk_legacy_handshake_2025_11_25() {
+    scenario("legacy", "2025-11-25");
+}
+
+#[test]
+fn python_sdk_2026_07_28_discovery() {
+    scenario("2026-07-28", "2026-07-28");
+}
