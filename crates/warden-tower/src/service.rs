@@ -154,10 +154,10 @@ fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// What one call came to, before anything is forwarded.
-struct Verdict {
+struct Verdict<'a> {
     id: Value,
     tool: String,
-    args: Option<Value>,
+    args: Option<&'a Value>,
     outcome: Outcome,
     rule: String,
     message: String,
@@ -291,13 +291,8 @@ where
             continue;
         }
         let timeout = Duration::from_secs(approval.timeout_secs());
-        let request = ApprovalRequest::new(
-            caller.grant.as_deref(),
-            &v.tool,
-            v.args.as_ref(),
-            &v.rule,
-            timeout,
-        );
+        let request =
+            ApprovalRequest::new(caller.grant.as_deref(), &v.tool, v.args, &v.rule, timeout);
         let answer = match tokio::time::timeout(timeout, shared.approver.ask(request)).await {
             Ok(a) => a,
             Err(_) if approval.on_timeout == Some(OnTimeout::Allow) => Answer::Approved,
@@ -349,12 +344,12 @@ where
     .await)
 }
 
-fn decide_all(
+fn decide_all<'a>(
     enforcer: &Enforcer,
     caller: &Caller,
-    messages: &[Message],
+    messages: &'a [Message],
     force_shadow: bool,
-) -> Vec<Verdict> {
+) -> Vec<Verdict<'a>> {
     let mut out = Vec::new();
     for m in messages {
         let Some((id, params)) = m.tool_call() else {
@@ -378,7 +373,7 @@ fn decide_all(
         out.push(Verdict {
             id: id.clone(),
             tool: tool.to_owned(),
-            args: args.cloned(),
+            args,
             outcome: d.outcome(),
             rule: d.rule().to_owned(),
             message: d.message().to_owned(),
@@ -392,7 +387,7 @@ fn decide_all(
 
 fn log(
     caller: &Caller,
-    v: &Verdict,
+    v: &Verdict<'_>,
     decision: &'static str,
     rule: &str,
     latency: Duration,
@@ -404,7 +399,7 @@ fn log(
         tool: &v.tool,
         decision,
         rule,
-        args: v.args.as_ref(),
+        args: v.args,
         latency,
         would_block,
     });
@@ -635,7 +630,7 @@ where
     let v = Verdict {
         id: Value::Null,
         tool: tool.clone(),
-        args: Some(args.clone()),
+        args: Some(&args),
         outcome: d.outcome(),
         rule: d.rule().to_owned(),
         message: d.message().to_owned(),
