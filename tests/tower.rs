@@ -75,3 +75,41 @@ fn python_sdk_legacy_handshake_2025_11_25() {
 fn python_sdk_2026_07_28_discovery() {
     scenario("2026-07-28", "2026-07-28");
 }
+
+#[test]
+fn axum_rest_example_in_http_mode() {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_axum_rest"));
+    cmd.args(["--listen", "127.0.0.1:0", "--policy"])
+        .arg(support::repo().join("examples/rest.pol"));
+    let server = support::start(cmd);
+    let auth = [
+        ("authorization", "Bearer alice"),
+        ("content-type", "application/json"),
+    ];
+    let (status, _, body) = support::http(&server.url, "GET", "/items/7", &auth, "");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"id\":7"), "{body}");
+    let (status, _, body) = support::http(&server.url, "DELETE", "/items/7", &auth, "");
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("[POLICY DENIED]"), "{body}");
+    let (status, _, body) = support::http(&server.url, "POST", "/items", &auth, r#"{"size": 1}"#);
+    assert_eq!(
+        (status, body.contains("An item needs a name")),
+        (403, true),
+        "{body}"
+    );
+    for _ in 0..2 {
+        let (status, _, body) =
+            support::http(&server.url, "POST", "/items", &auth, r#"{"name": "a"}"#);
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, headers, body) =
+        support::http(&server.url, "POST", "/items", &auth, r#"{"name": "a"}"#);
+    assert_eq!(status, 429, "{body}");
+    let retry: u64 = headers
+        .iter()
+        .find(|(k, _)| k == "retry-after")
+        .map(|(_, v)| v.parse().unwrap())
+        .unwrap();
+    assert!((1..=30).contains(&retry), "retry-after {retry}");
+}
