@@ -559,3 +559,100 @@ async fn denials_carry_result_type_from_protocol_2026_07_28_on() {
             .is_none()
     );
 }
+
+/// Collects formatted tracing output.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn one_event_per_decision_with_argument_keys_never_values() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let (mut svc, _) = setup(PolicyLayer::new(compiled(POLICY)).shadow(true));
+    send(
+        &mut svc,
+        post(&call(1, "reboot", json!({"secret_value": "hunter2"}))),
+    )
+    .await;
+    send(
+        &mut svc,
+        post(&call(2, "get_a", json!({"id": "visible-only-as-key"}))),
+    )
+    .await;
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("warden::decision"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    assert!(
+        lines[0].contains("tool=\"reboot\"") || lines[0].contains("tool=reboot"),
+        "{log}"
+    );
+    assert!(
+        lines[0].contains("decision=\"deny\"") || lines[0].contains("decision=deny"),
+        "{log}"
+    );
+    assert!(
+        lines[0].contains("would_block=true"),
+        "shadow keeps the real decision: {log}"
+    );
+    assert!(lines[0].contains("arg_keys=secret_value"), "{log}");
+    assert!(
+        lines[0].contains("grant=\"token:") || lines[0].contains("grant=token:"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("hunter2")
+            && !log.contains("visible-only-as-key")
+            && !log.contains("alice-token"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn webhook_approver_asks_over_http_and_binds_the_answer() {
+    use axum::routing::post as route_post;
+    // A webhook that approves amounts under 10 and says why otherwise.
+    let app = axum::Router::new().route(
+        "/approve",
+        route_post(|axum::Json(req): axum::Json<Value>| async move {
+            assert!(req.get("call_hash").is_some() && req.get("arg_keys").is_some());
+            assert!(req.to_string().find("amount").is_some());
+            axum::Json(json!({"approved": false, "reason": "finance says no"}))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let webhook = warden_tower::Webhook::new(&format!("http://{addr}/approve")).unwrap();
+    let (mut svc, up) = setup(PolicyLayer::new(compiled(POLICY)).approver(webhook));
+    let (_, _, body) = send(&mut svc, post(&call(1, "pay", json!({"amount": 50})))).await;
+    assert_eq!(denied_text(&body), "[POLICY DENIED] finance says no");
+    assert!(up.seen().is_empty());
+    // An unreachable webhook is a refusal, not an approval.
+    let dead = warden_tower::Webhook::new("http://127.0.0.1:9/approve").unwrap();
+    let (mut svc, up) = setup(PolicyLayer::new(compiled(POLICY)).approver(dead));
+    let (_, _, body) = send(&mut svc, post(&call(1, "pay", json!({"amount": 5})))).await;
+    assert!(
+        denied_text(&body).contains("approval webhook: unreachable"),
+        "{body}"
+    );
+    assert!(up.seen().is_empty());
+    assert!(warden_tower::Webhook::new("https://example.com/x").is_err());
+}
