@@ -50,7 +50,7 @@ fn check(files: &[PathBuf], tools: Option<&Path>) -> Result<ExitCode, CliError> 
             let compiled = compiled(&src, &policy)?;
             let warnings = warden_policy::lint(&compiled, catalog.as_ref());
             for w in warnings.iter() {
-                report::problem(&src, w, true);
+                report::warning(&src, w);
             }
             Ok((policy, warnings.len()))
         });

@@ -2,17 +2,17 @@
 
 use std::path::{Path, PathBuf};
 
-use warden_dsl::SourceMap;
-use warden_policy::{Catalog, Error, Policy};
+use warden_dsl::{Diagnostic, PolicyFile};
+use warden_policy::{Catalog, Error, Policy, Problems};
 
 use crate::error::CliError;
 use crate::report;
 
-/// A file's text, and for `.pol` the map from JSON Pointers back into it.
+/// A file's text, and for a policy the loaded file (with its `.pol` source map).
 pub struct Source {
     pub path: PathBuf,
     pub text: String,
-    pub map: Option<SourceMap>,
+    pub file: Option<PolicyFile>,
 }
 
 impl Source {
@@ -24,7 +24,7 @@ impl Source {
         Ok(Source {
             path: path.to_owned(),
             text,
-            map: None,
+            file: None,
         })
     }
 
@@ -32,12 +32,36 @@ impl Source {
         self.path.display().to_string()
     }
 
+    fn failed(&self, diagnostics: &[Diagnostic]) -> CliError {
+        for d in diagnostics {
+            report::emit(self, d);
+        }
+        CliError::Invalid {
+            path: self.path.clone(),
+            count: diagnostics.len(),
+        }
+    }
+
+    /// Prints `problems` located in this file and turns them into the command's error.
+    pub fn invalid(&self, problems: &Problems) -> CliError {
+        let diagnostics: Vec<Diagnostic> = problems.iter().map(|p| self.diagnostic(p)).collect();
+        self.failed(&diagnostics)
+    }
+
+    /// A problem stated on the model, at its place in this file.
+    pub fn diagnostic(&self, p: &warden_policy::Problem) -> Diagnostic {
+        match &self.file {
+            Some(f) => f.diagnostic(&self.text, p),
+            None => warden_dsl::json_diagnostic(&self.text, p),
+        }
+    }
+
     /// `file:line:column` where the JSON Pointer `pointer` was written, if it was.
     pub fn location(&self, pointer: &str) -> Option<String> {
         if !pointer.starts_with('/') {
             return None; // `(hidden)`, `(default deny)`: not a place in the file
         }
-        let start = match &self.map {
+        let start = match self.file.as_ref().and_then(|f| f.map.as_ref()) {
             Some(map) => map.span(pointer)?.start,
             None => {
                 warden_policy::locate::span(&self.text, pointer, warden_policy::Target::Value)?
@@ -47,68 +71,23 @@ impl Source {
         let (line, col) = warden_policy::locate::line_col(&self.text, start);
         Some(format!("{}:{line}:{col}", self.name()))
     }
-
-    /// Prints `problems` located in this file and turns them into the command's error.
-    pub fn invalid(&self, problems: &warden_policy::Problems) -> CliError {
-        for p in problems.iter() {
-            report::problem(self, p, false);
-        }
-        CliError::Invalid {
-            path: self.path.clone(),
-            count: problems.len(),
-        }
-    }
-
-    /// A JSON parse failure, printed at its place.
-    fn syntax(&self, line: usize, column: usize, message: String) -> CliError {
-        report::json_syntax(self, line, column, &message);
-        CliError::Invalid {
-            path: self.path.clone(),
-            count: 1,
-        }
-    }
 }
 
 /// Loads and validates a policy file, printing every problem it has.
 pub fn load(path: &Path) -> Result<(Source, Policy), CliError> {
-    let is_pol = match path.extension().and_then(|e| e.to_str()) {
-        Some("json") => false,
-        Some("pol") => true,
-        _ => {
-            return Err(CliError::FileType {
-                path: path.to_owned(),
-            });
-        }
-    };
-    let mut src = Source::read(path)?;
-    if is_pol {
-        return match warden_dsl::compile(&src.text) {
-            Ok(c) => {
-                src.map = Some(c.source_map);
-                Ok((src, c.policy))
-            }
-            Err(e) => {
-                eprintln!("{}", e.render(&src.name(), &src.text, report::color()));
-                Err(CliError::Invalid {
-                    path: path.to_owned(),
-                    count: e.diagnostics.len(),
-                })
-            }
-        };
+    if warden_dsl::is_pol(&path.display().to_string()).is_none() {
+        return Err(CliError::FileType {
+            path: path.to_owned(),
+        });
     }
-    match Policy::from_json_str(&src.text) {
-        Ok(policy) => Ok((src, policy)),
-        Err(Error::Syntax { line, column, .. }) if src.text.trim().is_empty() => Err(src.syntax(
-            line,
-            column,
-            "the file is empty: a policy needs at least {\"version\": \"1\"}".into(),
-        )),
-        Err(Error::Syntax {
-            line,
-            column,
-            message,
-        }) => Err(src.syntax(line, column, message)),
-        Err(Error::Invalid { problems }) => Err(src.invalid(&problems)),
+    let mut src = Source::read(path)?;
+    match warden_dsl::load(&src.name(), &src.text) {
+        Ok(file) => {
+            let policy = file.policy.clone();
+            src.file = Some(file);
+            Ok((src, policy))
+        }
+        Err(e) => Err(src.failed(&e.diagnostics)),
     }
 }
 
@@ -121,7 +100,10 @@ pub fn catalog(path: &Path) -> Result<Catalog, CliError> {
             line,
             column,
             message,
-        }) => Err(src.syntax(line, column, message)),
+        }) => {
+            let at = warden_policy::locate::offset(&src.text, line, column);
+            Err(src.failed(&[Diagnostic::new(at..at, format!("invalid JSON: {message}"))]))
+        }
         Err(Error::Invalid { problems }) => Err(src.invalid(&problems)),
     }
 }

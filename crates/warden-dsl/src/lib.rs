@@ -28,12 +28,14 @@ pub mod ast;
 mod comments;
 mod decompile;
 mod diagnostic;
+mod file;
 mod format;
 mod lower;
 mod parser;
 
 pub use decompile::decompile;
 pub use diagnostic::{Diagnostic, Error};
+pub use file::{PolicyFile, is_pol, json_diagnostic, load};
 pub use format::format;
 pub use lower::{SourceMap, default_counter};
 pub use parser::{MAX_SOURCE_BYTES, parse};

@@ -59,6 +59,27 @@ pub fn span(text: &str, pointer: &str, target: Target) -> Option<Range<usize>> {
 }
 
 /// 1-based line and column (in characters) of a byte offset.
+/// The byte offset of a 1-based line and column (columns count characters).
+pub fn offset(text: &str, line: usize, column: usize) -> usize {
+    let start: usize = text
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum();
+    let line_text = text
+        .get(start..)
+        .unwrap_or("")
+        .split('\n')
+        .next()
+        .unwrap_or("");
+    let col: usize = line_text
+        .chars()
+        .take(column.saturating_sub(1))
+        .map(char::len_utf8)
+        .sum();
+    (start + col).min(text.len())
+}
+
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = text.get(..offset.min(text.len())).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
