@@ -96,6 +96,75 @@ pub enum Command {
     },
     /// Print the JSON Schema of the policy.json format.
     Schema,
+    /// Put the policy in front of an MCP server reached over HTTP (Streamable HTTP).
+    ///
+    /// Point MCP clients at http://LISTEN/ instead of the server. The policy file is
+    /// reloaded when it changes (or on SIGHUP); an invalid edit keeps the old policy.
+    /// Example:
+    ///   warden serve --policy policy.pol --upstream http://127.0.0.1:3001/mcp \
+    ///     --grant-token alice=s3cret --audit audit.jsonl
+    Serve(ServeArgs),
+    /// Launch a stdio MCP server and put the policy between it and the client.
+    ///
+    /// Configure your MCP client to run `warden stdio --policy FILE -- CMD ARGS...` instead
+    /// of `CMD ARGS...`. Logs go to stderr; stdout carries only the protocol. Exits with the
+    /// server's exit code. Example:
+    ///   warden stdio --policy policy.pol -- npx @modelcontextprotocol/server-everything stdio
+    Stdio {
+        /// The policy (`.pol` or `.json`).
+        #[arg(long, value_name = "FILE")]
+        policy: PathBuf,
+        /// The grant all calls are made as (limits `per grant` count against it).
+        #[arg(long, value_name = "NAME", default_value = "local")]
+        grant: String,
+        /// Append one JSON line per decision here.
+        #[arg(long, value_name = "FILE")]
+        audit: Option<PathBuf>,
+        /// Decide and log every call, block none.
+        #[arg(long)]
+        shadow: bool,
+        /// The server to launch, after `--`.
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The policy (`.pol` or `.json`).
+    #[arg(long, value_name = "FILE")]
+    pub policy: PathBuf,
+    /// The MCP server's endpoint, e.g. http://127.0.0.1:3001/mcp.
+    #[arg(long, value_name = "URL")]
+    pub upstream: String,
+    /// Where MCP clients connect.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8787")]
+    pub listen: std::net::SocketAddr,
+    /// A header added to every upstream request (upstream credentials). Repeatable.
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+    /// A caller and its bearer token; the name is the `grant` of limits and the audit log.
+    /// Repeatable. The token is kept only as a SHA-256 digest and never forwarded.
+    #[arg(long = "grant-token", value_name = "NAME=TOKEN")]
+    pub grant_tokens: Vec<String>,
+    /// A grants file: one `NAME SHA256-HEX-OF-TOKEN` per line (`printf %s TOKEN | sha256sum`).
+    #[arg(long, value_name = "FILE")]
+    pub grants: Option<PathBuf>,
+    /// Let anyone call, as the grant `anonymous` (must be said explicitly).
+    #[arg(long, conflicts_with_all = ["grant_tokens", "grants"])]
+    pub no_auth: bool,
+    /// Serve health, metrics, the approval queue and the policy here (needs --admin-token).
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<std::net::SocketAddr>,
+    /// Bearer token for the admin address.
+    #[arg(long, value_name = "TOKEN", requires = "admin")]
+    pub admin_token: Option<String>,
+    /// Append one JSON line per decision here (no argument values, no tokens).
+    #[arg(long, value_name = "FILE")]
+    pub audit: Option<PathBuf>,
+    /// Decide and log every call, block none.
+    #[arg(long)]
+    pub shadow: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

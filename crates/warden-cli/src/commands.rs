@@ -35,6 +35,14 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             std::io::stdout().write_all(warden_dsl::decompile(&policy).as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Serve(args) => crate::gateway::serve(args),
+        Command::Stdio {
+            policy,
+            grant,
+            audit,
+            shadow,
+            command,
+        } => crate::gateway::stdio(policy, grant, audit, shadow, command),
         Command::Schema => {
             std::io::stdout().write_all(warden_policy::json_schema().as_bytes())?;
             Ok(ExitCode::SUCCESS)

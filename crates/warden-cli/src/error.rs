@@ -20,6 +20,10 @@ pub enum CliError {
     },
     #[error("--args: {0}")]
     Args(String),
+    #[error("{0}")]
+    Gateway(#[from] warden_gateway::Error),
+    #[error("{0}")]
+    Usage(String),
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
 }

@@ -3,6 +3,7 @@
 mod cli;
 mod commands;
 mod error;
+mod gateway;
 mod report;
 mod source;
 

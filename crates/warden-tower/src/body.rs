@@ -215,7 +215,7 @@ fn rewrite_event(event: &str, ids: &[Value], policy: &CompiledPolicy) -> Option<
 
 /// Drops hidden tools from a `tools/list` result (or a batch of results) answering one of
 /// `ids`. True if anything was removed.
-pub(crate) fn filter_tools_list(msg: &mut Value, ids: &[Value], policy: &CompiledPolicy) -> bool {
+pub fn filter_tools_list(msg: &mut Value, ids: &[Value], policy: &CompiledPolicy) -> bool {
     match msg {
         Value::Array(items) => items.iter_mut().fold(false, |changed, m| {
             filter_tools_list(m, ids, policy) | changed

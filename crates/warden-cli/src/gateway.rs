@@ -1,0 +1,97 @@
+//! The verbs that run the gateway: `serve` (and, below it, the shared option parsing).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use http::header::{HeaderName, HeaderValue};
+use warden_gateway::{Grants, ServeOptions};
+
+use crate::cli::ServeArgs;
+use crate::error::CliError;
+
+pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
+    let upstream: http::Uri = args
+        .upstream
+        .parse()
+        .map_err(|e| CliError::Usage(format!("--upstream {:?}: {e}", args.upstream)))?;
+    if upstream.scheme_str() != Some("http") || upstream.authority().is_none() {
+        return Err(CliError::Usage(format!(
+            "--upstream {:?}: expected an http:// URL such as http://127.0.0.1:3001/mcp",
+            args.upstream
+        )));
+    }
+    let grants = if args.no_auth {
+        None
+    } else {
+        let mut g = Grants::default();
+        for spec in &args.grant_tokens {
+            g.add_token(spec)?;
+        }
+        if let Some(file) = &args.grants {
+            g.add_file(file)?;
+        }
+        if g.is_empty() {
+            return Err(CliError::Usage(
+                "say who may call: --grant-token NAME=TOKEN, --grants FILE, or --no-auth".into(),
+            ));
+        }
+        Some(g)
+    };
+    let headers = args
+        .headers
+        .iter()
+        .map(|h| header(h))
+        .collect::<Result<Vec<_>, _>>()?;
+    let admin = match (args.admin, args.admin_token) {
+        (Some(addr), Some(token)) => Some((addr, token)),
+        (Some(_), None) => return Err(CliError::Usage("--admin needs --admin-token".into())),
+        _ => None,
+    };
+    warden_gateway::logging::init(args.audit.as_deref())?;
+    let opts = ServeOptions {
+        policy: args.policy,
+        upstream,
+        listen: args.listen,
+        headers,
+        grants,
+        admin,
+        shadow: args.shadow,
+        reload_every: Duration::from_secs(1),
+    };
+    runtime()?.block_on(warden_gateway::serve(opts))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn stdio(
+    policy: std::path::PathBuf,
+    grant: String,
+    audit: Option<std::path::PathBuf>,
+    shadow: bool,
+    command: Vec<String>,
+) -> Result<ExitCode, CliError> {
+    warden_gateway::logging::init(audit.as_deref())?;
+    let opts = warden_gateway::StdioOptions {
+        policy,
+        command,
+        grant,
+        shadow,
+        reload_every: Duration::from_secs(1),
+    };
+    let code = runtime()?.block_on(warden_gateway::stdio(opts))?;
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Runtime::new()
+        .map_err(|e| CliError::Usage(format!("cannot start the runtime: {e}")))
+}
+
+/// `Name: value`.
+fn header(spec: &str) -> Result<(HeaderName, HeaderValue), CliError> {
+    let bad =
+        |why: &str| CliError::Usage(format!("--header {spec:?}: {why} (expected `Name: value`)"));
+    let (name, value) = spec.split_once(':').ok_or_else(|| bad("no colon"))?;
+    let name = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| bad("invalid name"))?;
+    let value = HeaderValue::from_str(value.trim()).map_err(|_| bad("invalid value"))?;
+    Ok((name, value))
+}

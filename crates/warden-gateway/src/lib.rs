@@ -1,0 +1,34 @@
+//! The gateway: Warden's policy layer in front of MCP servers written in anything.
+//!
+//! - [`serve`]: a reverse proxy for MCP Streamable HTTP (`warden serve`).
+//! - [`stdio`]: wraps a stdio MCP server it launches (`warden stdio`).
+//! - [`scan`]: lists a server's tools and writes a starter `.pol` (`warden scan`).
+//!
+//! Both proxies reload the policy when its file changes (or on SIGHUP), keep the old one
+//! when the new one is invalid, and log one `warden::decision` event per decision, which
+//! [`logging`] can write to an audit file as JSON lines.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod admin;
+pub mod auth;
+pub mod logging;
+pub mod policy_file;
+pub mod proxy;
+pub mod serve;
+pub mod stdio;
+
+pub use auth::Grants;
+pub use serve::{ServeOptions, serve};
+pub use stdio::{StdioOptions, stdio};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The policy file is invalid; the text is every diagnostic, rendered.
+    #[error("{0}")]
+    Policy(String),
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    Io(String),
+}

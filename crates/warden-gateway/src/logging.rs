@@ -1,0 +1,48 @@
+//! Logs on stderr for people, and the audit file: one JSON line per decision.
+
+use std::fs::OpenOptions;
+use std::path::Path;
+use std::sync::Mutex;
+
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::{EnvFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::Error;
+
+/// Installs the global subscriber. Decision events (`warden::decision`) carry grant, session,
+/// tool, decision, rule, argument keys and latency — never argument values or tokens.
+pub fn init(audit: Option<&Path>) -> Result<(), Error> {
+    let filter =
+        EnvFilter::try_from_env("WARDEN_LOG").unwrap_or_else(|_| EnvFilter::new("warden=info"));
+    let human = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(filter);
+    let audit = match audit {
+        Some(path) => {
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| Error::Io(format!("cannot open audit log {}: {e}", path.display())))?;
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+                    .with_span_list(false)
+                    .with_writer(Mutex::new(file))
+                    .with_filter(
+                        Targets::new().with_target("warden::decision", tracing::Level::INFO),
+                    ),
+            )
+        }
+        None => None,
+    };
+    tracing_subscriber::registry()
+        .with(human)
+        .with(audit)
+        .try_init()
+        .map_err(|e| Error::Config(format!("logging: {e}")))
+}

@@ -1,0 +1,269 @@
+//! `warden stdio`: launches a stdio MCP server and sits on its stdin and stdout.
+//!
+//! Each line the client writes is one JSON-RPC message. It goes through the same
+//! [`PolicyLayer`] as HTTP traffic, whose inner service here writes the line to the child:
+//! an allowed message reaches the server byte for byte, a denied one is answered on our
+//! stdout and never reaches it. Lines from the server pass through, except `tools/list`
+//! answers, which lose hidden tools.
+
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+use tokio::sync::mpsc;
+use tower::{Layer, Service, ServiceExt};
+use warden_tower::{Body, Grant, PolicyLayer};
+
+use crate::Error;
+use crate::policy_file::{self, Live};
+
+#[derive(Debug, Clone)]
+pub struct StdioOptions {
+    pub policy: PathBuf,
+    pub command: Vec<String>,
+    /// The grant every call is made as (there is one client: whoever started us).
+    pub grant: String,
+    pub shadow: bool,
+    pub reload_every: Duration,
+}
+
+/// Runs until the client closes stdin or the server exits; returns the server's exit code.
+pub async fn stdio(opts: StdioOptions) -> Result<i32, Error> {
+    let (compiled, text) = policy_file::load(&opts.policy).map_err(Error::Policy)?;
+    let layer = PolicyLayer::new(compiled).shadow(opts.shadow);
+    let live = Live {
+        path: opts.policy.clone(),
+        source: Arc::new(std::sync::RwLock::new(text)),
+        handle: layer.handle(),
+    };
+    live.clone().watch(opts.reload_every);
+
+    let (program, args) = opts
+        .command
+        .split_first()
+        .ok_or_else(|| Error::Config("no server command given after --".into()))?;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| Error::Io(format!("cannot start {program}: {e}")))?;
+    let child_in = child
+        .stdin
+        .take()
+        .ok_or_else(|| Error::Io("no stdin pipe".into()))?;
+    let child_out = child
+        .stdout
+        .take()
+        .ok_or_else(|| Error::Io("no stdout pipe".into()))?;
+    tracing::info!(target: "warden::gateway", program = %program, "stdio server started");
+
+    // Our stdout has one writer, so lines from both directions never interleave.
+    let (out_tx, out_rx) = mpsc::channel::<Bytes>(64);
+    let writer = tokio::spawn(write_lines(tokio::io::stdout(), out_rx));
+    let (to_child, child_rx) = mpsc::channel::<Bytes>(64);
+    let child_writer = tokio::spawn(write_lines(child_in, child_rx));
+
+    let list_ids: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let from_server = tokio::spawn(relay_server(
+        child_out,
+        out_tx.clone(),
+        list_ids.clone(),
+        live.clone(),
+    ));
+
+    let svc = layer.layer(ToChild { tx: to_child });
+    let grant = Grant::new(opts.grant.clone());
+    let from_client = tokio::spawn(async move {
+        let mut lines = BufReader::new(tokio::io::stdin()).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.trim().is_empty() {
+                continue;
+            }
+            remember_list_request(&line, &list_ids);
+            let mut req = Request::new(Body::full(line));
+            *req.method_mut() = http::Method::POST;
+            req.extensions_mut().insert(grant.clone());
+            let Ok(resp) = svc.clone().oneshot(req).await;
+            // 202: forwarded to the server. Anything else is the layer's own answer.
+            if resp.status() != StatusCode::ACCEPTED {
+                if let Ok(body) = resp.into_body().collect().await {
+                    let _ = out_tx.send(body.to_bytes()).await;
+                }
+            }
+        }
+        // Client gone: closing the server's stdin asks it to finish.
+        drop(svc);
+    });
+
+    let pid = child.id();
+    let status = tokio::select! {
+        s = child.wait() => s,
+        _ = forward_signals(pid) => child.wait().await,
+        _ = from_client => {
+            // Give the server a moment to exit on EOF, then stop it.
+            match tokio::time::timeout(Duration::from_secs(5), child.wait()).await {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = child.kill().await;
+                    child.wait().await
+                }
+            }
+        }
+    }
+    .map_err(|e| Error::Io(e.to_string()))?;
+    let _ = from_server.await;
+    child_writer.abort();
+    drop(writer);
+    tracing::info!(target: "warden::gateway", %status, "stdio server exited");
+    Ok(status.code().unwrap_or(1))
+}
+
+/// Sends SIGINT/SIGTERM on to the server; returns once one was forwarded.
+async fn forward_signals(pid: Option<u32>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return std::future::pending().await;
+        };
+        let name = tokio::select! {
+            _ = int.recv() => "INT",
+            _ = term.recv() => "TERM",
+        };
+        if let Some(pid) = pid {
+            // `kill` keeps this crate free of unsafe code.
+            let _ = tokio::process::Command::new("kill")
+                .arg(format!("-{name}"))
+                .arg(pid.to_string())
+                .status()
+                .await;
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        std::future::pending::<()>().await;
+    }
+}
+
+fn remember_list_request(line: &str, ids: &Mutex<HashSet<String>>) {
+    if !line.contains("tools/list") {
+        return;
+    }
+    let Ok(v) = serde_json::from_str::<Value>(line) else {
+        return;
+    };
+    let requests = match &v {
+        Value::Array(items) => items.iter().collect(),
+        other => vec![other],
+    };
+    for m in requests {
+        if m.get("method").and_then(Value::as_str) == Some("tools/list") {
+            if let (Some(id), Ok(mut set)) = (m.get("id"), ids.lock()) {
+                set.insert(id.to_string());
+            }
+        }
+    }
+}
+
+/// Server → client, line by line; `tools/list` answers are filtered.
+async fn relay_server(
+    out: tokio::process::ChildStdout,
+    tx: mpsc::Sender<Bytes>,
+    ids: Arc<Mutex<HashSet<String>>>,
+    live: Live,
+) {
+    let mut lines = BufReader::new(out).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let pending: Vec<String> = ids
+            .lock()
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        let mut out = Bytes::from(line.clone());
+        if !pending.is_empty() {
+            if let Ok(mut v) = serde_json::from_str::<Value>(&line) {
+                let answered: Vec<Value> = pending
+                    .iter()
+                    .filter_map(|id| serde_json::from_str(id).ok())
+                    .collect();
+                let id = v.get("id").map(Value::to_string);
+                if warden_tower::filter_tools_list(&mut v, &answered, &live.handle.current()) {
+                    out = Bytes::from(v.to_string());
+                }
+                if let (Some(id), Ok(mut set)) = (id, ids.lock()) {
+                    set.remove(&id);
+                }
+            }
+        }
+        if tx.send(out).await.is_err() {
+            break;
+        }
+    }
+}
+
+async fn write_lines<W: tokio::io::AsyncWrite + Unpin>(mut w: W, mut rx: mpsc::Receiver<Bytes>) {
+    while let Some(line) = rx.recv().await {
+        if w.write_all(&line).await.is_err()
+            || w.write_all(b"\n").await.is_err()
+            || w.flush().await.is_err()
+        {
+            break;
+        }
+    }
+}
+
+/// The layer's inner service: forward the message to the server, answer 202.
+#[derive(Clone)]
+struct ToChild {
+    tx: mpsc::Sender<Bytes>,
+}
+
+impl Service<Request<Body>> for ToChild {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Response<Body>, Infallible>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let tx = self.tx.clone();
+        Box::pin(async move {
+            let line = req
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let status = if tx.send(line).await.is_ok() {
+                StatusCode::ACCEPTED
+            } else {
+                StatusCode::BAD_GATEWAY
+            };
+            let mut r = Response::new(Body::empty());
+            *r.status_mut() = status;
+            Ok(r)
+        })
+    }
+}
