@@ -18,6 +18,7 @@ pub fn init(audit: Option<&Path>) -> Result<(), Error> {
         EnvFilter::try_from_env("WARDEN_LOG").unwrap_or_else(|_| EnvFilter::new("warden=info"));
     let human = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_filter(filter);
     let audit = match audit {
         Some(path) => {
