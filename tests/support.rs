@@ -32,8 +32,13 @@ pub fn start(mut cmd: Command) -> Running {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("listening on ") {
-                let _ = tx.send(url.trim().to_owned());
+            if let Some(rest) = line.strip_prefix("listening on ") {
+                let url = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .trim_end_matches('/');
+                let _ = tx.send(url.to_owned());
             }
         }
     });
@@ -138,4 +143,128 @@ pub fn http(
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
     (status, headers, body.to_owned())
+}
+
+/// Each line of an HTTP/1.1 response as it arrives, with the time since the request was sent.
+pub fn http_timed(
+    url: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Vec<(Duration, String)> {
+    use std::io::Write;
+    let authority = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or("");
+    let mut s = std::net::TcpStream::connect(authority).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nhost: {authority}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    let started = Instant::now();
+    s.write_all(req.as_bytes()).expect("send");
+    BufReader::new(s)
+        .lines()
+        .map_while(Result::ok)
+        .map(|l| (started.elapsed(), l))
+        .collect()
+}
+
+/// A loopback port nobody is listening on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Waits (bounded) until something accepts connections on `port`.
+pub fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nothing listening on {port} after 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The `warden` binary built beside this test (cargo test --workspace builds it).
+pub fn warden() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let bin = exe
+        .parent()?
+        .parent()?
+        .join(format!("warden{}", std::env::consts::EXE_SUFFIX));
+    if bin.exists() {
+        Some(bin)
+    } else {
+        missing(&format!(
+            "{} is not built; run `cargo test --workspace` (or `cargo build -p warden-cli` first)",
+            bin.display()
+        ));
+        None
+    }
+}
+
+/// server-everything's entry point: `WARDEN_E2E_EVERYTHING`, else the copy `.ci/run` installs.
+pub fn everything() -> Option<PathBuf> {
+    let path = std::env::var_os("WARDEN_E2E_EVERYTHING")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            repo().join(
+                "target/e2e/npm/node_modules/@modelcontextprotocol/server-everything/dist/index.js",
+            )
+        });
+    let node = Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if node && path.exists() {
+        Some(path)
+    } else {
+        missing(&format!(
+            "node or {} missing; run .ci/run or set WARDEN_E2E_EVERYTHING",
+            path.display()
+        ));
+        None
+    }
+}
+
+/// server-everything over Streamable HTTP on a free loopback port.
+pub fn start_everything(js: &Path) -> Running {
+    let port = free_port();
+    let child = Command::new("node")
+        .arg(js)
+        .arg("streamableHttp")
+        .env("PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start server-everything");
+    let running = Running {
+        child,
+        url: format!("http://127.0.0.1:{port}/mcp"),
+    };
+    wait_for_port(port);
+    running
+}
+
+/// A scratch directory for one test, under target/.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = repo()
+        .join("target/e2e/scratch")
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
 }

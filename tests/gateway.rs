@@ -1,0 +1,366 @@
+//! `warden serve` and `warden stdio` in front of a real third-party MCP server
+//! (@modelcontextprotocol/server-everything), driven by the official Python SDK and by raw
+//! HTTP where timing matters.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const POLICY: &str = r#"version 1
+default deny
+hide [gzip-*, toggle-*]
+
+allow echo, get-sum, trigger-long-running-operation
+
+tool get-env {
+  limit 3 per minute per grant
+}
+"#;
+
+/// Everything a gateway test needs, or `None` (reason printed) when a peer is missing.
+fn peers() -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    Some((support::warden()?, support::everything()?))
+}
+
+fn serve(warden: &Path, policy: &Path, upstream: &str) -> support::Running {
+    let mut cmd = Command::new(warden);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--upstream", upstream])
+        .args([
+            "--grant-token",
+            "alice=alice-token",
+            "--grant-token",
+            "bob=bob-token",
+        ])
+        .arg("--policy")
+        .arg(policy)
+        .arg("--audit")
+        .arg(policy.with_extension("audit.jsonl"))
+        .env("WARDEN_LOG", "warn");
+    support::start(cmd)
+}
+
+fn texts(out: &Value) -> Vec<(String, String)> {
+    out["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["tool"].as_str().unwrap().to_owned(),
+                c["text"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn serve_allows_denies_hides_limits_per_grant_and_refuses_unknown_tokens() {
+    let Some((warden, js)) = peers() else { return };
+    let Some(python) = support::python() else {
+        return;
+    };
+    let dir = support::scratch("serve");
+    let policy = dir.join("policy.pol");
+    std::fs::write(&policy, POLICY).unwrap();
+    let upstream = support::start_everything(&js);
+    let gw = serve(&warden, &policy, &upstream.url);
+    let url = format!("{}/mcp", gw.url);
+
+    let calls = json!([
+        ["get-sum", {"a": 2, "b": 40}],
+        ["get-env", {}], ["get-env", {}], ["get-env", {}], ["get-env", {}],
+        ["gzip-file-as-resource", {"name": "x", "data": "y"}],
+        ["get-tiny-image", {}]
+    ])
+    .to_string();
+    let out = support::run_python(
+        &python,
+        "gateway_scenario.py",
+        &[&url, "legacy", "alice-token", &calls],
+    );
+    assert_eq!(out["protocol_version"], "2025-11-25");
+    assert_eq!(
+        out["echo"],
+        json!({"text": "Echo: hello", "is_error": false}),
+        "upstream answers pass through"
+    );
+    let tools: Vec<&str> = out["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert!(
+        tools.contains(&"echo") && tools.contains(&"get-tiny-image"),
+        "{tools:?}"
+    );
+    assert!(
+        !tools
+            .iter()
+            .any(|t| t.starts_with("gzip-") || t.starts_with("toggle-")),
+        "hidden tools listed: {tools:?}"
+    );
+    let t = texts(&out);
+    assert_eq!(t[0].1, "The sum of 2 and 40 is 42.");
+    assert!(
+        !t[1].1.starts_with("[POLICY DENIED]") && !t[3].1.starts_with("[POLICY DENIED]"),
+        "{t:?}"
+    );
+    assert!(
+        t[4].1
+            .starts_with("[POLICY DENIED] rate limit `get-env_rate` reached; retry in"),
+        "{t:?}"
+    );
+    assert!(
+        t[5].1.starts_with("[POLICY DENIED]"),
+        "hidden tool called: {t:?}"
+    );
+    assert!(
+        t[6].1.starts_with("[POLICY DENIED]"),
+        "unnamed tool called: {t:?}"
+    );
+
+    // bob has his own bucket; the SDK's automatic protocol choice falls back through the
+    // gateway (the upstream's 400 passes through).
+    let out = support::run_python(
+        &python,
+        "gateway_scenario.py",
+        &[&url, "auto", "bob-token", r#"[["get-env", {}]]"#],
+    );
+    assert_eq!(out["protocol_version"], "2025-11-25");
+    assert!(!texts(&out)[0].1.starts_with("[POLICY DENIED]"), "{out}");
+
+    let out = support::run_python(
+        &python,
+        "gateway_scenario.py",
+        &[&url, "legacy", "nobody-token"],
+    );
+    assert_eq!(out, json!({"error": "unauthorized"}));
+
+    // The audit log has one line per decision: grant names, no tokens, no argument values.
+    let audit = std::fs::read_to_string(policy.with_extension("audit.jsonl")).unwrap();
+    assert!(audit.lines().count() >= 9, "{audit}");
+    assert!(
+        audit.contains("\"grant\":\"alice\"") && audit.contains("\"decision\":\"limited\""),
+        "{audit}"
+    );
+    assert!(
+        !audit.contains("alice-token") && !audit.contains("\"b\":40"),
+        "{audit}"
+    );
+}
+
+/// Initializes a session by hand; returns its id.
+fn session(url: &str, token: &str) -> String {
+    let auth = format!("Bearer {token}");
+    let h = headers(&auth, None);
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"e2e","version":"0"}}}"#;
+    let (status, resp_headers, body) = support::http(url, "POST", "/mcp", &h, init);
+    assert_eq!(status, 200, "{body}");
+    let sid = resp_headers
+        .iter()
+        .find(|(k, _)| k == "mcp-session-id")
+        .map(|(_, v)| v.clone())
+        .expect("session id");
+    let h = headers(&auth, Some(&sid));
+    let (status, _, _) = support::http(
+        url,
+        "POST",
+        "/mcp",
+        &h,
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+    );
+    assert_eq!(status, 202);
+    sid
+}
+
+fn headers<'a>(auth: &'a str, sid: Option<&'a str>) -> Vec<(&'a str, &'a str)> {
+    let mut h = vec![
+        ("authorization", auth),
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+        ("mcp-protocol-version", "2025-11-25"),
+    ];
+    if let Some(s) = sid {
+        h.push(("mcp-session-id", s));
+    }
+    h
+}
+
+fn call_text(url: &str, sid: &str, id: u32, tool: &str, args: Value) -> String {
+    let auth = "Bearer alice-token";
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": args}}).to_string();
+    let (status, _, raw) = support::http(url, "POST", "/mcp", &headers(auth, Some(sid)), &body);
+    assert_eq!(status, 200, "{raw}");
+    // JSON from the layer, SSE from the server: find the answer either way.
+    let answer = raw
+        .lines()
+        .map(|l| l.strip_prefix("data: ").unwrap_or(l))
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["id"] == id)
+        .unwrap_or_else(|| panic!("no answer to {id} in {raw}"));
+    answer["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn serve_streams_sse_answers_as_they_come() {
+    let Some((warden, js)) = peers() else { return };
+    let dir = support::scratch("sse");
+    let policy = dir.join("policy.pol");
+    std::fs::write(&policy, POLICY).unwrap();
+    let upstream = support::start_everything(&js);
+    let gw = serve(&warden, &policy, &upstream.url);
+    let sid = session(&gw.url, "alice-token");
+    let body = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"trigger-long-running-operation","arguments":{"duration":2,"steps":4},"_meta":{"progressToken":"p"}}}"#;
+    let lines = support::http_timed(
+        &gw.url,
+        "/mcp",
+        &headers("Bearer alice-token", Some(&sid)),
+        body,
+    );
+    let first_progress = lines
+        .iter()
+        .find(|(_, l)| l.contains("notifications/progress"))
+        .map(|(t, _)| *t);
+    let result = lines
+        .iter()
+        .find(|(_, l)| l.contains("\"result\""))
+        .map(|(t, _)| *t);
+    let (Some(progress), Some(result)) = (first_progress, result) else {
+        panic!("no progress or no result: {lines:?}")
+    };
+    // Progress is every 0.5 s over 2 s: buffered, it would arrive with the result.
+    assert!(
+        result.saturating_sub(progress) >= Duration::from_millis(800),
+        "progress at {progress:?}, result at {result:?}"
+    );
+}
+
+#[test]
+fn serve_reloads_an_edited_policy_without_dropping_the_session() {
+    let Some((warden, js)) = peers() else { return };
+    let dir = support::scratch("reload");
+    let policy = dir.join("policy.pol");
+    std::fs::write(&policy, POLICY).unwrap();
+    let upstream = support::start_everything(&js);
+    let gw = serve(&warden, &policy, &upstream.url);
+    let sid = session(&gw.url, "alice-token");
+    assert_eq!(
+        call_text(&gw.url, &sid, 2, "echo", json!({"message": "one"})),
+        "Echo: one"
+    );
+
+    // Take `echo` out of the policy: within a few seconds, the same session is refused.
+    std::fs::write(&policy, POLICY.replace("allow echo, ", "allow ")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut id = 3;
+    loop {
+        let text = call_text(&gw.url, &sid, id, "echo", json!({"message": "two"}));
+        if text.starts_with("[POLICY DENIED]") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "edit not picked up: {text}");
+        std::thread::sleep(Duration::from_millis(200));
+        id += 1;
+    }
+    // A broken edit keeps the policy in force: echo still denied, get-sum still allowed.
+    std::fs::write(
+        &policy,
+        "version 1\ntool echo {\n  limit 30 per fortnight\n}\n",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(
+        call_text(&gw.url, &sid, 100, "echo", json!({"message": "x"}))
+            .starts_with("[POLICY DENIED]")
+    );
+    assert_eq!(
+        call_text(&gw.url, &sid, 101, "get-sum", json!({"a": 1, "b": 2})),
+        "The sum of 1 and 2 is 3."
+    );
+}
+
+#[test]
+fn stdio_wraps_a_launched_server() {
+    let Some((warden, js)) = peers() else { return };
+    let dir = support::scratch("stdio");
+    let policy = dir.join("policy.pol");
+    std::fs::write(&policy, POLICY).unwrap();
+    let mut child = Command::new(&warden)
+        .arg("stdio")
+        .arg("--policy")
+        .arg(&policy)
+        .args(["--", "node"])
+        .arg(&js)
+        .arg("stdio")
+        .env("WARDEN_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let lines = [
+        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"e2e","version":"0"}}}"#,
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+        r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hello"}}}"#,
+        r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"get-tiny-image","arguments":{}}}"#,
+        r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"gzip-file-as-resource","arguments":{}}}"#,
+    ];
+    for l in lines {
+        writeln!(stdin, "{l}").unwrap();
+    }
+    stdin.flush().unwrap();
+    // Read (bounded) until ids 1–5 are answered, then close stdin: the server exits.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut answers = std::collections::BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while answers.len() < 5 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("answers so far: {answers:?}"));
+        let v: Value = serde_json::from_str(&line).unwrap();
+        if let Some(id) = v["id"].as_u64() {
+            answers.insert(id, v);
+        }
+    }
+    drop(stdin);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit status {status}");
+    let tools: Vec<&str> = answers[&2]["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        tools.contains(&"echo") && !tools.iter().any(|t| t.starts_with("gzip-")),
+        "{tools:?}"
+    );
+    assert_eq!(answers[&3]["result"]["content"][0]["text"], "Echo: hello");
+    let denied = |id: u64| {
+        answers[&id]["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("[POLICY DENIED]")
+    };
+    assert!(denied(4) && denied(5), "{answers:?}");
+}
