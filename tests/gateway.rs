@@ -364,3 +364,71 @@ fn stdio_wraps_a_launched_server() {
     };
     assert!(denied(4) && denied(5), "{answers:?}");
 }
+
+#[test]
+fn scan_writes_a_starter_policy_that_checks_clean_against_the_server() {
+    let Some((warden, js)) = peers() else { return };
+    let dir = support::scratch("scan");
+    let upstream = support::start_everything(&js);
+    let (pol, tools) = (dir.join("http.pol"), dir.join("tools.json"));
+    let out = Command::new(&warden)
+        .args(["scan", "--upstream", &upstream.url, "-o"])
+        .arg(&pol)
+        .arg("--save-tools")
+        .arg(&tools)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&pol).unwrap();
+    // server-everything marks its reads readOnlyHint: they are allowed; the rest is capped.
+    assert!(
+        text.contains("# echo: Echoes back the input string\n"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("allow ") && l.contains("get-sum")),
+        "{text}"
+    );
+    assert!(
+        text.contains("limit 30 per minute per grant as writes"),
+        "{text}"
+    );
+    let check = Command::new(&warden)
+        .arg("check")
+        .arg(&pol)
+        .arg("--tools")
+        .arg(&tools)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.status.success() && !stdout.contains("warning"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    // It refuses to overwrite, and the stdio route gives the same policy body.
+    let again = Command::new(&warden)
+        .args(["scan", "--upstream", &upstream.url, "-o"])
+        .arg(&pol)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    let stdio = Command::new(&warden)
+        .args(["scan", "--", "node"])
+        .arg(&js)
+        .arg("stdio")
+        .output()
+        .unwrap();
+    assert!(
+        stdio.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stdio.stderr)
+    );
+    let body = |t: &str| t.lines().skip(1).collect::<Vec<_>>().join("\n");
+    assert_eq!(body(&String::from_utf8_lossy(&stdio.stdout)), body(&text));
+}

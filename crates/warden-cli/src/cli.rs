@@ -127,6 +127,30 @@ pub enum Command {
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<String>,
     },
+    /// Ask an MCP server for its tools and write a starter `.pol`.
+    ///
+    /// Reads are allowed, writes capped at 30 a minute per credential, executes (reboot,
+    /// run, deploy, ...) at 10, destructive tools hidden; each tool's description becomes a
+    /// comment. Examples:
+    ///   warden scan --upstream http://127.0.0.1:3001/mcp -o policy.pol
+    ///   warden scan -o policy.pol -- npx @modelcontextprotocol/server-everything stdio
+    Scan {
+        /// The server's Streamable HTTP endpoint.
+        #[arg(long, value_name = "URL", conflicts_with = "command")]
+        upstream: Option<String>,
+        /// A header for the server (credentials). Repeatable.
+        #[arg(long = "header", value_name = "NAME: VALUE")]
+        headers: Vec<String>,
+        /// Write the policy here instead of stdout (an existing file is not overwritten).
+        #[arg(short, long, value_name = "FILE.pol")]
+        output: Option<PathBuf>,
+        /// Also save the raw tools/list answer (for `warden check --tools`).
+        #[arg(long, value_name = "TOOLS.json")]
+        save_tools: Option<PathBuf>,
+        /// A stdio server to launch, after `--`.
+        #[arg(last = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
 }
 
 #[derive(Debug, clap::Args)]

@@ -36,6 +36,13 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(args) => crate::gateway::serve(args),
+        Command::Scan {
+            upstream,
+            headers,
+            output,
+            save_tools,
+            command,
+        } => crate::gateway::scan(upstream, headers, output, save_tools, command),
         Command::Stdio {
             policy,
             grant,

@@ -81,6 +81,86 @@ pub fn stdio(
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 
+pub fn scan(
+    upstream: Option<String>,
+    headers: Vec<String>,
+    output: Option<std::path::PathBuf>,
+    save_tools: Option<std::path::PathBuf>,
+    command: Vec<String>,
+) -> Result<ExitCode, CliError> {
+    if let Some(out) = output.as_ref().filter(|o| o.exists()) {
+        return Err(CliError::Usage(format!(
+            "{} exists; scan will not overwrite a policy (remove it or pick another -o)",
+            out.display()
+        )));
+    }
+    let headers = headers
+        .iter()
+        .map(|h| header(h))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (server, catalog) = match (upstream, command.is_empty()) {
+        (Some(url), true) => {
+            let uri: http::Uri = url
+                .parse()
+                .map_err(|e| CliError::Usage(format!("--upstream {url:?}: {e}")))?;
+            eprintln!("asking {url} for its tools...");
+            (
+                url.clone(),
+                runtime()?.block_on(warden_gateway::scan::scan_http(&uri, &headers))?,
+            )
+        }
+        (None, false) => {
+            eprintln!(
+                "starting `{}` and asking for its tools...",
+                command.join(" ")
+            );
+            (
+                command.join(" "),
+                runtime()?.block_on(warden_gateway::scan::scan_stdio(&command))?,
+            )
+        }
+        _ => {
+            return Err(CliError::Usage(
+                "give the server: --upstream URL, or -- CMD ARGS... for a stdio server".into(),
+            ));
+        }
+    };
+    if let Some(path) = &save_tools {
+        let tools: Vec<serde_json::Value> = catalog
+            .tools
+            .iter()
+            .map(|t| {
+                let mut v = serde_json::json!({"name": t.name});
+                if let Some(d) = &t.description {
+                    v["description"] = d.clone().into();
+                }
+                if let Some(a) = &t.annotations {
+                    v["annotations"] = a.clone();
+                }
+                v
+            })
+            .collect();
+        let text = serde_json::to_string_pretty(&serde_json::json!({"tools": tools}))
+            .map_err(std::io::Error::from)?;
+        std::fs::write(path, text + "\n").map_err(|source| CliError::Write {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    let text = warden_gateway::scan::starter_policy(&server, &catalog)?;
+    match &output {
+        Some(path) => {
+            std::fs::write(path, &text).map_err(|source| CliError::Write {
+                path: path.clone(),
+                source,
+            })?;
+            eprintln!("wrote {} ({} tools)", path.display(), catalog.tools.len());
+        }
+        None => std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes())?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     tokio::runtime::Runtime::new()
         .map_err(|e| CliError::Usage(format!("cannot start the runtime: {e}")))

@@ -233,7 +233,8 @@ fn is_bare(s: &str, extra: &[char]) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || extra.contains(&c))
 }
 
-fn tool_name(n: &str) -> String {
+/// A tool name as `.pol` writes it: bare when it can be, quoted otherwise.
+pub fn tool_name(n: &str) -> String {
     if is_bare(n, &['.', '*', '?']) {
         n.to_owned()
     } else {

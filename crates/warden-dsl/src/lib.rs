@@ -33,7 +33,7 @@ mod format;
 mod lower;
 mod parser;
 
-pub use decompile::decompile;
+pub use decompile::{decompile, tool_name};
 pub use diagnostic::{Diagnostic, Error};
 pub use file::{PolicyFile, is_pol, json_diagnostic, load};
 pub use format::format;

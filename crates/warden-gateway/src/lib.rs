@@ -14,6 +14,7 @@ pub mod auth;
 pub mod logging;
 pub mod policy_file;
 pub mod proxy;
+pub mod scan;
 pub mod serve;
 pub mod stdio;
 
