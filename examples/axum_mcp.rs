@@ -159,13 +159,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Arc::new(LocalSessionManager::default()),
         StreamableHttpServerConfig::default().with_allowed_hosts(["localhost", "127.0.0.1"]),
     );
-    let app = axum::Router::new()
-        .nest_service("/mcp", mcp)
-        .layer(PolicyLayer::new(policy));
+    let mut app = axum::Router::new().nest_service("/mcp", mcp);
+    // `--no-policy`: the bare server, as an upstream for `warden serve` and its load bench.
+    if !std::env::args().any(|a| a == "--no-policy") {
+        app = app.layer(PolicyLayer::new(policy));
+    }
 
     let listener = tokio::net::TcpListener::bind(listen).await?;
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     // The test harness reads the real port from this line (--listen 127.0.0.1:0).
-    println!("listening on http://{}/mcp", listener.local_addr()?);
+    println!(
+        "listening on http://{}/mcp",
+        axum::serve::Listener::local_addr(&listener)?
+    );
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
