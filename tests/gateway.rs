@@ -432,3 +432,106 @@ fn scan_writes_a_starter_policy_that_checks_clean_against_the_server() {
     let body = |t: &str| t.lines().skip(1).collect::<Vec<_>>().join("\n");
     assert_eq!(body(&String::from_utf8_lossy(&stdio.stdout)), body(&text));
 }
+
+#[test]
+fn admin_serves_health_metrics_policy_and_the_approval_queue() {
+    let Some((warden, js)) = peers() else { return };
+    let dir = support::scratch("admin");
+    let policy = dir.join("policy.pol");
+    std::fs::write(
+        &policy,
+        format!("{POLICY}\ntool get-sum {{\n  require approval timeout 20 seconds\n}}\n")
+            .replace("allow echo, get-sum, ", "allow echo, "),
+    )
+    .unwrap();
+    let upstream = support::start_everything(&js);
+    let admin_port = support::free_port();
+    let mut cmd = Command::new(&warden);
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &upstream.url,
+        "--grant-token",
+        "alice=alice-token",
+    ])
+    .args([
+        "--admin",
+        &format!("127.0.0.1:{admin_port}"),
+        "--admin-token",
+        "admin-secret",
+        "--policy",
+    ])
+    .arg(&policy)
+    .env("WARDEN_LOG", "warn");
+    let gw = support::start(cmd);
+    let admin = format!("http://127.0.0.1:{admin_port}");
+    let auth = [("authorization", "Bearer admin-secret")];
+    assert_eq!(
+        support::http(&admin, "GET", "/healthz", &[], "").0,
+        401,
+        "admin needs its token"
+    );
+    assert_eq!(support::http(&admin, "GET", "/healthz", &auth, "").0, 200);
+
+    let sid = session(&gw.url, "alice-token");
+    assert_eq!(
+        call_text(&gw.url, &sid, 2, "echo", json!({"message": "m"})),
+        "Echo: m"
+    );
+    // get-sum waits for a person: answer it from the admin address while the call is open.
+    let (url, sid2) = (gw.url.clone(), sid.clone());
+    let pending =
+        std::thread::spawn(move || call_text(&url, &sid2, 3, "get-sum", json!({"a": 1, "b": 1})));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let id = loop {
+        let (_, _, body) = support::http(&admin, "GET", "/approvals", &auth, "");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        if let Some(p) = v["pending"].as_array().and_then(|p| p.first()) {
+            assert_eq!(p["tool"], "get-sum");
+            assert_eq!(p["grant"], "alice");
+            assert!(
+                !body.contains("\"a\":1"),
+                "argument values are not shown: {body}"
+            );
+            break p["id"].as_str().unwrap().to_owned();
+        }
+        assert!(Instant::now() < deadline, "no pending approval: {body}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (status, _, _) = support::http(
+        &admin,
+        "POST",
+        &format!("/approvals/{id}/approve"),
+        &auth,
+        "",
+    );
+    assert_eq!(status, 200);
+    assert_eq!(pending.join().unwrap(), "The sum of 1 and 1 is 2.");
+    assert_eq!(
+        support::http(
+            &admin,
+            "POST",
+            &format!("/approvals/{id}/approve"),
+            &auth,
+            ""
+        )
+        .0,
+        404,
+        "answers are used once"
+    );
+
+    let (_, _, metrics) = support::http(&admin, "GET", "/metrics", &auth, "");
+    assert!(metrics.contains("warden_decisions_total"), "{metrics}");
+    let (_, _, body) = support::http(&admin, "GET", "/policy", &auth, "");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        v["source"].as_str().unwrap().contains("require approval"),
+        "{body}"
+    );
+    assert!(
+        v["policy"]["tools"]["get-sum"]["approval"].is_object(),
+        "{body}"
+    );
+}
