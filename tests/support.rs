@@ -103,15 +103,15 @@ pub fn run_python(python: &Path, script: &str, args: &[&str]) -> serde_json::Val
         .unwrap_or_else(|e| panic!("{script}: {e}\n{stdout}\n{stderr}"))
 }
 
-/// One HTTP/1.1 request over a fresh loopback connection: (status, headers, body).
-pub fn http(
+/// Opens a loopback connection and sends one `connection: close` request on it.
+fn send(
     url: &str,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: &str,
-) -> (u16, Vec<(String, String)>, String) {
-    use std::io::{Read, Write};
+) -> std::net::TcpStream {
+    use std::io::Write;
     let authority = url
         .trim_start_matches("http://")
         .split('/')
@@ -129,6 +129,19 @@ pub fn http(
     req.push_str("\r\n");
     req.push_str(body);
     s.write_all(req.as_bytes()).expect("send");
+    s
+}
+
+/// One HTTP/1.1 request over a fresh loopback connection: (status, headers, body).
+pub fn http(
+    url: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Vec<(String, String)>, String) {
+    use std::io::Read;
+    let mut s = send(url, method, path, headers, body);
     let mut raw = String::new();
     s.read_to_string(&mut raw).expect("read");
     let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
@@ -145,32 +158,15 @@ pub fn http(
     (status, headers, body.to_owned())
 }
 
-/// Each line of an HTTP/1.1 response as it arrives, with the time since the request was sent.
+/// Each line of a POST's response as it arrives, with the time since the request was sent.
 pub fn http_timed(
     url: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: &str,
 ) -> Vec<(Duration, String)> {
-    use std::io::Write;
-    let authority = url
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap_or("");
-    let mut s = std::net::TcpStream::connect(authority).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
-    let mut req = format!(
-        "POST {path} HTTP/1.1\r\nhost: {authority}\r\nconnection: close\r\ncontent-length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
     let started = Instant::now();
-    s.write_all(req.as_bytes()).expect("send");
+    let s = send(url, "POST", path, headers, body);
     BufReader::new(s)
         .lines()
         .map_while(Result::ok)

@@ -109,7 +109,7 @@ impl Lowering<'_> {
                         "the hosted format has no globs: `{glob}` needs a tool catalog to expand"
                     ),
                 )
-                .at_key_if_tool(at)
+                .at_key_if(at)
                 .with_help("pass the server's tools/list answer with --tools TOOLS.json"),
             );
             return None;
@@ -191,16 +191,6 @@ impl Lowering<'_> {
 fn push_unique(out: &mut Vec<String>, name: String) {
     if !out.contains(&name) {
         out.push(name);
-    }
-}
-
-impl Problem {
-    fn at_key_if_tool(self, at: &str) -> Problem {
-        if at.starts_with("/tools/") {
-            self.at_key()
-        } else {
-            self
-        }
     }
 }
 

@@ -154,17 +154,6 @@ fn sample(names: &[&str]) -> String {
     }
 }
 
-impl Problem {
-    /// Entries under `/tools` are reported at their key; `hide` items at their value.
-    fn at_key_if(self, at: &str) -> Problem {
-        if at.starts_with("/tools/") {
-            self.at_key()
-        } else {
-            self
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

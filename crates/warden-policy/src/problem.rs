@@ -38,6 +38,16 @@ impl Problem {
         self.target = Target::Key;
         self
     }
+
+    /// At the key for entries under `/tools` (a tool's name is its key), at the value
+    /// elsewhere (`hide` items).
+    pub(crate) fn at_key_if(self, at: &str) -> Self {
+        if at.starts_with("/tools/") {
+            self.at_key()
+        } else {
+            self
+        }
+    }
 }
 
 impl fmt::Display for Problem {

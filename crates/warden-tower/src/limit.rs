@@ -281,25 +281,11 @@ impl Counters {
                     &mut undo,
                 );
             }
+            // A cost beyond u32 or beyond the whole quota can never be charged.
             let n = u32::try_from(c.cost).ok().and_then(NonZeroU32::new);
-            let max = counter.max;
-            let outcome = match n {
-                Some(n) => counter.limiter.check_key_n(&c.key, n),
-                None => {
-                    return refuse(
-                        Limited::TooCostly {
-                            limit: pointer,
-                            counter: name,
-                            cost: c.cost,
-                            max,
-                        },
-                        &mut undo,
-                    );
-                }
-            };
-            match outcome {
-                Ok(Ok(())) => undo.push((counter, c.key.as_str(), old)),
-                Ok(Err(not_until)) => {
+            match n.map(|n| counter.limiter.check_key_n(&c.key, n)) {
+                Some(Ok(Ok(()))) => undo.push((counter, c.key.as_str(), old)),
+                Some(Ok(Err(not_until))) => {
                     let wait = not_until.wait_time_from(counter.clock.now());
                     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
                     return refuse(
@@ -311,13 +297,13 @@ impl Counters {
                         &mut undo,
                     );
                 }
-                Err(_) => {
+                None | Some(Err(_)) => {
                     return refuse(
                         Limited::TooCostly {
                             limit: pointer,
                             counter: name,
                             cost: c.cost,
-                            max,
+                            max: counter.max,
                         },
                         &mut undo,
                     );

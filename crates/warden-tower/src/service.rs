@@ -166,6 +166,71 @@ struct Verdict<'a> {
     approval: Option<warden_policy::Approval>,
 }
 
+impl<'a> Verdict<'a> {
+    fn decide(
+        enforcer: &Enforcer,
+        caller: &Caller,
+        id: Value,
+        tool: &str,
+        args: Option<&'a Value>,
+        force_shadow: bool,
+    ) -> Self {
+        let d = enforcer.policy.decide(&caller.call(tool, args));
+        let charges = d
+            .charges()
+            .iter()
+            .map(|c| Charge {
+                limit: c.limit.index,
+                key: caller.key(c.limit.scope),
+                cost: c.cost,
+            })
+            .collect();
+        Verdict {
+            id,
+            tool: tool.to_owned(),
+            args,
+            outcome: d.outcome(),
+            rule: d.rule().to_owned(),
+            message: d.message().to_owned(),
+            shadow: d.is_shadow() || force_shadow,
+            charges,
+            approval: d.approval().cloned(),
+        }
+    }
+
+    /// Asks the approver about exactly this call, within the rule's timeout. `Err` carries
+    /// the reason the agent reads.
+    async fn ask(
+        &self,
+        shared: &Shared,
+        caller: &Caller,
+        approval: &warden_policy::Approval,
+    ) -> Result<(), String> {
+        let timeout = Duration::from_secs(approval.timeout_secs());
+        let request = ApprovalRequest::new(
+            caller.grant.as_deref(),
+            &self.tool,
+            self.args,
+            &self.rule,
+            timeout,
+        );
+        let answer = match tokio::time::timeout(timeout, shared.approver.ask(request)).await {
+            Ok(a) => a,
+            Err(_) if approval.on_timeout == Some(OnTimeout::Allow) => Answer::Approved,
+            Err(_) => Answer::Denied(Some(format!(
+                "no approval within {} seconds",
+                timeout.as_secs()
+            ))),
+        };
+        match answer {
+            Answer::Approved => Ok(()),
+            Answer::Denied(reason) => {
+                Err(reason.unwrap_or_else(|| "a person refused this call".into()))
+            }
+        }
+    }
+}
+
 async fn mcp<S, ReqB, ResB>(
     shared: Arc<Shared>,
     mut inner: S,
@@ -290,22 +355,10 @@ where
             log(&caller, v, "approval", &v.rule, started.elapsed(), true);
             continue;
         }
-        let timeout = Duration::from_secs(approval.timeout_secs());
-        let request =
-            ApprovalRequest::new(caller.grant.as_deref(), &v.tool, v.args, &v.rule, timeout);
-        let answer = match tokio::time::timeout(timeout, shared.approver.ask(request)).await {
-            Ok(a) => a,
-            Err(_) if approval.on_timeout == Some(OnTimeout::Allow) => Answer::Approved,
-            Err(_) => Answer::Denied(Some(format!(
-                "no approval within {} seconds",
-                timeout.as_secs()
-            ))),
-        };
-        match answer {
-            Answer::Approved => log(&caller, v, "approved", &v.rule, started.elapsed(), false),
-            Answer::Denied(reason) => {
+        match v.ask(&shared, &caller, approval).await {
+            Ok(()) => log(&caller, v, "approved", &v.rule, started.elapsed(), false),
+            Err(reason) => {
                 log(&caller, v, "refused", &v.rule, started.elapsed(), false);
-                let reason = reason.unwrap_or_else(|| "a person refused this call".into());
                 refused.push((v.id.clone(), reason));
             }
         }
@@ -360,27 +413,14 @@ fn decide_all<'a>(
             .and_then(Value::as_str)
             .unwrap_or_default();
         let args = params.get("arguments").filter(|a| !a.is_null());
-        let d = enforcer.policy.decide(&caller.call(tool, args));
-        let charges = d
-            .charges()
-            .iter()
-            .map(|c| Charge {
-                limit: c.limit.index,
-                key: caller.key(c.limit.scope),
-                cost: c.cost,
-            })
-            .collect();
-        out.push(Verdict {
-            id: id.clone(),
-            tool: tool.to_owned(),
+        out.push(Verdict::decide(
+            enforcer,
+            caller,
+            id.clone(),
+            tool,
             args,
-            outcome: d.outcome(),
-            rule: d.rule().to_owned(),
-            message: d.message().to_owned(),
-            shadow: d.is_shadow() || force_shadow,
-            charges,
-            approval: d.approval().cloned(),
-        });
+            force_shadow,
+        ));
     }
     out
 }
@@ -627,26 +667,14 @@ where
     let enforcer = shared.state.load_full();
     let caller = Caller::of(&shared, &parts);
     let d = enforcer.policy.decide(&caller.call(&tool, Some(&args)));
-    let v = Verdict {
-        id: Value::Null,
-        tool: tool.clone(),
-        args: Some(&args),
-        outcome: d.outcome(),
-        rule: d.rule().to_owned(),
-        message: d.message().to_owned(),
-        shadow: d.is_shadow() || shared.config.shadow,
-        charges: d
-            .charges()
-            .iter()
-            .map(|c| Charge {
-                limit: c.limit.index,
-                key: caller.key(c.limit.scope),
-                cost: c.cost,
-            })
-            .collect(),
-        approval: d.approval().cloned(),
-    };
-    drop(d);
+    let v = Verdict::decide(
+        &enforcer,
+        &caller,
+        Value::Null,
+        &tool,
+        Some(&args),
+        shared.config.shadow,
+    );
     if v.outcome == Outcome::Deny {
         log(&caller, &v, "deny", &v.rule, started.elapsed(), v.shadow);
         if !v.shadow {
@@ -668,27 +696,9 @@ where
             });
         }
     } else if let Some(approval) = v.approval.clone().filter(|_| !v.shadow) {
-        let timeout = Duration::from_secs(approval.timeout_secs());
-        let request = ApprovalRequest::new(
-            caller.grant.as_deref(),
-            &tool,
-            Some(&args),
-            &v.rule,
-            timeout,
-        );
-        let answer = match tokio::time::timeout(timeout, shared.approver.ask(request)).await {
-            Ok(a) => a,
-            Err(_) if approval.on_timeout == Some(OnTimeout::Allow) => Answer::Approved,
-            Err(_) => Answer::Denied(Some(format!(
-                "no approval within {} seconds",
-                timeout.as_secs()
-            ))),
-        };
-        if let Answer::Denied(reason) = answer {
+        if let Err(reason) = v.ask(&shared, &caller, &approval).await {
             log(&caller, &v, "refused", &v.rule, started.elapsed(), false);
-            return Ok(answer::forbidden(
-                &reason.unwrap_or_else(|| "a person refused this call".into()),
-            ));
+            return Ok(answer::forbidden(&reason));
         }
         log(&caller, &v, "approved", &v.rule, started.elapsed(), false);
     } else {
