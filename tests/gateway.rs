@@ -322,7 +322,7 @@ fn stdio_wraps_a_launched_server() {
         writeln!(stdin, "{l}").unwrap();
     }
     stdin.flush().unwrap();
-    // Read (bounded) until ids 1–5 are answered, then close stdin: the server exits.
+    // Read (bounded) until ids 1–5 are answered.
     let (tx, rx) = std::sync::mpsc::channel();
     let stdout = child.stdout.take().unwrap();
     std::thread::spawn(move || {
@@ -331,17 +331,52 @@ fn stdio_wraps_a_launched_server() {
         }
     });
     let mut answers = std::collections::BTreeMap::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while answers.len() < 5 {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("answers so far: {answers:?}"));
-        let v: Value = serde_json::from_str(&line).unwrap();
-        if let Some(id) = v["id"].as_u64() {
-            answers.insert(id, v);
+    let mut wait_for = |answers: &mut std::collections::BTreeMap<u64, Value>, id: u64| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !answers.contains_key(&id) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no answer to {id}; so far: {answers:?}"));
+            let v: Value = serde_json::from_str(&line).unwrap();
+            if let Some(got) = v["id"].as_u64() {
+                answers.insert(got, v);
+            }
         }
+        answers[&id]["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    for id in 1..=5 {
+        wait_for(&mut answers, id);
     }
+    // The per-grant limit holds on stdio too: the 4th get-env in a minute is refused.
+    for id in 6..=9 {
+        writeln!(stdin, r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"get-env","arguments":{{}}}}}}"#).unwrap();
+        stdin.flush().unwrap();
+        let text = wait_for(&mut answers, id);
+        assert_eq!(
+            text.starts_with("[POLICY DENIED] rate limit"),
+            id == 9,
+            "{id}: {text}"
+        );
+    }
+    // Editing the policy changes decisions in the running session.
+    std::fs::write(&policy, POLICY.replace("allow echo, ", "allow ")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut id = 10;
+    loop {
+        writeln!(stdin, r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"again"}}}}}}"#).unwrap();
+        stdin.flush().unwrap();
+        if wait_for(&mut answers, id).starts_with("[POLICY DENIED]") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the edit was not picked up");
+        std::thread::sleep(Duration::from_millis(200));
+        id += 1;
+    }
+    // Closing stdin ends the server, and warden exits with its status.
     drop(stdin);
     let status = child.wait().unwrap();
     assert!(status.success(), "exit status {status}");
