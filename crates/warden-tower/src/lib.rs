@@ -8,8 +8,9 @@
 //! (invalid JSON, duplicate keys, a compressed body, headers that disagree with the body) is
 //! refused, never guessed at.
 //!
-//! Modules follow the request: [`inspect`](crate) reads JSON-RPC, `warden_policy` decides,
-//! [`limit`](crate) charges governor counters, [`approval`] asks a person, [`answer`] builds
+//! Modules follow the request: `service` reads who is calling, `mcp` (or `rest` in HTTP mode)
+//! and `inspect` read the request, `warden_policy` decides,
+//! [`limit`] charges governor counters, [`approval`] asks a person, [`answer`] builds
 //! what the client gets back, and `observe` logs one event per decision.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
@@ -20,7 +21,9 @@ mod grant;
 mod inspect;
 mod layer;
 pub mod limit;
+mod mcp;
 mod observe;
+mod rest;
 mod service;
 
 pub use answer::{DENIED_PREFIX, DenyStyle, POLICY_DENIED_CODE};

@@ -1,0 +1,327 @@
+//! MCP mode: JSON-RPC in POST bodies, each `tools/call` decided before anything is forwarded.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::Service;
+use warden_policy::Outcome;
+
+use crate::answer::{self, DenyStyle};
+use crate::body::{Body, BoxError};
+use crate::inspect::{self, Message, Refusal};
+use crate::layer::{Enforcer, Shared};
+use crate::limit::Charge;
+use crate::observe;
+use crate::service::{Caller, Verdict, boxed, header_str, log, read_body};
+
+pub(crate) async fn mcp<S, ReqB, ResB>(
+    shared: Arc<Shared>,
+    mut inner: S,
+    req: Request<ReqB>,
+) -> Result<Response<Body>, S::Error>
+where
+    S: Service<Request<Body>, Response = Response<ResB>>,
+    ReqB: http_body::Body<Data = Bytes> + Send + 'static,
+    ReqB::Error: Into<BoxError>,
+    ResB: http_body::Body<Data = Bytes> + Send + 'static,
+    ResB::Error: Into<BoxError>,
+{
+    let (parts, body) = req.into_parts();
+    // Only POST bodies carry client messages; GET streams and DELETE pass untouched.
+    if parts.method != Method::POST {
+        let resp = inner
+            .call(Request::from_parts(parts, Body::new(body)))
+            .await?;
+        return Ok(boxed(resp));
+    }
+    let started = Instant::now();
+    let bytes = match read_body(&shared, &parts.headers, body).await {
+        Ok(b) => b,
+        Err(resp) => return Ok(resp),
+    };
+    let parsed = match inspect::parse(&bytes) {
+        Ok(p) => p,
+        Err(Refusal::Parse(why)) => {
+            observe::refused_request("parse");
+            let v = answer::rpc_error(&Value::Null, -32700, &format!("Parse error: {why}"));
+            return Ok(answer::json(StatusCode::BAD_REQUEST, &v));
+        }
+        Err(Refusal::Invalid { id, message }) => {
+            observe::refused_request("invalid");
+            let v = answer::rpc_error(&id, -32600, &format!("Invalid request: {message}"));
+            return Ok(answer::json(StatusCode::BAD_REQUEST, &v));
+        }
+    };
+    if let Err(why) = headers_agree(&parts.headers, &parsed) {
+        observe::refused_request("header-mismatch");
+        let id = match parsed.messages.first() {
+            Some(Message::Request { id, .. }) => id.clone(),
+            _ => Value::Null,
+        };
+        let v = answer::rpc_error(&id, -32600, &format!("Invalid request: {why}"));
+        return Ok(answer::json(StatusCode::BAD_REQUEST, &v));
+    }
+
+    let enforcer = shared.state.load_full();
+    let caller = Caller::of(&shared, &parts);
+    let verdicts = decide_all(&enforcer, &caller, &parsed.messages, shared.config.shadow);
+    let style = shared.config.deny_style;
+    let protocol = header_str(&parts.headers, "mcp-protocol-version");
+
+    // Denials: answer locally; with a batch, nothing of it is forwarded.
+    let blocking: Vec<&Verdict> = verdicts
+        .iter()
+        .filter(|v| v.outcome == Outcome::Deny && !v.shadow)
+        .collect();
+    for v in &verdicts {
+        if v.outcome == Outcome::Deny {
+            log(&caller, v, "deny", &v.rule, started.elapsed(), v.shadow);
+        }
+    }
+    if !blocking.is_empty() {
+        let reasons: Vec<(Value, String)> = blocking
+            .iter()
+            .map(|v| (v.id.clone(), v.message.clone()))
+            .collect();
+        return Ok(refuse_all(
+            &parsed,
+            &reasons,
+            "another call in this batch was denied",
+            style,
+            protocol,
+        ));
+    }
+
+    // Limits of every call that goes on, all charged together or none.
+    let charges: Vec<Charge> = verdicts
+        .iter()
+        .filter(|v| v.outcome != Outcome::Deny)
+        .flat_map(|v| v.charges.iter().cloned())
+        .collect();
+    if let Err(limited) = enforcer.counters.charge(&charges) {
+        let shadow = verdicts.iter().all(|v| v.shadow);
+        for v in verdicts.iter().filter(|v| v.outcome != Outcome::Deny) {
+            log(
+                &caller,
+                v,
+                "limited",
+                limited.rule(),
+                started.elapsed(),
+                shadow,
+            );
+        }
+        if !shadow {
+            metrics::counter!("warden_limited_total").increment(1);
+            let reasons: Vec<(Value, String)> = verdicts
+                .iter()
+                .filter(|v| v.outcome != Outcome::Deny)
+                .map(|v| (v.id.clone(), limited.message()))
+                .collect();
+            return Ok(refuse_all(
+                &parsed,
+                &reasons,
+                "another call in this batch was rate-limited",
+                style,
+                protocol,
+            ));
+        }
+    }
+
+    // Approvals, each bound to its exact call.
+    let mut refused = Vec::new();
+    for v in verdicts.iter().filter(|v| v.outcome != Outcome::Deny) {
+        let Some(approval) = &v.approval else {
+            log(&caller, v, "allow", &v.rule, started.elapsed(), false);
+            continue;
+        };
+        if v.shadow {
+            log(&caller, v, "approval", &v.rule, started.elapsed(), true);
+            continue;
+        }
+        match v.ask(&shared, &caller, approval).await {
+            Ok(()) => log(&caller, v, "approved", &v.rule, started.elapsed(), false),
+            Err(reason) => {
+                log(&caller, v, "refused", &v.rule, started.elapsed(), false);
+                refused.push((v.id.clone(), reason));
+            }
+        }
+    }
+    if !refused.is_empty() {
+        return Ok(refuse_all(
+            &parsed,
+            &refused,
+            "another call in this batch was not approved",
+            style,
+            protocol,
+        ));
+    }
+
+    // Forward the very bytes that were inspected.
+    let list_ids: Vec<Value> = parsed
+        .messages
+        .iter()
+        .filter_map(|m| match m {
+            Message::Request { id, method, .. } if method == "tools/list" => Some(id.clone()),
+            _ => None,
+        })
+        .collect();
+    let resp = inner
+        .call(Request::from_parts(parts, Body::full(bytes)))
+        .await?;
+    if list_ids.is_empty() {
+        return Ok(boxed(resp));
+    }
+    Ok(filter_list_response(
+        resp,
+        list_ids,
+        enforcer.policy.clone(),
+        shared.config.max_body,
+    )
+    .await)
+}
+
+fn decide_all<'a>(
+    enforcer: &Enforcer,
+    caller: &Caller,
+    messages: &'a [Message],
+    force_shadow: bool,
+) -> Vec<Verdict<'a>> {
+    let mut out = Vec::new();
+    for m in messages {
+        let Some((id, params)) = m.tool_call() else {
+            continue;
+        };
+        let tool = params
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let args = params.get("arguments").filter(|a| !a.is_null());
+        out.push(Verdict::decide(
+            enforcer,
+            caller,
+            id.clone(),
+            tool,
+            args,
+            force_shadow,
+        ));
+    }
+    out
+}
+
+/// Answers every request of the body locally: the refused calls with their reason, the
+/// others of a batch with `bystander`.
+fn refuse_all(
+    parsed: &inspect::Body,
+    reasons: &[(Value, String)],
+    bystander: &str,
+    style: DenyStyle,
+    protocol: Option<&str>,
+) -> Response<Body> {
+    let answers: Vec<Value> = parsed
+        .messages
+        .iter()
+        .filter_map(|m| match m {
+            Message::Request { id, method, .. } => {
+                Some(match reasons.iter().find(|(rid, _)| rid == id) {
+                    Some((_, why)) => answer::denied(id, why, style, protocol),
+                    None if method == "tools/call" => {
+                        answer::denied(id, bystander, style, protocol)
+                    }
+                    None => answer::rpc_error(
+                        id,
+                        answer::POLICY_DENIED_CODE,
+                        &format!("{} {bystander}", answer::DENIED_PREFIX),
+                    ),
+                })
+            }
+            _ => None,
+        })
+        .collect();
+    let value = if parsed.batch {
+        Value::Array(answers)
+    } else {
+        answers.into_iter().next().unwrap_or(Value::Null)
+    };
+    answer::json(StatusCode::OK, &value)
+}
+
+/// Protocol 2026-07-28 repeats the method and tool name in headers; a mismatch means two
+/// parsers could see two different requests, so it is refused.
+fn headers_agree(h: &HeaderMap, parsed: &inspect::Body) -> Result<(), String> {
+    let method_h = h.get("mcp-method");
+    let name_h = h.get("mcp-name");
+    if method_h.is_none() && name_h.is_none() {
+        return Ok(());
+    }
+    let single = match (&parsed.messages[..], parsed.batch) {
+        ([m], false) => m,
+        _ => return Err("Mcp-Method / Mcp-Name headers on a batch".into()),
+    };
+    let (method, params) = match single {
+        Message::Request { method, params, .. } => (Some(method.as_str()), params.as_ref()),
+        _ => (None, None),
+    };
+    if let Some(mh) = method_h {
+        if method.is_some_and(|m| mh.as_bytes() != m.as_bytes()) {
+            return Err("the Mcp-Method header does not match the body's method".into());
+        }
+    }
+    if let (Some(nh), Some("tools/call")) = (name_h, method) {
+        let name = params.and_then(|p| p.get("name")).and_then(Value::as_str);
+        if name.is_none_or(|n| nh.as_bytes() != n.as_bytes()) {
+            return Err("the Mcp-Name header does not match the tool being called".into());
+        }
+    }
+    Ok(())
+}
+
+/// Removes hidden tools from a `tools/list` answer, JSON or SSE.
+async fn filter_list_response<B>(
+    resp: Response<B>,
+    ids: Vec<Value>,
+    policy: Arc<warden_policy::CompiledPolicy>,
+    max: usize,
+) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let content_type = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if content_type.starts_with("text/event-stream") {
+        return resp.map(|b| Body::sse_filtered(Body::new(b), ids, policy));
+    }
+    if !content_type.starts_with("application/json") {
+        return boxed(resp);
+    }
+    let (mut parts, body) = resp.into_parts();
+    // The upstream's list is bounded like requests are; past it, fail closed.
+    let bytes = match http_body_util::Limited::new(body, max.max(16 << 20))
+        .collect()
+        .await
+    {
+        Ok(c) => c.to_bytes(),
+        Err(_) => {
+            return answer::status(
+                StatusCode::BAD_GATEWAY,
+                "could not read the tools/list answer",
+            );
+        }
+    };
+    let Ok(mut value) = serde_json::from_slice::<Value>(&bytes) else {
+        return Response::from_parts(parts, Body::full(bytes));
+    };
+    if !crate::body::filter_tools_list(&mut value, &ids, &policy) {
+        return Response::from_parts(parts, Body::full(bytes));
+    }
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::full(value.to_string()))
+}
