@@ -1,6 +1,6 @@
 //! Rate limits: governor's GCRA over named, keyed counters, charged all-or-nothing.
 //!
-//! Each limit of the policy gets a [`Counter`]: one governor `RateLimiter` whose state store
+//! Each limit of the policy gets a `Counter`: one governor `RateLimiter` whose state store
 //! holds a theoretical-arrival time per scope key. Governor does the arithmetic; the store is
 //! ours so that a call with several limits can be charged as one transaction (the previous
 //! state of each key is kept and put back if a later limit refuses), and so that keys stay
