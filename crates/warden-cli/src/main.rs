@@ -15,6 +15,10 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     match commands::run(cli) {
         Ok(code) => code,
+        // A reader that stopped early (`warden compile x.pol | head`) is not an error.
+        Err(error::CliError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             report::error(&e);
             ExitCode::from(e.exit_code())
