@@ -331,7 +331,7 @@ fn stdio_wraps_a_launched_server() {
         }
     });
     let mut answers = std::collections::BTreeMap::new();
-    let mut wait_for = |answers: &mut std::collections::BTreeMap<u64, Value>, id: u64| {
+    let wait_for = |answers: &mut std::collections::BTreeMap<u64, Value>, id: u64| {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !answers.contains_key(&id) {
             let left = deadline.saturating_duration_since(Instant::now());

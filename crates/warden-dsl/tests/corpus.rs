@@ -1,6 +1,8 @@
 //! Snapshot corpus: every example's compiled JSON and formatted text, and one small bad
 //! file per kind of error with its rendered diagnostic.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 
 fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {

@@ -1,5 +1,7 @@
 //! Round trips over generated policies: json → pol → json and pol → json → pol.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use warden_policy::*;

@@ -67,7 +67,7 @@ pub fn classify(tool: &CatalogTool) -> Kind {
     }
     let verb = tool
         .name
-        .split(|c: char| c == '_' || c == '-' || c == '.')
+        .split(['_', '-', '.'])
         .next()
         .unwrap_or("")
         .to_ascii_lowercase();
@@ -362,7 +362,6 @@ pub async fn scan_stdio(command: &[String]) -> Result<Catalog, Error> {
         match result.get("nextCursor").and_then(Value::as_str) {
             Some(c) => cursor = Some(c.to_owned()),
             None => {
-                drop(send);
                 let _ = child.kill().await;
                 return Ok(Catalog { tools });
             }

@@ -4,6 +4,8 @@
 //!
 //! cargo bench -p warden-policy --bench decide
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::HashMap;
 use std::hint::black_box;
 

@@ -100,8 +100,7 @@ impl Glob {
     pub fn common_name(&self, other: &Glob) -> Option<String> {
         let (a, b) = (&self.toks, &other.toks);
         // state -> (previous state, character consumed on the way in)
-        let mut came_from: HashMap<(usize, usize), Option<((usize, usize), Option<char>)>> =
-            HashMap::new();
+        let mut came_from: HashMap<State, Option<(State, Option<char>)>> = HashMap::new();
         let mut queue = VecDeque::from([(0usize, 0usize)]);
         came_from.insert((0, 0), None);
         while let Some((i, j)) = queue.pop_front() {
@@ -147,6 +146,9 @@ impl Glob {
 }
 
 /// Several globs answered as one: the most specific match wins.
+/// A position in each of two patterns, during [`Glob::common_name`].
+type State = (usize, usize);
+
 #[derive(Debug, Clone, Default)]
 pub(crate) struct GlobMatcher<T> {
     /// Sorted by specificity, most specific first; equal-specificity globs never overlap

@@ -1,5 +1,7 @@
 //! Every problem a broken document can have, as the user reads it (insta snapshots).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use warden_policy::{Error, Policy};
 
 fn problems(text: &str) -> String {

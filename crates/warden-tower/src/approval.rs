@@ -130,11 +130,14 @@ impl Approver for Refuse {
     }
 }
 
+/// A request and the channel its answer goes back on.
+type Pending = (ApprovalRequest, oneshot::Sender<Answer>);
+
 /// Pending requests that a person lists and answers (the gateway serves this on its admin
 /// address). Cloning shares the queue.
 #[derive(Clone, Default)]
 pub struct ApprovalQueue {
-    pending: Arc<Mutex<HashMap<String, (ApprovalRequest, oneshot::Sender<Answer>)>>>,
+    pending: Arc<Mutex<HashMap<String, Pending>>>,
 }
 
 impl std::fmt::Debug for ApprovalQueue {
