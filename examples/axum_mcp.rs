@@ -116,14 +116,8 @@ impl ServerHandler for Demo {
 
 fn load_policy(path: &str) -> Result<warden_policy::CompiledPolicy, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    let policy = if path.ends_with(".pol") {
-        warden_dsl::compile(&text)
-            .map_err(|e| e.render(path, &text, false))?
-            .policy
-    } else {
-        warden_policy::Policy::from_json_str(&text).map_err(|e| format!("{path}: {e}"))?
-    };
-    warden_policy::CompiledPolicy::new(&policy).map_err(|e| format!("{path}: {e}"))
+    let file = warden_dsl::load(path, &text).map_err(|e| e.render(path, &text, false))?;
+    warden_policy::CompiledPolicy::new(&file.policy).map_err(|e| format!("{path}: {e}"))
 }
 
 fn arg(name: &str) -> Option<String> {

@@ -32,8 +32,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|| "127.0.0.1:8789".into())
         .parse()?;
     let text = std::fs::read_to_string(&path)?;
-    let policy = match warden_dsl::compile(&text) {
-        Ok(c) => c.policy,
+    let policy = match warden_dsl::load(&path, &text) {
+        Ok(file) => file.policy,
         Err(e) => {
             eprintln!("{}", e.render(&path, &text, false));
             return Err("invalid policy".into());

@@ -7,8 +7,6 @@ mod support;
 
 use std::process::Command;
 
-use serde_json::Value;
-
 fn server() -> support::Running {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_axum_mcp"));
     cmd.args(["--listen", "127.0.0.1:0", "--policy"])
@@ -63,7 +61,6 @@ fn scenario(mode: &str, want_version: &str) {
         out["other_grant"],
         serde_json::json!({"text": "token for bob: tok_example", "is_error": false})
     );
-    let _: &Value = &out;
 }
 
 #[test]

@@ -76,8 +76,8 @@ async fn check_token(State(admin): State<Arc<Admin>>, req: Request, next: Next) 
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| crate::auth::digest(t.trim()) == admin.token_digest);
+        .and_then(warden_tower::bearer_token)
+        .is_some_and(|t| crate::auth::digest(t) == admin.token_digest);
     if ok {
         next.run(req).await
     } else {

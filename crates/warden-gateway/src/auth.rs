@@ -78,13 +78,8 @@ impl Grants {
 
     /// The grant of an `Authorization: Bearer …` header value, if the token is known.
     pub fn lookup(&self, authorization: Option<&str>) -> Option<&str> {
-        let (scheme, token) = authorization?.split_once(' ')?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return None;
-        }
-        self.by_digest
-            .get(&digest(token.trim()))
-            .map(String::as_str)
+        let token = warden_tower::bearer_token(authorization?)?;
+        self.by_digest.get(&digest(token)).map(String::as_str)
     }
 }
 

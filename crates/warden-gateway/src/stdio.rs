@@ -20,7 +20,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc;
-use tower::{Layer, Service, ServiceExt};
+use tower::{Layer, ServiceExt};
 use warden_tower::{Body, Grant, PolicyLayer};
 
 use crate::Error;
@@ -83,7 +83,25 @@ pub async fn stdio(opts: StdioOptions) -> Result<i32, Error> {
         live.clone(),
     ));
 
-    let svc = layer.layer(ToChild { tx: to_child });
+    // The layer's inner service: hand the message to the server, answer 202.
+    let svc = layer.layer(tower::service_fn(move |req: Request<Body>| {
+        let tx = to_child.clone();
+        async move {
+            let line = req
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let mut r = Response::new(Body::empty());
+            *r.status_mut() = if tx.send(line).await.is_ok() {
+                StatusCode::ACCEPTED
+            } else {
+                StatusCode::BAD_GATEWAY
+            };
+            Ok::<_, Infallible>(r)
+        }
+    }));
     let grant = Grant::new(opts.grant.clone());
     let from_client = tokio::spawn(async move {
         let mut lines = BufReader::new(tokio::io::stdin()).lines();
@@ -190,30 +208,32 @@ async fn relay_server(
 ) {
     let mut lines = BufReader::new(out).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        let pending: Vec<String> = ids
-            .lock()
-            .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default();
-        let mut out = Bytes::from(line.clone());
-        if !pending.is_empty() {
-            if let Ok(mut v) = serde_json::from_str::<Value>(&line) {
-                let answered: Vec<Value> = pending
-                    .iter()
-                    .filter_map(|id| serde_json::from_str(id).ok())
-                    .collect();
-                let id = v.get("id").map(Value::to_string);
-                if warden_tower::filter_tools_list(&mut v, &answered, &live.handle.current()) {
-                    out = Bytes::from(v.to_string());
-                }
-                if let (Some(id), Ok(mut set)) = (id, ids.lock()) {
-                    set.remove(&id);
-                }
-            }
-        }
+        let out = match filtered_list_answer(&line, &ids, &live) {
+            Some(rewritten) => Bytes::from(rewritten),
+            None => Bytes::from(line),
+        };
         if tx.send(out).await.is_err() {
             break;
         }
     }
+}
+
+/// `line` without hidden tools, if it answers a pending `tools/list`.
+fn filtered_list_answer(line: &str, ids: &Mutex<HashSet<String>>, live: &Live) -> Option<String> {
+    let pending: Vec<Value> = {
+        let set = ids.lock().ok()?;
+        if set.is_empty() {
+            return None;
+        }
+        set.iter()
+            .filter_map(|id| serde_json::from_str(id).ok())
+            .collect()
+    };
+    let mut v: Value = serde_json::from_str(line).ok()?;
+    if let (Some(id), Ok(mut set)) = (v.get("id").map(Value::to_string), ids.lock()) {
+        set.remove(&id);
+    }
+    warden_tower::filter_tools_list(&mut v, &pending, &live.handle.current()).then(|| v.to_string())
 }
 
 async fn write_lines<W: tokio::io::AsyncWrite + Unpin>(mut w: W, mut rx: mpsc::Receiver<Bytes>) {
@@ -224,46 +244,5 @@ async fn write_lines<W: tokio::io::AsyncWrite + Unpin>(mut w: W, mut rx: mpsc::R
         {
             break;
         }
-    }
-}
-
-/// The layer's inner service: forward the message to the server, answer 202.
-#[derive(Clone)]
-struct ToChild {
-    tx: mpsc::Sender<Bytes>,
-}
-
-impl Service<Request<Body>> for ToChild {
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<Response<Body>, Infallible>> + Send>,
-    >;
-
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Infallible>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let tx = self.tx.clone();
-        Box::pin(async move {
-            let line = req
-                .into_body()
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .unwrap_or_default();
-            let status = if tx.send(line).await.is_ok() {
-                StatusCode::ACCEPTED
-            } else {
-                StatusCode::BAD_GATEWAY
-            };
-            let mut r = Response::new(Body::empty());
-            *r.status_mut() = status;
-            Ok(r)
-        })
     }
 }

@@ -59,15 +59,20 @@ impl GrantExtractor for BearerGrant {
             .get(http::header::AUTHORIZATION)?
             .to_str()
             .ok()?;
-        let (scheme, token) = value.split_once(' ')?;
-        if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-            return None;
-        }
+        let token = bearer_token(value)?;
         Some(Grant::new(format!(
             "token:{}",
             short_hash(token.trim().as_bytes())
         )))
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` value (scheme case-insensitive), if
+/// there is a non-empty one.
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// The value of a header, as sent (for gateways that already authenticate callers).

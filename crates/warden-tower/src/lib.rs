@@ -29,7 +29,9 @@ mod service;
 pub use answer::{DENIED_PREFIX, DenyStyle, POLICY_DENIED_CODE};
 pub use approval::{Answer, ApprovalQueue, ApprovalRequest, Approver, Refuse, Webhook};
 pub use body::{Body, BoxError, filter_tools_list};
-pub use grant::{BearerGrant, DefaultGrant, Grant, GrantExtractor, HeaderGrant, short_hash};
+pub use grant::{
+    BearerGrant, DefaultGrant, Grant, GrantExtractor, HeaderGrant, bearer_token, short_hash,
+};
 pub use layer::{Mode, PolicyHandle, PolicyLayer};
 pub use observe::Record;
 pub use service::{ClientAddr, PolicyService, ResponseFuture};
