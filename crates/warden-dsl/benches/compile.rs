@@ -65,6 +65,9 @@ fn compile(c: &mut Criterion) {
     g.bench_function(".pol parse only", |b| {
         b.iter(|| warden_dsl::parse(black_box(&pol)).unwrap())
     });
+    g.bench_function(".pol parse only, pest's reader", |b| {
+        b.iter(|| warden_dsl::parse_with_pest(black_box(&pol)).unwrap())
+    });
     g.finish();
 }
 

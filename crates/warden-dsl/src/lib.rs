@@ -38,7 +38,7 @@ pub use diagnostic::{Diagnostic, Error};
 pub use file::{PolicyFile, is_pol, json_diagnostic, load};
 pub use format::format;
 pub use lower::{SourceMap, default_counter};
-pub use parser::{MAX_SOURCE_BYTES, parse};
+pub use parser::{MAX_SOURCE_BYTES, parse, parse_with_pest};
 
 use warden_policy::{Policy, Problem};
 

@@ -1,11 +1,13 @@
-//! Text → [`ast::File`]. pest does the recognising; this module turns its pairs into the
-//! AST and its errors into messages that speak the language, not the grammar.
+//! The pest parser generated from `grammar/warden.pest`: the specification of `.pol`, and
+//! the source of every syntax diagnostic. It turns pest's pairs into the AST and its errors
+//! into messages that speak the language, not the grammar.
 
 use pest::Parser as _;
 use pest::iterators::Pair;
 use serde_json::Value;
 use warden_policy::{DefaultAction, Mode, Op, Scope, Window, did_you_mean};
 
+use super::literal;
 use crate::ast::*;
 use crate::diagnostic::Diagnostic;
 
@@ -13,19 +15,7 @@ use crate::diagnostic::Diagnostic;
 #[grammar = "../../grammar/warden.pest"]
 struct PolParser;
 
-/// Larger inputs are refused up front: a policy is configuration, not data.
-pub const MAX_SOURCE_BYTES: usize = 16 * 1024 * 1024;
-
 pub fn parse(text: &str) -> Result<File, Vec<Diagnostic>> {
-    if text.len() > MAX_SOURCE_BYTES {
-        return Err(vec![Diagnostic::new(
-            0..0,
-            format!(
-                "file is too large ({} bytes; the limit is {MAX_SOURCE_BYTES})",
-                text.len()
-            ),
-        )]);
-    }
     let mut pairs = PolParser::parse(Rule::file, text).map_err(|e| vec![syntax_error(text, e)])?;
     let mut b = Builder { errors: Vec::new() };
     let mut items = Vec::new();
@@ -308,50 +298,23 @@ impl Builder {
         let v = p.into_inner().next()?;
         match v.as_rule() {
             Rule::string => self.string(&v).map(Value::String),
-            Rule::number => match serde_json::from_str::<Value>(v.as_str()) {
-                Ok(n) => Some(n),
-                Err(_) => {
-                    self.errors
-                        .push(Diagnostic::new(span(&v), "number out of range"));
-                    None
-                }
-            },
+            Rule::number => self.ok(literal::number(v.as_str(), span(&v))),
             Rule::kw_true => Some(Value::Bool(true)),
             Rule::kw_false => Some(Value::Bool(false)),
             _ => Some(Value::Null),
         }
     }
 
-    /// String literals use JSON's escapes, so JSON decodes them.
     fn string(&mut self, p: &Pair<'_, Rule>) -> Option<String> {
-        match serde_json::from_str::<String>(p.as_str()) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                let msg = e.to_string();
-                let msg = msg
-                    .split(" at line ")
-                    .next()
-                    .unwrap_or("invalid string")
-                    .to_owned();
-                self.errors.push(
-                    Diagnostic::new(span(p), format!("invalid string: {msg}")).with_help(
-                        "strings take JSON escapes: \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX",
-                    ),
-                );
-                None
-            }
-        }
+        self.ok(literal::string(p.as_str(), span(p)))
     }
 
     fn integer(&mut self, p: &Pair<'_, Rule>) -> Option<u64> {
-        match p.as_str().parse::<u64>() {
-            Ok(n) => Some(n),
-            Err(_) => {
-                self.errors
-                    .push(Diagnostic::new(span(p), "number too large"));
-                None
-            }
-        }
+        self.ok(literal::integer(p.as_str(), span(p)))
+    }
+
+    fn ok<T>(&mut self, r: Result<T, Diagnostic>) -> Option<T> {
+        r.map_err(|d| self.errors.push(d)).ok()
     }
 }
 
