@@ -26,11 +26,32 @@ pub fn string(quoted: &str, span: Span) -> Result<String, Diagnostic> {
 
 /// A number in JSON's syntax (the grammar has already checked the shape).
 pub fn number(text: &str, span: Span) -> Result<Value, Diagnostic> {
-    serde_json::from_str::<Value>(text).map_err(|_| Diagnostic::new(span, "number out of range"))
+    serde_json::from_str::<Value>(text).map_err(|_| {
+        let (sign, digits) = match text.strip_prefix('-') {
+            Some(d) => ("-", d),
+            None => ("", text),
+        };
+        // JSON refuses leading zeros; the grammar lets them through to say so here.
+        if digits.starts_with('0') && digits.as_bytes().get(1).is_some_and(u8::is_ascii_digit) {
+            let rest = digits.trim_start_matches('0');
+            let zero = if rest.starts_with(|c: char| c.is_ascii_digit()) {
+                ""
+            } else {
+                "0"
+            };
+            Diagnostic::new(span, "a number cannot start with 0")
+                .with_help(format!("write `{sign}{zero}{rest}`"))
+        } else {
+            Diagnostic::new(span, "number out of range")
+                .with_help("numbers must fit in a 64-bit float (about ±1.8e308)")
+        }
+    })
 }
 
 /// A whole number: a limit, a window or a timeout.
 pub fn integer(text: &str, span: Span) -> Result<u64, Diagnostic> {
-    text.parse::<u64>()
-        .map_err(|_| Diagnostic::new(span, "number too large"))
+    text.parse::<u64>().map_err(|_| {
+        Diagnostic::new(span, "number too large")
+            .with_help(format!("whole numbers here go up to {}", u64::MAX))
+    })
 }
