@@ -2,7 +2,7 @@
 //! tool entry or block line it sits on or before — that survives reprinting; a comment
 //! whose anchor is gone is printed at the end of the file, never dropped.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::ast::{BlockItem, BlockKind, File, ItemKind};
 
@@ -32,6 +32,24 @@ impl Anchor {
     pub(crate) fn end(block: &str) -> Anchor {
         Anchor::End(block.to_owned())
     }
+
+    /// The tool entry the anchor belongs to (`all tools` and statements have none).
+    fn entry(&self) -> Option<&str> {
+        match self {
+            Anchor::Tool(name) | Anchor::Item(name, ..) | Anchor::End(name) => Some(name),
+            Anchor::Stmt(_) => None,
+        }
+    }
+
+    /// The same place in another entry.
+    fn renamed(&self, entry: &str) -> Anchor {
+        match self {
+            Anchor::Tool(_) => Anchor::Tool(entry.to_owned()),
+            Anchor::Item(_, kind, n) => Anchor::Item(entry.to_owned(), kind, *n),
+            Anchor::End(_) => Anchor::End(entry.to_owned()),
+            Anchor::Stmt(s) => Anchor::Stmt(s),
+        }
+    }
 }
 
 /// Comments by anchor, handed out as the printer reaches each anchor.
@@ -52,14 +70,30 @@ impl Comments {
         self.trailing.remove(a)
     }
 
-    pub(crate) fn prepend(&mut self, a: Anchor, mut comments: Vec<String>) {
-        if comments.is_empty() {
-            return;
+    /// Gives every comment of tool entry `from` (its header, its lines, its `}`) to the same
+    /// place in entry `into`, after `into`'s own: entries printed as one group keep each
+    /// name's comments on the lines they were written on.
+    pub(crate) fn merge_into(&mut self, from: &str, into: &str) {
+        let moved: HashSet<Anchor> = self
+            .leading
+            .keys()
+            .chain(self.trailing.keys())
+            .filter(|a| a.entry() == Some(from))
+            .cloned()
+            .collect();
+        for a in moved {
+            let target = a.renamed(into);
+            if let Some(mut lines) = self.leading.remove(&a) {
+                self.leading
+                    .entry(target.clone())
+                    .or_default()
+                    .append(&mut lines);
+            }
+            if let Some(text) = self.trailing.remove(&a) {
+                self.add_trailing(target.clone(), text);
+            }
+            self.order.push(target);
         }
-        let entry = self.leading.entry(a.clone()).or_default();
-        comments.append(entry);
-        *entry = comments;
-        self.order.push(a);
     }
 
     /// Comments no anchor claimed, in source order.
@@ -75,17 +109,22 @@ impl Comments {
     fn add(&mut self, a: Anchor, text: String, trailing: bool) {
         self.order.push(a.clone());
         if trailing {
-            match self.trailing.get_mut(&a) {
-                Some(t) => {
-                    t.push(' ');
-                    t.push_str(&text);
-                }
-                None => {
-                    self.trailing.insert(a, text);
-                }
-            }
+            self.add_trailing(a, text);
         } else {
             self.leading.entry(a).or_default().push(text);
+        }
+    }
+
+    /// Several comments trailing one printed line share it.
+    fn add_trailing(&mut self, a: Anchor, text: String) {
+        match self.trailing.get_mut(&a) {
+            Some(t) => {
+                t.push(' ');
+                t.push_str(&text);
+            }
+            None => {
+                self.trailing.insert(a, text);
+            }
         }
     }
 

@@ -132,9 +132,7 @@ impl Printer<'_> {
     fn tool(&mut self, names: &[&str], body: &ToolRule) {
         let anchor_name = names.first().copied().unwrap_or("");
         for other in names.iter().skip(1) {
-            // Comments written before another name of the group go before the group.
-            let moved = self.comments.leading(&Anchor::tool(other));
-            self.comments.prepend(Anchor::tool(anchor_name), moved);
+            self.comments.merge_into(other, anchor_name);
         }
         let list: Vec<String> = names.iter().map(|n| tool_name(n)).collect();
         if *body == ToolRule::default() {

@@ -73,6 +73,12 @@ allow list_*
 tool get_tag {}
 allow get_x   # why get_x
 hide [ delete_* ]
+# Reads an instance.
+tool get_instance { limit 50 per minute as reads }
+# Reads a volume.
+tool get_volume {
+  limit 50 per minute as reads  # shared with get_instance
+}
 # the end
 "#;
     let once = warden_dsl::format(messy).unwrap();
@@ -91,6 +97,12 @@ hide [ delete_* ]
     ] {
         assert!(once.contains(c), "lost {c:?}");
     }
+    // Entries printed as one group keep each name's comments, in order, on their lines.
+    assert!(once.contains("allow list_*, get_tag, get_x  # why get_x\n"));
+    assert!(
+        once.contains("# Reads an instance.\n# Reads a volume.\ntool get_instance, get_volume {\n")
+    );
+    assert!(once.contains("as reads  # shared with get_instance\n"));
     assert_eq!(
         warden_dsl::compile(&once).unwrap().policy,
         warden_dsl::compile(messy).unwrap().policy
