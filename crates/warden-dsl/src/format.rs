@@ -7,8 +7,7 @@ use crate::diagnostic::{Diagnostic, Error};
 /// nothing is returned: a formatter that changes meaning must never write.
 pub fn format(text: &str) -> Result<String, Error> {
     let compiled = crate::compile(text)?;
-    let ast = crate::parser::parse(text).map_err(|diagnostics| Error { diagnostics })?;
-    let mut comments = Comments::collect(text, &ast);
+    let mut comments = Comments::collect(text, compiled.source_map.ast());
     let out = crate::decompile::print(&compiled.policy, &mut comments);
     match crate::compile(&out) {
         Ok(again) if again.policy == compiled.policy => Ok(out),

@@ -22,6 +22,11 @@ pub struct SourceMap {
 }
 
 impl SourceMap {
+    /// The syntax tree the policy was lowered from.
+    pub(crate) fn ast(&self) -> &File {
+        &self.file
+    }
+
     /// The span of `pointer`, or of its nearest recorded ancestor.
     pub fn span(&self, pointer: &str) -> Option<Span> {
         let spans = self.spans.get_or_init(|| {
