@@ -9,7 +9,7 @@ use warden_policy::CompiledPolicy;
 use crate::answer::DenyStyle;
 use crate::approval::{Approver, Refuse};
 use crate::grant::{DefaultGrant, GrantExtractor};
-use crate::limit::Counters;
+use crate::limit::{CounterStore, Counters, MemoryStore};
 use crate::service::PolicyService;
 
 /// What the layer guards.
@@ -43,6 +43,7 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) grants: Arc<dyn GrantExtractor>,
     pub(crate) approver: Arc<dyn Approver>,
+    pub(crate) store: Arc<dyn CounterStore>,
 }
 
 /// Enforces a Warden policy on every MCP tool call (or HTTP route) of the wrapped service.
@@ -76,6 +77,9 @@ pub struct PolicyLayer {
     config: Config,
     grants: Arc<dyn GrantExtractor>,
     approver: Arc<dyn Approver>,
+    store: Arc<dyn CounterStore>,
+    /// The store was chosen by the user: `max_keys_per_counter` must not replace it.
+    custom_store: bool,
 }
 
 impl std::fmt::Debug for PolicyLayer {
@@ -89,7 +93,7 @@ impl std::fmt::Debug for PolicyLayer {
 impl PolicyLayer {
     /// Default limits: 1 MiB request bodies, denials as tool results, 100,000 live keys per
     /// counter, grants from a [`crate::Grant`] extension or the hashed bearer token,
-    /// approvals refused (the hosted behaviour).
+    /// approvals refused (the hosted behaviour), counters in memory ([`MemoryStore`]).
     pub const DEFAULT_MAX_BODY: usize = 1 << 20;
     pub const DEFAULT_MAX_KEYS: usize = 100_000;
 
@@ -101,7 +105,7 @@ impl PolicyLayer {
             max_keys: Self::DEFAULT_MAX_KEYS,
             shadow: false,
         };
-        let counters = Counters::new(&policy, None, config.max_keys);
+        let counters = Counters::new(&policy);
         PolicyLayer {
             state: Arc::new(ArcSwap::from_pointee(Enforcer {
                 policy: Arc::new(policy),
@@ -110,6 +114,8 @@ impl PolicyLayer {
             config,
             grants: Arc::new(DefaultGrant),
             approver: Arc::new(Refuse),
+            store: Arc::new(MemoryStore::new(Self::DEFAULT_MAX_KEYS)),
+            custom_store: false,
         }
     }
 
@@ -130,14 +136,21 @@ impl PolicyLayer {
         self
     }
 
-    /// Past this many live keys in one counter, calls with a new key are refused.
+    /// Past this many live keys in one counter, calls with a new key are refused (the
+    /// in-memory store; a store given to [`Self::counter_store`] bounds keys its own way).
     pub fn max_keys_per_counter(mut self, keys: usize) -> Self {
         self.config.max_keys = keys.max(1);
-        let current = self.state.load_full();
-        self.state.store(Arc::new(Enforcer {
-            counters: Counters::new(&current.policy, None, self.config.max_keys),
-            policy: current.policy.clone(),
-        }));
+        if !self.custom_store {
+            self.store = Arc::new(MemoryStore::new(self.config.max_keys));
+        }
+        self
+    }
+
+    /// Where rate-limit counters live: [`MemoryStore`] by default; a Redis store (feature
+    /// `redis`) when several replicas must share one quota.
+    pub fn counter_store(mut self, store: impl CounterStore) -> Self {
+        self.store = Arc::new(store);
+        self.custom_store = true;
         self
     }
 
@@ -161,7 +174,7 @@ impl PolicyLayer {
     pub fn handle(&self) -> PolicyHandle {
         PolicyHandle {
             state: self.state.clone(),
-            max_keys: self.config.max_keys,
+            store: self.store.clone(),
         }
     }
 }
@@ -177,6 +190,7 @@ impl<S> Layer<S> for PolicyLayer {
                 config: self.config.clone(),
                 grants: self.grants.clone(),
                 approver: self.approver.clone(),
+                store: self.store.clone(),
             }),
         }
     }
@@ -187,7 +201,7 @@ impl<S> Layer<S> for PolicyLayer {
 #[derive(Clone)]
 pub struct PolicyHandle {
     state: Arc<ArcSwap<Enforcer>>,
-    max_keys: usize,
+    store: Arc<dyn CounterStore>,
 }
 
 impl std::fmt::Debug for PolicyHandle {
@@ -198,8 +212,8 @@ impl std::fmt::Debug for PolicyHandle {
 
 impl PolicyHandle {
     pub fn swap(&self, policy: CompiledPolicy) {
-        let previous = self.state.load_full();
-        let counters = Counters::new(&policy, Some(&previous.counters), self.max_keys);
+        let counters = Counters::new(&policy);
+        self.store.retain(&counters.distinct());
         self.state.store(Arc::new(Enforcer {
             policy: Arc::new(policy),
             counters,
@@ -212,8 +226,14 @@ impl PolicyHandle {
         self.state.load().policy.clone()
     }
 
-    /// Rate-limit keys currently held in memory, across all counters.
+    /// Rate-limit keys currently held in memory, across all counters (0 when the store
+    /// keeps them elsewhere).
     pub fn live_keys(&self) -> usize {
-        self.state.load().counters.live_keys()
+        self.store.live_keys().unwrap_or(0)
+    }
+
+    /// Whether the counter store can answer.
+    pub fn store_health(&self) -> crate::limit::StoreHealth {
+        self.store.health()
     }
 }

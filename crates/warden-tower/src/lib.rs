@@ -10,7 +10,7 @@
 //!
 //! Modules follow the request: `service` reads who is calling, `mcp` (or `rest` in HTTP mode)
 //! and `inspect` read the request, `warden_policy` decides,
-//! [`limit`] charges governor counters, [`approval`] asks a person, [`answer`] builds
+//! [`limit`] charges counters in a [`limit::CounterStore`] (memory or Redis), [`approval`] asks a person, [`answer`] builds
 //! what the client gets back, and `observe` logs one event per decision.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
@@ -33,6 +33,7 @@ pub use grant::{
     BearerGrant, DefaultGrant, Grant, GrantExtractor, HeaderGrant, bearer_token, short_hash,
 };
 pub use layer::{Mode, PolicyHandle, PolicyLayer};
+pub use limit::{CounterStore, MemoryStore};
 pub use observe::Record;
 pub use service::{ClientAddr, PolicyService, ResponseFuture};
 

@@ -102,7 +102,11 @@ where
         .filter(|v| v.outcome != Outcome::Deny)
         .flat_map(|v| v.charges.iter().cloned())
         .collect();
-    if let Err(limited) = enforcer.counters.charge(&charges) {
+    if let Err(limited) = enforcer
+        .counters
+        .charge(shared.store.as_ref(), &charges)
+        .await
+    {
         let shadow = verdicts.iter().all(|v| v.shadow);
         for v in verdicts.iter().filter(|v| v.outcome != Outcome::Deny) {
             log(
@@ -115,7 +119,7 @@ where
             );
         }
         if !shadow {
-            metrics::counter!("warden_limited_total").increment(1);
+            observe::limited(&limited);
             let reasons: Vec<(Value, String)> = verdicts
                 .iter()
                 .filter(|v| v.outcome != Outcome::Deny)

@@ -50,3 +50,20 @@ pub(crate) fn refused_request(reason: &'static str) {
     tracing::warn!(target: "warden::decision", reason, "request refused before any decision");
     metrics::counter!("warden_refused_requests_total", "reason" => reason).increment(1);
 }
+
+/// A call refused by a limit. A store that could not answer is worth a warning: every call
+/// it refuses would have been forwarded if it had.
+pub(crate) fn limited(l: &crate::limit::Limited) {
+    metrics::counter!("warden_limited_total").increment(1);
+    if let crate::limit::Limited::Unavailable {
+        counter, reason, ..
+    } = l
+    {
+        tracing::warn!(
+            target: "warden::decision",
+            counter = %counter, reason = %reason,
+            "rate-limit store unavailable: call refused (fail closed)"
+        );
+        metrics::counter!("warden_store_fail_closed_total").increment(1);
+    }
+}

@@ -12,6 +12,7 @@ use warden_policy::Outcome;
 use crate::answer;
 use crate::body::{Body, BoxError};
 use crate::layer::Shared;
+use crate::limit::Limited;
 use crate::observe;
 use crate::service::{Caller, Verdict, boxed, log, read_body};
 
@@ -87,7 +88,11 @@ where
         if !v.shadow {
             return Ok(answer::forbidden(&v.message));
         }
-    } else if let Err(limited) = enforcer.counters.charge(&v.charges) {
+    } else if let Err(limited) = enforcer
+        .counters
+        .charge(shared.store.as_ref(), &v.charges)
+        .await
+    {
         log(
             &caller,
             &v,
@@ -97,9 +102,14 @@ where
             v.shadow,
         );
         if !v.shadow {
-            return Ok(match limited.retry_after_secs() {
-                Some(secs) => answer::too_many(&limited.message(), &counter_of(&limited), secs),
-                None => answer::forbidden(&limited.message()),
+            observe::limited(&limited);
+            return Ok(match (&limited, limited.retry_after_secs()) {
+                (_, Some(secs)) => answer::too_many(&limited.message(), limited.counter(), secs),
+                (Limited::Unavailable { .. }, None) => answer::status(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &format!("{} {}", answer::DENIED_PREFIX, limited.message()),
+                ),
+                (_, None) => answer::forbidden(&limited.message()),
             });
         }
     } else if let Some(approval) = v.approval.clone().filter(|_| !v.shadow) {
@@ -113,14 +123,6 @@ where
     }
     let resp = inner.call(Request::from_parts(parts, body)).await?;
     Ok(boxed(resp))
-}
-
-fn counter_of(l: &crate::limit::Limited) -> String {
-    match l {
-        crate::limit::Limited::Exhausted { counter, .. }
-        | crate::limit::Limited::TooCostly { counter, .. }
-        | crate::limit::Limited::TooManyKeys { counter, .. } => counter.clone(),
-    }
 }
 
 #[cfg(feature = "axum")]

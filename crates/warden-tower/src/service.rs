@@ -178,10 +178,13 @@ impl<'a> Verdict<'a> {
         let charges = d
             .charges()
             .iter()
-            .map(|c| Charge {
-                limit: c.limit.index,
-                key: caller.key(c.limit.scope),
-                cost: c.cost,
+            .filter_map(|c| {
+                Some(Charge {
+                    limit: c.limit.index,
+                    counter: enforcer.counters.spec(c.limit.index)?.clone(),
+                    key: caller.key(c.limit.scope),
+                    cost: c.cost,
+                })
             })
             .collect();
         Verdict {

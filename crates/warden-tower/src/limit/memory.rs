@@ -1,0 +1,320 @@
+//! The in-memory store: governor's GCRA in this process, the embedded default.
+//!
+//! Each counter is one governor `RateLimiter` whose state store holds a theoretical-arrival
+//! time per scope key. Governor does the arithmetic; the store is ours so that a call with
+//! several limits can be charged as one transaction (the previous state of each key is kept
+//! and put back if a later limit refuses), and so that keys stay bounded: a key whose bucket
+//! is full again is indistinguishable from a new key and is dropped, and past `max_keys` live
+//! keys a new key is refused rather than let memory grow.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock, Reference};
+use governor::middleware::NoOpMiddleware;
+use governor::nanos::Nanos;
+use governor::state::StateStore;
+use governor::{Quota, RateLimiter};
+
+use super::{Charge, CounterSpec, CounterStore, Receipt, Refusal, StoreFuture, StoreHealth};
+
+/// The state of one GCRA bucket per key, shared by every limit that names the counter.
+#[derive(Debug, Default)]
+struct Tats {
+    map: Mutex<HashMap<String, u64>>,
+}
+
+impl Tats {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, u64>> {
+        // A poisoned map still holds valid integers; keep using it.
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Store(Arc<Tats>);
+
+impl StateStore for Store {
+    type Key = String;
+
+    fn measure_and_replace<T, F, E>(&self, key: &String, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        let mut map = self.0.lock();
+        let old = map.get(key).map(|t| Nanos::from(Duration::from_nanos(*t)));
+        let (out, new) = f(old)?;
+        map.insert(key.clone(), new.as_u64());
+        Ok(out)
+    }
+}
+
+type Limiter =
+    RateLimiter<String, Store, DefaultClock, NoOpMiddleware<<DefaultClock as Clock>::Instant>>;
+
+/// One named counter with one quota and scope.
+struct Counter {
+    limiter: Limiter,
+    tats: Arc<Tats>,
+    clock: DefaultClock,
+    /// The limiter's zero: governor stores times relative to its creation.
+    start: <DefaultClock as Clock>::Instant,
+    /// Nanoseconds per unit: what a refund takes off a key's time.
+    emission: u64,
+    max_keys: usize,
+}
+
+impl std::fmt::Debug for Counter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Counter")
+            .field("keys", &self.tats.lock().len())
+            .finish()
+    }
+}
+
+impl Counter {
+    fn new(spec: &CounterSpec, max_keys: usize) -> Option<Counter> {
+        let max = u32::try_from(spec.max).ok().and_then(NonZeroU32::new)?;
+        let window = Duration::from_secs(spec.window_secs);
+        let quota = Quota::with_period(window / max.get())?.allow_burst(max);
+        let clock = DefaultClock::default();
+        let tats = Arc::new(Tats::default());
+        let limiter = RateLimiter::new(quota, Store(tats.clone()), clock.clone());
+        let start = clock.now();
+        Some(Counter {
+            limiter,
+            tats,
+            clock,
+            start,
+            emission: spec.emission_nanos(),
+            max_keys,
+        })
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.now().duration_since(self.start).as_u64()
+    }
+
+    /// Drops keys whose bucket is full again (their time is past): lossless.
+    fn evict_idle(&self) -> usize {
+        let now = self.now();
+        let mut map = self.tats.lock();
+        map.retain(|_, tat| *tat > now);
+        map.len()
+    }
+
+    fn keys(&self) -> usize {
+        self.tats.lock().len()
+    }
+}
+
+/// Counters in this process, by spec; the default store.
+#[derive(Debug)]
+pub struct MemoryStore {
+    counters: RwLock<HashMap<CounterSpec, Option<Arc<Counter>>>>,
+    /// Serializes charge transactions so an undo never races another charge.
+    tx: Mutex<()>,
+    max_keys: usize,
+}
+
+/// A key's previous time, kept to undo a charge when a later one refuses.
+type Undo<'a> = Vec<(&'a Counter, &'a str, Option<u64>)>;
+
+impl MemoryStore {
+    /// A store that tracks at most `max_keys` live keys per counter.
+    pub fn new(max_keys: usize) -> Self {
+        MemoryStore {
+            counters: RwLock::new(HashMap::new()),
+            tx: Mutex::new(()),
+            max_keys: max_keys.max(1),
+        }
+    }
+
+    /// The counter of `spec`, made on first use. `None`: a quota governor cannot represent.
+    fn counter(&self, spec: &CounterSpec) -> Option<Arc<Counter>> {
+        if let Some(c) = self
+            .counters
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(spec)
+        {
+            return c.clone();
+        }
+        let mut map = self.counters.write().unwrap_or_else(|e| e.into_inner());
+        map.entry(spec.clone())
+            .or_insert_with(|| Counter::new(spec, self.max_keys).map(Arc::new))
+            .clone()
+    }
+
+    fn charge_now(&self, charges: &[Charge]) -> Result<Receipt, Refusal> {
+        let counters: Vec<Option<Arc<Counter>>> =
+            charges.iter().map(|c| self.counter(&c.counter)).collect();
+        let _tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        let mut undo: Undo<'_> = Vec::with_capacity(charges.len());
+        let refuse = |r: Refusal, undo: &mut Undo<'_>| {
+            for (counter, key, old) in undo.drain(..).rev() {
+                let mut map = counter.tats.lock();
+                match old {
+                    Some(t) => map.insert(key.to_owned(), t),
+                    None => map.remove(key),
+                };
+            }
+            Err(r)
+        };
+        for (at, (c, counter)) in charges.iter().zip(&counters).enumerate() {
+            if c.cost == 0 {
+                continue;
+            }
+            // A quota governor cannot represent fails closed.
+            let Some(counter) = counter.as_deref() else {
+                return refuse(Refusal::TooManyKeys { at }, &mut undo);
+            };
+            let old = counter.tats.lock().get(&c.key).copied();
+            if old.is_none()
+                && counter.keys() >= counter.max_keys
+                && counter.evict_idle() >= counter.max_keys
+            {
+                return refuse(Refusal::TooManyKeys { at }, &mut undo);
+            }
+            // A cost beyond u32 or beyond the whole quota can never be charged.
+            let n = u32::try_from(c.cost).ok().and_then(NonZeroU32::new);
+            match n.map(|n| counter.limiter.check_key_n(&c.key, n)) {
+                Some(Ok(Ok(()))) => undo.push((counter, c.key.as_str(), old)),
+                Some(Ok(Err(not_until))) => {
+                    let wait = not_until.wait_time_from(counter.clock.now());
+                    let wait = u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX);
+                    return refuse(
+                        Refusal::Exhausted {
+                            at,
+                            retry_after_secs: super::retry_after_secs(wait),
+                        },
+                        &mut undo,
+                    );
+                }
+                None | Some(Err(_)) => return refuse(Refusal::TooCostly { at }, &mut undo),
+            }
+        }
+        Ok(Receipt::new(
+            charges.iter().filter(|c| c.cost > 0).cloned().collect(),
+        ))
+    }
+
+    fn refund_now(&self, receipt: &Receipt) {
+        let _tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        for c in receipt.charges() {
+            let Some(counter) = self.counter(&c.counter) else {
+                continue;
+            };
+            let now = counter.now();
+            let mut map = counter.tats.lock();
+            if let Some(tat) = map.get(&c.key).copied() {
+                let back = tat.saturating_sub(c.cost.saturating_mul(counter.emission));
+                if back <= now {
+                    map.remove(&c.key);
+                } else {
+                    map.insert(c.key.clone(), back);
+                }
+            }
+        }
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::new(crate::PolicyLayer::DEFAULT_MAX_KEYS)
+    }
+}
+
+impl CounterStore for MemoryStore {
+    fn charge<'a>(&'a self, charges: &'a [Charge]) -> StoreFuture<'a, Result<Receipt, Refusal>> {
+        Box::pin(std::future::ready(self.charge_now(charges)))
+    }
+
+    fn refund<'a>(&'a self, receipt: &'a Receipt) -> StoreFuture<'a, ()> {
+        self.refund_now(receipt);
+        Box::pin(std::future::ready(()))
+    }
+
+    fn retain(&self, live: &[Arc<CounterSpec>]) {
+        self.counters
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|spec, _| live.iter().any(|l| **l == *spec));
+    }
+
+    fn live_keys(&self) -> Option<usize> {
+        let map = self.counters.read().unwrap_or_else(|e| e.into_inner());
+        Some(map.values().flatten().map(|c| c.keys()).sum())
+    }
+
+    fn health(&self) -> StoreHealth {
+        StoreHealth {
+            store: "memory",
+            ok: true,
+            detail: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warden_policy::Scope;
+
+    fn charge(spec: &Arc<CounterSpec>, key: &str, cost: u64) -> Charge {
+        Charge {
+            limit: 0,
+            counter: spec.clone(),
+            key: key.into(),
+            cost,
+        }
+    }
+
+    #[test]
+    fn all_or_nothing_across_two_counters() {
+        let store = MemoryStore::new(10);
+        let a = Arc::new(CounterSpec::new("a", 5, 60, Scope::Grant));
+        let b = Arc::new(CounterSpec::new("b", 1, 60, Scope::Grant));
+        assert!(store.charge_now(&[charge(&b, "k", 1)]).is_ok());
+        let both = [charge(&a, "k", 1), charge(&b, "k", 1)];
+        assert_eq!(
+            store.charge_now(&both).unwrap_err(),
+            Refusal::Exhausted {
+                at: 1,
+                retry_after_secs: 60
+            }
+        );
+        // `a` was not charged by the refused call: five more fit.
+        for _ in 0..5 {
+            assert!(store.charge_now(&[charge(&a, "k", 1)]).is_ok());
+        }
+        assert!(store.charge_now(&[charge(&a, "k", 1)]).is_err());
+    }
+
+    #[test]
+    fn a_refund_gives_the_quota_back() {
+        let store = MemoryStore::new(10);
+        let a = Arc::new(CounterSpec::new("a", 3, 60, Scope::Grant));
+        let receipt = store.charge_now(&[charge(&a, "k", 3)]).unwrap();
+        assert!(store.charge_now(&[charge(&a, "k", 1)]).is_err());
+        store.refund_now(&receipt);
+        assert!(store.charge_now(&[charge(&a, "k", 3)]).is_ok());
+        assert_eq!(store.live_keys(), Some(1));
+    }
+
+    #[test]
+    fn keys_are_bounded_and_retain_drops_old_counters() {
+        let store = MemoryStore::new(2);
+        let a = Arc::new(CounterSpec::new("a", 3, 60, Scope::Session));
+        assert!(store.charge_now(&[charge(&a, "s1", 1)]).is_ok());
+        assert!(store.charge_now(&[charge(&a, "s2", 1)]).is_ok());
+        assert_eq!(
+            store.charge_now(&[charge(&a, "s3", 1)]).unwrap_err(),
+            Refusal::TooManyKeys { at: 0 }
+        );
+        store.retain(&[]);
+        assert_eq!(store.live_keys(), Some(0));
+    }
+}

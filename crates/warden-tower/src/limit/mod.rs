@@ -1,0 +1,357 @@
+//! Rate limits: named, keyed GCRA counters, charged all-or-nothing through a [`CounterStore`].
+//!
+//! A policy's limits become [`CounterSpec`]s (name, quota, scope). A call's charges go to the
+//! store in one step: every counter has room and all are charged, or none is. Two stores:
+//! - [`MemoryStore`] (the default): governor's GCRA in this process, keys bounded;
+//! - `RedisStore` (feature `redis`): the same arithmetic in one Lua script on a Redis server
+//!   shared by several replicas, failing closed when Redis cannot answer in time.
+//!
+//! State belongs to a spec, not to a policy: after a reload, a limit whose name, quota and
+//! scope are unchanged finds its buckets where it left them.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use warden_tower::limit::{Charge, CounterSpec, CounterStore, MemoryStore, Refusal};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let store = MemoryStore::new(1000);
+//! let spec = Arc::new(CounterSpec::new("calls", 2, 60, warden_policy::Scope::Grant));
+//! let charge = [Charge { limit: 0, counter: spec, key: "alice".into(), cost: 1 }];
+//! assert!(store.charge(&charge).await.is_ok());
+//! assert!(store.charge(&charge).await.is_ok());
+//! assert!(matches!(store.charge(&charge).await, Err(Refusal::Exhausted { at: 0, retry_after_secs: 30 })));
+//! # }
+//! ```
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use warden_policy::{CompiledPolicy, Scope};
+
+mod memory;
+
+pub use memory::MemoryStore;
+
+/// What identifies a bucket family: limits with the same name, quota and scope share state,
+/// across policy reloads and (with a shared store) across replicas.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CounterSpec {
+    pub name: String,
+    /// Burst: this many units fit in an empty bucket.
+    pub max: u64,
+    /// The bucket refills evenly over this many seconds.
+    pub window_secs: u64,
+    pub scope: Scope,
+}
+
+impl CounterSpec {
+    pub fn new(name: impl Into<String>, max: u64, window_secs: u64, scope: Scope) -> Self {
+        CounterSpec {
+            name: name.into(),
+            max,
+            window_secs,
+            scope,
+        }
+    }
+
+    /// The GCRA emission interval: one unit comes back every `window / max`.
+    pub fn emission_nanos(&self) -> u64 {
+        let window = u128::from(self.window_secs) * 1_000_000_000;
+        u64::try_from(window / u128::from(self.max.max(1))).unwrap_or(u64::MAX)
+    }
+}
+
+/// A charge to make: which limit (its index in the policy), whose bucket, how much.
+#[derive(Debug, Clone)]
+pub struct Charge {
+    pub limit: usize,
+    pub counter: Arc<CounterSpec>,
+    /// The scope key: the grant, session id or client address (empty for `global`).
+    pub key: String,
+    pub cost: u64,
+}
+
+/// What a successful charge took, so that it can be given back ([`CounterStore::refund`]).
+#[derive(Debug, Clone, Default)]
+pub struct Receipt {
+    pub(crate) charges: Vec<Charge>,
+}
+
+impl Receipt {
+    pub fn new(charges: Vec<Charge>) -> Self {
+        Receipt { charges }
+    }
+
+    /// The charges that were applied (zero-cost ones are left out).
+    pub fn charges(&self) -> &[Charge] {
+        &self.charges
+    }
+}
+
+/// Why a store refused a charge. `at` is the position of the refusing charge in the slice
+/// the store was given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The bucket has room again after `retry_after_secs` (rounded up, at least 1).
+    Exhausted { at: usize, retry_after_secs: u64 },
+    /// One call costs more than the whole quota: it can never pass.
+    TooCostly { at: usize },
+    /// The counter tracks as many keys as it may (clients inventing session ids).
+    TooManyKeys { at: usize },
+    /// The store could not answer (Redis down or too slow) and fails closed.
+    Unavailable { reason: String },
+}
+
+/// Whether a store can answer, for `/healthz` and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreHealth {
+    /// `memory` or `redis`.
+    pub store: &'static str,
+    pub ok: bool,
+    /// What is wrong when not ok (never a secret).
+    pub detail: Option<String>,
+}
+
+/// A boxed future: stores answer asynchronously; the in-memory one is ready at once.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where counter state lives. Implementations must charge a slice all-or-nothing and
+/// atomically with respect to every other charge of the same counters.
+pub trait CounterStore: Send + Sync + 'static {
+    /// Charges every entry or none; the first refusing entry is named.
+    fn charge<'a>(&'a self, charges: &'a [Charge]) -> StoreFuture<'a, Result<Receipt, Refusal>>;
+
+    /// Gives back everything `receipt` took (bounded by a full bucket). Best effort: a store
+    /// that cannot be reached keeps the charge, which errs on the side of the limit.
+    fn refund<'a>(&'a self, receipt: &'a Receipt) -> StoreFuture<'a, ()>;
+
+    /// A new policy is in force with these counters; a store may drop state of the others.
+    fn retain(&self, _live: &[Arc<CounterSpec>]) {}
+
+    /// Keys held in this process (for metrics); `None` when state lives elsewhere.
+    fn live_keys(&self) -> Option<usize> {
+        None
+    }
+
+    fn health(&self) -> StoreHealth;
+}
+
+/// Why a charge was refused, as the layer reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Limited {
+    /// The bucket is empty; it has room again after `retry_after` (rounded up to seconds).
+    Exhausted {
+        limit: String,
+        counter: String,
+        retry_after_secs: u64,
+    },
+    /// One call costs more than the whole quota: it can never pass.
+    TooCostly {
+        limit: String,
+        counter: String,
+        cost: u64,
+        max: u64,
+    },
+    /// The counter already tracks `max_keys` live keys (clients inventing session ids).
+    TooManyKeys { limit: String, counter: String },
+    /// The counter store could not answer; the call is refused (fail closed).
+    Unavailable {
+        limit: String,
+        counter: String,
+        reason: String,
+    },
+}
+
+impl Limited {
+    /// The text an agent reads.
+    pub fn message(&self) -> String {
+        match self {
+            Limited::Exhausted {
+                counter,
+                retry_after_secs,
+                ..
+            } => format!(
+                "rate limit `{counter}` reached; retry in {retry_after_secs} second{}",
+                if *retry_after_secs == 1 { "" } else { "s" }
+            ),
+            Limited::TooCostly {
+                counter, cost, max, ..
+            } => {
+                format!(
+                    "this call costs {cost}, more than limit `{counter}` allows in a whole window ({max})"
+                )
+            }
+            Limited::TooManyKeys { counter, .. } => {
+                format!("rate limit `{counter}` is tracking too many callers; try again later")
+            }
+            Limited::Unavailable { counter, .. } => format!(
+                "the rate-limit store is unavailable, so limit `{counter}` cannot be checked; \
+                 the call was not forwarded (try again shortly)"
+            ),
+        }
+    }
+
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Limited::Exhausted {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
+        }
+    }
+
+    /// The JSON Pointer of the refusing limit.
+    pub fn rule(&self) -> &str {
+        match self {
+            Limited::Exhausted { limit, .. }
+            | Limited::TooCostly { limit, .. }
+            | Limited::TooManyKeys { limit, .. }
+            | Limited::Unavailable { limit, .. } => limit,
+        }
+    }
+
+    /// The name of the refusing counter.
+    pub fn counter(&self) -> &str {
+        match self {
+            Limited::Exhausted { counter, .. }
+            | Limited::TooCostly { counter, .. }
+            | Limited::TooManyKeys { counter, .. }
+            | Limited::Unavailable { counter, .. } => counter,
+        }
+    }
+}
+
+/// The counters of one compiled policy, by limit index: what a verdict's charges point at.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    specs: Vec<Arc<CounterSpec>>,
+    pointers: Vec<String>,
+}
+
+impl Counters {
+    /// Specs for every limit of `policy`; equal specs are one `Arc`, so they share buckets.
+    pub(crate) fn new(policy: &CompiledPolicy) -> Counters {
+        let mut specs: Vec<Arc<CounterSpec>> = Vec::with_capacity(policy.limits().len());
+        let mut pointers = Vec::with_capacity(policy.limits().len());
+        for limit in policy.limits() {
+            let spec = CounterSpec::new(
+                limit.counter_name.clone(),
+                limit.quota.max,
+                limit.quota.window_secs,
+                limit.scope,
+            );
+            let spec = specs
+                .iter()
+                .find(|s| ***s == spec)
+                .cloned()
+                .unwrap_or_else(|| Arc::new(spec));
+            specs.push(spec);
+            pointers.push(limit.pointer.clone());
+        }
+        Counters { specs, pointers }
+    }
+
+    /// The spec of limit `index`.
+    pub(crate) fn spec(&self, index: usize) -> Option<&Arc<CounterSpec>> {
+        self.specs.get(index)
+    }
+
+    /// Every distinct spec, for [`CounterStore::retain`].
+    pub(crate) fn distinct(&self) -> Vec<Arc<CounterSpec>> {
+        let mut out: Vec<Arc<CounterSpec>> = Vec::new();
+        for s in &self.specs {
+            if !out.iter().any(|o| Arc::ptr_eq(o, s)) {
+                out.push(s.clone());
+            }
+        }
+        out
+    }
+
+    /// Charges through `store`, turning a refusal into what the layer reports.
+    pub(crate) async fn charge(
+        &self,
+        store: &dyn CounterStore,
+        charges: &[Charge],
+    ) -> Result<Receipt, Limited> {
+        if charges.iter().all(|c| c.cost == 0) {
+            return Ok(Receipt::default());
+        }
+        store
+            .charge(charges)
+            .await
+            .map_err(|refusal| self.limited(charges, refusal))
+    }
+
+    fn limited(&self, charges: &[Charge], refusal: Refusal) -> Limited {
+        let named = |at: usize| {
+            let c = charges.get(at).or_else(|| charges.first());
+            let limit = c
+                .and_then(|c| self.pointers.get(c.limit))
+                .cloned()
+                .unwrap_or_default();
+            (limit, c)
+        };
+        match refusal {
+            Refusal::Exhausted {
+                at,
+                retry_after_secs,
+            } => {
+                let (limit, c) = named(at);
+                Limited::Exhausted {
+                    limit,
+                    counter: c.map(|c| c.counter.name.clone()).unwrap_or_default(),
+                    retry_after_secs,
+                }
+            }
+            Refusal::TooCostly { at } => {
+                let (limit, c) = named(at);
+                Limited::TooCostly {
+                    limit,
+                    counter: c.map(|c| c.counter.name.clone()).unwrap_or_default(),
+                    cost: c.map_or(0, |c| c.cost),
+                    max: c.map_or(0, |c| c.counter.max),
+                }
+            }
+            Refusal::TooManyKeys { at } => {
+                let (limit, c) = named(at);
+                Limited::TooManyKeys {
+                    limit,
+                    counter: c.map(|c| c.counter.name.clone()).unwrap_or_default(),
+                }
+            }
+            Refusal::Unavailable { reason } => {
+                let (limit, c) = named(0);
+                Limited::Unavailable {
+                    limit,
+                    counter: c.map(|c| c.counter.name.clone()).unwrap_or_default(),
+                    reason,
+                }
+            }
+        }
+    }
+}
+
+/// Seconds until `wait_nanos` has passed, rounded up, at least 1: what `retry-after` says.
+pub(crate) fn retry_after_secs(wait_nanos: u64) -> u64 {
+    wait_nanos.div_ceil(1_000_000_000).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        assert_eq!(retry_after_secs(0), 1);
+        assert_eq!(retry_after_secs(1), 1);
+        assert_eq!(retry_after_secs(1_000_000_000), 1);
+        assert_eq!(retry_after_secs(1_000_000_001), 2);
+    }
+
+    #[test]
+    fn emission_interval_is_window_over_max() {
+        let s = CounterSpec::new("c", 30, 60, Scope::Grant);
+        assert_eq!(s.emission_nanos(), 2_000_000_000);
+    }
+}
