@@ -23,11 +23,15 @@ mod layer;
 pub mod limit;
 mod mcp;
 mod observe;
+#[cfg(feature = "redis")]
+pub mod redis;
 mod rest;
 mod service;
 
 pub use answer::{DENIED_PREFIX, DenyStyle, POLICY_DENIED_CODE};
-pub use approval::{Answer, ApprovalQueue, ApprovalRequest, Approver, Refuse, Webhook};
+pub use approval::{
+    Answer, ApprovalDesk, ApprovalQueue, ApprovalRequest, Approver, Refuse, Webhook,
+};
 pub use body::{Body, BoxError, filter_tools_list};
 pub use grant::{
     BearerGrant, DefaultGrant, Grant, GrantExtractor, HeaderGrant, bearer_token, short_hash,

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
@@ -19,7 +19,7 @@ use crate::grant::short_hash;
 
 /// What a person is asked to decide. Argument *values* are not included: only their keys and
 /// the hash that binds the answer to them.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ApprovalRequest {
     pub id: String,
     pub grant: Option<String>,
@@ -35,8 +35,29 @@ pub struct ApprovalRequest {
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// Eight hex digits that differ between processes (pid, start time), so request ids made by
+/// two replicas never collide in a shared queue.
+fn replica_nonce() -> &'static str {
+    static NONCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NONCE.get_or_init(|| {
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let seed = format!("{}-{nanos}", std::process::id());
+        short_hash(seed.as_bytes())[..8].to_owned()
+    })
+}
+
 impl ApprovalRequest {
-    pub(crate) fn new(
+    /// The call hash an id was made with (ids are `<call hash>-<nonce><sequence>`).
+    pub fn call_hash_of(id: &str) -> Option<&str> {
+        id.split_once('-').map(|(h, _)| h)
+    }
+}
+
+impl ApprovalRequest {
+    /// A request about one call, with a fresh id bound to its grant, tool and arguments.
+    pub fn new(
         grant: Option<&str>,
         tool: &str,
         args: Option<&Value>,
@@ -46,7 +67,8 @@ impl ApprovalRequest {
         let call_hash = call_hash(grant, tool, args);
         let seq = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         ApprovalRequest {
-            id: format!("{call_hash}-{seq}"),
+            // Unique across replicas too: a replica's nonce, then its own sequence.
+            id: format!("{call_hash}-{}{seq}", replica_nonce()),
             grant: grant.map(str::to_owned),
             tool: tool.to_owned(),
             arg_keys: crate::observe::arg_keys(args),
@@ -118,6 +140,25 @@ pub trait Approver: Send + Sync + 'static {
     fn ask(&self, request: ApprovalRequest) -> AnswerFuture;
 }
 
+impl<T: Approver + ?Sized> Approver for Arc<T> {
+    fn ask(&self, request: ApprovalRequest) -> AnswerFuture {
+        (**self).ask(request)
+    }
+}
+
+/// A boxed future of an [`ApprovalDesk`].
+pub type DeskFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// An approver whose pending requests a person can list and answer (the admin address).
+pub trait ApprovalDesk: Approver {
+    /// Requests waiting for an answer, oldest first.
+    fn pending(&self) -> DeskFuture<'_, Result<Vec<ApprovalRequest>, String>>;
+
+    /// Answers request `id`; `Ok(false)` if no such request is pending (already answered,
+    /// given up, or never asked). An answer releases that one request only.
+    fn answer<'a>(&'a self, id: &'a str, answer: Answer) -> DeskFuture<'a, Result<bool, String>>;
+}
+
 /// Hosted behaviour: nobody is asked, every approval is refused.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Refuse;
@@ -165,15 +206,15 @@ impl ApprovalQueue {
 
     /// Approves request `id`; false if there is no such pending request.
     pub fn approve(&self, id: &str) -> bool {
-        self.answer(id, Answer::Approved)
+        self.send_answer(id, Answer::Approved)
     }
 
     /// Denies request `id` with an optional reason the agent will read.
     pub fn deny(&self, id: &str, reason: Option<String>) -> bool {
-        self.answer(id, Answer::Denied(reason))
+        self.send_answer(id, Answer::Denied(reason))
     }
 
-    fn answer(&self, id: &str, answer: Answer) -> bool {
+    fn send_answer(&self, id: &str, answer: Answer) -> bool {
         let entry = self
             .pending
             .lock()
@@ -203,6 +244,16 @@ impl Approver for ApprovalQueue {
                 .remove(&id);
             answer
         })
+    }
+}
+
+impl ApprovalDesk for ApprovalQueue {
+    fn pending(&self) -> DeskFuture<'_, Result<Vec<ApprovalRequest>, String>> {
+        Box::pin(std::future::ready(Ok(self.list())))
+    }
+
+    fn answer<'a>(&'a self, id: &'a str, answer: Answer) -> DeskFuture<'a, Result<bool, String>> {
+        Box::pin(std::future::ready(Ok(self.send_answer(id, answer))))
     }
 }
 
