@@ -123,6 +123,8 @@ pub enum Command {
         /// Decide and log every call, block none.
         #[arg(long)]
         shadow: bool,
+        #[command(flatten)]
+        redis: RedisArgs,
         /// The server to launch, after `--`.
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<String>,
@@ -189,6 +191,39 @@ pub struct ServeArgs {
     /// Decide and log every call, block none.
     #[arg(long)]
     pub shadow: bool,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+}
+
+/// Several replicas: counters and approvals in one Redis.
+#[derive(Debug, clap::Args)]
+pub struct RedisArgs {
+    /// Share rate-limit counters and the approval queue with every replica pointed at this
+    /// Redis: redis://[USER:PASSWORD@]HOST:PORT[/DB]. Without it, state lives in this process.
+    /// Read from WARDEN_REDIS_URL when not given (keeps a password out of `ps`).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "WARDEN_REDIS_URL",
+        hide_env_values = true
+    )]
+    pub redis: Option<String>,
+    /// Prefix of every Redis key and channel (deployments sharing one Redis pick different ones).
+    #[arg(long, value_name = "PREFIX", default_value = "warden:")]
+    pub redis_prefix: String,
+    /// How long one Redis command may take before the call is treated as unanswerable.
+    #[arg(long, value_name = "MS", default_value_t = 250)]
+    pub redis_timeout_ms: u64,
+    /// When Redis cannot answer in time: `closed` refuses the call ([POLICY DENIED], the
+    /// default), `open` forwards it unchecked and logs a warning.
+    #[arg(long, value_enum, default_value = "closed")]
+    pub redis_fail: RedisFail,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RedisFail {
+    Closed,
+    Open,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

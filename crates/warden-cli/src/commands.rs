@@ -48,8 +48,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             grant,
             audit,
             shadow,
+            redis,
             command,
-        } => crate::gateway::stdio(policy, grant, audit, shadow, command),
+        } => crate::gateway::stdio(policy, grant, audit, shadow, redis, command),
         Command::Schema => {
             std::io::stdout().write_all(warden_policy::json_schema().as_bytes())?;
             Ok(ExitCode::SUCCESS)

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue};
 use warden_gateway::{Grants, ServeOptions};
+use warden_tower::redis::{FailMode, RedisConfig, redact};
 
-use crate::cli::ServeArgs;
+use crate::cli::{RedisArgs, RedisFail, ServeArgs};
 use crate::error::CliError;
 
 pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
@@ -47,6 +48,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
         (Some(_), None) => return Err(CliError::Usage("--admin needs --admin-token".into())),
         _ => None,
     };
+    let redis = redis_config(&args.redis)?;
     warden_gateway::logging::init(args.audit.as_deref())?;
     let opts = ServeOptions {
         policy: args.policy,
@@ -57,6 +59,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
         admin,
         shadow: args.shadow,
         reload_every: Duration::from_secs(1),
+        redis,
     };
     runtime()?.block_on(warden_gateway::serve(opts))?;
     Ok(ExitCode::SUCCESS)
@@ -67,8 +70,10 @@ pub fn stdio(
     grant: String,
     audit: Option<std::path::PathBuf>,
     shadow: bool,
+    redis: RedisArgs,
     command: Vec<String>,
 ) -> Result<ExitCode, CliError> {
+    let redis = redis_config(&redis)?;
     warden_gateway::logging::init(audit.as_deref())?;
     let opts = warden_gateway::StdioOptions {
         policy,
@@ -76,6 +81,7 @@ pub fn stdio(
         grant,
         shadow,
         reload_every: Duration::from_secs(1),
+        redis,
     };
     let code = runtime()?.block_on(warden_gateway::stdio(opts))?;
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
@@ -159,6 +165,34 @@ pub fn scan(
         None => std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes())?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--redis` and its options, checked before anything starts.
+fn redis_config(args: &RedisArgs) -> Result<Option<RedisConfig>, CliError> {
+    let Some(url) = &args.redis else {
+        return Ok(None);
+    };
+    let shown = redact(url);
+    if !url.starts_with("redis://") {
+        return Err(CliError::Usage(format!(
+            "--redis {shown}: expected redis://[USER:PASSWORD@]HOST:PORT[/DB] \
+             (TLS is not built in; use a local TLS tunnel such as stunnel)"
+        )));
+    }
+    if args.redis_timeout_ms == 0 {
+        return Err(CliError::Usage(
+            "--redis-timeout-ms must be at least 1".into(),
+        ));
+    }
+    Ok(Some(
+        RedisConfig::new(url.clone())
+            .prefix(args.redis_prefix.clone())
+            .timeout(Duration::from_millis(args.redis_timeout_ms))
+            .fail(match args.redis_fail {
+                RedisFail::Closed => FailMode::Closed,
+                RedisFail::Open => FailMode::Open,
+            }),
+    ))
 }
 
 pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {

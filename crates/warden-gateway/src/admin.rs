@@ -11,14 +11,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{StatusCode, header};
 use serde_json::{Value, json};
-use warden_tower::ApprovalQueue;
+use warden_tower::{Answer, ApprovalDesk};
 
 use crate::Error;
 use crate::policy_file::Live;
 
 struct Admin {
     token_digest: [u8; 32],
-    queue: ApprovalQueue,
+    /// `None`: this process refuses approvals, so there is nothing to answer here.
+    desk: Option<Arc<dyn ApprovalDesk>>,
     live: Live,
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
@@ -27,7 +28,7 @@ struct Admin {
 pub async fn start(
     addr: SocketAddr,
     token: String,
-    queue: ApprovalQueue,
+    desk: Option<Arc<dyn ApprovalDesk>>,
     live: Live,
 ) -> Result<SocketAddr, Error> {
     if token.is_empty() {
@@ -41,12 +42,12 @@ pub async fn start(
         .ok();
     let state = Arc::new(Admin {
         token_digest: crate::auth::digest(&token),
-        queue,
+        desk,
         live,
         metrics,
     });
     let app = axum::Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(health))
         .route("/metrics", get(prometheus))
         .route("/approvals", get(list))
         .route("/approvals/{id}/approve", post(approve))
@@ -100,12 +101,42 @@ async fn prometheus(State(admin): State<Arc<Admin>>) -> Response {
     }
 }
 
-async fn list(State(admin): State<Arc<Admin>>) -> Json<Value> {
-    Json(json!({"pending": admin.queue.list()}))
+/// 200 while the gate can decide; 503 while its counter store cannot answer (a load
+/// balancer should then prefer another replica).
+async fn health(State(admin): State<Arc<Admin>>) -> Response {
+    let store = admin.live.handle.store_health();
+    let status = if store.ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if store.ok { "ok" } else { "degraded" },
+        "store": store,
+    });
+    (status, Json(body)).into_response()
+}
+
+async fn list(State(admin): State<Arc<Admin>>) -> Response {
+    let Some(desk) = &admin.desk else {
+        return Json(json!({"pending": []})).into_response();
+    };
+    match desk.pending().await {
+        Ok(pending) => Json(json!({"pending": pending})).into_response(),
+        Err(why) => unavailable(&why),
+    }
+}
+
+fn unavailable(why: &str) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"error": format!("the approval queue is unavailable: {why}")})),
+    )
+        .into_response()
 }
 
 async fn approve(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Response {
-    answered(admin.queue.approve(&id), &id)
+    answer(&admin, &id, Answer::Approved).await
 }
 
 async fn deny(
@@ -115,18 +146,26 @@ async fn deny(
 ) -> Response {
     let reason =
         body.and_then(|Json(b)| b.get("reason").and_then(Value::as_str).map(str::to_owned));
-    answered(admin.queue.deny(&id, reason), &id)
+    answer(&admin, &id, Answer::Denied(reason)).await
 }
 
-fn answered(ok: bool, id: &str) -> Response {
-    if ok {
-        Json(json!({"answered": id})).into_response()
-    } else {
-        (
+async fn answer(admin: &Admin, id: &str, answer: Answer) -> Response {
+    let approved = answer == Answer::Approved;
+    let result = match &admin.desk {
+        Some(desk) => desk.answer(id, answer).await,
+        None => Ok(false),
+    };
+    match result {
+        Ok(true) => {
+            tracing::info!(target: "warden::decision", id, approved, "approval answered");
+            Json(json!({"answered": id})).into_response()
+        }
+        Ok(false) => (
             StatusCode::NOT_FOUND,
             Json(json!({"error": format!("no pending approval {id}")})),
         )
-            .into_response()
+            .into_response(),
+        Err(why) => unavailable(&why),
     }
 }
 

@@ -4,6 +4,9 @@
 //! - [`stdio`]: wraps a stdio MCP server it launches (`warden stdio`).
 //! - [`scan`]: lists a server's tools and writes a starter `.pol` (`warden scan`).
 //!
+//! Counters and approvals live in this process, or with `--redis` in a Redis shared by
+//! every replica ([`state`]).
+//!
 //! Both proxies reload the policy when its file changes (or on SIGHUP), keep the old one
 //! when the new one is invalid, and log one `warden::decision` event per decision, which
 //! [`logging`] can write to an audit file as JSON lines.
@@ -16,6 +19,7 @@ pub mod policy_file;
 pub mod proxy;
 pub mod scan;
 pub mod serve;
+pub mod state;
 pub mod stdio;
 
 pub use auth::Grants;

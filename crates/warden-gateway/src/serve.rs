@@ -12,7 +12,8 @@ use axum::serve::ListenerExt;
 use http::header::{HeaderName, HeaderValue};
 use http::{StatusCode, Uri, header};
 use tower::Layer;
-use warden_tower::{ApprovalQueue, Grant, PolicyLayer};
+use warden_tower::Grant;
+use warden_tower::redis::RedisConfig;
 
 use crate::auth::Grants;
 use crate::policy_file::{self, Live};
@@ -32,17 +33,15 @@ pub struct ServeOptions {
     pub admin: Option<(SocketAddr, String)>,
     pub shadow: bool,
     pub reload_every: Duration,
+    /// Counters and approvals shared with other replicas; `None`: in this process.
+    pub redis: Option<RedisConfig>,
 }
 
 /// Serves until the process is stopped.
 pub async fn serve(opts: ServeOptions) -> Result<(), Error> {
     let (compiled, text) = policy_file::load(&opts.policy).map_err(Error::Policy)?;
-    let queue = ApprovalQueue::new();
-    let mut layer = PolicyLayer::new(compiled).shadow(opts.shadow);
-    if opts.admin.is_some() {
-        // Someone can answer: approvals wait in the queue the admin address serves.
-        layer = layer.approver(queue.clone());
-    }
+    let stores = crate::state::build(compiled, opts.redis.as_ref(), opts.admin.is_some())?;
+    let layer = stores.layer.shadow(opts.shadow);
     let live = Live {
         path: opts.policy.clone(),
         source: Arc::new(RwLock::new(text)),
@@ -64,11 +63,11 @@ pub async fn serve(opts: ServeOptions) -> Result<(), Error> {
         .local_addr()
         .map_err(|e| Error::Io(e.to_string()))?;
     if let Some((admin_addr, token)) = &opts.admin {
-        let bound = admin::start(*admin_addr, token.clone(), queue, live.clone()).await?;
+        let bound = admin::start(*admin_addr, token.clone(), stores.desk, live.clone()).await?;
         println!("admin on http://{bound}/");
     }
     println!("listening on http://{addr}/ -> {}", opts.upstream);
-    tracing::info!(target: "warden::gateway", %addr, upstream = %opts.upstream, auth, "serving");
+    tracing::info!(target: "warden::gateway", %addr, upstream = %opts.upstream, auth, state = %stores.description, "serving");
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });

@@ -21,7 +21,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc;
 use tower::{Layer, ServiceExt};
-use warden_tower::{Body, Grant, PolicyLayer};
+use warden_tower::{Body, Grant};
 
 use crate::Error;
 use crate::policy_file::{self, Live};
@@ -34,12 +34,17 @@ pub struct StdioOptions {
     pub grant: String,
     pub shadow: bool,
     pub reload_every: Duration,
+    /// Counters and approvals shared with `warden serve` replicas (whose admin addresses
+    /// can then answer this process's approvals).
+    pub redis: Option<warden_tower::redis::RedisConfig>,
 }
 
 /// Runs until the client closes stdin or the server exits; returns the server's exit code.
 pub async fn stdio(opts: StdioOptions) -> Result<i32, Error> {
     let (compiled, text) = policy_file::load(&opts.policy).map_err(Error::Policy)?;
-    let layer = PolicyLayer::new(compiled).shadow(opts.shadow);
+    let stores = crate::state::build(compiled, opts.redis.as_ref(), false)?;
+    tracing::info!(target: "warden::gateway", state = %stores.description, "stdio gate");
+    let layer = stores.layer.shadow(opts.shadow);
     let live = Live {
         path: opts.policy.clone(),
         source: Arc::new(std::sync::RwLock::new(text)),

@@ -104,7 +104,7 @@ pub enum Refusal {
 }
 
 /// Whether a store can answer, for `/healthz` and metrics.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct StoreHealth {
     /// `memory` or `redis`.
     pub store: &'static str,

@@ -1,0 +1,65 @@
+//! Where counters and pending approvals live: in this process, or in a Redis shared by
+//! every replica (`--redis`).
+
+use std::sync::Arc;
+
+use warden_policy::CompiledPolicy;
+use warden_tower::redis::{Redis, RedisApprovals, RedisConfig, RedisStore};
+use warden_tower::{ApprovalDesk, ApprovalQueue, PolicyLayer};
+
+use crate::Error;
+
+/// The layer with its stores, and the desk a person answers approvals at (if anyone can).
+pub struct Stores {
+    pub layer: PolicyLayer,
+    pub desk: Option<Arc<dyn ApprovalDesk>>,
+    /// What the startup line says about where state lives (no secrets).
+    pub description: String,
+}
+
+/// In memory, approvals go to a local queue when this process has an admin address (someone
+/// can answer) and are refused otherwise. With Redis, counters and the queue are shared, so
+/// any replica's admin address can answer any replica's call.
+pub fn build(
+    policy: CompiledPolicy,
+    redis: Option<&RedisConfig>,
+    local_admin: bool,
+) -> Result<Stores, Error> {
+    let layer = PolicyLayer::new(policy);
+    match redis {
+        Some(config) => {
+            let redis = Redis::connect(config.clone()).map_err(|e| Error::Config(e.to_string()))?;
+            let desk: Arc<dyn ApprovalDesk> = Arc::new(RedisApprovals::new(redis.clone()));
+            let description = format!(
+                "counters and approvals in Redis {} (prefix {:?}, {} ms deadline, fail {})",
+                config.display_url(),
+                config.prefix,
+                config.timeout.as_millis(),
+                match config.fail {
+                    warden_tower::redis::FailMode::Closed => "closed",
+                    warden_tower::redis::FailMode::Open => "open",
+                }
+            );
+            Ok(Stores {
+                layer: layer
+                    .counter_store(RedisStore::new(redis))
+                    .approver(desk.clone()),
+                desk: Some(desk),
+                description,
+            })
+        }
+        None if local_admin => {
+            let queue: Arc<dyn ApprovalDesk> = Arc::new(ApprovalQueue::new());
+            Ok(Stores {
+                layer: layer.approver(queue.clone()),
+                desk: Some(queue),
+                description: "counters and approvals in memory".into(),
+            })
+        }
+        None => Ok(Stores {
+            layer,
+            desk: None,
+            description: "counters in memory; approvals refused (no --admin to answer them)".into(),
+        }),
+    }
+}

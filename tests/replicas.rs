@@ -1,0 +1,314 @@
+//! Several `warden serve` replicas sharing one real `redis-server`: one quota for all of
+//! them, fail-closed while Redis is down, recovery without a restart, and approvals asked on
+//! one replica answered on another. The upstream is @modelcontextprotocol/server-everything.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod redis_server;
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use redis_server::RedisServer;
+use serde_json::{Value, json};
+
+const POLICY: &str = r#"version 1
+default deny
+
+tool echo {
+  limit 30 per minute per grant
+}
+
+tool get-sum {
+  require approval timeout 30 seconds
+}
+"#;
+
+fn replica(
+    warden: &Path,
+    policy: &Path,
+    upstream: &str,
+    redis: &str,
+    admin: u16,
+) -> support::Running {
+    let mut cmd = Command::new(warden);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--upstream", upstream])
+        .args([
+            "--grant-token",
+            "alice=alice-token",
+            "--grant-token",
+            "bob=bob-token",
+        ])
+        .args(["--redis", redis, "--redis-prefix", "e2e:"])
+        .args([
+            "--admin",
+            &format!("127.0.0.1:{admin}"),
+            "--admin-token",
+            "admin-secret",
+        ])
+        .arg("--policy")
+        .arg(policy)
+        .env("WARDEN_LOG", "warn");
+    support::start(cmd)
+}
+
+fn headers<'a>(auth: &'a str, sid: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("authorization", auth),
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+        ("mcp-protocol-version", "2025-11-25"),
+        ("mcp-session-id", sid),
+    ]
+}
+
+/// A session on the upstream, opened through `url` (any replica forwards it).
+fn session(url: &str, token: &str) -> String {
+    let auth = format!("Bearer {token}");
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"e2e","version":"0"}}}"#;
+    let h: Vec<(&str, &str)> = headers(&auth, "")
+        .into_iter()
+        .filter(|(k, _)| *k != "mcp-session-id")
+        .collect();
+    let (status, resp_headers, body) = support::http(url, "POST", "/mcp", &h, init);
+    assert_eq!(status, 200, "{body}");
+    let sid = resp_headers
+        .iter()
+        .find(|(k, _)| k == "mcp-session-id")
+        .map(|(_, v)| v.clone())
+        .expect("session id");
+    let note = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+    assert_eq!(
+        support::http(url, "POST", "/mcp", &headers(&auth, &sid), note).0,
+        202
+    );
+    sid
+}
+
+/// The text of a tool call's answer, from the gateway's JSON or the server's SSE.
+fn call(url: &str, token: &str, sid: &str, id: u32, tool: &str, args: Value) -> String {
+    let auth = format!("Bearer {token}");
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                      "params": {"name": tool, "arguments": args}})
+    .to_string();
+    let (status, _, raw) = support::http(url, "POST", "/mcp", &headers(&auth, sid), &body);
+    assert_eq!(status, 200, "{raw}");
+    let answer = raw
+        .lines()
+        .map(|l| l.strip_prefix("data: ").unwrap_or(l))
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["id"] == id)
+        .unwrap_or_else(|| panic!("no answer to {id} in {raw}"));
+    answer["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn admin_get(port: u16, path: &str) -> (u16, String) {
+    let (status, _, body) = support::http(
+        &format!("http://127.0.0.1:{port}"),
+        "GET",
+        path,
+        &[("authorization", "Bearer admin-secret")],
+        "",
+    );
+    (status, body)
+}
+
+fn admin_post(port: u16, path: &str) -> u16 {
+    support::http(
+        &format!("http://127.0.0.1:{port}"),
+        "POST",
+        path,
+        &[("authorization", "Bearer admin-secret")],
+        "",
+    )
+    .0
+}
+
+/// Waits (bounded) for the first pending approval whose tool is `tool`, seen on `admin`.
+fn pending_on(admin: u16, tool: &str, except: &[String]) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, body) = admin_get(admin, "/approvals");
+        let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        if let Some(p) = v["pending"].as_array().and_then(|p| {
+            p.iter()
+                .find(|r| r["tool"] == tool && !except.iter().any(|e| r["id"] == **e))
+        }) {
+            return p.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no pending approval on {admin}: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn three_replicas_share_one_quota_fail_closed_without_redis_and_share_approvals() {
+    let warden = support::warden().expect("warden binary");
+    let js = support::everything().expect("server-everything");
+    let mut redis = RedisServer::start();
+    let dir = support::scratch("replicas");
+    let policy = dir.join("policy.pol");
+    std::fs::write(&policy, POLICY).unwrap();
+    let upstream = support::start_everything(&js);
+    let admins: Vec<u16> = (0..3).map(|_| support::free_port()).collect();
+    let replicas: Vec<support::Running> = admins
+        .iter()
+        .map(|a| replica(&warden, &policy, &upstream.url, &redis.url(), *a))
+        .collect();
+    for a in &admins {
+        let (status, body) = admin_get(*a, "/healthz");
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("\"store\":\"redis\""), "{body}");
+    }
+
+    // 120 concurrent calls by alice, 40 through each replica, released together.
+    let sessions: Vec<String> = replicas
+        .iter()
+        .map(|r| session(&r.url, "alice-token"))
+        .collect();
+    let barrier = Arc::new(Barrier::new(120));
+    let workers: Vec<_> = (0..120u32)
+        .map(|i| {
+            let url = replicas[i as usize % 3].url.clone();
+            let sid = sessions[i as usize % 3].clone();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                call(
+                    &url,
+                    "alice-token",
+                    &sid,
+                    100 + i,
+                    "echo",
+                    json!({"message": format!("m{i}")}),
+                )
+            })
+        })
+        .collect();
+    let texts: Vec<String> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+    let echoed = texts.iter().filter(|t| t.starts_with("Echo: m")).count();
+    let limited = texts
+        .iter()
+        .filter(|t| t.starts_with("[POLICY DENIED] rate limit `"))
+        .count();
+    assert_eq!(echoed, 30, "calls that reached the upstream: {texts:?}");
+    assert_eq!(limited, 90, "{texts:?}");
+
+    // Redis down: bob has quota left, but it cannot be checked, so nothing is forwarded.
+    let bob = session(&replicas[1].url, "bob-token");
+    assert_eq!(
+        call(
+            &replicas[1].url,
+            "bob-token",
+            &bob,
+            300,
+            "echo",
+            json!({"message": "before"})
+        ),
+        "Echo: before"
+    );
+    redis.stop();
+    for (i, r) in replicas.iter().enumerate() {
+        let text = call(
+            &r.url,
+            "bob-token",
+            &bob,
+            301 + i as u32,
+            "echo",
+            json!({"message": "during"}),
+        );
+        assert!(
+            text.starts_with("[POLICY DENIED]") && text.contains("rate-limit store is unavailable"),
+            "replica {i}: {text}"
+        );
+    }
+    let (status, body) = admin_get(admins[0], "/healthz");
+    assert_eq!(status, 503, "{body}");
+    assert!(!body.contains("redis://"), "no URL in health: {body}");
+
+    // Redis back (empty: nothing was persisted): calls pass again, no restart.
+    redis.resume();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut n = 400;
+    loop {
+        n += 1;
+        let text = call(
+            &replicas[2].url,
+            "bob-token",
+            &bob,
+            n,
+            "echo",
+            json!({"message": "after"}),
+        );
+        if text == "Echo: after" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still refused 15 s after Redis came back: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // An approval asked through replica A is answered on replica B's admin address.
+    let (url_a, sid_a) = (replicas[0].url.clone(), sessions[0].clone());
+    let waiting = std::thread::spawn(move || {
+        call(
+            &url_a,
+            "alice-token",
+            &sid_a,
+            500,
+            "get-sum",
+            json!({"a": 2, "b": 3}),
+        )
+    });
+    let asked = pending_on(admins[1], "get-sum", &[]);
+    assert_eq!(asked["grant"], "alice");
+    let id = asked["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        admin_post(admins[1], &format!("/approvals/{id}/approve")),
+        200
+    );
+    assert_eq!(waiting.join().unwrap(), "The sum of 2 and 3 is 5.");
+
+    // The same answer again releases nothing: not this id, not a call with other arguments.
+    let (url_a, sid_a) = (replicas[0].url.clone(), sessions[0].clone());
+    let other = std::thread::spawn(move || {
+        call(
+            &url_a,
+            "alice-token",
+            &sid_a,
+            501,
+            "get-sum",
+            json!({"a": 2, "b": 300}),
+        )
+    });
+    let second = pending_on(admins[2], "get-sum", std::slice::from_ref(&id));
+    let second_id = second["id"].as_str().unwrap().to_owned();
+    assert_ne!(second_id, id);
+    assert_eq!(
+        admin_post(admins[1], &format!("/approvals/{id}/approve")),
+        404
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !other.is_finished(),
+        "an old answer released a different call"
+    );
+    assert_eq!(
+        admin_post(admins[2], &format!("/approvals/{second_id}/deny")),
+        200
+    );
+    let text = other.join().unwrap();
+    assert!(text.starts_with("[POLICY DENIED]"), "{text}");
+    drop(replicas);
+}
