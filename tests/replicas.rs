@@ -312,3 +312,44 @@ fn three_replicas_share_one_quota_fail_closed_without_redis_and_share_approvals(
     assert!(text.starts_with("[POLICY DENIED]"), "{text}");
     drop(replicas);
 }
+
+#[test]
+fn a_redis_password_never_reaches_the_logs_and_a_bad_url_is_refused_up_front() {
+    let warden = support::warden().expect("warden binary");
+    let js = support::everything().expect("server-everything");
+    // This server has no password, so AUTH fails: the store stays down and says why.
+    let redis = RedisServer::start();
+    let dir = support::scratch("redis-secret");
+    let policy = dir.join("policy.pol");
+    std::fs::write(&policy, POLICY).unwrap();
+    let upstream = support::start_everything(&js);
+    let log = dir.join("stderr.log");
+    let url = format!("redis://:sekret-pw@127.0.0.1:{}/0", redis.port);
+    let mut cmd = Command::new(&warden);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--upstream", &upstream.url])
+        .args(["--grant-token", "alice=alice-token", "--redis", &url])
+        .arg("--policy")
+        .arg(&policy)
+        .env("WARDEN_LOG", "info");
+    let gw = support::start_with_stderr(cmd, std::fs::File::create(&log).unwrap().into());
+    let sid = session(&gw.url, "alice-token");
+    let text = call(&gw.url, "alice-token", &sid, 2, "echo", json!({"message": "m"}));
+    assert!(text.contains("rate-limit store is unavailable"), "{text}");
+    std::thread::sleep(Duration::from_millis(1500));
+    drop(gw);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains(":***@127.0.0.1"), "the redacted URL is logged: {logged}");
+    assert!(!logged.contains("sekret-pw"), "the password leaked: {logged}");
+
+    let out = Command::new(&warden)
+        .args(["serve", "--upstream", &upstream.url, "--no-auth"])
+        .args(["--redis", "http://:sekret-pw@127.0.0.1:1/"])
+        .arg("--policy")
+        .arg(&policy)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("expected redis://"), "{stderr}");
+    assert!(!stderr.contains("sekret-pw"), "{stderr}");
+}

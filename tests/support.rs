@@ -25,8 +25,13 @@ impl Drop for Running {
 }
 
 /// Starts `cmd`, which prints `listening on URL` on stdout once it accepts connections.
-pub fn start(mut cmd: Command) -> Running {
-    cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+pub fn start(cmd: Command) -> Running {
+    start_with_stderr(cmd, Stdio::inherit())
+}
+
+/// [`start`], with the process's stderr (its logs) sent to `stderr`.
+pub fn start_with_stderr(mut cmd: Command, stderr: Stdio) -> Running {
+    cmd.stdout(Stdio::piped()).stderr(stderr);
     let mut child = cmd.spawn().expect("start server");
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();

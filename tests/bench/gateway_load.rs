@@ -7,8 +7,13 @@
 //! ```
 //!
 //! Upstreams: the project's rmcp example server (`axum_mcp --no-policy`, fast) and, when
-//! installed, @modelcontextprotocol/server-everything (Node). Every loop is bounded by a
-//! request count and a deadline.
+//! installed, @modelcontextprotocol/server-everything (Node). Each is measured directly,
+//! through `warden serve` with in-memory counters, through `warden serve --redis` (a
+//! private `redis-server` this binary starts), and directly again. Every loop is bounded by
+//! a request count and a deadline.
+
+#[path = "../redis_server.rs"]
+mod redis_server;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -195,23 +200,29 @@ async fn load(url: &str, arg: &'static str) -> Result<Run, String> {
     })
 }
 
-fn gateway(warden: &Path, policy: &Path, upstream: &str) -> Result<(Proc, String), String> {
+fn gateway(
+    warden: &Path,
+    policy: &Path,
+    upstream: &str,
+    redis: Option<&str>,
+) -> Result<(Proc, String), String> {
     let port = free_port();
-    let p = spawn(
-        Command::new(warden)
-            .args([
-                "serve",
-                "--no-auth",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--upstream",
-                upstream,
-            ])
-            .arg("--policy")
-            .arg(policy)
-            .env("WARDEN_LOG", "error"),
-        port,
-    )?;
+    let mut cmd = Command::new(warden);
+    cmd.args([
+        "serve",
+        "--no-auth",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--upstream",
+        upstream,
+    ])
+    .arg("--policy")
+    .arg(policy)
+    .env("WARDEN_LOG", "error");
+    if let Some(url) = redis {
+        cmd.args(["--redis", url, "--redis-prefix", "bench:"]);
+    }
+    let p = spawn(&mut cmd, port)?;
     Ok((p, format!("http://127.0.0.1:{port}/mcp")))
 }
 
@@ -236,8 +247,17 @@ fn main() -> Result<(), String> {
     println!(
         "{CLIENTS} clients x {CALLS_PER_CLIENT} tools/call each (after {WARMUP_PER_CLIENT} warm-up calls), keep-alive, TCP_NODELAY\n"
     );
-    println!("| upstream | path | calls/s | p50 | p99 | throughput vs direct | added p99 |");
-    println!("|---|---|---:|---:|---:|---:|---:|");
+    let redis = redis_server::RedisServer::start();
+    let redis_version = Command::new(redis_server::redis_binary())
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    println!("counter store for the `--redis` rows: {redis_version}, on the same machine\n");
+    println!(
+        "| upstream | path | calls/s | p50 | p99 | throughput vs direct | added p99 | vs memory store |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
 
     let mut upstreams: Vec<(&str, &'static str, Proc, String)> = Vec::new();
     let port = free_port();
@@ -272,14 +292,16 @@ fn main() -> Result<(), String> {
         ));
     } else {
         eprintln!(
-            "server-everything not installed (run .ci/run): measuring the rmcp upstream only"
+            "server-everything not installed (run `cargo xtask test` once): measuring the rmcp upstream only"
         );
     }
     for (name, arg, _proc, url) in &upstreams {
-        let (_gw, gw_url) = gateway(&warden, &policy, url)?;
-        // The direct run first and last; the gateway in between: drift shows as a spread.
+        let (_gw, gw_url) = gateway(&warden, &policy, url, None)?;
+        let (_gw_redis, redis_url) = gateway(&warden, &policy, url, Some(&redis.url()))?;
+        // The direct run first and last; the gateways in between: drift shows as a spread.
         let direct = rt.block_on(load(url, arg))?;
         let through = rt.block_on(load(&gw_url, arg))?;
+        let shared = rt.block_on(load(&redis_url, arg))?;
         let direct2 = rt.block_on(load(url, arg))?;
         let d = Run {
             throughput: (direct.throughput + direct2.throughput) / 2.0,
@@ -288,18 +310,27 @@ fn main() -> Result<(), String> {
         };
         let ms = |x: Duration| format!("{:.2} ms", x.as_secs_f64() * 1e3);
         println!(
-            "| {name} | direct | {:.0} | {} | {} | 1.00 | — |",
+            "| {name} | direct | {:.0} | {} | {} | 1.00 | — | — |",
             d.throughput,
             ms(d.p50),
             ms(d.p99)
         );
         println!(
-            "| {name} | warden serve | {:.0} | {} | {} | {:.2} | {} |",
+            "| {name} | warden serve | {:.0} | {} | {} | {:.2} | {} | 1.00 |",
             through.throughput,
             ms(through.p50),
             ms(through.p99),
             through.throughput / d.throughput,
             ms(through.p99.saturating_sub(d.p99))
+        );
+        println!(
+            "| {name} | warden serve --redis | {:.0} | {} | {} | {:.2} | {} | {:.2} |",
+            shared.throughput,
+            ms(shared.p50),
+            ms(shared.p99),
+            shared.throughput / d.throughput,
+            ms(shared.p99.saturating_sub(d.p99)),
+            shared.throughput / through.throughput
         );
     }
     Ok(())

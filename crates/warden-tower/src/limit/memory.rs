@@ -18,7 +18,7 @@ use governor::nanos::Nanos;
 use governor::state::StateStore;
 use governor::{Quota, RateLimiter};
 
-use super::{Charge, CounterSpec, CounterStore, Receipt, Refusal, StoreFuture, StoreHealth};
+use super::{Charge, Charged, CounterSpec, CounterStore, Refusal, StoreFuture, StoreHealth};
 
 /// The state of one GCRA bucket per key, shared by every limit that names the counter.
 #[derive(Debug, Default)]
@@ -113,20 +113,50 @@ impl Counter {
 /// Counters in this process, by spec; the default store.
 #[derive(Debug)]
 pub struct MemoryStore {
-    counters: RwLock<HashMap<CounterSpec, Option<Arc<Counter>>>>,
+    /// By spec; the hash is the spec's precomputed fingerprint (one u64 to hash per call).
+    counters: RwLock<HashMap<CounterSpec, Option<Arc<Counter>>, BuildFingerprint>>,
     /// Serializes charge transactions so an undo never races another charge.
     tx: Mutex<()>,
     max_keys: usize,
 }
 
+/// Hashes a [`CounterSpec`] by its fingerprint: it writes one u64, passed through as is.
+#[derive(Debug, Default, Clone, Copy)]
+struct BuildFingerprint;
+
+#[derive(Default)]
+struct Fingerprint(u64);
+
+impl std::hash::Hasher for Fingerprint {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Not reached for CounterSpec (it writes one u64); kept correct for anything else.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 ^= n;
+    }
+}
+
+impl std::hash::BuildHasher for BuildFingerprint {
+    type Hasher = Fingerprint;
+    fn build_hasher(&self) -> Fingerprint {
+        Fingerprint::default()
+    }
+}
+
 /// A key's previous time, kept to undo a charge when a later one refuses.
-type Undo<'a> = Vec<(&'a Counter, &'a str, Option<u64>)>;
+type Undo<'a> = Vec<(Arc<Counter>, &'a str, Option<u64>)>;
 
 impl MemoryStore {
     /// A store that tracks at most `max_keys` live keys per counter.
     pub fn new(max_keys: usize) -> Self {
         MemoryStore {
-            counters: RwLock::new(HashMap::new()),
+            counters: RwLock::new(HashMap::default()),
             tx: Mutex::new(()),
             max_keys: max_keys.max(1),
         }
@@ -148,9 +178,7 @@ impl MemoryStore {
             .clone()
     }
 
-    fn charge_now(&self, charges: &[Charge]) -> Result<Receipt, Refusal> {
-        let counters: Vec<Option<Arc<Counter>>> =
-            charges.iter().map(|c| self.counter(&c.counter)).collect();
+    fn charge_now(&self, charges: &[Charge]) -> Result<Charged, Refusal> {
         let _tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
         let mut undo: Undo<'_> = Vec::with_capacity(charges.len());
         let refuse = |r: Refusal, undo: &mut Undo<'_>| {
@@ -163,12 +191,12 @@ impl MemoryStore {
             }
             Err(r)
         };
-        for (at, (c, counter)) in charges.iter().zip(&counters).enumerate() {
+        for (at, c) in charges.iter().enumerate() {
             if c.cost == 0 {
                 continue;
             }
             // A quota governor cannot represent fails closed.
-            let Some(counter) = counter.as_deref() else {
+            let Some(counter) = self.counter(&c.counter) else {
                 return refuse(Refusal::TooManyKeys { at }, &mut undo);
             };
             let old = counter.tats.lock().get(&c.key).copied();
@@ -196,14 +224,12 @@ impl MemoryStore {
                 None | Some(Err(_)) => return refuse(Refusal::TooCostly { at }, &mut undo),
             }
         }
-        Ok(Receipt::new(
-            charges.iter().filter(|c| c.cost > 0).cloned().collect(),
-        ))
+        Ok(Charged::All)
     }
 
-    fn refund_now(&self, receipt: &Receipt) {
+    fn refund_now(&self, charges: &[Charge]) {
         let _tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
-        for c in receipt.charges() {
+        for c in charges.iter().filter(|c| c.cost > 0) {
             let Some(counter) = self.counter(&c.counter) else {
                 continue;
             };
@@ -228,12 +254,16 @@ impl Default for MemoryStore {
 }
 
 impl CounterStore for MemoryStore {
-    fn charge<'a>(&'a self, charges: &'a [Charge]) -> StoreFuture<'a, Result<Receipt, Refusal>> {
-        Box::pin(std::future::ready(self.charge_now(charges)))
+    fn charge<'a>(&'a self, charges: &'a [Charge]) -> StoreFuture<'a, Result<Charged, Refusal>> {
+        Box::pin(std::future::ready(MemoryStore::charge_now(self, charges)))
     }
 
-    fn refund<'a>(&'a self, receipt: &'a Receipt) -> StoreFuture<'a, ()> {
-        self.refund_now(receipt);
+    fn charge_now(&self, charges: &[Charge]) -> Option<Result<Charged, Refusal>> {
+        Some(MemoryStore::charge_now(self, charges))
+    }
+
+    fn refund<'a>(&'a self, charges: &'a [Charge]) -> StoreFuture<'a, ()> {
+        self.refund_now(charges);
         Box::pin(std::future::ready(()))
     }
 
@@ -297,9 +327,10 @@ mod tests {
     fn a_refund_gives_the_quota_back() {
         let store = MemoryStore::new(10);
         let a = Arc::new(CounterSpec::new("a", 3, 60, Scope::Grant));
-        let receipt = store.charge_now(&[charge(&a, "k", 3)]).unwrap();
+        let taken = [charge(&a, "k", 3)];
+        assert_eq!(store.charge_now(&taken), Ok(Charged::All));
         assert!(store.charge_now(&[charge(&a, "k", 1)]).is_err());
-        store.refund_now(&receipt);
+        store.refund_now(&taken);
         assert!(store.charge_now(&[charge(&a, "k", 3)]).is_ok());
         assert_eq!(store.live_keys(), Some(1));
     }

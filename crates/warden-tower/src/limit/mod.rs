@@ -35,7 +35,7 @@ pub use memory::MemoryStore;
 
 /// What identifies a bucket family: limits with the same name, quota and scope share state,
 /// across policy reloads and (with a shared store) across replicas.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CounterSpec {
     pub name: String,
     /// Burst: this many units fit in an empty bucket.
@@ -43,15 +43,30 @@ pub struct CounterSpec {
     /// The bucket refills evenly over this many seconds.
     pub window_secs: u64,
     pub scope: Scope,
+    /// A hash of the fields above, computed once: stores look specs up on every call.
+    fingerprint: u64,
+}
+
+impl std::hash::Hash for CounterSpec {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.fingerprint);
+    }
 }
 
 impl CounterSpec {
     pub fn new(name: impl Into<String>, max: u64, window_secs: u64, scope: Scope) -> Self {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let name = name.into();
+        // Fixed keys: the same spec has the same fingerprint in every process.
+        let mut h = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+            .build_hasher();
+        (&name, max, window_secs, scope.as_str()).hash(&mut h);
         CounterSpec {
-            name: name.into(),
+            name,
             max,
             window_secs,
             scope,
+            fingerprint: h.finish(),
         }
     }
 
@@ -72,21 +87,14 @@ pub struct Charge {
     pub cost: u64,
 }
 
-/// What a successful charge took, so that it can be given back ([`CounterStore::refund`]).
-#[derive(Debug, Clone, Default)]
-pub struct Receipt {
-    pub(crate) charges: Vec<Charge>,
-}
-
-impl Receipt {
-    pub fn new(charges: Vec<Charge>) -> Self {
-        Receipt { charges }
-    }
-
-    /// The charges that were applied (zero-cost ones are left out).
-    pub fn charges(&self) -> &[Charge] {
-        &self.charges
-    }
+/// What a successful charge did. Only `All` may be given back ([`CounterStore::refund`]).
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Charged {
+    /// Every counter was charged.
+    All,
+    /// Nothing was charged: a store configured to fail open could not be reached.
+    Nothing,
 }
 
 /// Why a store refused a charge. `at` is the position of the refusing charge in the slice
@@ -120,11 +128,17 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// atomically with respect to every other charge of the same counters.
 pub trait CounterStore: Send + Sync + 'static {
     /// Charges every entry or none; the first refusing entry is named.
-    fn charge<'a>(&'a self, charges: &'a [Charge]) -> StoreFuture<'a, Result<Receipt, Refusal>>;
+    fn charge<'a>(&'a self, charges: &'a [Charge]) -> StoreFuture<'a, Result<Charged, Refusal>>;
 
-    /// Gives back everything `receipt` took (bounded by a full bucket). Best effort: a store
-    /// that cannot be reached keeps the charge, which errs on the side of the limit.
-    fn refund<'a>(&'a self, receipt: &'a Receipt) -> StoreFuture<'a, ()>;
+    /// The same, for a store that can answer without waiting (`None`: it cannot). The layer
+    /// tries this first, so the in-memory path allocates no future.
+    fn charge_now(&self, _charges: &[Charge]) -> Option<Result<Charged, Refusal>> {
+        None
+    }
+
+    /// Gives back charges that were [`Charged::All`] (each bucket at most back to full).
+    /// Best effort: a store that cannot be reached keeps them, erring on the limit's side.
+    fn refund<'a>(&'a self, charges: &'a [Charge]) -> StoreFuture<'a, ()>;
 
     /// A new policy is in force with these counters; a store may drop state of the others.
     fn retain(&self, _live: &[Arc<CounterSpec>]) {}
@@ -273,14 +287,15 @@ impl Counters {
         &self,
         store: &dyn CounterStore,
         charges: &[Charge],
-    ) -> Result<Receipt, Limited> {
+    ) -> Result<Charged, Limited> {
         if charges.iter().all(|c| c.cost == 0) {
-            return Ok(Receipt::default());
+            return Ok(Charged::All);
         }
-        store
-            .charge(charges)
-            .await
-            .map_err(|refusal| self.limited(charges, refusal))
+        let answer = match store.charge_now(charges) {
+            Some(now) => now,
+            None => store.charge(charges).await,
+        };
+        answer.map_err(|refusal| self.limited(charges, refusal))
     }
 
     fn limited(&self, charges: &[Charge], refusal: Refusal) -> Limited {

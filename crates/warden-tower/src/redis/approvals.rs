@@ -64,14 +64,17 @@ return 1
 const POLL: Duration = Duration::from_secs(1);
 
 impl RedisApprovals {
-    /// Starts listening for answers (inside a tokio runtime).
+    /// Starts listening for answers. Outside a tokio runtime there is no listener, and
+    /// waiting calls find their answers by polling alone.
     pub fn new(redis: Redis) -> Self {
         let desk = Arc::new(Desk {
             redis,
             waiters: Mutex::new(HashMap::new()),
             answer: Script::new(ANSWER_SCRIPT),
         });
-        tokio::spawn(listen(Arc::downgrade(&desk)));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(listen(Arc::downgrade(&desk)));
+        }
         RedisApprovals { desk }
     }
 }

@@ -7,7 +7,7 @@ use ::redis::Script;
 use super::{FailMode, Redis};
 use crate::grant::short_hash;
 use crate::limit::{
-    Charge, CounterSpec, CounterStore, Receipt, Refusal, StoreFuture, StoreHealth, retry_after_secs,
+    Charge, Charged, CounterSpec, CounterStore, Refusal, StoreFuture, StoreHealth, retry_after_secs,
 };
 
 /// Rate-limit counters shared by every replica that points at the same Redis and prefix.
@@ -48,7 +48,7 @@ impl RedisStore {
         self.redis.key(&[&spec.name, &quota, key])
     }
 
-    async fn charge_all(&self, charges: &[Charge]) -> Result<Receipt, Refusal> {
+    async fn charge_all(&self, charges: &[Charge]) -> Result<Charged, Refusal> {
         let live: Vec<(usize, &Charge)> = charges
             .iter()
             .enumerate()
@@ -76,9 +76,7 @@ impl RedisStore {
             )
             .await;
         match answer {
-            Ok(v) if v.first() == Some(&1) => Ok(Receipt::new(
-                live.into_iter().map(|(_, c)| c.clone()).collect(),
-            )),
+            Ok(v) if v.first() == Some(&1) => Ok(Charged::All),
             Ok(v) => {
                 let i = v
                     .get(1)
@@ -97,7 +95,7 @@ impl RedisStore {
         }
     }
 
-    fn unavailable(&self, why: String) -> Result<Receipt, Refusal> {
+    fn unavailable(&self, why: String) -> Result<Charged, Refusal> {
         match self.redis.config().fail {
             FailMode::Closed => Err(Refusal::Unavailable { reason: why }),
             FailMode::Open => {
@@ -106,17 +104,17 @@ impl RedisStore {
                     "rate-limit store unavailable: call allowed unchecked (--redis-fail open)"
                 );
                 metrics::counter!("warden_store_fail_open_total").increment(1);
-                Ok(Receipt::default())
+                Ok(Charged::Nothing)
             }
         }
     }
 
-    async fn refund_all(&self, receipt: &Receipt) {
-        if receipt.charges().is_empty() {
+    async fn refund_all(&self, charges: &[Charge]) {
+        if charges.iter().all(|c| c.cost == 0) {
             return;
         }
         let mut invocation = self.refund.prepare_invoke();
-        for c in receipt.charges() {
+        for c in charges.iter().filter(|c| c.cost > 0) {
             invocation
                 .key(self.bucket_key(&c.counter, &c.key))
                 .arg((emission_micros(&c.counter) * c.cost as f64).to_string());
@@ -140,12 +138,12 @@ fn emission_micros(spec: &CounterSpec) -> f64 {
 }
 
 impl CounterStore for RedisStore {
-    fn charge<'a>(&'a self, charges: &'a [Charge]) -> StoreFuture<'a, Result<Receipt, Refusal>> {
+    fn charge<'a>(&'a self, charges: &'a [Charge]) -> StoreFuture<'a, Result<Charged, Refusal>> {
         Box::pin(self.charge_all(charges))
     }
 
-    fn refund<'a>(&'a self, receipt: &'a Receipt) -> StoreFuture<'a, ()> {
-        Box::pin(self.refund_all(receipt))
+    fn refund<'a>(&'a self, charges: &'a [Charge]) -> StoreFuture<'a, ()> {
+        Box::pin(self.refund_all(charges))
     }
 
     fn health(&self) -> StoreHealth {

@@ -155,6 +155,9 @@ impl Redis {
     /// Prepares the connection without waiting for it (Redis may be down at start: calls
     /// then fail closed until it is up). Must be called inside a tokio runtime.
     pub fn connect(config: RedisConfig) -> Result<Redis, crate::Error> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            crate::Error::Config("Redis::connect must be called inside a tokio runtime".into())
+        })?;
         let client = ::redis::Client::open(config.url.as_str()).map_err(|e| {
             crate::Error::Config(format!("Redis URL {}: {e}", config.display_url()))
         })?;
@@ -177,7 +180,7 @@ impl Redis {
                 last_error: Mutex::new(Some("not connected yet".into())),
             }),
         };
-        redis.spawn_health_ping();
+        redis.spawn_health_ping(&runtime);
         Ok(redis)
     }
 
@@ -274,9 +277,9 @@ impl Redis {
 
     /// Pings every second while any clone is alive: health stays current and a dead
     /// connection is replaced before the next call needs it.
-    fn spawn_health_ping(&self) {
+    fn spawn_health_ping(&self, runtime: &tokio::runtime::Handle) {
         let weak = Arc::downgrade(&self.inner);
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             loop {
                 let Some(inner) = weak.upgrade() else { return };
                 let _ = Redis { inner }.ping().await;
