@@ -157,61 +157,6 @@ fn serve_allows_denies_hides_limits_per_grant_and_refuses_unknown_tokens() {
     );
 }
 
-/// Initializes a session by hand; returns its id.
-fn session(url: &str, token: &str) -> String {
-    let auth = format!("Bearer {token}");
-    let h = headers(&auth, None);
-    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"e2e","version":"0"}}}"#;
-    let (status, resp_headers, body) = support::http(url, "POST", "/mcp", &h, init);
-    assert_eq!(status, 200, "{body}");
-    let sid = resp_headers
-        .iter()
-        .find(|(k, _)| k == "mcp-session-id")
-        .map(|(_, v)| v.clone())
-        .expect("session id");
-    let h = headers(&auth, Some(&sid));
-    let (status, _, _) = support::http(
-        url,
-        "POST",
-        "/mcp",
-        &h,
-        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
-    );
-    assert_eq!(status, 202);
-    sid
-}
-
-fn headers<'a>(auth: &'a str, sid: Option<&'a str>) -> Vec<(&'a str, &'a str)> {
-    let mut h = vec![
-        ("authorization", auth),
-        ("content-type", "application/json"),
-        ("accept", "application/json, text/event-stream"),
-        ("mcp-protocol-version", "2025-11-25"),
-    ];
-    if let Some(s) = sid {
-        h.push(("mcp-session-id", s));
-    }
-    h
-}
-
-fn call_text(url: &str, sid: &str, id: u32, tool: &str, args: Value) -> String {
-    let auth = "Bearer alice-token";
-    let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": args}}).to_string();
-    let (status, _, raw) = support::http(url, "POST", "/mcp", &headers(auth, Some(sid)), &body);
-    assert_eq!(status, 200, "{raw}");
-    // JSON from the layer, SSE from the server: find the answer either way.
-    let answer = raw
-        .lines()
-        .map(|l| l.strip_prefix("data: ").unwrap_or(l))
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|v| v["id"] == id)
-        .unwrap_or_else(|| panic!("no answer to {id} in {raw}"));
-    answer["result"]["content"][0]["text"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
 #[test]
 fn serve_streams_sse_answers_as_they_come() {
     let Some((warden, js)) = peers() else { return };
@@ -220,12 +165,12 @@ fn serve_streams_sse_answers_as_they_come() {
     std::fs::write(&policy, POLICY).unwrap();
     let upstream = support::start_everything(&js);
     let gw = serve(&warden, &policy, &upstream.url);
-    let sid = session(&gw.url, "alice-token");
+    let sid = support::session(&gw.url, "alice-token");
     let body = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"trigger-long-running-operation","arguments":{"duration":2,"steps":4},"_meta":{"progressToken":"p"}}}"#;
     let lines = support::http_timed(
         &gw.url,
         "/mcp",
-        &headers("Bearer alice-token", Some(&sid)),
+        &support::mcp_headers("Bearer alice-token", Some(&sid)),
         body,
     );
     let first_progress = lines
@@ -254,9 +199,16 @@ fn serve_reloads_an_edited_policy_without_dropping_the_session() {
     std::fs::write(&policy, POLICY).unwrap();
     let upstream = support::start_everything(&js);
     let gw = serve(&warden, &policy, &upstream.url);
-    let sid = session(&gw.url, "alice-token");
+    let sid = support::session(&gw.url, "alice-token");
     assert_eq!(
-        call_text(&gw.url, &sid, 2, "echo", json!({"message": "one"})),
+        support::call_text(
+            &gw.url,
+            "alice-token",
+            &sid,
+            2,
+            "echo",
+            json!({"message": "one"})
+        ),
         "Echo: one"
     );
 
@@ -265,7 +217,14 @@ fn serve_reloads_an_edited_policy_without_dropping_the_session() {
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut id = 3;
     loop {
-        let text = call_text(&gw.url, &sid, id, "echo", json!({"message": "two"}));
+        let text = support::call_text(
+            &gw.url,
+            "alice-token",
+            &sid,
+            id,
+            "echo",
+            json!({"message": "two"}),
+        );
         if text.starts_with("[POLICY DENIED]") {
             break;
         }
@@ -281,11 +240,25 @@ fn serve_reloads_an_edited_policy_without_dropping_the_session() {
     .unwrap();
     std::thread::sleep(Duration::from_millis(2500));
     assert!(
-        call_text(&gw.url, &sid, 100, "echo", json!({"message": "x"}))
-            .starts_with("[POLICY DENIED]")
+        support::call_text(
+            &gw.url,
+            "alice-token",
+            &sid,
+            100,
+            "echo",
+            json!({"message": "x"})
+        )
+        .starts_with("[POLICY DENIED]")
     );
     assert_eq!(
-        call_text(&gw.url, &sid, 101, "get-sum", json!({"a": 1, "b": 2})),
+        support::call_text(
+            &gw.url,
+            "alice-token",
+            &sid,
+            101,
+            "get-sum",
+            json!({"a": 1, "b": 2})
+        ),
         "The sum of 1 and 2 is 3."
     );
 }
@@ -510,15 +483,30 @@ fn admin_serves_health_metrics_policy_and_the_approval_queue() {
     );
     assert_eq!(support::http(&admin, "GET", "/healthz", &auth, "").0, 200);
 
-    let sid = session(&gw.url, "alice-token");
+    let sid = support::session(&gw.url, "alice-token");
     assert_eq!(
-        call_text(&gw.url, &sid, 2, "echo", json!({"message": "m"})),
+        support::call_text(
+            &gw.url,
+            "alice-token",
+            &sid,
+            2,
+            "echo",
+            json!({"message": "m"})
+        ),
         "Echo: m"
     );
     // get-sum waits for a person: answer it from the admin address while the call is open.
     let (url, sid2) = (gw.url.clone(), sid.clone());
-    let pending =
-        std::thread::spawn(move || call_text(&url, &sid2, 3, "get-sum", json!({"a": 1, "b": 1})));
+    let pending = std::thread::spawn(move || {
+        support::call_text(
+            &url,
+            "alice-token",
+            &sid2,
+            3,
+            "get-sum",
+            json!({"a": 1, "b": 1}),
+        )
+    });
     let deadline = Instant::now() + Duration::from_secs(15);
     let id = loop {
         let (_, _, body) = support::http(&admin, "GET", "/approvals", &auth, "");

@@ -55,59 +55,6 @@ fn replica(
     support::start(cmd)
 }
 
-fn headers<'a>(auth: &'a str, sid: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![
-        ("authorization", auth),
-        ("content-type", "application/json"),
-        ("accept", "application/json, text/event-stream"),
-        ("mcp-protocol-version", "2025-11-25"),
-        ("mcp-session-id", sid),
-    ]
-}
-
-/// A session on the upstream, opened through `url` (any replica forwards it).
-fn session(url: &str, token: &str) -> String {
-    let auth = format!("Bearer {token}");
-    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"e2e","version":"0"}}}"#;
-    let h: Vec<(&str, &str)> = headers(&auth, "")
-        .into_iter()
-        .filter(|(k, _)| *k != "mcp-session-id")
-        .collect();
-    let (status, resp_headers, body) = support::http(url, "POST", "/mcp", &h, init);
-    assert_eq!(status, 200, "{body}");
-    let sid = resp_headers
-        .iter()
-        .find(|(k, _)| k == "mcp-session-id")
-        .map(|(_, v)| v.clone())
-        .expect("session id");
-    let note = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
-    assert_eq!(
-        support::http(url, "POST", "/mcp", &headers(&auth, &sid), note).0,
-        202
-    );
-    sid
-}
-
-/// The text of a tool call's answer, from the gateway's JSON or the server's SSE.
-fn call(url: &str, token: &str, sid: &str, id: u32, tool: &str, args: Value) -> String {
-    let auth = format!("Bearer {token}");
-    let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-                      "params": {"name": tool, "arguments": args}})
-    .to_string();
-    let (status, _, raw) = support::http(url, "POST", "/mcp", &headers(&auth, sid), &body);
-    assert_eq!(status, 200, "{raw}");
-    let answer = raw
-        .lines()
-        .map(|l| l.strip_prefix("data: ").unwrap_or(l))
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|v| v["id"] == id)
-        .unwrap_or_else(|| panic!("no answer to {id} in {raw}"));
-    answer["result"]["content"][0]["text"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
 fn admin_get(port: u16, path: &str) -> (u16, String) {
     let (status, _, body) = support::http(
         &format!("http://127.0.0.1:{port}"),
@@ -173,7 +120,7 @@ fn three_replicas_share_one_quota_fail_closed_without_redis_and_share_approvals(
     // 120 concurrent calls by alice, 40 through each replica, released together.
     let sessions: Vec<String> = replicas
         .iter()
-        .map(|r| session(&r.url, "alice-token"))
+        .map(|r| support::session(&r.url, "alice-token"))
         .collect();
     let barrier = Arc::new(Barrier::new(120));
     let workers: Vec<_> = (0..120u32)
@@ -183,7 +130,7 @@ fn three_replicas_share_one_quota_fail_closed_without_redis_and_share_approvals(
             let barrier = barrier.clone();
             std::thread::spawn(move || {
                 barrier.wait();
-                call(
+                support::call_text(
                     &url,
                     "alice-token",
                     &sid,
@@ -204,9 +151,9 @@ fn three_replicas_share_one_quota_fail_closed_without_redis_and_share_approvals(
     assert_eq!(limited, 90, "{texts:?}");
 
     // Redis down: bob has quota left, but it cannot be checked, so nothing is forwarded.
-    let bob = session(&replicas[1].url, "bob-token");
+    let bob = support::session(&replicas[1].url, "bob-token");
     assert_eq!(
-        call(
+        support::call_text(
             &replicas[1].url,
             "bob-token",
             &bob,
@@ -218,7 +165,7 @@ fn three_replicas_share_one_quota_fail_closed_without_redis_and_share_approvals(
     );
     redis.stop();
     for (i, r) in replicas.iter().enumerate() {
-        let text = call(
+        let text = support::call_text(
             &r.url,
             "bob-token",
             &bob,
@@ -241,7 +188,7 @@ fn three_replicas_share_one_quota_fail_closed_without_redis_and_share_approvals(
     let mut n = 400;
     loop {
         n += 1;
-        let text = call(
+        let text = support::call_text(
             &replicas[2].url,
             "bob-token",
             &bob,
@@ -262,7 +209,7 @@ fn three_replicas_share_one_quota_fail_closed_without_redis_and_share_approvals(
     // An approval asked through replica A is answered on replica B's admin address.
     let (url_a, sid_a) = (replicas[0].url.clone(), sessions[0].clone());
     let waiting = std::thread::spawn(move || {
-        call(
+        support::call_text(
             &url_a,
             "alice-token",
             &sid_a,
@@ -283,7 +230,7 @@ fn three_replicas_share_one_quota_fail_closed_without_redis_and_share_approvals(
     // The same answer again releases nothing: not this id, not a call with other arguments.
     let (url_a, sid_a) = (replicas[0].url.clone(), sessions[0].clone());
     let other = std::thread::spawn(move || {
-        call(
+        support::call_text(
             &url_a,
             "alice-token",
             &sid_a,
@@ -326,20 +273,39 @@ fn a_redis_password_never_reaches_the_logs_and_a_bad_url_is_refused_up_front() {
     let log = dir.join("stderr.log");
     let url = format!("redis://:sekret-pw@127.0.0.1:{}/0", redis.port);
     let mut cmd = Command::new(&warden);
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--upstream", &upstream.url])
-        .args(["--grant-token", "alice=alice-token", "--redis", &url])
-        .arg("--policy")
-        .arg(&policy)
-        .env("WARDEN_LOG", "info");
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &upstream.url,
+    ])
+    .args(["--grant-token", "alice=alice-token", "--redis", &url])
+    .arg("--policy")
+    .arg(&policy)
+    .env("WARDEN_LOG", "info");
     let gw = support::start_with_stderr(cmd, std::fs::File::create(&log).unwrap().into());
-    let sid = session(&gw.url, "alice-token");
-    let text = call(&gw.url, "alice-token", &sid, 2, "echo", json!({"message": "m"}));
+    let sid = support::session(&gw.url, "alice-token");
+    let text = support::call_text(
+        &gw.url,
+        "alice-token",
+        &sid,
+        2,
+        "echo",
+        json!({"message": "m"}),
+    );
     assert!(text.contains("rate-limit store is unavailable"), "{text}");
     std::thread::sleep(Duration::from_millis(1500));
     drop(gw);
     let logged = std::fs::read_to_string(&log).unwrap();
-    assert!(logged.contains(":***@127.0.0.1"), "the redacted URL is logged: {logged}");
-    assert!(!logged.contains("sekret-pw"), "the password leaked: {logged}");
+    assert!(
+        logged.contains(":***@127.0.0.1"),
+        "the redacted URL is logged: {logged}"
+    );
+    assert!(
+        !logged.contains("sekret-pw"),
+        "the password leaked: {logged}"
+    );
 
     let out = Command::new(&warden)
         .args(["serve", "--upstream", &upstream.url, "--no-auth"])

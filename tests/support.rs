@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use serde_json::{Value, json};
+
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -266,4 +268,60 @@ pub fn scratch(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir
+}
+
+/// Initializes a session by hand; returns its id.
+pub fn session(url: &str, token: &str) -> String {
+    let auth = format!("Bearer {token}");
+    let h = mcp_headers(&auth, None);
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"e2e","version":"0"}}}"#;
+    let (status, resp_headers, body) = http(url, "POST", "/mcp", &h, init);
+    assert_eq!(status, 200, "{body}");
+    let sid = resp_headers
+        .iter()
+        .find(|(k, _)| k == "mcp-session-id")
+        .map(|(_, v)| v.clone())
+        .expect("session id");
+    let h = mcp_headers(&auth, Some(&sid));
+    let (status, _, _) = http(
+        url,
+        "POST",
+        "/mcp",
+        &h,
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+    );
+    assert_eq!(status, 202);
+    sid
+}
+
+pub fn mcp_headers<'a>(auth: &'a str, sid: Option<&'a str>) -> Vec<(&'a str, &'a str)> {
+    let mut h = vec![
+        ("authorization", auth),
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+        ("mcp-protocol-version", "2025-11-25"),
+    ];
+    if let Some(s) = sid {
+        h.push(("mcp-session-id", s));
+    }
+    h
+}
+
+/// The text of a `tools/call` answer, from the gateway's JSON or the server's SSE.
+pub fn call_text(url: &str, token: &str, sid: &str, id: u32, tool: &str, args: Value) -> String {
+    let auth = &format!("Bearer {token}");
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": args}}).to_string();
+    let (status, _, raw) = http(url, "POST", "/mcp", &mcp_headers(auth, Some(sid)), &body);
+    assert_eq!(status, 200, "{raw}");
+    // JSON from the layer, SSE from the server: find the answer either way.
+    let answer = raw
+        .lines()
+        .map(|l| l.strip_prefix("data: ").unwrap_or(l))
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["id"] == id)
+        .unwrap_or_else(|| panic!("no answer to {id} in {raw}"));
+    answer["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }

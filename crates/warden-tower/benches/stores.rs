@@ -46,7 +46,11 @@ fn stores(c: &mut Criterion) {
         .layer(Handler);
     // Every call must really be charged in Redis, or the figure means nothing.
     run(&rt, &shared, &body);
-    assert_ne!(server.command(&["DBSIZE"]), ":0", "the Redis store charged nothing");
+    assert_ne!(
+        server.command(&["DBSIZE"]),
+        ":0",
+        "the Redis store charged nothing"
+    );
     g.bench_function("PolicyLayer + limit: Redis store (loopback)", |b| {
         b.iter(|| run(&rt, &shared, &body))
     });

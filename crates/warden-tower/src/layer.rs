@@ -213,7 +213,7 @@ impl std::fmt::Debug for PolicyHandle {
 impl PolicyHandle {
     pub fn swap(&self, policy: CompiledPolicy) {
         let counters = Counters::new(&policy);
-        self.store.retain(&counters.distinct());
+        self.store.retain(counters.distinct());
         self.state.store(Arc::new(Enforcer {
             policy: Arc::new(policy),
             counters,

@@ -149,7 +149,10 @@ async fn keys_are_namespaced_and_expire_when_full_again() {
     let server = RedisServer::start();
     let s = store(&server, "ns:");
     let calls = spec("calls", 30, 60);
-    assert_eq!(s.charge(&[charge(&calls, "alice", 1)]).await, Ok(Charged::All));
+    assert_eq!(
+        s.charge(&[charge(&calls, "alice", 1)]).await,
+        Ok(Charged::All)
+    );
     let key = s.bucket_key(&calls, "alice");
     assert!(key.starts_with("ns:calls:"), "{key}");
     assert!(key.ends_with(":alice"), "{key}");

@@ -68,4 +68,3 @@ where
         black_box(resp.into_body().collect().await.unwrap());
     });
 }
-

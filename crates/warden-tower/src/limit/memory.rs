@@ -268,10 +268,11 @@ impl CounterStore for MemoryStore {
     }
 
     fn retain(&self, live: &[Arc<CounterSpec>]) {
+        let live: std::collections::HashSet<&CounterSpec> = live.iter().map(|s| &**s).collect();
         self.counters
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|spec, _| live.iter().any(|l| **l == *spec));
+            .retain(|spec, _| live.contains(spec));
     }
 
     fn live_keys(&self) -> Option<usize> {

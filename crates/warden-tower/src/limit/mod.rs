@@ -23,6 +23,7 @@
 //! # }
 //! ```
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -58,8 +59,9 @@ impl CounterSpec {
         use std::hash::{BuildHasher, Hash, Hasher};
         let name = name.into();
         // Fixed keys: the same spec has the same fingerprint in every process.
-        let mut h = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
-            .build_hasher();
+        let mut h =
+            std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+                .build_hasher();
         (&name, max, window_secs, scope.as_str()).hash(&mut h);
         CounterSpec {
             name,
@@ -240,13 +242,15 @@ impl Limited {
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     specs: Vec<Arc<CounterSpec>>,
+    distinct: Vec<Arc<CounterSpec>>,
     pointers: Vec<String>,
 }
 
 impl Counters {
     /// Specs for every limit of `policy`; equal specs are one `Arc`, so they share buckets.
     pub(crate) fn new(policy: &CompiledPolicy) -> Counters {
-        let mut specs: Vec<Arc<CounterSpec>> = Vec::with_capacity(policy.limits().len());
+        let mut distinct: HashMap<CounterSpec, Arc<CounterSpec>> = HashMap::new();
+        let mut specs = Vec::with_capacity(policy.limits().len());
         let mut pointers = Vec::with_capacity(policy.limits().len());
         for limit in policy.limits() {
             let spec = CounterSpec::new(
@@ -255,15 +259,18 @@ impl Counters {
                 limit.quota.window_secs,
                 limit.scope,
             );
-            let spec = specs
-                .iter()
-                .find(|s| ***s == spec)
-                .cloned()
-                .unwrap_or_else(|| Arc::new(spec));
+            let spec = distinct
+                .entry(spec)
+                .or_insert_with_key(|s| Arc::new(s.clone()))
+                .clone();
             specs.push(spec);
             pointers.push(limit.pointer.clone());
         }
-        Counters { specs, pointers }
+        Counters {
+            distinct: distinct.into_values().collect(),
+            specs,
+            pointers,
+        }
     }
 
     /// The spec of limit `index`.
@@ -272,14 +279,8 @@ impl Counters {
     }
 
     /// Every distinct spec, for [`CounterStore::retain`].
-    pub(crate) fn distinct(&self) -> Vec<Arc<CounterSpec>> {
-        let mut out: Vec<Arc<CounterSpec>> = Vec::new();
-        for s in &self.specs {
-            if !out.iter().any(|o| Arc::ptr_eq(o, s)) {
-                out.push(s.clone());
-            }
-        }
-        out
+    pub(crate) fn distinct(&self) -> &[Arc<CounterSpec>] {
+        &self.distinct
     }
 
     /// Charges through `store`, turning a refusal into what the layer reports.
