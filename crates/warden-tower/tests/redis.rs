@@ -333,3 +333,30 @@ async fn without_redis_nobody_can_be_asked_so_the_call_is_refused() {
         "{answer:?}"
     );
 }
+
+#[tokio::test]
+async fn a_redis_slower_than_the_deadline_fails_closed_in_time() {
+    let server = RedisServer::start();
+    let s = store(&server, "slow:");
+    let calls = spec("calls", 100, 60);
+    assert_eq!(passes(&s, &[charge(&calls, "k", 1)], 1).await, 1);
+    // Redis holds every client's commands for 2 s: alive, but too slow.
+    assert_eq!(server.command(&["CLIENT", "PAUSE", "2000", "ALL"]), "+OK");
+    let started = Instant::now();
+    let refused = s.charge(&[charge(&calls, "k", 1)]).await.unwrap_err();
+    let took = started.elapsed();
+    match &refused {
+        Refusal::Unavailable { reason } => assert!(reason.contains("250 ms"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        took < Duration::from_millis(1500),
+        "refused after {took:?}, not at the 250 ms deadline"
+    );
+    // The pause ends: the same store answers again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.charge(&[charge(&calls, "k", 1)]).await.is_err() {
+        assert!(Instant::now() < deadline, "still refused after the pause");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -56,19 +56,18 @@ impl std::hash::Hash for CounterSpec {
 
 impl CounterSpec {
     pub fn new(name: impl Into<String>, max: u64, window_secs: u64, scope: Scope) -> Self {
-        use std::hash::{BuildHasher, Hash, Hasher};
+        use std::hash::BuildHasher;
         let name = name.into();
-        // Fixed keys: the same spec has the same fingerprint in every process.
-        let mut h =
+        // Fixed keys: the same spec always has the same fingerprint.
+        let fingerprint =
             std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
-                .build_hasher();
-        (&name, max, window_secs, scope.as_str()).hash(&mut h);
+                .hash_one((&name, max, window_secs, scope.as_str()));
         CounterSpec {
             name,
             max,
             window_secs,
             scope,
-            fingerprint: h.finish(),
+            fingerprint,
         }
     }
 

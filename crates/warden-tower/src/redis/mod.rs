@@ -226,13 +226,18 @@ impl Redis {
         F: Future<Output = ::redis::RedisResult<T>>,
     {
         let started = Instant::now();
-        let out = match tokio::time::timeout(self.inner.config.timeout, fut).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(describe(&e)),
-            Err(_) => Err(format!(
+        let late = || {
+            format!(
                 "no answer within {} ms",
                 self.inner.config.timeout.as_millis()
-            )),
+            )
+        };
+        // The client's own response timeout and ours are the same deadline: one message.
+        let out = match tokio::time::timeout(self.inner.config.timeout, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) if e.is_timeout() => Err(late()),
+            Ok(Err(e)) => Err(describe(&e)),
+            Err(_) => Err(late()),
         };
         metrics::histogram!("warden_store_seconds", "op" => op)
             .record(started.elapsed().as_secs_f64());
@@ -291,9 +296,7 @@ impl Redis {
 
 /// A Redis error without anything that could hold a secret.
 fn describe(e: &::redis::RedisError) -> String {
-    if e.is_timeout() {
-        "timed out".into()
-    } else if e.is_connection_refusal() {
+    if e.is_connection_refusal() {
         "connection refused".into()
     } else if e.is_io_error() || e.is_connection_dropped() {
         "connection lost".into()
