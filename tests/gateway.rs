@@ -6,9 +6,8 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -269,66 +268,32 @@ fn stdio_wraps_a_launched_server() {
     let dir = support::scratch("stdio");
     let policy = dir.join("policy.pol");
     std::fs::write(&policy, POLICY).unwrap();
-    let mut child = Command::new(&warden)
-        .arg("stdio")
-        .arg("--policy")
-        .arg(&policy)
-        .args(["--", "node"])
-        .arg(&js)
-        .arg("stdio")
-        .env("WARDEN_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let lines = [
-        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"e2e","version":"0"}}}"#,
-        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
-        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
-        r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hello"}}}"#,
-        r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"get-tiny-image","arguments":{}}}"#,
-        r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"gzip-file-as-resource","arguments":{}}}"#,
-    ];
-    for l in lines {
-        writeln!(stdin, "{l}").unwrap();
-    }
-    stdin.flush().unwrap();
-    // Read (bounded) until ids 1–5 are answered.
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut answers = std::collections::BTreeMap::new();
-    let wait_for = |answers: &mut std::collections::BTreeMap<u64, Value>, id: u64| {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !answers.contains_key(&id) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no answer to {id}; so far: {answers:?}"));
-            let v: Value = serde_json::from_str(&line).unwrap();
-            if let Some(got) = v["id"].as_u64() {
-                answers.insert(got, v);
-            }
-        }
-        answers[&id]["result"]["content"][0]["text"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    };
-    for id in 1..=5 {
-        wait_for(&mut answers, id);
+    let policy_arg = policy.to_str().unwrap();
+    let mut gate = support::StdioGate::start(&warden, &["--policy", policy_arg], &js);
+    gate.initialize();
+    gate.send(r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#);
+    let tools = gate.answer(2);
+    let tools: Vec<&str> = tools["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        tools.contains(&"echo") && !tools.iter().any(|t| t.starts_with("gzip-")),
+        "{tools:?}"
+    );
+    assert_eq!(
+        gate.call(3, "echo", json!({"message": "hello"})),
+        "Echo: hello"
+    );
+    for (id, tool) in [(4, "get-tiny-image"), (5, "gzip-file-as-resource")] {
+        let text = gate.call(id, tool, json!({}));
+        assert!(text.starts_with("[POLICY DENIED]"), "{tool}: {text}");
     }
     // The per-grant limit holds on stdio too: the 4th get-env in a minute is refused.
     for id in 6..=9 {
-        writeln!(stdin, r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"get-env","arguments":{{}}}}}}"#).unwrap();
-        stdin.flush().unwrap();
-        let text = wait_for(&mut answers, id);
+        let text = gate.call(id, "get-env", json!({}));
         assert_eq!(
             text.starts_with("[POLICY DENIED] rate limit"),
             id == 9,
@@ -340,9 +305,10 @@ fn stdio_wraps_a_launched_server() {
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut id = 10;
     loop {
-        writeln!(stdin, r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"again"}}}}}}"#).unwrap();
-        stdin.flush().unwrap();
-        if wait_for(&mut answers, id).starts_with("[POLICY DENIED]") {
+        if gate
+            .call(id, "echo", json!({"message": "again"}))
+            .starts_with("[POLICY DENIED]")
+        {
             break;
         }
         assert!(Instant::now() < deadline, "the edit was not picked up");
@@ -350,27 +316,8 @@ fn stdio_wraps_a_launched_server() {
         id += 1;
     }
     // Closing stdin ends the server, and warden exits with its status.
-    drop(stdin);
-    let status = child.wait().unwrap();
+    let status = gate.finish();
     assert!(status.success(), "exit status {status}");
-    let tools: Vec<&str> = answers[&2]["result"]["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
-    assert!(
-        tools.contains(&"echo") && !tools.iter().any(|t| t.starts_with("gzip-")),
-        "{tools:?}"
-    );
-    assert_eq!(answers[&3]["result"]["content"][0]["text"], "Echo: hello");
-    let denied = |id: u64| {
-        answers[&id]["result"]["content"][0]["text"]
-            .as_str()
-            .unwrap()
-            .starts_with("[POLICY DENIED]")
-    };
-    assert!(denied(4) && denied(5), "{answers:?}");
 }
 
 #[test]

@@ -322,9 +322,6 @@ fn a_redis_password_never_reaches_the_logs_and_a_bad_url_is_refused_up_front() {
 
 #[test]
 fn warden_stdio_shares_counters_and_approvals_with_serve_replicas() {
-    use std::io::{BufRead, BufReader, Write};
-    use std::process::Stdio;
-
     let warden = support::warden().expect("warden binary");
     let js = support::everything().expect("server-everything");
     let redis = RedisServer::start();
@@ -353,71 +350,32 @@ fn warden_stdio_shares_counters_and_approvals_with_serve_replicas() {
         assert_eq!(text, "Echo: s");
     }
     // ...so `stdio`, calling as alice too, finds it spent.
-    let mut child = Command::new(&warden)
-        .args([
-            "stdio",
-            "--grant",
-            "alice",
-            "--redis",
-            &redis.url(),
-            "--redis-prefix",
-            "e2e:",
-        ])
-        .arg("--policy")
-        .arg(&policy)
-        .args(["--", "node"])
-        .arg(&js)
-        .arg("stdio")
-        .env("WARDEN_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<Value>();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str(&line) {
-                let _ = tx.send(v);
-            }
-        }
-    });
-    let mut send = |line: String| {
-        writeln!(stdin, "{line}").unwrap();
-        stdin.flush().unwrap();
-    };
-    let answer = |id: u64| -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let v = rx
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no answer to {id}"));
-            if v["id"] == id {
-                return v["result"]["content"][0]["text"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
-            }
-        }
-    };
-    send(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"e2e","version":"0"}}}"#.into());
-    answer(1);
-    send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.into());
-    send(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"message":"x"}}}"#.into());
-    let text = answer(2);
+    let url = redis.url();
+    let args = [
+        "--grant",
+        "alice",
+        "--redis",
+        &url,
+        "--redis-prefix",
+        "e2e:",
+        "--policy",
+    ];
+    let mut args = args.to_vec();
+    args.push(policy.to_str().unwrap());
+    let mut gate = support::StdioGate::start(&warden, &args, &js);
+    gate.initialize();
+    let text = gate.call(2, "echo", json!({"message": "x"}));
     assert!(text.starts_with("[POLICY DENIED] rate limit"), "{text}");
 
     // An approval asked by `stdio` is answered on the `serve` replica's admin address.
-    send(r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"get-sum","arguments":{"a":4,"b":5}}}"#.into());
+    gate.send(r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"get-sum","arguments":{"a":4,"b":5}}}"#);
     let asked = pending_on(admin, "get-sum", &[]);
     let id = asked["id"].as_str().unwrap();
     assert_eq!(admin_post(admin, &format!("/approvals/{id}/approve")), 200);
-    assert_eq!(answer(3), "The sum of 4 and 5 is 9.");
-    drop(send);
-    let _ = child.kill();
-    let _ = child.wait();
+    assert_eq!(
+        gate.answer(3)["result"]["content"][0]["text"],
+        "The sum of 4 and 5 is 9."
+    );
+    drop(gate);
     drop(serve);
 }

@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -324,4 +324,103 @@ pub fn call_text(url: &str, token: &str, sid: &str, id: u32, tool: &str, args: V
         .as_str()
         .unwrap_or_default()
         .to_owned()
+}
+
+/// `warden stdio ARGS -- node <server-everything> stdio`, driven one JSON-RPC line at a time.
+pub struct StdioGate {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: std::sync::mpsc::Receiver<Value>,
+    /// Every answer read so far, by id.
+    pub answers: std::collections::BTreeMap<u64, Value>,
+}
+
+impl StdioGate {
+    pub fn start(warden: &Path, args: &[&str], everything: &Path) -> StdioGate {
+        use std::io::{BufRead, BufReader};
+        let mut child = Command::new(warden)
+            .arg("stdio")
+            .args(args)
+            .args(["--", "node"])
+            .arg(everything)
+            .arg("stdio")
+            .env("WARDEN_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start warden stdio");
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let v: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("not JSON on stdout ({e}): {line}"));
+                let _ = tx.send(v);
+            }
+        });
+        StdioGate {
+            child,
+            stdin,
+            lines,
+            answers: Default::default(),
+        }
+    }
+
+    pub fn send(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        writeln!(stdin, "{line}").expect("write to warden stdio");
+        stdin.flush().expect("flush");
+    }
+
+    /// `initialize` and `notifications/initialized`, as a client starts.
+    pub fn initialize(&mut self) {
+        self.send(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"e2e","version":"0"}}}"#);
+        self.answer(1);
+        self.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    }
+
+    /// Waits (30 s at most) for the answer to `id`.
+    pub fn answer(&mut self, id: u64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.answers.contains_key(&id) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let v = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no answer to {id}; so far: {:?}", self.answers));
+            if let Some(got) = v["id"].as_u64() {
+                self.answers.insert(got, v);
+            }
+        }
+        self.answers[&id].clone()
+    }
+
+    /// Calls `tool` as request `id`; the answer's text.
+    pub fn call(&mut self, id: u64, tool: &str, args: Value) -> String {
+        self.send(
+            &json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                          "params": {"name": tool, "arguments": args}})
+            .to_string(),
+        );
+        self.answer(id)["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Closes stdin (the client leaves) and waits for warden to exit.
+    pub fn finish(mut self) -> ExitStatus {
+        drop(self.stdin.take());
+        self.child.wait().expect("wait for warden stdio")
+    }
+}
+
+impl Drop for StdioGate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

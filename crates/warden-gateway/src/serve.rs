@@ -41,6 +41,7 @@ pub struct ServeOptions {
 pub async fn serve(opts: ServeOptions) -> Result<(), Error> {
     let (compiled, text) = policy_file::load(&opts.policy).map_err(Error::Policy)?;
     let stores = crate::state::build(compiled, opts.redis.as_ref(), opts.admin.is_some())?;
+    stores.check().await;
     let layer = stores.layer.shadow(opts.shadow);
     let live = Live {
         path: opts.policy.clone(),

@@ -15,6 +15,23 @@ pub struct Stores {
     pub desk: Option<Arc<dyn ApprovalDesk>>,
     /// What the startup line says about where state lives (no secrets).
     pub description: String,
+    pub redis: Option<Redis>,
+}
+
+impl Stores {
+    /// Asks Redis once before serving, so health is known from the first request and an
+    /// unreachable Redis is reported at start (the gate still starts, failing closed).
+    pub async fn check(&self) {
+        if let Some(redis) = &self.redis {
+            if let Err(why) = redis.ping().await {
+                tracing::warn!(
+                    target: "warden::store",
+                    url = %redis.config().display_url(), error = %why,
+                    "Redis unreachable at start: calls charged by a limit are refused until it answers"
+                );
+            }
+        }
+    }
 }
 
 /// In memory, approvals go to a local queue when this process has an admin address (someone
@@ -42,10 +59,11 @@ pub fn build(
             );
             Ok(Stores {
                 layer: layer
-                    .counter_store(RedisStore::new(redis))
+                    .counter_store(RedisStore::new(redis.clone()))
                     .approver(desk.clone()),
                 desk: Some(desk),
                 description,
+                redis: Some(redis),
             })
         }
         None if local_admin => {
@@ -54,12 +72,14 @@ pub fn build(
                 layer: layer.approver(queue.clone()),
                 desk: Some(queue),
                 description: "counters and approvals in memory".into(),
+                redis: None,
             })
         }
         None => Ok(Stores {
             layer,
             desk: None,
             description: "counters in memory; approvals refused (no --admin to answer them)".into(),
+            redis: None,
         }),
     }
 }

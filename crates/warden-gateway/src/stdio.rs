@@ -43,6 +43,7 @@ pub struct StdioOptions {
 pub async fn stdio(opts: StdioOptions) -> Result<i32, Error> {
     let (compiled, text) = policy_file::load(&opts.policy).map_err(Error::Policy)?;
     let stores = crate::state::build(compiled, opts.redis.as_ref(), false)?;
+    stores.check().await;
     tracing::info!(target: "warden::gateway", state = %stores.description, "stdio gate");
     let layer = stores.layer.shadow(opts.shadow);
     let live = Live {

@@ -121,10 +121,10 @@ impl Desk {
             .arg(expires)
             .arg(&request.id)
             .ignore();
-        let mut con = self.redis.manager();
         self.redis
-            .run("approval_ask", async move {
-                pipe.query_async::<()>(&mut con).await
+            .run("approval_ask", |mut con| {
+                let pipe = pipe.clone();
+                async move { pipe.query_async::<()>(&mut con).await }
             })
             .await
     }
@@ -132,10 +132,12 @@ impl Desk {
     /// Reads an answer stored for `id`, if any.
     async fn stored_answer(&self, id: &str) -> Option<Wire> {
         let key = self.answer_key(id);
-        let mut con = self.redis.manager();
         let text: Option<String> = self
             .redis
-            .run("approval_poll", async move { con.get(key).await })
+            .run("approval_poll", |mut con| {
+                let key = key.clone();
+                async move { con.get(key).await }
+            })
             .await
             .ok()
             .flatten();
@@ -218,19 +220,17 @@ impl Drop for Cleanup {
         let desk = self.desk.clone();
         let id = std::mem::take(&mut self.id);
         rt.spawn(async move {
-            let mut con = desk.redis.manager();
-            let (req, zset) = (desk.request_key(&id), desk.zset());
+            let mut pipe = ::redis::pipe();
+            pipe.atomic()
+                .del(desk.request_key(&id))
+                .ignore()
+                .zrem(desk.zset(), &id)
+                .ignore();
             let _ = desk
                 .redis
-                .run("approval_cleanup", async move {
-                    ::redis::pipe()
-                        .atomic()
-                        .del(req)
-                        .ignore()
-                        .zrem(zset, &id)
-                        .ignore()
-                        .query_async::<()>(&mut con)
-                        .await
+                .run("approval_cleanup", |mut con| {
+                    let pipe = pipe.clone();
+                    async move { pipe.query_async::<()>(&mut con).await }
                 })
                 .await;
         });
@@ -277,30 +277,32 @@ impl ApprovalDesk for RedisApprovals {
         Box::pin(async move {
             let desk = &self.desk;
             let zset = desk.zset();
-            let mut con = desk.redis.manager();
             // Entries past their expiry (plus slack for replicas' clocks) are only an index.
             let stale = epoch_ms().saturating_sub(60_000);
+            let mut pipe = ::redis::pipe();
+            pipe.zrembyscore(&zset, "-inf", stale)
+                .ignore()
+                .zrange(&zset, 0, -1);
             let ids: Vec<String> = desk
                 .redis
-                .run("approval_list", async move {
-                    ::redis::pipe()
-                        .zrembyscore(&zset, "-inf", stale)
-                        .ignore()
-                        .zrange(&zset, 0, -1)
-                        .query_async::<(Vec<String>,)>(&mut con)
-                        .await
-                        .map(|(ids,)| ids)
+                .run("approval_list", |mut con| {
+                    let pipe = pipe.clone();
+                    async move {
+                        pipe.query_async::<(Vec<String>,)>(&mut con)
+                            .await
+                            .map(|(ids,)| ids)
+                    }
                 })
                 .await?;
             if ids.is_empty() {
                 return Ok(Vec::new());
             }
             let keys: Vec<String> = ids.iter().map(|id| desk.request_key(id)).collect();
-            let mut con = desk.redis.manager();
             let texts: Vec<Option<String>> = desk
                 .redis
-                .run("approval_list", async move {
-                    ::redis::cmd("MGET").arg(keys).query_async(&mut con).await
+                .run("approval_list", |mut con| {
+                    let mget = ::redis::cmd("MGET").arg(&keys).clone();
+                    async move { mget.query_async(&mut con).await }
                 })
                 .await?;
             let mut out: Vec<ApprovalRequest> = texts
@@ -326,19 +328,14 @@ impl ApprovalDesk for RedisApprovals {
                 reason,
             };
             let json = serde_json::to_string(&wire).map_err(|e| e.to_string())?;
-            let mut invocation = desk.answer.prepare_invoke();
-            invocation
-                .key(desk.request_key(id))
-                .key(desk.zset())
-                .key(desk.answer_key(id))
-                .arg(id)
-                .arg(json)
-                .arg(desk.channel());
-            let mut con = desk.redis.manager();
+            let keys = [desk.request_key(id), desk.zset(), desk.answer_key(id)];
+            let args = [id.to_owned(), json, desk.channel()];
             let done: i64 = desk
                 .redis
-                .run("approval_answer", async move {
-                    invocation.invoke_async(&mut con).await
+                .run("approval_answer", |mut con| {
+                    let mut invocation = desk.answer.prepare_invoke();
+                    invocation.key(&keys).arg(&args);
+                    async move { invocation.invoke_async(&mut con).await }
                 })
                 .await?;
             Ok(done == 1)

@@ -58,22 +58,22 @@ impl RedisStore {
         if let Some((at, _)) = live.iter().find(|(_, c)| c.cost > c.counter.max) {
             return Err(Refusal::TooCostly { at: *at });
         }
-        let mut invocation = self.charge.prepare_invoke();
+        let mut keys = Vec::with_capacity(live.len());
+        let mut args = Vec::with_capacity(live.len() * 3);
         for (_, c) in &live {
             let t = emission_micros(&c.counter);
-            invocation
-                .key(self.bucket_key(&c.counter, &c.key))
-                .arg(t.to_string())
-                .arg(c.cost)
-                .arg((t * (c.counter.max - 1) as f64).to_string());
+            keys.push(self.bucket_key(&c.counter, &c.key));
+            args.push(t.to_string());
+            args.push(c.cost.to_string());
+            args.push((t * (c.counter.max - 1) as f64).to_string());
         }
-        let mut con = self.redis.manager();
         let answer: Result<Vec<i64>, String> = self
             .redis
-            .run(
-                "charge",
-                async move { invocation.invoke_async(&mut con).await },
-            )
+            .run("charge", |mut con| {
+                let mut invocation = self.charge.prepare_invoke();
+                invocation.key(&keys).arg(&args);
+                async move { invocation.invoke_async(&mut con).await }
+            })
             .await;
         match answer {
             Ok(v) if v.first() == Some(&1) => Ok(Charged::All),
@@ -113,17 +113,22 @@ impl RedisStore {
         if charges.iter().all(|c| c.cost == 0) {
             return;
         }
-        let mut invocation = self.refund.prepare_invoke();
-        for c in charges.iter().filter(|c| c.cost > 0) {
-            invocation
-                .key(self.bucket_key(&c.counter, &c.key))
-                .arg((emission_micros(&c.counter) * c.cost as f64).to_string());
-        }
-        let mut con = self.redis.manager();
+        let (keys, args): (Vec<String>, Vec<String>) = charges
+            .iter()
+            .filter(|c| c.cost > 0)
+            .map(|c| {
+                (
+                    self.bucket_key(&c.counter, &c.key),
+                    (emission_micros(&c.counter) * c.cost as f64).to_string(),
+                )
+            })
+            .unzip();
         if let Err(why) = self
             .redis
-            .run("refund", async move {
-                invocation.invoke_async::<i64>(&mut con).await
+            .run("refund", |mut con| {
+                let mut invocation = self.refund.prepare_invoke();
+                invocation.key(&keys).arg(&args);
+                async move { invocation.invoke_async::<i64>(&mut con).await }
             })
             .await
         {

@@ -221,10 +221,24 @@ impl Redis {
 
     /// Runs one Redis operation under the deadline, recording latency, errors and health.
     /// The error text never contains the URL.
-    pub(crate) async fn run<T, F>(&self, op: &'static str, fut: F) -> Result<T, String>
+    ///
+    /// A connection that died while Redis was away fails its next command, and the manager
+    /// starts reconnecting; so a command that fails on a lost connection is tried once more
+    /// within the same deadline (the retry waits for the new connection). A command whose
+    /// reply was lost may then run twice: a charge counts twice, erring on the limit's side.
+    pub(crate) async fn run<T, F, Fut>(&self, op: &'static str, mut attempt: F) -> Result<T, String>
     where
-        F: Future<Output = ::redis::RedisResult<T>>,
+        F: FnMut(ConnectionManager) -> Fut,
+        Fut: Future<Output = ::redis::RedisResult<T>>,
     {
+        let fut = async {
+            match attempt(self.manager()).await {
+                Err(e) if e.is_connection_dropped() || e.is_io_error() => {
+                    attempt(self.manager()).await
+                }
+                done => done,
+            }
+        };
         let started = Instant::now();
         let late = || {
             format!(
@@ -272,8 +286,7 @@ impl Redis {
 
     /// `PING`, under the deadline.
     pub async fn ping(&self) -> Result<(), String> {
-        let mut con = self.manager();
-        self.run("ping", async move {
+        self.run("ping", |mut con| async move {
             ::redis::cmd("PING").query_async::<String>(&mut con).await
         })
         .await
