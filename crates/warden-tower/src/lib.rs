@@ -19,6 +19,8 @@ pub mod approval;
 mod body;
 mod grant;
 mod inspect;
+#[cfg(feature = "jwt")]
+pub mod jwt;
 mod layer;
 pub mod limit;
 mod mcp;
