@@ -103,7 +103,7 @@ pub enum Command {
     /// Example:
     ///   warden serve --policy policy.pol --upstream http://127.0.0.1:3001/mcp \
     ///     --grant-token alice=s3cret --audit audit.jsonl
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Launch a stdio MCP server and put the policy between it and the client.
     ///
     /// Configure your MCP client to run `warden stdio --policy FILE -- CMD ARGS...` instead
@@ -193,6 +193,33 @@ pub struct ServeArgs {
     pub shadow: bool,
     #[command(flatten)]
     pub redis: RedisArgs,
+    #[command(flatten)]
+    pub jwt: JwtArgs,
+}
+
+/// Callers with tokens from the team's identity provider (OAuth 2.1 / OIDC).
+#[derive(Debug, clap::Args)]
+pub struct JwtArgs {
+    /// Accept JWTs signed by a key of this JWKS: a file (reloaded when it changes) or an
+    /// http:// URL (fetched again when a token names an unknown key, at most once a minute).
+    /// Static --grant-token / --grants tokens keep working beside JWTs.
+    #[arg(long, value_name = "FILE|URL", requires_all = ["jwt_issuer", "jwt_audience"])]
+    pub jwt_jwks: Option<String>,
+    /// The `iss` every token must carry.
+    #[arg(long, value_name = "ISS", requires = "jwt_jwks")]
+    pub jwt_issuer: Option<String>,
+    /// The `aud` every token must carry (this gateway's resource identifier).
+    #[arg(long, value_name = "AUD", requires = "jwt_jwks")]
+    pub jwt_audience: Option<String>,
+    /// The claim whose value is the grant (limits `per grant`, the audit log).
+    #[arg(long, value_name = "CLAIM", default_value = "sub")]
+    pub grant_claim: String,
+    /// Where clients get tokens, for the discovery document (repeatable; default: the issuer).
+    #[arg(long, value_name = "URL", requires = "jwt_jwks")]
+    pub jwt_authorization_server: Vec<String>,
+    /// A scope to list in the discovery document (repeatable).
+    #[arg(long, value_name = "SCOPE", requires = "jwt_jwks")]
+    pub jwt_scope: Vec<String>,
 }
 
 /// Several replicas: counters and approvals in one Redis.

@@ -35,7 +35,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             std::io::stdout().write_all(warden_dsl::decompile(&policy).as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve(args) => crate::gateway::serve(args),
+        Command::Serve(args) => crate::gateway::serve(*args),
         Command::Scan {
             upstream,
             headers,

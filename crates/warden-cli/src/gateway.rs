@@ -7,7 +7,7 @@ use http::header::{HeaderName, HeaderValue};
 use warden_gateway::{Grants, ServeOptions};
 use warden_tower::redis::{FailMode, RedisConfig, redact};
 
-use crate::cli::{RedisArgs, RedisFail, ServeArgs};
+use crate::cli::{JwtArgs, RedisArgs, RedisFail, ServeArgs};
 use crate::error::CliError;
 
 pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
@@ -31,9 +31,11 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
         if let Some(file) = &args.grants {
             g.add_file(file)?;
         }
-        if g.is_empty() {
+        if g.is_empty() && args.jwt.jwt_jwks.is_none() {
             return Err(CliError::Usage(
-                "say who may call: --grant-token NAME=TOKEN, --grants FILE, or --no-auth".into(),
+                "say who may call: --grant-token NAME=TOKEN, --grants FILE, --jwt-jwks ..., \
+                 or --no-auth"
+                    .into(),
             ));
         }
         Some(g)
@@ -49,6 +51,12 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
         _ => None,
     };
     let redis = redis_config(&args.redis)?;
+    let jwt = jwt_options(&args.jwt)?;
+    if jwt.is_some() && args.no_auth {
+        return Err(CliError::Usage(
+            "--no-auth and --jwt-jwks contradict each other".into(),
+        ));
+    }
     warden_gateway::logging::init(args.audit.as_deref())?;
     let opts = ServeOptions {
         policy: args.policy,
@@ -60,6 +68,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
         shadow: args.shadow,
         reload_every: Duration::from_secs(1),
         redis,
+        jwt,
     };
     runtime()?.block_on(warden_gateway::serve(opts))?;
     Ok(ExitCode::SUCCESS)
@@ -165,6 +174,24 @@ pub fn scan(
         None => std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes())?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--jwt-*`, checked before anything starts.
+fn jwt_options(args: &JwtArgs) -> Result<Option<warden_gateway::serve::JwtOptions>, CliError> {
+    let (Some(jwks), Some(issuer), Some(audience)) =
+        (&args.jwt_jwks, &args.jwt_issuer, &args.jwt_audience)
+    else {
+        return Ok(None);
+    };
+    let source = warden_tower::jwt::JwksSource::parse(jwks)
+        .map_err(|e| CliError::Usage(format!("--jwt-jwks: {e}")))?;
+    let config = warden_tower::jwt::JwtConfig::new(source, issuer.clone(), audience.clone())
+        .grant_claim(args.grant_claim.clone());
+    Ok(Some(warden_gateway::serve::JwtOptions {
+        config,
+        authorization_servers: args.jwt_authorization_server.clone(),
+        scopes: args.jwt_scope.clone(),
+    }))
 }
 
 /// `--redis` and its options, checked before anything starts.

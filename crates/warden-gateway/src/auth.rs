@@ -78,7 +78,11 @@ impl Grants {
 
     /// The grant of an `Authorization: Bearer …` header value, if the token is known.
     pub fn lookup(&self, authorization: Option<&str>) -> Option<&str> {
-        let token = warden_tower::bearer_token(authorization?)?;
+        self.lookup_token(warden_tower::bearer_token(authorization?)?)
+    }
+
+    /// The grant of a bare token (no `Bearer ` prefix).
+    pub fn lookup_token(&self, token: &str) -> Option<&str> {
         self.by_digest.get(&digest(token)).map(String::as_str)
     }
 }

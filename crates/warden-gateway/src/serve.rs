@@ -13,6 +13,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::{StatusCode, Uri, header};
 use tower::Layer;
 use warden_tower::Grant;
+use warden_tower::jwt::{Claims, JwtConfig, JwtVerifier, Rejection};
 use warden_tower::redis::RedisConfig;
 
 use crate::auth::Grants;
@@ -35,7 +36,29 @@ pub struct ServeOptions {
     pub reload_every: Duration,
     /// Counters and approvals shared with other replicas; `None`: in this process.
     pub redis: Option<RedisConfig>,
+    /// Callers with JWTs from an identity provider, beside (or instead of) static tokens.
+    pub jwt: Option<JwtOptions>,
 }
+
+/// JWT grants and what the discovery document (RFC 9728) tells clients.
+#[derive(Debug, Clone)]
+pub struct JwtOptions {
+    pub config: JwtConfig,
+    /// Where clients get tokens; the issuer when empty.
+    pub authorization_servers: Vec<String>,
+    pub scopes: Vec<String>,
+}
+
+/// Who may call: static tokens, JWTs, or (`--no-auth`) anyone.
+struct Callers {
+    /// `None`: `--no-auth`.
+    tokens: Option<Grants>,
+    jwt: Option<JwtVerifier>,
+    discovery: Option<JwtOptions>,
+}
+
+/// RFC 9728's well-known path; a client finds it from the 401's `resource_metadata`.
+const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
 
 /// Serves until the process is stopped.
 pub async fn serve(opts: ServeOptions) -> Result<(), Error> {
@@ -50,12 +73,38 @@ pub async fn serve(opts: ServeOptions) -> Result<(), Error> {
     };
     live.clone().watch(opts.reload_every);
 
-    let auth = opts.grants.is_some();
+    let auth = opts.grants.is_some() || opts.jwt.is_some();
     let upstream = Upstream::new(opts.upstream.clone(), opts.headers.clone(), auth);
-    let grants = Arc::new(opts.grants.clone());
+    let jwt = match &opts.jwt {
+        Some(j) => {
+            let v = JwtVerifier::new(j.config.clone())
+                .await
+                .map_err(|e| Error::Config(e.to_string()))?;
+            v.watch(opts.reload_every);
+            Some(v)
+        }
+        None => None,
+    };
+    let callers = Arc::new(Callers {
+        tokens: opts.grants.clone(),
+        jwt,
+        discovery: opts.jwt.clone(),
+    });
+    let mcp_path = opts.upstream.path().to_owned();
     let app = axum::Router::new()
+        .route(
+            METADATA_PATH,
+            axum::routing::get(move |State(c): State<Arc<Callers>>, req: Request| {
+                let path = mcp_path.clone();
+                async move { protected_resource(&c, &req, &path) }
+            }),
+        )
         .fallback_service(layer.layer(upstream))
-        .layer(axum::middleware::from_fn_with_state(grants, authenticate));
+        .layer(axum::middleware::from_fn_with_state(
+            callers.clone(),
+            authenticate,
+        ))
+        .with_state(callers);
 
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
@@ -102,26 +151,39 @@ pub(crate) async fn shutdown() {
     let _ = ctrl_c.await;
 }
 
-/// Known bearer token → its grant; anything else → 401 before the upstream is touched.
+/// A known static token or a valid JWT → its grant (and a JWT's claims); anything else →
+/// 401 with the reason, before the upstream is touched.
 async fn authenticate(
-    State(grants): State<Arc<Option<Grants>>>,
+    State(callers): State<Arc<Callers>>,
     mut req: Request,
     next: Next,
 ) -> Response {
-    let grant = match grants.as_ref() {
-        None => "anonymous".to_owned(),
-        Some(g) => {
-            let auth = req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok());
-            match g.lookup(auth) {
-                Some(name) => name.to_owned(),
-                None => {
-                    metrics::counter!("warden_unauthorized_total").increment(1);
-                    tracing::info!(target: "warden::gateway", "request without a known token refused (401)");
-                    return unauthorized();
-                }
+    if req.uri().path() == METADATA_PATH {
+        return next.run(req).await;
+    }
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(warden_tower::bearer_token)
+        .map(str::to_owned);
+    let grant = match (&callers.tokens, &callers.jwt) {
+        (None, None) => "anonymous".to_owned(),
+        (tokens, jwt) => {
+            let known = tokens
+                .as_ref()
+                .zip(token.as_deref())
+                .and_then(|(g, t)| g.lookup_token(t));
+            match (known, jwt, token.as_deref()) {
+                (Some(name), _, _) => name.to_owned(),
+                (None, Some(jwt), Some(t)) if t.contains('.') => match jwt.verify(t).await {
+                    Ok(v) => {
+                        req.extensions_mut().insert(Claims(v.claims.clone()));
+                        v.grant
+                    }
+                    Err(why) => return unauthorized(&callers, &req, Some(&why)),
+                },
+                _ => return unauthorized(&callers, &req, None),
             }
         }
     };
@@ -129,14 +191,75 @@ async fn authenticate(
     next.run(req).await
 }
 
-fn unauthorized() -> Response {
+fn unauthorized(callers: &Callers, req: &Request, why: Option<&Rejection>) -> Response {
+    metrics::counter!("warden_unauthorized_total").increment(1);
+    let reason = match why {
+        Some(r) => format!("unauthorized: {r}"),
+        None => "unauthorized: send Authorization: Bearer <token> with a token Warden knows".into(),
+    };
+    tracing::info!(target: "warden::gateway", reason = %reason, "request refused (401)");
     let mut r = (
         StatusCode::UNAUTHORIZED,
         [(header::CONTENT_TYPE, "application/json")],
-        r#"{"error":"unauthorized: send Authorization: Bearer <token> with a token Warden knows"}"#,
+        serde_json::json!({"error": reason}).to_string(),
     )
         .into_response();
-    r.headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    // RFC 6750 / RFC 9728: say where the metadata is, and why a token was refused.
+    let mut params = Vec::new();
+    if callers.discovery.is_some() {
+        params.push(format!(
+            "resource_metadata=\"{}{METADATA_PATH}\"",
+            origin(req)
+        ));
+    }
+    if let Some(r) = why {
+        let text = r.to_string().replace('"', "'");
+        params.push("error=\"invalid_token\"".to_owned());
+        params.push(format!("error_description=\"{text}\""));
+    }
+    let challenge = if params.is_empty() {
+        "Bearer".to_owned()
+    } else {
+        format!("Bearer {}", params.join(", "))
+    };
+    if let Ok(v) = HeaderValue::from_str(&challenge) {
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
     r
+}
+
+/// `http://host:port` as the client addressed us.
+fn origin(req: &Request) -> String {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| h.chars().all(|c| c.is_ascii_graphic()) && !h.contains('"'))
+        .unwrap_or("localhost");
+    format!("http://{host}")
+}
+
+/// The protected-resource metadata (RFC 9728) for MCP clients that follow the spec.
+fn protected_resource(callers: &Callers, req: &Request, mcp_path: &str) -> Response {
+    let Some(d) = &callers.discovery else {
+        return (StatusCode::NOT_FOUND, "no JWT grants configured\n").into_response();
+    };
+    let servers = if d.authorization_servers.is_empty() {
+        vec![d.config.issuer.clone()]
+    } else {
+        d.authorization_servers.clone()
+    };
+    let mut doc = serde_json::json!({
+        "resource": format!("{}{mcp_path}", origin(req)),
+        "authorization_servers": servers,
+        "bearer_methods_supported": ["header"],
+    });
+    if !d.scopes.is_empty() {
+        doc["scopes_supported"] = serde_json::json!(d.scopes);
+    }
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        doc.to_string(),
+    )
+        .into_response()
 }

@@ -303,7 +303,11 @@ impl JwtVerifier {
             return false;
         }
         {
-            let mut last = self.inner.last_fetch.lock().unwrap_or_else(|e| e.into_inner());
+            let mut last = self
+                .inner
+                .last_fetch
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             if last.is_some_and(|t| t.elapsed() < self.inner.config.refetch_every) {
                 return false;
             }
@@ -338,7 +342,9 @@ impl JwtVerifier {
                 K::InvalidIssuer => Rejection::Issuer,
                 K::InvalidAudience => Rejection::Audience,
                 K::InvalidAlgorithm => Rejection::Algorithm(format!("{:?}", key.alg)),
-                K::MissingRequiredClaim(c) | K::InvalidClaimFormat(c) => Rejection::Claim(c.clone()),
+                K::MissingRequiredClaim(c) | K::InvalidClaimFormat(c) => {
+                    Rejection::Claim(c.clone())
+                }
                 K::InvalidSignature
                 | K::InvalidEcdsaKey
                 | K::InvalidEddsaKey
@@ -396,7 +402,8 @@ struct Header {
 fn header(token: &str) -> Result<Header, Rejection> {
     use base64::Engine;
     let mut parts = token.split('.');
-    let (Some(h), Some(_), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(h), Some(_), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(Rejection::Malformed);
     };
@@ -490,7 +497,8 @@ async fn load(source: &JwksSource) -> Result<Keys, crate::Error> {
         }
         JwksSource::Url(uri) => (fetch(uri).await.map_err(fail)?, None),
     };
-    let set: JwkSet = serde_json::from_slice(&bytes).map_err(|e| fail(format!("not a JWKS: {e}")))?;
+    let set: JwkSet =
+        serde_json::from_slice(&bytes).map_err(|e| fail(format!("not a JWKS: {e}")))?;
     let mut keys = Keys {
         stamp,
         ..Keys::default()

@@ -46,7 +46,8 @@ fn rsa_jwk(key: &rsa::RsaPrivateKey, kid: &str) -> Value {
 }
 
 fn ec_jwk(key: &p256::SecretKey, kid: &str) -> Value {
-    let point = p256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(&key.public_key(), false);
+    let point =
+        p256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(&key.public_key(), false);
     json!({"kty": "EC", "kid": kid, "crv": "P-256", "use": "sig",
            "x": B64.encode(point.x().unwrap()), "y": B64.encode(point.y().unwrap())})
 }
@@ -98,20 +99,28 @@ async fn file_verifier(name: &str) -> (JwtVerifier, std::path::PathBuf) {
 #[tokio::test]
 async fn valid_rsa_and_ec_tokens_give_the_claim_as_grant() {
     let (v, _) = file_verifier("valid").await;
-    let ok = v.verify(&rsa_token(&keys().rsa, "rsa1", &claims("agent-7"))).await.unwrap();
+    let ok = v
+        .verify(&rsa_token(&keys().rsa, "rsa1", &claims("agent-7")))
+        .await
+        .unwrap();
     assert_eq!(ok.grant, "agent-7");
     assert_eq!(ok.claims["team"], "ops");
-    let ok = v.verify(&ec_token("ec1", &claims("agent-8"))).await.unwrap();
+    let ok = v
+        .verify(&ec_token("ec1", &claims("agent-8")))
+        .await
+        .unwrap();
     assert_eq!(ok.grant, "agent-8");
 
     let path = scratch("claim").join("jwks.json");
     std::fs::write(&path, jwks(&[]).to_string()).unwrap();
-    let by_team = JwtVerifier::new(
-        JwtConfig::new(JwksSource::File(path), ISS, AUD).grant_claim("team"),
-    )
-    .await
-    .unwrap();
-    let ok = by_team.verify(&ec_token("ec1", &claims("x"))).await.unwrap();
+    let by_team =
+        JwtVerifier::new(JwtConfig::new(JwksSource::File(path), ISS, AUD).grant_claim("team"))
+            .await
+            .unwrap();
+    let ok = by_team
+        .verify(&ec_token("ec1", &claims("x")))
+        .await
+        .unwrap();
     assert_eq!(ok.grant, "ops");
 }
 
@@ -126,11 +135,19 @@ async fn every_bad_token_is_refused_with_its_reason() {
     };
     let hs_confusion = {
         // The RSA public key used as an HMAC secret: the classic algorithm confusion.
-        let public_pem = k.rsa.to_public_key().to_pkcs1_pem(Default::default()).unwrap();
+        let public_pem = k
+            .rsa
+            .to_public_key()
+            .to_pkcs1_pem(Default::default())
+            .unwrap();
         let mut h = Header::new(Algorithm::HS256);
         h.kid = Some("rsa1".into());
-        jsonwebtoken::encode(&h, &claims("a"), &EncodingKey::from_secret(public_pem.as_bytes()))
-            .unwrap()
+        jsonwebtoken::encode(
+            &h,
+            &claims("a"),
+            &EncodingKey::from_secret(public_pem.as_bytes()),
+        )
+        .unwrap()
     };
     let unsigned = format!(
         "{}.{}.",
@@ -143,30 +160,96 @@ async fn every_bad_token_is_refused_with_its_reason() {
         B64.encode(claims("a").to_string())
     );
     let cases: Vec<(&str, String, Rejection)> = vec![
-        ("expired", with(&|c| c["exp"] = json!(now() - 3600)), Rejection::Expired),
-        ("not yet valid", with(&|c| c["nbf"] = json!(now() + 3600)), Rejection::NotYetValid),
-        ("wrong issuer", with(&|c| c["iss"] = json!("https://evil/")), Rejection::Issuer),
-        ("wrong audience", with(&|c| c["aud"] = json!("someone-else")), Rejection::Audience),
-        ("no audience", with(&|c| { c.as_object_mut().unwrap().remove("aud"); }), Rejection::Claim("aud".into())),
-        ("no exp", with(&|c| { c.as_object_mut().unwrap().remove("exp"); }), Rejection::Claim("exp".into())),
-        ("no sub", with(&|c| { c.as_object_mut().unwrap().remove("sub"); }), Rejection::Claim("sub".into())),
-        ("unknown kid", rsa_token(&k.rsa, "who", &claims("a")), Rejection::UnknownKey),
-        ("bad signature", rsa_token(&k.other_rsa, "rsa1", &claims("a")), Rejection::Signature),
-        ("EC key named by an RSA token", rsa_token(&k.rsa, "ec1", &claims("a")), Rejection::Algorithm("RS256".into())),
+        (
+            "expired",
+            with(&|c| c["exp"] = json!(now() - 3600)),
+            Rejection::Expired,
+        ),
+        (
+            "not yet valid",
+            with(&|c| c["nbf"] = json!(now() + 3600)),
+            Rejection::NotYetValid,
+        ),
+        (
+            "wrong issuer",
+            with(&|c| c["iss"] = json!("https://evil/")),
+            Rejection::Issuer,
+        ),
+        (
+            "wrong audience",
+            with(&|c| c["aud"] = json!("someone-else")),
+            Rejection::Audience,
+        ),
+        (
+            "no audience",
+            with(&|c| {
+                c.as_object_mut().unwrap().remove("aud");
+            }),
+            Rejection::Claim("aud".into()),
+        ),
+        (
+            "no exp",
+            with(&|c| {
+                c.as_object_mut().unwrap().remove("exp");
+            }),
+            Rejection::Claim("exp".into()),
+        ),
+        (
+            "no sub",
+            with(&|c| {
+                c.as_object_mut().unwrap().remove("sub");
+            }),
+            Rejection::Claim("sub".into()),
+        ),
+        (
+            "unknown kid",
+            rsa_token(&k.rsa, "who", &claims("a")),
+            Rejection::UnknownKey,
+        ),
+        (
+            "bad signature",
+            rsa_token(&k.other_rsa, "rsa1", &claims("a")),
+            Rejection::Signature,
+        ),
+        (
+            "EC key named by an RSA token",
+            rsa_token(&k.rsa, "ec1", &claims("a")),
+            Rejection::Algorithm("RS256".into()),
+        ),
         ("alg none", unsigned, Rejection::Unsigned),
         ("alg NONE", unsigned_upper, Rejection::Unsigned),
-        ("HS256 with the RSA public key", hs_confusion, Rejection::Algorithm("HS256".into())),
-        ("over 16 KiB", "a".repeat(MAX_TOKEN_BYTES + 1), Rejection::TooLarge),
-        ("malformed base64", "%%%.e30.sig".into(), Rejection::Malformed),
+        (
+            "HS256 with the RSA public key",
+            hs_confusion,
+            Rejection::Algorithm("HS256".into()),
+        ),
+        (
+            "over 16 KiB",
+            "a".repeat(MAX_TOKEN_BYTES + 1),
+            Rejection::TooLarge,
+        ),
+        (
+            "malformed base64",
+            "%%%.e30.sig".into(),
+            Rejection::Malformed,
+        ),
         ("two parts", "e30.e30".into(), Rejection::Malformed),
-        ("header not JSON", format!("{}.e30.x", B64.encode("nope")), Rejection::Malformed),
+        (
+            "header not JSON",
+            format!("{}.e30.x", B64.encode("nope")),
+            Rejection::Malformed,
+        ),
         ("empty", String::new(), Rejection::Malformed),
-        ("tampered claims", {
-            let t = rsa_token(&k.rsa, "rsa1", &claims("a"));
-            let mut parts: Vec<String> = t.split('.').map(str::to_owned).collect();
-            parts[1] = B64.encode(claims("admin").to_string());
-            parts.join(".")
-        }, Rejection::Signature),
+        (
+            "tampered claims",
+            {
+                let t = rsa_token(&k.rsa, "rsa1", &claims("a"));
+                let mut parts: Vec<String> = t.split('.').map(str::to_owned).collect();
+                parts[1] = B64.encode(claims("admin").to_string());
+                parts.join(".")
+            },
+            Rejection::Signature,
+        ),
     ];
     for (name, token, want) in cases {
         let got = v.verify(&token).await.err();
@@ -185,13 +268,20 @@ async fn a_jwks_file_is_reloaded_when_it_changes() {
     std::fs::write(&path, jwks(&[rsa_jwk(&k.other_rsa, "rsa2")]).to_string()).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while v.verify(&token).await.is_err() {
-        assert!(std::time::Instant::now() < deadline, "new key not picked up");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "new key not picked up"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // A broken edit keeps the last good keys.
     std::fs::write(&path, "{not json").unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert!(v.verify(&rsa_token(&k.rsa, "rsa1", &claims("c"))).await.is_ok());
+    assert!(
+        v.verify(&rsa_token(&k.rsa, "rsa1", &claims("c")))
+            .await
+            .is_ok()
+    );
 }
 
 /// Serves a JWKS on loopback, counting fetches; `set` changes what it serves.
@@ -239,13 +329,19 @@ async fn a_jwks_url_is_fetched_at_start_and_again_for_an_unknown_kid_at_most_onc
     *server.doc.lock().unwrap() = jwks(&[rsa_jwk(&k.other_rsa, "rsa2")]);
     let token = rsa_token(&k.other_rsa, "rsa2", &claims("b"));
     assert_eq!(v.verify(&token).await.err(), Some(Rejection::UnknownKey));
-    assert_eq!(server.fetches.load(Ordering::SeqCst), 1, "refetched too soon");
+    assert_eq!(
+        server.fetches.load(Ordering::SeqCst),
+        1,
+        "refetched too soon"
+    );
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(v.verify(&token).await.unwrap().grant, "b");
     assert_eq!(server.fetches.load(Ordering::SeqCst), 2);
     // Unknown kids in a burst cost at most one fetch per period.
     for i in 0..20 {
-        let _ = v.verify(&rsa_token(&k.rsa, &format!("nope{i}"), &claims("c"))).await;
+        let _ = v
+            .verify(&rsa_token(&k.rsa, &format!("nope{i}"), &claims("c")))
+            .await;
     }
     assert!(server.fetches.load(Ordering::SeqCst) <= 3);
 }
@@ -274,9 +370,11 @@ async fn through_the_layer_a_bad_token_reaches_nothing() {
     use tower::{Layer, ServiceExt};
     let (v, _) = file_verifier("layer").await;
     let policy = warden_policy::CompiledPolicy::new(
-        &warden_dsl::compile("version 1\ndefault deny\ntool echo {\n  limit 100 per minute per grant\n}\n")
-            .unwrap()
-            .policy,
+        &warden_dsl::compile(
+            "version 1\ndefault deny\ntool echo {\n  limit 100 per minute per grant\n}\n",
+        )
+        .unwrap()
+        .policy,
     )
     .unwrap();
     let reached = Arc::new(AtomicUsize::new(0));
@@ -293,7 +391,8 @@ async fn through_the_layer_a_bad_token_reaches_nothing() {
     let svc = warden_tower::PolicyLayer::new(policy)
         .grant_extractor(v.grant_extractor())
         .layer(handler);
-    let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{}}}"#;
+    let call =
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{}}}"#;
     let send = |token: String| {
         let svc = svc.clone();
         async move {
@@ -302,7 +401,10 @@ async fn through_the_layer_a_bad_token_reaches_nothing() {
                 .body(warden_tower::Body::full(call))
                 .unwrap();
             let resp = svc.oneshot(req).await.unwrap();
-            let body = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
+            let body = http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
             String::from_utf8_lossy(&body).into_owned()
         }
     };
@@ -317,7 +419,11 @@ async fn through_the_layer_a_bad_token_reaches_nothing() {
         let body = send(bad).await;
         assert!(body.contains("[POLICY DENIED]"), "{body}");
     }
-    assert_eq!(reached.load(Ordering::SeqCst), 0, "a bad token reached the handler");
+    assert_eq!(
+        reached.load(Ordering::SeqCst),
+        0,
+        "a bad token reached the handler"
+    );
     let body = send(rsa_token(&k.rsa, "rsa1", &claims("a"))).await;
     assert!(!body.contains("DENIED"), "{body}");
     assert_eq!(reached.load(Ordering::SeqCst), 1);
