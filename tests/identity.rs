@@ -294,3 +294,46 @@ fn jwt_callers_are_grants_of_their_claim_with_a_jwks_file_or_url() {
         "{stderr}"
     );
 }
+
+#[test]
+fn warden_stdio_takes_its_grant_from_a_jwt_in_the_environment() {
+    let warden = support::warden().expect("warden binary");
+    let js = support::everything().expect("server-everything");
+    let idp = Idp::new();
+    let dir = support::scratch("identity-stdio");
+    let policy = dir.join("policy.pol");
+    std::fs::write(&policy, POLICY).unwrap();
+    let jwks = dir.join("jwks.json");
+    std::fs::write(&jwks, idp.jwks()).unwrap();
+    let args = [
+        "--policy",
+        policy.to_str().unwrap(),
+        "--jwt-jwks",
+        jwks.to_str().unwrap(),
+        "--jwt-issuer",
+        ISS,
+        "--jwt-audience",
+        AUD,
+    ];
+    let token = idp.token(Idp::claims("agent-ops"));
+    let mut gate =
+        support::StdioGate::start_with_env(&warden, &args, &js, &[("WARDEN_TOKEN", &token)]);
+    gate.initialize();
+    assert_eq!(gate.call(2, "echo", json!({"message": "hi"})), "Echo: hi");
+    drop(gate);
+
+    let mut expired = Idp::claims("agent-ops");
+    expired["exp"] = json!(jsonwebtoken::get_current_timestamp() - 3600);
+    let out = Command::new(&warden)
+        .arg("stdio")
+        .args(args)
+        .env("WARDEN_TOKEN", idp.token(expired))
+        .args(["--", "node"])
+        .arg(&js)
+        .arg("stdio")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("$WARDEN_TOKEN: token expired"), "{stderr}");
+}

@@ -337,8 +337,19 @@ pub struct StdioGate {
 
 impl StdioGate {
     pub fn start(warden: &Path, args: &[&str], everything: &Path) -> StdioGate {
+        Self::start_with_env(warden, args, everything, &[])
+    }
+
+    /// [`Self::start`] with extra environment variables (a token, say).
+    pub fn start_with_env(
+        warden: &Path,
+        args: &[&str],
+        everything: &Path,
+        env: &[(&str, &str)],
+    ) -> StdioGate {
         use std::io::{BufRead, BufReader};
         let mut child = Command::new(warden)
+            .envs(env.iter().copied())
             .arg("stdio")
             .args(args)
             .args(["--", "node"])

@@ -125,6 +125,12 @@ pub enum Command {
         shadow: bool,
         #[command(flatten)]
         redis: RedisArgs,
+        /// With --jwt-*: the caller's JWT, from this environment variable; the grant is its
+        /// claim (--grant-claim) instead of --grant. An invalid token stops the start.
+        #[arg(long, value_name = "VAR", default_value = "WARDEN_TOKEN")]
+        token_env: String,
+        #[command(flatten)]
+        jwt: JwtArgs,
         /// The server to launch, after `--`.
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<String>,

@@ -49,8 +49,19 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             audit,
             shadow,
             redis,
+            token_env,
+            jwt,
             command,
-        } => crate::gateway::stdio(policy, grant, audit, shadow, redis, command),
+        } => crate::gateway::stdio(crate::gateway::StdioArgs {
+            policy,
+            grant,
+            audit,
+            shadow,
+            redis,
+            token_env,
+            jwt,
+            command,
+        }),
         Command::Schema => {
             std::io::stdout().write_all(warden_policy::json_schema().as_bytes())?;
             Ok(ExitCode::SUCCESS)

@@ -74,25 +74,55 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn stdio(
-    policy: std::path::PathBuf,
-    grant: String,
-    audit: Option<std::path::PathBuf>,
-    shadow: bool,
-    redis: RedisArgs,
-    command: Vec<String>,
-) -> Result<ExitCode, CliError> {
-    let redis = redis_config(&redis)?;
-    warden_gateway::logging::init(audit.as_deref())?;
+/// Everything `warden stdio` is told.
+pub struct StdioArgs {
+    pub policy: std::path::PathBuf,
+    pub grant: String,
+    pub audit: Option<std::path::PathBuf>,
+    pub shadow: bool,
+    pub redis: RedisArgs,
+    pub token_env: String,
+    pub jwt: JwtArgs,
+    pub command: Vec<String>,
+}
+
+pub fn stdio(args: StdioArgs) -> Result<ExitCode, CliError> {
+    let redis = redis_config(&args.redis)?;
+    let jwt = jwt_options(&args.jwt)?;
+    warden_gateway::logging::init(args.audit.as_deref())?;
+    let rt = runtime()?;
+    // One client started us: with JWTs, its token (from the environment) names the grant.
+    let grant = match jwt {
+        None => args.grant,
+        Some(j) => {
+            let token = std::env::var(&args.token_env).map_err(|_| {
+                CliError::Usage(format!(
+                    "--jwt-jwks given, but ${} holds no token (set it, or pick the variable \
+                     with --token-env)",
+                    args.token_env
+                ))
+            })?;
+            rt.block_on(async {
+                let verifier = warden_tower::jwt::JwtVerifier::new(j.config)
+                    .await
+                    .map_err(|e| CliError::Usage(e.to_string()))?;
+                verifier
+                    .verify(token.trim())
+                    .await
+                    .map(|v| v.grant)
+                    .map_err(|why| CliError::Usage(format!("${}: {why}", args.token_env)))
+            })?
+        }
+    };
     let opts = warden_gateway::StdioOptions {
-        policy,
-        command,
+        policy: args.policy,
+        command: args.command,
         grant,
-        shadow,
+        shadow: args.shadow,
         reload_every: Duration::from_secs(1),
         redis,
     };
-    let code = runtime()?.block_on(warden_gateway::stdio(opts))?;
+    let code = rt.block_on(warden_gateway::stdio(opts))?;
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 
