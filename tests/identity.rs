@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 const ISS: &str = "https://idp.test/";
 const AUD: &str = "mcp-gateway";
-const POLICY: &str = "version 1\ndefault deny\n\ntool echo {\n  limit 2 per minute per grant\n}\n";
+const POLICY: &str = "version 1\ndefault deny\n\ntool echo {\n  limit 2 per minute per grant\n}\n\ntool get-sum {\n  require caller.claims.team == \"ops\" else \"ops only\"\n}\n";
 
 struct Idp {
     key: p256::SecretKey,
@@ -232,7 +232,9 @@ fn jwt_callers_are_grants_of_their_claim_with_a_jwks_file_or_url() {
     for jwks in [file.to_str().unwrap().to_owned(), url] {
         let gw = gateway(&warden, &policy, &upstream.url, &jwks);
         let ops = idp.token(Idp::claims("agent-ops"));
-        let dev = idp.token(Idp::claims("agent-dev"));
+        let mut dev_claims = Idp::claims("agent-dev");
+        dev_claims["team"] = json!("dev");
+        let dev = idp.token(dev_claims);
         let sid = support::session(&gw.url, &ops);
         // Two calls a minute per grant: agent-ops uses both, agent-dev still has its own.
         for id in 0..2 {

@@ -56,6 +56,10 @@ pub enum Command {
         /// The client address, for ip-scoped limits.
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
         ip: std::net::IpAddr,
+        /// The caller's token claims as a JSON object, for `caller.claims.*` and
+        /// `caller.scopes` conditions, e.g. '{"team": "ops", "scope": "tools:call"}'.
+        #[arg(long, value_name = "JSON")]
+        claims: Option<String>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,

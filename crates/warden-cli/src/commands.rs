@@ -21,8 +21,20 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             grant,
             session,
             ip,
+            claims,
             format,
-        } => explain(&file, &tool, &args, &grant, &session, ip, format),
+        } => explain(
+            &file,
+            &tool,
+            &args,
+            &Caller {
+                grant: &grant,
+                session: &session,
+                ip,
+                claims: claims.as_deref(),
+            },
+            format,
+        ),
         Command::Compile {
             file,
             output,
@@ -108,13 +120,19 @@ fn check(files: &[PathBuf], tools: Option<&Path>) -> Result<ExitCode, CliError> 
     })
 }
 
+/// Who `explain` pretends is calling.
+struct Caller<'a> {
+    grant: &'a str,
+    session: &'a str,
+    ip: std::net::IpAddr,
+    claims: Option<&'a str>,
+}
+
 fn explain(
     file: &Path,
     tool: &str,
     args: &str,
-    grant: &str,
-    session: &str,
-    ip: std::net::IpAddr,
+    caller: &Caller<'_>,
     format: Format,
 ) -> Result<ExitCode, CliError> {
     let args =
@@ -124,13 +142,27 @@ fn explain(
             "the arguments must be a JSON object, e.g. '{\"region\": \"eu-west\"}'".into(),
         ));
     }
+    let claims = match caller.claims {
+        None => None,
+        Some(text) => {
+            let v = warden_policy::strict_json::from_str(text)
+                .map_err(|e| CliError::Args(format!("--claims: {e}")))?;
+            if !v.is_object() {
+                return Err(CliError::Args(
+                    "--claims must be a JSON object, e.g. '{\"team\": \"ops\"}'".into(),
+                ));
+            }
+            Some(v)
+        }
+    };
     let (src, policy) = source::load(file)?;
     let compiled = compiled(&src, &policy)?;
-    let call = Call::new(tool)
+    let mut call = Call::new(tool)
         .args(&args)
-        .grant(grant)
-        .session(session)
-        .ip(ip);
+        .grant(caller.grant)
+        .session(caller.session)
+        .ip(caller.ip);
+    call.claims = claims.as_ref();
     let mut explanation = compiled.explain(&call);
     explanation.source = src.location(&explanation.rule);
     let mut out = std::io::stdout().lock();

@@ -241,3 +241,62 @@ fn linode_example_names_only_real_tools_and_compiles_for_policylayer() {
     assert!(tools.len() > 200, "{}", tools.len());
     assert!(tools.keys().all(|k| !k.contains('*')), "{out}");
 }
+
+#[test]
+fn explain_reads_the_caller_from_grant_and_claims() {
+    let decide = |tool: &str, grant: &str, claims: &str| {
+        let (code, out, err) = warden(&[
+            "explain", "who.pol", "--tool", tool, "--grant", grant, "--claims", claims, "--format",
+            "json",
+        ]);
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        (
+            v["decision"].as_str().unwrap().to_owned(),
+            v["message"].as_str().unwrap_or("").to_owned(),
+        )
+    };
+    let ops = r#"{"groups": ["ops", "oncall"], "scope": "instances:write"}"#;
+    let dev = r#"{"groups": ["dev"], "scp": ["instances:read"]}"#;
+    assert_eq!(decide("delete_instance", "alice", ops).0, "allow");
+    assert_eq!(
+        decide("delete_instance", "bob", dev),
+        ("deny".into(), "only the ops team deletes instances".into())
+    );
+    assert_eq!(decide("create_instance", "alice", ops).0, "allow");
+    assert_eq!(
+        decide("create_instance", "bob", dev).1,
+        "needs the instances:write scope"
+    );
+    assert_eq!(
+        decide("create_instance", "intern", ops).1,
+        "interns do not create instances"
+    );
+    // No claims at all: a claim condition is false, so `require` denies.
+    let (code, out, _) = warden(&["explain", "who.pol", "--tool", "delete_instance"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("DENY"), "{out}");
+    // Claims that are not a JSON object are refused with a clear message.
+    let (code, _, err) = warden(&[
+        "explain",
+        "who.pol",
+        "--tool",
+        "delete_instance",
+        "--claims",
+        "[1]",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--claims must be a JSON object"), "{err}");
+}
+
+#[test]
+fn the_hosted_target_refuses_caller_conditions_where_they_are_written() {
+    let (code, _, err) = warden(&["compile", "who.pol", "--target", "policylayer"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("who.pol:6:11: the hosted format cannot read the caller"),
+        "{err}"
+    );
+    assert!(err.contains("who.pol:10:11"), "{err}");
+    assert!(err.contains("who.pol:11:11"), "{err}");
+}

@@ -241,7 +241,10 @@ pub fn tool_name(n: &str) -> String {
 }
 
 fn path(p: &str) -> String {
-    let Some(rest) = p.strip_prefix("args.") else {
+    let Some((root, rest)) = ["args", "caller"]
+        .into_iter()
+        .find_map(|root| Some((root, p.strip_prefix(root)?.strip_prefix('.')?)))
+    else {
         return string(p);
     };
     let segs: Vec<String> = rest
@@ -254,7 +257,7 @@ fn path(p: &str) -> String {
             }
         })
         .collect();
-    format!("args.{}", segs.join("."))
+    format!("{root}.{}", segs.join("."))
 }
 
 fn scalar(v: &Value) -> String {

@@ -5,11 +5,13 @@
 //! the rules in `decision.rs` apply that. Numeric strings compare as numbers because real
 //! servers coerce them (`"500"` reaches the Linode API as 500).
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 
 use regex::Regex;
 use serde_json::Value;
 
+use crate::decision::Call;
 use crate::model::{Condition, Op};
 
 /// The outcome of one condition.
@@ -34,7 +36,11 @@ pub(crate) struct ArgPath(Vec<String>);
 impl ArgPath {
     /// `None` unless the path is `args.` followed by non-empty dot-separated names.
     pub(crate) fn parse(path: &str) -> Option<ArgPath> {
-        let rest = path.strip_prefix("args.")?;
+        Self::segments(path.strip_prefix("args.")?)
+    }
+
+    /// `a.b` → `["a", "b"]`; `None` if a segment is empty.
+    fn segments(rest: &str) -> Option<ArgPath> {
         let segs: Vec<String> = rest.split('.').map(str::to_owned).collect();
         segs.iter().all(|s| !s.is_empty()).then_some(ArgPath(segs))
     }
@@ -50,6 +56,66 @@ impl ArgPath {
         }
         Some(at)
     }
+}
+
+/// Where a condition looks: the call's arguments, or who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CondPath {
+    /// `args.a.b`.
+    Args(ArgPath),
+    /// `caller.grant`: the grant's name (a static token's, or a JWT's grant claim).
+    Grant,
+    /// `caller.scopes`: the token's scopes as a list (`scope` split on spaces, else `scp`).
+    Scopes,
+    /// `caller.claims.a.b`: a claim of the caller's validated token.
+    Claims(ArgPath),
+}
+
+impl CondPath {
+    /// `None` unless the path is one of the forms above.
+    pub(crate) fn parse(path: &str) -> Option<CondPath> {
+        if let Some(p) = ArgPath::parse(path) {
+            return Some(CondPath::Args(p));
+        }
+        match path {
+            "caller.grant" => Some(CondPath::Grant),
+            "caller.scopes" => Some(CondPath::Scopes),
+            _ => ArgPath::segments(path.strip_prefix("caller.claims.")?).map(CondPath::Claims),
+        }
+    }
+
+    /// Whether the path reads the caller rather than the arguments.
+    pub(crate) fn is_caller(&self) -> bool {
+        !matches!(self, CondPath::Args(_))
+    }
+
+    fn resolve<'v>(&self, call: &Call<'v>) -> Option<Cow<'v, Value>> {
+        match self {
+            CondPath::Args(p) => p.resolve(call.args).map(Cow::Borrowed),
+            CondPath::Claims(p) => p.resolve(call.claims).map(Cow::Borrowed),
+            CondPath::Grant => call.grant.map(|g| Cow::Owned(Value::String(g.to_owned()))),
+            CondPath::Scopes => scopes(call.claims?).map(Cow::Owned),
+        }
+    }
+}
+
+/// A token's scopes as a list: `scope` (space-separated, RFC 8693) or `scp` (a list, or a
+/// space-separated string, as some providers send it).
+fn scopes(claims: &Value) -> Option<Value> {
+    let list = |v: &Value| match v {
+        Value::String(s) => Some(
+            s.split_whitespace()
+                .map(|x| Value::String(x.to_owned()))
+                .collect::<Vec<_>>(),
+        ),
+        Value::Array(items) => Some(items.iter().filter(|i| i.is_string()).cloned().collect()),
+        _ => None,
+    };
+    claims
+        .get("scope")
+        .and_then(list)
+        .or_else(|| claims.get("scp").and_then(list))
+        .map(Value::Array)
 }
 
 /// A number as the engine compares it: integers exactly, everything else as `f64`.
@@ -146,7 +212,7 @@ enum Test {
 /// A validated condition, ready to evaluate.
 #[derive(Debug, Clone)]
 pub(crate) struct CompiledCondition {
-    path: ArgPath,
+    path: CondPath,
     test: Test,
 }
 
@@ -163,7 +229,7 @@ pub(crate) fn build_regex(pattern: &str) -> Result<Regex, regex::Error> {
 impl CompiledCondition {
     /// Compiles a condition that [`crate::validate`] accepted; `None` if it was not valid.
     pub(crate) fn new(c: &Condition) -> Option<CompiledCondition> {
-        let path = ArgPath::parse(&c.path)?;
+        let path = CondPath::parse(&c.path)?;
         let list = |v: &Value| {
             v.as_array()
                 .map(|items| items.iter().map(Operand::new).collect::<Vec<_>>())
@@ -181,9 +247,9 @@ impl CompiledCondition {
         Some(CompiledCondition { path, test })
     }
 
-    pub(crate) fn eval(&self, args: Option<&Value>) -> Truth {
-        let found = self.path.resolve(args);
-        let Some(arg) = found else {
+    pub(crate) fn eval(&self, call: &Call<'_>) -> Truth {
+        let found = self.path.resolve(call);
+        let Some(arg) = found.as_deref() else {
             // A missing argument makes every condition false, except `exists`.
             return match self.test {
                 Test::Exists(want) => Truth::from_bool(!want),
@@ -227,7 +293,7 @@ impl CompiledCondition {
 /// Sound, not complete: a `true` is certain (each path is checked on its own; if one path's
 /// conditions can't hold together, the whole list can't), a `false` may miss subtler cases.
 pub(crate) fn contradictory(conds: &[&CompiledCondition]) -> bool {
-    let mut paths: Vec<&ArgPath> = conds.iter().map(|c| &c.path).collect();
+    let mut paths: Vec<&CondPath> = conds.iter().map(|c| &c.path).collect();
     paths.dedup();
     paths.iter().any(|path| {
         let group: Vec<&CompiledCondition> =
@@ -236,7 +302,7 @@ pub(crate) fn contradictory(conds: &[&CompiledCondition]) -> bool {
     })
 }
 
-fn path_contradictory(path: &ArgPath, group: &[&CompiledCondition]) -> bool {
+fn path_contradictory(path: &CondPath, group: &[&CompiledCondition]) -> bool {
     let wants_missing = group.iter().any(|c| matches!(c.test, Test::Exists(false)));
     if wants_missing {
         // A missing argument makes every other test false.
@@ -264,8 +330,14 @@ fn path_contradictory(path: &ArgPath, group: &[&CompiledCondition]) -> bool {
     }
     if let Some(candidates) = pinned {
         return !candidates.iter().any(|v| {
-            let args = path.wrap(v.clone());
-            group.iter().all(|c| c.eval(Some(&args)) == Truth::True)
+            let wrapped = path.wrap(v.clone());
+            let mut call = Call::new("");
+            match path {
+                CondPath::Args(_) => call.args = Some(&wrapped),
+                CondPath::Grant => call.grant = wrapped.as_str(),
+                CondPath::Claims(_) | CondPath::Scopes => call.claims = Some(&wrapped),
+            }
+            group.iter().all(|c| c.eval(&call) == Truth::True)
         });
     }
     // Otherwise only numeric bounds can clash: `> 10 and < 5`.
@@ -318,6 +390,17 @@ fn coercions(v: &Value) -> Vec<Value> {
     out
 }
 
+impl CondPath {
+    /// What holds `v` at this path: an arguments or claims object, or the grant itself.
+    fn wrap(&self, v: Value) -> Value {
+        match self {
+            CondPath::Args(p) | CondPath::Claims(p) => p.wrap(v),
+            CondPath::Grant => v,
+            CondPath::Scopes => serde_json::json!({ "scp": v }),
+        }
+    }
+}
+
 impl ArgPath {
     /// An arguments object holding `v` at this path.
     fn wrap(&self, v: Value) -> Value {
@@ -332,9 +415,76 @@ impl ArgPath {
 }
 
 #[cfg(test)]
+impl CompiledCondition {
+    fn eval_args(&self, args: Option<&Value>) -> Truth {
+        let mut call = Call::new("t");
+        call.args = args;
+        self.eval(&call)
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn caller_condition(path: &str, op: &str, value: Value) -> CompiledCondition {
+        let c = Condition {
+            path: path.into(),
+            op: Op::from_name(op).unwrap(),
+            value,
+        };
+        CompiledCondition::new(&c).unwrap()
+    }
+
+    #[test]
+    fn caller_paths_read_the_grant_claims_and_scopes() {
+        let claims = json!({"team": "ops", "groups": ["ops", "oncall"], "org": {"tier": 3},
+                            "scope": "tools:read instances:write"});
+        let call = Call::new("t").grant("alice").claims(&claims);
+        let t = |path: &str, op: &str, v: Value| caller_condition(path, op, v).eval(&call);
+        assert_eq!(t("caller.grant", "eq", json!("alice")), Truth::True);
+        assert_eq!(
+            t("caller.claims.team", "in", json!(["ops", "sre"])),
+            Truth::True
+        );
+        assert_eq!(
+            t("caller.claims.groups", "contains", json!("oncall")),
+            Truth::True
+        );
+        assert_eq!(t("caller.claims.org.tier", "gte", json!(3)), Truth::True);
+        assert_eq!(
+            t("caller.scopes", "contains", json!("instances:write")),
+            Truth::True
+        );
+        assert_eq!(t("caller.scopes", "contains", json!("admin")), Truth::False);
+        // A missing claim is false, `exists` aside; no claims at all is the same.
+        assert_eq!(t("caller.claims.missing", "eq", json!("x")), Truth::False);
+        assert_eq!(
+            t("caller.claims.missing", "exists", json!(false)),
+            Truth::True
+        );
+        let anonymous = Call::new("t");
+        assert_eq!(
+            caller_condition("caller.claims.team", "eq", json!("ops")).eval(&anonymous),
+            Truth::False
+        );
+        assert_eq!(
+            caller_condition("caller.grant", "exists", json!(true)).eval(&anonymous),
+            Truth::False
+        );
+        // `scp` as a list (Entra, Okta) when there is no `scope`.
+        let scp = json!({"scp": ["a", "b"]});
+        let call = Call::new("t").claims(&scp);
+        assert_eq!(
+            caller_condition("caller.scopes", "contains", json!("b")).eval(&call),
+            Truth::True
+        );
+        assert!(CondPath::parse("caller").is_none());
+        assert!(CondPath::parse("caller.claims").is_none());
+        assert!(CondPath::parse("caller.claims.").is_none());
+        assert!(CondPath::parse("caller.token").is_none());
+    }
 
     fn eval(op: &str, value: Value, args: Value) -> Truth {
         let c = Condition {
@@ -342,7 +492,7 @@ mod tests {
             op: Op::from_name(op).unwrap(),
             value,
         };
-        CompiledCondition::new(&c).unwrap().eval(Some(&args))
+        CompiledCondition::new(&c).unwrap().eval_args(Some(&args))
     }
     use Truth::{False as F, True as T, Unknown as U};
 
@@ -456,15 +606,15 @@ mod tests {
             value: json!("v"),
         };
         let c = CompiledCondition::new(&c).unwrap();
-        assert_eq!(c.eval(Some(&json!({"metadata": {"key": "v"}}))), T);
-        assert_eq!(c.eval(Some(&json!({"metadata": {"key": "w"}}))), F);
+        assert_eq!(c.eval_args(Some(&json!({"metadata": {"key": "v"}}))), T);
+        assert_eq!(c.eval_args(Some(&json!({"metadata": {"key": "w"}}))), F);
         assert_eq!(
-            c.eval(Some(&json!({"metadata": "key"}))),
+            c.eval_args(Some(&json!({"metadata": "key"}))),
             F,
             "cannot descend: missing"
         );
-        assert_eq!(c.eval(Some(&json!({"metadata": {}}))), F);
-        assert_eq!(c.eval(None), F, "no arguments at all");
+        assert_eq!(c.eval_args(Some(&json!({"metadata": {}}))), F);
+        assert_eq!(c.eval_args(None), F, "no arguments at all");
         let c = Condition {
             path: "args.tags.1".into(),
             op: Op::Eq,
@@ -473,7 +623,7 @@ mod tests {
         assert_eq!(
             CompiledCondition::new(&c)
                 .unwrap()
-                .eval(Some(&json!({"tags": ["a", "b"]}))),
+                .eval_args(Some(&json!({"tags": ["a", "b"]}))),
             T
         );
     }

@@ -22,6 +22,8 @@ pub struct Call<'a> {
     pub session: Option<&'a str>,
     /// The client's address, for `ip`-scoped limits.
     pub ip: Option<IpAddr>,
+    /// The claims of the caller's validated token (JWT), for `caller.claims.*` conditions.
+    pub claims: Option<&'a Value>,
 }
 
 impl<'a> Call<'a> {
@@ -32,6 +34,7 @@ impl<'a> Call<'a> {
             grant: None,
             session: None,
             ip: None,
+            claims: None,
         }
     }
     pub fn args(mut self, args: &'a Value) -> Self {
@@ -48,6 +51,10 @@ impl<'a> Call<'a> {
     }
     pub fn ip(mut self, ip: IpAddr) -> Self {
         self.ip = Some(ip);
+        self
+    }
+    pub fn claims(mut self, claims: &'a Value) -> Self {
+        self.claims = Some(claims);
         self
     }
 }
@@ -192,10 +199,10 @@ impl CompiledPolicy {
             );
         };
         let shadow = entry.shadow;
-        if let Some(rule) = entry.deny_if.iter().find(|r| fires(r, call.args, trace)) {
+        if let Some(rule) = entry.deny_if.iter().find(|r| fires(r, call, trace)) {
             return Decision::deny(&rule.pointer, rule.message.as_str(), shadow);
         }
-        if let Some(rule) = entry.require.iter().find(|r| !holds(r, call.args, trace)) {
+        if let Some(rule) = entry.require.iter().find(|r| !holds(r, call, trace)) {
             return Decision::deny(&rule.pointer, rule.message.as_str(), shadow);
         }
         self.permit(
@@ -312,9 +319,9 @@ impl CompiledPolicy {
 }
 
 /// A `deny_if` entry fires unless one of its conditions is false; unknown counts as true.
-fn fires<T: Trace>(rule: &CompiledRule, args: Option<&Value>, trace: &mut T) -> bool {
+fn fires<T: Trace>(rule: &CompiledRule, call: &Call<'_>, trace: &mut T) -> bool {
     let fired = rule.conditions.iter().all(|(at, c)| {
-        let t = c.eval(args);
+        let t = c.eval(call);
         trace.step(|| Step::condition(at, t));
         t != Truth::False
     });
@@ -332,9 +339,9 @@ fn fires<T: Trace>(rule: &CompiledRule, args: Option<&Value>, trace: &mut T) -> 
 }
 
 /// A `require` entry holds only if every condition is true; unknown counts as false.
-fn holds<T: Trace>(rule: &CompiledRule, args: Option<&Value>, trace: &mut T) -> bool {
+fn holds<T: Trace>(rule: &CompiledRule, call: &Call<'_>, trace: &mut T) -> bool {
     let held = rule.conditions.iter().all(|(at, c)| {
-        let t = c.eval(args);
+        let t = c.eval(call);
         trace.step(|| Step::condition(at, t));
         t == Truth::True
     });

@@ -8,6 +8,7 @@ use indexmap::IndexMap;
 
 use crate::catalog::Catalog;
 use crate::compiled::CompiledPolicy;
+use crate::condition::CondPath;
 use crate::glob::Glob;
 use crate::model::*;
 use crate::pointer::{child, index};
@@ -130,6 +131,24 @@ impl Lowering<'_> {
                 Problem::new(child(at, "mode"), "the hosted format has no shadow mode")
                     .with_help("remove the tool's `mode`, or keep this policy on Warden"),
             );
+        }
+        for (key, rules) in [("require", &r.require), ("deny_if", &r.deny_if)] {
+            for (i, rule) in rules.iter().flatten().enumerate() {
+                for (j, c) in rule.conditions.iter().enumerate() {
+                    if CondPath::parse(&c.path).is_some_and(|p| p.is_caller()) {
+                        let here = index(&child(&index(&child(at, key), i), "conditions"), j);
+                        self.problems.push(
+                            Problem::new(
+                                child(&here, "path"),
+                                format!("the hosted format cannot read the caller (`{}`)", c.path),
+                            )
+                            .with_help(
+                                "its conditions see arguments only; keep this policy on Warden",
+                            ),
+                        );
+                    }
+                }
+            }
         }
         let mut deny_if = r.deny_if.clone();
         if let Some(approval) = &r.approval {

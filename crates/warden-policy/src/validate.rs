@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use crate::condition::{ArgPath, Num, build_regex};
+use crate::condition::{ArgPath, CondPath, Num, build_regex};
 use crate::glob::Glob;
 use crate::load::kind;
 use crate::model::*;
@@ -78,10 +78,10 @@ impl<'p> Validator<'p> {
     }
 
     fn condition(&mut self, c: &'p Condition, at: &str) {
-        if ArgPath::parse(&c.path).is_none() {
+        if CondPath::parse(&c.path).is_none() {
             self.problems.push(
-                Problem::new(child(at, "path"), format!("invalid argument path {:?}", c.path))
-                    .with_help("write `args.` and the argument's name; dots descend into objects: `args.metadata.key`"),
+                Problem::new(child(at, "path"), format!("invalid path {:?}", c.path))
+                    .with_help("write `args.` and the argument's name (dots descend into objects: `args.metadata.key`), or `caller.grant`, `caller.scopes`, `caller.claims.<name>`"),
             );
         }
         let value_at = child(at, "value");

@@ -19,6 +19,12 @@ impl Grant {
     }
 }
 
+/// The claims of the caller's validated token, set as a request extension beside its
+/// [`Grant`] by whatever checked the token (the gateway, [`crate::jwt`], or the app's own
+/// auth layer); `caller.claims.*` conditions read them.
+#[derive(Debug, Clone)]
+pub struct Claims(pub std::sync::Arc<serde_json::Value>);
+
 /// Finds the grant of a request. `None` means anonymous: grant-scoped limits then deny.
 pub trait GrantExtractor: Send + Sync + 'static {
     fn grant(&self, parts: &Parts) -> Option<Grant>;

@@ -137,9 +137,7 @@ pub struct Verified {
     expires: u64,
 }
 
-/// Validated claims, set as a request extension next to the [`Grant`].
-#[derive(Debug, Clone)]
-pub struct Claims(pub Arc<Value>);
+pub use crate::grant::Claims;
 
 struct Key {
     key: DecodingKey,

@@ -36,7 +36,7 @@ pub use approval::{
 };
 pub use body::{Body, BoxError, filter_tools_list};
 pub use grant::{
-    BearerGrant, DefaultGrant, Grant, GrantExtractor, HeaderGrant, bearer_token, short_hash,
+    BearerGrant, Claims, DefaultGrant, Grant, GrantExtractor, HeaderGrant, bearer_token, short_hash,
 };
 pub use layer::{Mode, PolicyHandle, PolicyLayer};
 pub use limit::{CounterStore, MemoryStore};

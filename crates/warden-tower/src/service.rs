@@ -98,6 +98,7 @@ pub(crate) struct Caller {
     pub(crate) grant: Option<String>,
     pub(crate) session: Option<String>,
     pub(crate) ip: Option<IpAddr>,
+    pub(crate) claims: Option<Arc<Value>>,
 }
 
 impl Caller {
@@ -112,6 +113,10 @@ impl Caller {
             grant: shared.grants.grant(parts).map(|g| g.as_str().to_owned()),
             session: header_str(&parts.headers, "mcp-session-id").map(str::to_owned),
             ip,
+            claims: parts
+                .extensions
+                .get::<crate::grant::Claims>()
+                .map(|c| c.0.clone()),
         }
     }
 
@@ -122,6 +127,7 @@ impl Caller {
             grant: self.grant.as_deref(),
             session: self.session.as_deref(),
             ip: self.ip,
+            claims: self.claims.as_deref(),
         }
     }
 

@@ -561,11 +561,16 @@ impl<'a> Reader<'a> {
         None
     }
 
-    /// `path = ${ "args" ~ ("." ~ (path_seg | string))+ }`: no blanks inside.
+    /// `path = ${ path_root ~ ("." ~ (path_seg | string))+ }`: no blanks inside.
     fn path(&mut self) -> Option<Spanned<String>> {
         let start = self.pos;
-        self.literal("args")?;
-        let mut out = String::from("args");
+        let root = if self.literal("args").is_some() {
+            "args"
+        } else {
+            self.literal("caller")?;
+            "caller"
+        };
+        let mut out = String::from(root);
         let mut segments = 0;
         while let Some(seg) = self.attempt(|r| {
             r.literal(".")?;

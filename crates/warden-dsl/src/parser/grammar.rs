@@ -282,8 +282,12 @@ impl Builder {
     }
 
     fn path(&mut self, p: &Pair<'_, Rule>) -> Option<String> {
-        let mut out = String::from("args");
+        let mut out = String::new();
         for seg in p.clone().into_inner() {
+            if seg.as_rule() == Rule::path_root {
+                out.push_str(seg.as_str());
+                continue;
+            }
             out.push('.');
             if seg.as_rule() == Rule::string {
                 out.push_str(&self.string(&seg)?);
@@ -402,7 +406,9 @@ fn describe(r: Rule) -> Option<&'static str> {
         Rule::number => "a number",
         Rule::scalar => "a value (string, number, true, false or null)",
         Rule::list | Rule::name_list => "a list in [ ]",
-        Rule::path | Rule::path_seg => "an argument path like args.region",
+        Rule::path | Rule::path_seg | Rule::path_root => {
+            "a path like args.region or caller.claims.team"
+        }
         Rule::regex | Rule::regex_body => "a /regex/",
         Rule::cmp_op => "a comparison (==, !=, <, <=, >, >=)",
         Rule::counter => "a counter name",
