@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 const ISS: &str = "https://idp.test/";
 const AUD: &str = "mcp-gateway";
-const POLICY: &str = "version 1\ndefault deny\n\ntool echo {\n  limit 2 per minute per grant\n}\n\ntool get-sum {\n  require caller.claims.team == \"ops\" else \"ops only\"\n}\n";
+const POLICY: &str = "version 1\ndefault deny\n\ntool echo {\n  limit 2 per minute per grant\n}\n\ntool get-sum {\n  require caller.claims.team == \"ops\" else \"ops only\"\n}\n\ntool get-env {\n  limit 2 per minute per claim team\n}\n";
 
 struct Idp {
     key: p256::SecretKey,

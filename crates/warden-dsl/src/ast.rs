@@ -98,6 +98,8 @@ pub struct LimitAst {
     pub max: Spanned<u64>,
     pub window: Spanned<Window>,
     pub scope: Option<Spanned<Scope>>,
+    /// `per claim NAME`: the claim's name.
+    pub claim: Option<Spanned<String>>,
     pub counter: Option<Spanned<String>>,
     pub cost: Option<Spanned<String>>,
 }

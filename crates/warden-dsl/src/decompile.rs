@@ -323,10 +323,11 @@ fn limit(l: &Limit, tool: Option<&str>) -> String {
         w => w.to_string(),
     };
     let mut text = format!("limit {} per {window}", l.max);
-    match l.scope {
-        Some(Scope::Global) => text.push_str(" global"),
-        Some(s) => text.push_str(&format!(" per {s}")),
-        None => {}
+    match (l.scope, &l.claim) {
+        (Some(Scope::Global), _) => text.push_str(" global"),
+        (Some(Scope::Claim), Some(claim)) => text.push_str(&format!(" per claim {claim}")),
+        (Some(s), _) => text.push_str(&format!(" per {s}")),
+        (None, _) => {}
     }
     if tool.map(default_counter).as_deref() != Some(l.counter.as_str()) {
         let name = if is_bare(&l.counter, &['$']) {

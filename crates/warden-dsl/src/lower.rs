@@ -353,6 +353,9 @@ impl Lowerer {
         if let Some(c) = &l.cost {
             self.map.set(|| child(at, "cost"), &c.span);
         }
+        if let Some(c) = &l.claim {
+            self.map.set(|| child(at, "claim"), &c.span);
+        }
         Limit {
             counter: l
                 .counter
@@ -363,6 +366,7 @@ impl Lowerer {
             max: l.max.node,
             scope: l.scope.as_ref().map(|s| s.node),
             cost: l.cost.as_ref().map(|c| c.node.clone()),
+            claim: l.claim.as_ref().map(|c| c.node.clone()),
         }
     }
 }

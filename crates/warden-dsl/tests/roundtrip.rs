@@ -76,7 +76,8 @@ fn scope() -> impl Strategy<Value = Option<Scope>> {
         Just(Scope::Grant),
         Just(Scope::Session),
         Just(Scope::Global),
-        Just(Scope::Ip)
+        Just(Scope::Ip),
+        Just(Scope::Claim)
     ])
 }
 
@@ -86,13 +87,15 @@ fn limit() -> impl Strategy<Value = Limit> {
         window(),
         scope(),
         prop::option::of("args\\.[a-z]{1,5}"),
+        "[a-z]{1,5}(\\.[a-z]{1,3})?",
     )
-        .prop_map(|(max, window, scope, cost)| Limit {
+        .prop_map(|(max, window, scope, cost, claim)| Limit {
             counter: String::new(),
             window,
             max,
             scope,
             cost,
+            claim: (scope == Some(Scope::Claim)).then_some(claim),
         })
 }
 

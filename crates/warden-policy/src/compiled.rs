@@ -32,12 +32,41 @@ pub struct CompiledLimit {
     pub quota: Quota,
     pub scope: Scope,
     pub(crate) cost: Option<(String, ArgPath)>,
+    /// With [`Scope::Claim`]: the claim's name and its path into the claims.
+    pub(crate) claim: Option<(String, ArgPath)>,
 }
 
 impl CompiledLimit {
     /// The argument path whose value this limit charges, if it is weighted.
     pub fn cost_path(&self) -> Option<&str> {
         self.cost.as_ref().map(|(p, _)| p.as_str())
+    }
+
+    /// With [`Scope::Claim`]: the claim that keys the bucket.
+    pub fn claim(&self) -> Option<&str> {
+        self.claim.as_ref().map(|(c, _)| c.as_str())
+    }
+
+    /// Whose bucket `call` charges: the grant, session id, client address, claim value, or
+    /// `""` (global). `None` when the call has no such key (the decision then denies).
+    pub fn scope_key(&self, call: &crate::Call<'_>) -> Option<String> {
+        match self.scope {
+            Scope::Grant => call.grant.map(str::to_owned),
+            Scope::Session => call.session.map(str::to_owned),
+            Scope::Ip => call.ip.map(|ip| ip.to_string()),
+            Scope::Global => Some(String::new()),
+            Scope::Claim => {
+                let (_, path) = self.claim.as_ref()?;
+                match path.resolve(call.claims)? {
+                    serde_json::Value::String(s) => Some(s.clone()),
+                    v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_)) => {
+                        Some(v.to_string())
+                    }
+                    // A list or an object names no single bucket.
+                    _ => None,
+                }
+            }
+        }
     }
 }
 
@@ -245,6 +274,10 @@ impl Builder {
                 },
                 scope: l.scope(),
                 cost,
+                claim: l
+                    .claim
+                    .as_ref()
+                    .and_then(|c| Some((c.clone(), ArgPath::segments(c)?))),
             });
         }
         out

@@ -40,7 +40,7 @@ impl ArgPath {
     }
 
     /// `a.b` → `["a", "b"]`; `None` if a segment is empty.
-    fn segments(rest: &str) -> Option<ArgPath> {
+    pub(crate) fn segments(rest: &str) -> Option<ArgPath> {
         let segs: Vec<String> = rest.split('.').map(str::to_owned).collect();
         segs.iter().all(|s| !s.is_empty()).then_some(ArgPath(segs))
     }

@@ -250,11 +250,19 @@ impl CompiledPolicy {
         let mut charges = Vec::with_capacity(limits.len());
         for &i in limits {
             let limit = &self.limits[i];
+            let claim_name;
             let missing = match limit.scope {
                 Scope::Grant => call.grant.is_none().then_some("grant (credential)"),
                 Scope::Session => call.session.is_none().then_some("MCP session id"),
                 Scope::Ip => call.ip.is_none().then_some("client address"),
                 Scope::Global => None,
+                Scope::Claim => {
+                    claim_name = format!("claim `{}`", limit.claim().unwrap_or("?"));
+                    limit
+                        .scope_key(call)
+                        .is_none()
+                        .then_some(claim_name.as_str())
+                }
             };
             if let Some(what) = missing {
                 trace.step(|| {

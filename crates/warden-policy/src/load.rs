@@ -30,7 +30,7 @@ const ALL_TOOLS_KEYS: &[&str] = &["limits"];
 const TOOL_KEYS: &[&str] = &["require", "deny_if", "limits", "approval", "mode"];
 const RULE_KEYS: &[&str] = &["conditions", "on_deny"];
 const CONDITION_KEYS: &[&str] = &["path", "op", "value"];
-const LIMIT_KEYS: &[&str] = &["counter", "window", "max", "scope", "cost"];
+const LIMIT_KEYS: &[&str] = &["counter", "window", "max", "scope", "cost", "claim"];
 const APPROVAL_KEYS: &[&str] = &["timeout", "on_timeout"];
 
 impl Loader {
@@ -156,12 +156,14 @@ impl Loader {
             .and_then(|v| self.positive(v, &child(at, "max")));
         let scope = self.optional_at(m, at, "scope", |l, v, at| l.keyword(v, at, Scope::NAMES));
         let cost = self.optional_at(m, at, "cost", |l, v, at| l.string(v, at));
+        let claim = self.optional_at(m, at, "claim", |l, v, at| l.string(v, at));
         Some(Limit {
             counter: counter?,
             window: window?,
             max: max?,
             scope: scope?,
             cost: cost?,
+            claim: claim?,
         })
     }
 

@@ -103,6 +103,10 @@ pub struct Limit {
     /// Warden extension: charge the value of this argument (`args.amount`) instead of 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<String>,
+    /// Warden extension, with `scope: "claim"`: the claim whose value keys the bucket
+    /// (`team`; dots descend into objects: `org.id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<String>,
 }
 
 /// Warden extension: each call waits for a person's yes.
@@ -229,6 +233,9 @@ keywords! {
         Global = "global",
         /// The client's IP address.
         Ip = "ip",
+        /// Warden extension: a claim of the caller's token (`claim` names it), so that, say,
+        /// a whole team shares one budget.
+        Claim = "claim",
     }
 }
 

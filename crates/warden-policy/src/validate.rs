@@ -176,14 +176,43 @@ impl<'p> Validator<'p> {
                     .with_help("name the argument that holds the cost: `args.amount`"),
                 );
             }
+            match (limit.scope(), &limit.claim) {
+                (Scope::Claim, None) => self.problems.push(
+                    Problem::new(child(&limit_at, "scope"), "a limit per claim needs `claim`")
+                        .with_help("name the claim whose value keys the bucket: `per claim team`"),
+                ),
+                (Scope::Claim, Some(c)) if ArgPath::segments(c).is_none() => self.problems.push(
+                    Problem::new(
+                        child(&limit_at, "claim"),
+                        format!("invalid claim name {c:?}"),
+                    )
+                    .with_help("a claim's name, dots descending into objects: `team`, `org.id`"),
+                ),
+                (scope, Some(_)) if scope != Scope::Claim => self.problems.push(
+                    Problem::new(
+                        child(&limit_at, "claim"),
+                        "`claim` is only for limits per claim",
+                    )
+                    .with_help("set `scope` to `claim`, or remove `claim`"),
+                ),
+                _ => {}
+            }
             match self.counters.get(limit.counter.as_str()) {
                 None => {
                     self.counters.insert(&limit.counter, (limit_at, limit));
                 }
                 Some((first_at, first)) => {
-                    if (first.max, first.window.as_secs(), first.scope())
-                        != (limit.max, limit.window.as_secs(), limit.scope())
-                    {
+                    if (
+                        first.max,
+                        first.window.as_secs(),
+                        first.scope(),
+                        &first.claim,
+                    ) != (
+                        limit.max,
+                        limit.window.as_secs(),
+                        limit.scope(),
+                        &limit.claim,
+                    ) {
                         self.problems.push(
                             Problem::new(
                                 child(&limit_at, "counter"),

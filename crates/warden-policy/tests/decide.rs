@@ -258,3 +258,35 @@ fn equal_windows_written_differently_share_a_counter() {
     }});
     assert!(warden_policy::validate(&Policy::from_value(&doc).unwrap()).is_empty());
 }
+
+#[test]
+fn a_limit_per_claim_charges_the_claims_value_and_denies_without_it() {
+    let p = compile(
+        json!({"version": "1", "default": "deny", "tools": {"write": {
+        "limits": [{"counter": "team_writes", "window": "hour", "max": 5,
+                    "scope": "claim", "claim": "org.team"}]}}}),
+    );
+    let ops = json!({"org": {"team": "ops"}});
+    let d = p.decide(&Call::new("write").grant("alice").claims(&ops));
+    assert_eq!(d.outcome(), Outcome::Allow);
+    let key = d.charges()[0]
+        .limit
+        .scope_key(&Call::new("write").claims(&ops));
+    assert_eq!(key.as_deref(), Some("ops"));
+    assert_eq!(d.charges()[0].limit.claim(), Some("org.team"));
+    // No claims, or a claim that names no single value: no bucket to charge, so deny.
+    let list = json!({"org": {"team": ["a", "b"]}});
+    for call in [
+        Call::new("write").grant("alice"),
+        Call::new("write").claims(&list),
+    ] {
+        let d = p.decide(&call);
+        assert_eq!(d.outcome(), Outcome::Deny);
+        assert!(
+            d.message()
+                .contains("counted per claim, and this call has no claim `org.team`"),
+            "{}",
+            d.message()
+        );
+    }
+}

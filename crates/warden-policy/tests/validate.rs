@@ -89,3 +89,20 @@ fn never_panics_on_odd_documents() {
         let _ = problems(text);
     }
 }
+
+#[test]
+fn limits_per_claim_name_their_claim() {
+    let limit = |extra: &str| {
+        problems(&format!(
+            r#"{{"version": "1", "default": "deny", "tools": {{"t": {{"limits": [
+                {{"counter": "c", "window": "hour", "max": 5{extra}}}]}}}}}}"#
+        ))
+    };
+    assert!(
+        limit(r#", "scope": "claim""#)
+            .contains("/tools/t/limits/0/scope: a limit per claim needs `claim`")
+    );
+    assert!(limit(r#", "scope": "claim", "claim": "a..b""#).contains("invalid claim name"));
+    assert!(limit(r#", "claim": "team""#).contains("`claim` is only for limits per claim"));
+    assert_eq!(limit(r#", "scope": "claim", "claim": "team""#), "ok");
+}

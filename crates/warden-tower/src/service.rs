@@ -12,7 +12,7 @@ use http::{HeaderMap, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::Service;
-use warden_policy::{Call, OnTimeout, Outcome, Scope};
+use warden_policy::{Call, OnTimeout, Outcome};
 
 use crate::answer;
 use crate::approval::{Answer, ApprovalRequest};
@@ -130,15 +130,6 @@ impl Caller {
             claims: self.claims.as_deref(),
         }
     }
-
-    pub(crate) fn key(&self, scope: Scope) -> String {
-        match scope {
-            Scope::Grant => self.grant.clone().unwrap_or_default(),
-            Scope::Session => self.session.clone().unwrap_or_default(),
-            Scope::Ip => self.ip.map(|i| i.to_string()).unwrap_or_default(),
-            Scope::Global => String::new(),
-        }
-    }
 }
 
 #[cfg(feature = "axum")]
@@ -180,7 +171,8 @@ impl<'a> Verdict<'a> {
         args: Option<&'a Value>,
         force_shadow: bool,
     ) -> Self {
-        let d = enforcer.policy.decide(&caller.call(tool, args));
+        let call = caller.call(tool, args);
+        let d = enforcer.policy.decide(&call);
         let charges = d
             .charges()
             .iter()
@@ -188,7 +180,8 @@ impl<'a> Verdict<'a> {
                 Some(Charge {
                     limit: c.limit.index,
                     counter: enforcer.counters.spec(c.limit.index)?.clone(),
-                    key: caller.key(c.limit.scope),
+                    // decide() denied a call that lacks the key, so it is here.
+                    key: c.limit.scope_key(&call).unwrap_or_default(),
                     cost: c.cost,
                 })
             })

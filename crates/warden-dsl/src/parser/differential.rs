@@ -60,8 +60,8 @@ const WORDS: &[&str] = &[
     "version", "default", "allow", "deny", "mode", "enforce", "shadow", "hide", "all", "tools",
     "tool", "if", "always", "because", "require", "else", "approval", "timeout", "seconds", "on",
     "limits", "and", "exists", "missing", "not", "in", "matches", "contains", "limit", "per",
-    "minute", "hour", "day", "grant", "session", "ip", "global", "as", "cost", "true", "false",
-    "null",
+    "minute", "hour", "day", "grant", "session", "ip", "global", "claim", "as", "cost", "true",
+    "false", "null",
 ];
 
 fn name(r: &mut Rng) -> String {
@@ -189,7 +189,17 @@ fn limit(r: &mut Rng) -> String {
         gap(r)
     );
     if r.chance(60) {
-        let scope = r.pick(&["per grant", "per session", "per ip", "global", "per user"]);
+        let scope = r.pick(&[
+            "per grant",
+            "per session",
+            "per ip",
+            "global",
+            "per user",
+            "per claim team",
+            "per claim org.id",
+            "per claim",
+            "per claim a..b",
+        ]);
         s.push_str(&format!("{}{scope}", gap(r)));
     }
     if r.chance(40) {

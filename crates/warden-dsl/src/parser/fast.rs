@@ -608,7 +608,10 @@ impl<'a> Reader<'a> {
         self.skip();
         let window = self.window()?;
         self.skip();
-        let scope = self.attempt(Self::scope);
+        let (scope, claim) = match self.attempt(Self::scope) {
+            Some((s, c)) => (Some(s), c),
+            None => (None, None),
+        };
         self.skip();
         let counter = self.attempt(|r| {
             r.kw("as")?;
@@ -631,6 +634,7 @@ impl<'a> Reader<'a> {
             max,
             window,
             scope,
+            claim,
             counter,
             cost,
         })
@@ -652,21 +656,40 @@ impl<'a> Reader<'a> {
             })
     }
 
-    /// `scope = { kw_per ~ (kw_grant | kw_session | kw_ip) | kw_global }`
-    fn scope(&mut self) -> Option<Spanned<Scope>> {
+    /// `scope = { kw_per ~ (kw_grant | kw_session | kw_ip | kw_claim ~ claim_name) | kw_global }`
+    fn scope(&mut self) -> Option<(Spanned<Scope>, Option<Spanned<String>>)> {
         let start = self.pos;
-        let scope = None
+        let (scope, claim) = None
             .or_else(|| {
                 self.attempt(|r| {
                     r.kw("per")?;
                     r.skip();
-                    None.or_else(|| r.kw("grant").map(|()| Scope::Grant))
-                        .or_else(|| r.kw("session").map(|()| Scope::Session))
-                        .or_else(|| r.kw("ip").map(|()| Scope::Ip))
+                    None.or_else(|| r.kw("grant").map(|()| (Scope::Grant, None)))
+                        .or_else(|| r.kw("session").map(|()| (Scope::Session, None)))
+                        .or_else(|| r.kw("ip").map(|()| (Scope::Ip, None)))
+                        .or_else(|| {
+                            r.kw("claim")?;
+                            r.skip();
+                            Some((Scope::Claim, Some(r.claim_name()?)))
+                        })
                 })
             })
-            .or_else(|| self.kw("global").map(|()| Scope::Global))?;
-        Some(self.since(start, scope))
+            .or_else(|| self.kw("global").map(|()| (Scope::Global, None)))?;
+        Some((self.since(start, scope), claim))
+    }
+
+    /// `claim_name = @{ path_seg ~ ("." ~ path_seg)* }`
+    fn claim_name(&mut self) -> Option<Spanned<String>> {
+        let start = self.pos;
+        let mut out = self.run(is_seg)?.to_owned();
+        while let Some(seg) = self.attempt(|r| {
+            r.literal(".")?;
+            r.run(is_seg).map(str::to_owned)
+        }) {
+            out.push('.');
+            out.push_str(&seg);
+        }
+        Some(self.since(start, out))
     }
 
     // ---- values ----

@@ -247,16 +247,21 @@ impl Builder {
             },
         };
         let window = spanned(&w, window);
-        let (mut scope, mut counter, mut cost) = (None, None, None);
+        let (mut scope, mut claim, mut counter, mut cost) = (None, None, None, None);
         for c in it {
             match c.as_rule() {
                 Rule::scope => {
-                    let s = match c.as_str().rsplit(char::is_whitespace).next().unwrap_or("") {
-                        "session" => Scope::Session,
-                        "ip" => Scope::Ip,
-                        "global" => Scope::Global,
+                    let words: Vec<Pair<'_, Rule>> = c.clone().into_inner().collect();
+                    let s = match words.last().map(|w| w.as_rule()) {
+                        Some(Rule::kw_session) => Scope::Session,
+                        Some(Rule::kw_ip) => Scope::Ip,
+                        Some(Rule::kw_global) => Scope::Global,
+                        Some(Rule::claim_name) => Scope::Claim,
                         _ => Scope::Grant,
                     };
+                    if let Some(name) = words.iter().find(|w| w.as_rule() == Rule::claim_name) {
+                        claim = Some(spanned(name, name.as_str().to_owned()));
+                    }
                     scope = Some(spanned(&c, s));
                 }
                 Rule::counter => {
@@ -276,6 +281,7 @@ impl Builder {
             max,
             window,
             scope,
+            claim,
             counter,
             cost,
         })
@@ -388,6 +394,7 @@ fn keyword_text(r: Rule) -> Option<&'static str> {
         Rule::kw_session => "session",
         Rule::kw_ip => "ip",
         Rule::kw_global => "global",
+        Rule::kw_claim => "claim",
         Rule::kw_as => "as",
         Rule::kw_cost => "cost",
         Rule::kw_true => "true",
@@ -406,6 +413,7 @@ fn describe(r: Rule) -> Option<&'static str> {
         Rule::number => "a number",
         Rule::scalar => "a value (string, number, true, false or null)",
         Rule::list | Rule::name_list => "a list in [ ]",
+        Rule::claim_name => "a claim name like team",
         Rule::path | Rule::path_seg | Rule::path_root => {
             "a path like args.region or caller.claims.team"
         }

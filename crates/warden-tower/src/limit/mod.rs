@@ -44,6 +44,8 @@ pub struct CounterSpec {
     /// The bucket refills evenly over this many seconds.
     pub window_secs: u64,
     pub scope: Scope,
+    /// With [`Scope::Claim`]: the claim whose value keys the buckets.
+    pub claim: Option<String>,
     /// A hash of the fields above, computed once: stores look specs up on every call.
     fingerprint: u64,
 }
@@ -56,19 +58,36 @@ impl std::hash::Hash for CounterSpec {
 
 impl CounterSpec {
     pub fn new(name: impl Into<String>, max: u64, window_secs: u64, scope: Scope) -> Self {
-        use std::hash::BuildHasher;
-        let name = name.into();
-        // Fixed keys: the same spec always has the same fingerprint.
-        let fingerprint =
-            std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
-                .hash_one((&name, max, window_secs, scope.as_str()));
-        CounterSpec {
-            name,
+        let mut spec = CounterSpec {
+            name: name.into(),
             max,
             window_secs,
             scope,
-            fingerprint,
-        }
+            claim: None,
+            fingerprint: 0,
+        };
+        spec.fingerprint = spec.compute_fingerprint();
+        spec
+    }
+
+    /// The same spec keyed by a claim (`per claim team`).
+    pub fn with_claim(mut self, claim: Option<String>) -> Self {
+        self.claim = claim;
+        self.fingerprint = self.compute_fingerprint();
+        self
+    }
+
+    fn compute_fingerprint(&self) -> u64 {
+        use std::hash::BuildHasher;
+        // Fixed keys: the same spec always has the same fingerprint.
+        std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+            .hash_one((
+                &self.name,
+                self.max,
+                self.window_secs,
+                self.scope.as_str(),
+                &self.claim,
+            ))
     }
 
     /// The GCRA emission interval: one unit comes back every `window / max`.
@@ -257,7 +276,8 @@ impl Counters {
                 limit.quota.max,
                 limit.quota.window_secs,
                 limit.scope,
-            );
+            )
+            .with_claim(limit.claim().map(str::to_owned));
             let spec = distinct
                 .entry(spec)
                 .or_insert_with_key(|s| Arc::new(s.clone()))

@@ -42,9 +42,12 @@ impl RedisStore {
 
     /// The Redis key of one bucket.
     pub fn bucket_key(&self, spec: &CounterSpec, key: &str) -> String {
-        let quota = short_hash(
-            format!("{}/{}/{}", spec.max, spec.window_secs, spec.scope.as_str()).as_bytes(),
-        );
+        let mut quota = format!("{}/{}/{}", spec.max, spec.window_secs, spec.scope.as_str());
+        if let Some(claim) = &spec.claim {
+            quota.push('/');
+            quota.push_str(claim);
+        }
+        let quota = short_hash(quota.as_bytes());
         self.redis.key(&[&spec.name, &quota, key])
     }
 
