@@ -221,9 +221,34 @@ fn linode_example_names_only_real_tools_and_compiles_for_policylayer() {
         "no warnings expected: {out}{err}"
     );
 
-    let (code, out, err) = warden(&[
+    // The hosted format cannot say who may create tokens: refused where it is written.
+    let (code, _, err) = warden(&[
         "compile",
         example,
+        "--target",
+        "policylayer",
+        "--tools",
+        &tools,
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("linode.pol:14:11: the hosted format cannot read"),
+        "{err}"
+    );
+    // Without that rule, the rest compiles for the hosted product.
+    let text = std::fs::read_to_string(example).unwrap();
+    let hosted: String = text
+        .lines()
+        .filter(|l| !l.contains("caller."))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let dir = std::env::temp_dir().join(format!("warden-cli-linode-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let hosted_path = dir.join("linode-hosted.pol");
+    std::fs::write(&hosted_path, hosted).unwrap();
+    let (code, out, err) = warden(&[
+        "compile",
+        hosted_path.to_str().unwrap(),
         "--target",
         "policylayer",
         "--tools",
