@@ -339,3 +339,68 @@ fn warden_stdio_takes_its_grant_from_a_jwt_in_the_environment() {
     assert!(!out.status.success());
     assert!(stderr.contains("$WARDEN_TOKEN: token expired"), "{stderr}");
 }
+
+#[test]
+fn the_python_sdk_calls_with_two_teams_tokens_and_the_policy_tells_them_apart() {
+    let warden = support::warden().expect("warden binary");
+    let js = support::everything().expect("server-everything");
+    let python = support::python().expect("python with the mcp SDK");
+    let idp = Idp::new();
+    let dir = support::scratch("identity-python");
+    let policy = dir.join("policy.pol");
+    std::fs::write(
+        &policy,
+        "version 1\ndefault deny\nallow echo\n\ntool get-sum {\n  require caller.claims.team == \"ops\" else \"ops only\"\n}\n\ntool get-env {\n  limit 1 per minute per claim team\n}\n",
+    )
+    .unwrap();
+    let jwks = dir.join("jwks.json");
+    std::fs::write(&jwks, idp.jwks()).unwrap();
+    let upstream = support::start_everything(&js);
+    let gw = gateway(&warden, &policy, &upstream.url, jwks.to_str().unwrap());
+    let url = format!("{}/mcp", gw.url);
+    let calls =
+        json!([["get-sum", {"a": 2, "b": 2}], ["get-env", {}], ["get-env", {}]]).to_string();
+    let token = |sub: &str, team: &str| {
+        let mut c = Idp::claims(sub);
+        c["team"] = json!(team);
+        idp.token(c)
+    };
+    let run = |t: String| {
+        support::run_python(
+            &python,
+            "gateway_scenario.py",
+            &[&url, "legacy", &t, &calls],
+        )
+    };
+    let texts = |out: &Value| -> Vec<String> {
+        out["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["text"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    let ops = run(token("agent-ops", "ops"));
+    assert_eq!(ops["echo"]["text"], "Echo: hello", "{ops}");
+    let t = texts(&ops);
+    assert_eq!(t[0], "The sum of 2 and 2 is 4.", "{ops}");
+    assert!(!t[1].contains("DENIED"), "{ops}");
+    assert!(t[2].starts_with("[POLICY DENIED] rate limit"), "{ops}");
+
+    // Another ops agent shares the team's (spent) budget; dev has its own, and no get-sum.
+    let ops2 = texts(&run(token("agent-ops-2", "ops")));
+    assert!(
+        ops2[1].starts_with("[POLICY DENIED] rate limit"),
+        "{ops2:?}"
+    );
+    let dev = texts(&run(token("agent-dev", "dev")));
+    assert_eq!(dev[0], "[POLICY DENIED] ops only", "{dev:?}");
+    assert!(!dev[1].contains("DENIED"), "{dev:?}");
+
+    // An expired token: the SDK sees the 401.
+    let mut old = Idp::claims("agent-ops");
+    old["exp"] = json!(jsonwebtoken::get_current_timestamp() - 3600);
+    let out = run(idp.token(old));
+    assert_eq!(out["error"], "unauthorized", "{out}");
+}

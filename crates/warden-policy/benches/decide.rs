@@ -92,6 +92,15 @@ fn policy(n: usize) -> (CompiledPolicy, Vec<String>) {
         };
         tools.insert(name.clone(), entry);
     }
+    // Three conditions about the caller: a claim list, the token's scopes, the grant.
+    tools.insert(
+        "create_personal_access_token".into(),
+        json!({"require": [{"conditions": [
+            {"path": "caller.claims.groups", "op": "contains", "value": "security"},
+            {"path": "caller.scopes", "op": "contains", "value": "tokens:write"},
+            {"path": "caller.grant", "op": "in", "value": ["agent-7", "agent-8"]}
+        ], "on_deny": "security team only"}]}),
+    );
     let doc = json!({"version": "1", "default": "deny", "hide": ["delete_*"], "tools": tools});
     let compiled = CompiledPolicy::new(&Policy::from_value(&doc).expect("generated policy loads"))
         .expect("and compiles");
@@ -123,6 +132,8 @@ fn pick(names: &[String], conditioned: bool) -> String {
 fn decide(c: &mut Criterion) {
     let args =
         json!({"region": "eu-west", "count": "3", "type": "g6-standard-2", "label": "web-1"});
+    let claims = json!({"sub": "agent-7", "groups": ["dev", "security"],
+                        "scope": "tools:read tokens:write", "iss": "https://idp/", "exp": 1});
     let mut group = c.benchmark_group("decide");
     for n in [416usize, 10_000] {
         let (compiled, names) = policy(n);
@@ -168,6 +179,17 @@ fn decide(c: &mut Criterion) {
                         .is_allow()
                 })
             },
+        );
+        let token_call = || {
+            Call::new("create_personal_access_token")
+                .grant("agent-7")
+                .claims(&claims)
+        };
+        assert!(compiled.decide(&token_call()).is_allow());
+        group.bench_with_input(
+            BenchmarkId::new("three_caller_conditions_allow", n),
+            &(),
+            |b, _| b.iter(|| compiled.decide(black_box(&token_call())).is_allow()),
         );
         group.bench_with_input(
             BenchmarkId::new("glob_allow", n),
