@@ -28,6 +28,12 @@ pub struct Claims(pub std::sync::Arc<serde_json::Value>);
 /// Finds the grant of a request. `None` means anonymous: grant-scoped limits then deny.
 pub trait GrantExtractor: Send + Sync + 'static {
     fn grant(&self, parts: &Parts) -> Option<Grant>;
+
+    /// The caller's token claims, for `caller.claims.*` conditions and `per claim` limits,
+    /// when no earlier layer set a [`Claims`] extension. Most extractors have none.
+    fn claims(&self, _parts: &Parts) -> Option<std::sync::Arc<serde_json::Value>> {
+        None
+    }
 }
 
 impl<F> GrantExtractor for F

@@ -366,23 +366,40 @@ impl JwtVerifier {
     }
 
     /// A [`GrantExtractor`] for [`crate::PolicyLayer`]: the request's [`Grant`] extension if
-    /// an earlier layer set one, else the grant of a valid bearer JWT. A missing or invalid
-    /// token leaves the caller anonymous (grant-scoped limits then deny); to answer it with
-    /// 401 instead, check [`Self::verify`] in an auth layer before this one, as the gateway
-    /// does.
-    pub fn grant_extractor(&self) -> impl GrantExtractor {
-        let this = self.clone();
-        move |parts: &Parts| {
-            if let Some(g) = parts.extensions.get::<Grant>() {
-                return Some(g.clone());
-            }
-            let token = parts
-                .headers
-                .get(http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(bearer_token)?;
-            this.verify_now(token).ok().map(|v| Grant::new(v.grant))
+    /// an earlier layer set one, else the grant (and claims, for `caller.` conditions) of a
+    /// valid bearer JWT. A missing or invalid token leaves the caller anonymous
+    /// (grant-scoped limits then deny, `caller.claims` conditions are false); to answer it
+    /// with 401 instead, check [`Self::verify`] in an auth layer before this one, as the
+    /// gateway does.
+    pub fn grant_extractor(&self) -> JwtGrant {
+        JwtGrant(self.clone())
+    }
+
+    fn bearer(&self, parts: &Parts) -> Option<Verified> {
+        let token = parts
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(bearer_token)?;
+        self.verify_now(token).ok()
+    }
+}
+
+/// [`JwtVerifier::grant_extractor`]: grants and claims from bearer JWTs.
+#[derive(Debug, Clone)]
+pub struct JwtGrant(JwtVerifier);
+
+impl GrantExtractor for JwtGrant {
+    fn grant(&self, parts: &Parts) -> Option<Grant> {
+        if let Some(g) = parts.extensions.get::<Grant>() {
+            return Some(g.clone());
         }
+        self.0.bearer(parts).map(|v| Grant::new(v.grant))
+    }
+
+    fn claims(&self, parts: &Parts) -> Option<Arc<Value>> {
+        // Checked (and cached) by `grant` a moment earlier: a hash and a map lookup.
+        self.0.bearer(parts).map(|v| v.claims)
     }
 }
 

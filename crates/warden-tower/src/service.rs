@@ -116,7 +116,8 @@ impl Caller {
             claims: parts
                 .extensions
                 .get::<crate::grant::Claims>()
-                .map(|c| c.0.clone()),
+                .map(|c| c.0.clone())
+                .or_else(|| shared.grants.claims(parts)),
         }
     }
 

@@ -428,3 +428,58 @@ async fn through_the_layer_a_bad_token_reaches_nothing() {
     assert!(!body.contains("DENIED"), "{body}");
     assert_eq!(reached.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn the_layer_reads_claims_from_a_jwt_for_caller_conditions() {
+    use tower::{Layer, ServiceExt};
+    let (v, _) = file_verifier("claims").await;
+    let policy = warden_policy::CompiledPolicy::new(
+        &warden_dsl::compile(
+            "version 1\ndefault deny\ntool echo {\n  require caller.claims.team == \"ops\" else \"ops only\"\n  limit 1 per minute per claim team\n}\n",
+        )
+        .unwrap()
+        .policy,
+    )
+    .unwrap();
+    let handler = tower::service_fn(|_req: http::Request<warden_tower::Body>| async {
+        Ok::<_, std::convert::Infallible>(http::Response::new(warden_tower::Body::full(
+            r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#,
+        )))
+    });
+    let svc = warden_tower::PolicyLayer::new(policy)
+        .grant_extractor(v.grant_extractor())
+        .layer(handler);
+    let call =
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{}}}"#;
+    let send = |token: String| {
+        let svc = svc.clone();
+        async move {
+            let req = http::Request::post("/mcp")
+                .header("authorization", format!("Bearer {token}"))
+                .body(warden_tower::Body::full(call))
+                .unwrap();
+            let resp = svc.oneshot(req).await.unwrap();
+            let body = http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            String::from_utf8_lossy(&body).into_owned()
+        }
+    };
+    let k = keys();
+    let mut dev = claims("d");
+    dev["team"] = json!("dev");
+    assert!(
+        send(rsa_token(&k.rsa, "rsa1", &dev))
+            .await
+            .contains("ops only")
+    );
+    assert!(
+        !send(rsa_token(&k.rsa, "rsa1", &claims("a")))
+            .await
+            .contains("DENIED")
+    );
+    // The team's budget (1 a minute) is spent, whichever ops agent calls next.
+    let body = send(ec_token("ec1", &claims("b"))).await;
+    assert!(body.contains("rate limit"), "{body}");
+}
