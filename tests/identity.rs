@@ -108,6 +108,8 @@ fn gateway(warden: &Path, policy: &Path, upstream: &str, jwks: &str) -> support:
         .args(["--jwt-scope", "tools:call"])
         .arg("--policy")
         .arg(policy)
+        .arg("--audit")
+        .arg(policy.with_extension("audit.jsonl"))
         .env("WARDEN_LOG", "warn");
     support::start(cmd)
 }
@@ -400,7 +402,33 @@ fn the_python_sdk_calls_with_two_teams_tokens_and_the_policy_tells_them_apart() 
 
     // An expired token: the SDK sees the 401.
     let mut old = Idp::claims("agent-ops");
-    old["exp"] = json!(jsonwebtoken::get_current_timestamp() - 3600);
-    let out = run(idp.token(old));
+    let expired_token = {
+        old["exp"] = json!(jsonwebtoken::get_current_timestamp() - 3600);
+        idp.token(old)
+    };
+    let out = run(expired_token.clone());
     assert_eq!(out["error"], "unauthorized", "{out}");
+
+    // The audit names grants (the `sub` claim) and the one claim the policy reads, `team`;
+    // never a token, never the other claims.
+    let audit = std::fs::read_to_string(policy.with_extension("audit.jsonl")).unwrap();
+    let line = audit
+        .lines()
+        .find(|l| l.contains("get-sum") && l.contains("agent-dev"))
+        .unwrap_or_else(|| panic!("no audit line for agent-dev's get-sum: {audit}"));
+    let v: Value = serde_json::from_str(line).unwrap();
+    let fields = if v["fields"].is_object() {
+        &v["fields"]
+    } else {
+        &v
+    };
+    assert_eq!(fields["claims"], r#"{"team":"dev"}"#, "{line}");
+    assert!(
+        !audit.contains(ISS) && !audit.contains("\"exp\""),
+        "{audit}"
+    );
+    assert!(
+        !audit.contains(&expired_token[..40]),
+        "a token reached the audit"
+    );
 }

@@ -107,6 +107,8 @@ pub struct CompiledPolicy {
     pub(crate) default_limits: Vec<usize>,
     pub(crate) limits: Vec<CompiledLimit>,
     counter_names: Vec<String>,
+    /// Claims that conditions or limits read (`team`, `org.id`, `scope`), for the audit.
+    claims_read: Vec<(String, ArgPath)>,
 }
 
 impl CompiledPolicy {
@@ -161,6 +163,26 @@ impl CompiledPolicy {
     pub fn is_shadow(&self) -> bool {
         self.shadow
     }
+
+    /// The claims the policy reads (`caller.claims.*`, `caller.scopes`, `per claim`).
+    pub fn claims_read(&self) -> impl Iterator<Item = &str> {
+        self.claims_read.iter().map(|(name, _)| name.as_str())
+    }
+
+    /// The values of just the claims the policy reads, for an audit line: the other claims
+    /// of a token (email, name, ...) stay out of the logs. `None` when there are none.
+    pub fn read_claims(
+        &self,
+        claims: Option<&serde_json::Value>,
+    ) -> Option<serde_json::Map<String, serde_json::Value>> {
+        let mut out = serde_json::Map::new();
+        for (name, path) in &self.claims_read {
+            if let Some(v) = path.resolve(claims) {
+                out.insert(name.clone(), v.clone());
+            }
+        }
+        (!out.is_empty()).then_some(out)
+    }
 }
 
 #[derive(Default)]
@@ -168,7 +190,18 @@ struct Builder {
     limits: Vec<CompiledLimit>,
     counters: HashMap<String, CounterId>,
     counter_names: Vec<String>,
+    claims_read: Vec<(String, ArgPath)>,
     problems: Vec<Problem>,
+}
+
+impl Builder {
+    fn reads_claim(&mut self, name: &str) {
+        if !self.claims_read.iter().any(|(n, _)| n == name) {
+            if let Some(path) = ArgPath::segments(name) {
+                self.claims_read.push((name.to_owned(), path));
+            }
+        }
+    }
 }
 
 impl Builder {
@@ -237,6 +270,7 @@ impl Builder {
             default_limits,
             limits: self.limits,
             counter_names: self.counter_names,
+            claims_read: self.claims_read,
         })
     }
 
@@ -262,6 +296,9 @@ impl Builder {
                     }
                 },
             };
+            if let Some(claim) = &l.claim {
+                self.reads_claim(claim);
+            }
             out.push(self.limits.len());
             self.limits.push(CompiledLimit {
                 index: self.limits.len(),
@@ -291,7 +328,12 @@ impl Builder {
             for (j, c) in rule.conditions.iter().enumerate() {
                 let c_at = index(&child(&pointer, "conditions"), j);
                 match CompiledCondition::new(c) {
-                    Some(compiled) => conditions.push((c_at, compiled)),
+                    Some(compiled) => {
+                        for name in compiled.claims_read() {
+                            self.reads_claim(name);
+                        }
+                        conditions.push((c_at, compiled));
+                    }
                     // validate() refuses these first; keep failing closed regardless.
                     None => self
                         .problems

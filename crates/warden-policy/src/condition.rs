@@ -213,6 +213,8 @@ enum Test {
 #[derive(Debug, Clone)]
 pub(crate) struct CompiledCondition {
     path: CondPath,
+    /// The path as written.
+    source: String,
     test: Test,
 }
 
@@ -227,6 +229,19 @@ pub(crate) fn build_regex(pattern: &str) -> Result<Regex, regex::Error> {
 }
 
 impl CompiledCondition {
+    /// The claims this condition reads, by their dotted names.
+    pub(crate) fn claims_read(&self) -> Vec<&str> {
+        match &self.path {
+            CondPath::Claims(_) => self
+                .source
+                .strip_prefix("caller.claims.")
+                .into_iter()
+                .collect(),
+            CondPath::Scopes => vec!["scope", "scp"],
+            CondPath::Args(_) | CondPath::Grant => Vec::new(),
+        }
+    }
+
     /// Compiles a condition that [`crate::validate`] accepted; `None` if it was not valid.
     pub(crate) fn new(c: &Condition) -> Option<CompiledCondition> {
         let path = CondPath::parse(&c.path)?;
@@ -244,7 +259,11 @@ impl CompiledCondition {
             Op::Contains => Test::Contains(Operand::new(&c.value)),
             Op::Exists => Test::Exists(c.value.as_bool()?),
         };
-        Some(CompiledCondition { path, test })
+        Some(CompiledCondition {
+            path,
+            source: c.path.clone(),
+            test,
+        })
     }
 
     pub(crate) fn eval(&self, call: &Call<'_>) -> Truth {

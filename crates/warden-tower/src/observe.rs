@@ -15,6 +15,8 @@ pub struct Record<'a> {
     pub decision: &'static str,
     pub rule: &'a str,
     pub args: Option<&'a Value>,
+    /// The caller's claims that the policy reads (JSON), never the others.
+    pub claims: Option<&'a str>,
     pub latency: Duration,
     /// Shadow mode: the call was forwarded although the decision would have blocked it.
     pub would_block: bool,
@@ -37,6 +39,7 @@ pub(crate) fn record(r: &Record<'_>) {
         decision = r.decision,
         rule = r.rule,
         arg_keys = %keys,
+        claims = r.claims.unwrap_or("-"),
         latency_us = r.latency.as_micros() as u64,
         would_block = r.would_block,
         "tool call {}", r.decision

@@ -161,6 +161,8 @@ pub(crate) struct Verdict<'a> {
     pub(crate) shadow: bool,
     pub(crate) charges: Vec<Charge>,
     pub(crate) approval: Option<warden_policy::Approval>,
+    /// The caller's claims that the policy reads, as JSON, for the audit line.
+    pub(crate) claims: Option<String>,
 }
 
 impl<'a> Verdict<'a> {
@@ -197,6 +199,10 @@ impl<'a> Verdict<'a> {
             shadow: d.is_shadow() || force_shadow,
             charges,
             approval: d.approval().cloned(),
+            claims: enforcer
+                .policy
+                .read_claims(caller.claims.as_deref())
+                .map(|m| Value::Object(m).to_string()),
         }
     }
 
@@ -248,6 +254,7 @@ pub(crate) fn log(
         decision,
         rule,
         args: v.args,
+        claims: v.claims.as_deref(),
         latency,
         would_block,
     });
