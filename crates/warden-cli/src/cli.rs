@@ -230,6 +230,10 @@ pub struct JwtArgs {
     /// A scope to list in the discovery document (repeatable).
     #[arg(long, value_name = "SCOPE", requires = "jwt_jwks")]
     pub jwt_scope: Vec<String>,
+    /// Also accept HS256/384/512 tokens signed with the shared secret in this file (never
+    /// accepted without it, so an RSA public key cannot be turned into an HMAC secret).
+    #[arg(long, value_name = "FILE", requires = "jwt_jwks")]
+    pub jwt_hs_secret_file: Option<PathBuf>,
 }
 
 /// Several replicas: counters and approvals in one Redis.

@@ -215,8 +215,24 @@ fn jwt_options(args: &JwtArgs) -> Result<Option<warden_gateway::serve::JwtOption
     };
     let source = warden_tower::jwt::JwksSource::parse(jwks)
         .map_err(|e| CliError::Usage(format!("--jwt-jwks: {e}")))?;
-    let config = warden_tower::jwt::JwtConfig::new(source, issuer.clone(), audience.clone())
-        .grant_claim(args.grant_claim.clone());
+    let mut config =
+        warden_tower::jwt::JwtConfig::new(source, issuer.clone(), audience.clone())
+            .grant_claim(args.grant_claim.clone());
+    if let Some(path) = &args.jwt_hs_secret_file {
+        let secret = std::fs::read(path).map_err(|e| {
+            CliError::Usage(format!("--jwt-hs-secret-file {}: {e}", path.display()))
+        })?;
+        // A trailing newline from `echo > file` is not part of the secret.
+        let secret = secret.trim_ascii_end().to_vec();
+        if secret.len() < 32 {
+            return Err(CliError::Usage(format!(
+                "--jwt-hs-secret-file {}: the secret is {} bytes; use at least 32",
+                path.display(),
+                secret.len()
+            )));
+        }
+        config.hs_secret = Some(secret);
+    }
     Ok(Some(warden_gateway::serve::JwtOptions {
         config,
         authorization_servers: args.jwt_authorization_server.clone(),

@@ -483,3 +483,33 @@ async fn the_layer_reads_claims_from_a_jwt_for_caller_conditions() {
     let body = send(ec_token("ec1", &claims("b"))).await;
     assert!(body.contains("rate limit"), "{body}");
 }
+
+#[tokio::test]
+async fn hs256_only_with_a_configured_secret() {
+    let path = scratch("hs").join("jwks.json");
+    std::fs::write(&path, jwks(&[]).to_string()).unwrap();
+    let mut config = JwtConfig::new(JwksSource::File(path), ISS, AUD);
+    config.hs_secret = Some(b"a-shared-secret-of-at-least-32-bytes!".to_vec());
+    let v = JwtVerifier::new(config).await.unwrap();
+    let hs = |secret: &[u8]| {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims("hs-agent"),
+            &EncodingKey::from_secret(secret),
+        )
+        .unwrap()
+    };
+    let ok = v
+        .verify(&hs(b"a-shared-secret-of-at-least-32-bytes!"))
+        .await
+        .unwrap();
+    assert_eq!(ok.grant, "hs-agent");
+    assert_eq!(
+        v.verify(&hs(b"another-secret-entirely-xxxxxxxxxxxx"))
+            .await
+            .err(),
+        Some(Rejection::Signature)
+    );
+    // Asymmetric keys keep working beside it.
+    assert!(v.verify(&ec_token("ec1", &claims("a"))).await.is_ok());
+}
