@@ -114,31 +114,7 @@ pub enum Command {
     /// of `CMD ARGS...`. Logs go to stderr; stdout carries only the protocol. Exits with the
     /// server's exit code. Example:
     ///   warden stdio --policy policy.pol -- npx @modelcontextprotocol/server-everything stdio
-    Stdio {
-        /// The policy (`.pol` or `.json`).
-        #[arg(long, value_name = "FILE")]
-        policy: PathBuf,
-        /// The grant all calls are made as (limits `per grant` count against it).
-        #[arg(long, value_name = "NAME", default_value = "local")]
-        grant: String,
-        /// Append one JSON line per decision here.
-        #[arg(long, value_name = "FILE")]
-        audit: Option<PathBuf>,
-        /// Decide and log every call, block none.
-        #[arg(long)]
-        shadow: bool,
-        #[command(flatten)]
-        redis: RedisArgs,
-        /// With --jwt-*: the caller's JWT, from this environment variable; the grant is its
-        /// claim (--grant-claim) instead of --grant. An invalid token stops the start.
-        #[arg(long, value_name = "VAR", default_value = "WARDEN_TOKEN")]
-        token_env: String,
-        #[command(flatten)]
-        jwt: JwtArgs,
-        /// The server to launch, after `--`.
-        #[arg(last = true, required = true, value_name = "CMD")]
-        command: Vec<String>,
-    },
+    Stdio(Box<StdioArgs>),
     /// Ask an MCP server for its tools and write a starter `.pol`.
     ///
     /// Reads are allowed, writes capped at 30 a minute per credential, executes (reboot,
@@ -234,6 +210,34 @@ pub struct JwtArgs {
     /// accepted without it, so an RSA public key cannot be turned into an HMAC secret).
     #[arg(long, value_name = "FILE", requires = "jwt_jwks")]
     pub jwt_hs_secret_file: Option<PathBuf>,
+}
+
+/// Everything `warden stdio` is told.
+#[derive(Debug, clap::Args)]
+pub struct StdioArgs {
+    /// The policy (`.pol` or `.json`).
+    #[arg(long, value_name = "FILE")]
+    pub policy: PathBuf,
+    /// The grant all calls are made as (limits `per grant` count against it).
+    #[arg(long, value_name = "NAME", default_value = "local")]
+    pub grant: String,
+    /// Append one JSON line per decision here.
+    #[arg(long, value_name = "FILE")]
+    pub audit: Option<PathBuf>,
+    /// Decide and log every call, block none.
+    #[arg(long)]
+    pub shadow: bool,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    /// With --jwt-*: the caller's JWT, from this environment variable; the grant is its
+    /// claim (--grant-claim) instead of --grant. An invalid token stops the start.
+    #[arg(long, value_name = "VAR", default_value = "WARDEN_TOKEN")]
+    pub token_env: String,
+    #[command(flatten)]
+    pub jwt: JwtArgs,
+    /// The server to launch, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
 }
 
 /// Several replicas: counters and approvals in one Redis.

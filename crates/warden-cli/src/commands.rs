@@ -55,25 +55,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             save_tools,
             command,
         } => crate::gateway::scan(upstream, headers, output, save_tools, command),
-        Command::Stdio {
-            policy,
-            grant,
-            audit,
-            shadow,
-            redis,
-            token_env,
-            jwt,
-            command,
-        } => crate::gateway::stdio(crate::gateway::StdioArgs {
-            policy,
-            grant,
-            audit,
-            shadow,
-            redis,
-            token_env,
-            jwt,
-            command,
-        }),
+        Command::Stdio(args) => crate::gateway::stdio(*args),
         Command::Schema => {
             std::io::stdout().write_all(warden_policy::json_schema().as_bytes())?;
             Ok(ExitCode::SUCCESS)

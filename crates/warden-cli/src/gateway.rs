@@ -7,7 +7,7 @@ use http::header::{HeaderName, HeaderValue};
 use warden_gateway::{Grants, ServeOptions};
 use warden_tower::redis::{FailMode, RedisConfig, redact};
 
-use crate::cli::{JwtArgs, RedisArgs, RedisFail, ServeArgs};
+use crate::cli::{JwtArgs, RedisArgs, RedisFail, ServeArgs, StdioArgs};
 use crate::error::CliError;
 
 pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
@@ -72,18 +72,6 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
     };
     runtime()?.block_on(warden_gateway::serve(opts))?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Everything `warden stdio` is told.
-pub struct StdioArgs {
-    pub policy: std::path::PathBuf,
-    pub grant: String,
-    pub audit: Option<std::path::PathBuf>,
-    pub shadow: bool,
-    pub redis: RedisArgs,
-    pub token_env: String,
-    pub jwt: JwtArgs,
-    pub command: Vec<String>,
 }
 
 pub fn stdio(args: StdioArgs) -> Result<ExitCode, CliError> {
@@ -215,9 +203,8 @@ fn jwt_options(args: &JwtArgs) -> Result<Option<warden_gateway::serve::JwtOption
     };
     let source = warden_tower::jwt::JwksSource::parse(jwks)
         .map_err(|e| CliError::Usage(format!("--jwt-jwks: {e}")))?;
-    let mut config =
-        warden_tower::jwt::JwtConfig::new(source, issuer.clone(), audience.clone())
-            .grant_claim(args.grant_claim.clone());
+    let mut config = warden_tower::jwt::JwtConfig::new(source, issuer.clone(), audience.clone())
+        .grant_claim(args.grant_claim.clone());
     if let Some(path) = &args.jwt_hs_secret_file {
         let secret = std::fs::read(path).map_err(|e| {
             CliError::Usage(format!("--jwt-hs-secret-file {}: {e}", path.display()))

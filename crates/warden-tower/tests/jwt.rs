@@ -365,49 +365,64 @@ async fn a_missing_or_empty_jwks_stops_the_start() {
     assert!(JwksSource::parse("https://idp/jwks").is_err());
 }
 
+/// A handler behind `PolicyLayer` with the verifier's grant extractor; counts what reaches it.
+struct Gate {
+    svc: tower::util::BoxCloneService<
+        http::Request<warden_tower::Body>,
+        http::Response<warden_tower::Body>,
+        std::convert::Infallible,
+    >,
+    reached: Arc<AtomicUsize>,
+}
+
+impl Gate {
+    fn new(v: &JwtVerifier, pol: &str) -> Gate {
+        use tower::Layer;
+        let policy =
+            warden_policy::CompiledPolicy::new(&warden_dsl::compile(pol).unwrap().policy).unwrap();
+        let reached = Arc::new(AtomicUsize::new(0));
+        let r = reached.clone();
+        let handler = tower::service_fn(move |_req: http::Request<warden_tower::Body>| {
+            r.fetch_add(1, Ordering::SeqCst);
+            async {
+                Ok::<_, std::convert::Infallible>(http::Response::new(warden_tower::Body::full(
+                    r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#,
+                )))
+            }
+        });
+        let svc = warden_tower::PolicyLayer::new(policy)
+            .grant_extractor(v.grant_extractor())
+            .layer(handler);
+        Gate {
+            svc: tower::util::BoxCloneService::new(svc),
+            reached,
+        }
+    }
+
+    /// A `tools/call` of `echo` with `token`; the answer's text.
+    async fn send(&self, token: String) -> String {
+        use tower::ServiceExt;
+        let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{}}}"#;
+        let req = http::Request::post("/mcp")
+            .header("authorization", format!("Bearer {token}"))
+            .body(warden_tower::Body::full(call))
+            .unwrap();
+        let resp = self.svc.clone().oneshot(req).await.unwrap();
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        String::from_utf8_lossy(&body).into_owned()
+    }
+}
+
 #[tokio::test]
 async fn through_the_layer_a_bad_token_reaches_nothing() {
-    use tower::{Layer, ServiceExt};
     let (v, _) = file_verifier("layer").await;
-    let policy = warden_policy::CompiledPolicy::new(
-        &warden_dsl::compile(
-            "version 1\ndefault deny\ntool echo {\n  limit 100 per minute per grant\n}\n",
-        )
-        .unwrap()
-        .policy,
-    )
-    .unwrap();
-    let reached = Arc::new(AtomicUsize::new(0));
-    let r = reached.clone();
-    let handler = tower::service_fn(move |_req: http::Request<warden_tower::Body>| {
-        let r = r.clone();
-        async move {
-            r.fetch_add(1, Ordering::SeqCst);
-            Ok::<_, std::convert::Infallible>(http::Response::new(warden_tower::Body::full(
-                r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#,
-            )))
-        }
-    });
-    let svc = warden_tower::PolicyLayer::new(policy)
-        .grant_extractor(v.grant_extractor())
-        .layer(handler);
-    let call =
-        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{}}}"#;
-    let send = |token: String| {
-        let svc = svc.clone();
-        async move {
-            let req = http::Request::post("/mcp")
-                .header("authorization", format!("Bearer {token}"))
-                .body(warden_tower::Body::full(call))
-                .unwrap();
-            let resp = svc.oneshot(req).await.unwrap();
-            let body = http_body_util::BodyExt::collect(resp.into_body())
-                .await
-                .unwrap()
-                .to_bytes();
-            String::from_utf8_lossy(&body).into_owned()
-        }
-    };
+    let gate = Gate::new(
+        &v,
+        "version 1\ndefault deny\ntool echo {\n  limit 100 per minute per grant\n}\n",
+    );
     let k = keys();
     let mut expired = claims("a");
     expired["exp"] = json!(now() - 3600);
@@ -416,71 +431,42 @@ async fn through_the_layer_a_bad_token_reaches_nothing() {
         rsa_token(&k.rsa, "rsa1", &expired),
         "garbage".to_owned(),
     ] {
-        let body = send(bad).await;
+        let body = gate.send(bad).await;
         assert!(body.contains("[POLICY DENIED]"), "{body}");
     }
     assert_eq!(
-        reached.load(Ordering::SeqCst),
+        gate.reached.load(Ordering::SeqCst),
         0,
         "a bad token reached the handler"
     );
-    let body = send(rsa_token(&k.rsa, "rsa1", &claims("a"))).await;
+    let body = gate.send(rsa_token(&k.rsa, "rsa1", &claims("a"))).await;
     assert!(!body.contains("DENIED"), "{body}");
-    assert_eq!(reached.load(Ordering::SeqCst), 1);
+    assert_eq!(gate.reached.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
 async fn the_layer_reads_claims_from_a_jwt_for_caller_conditions() {
-    use tower::{Layer, ServiceExt};
     let (v, _) = file_verifier("claims").await;
-    let policy = warden_policy::CompiledPolicy::new(
-        &warden_dsl::compile(
-            "version 1\ndefault deny\ntool echo {\n  require caller.claims.team == \"ops\" else \"ops only\"\n  limit 1 per minute per claim team\n}\n",
-        )
-        .unwrap()
-        .policy,
-    )
-    .unwrap();
-    let handler = tower::service_fn(|_req: http::Request<warden_tower::Body>| async {
-        Ok::<_, std::convert::Infallible>(http::Response::new(warden_tower::Body::full(
-            r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#,
-        )))
-    });
-    let svc = warden_tower::PolicyLayer::new(policy)
-        .grant_extractor(v.grant_extractor())
-        .layer(handler);
-    let call =
-        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{}}}"#;
-    let send = |token: String| {
-        let svc = svc.clone();
-        async move {
-            let req = http::Request::post("/mcp")
-                .header("authorization", format!("Bearer {token}"))
-                .body(warden_tower::Body::full(call))
-                .unwrap();
-            let resp = svc.oneshot(req).await.unwrap();
-            let body = http_body_util::BodyExt::collect(resp.into_body())
-                .await
-                .unwrap()
-                .to_bytes();
-            String::from_utf8_lossy(&body).into_owned()
-        }
-    };
+    let gate = Gate::new(
+        &v,
+        "version 1\ndefault deny\ntool echo {\n  require caller.claims.team == \"ops\" else \"ops only\"\n  limit 1 per minute per claim team\n}\n",
+    );
     let k = keys();
     let mut dev = claims("d");
     dev["team"] = json!("dev");
     assert!(
-        send(rsa_token(&k.rsa, "rsa1", &dev))
+        gate.send(rsa_token(&k.rsa, "rsa1", &dev))
             .await
             .contains("ops only")
     );
     assert!(
-        !send(rsa_token(&k.rsa, "rsa1", &claims("a")))
+        !gate
+            .send(rsa_token(&k.rsa, "rsa1", &claims("a")))
             .await
             .contains("DENIED")
     );
     // The team's budget (1 a minute) is spent, whichever ops agent calls next.
-    let body = send(ec_token("ec1", &claims("b"))).await;
+    let body = gate.send(ec_token("ec1", &claims("b"))).await;
     assert!(body.contains("rate limit"), "{body}");
 }
 
