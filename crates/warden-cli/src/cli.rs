@@ -177,6 +177,10 @@ pub struct ServeArgs {
     /// Decide and log every call, block none.
     #[arg(long)]
     pub shadow: bool,
+    /// Seconds the upstream may take to send response headers; past it the call gets a
+    /// JSON-RPC error with its id (HTTP 504). A stream already started is never cut.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub upstream_timeout: u64,
     #[command(flatten)]
     pub redis: RedisArgs,
     #[command(flatten)]

@@ -69,6 +69,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
         reload_every: Duration::from_secs(1),
         redis,
         jwt,
+        upstream_timeout: Duration::from_secs(args.upstream_timeout.max(1)),
     };
     runtime()?.block_on(warden_gateway::serve(opts))?;
     Ok(ExitCode::SUCCESS)

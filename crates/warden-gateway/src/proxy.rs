@@ -6,6 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
@@ -13,7 +14,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tower::Service;
-use warden_tower::Body;
+use warden_tower::{Body, Forwarded};
 
 /// Headers that belong to one connection, never forwarded (RFC 9110 §7.6.1).
 const HOP_BY_HOP: &[&str] = &[
@@ -36,6 +37,9 @@ pub struct Upstream {
     extra: Arc<Vec<(HeaderName, HeaderValue)>>,
     /// The client's own `Authorization` is Warden's business, not the upstream's.
     strip_authorization: bool,
+    /// How long the upstream may take to send its response headers (a stream after them is
+    /// never cut).
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -47,6 +51,9 @@ impl std::fmt::Debug for Upstream {
 }
 
 impl Upstream {
+    /// The default of `--upstream-timeout`.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
     pub fn new(
         url: Uri,
         extra: Vec<(HeaderName, HeaderValue)>,
@@ -61,7 +68,13 @@ impl Upstream {
             url,
             extra: Arc::new(extra),
             strip_authorization,
+            timeout: Self::DEFAULT_TIMEOUT,
         }
+    }
+
+    pub fn timeout(mut self, timeout: Duration) -> Upstream {
+        self.timeout = timeout;
+        self
     }
 
     fn rewrite(&self, mut req: Request<Body>) -> Request<Body> {
@@ -116,30 +129,69 @@ impl Service<Request<Body>> for Upstream {
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let forwarded = req
+            .extensions()
+            .get::<Forwarded>()
+            .cloned()
+            .unwrap_or_default();
         let req = self.rewrite(req);
         let client = self.client.clone();
+        let timeout = self.timeout;
+        // Dropping this future (the client went away) drops the upstream request with it.
         Box::pin(async move {
-            match client.request(req).await {
-                Ok(resp) => {
+            match tokio::time::timeout(timeout, client.request(req)).await {
+                Ok(Ok(resp)) => {
                     let (mut parts, body) = resp.into_parts();
                     strip_hop_by_hop(&mut parts.headers);
                     // Status and body pass through: clients need the upstream's 400 to
                     // fall back to an older protocol.
                     Ok(Response::from_parts(parts, Body::new(body)))
                 }
-                Err(e) => {
-                    tracing::warn!(target: "warden::gateway", error = %e, "upstream unreachable");
-                    let mut r = Response::new(Body::full(format!(
-                        "{{\"error\":\"upstream unreachable: {e}\"}}"
-                    )));
-                    *r.status_mut() = StatusCode::BAD_GATEWAY;
-                    r.headers_mut().insert(
-                        header::CONTENT_TYPE,
-                        HeaderValue::from_static("application/json"),
-                    );
-                    Ok(r)
+                Ok(Err(e)) => {
+                    let why = describe(&e);
+                    tracing::warn!(target: "warden::gateway", error = %why, "upstream failed");
+                    Ok(failure(
+                        StatusCode::BAD_GATEWAY,
+                        &forwarded,
+                        &format!("upstream unreachable or invalid answer: {why}"),
+                    ))
+                }
+                Err(_) => {
+                    tracing::warn!(target: "warden::gateway", timeout_s = timeout.as_secs(), "upstream timed out");
+                    Ok(failure(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        &forwarded,
+                        &format!("upstream sent no answer within {} s", timeout.as_secs()),
+                    ))
                 }
             }
         })
     }
+}
+
+/// A JSON-RPC error for every request of the body, with an HTTP status for plain clients.
+fn failure(status: StatusCode, forwarded: &Forwarded, message: &str) -> Response<Body> {
+    let body = forwarded.error(Forwarded::UPSTREAM_ERROR, message);
+    let mut r = Response::new(Body::full(body.to_string()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// The error and its causes, one line (hyper-util's own text is only "client error (Connect)").
+fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
 }

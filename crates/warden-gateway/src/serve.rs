@@ -38,6 +38,8 @@ pub struct ServeOptions {
     pub redis: Option<RedisConfig>,
     /// Callers with JWTs from an identity provider, beside (or instead of) static tokens.
     pub jwt: Option<JwtOptions>,
+    /// How long the upstream may take to send response headers.
+    pub upstream_timeout: Duration,
 }
 
 /// JWT grants and what the discovery document (RFC 9728) tells clients.
@@ -74,7 +76,8 @@ pub async fn serve(opts: ServeOptions) -> Result<(), Error> {
     live.clone().watch(opts.reload_every);
 
     let auth = opts.grants.is_some() || opts.jwt.is_some();
-    let upstream = Upstream::new(opts.upstream.clone(), opts.headers.clone(), auth);
+    let upstream = Upstream::new(opts.upstream.clone(), opts.headers.clone(), auth)
+        .timeout(opts.upstream_timeout);
     let jwt = match &opts.jwt {
         Some(j) => {
             let v = JwtVerifier::new(j.config.clone())

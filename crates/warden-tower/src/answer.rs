@@ -43,6 +43,34 @@ pub(crate) fn denied(id: &Value, message: &str, style: DenyStyle, protocol: Opti
     }
 }
 
+/// The JSON-RPC requests of a body the layer forwarded, set as a request extension so that
+/// whatever answers for the upstream (the gateway's proxy) can name them when it fails.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Forwarded {
+    /// The ids of the requests in the body (notifications have none).
+    pub ids: Vec<Value>,
+    pub batch: bool,
+}
+
+impl Forwarded {
+    /// JSON-RPC error code for a failure between the gateway and the upstream.
+    pub const UPSTREAM_ERROR: i64 = -32603;
+
+    /// A JSON-RPC error answering every request of the body (`id: null` if it had none).
+    pub fn error(&self, code: i64, message: &str) -> Value {
+        if self.batch && !self.ids.is_empty() {
+            Value::Array(
+                self.ids
+                    .iter()
+                    .map(|id| rpc_error(id, code, message))
+                    .collect(),
+            )
+        } else {
+            rpc_error(self.ids.first().unwrap_or(&Value::Null), code, message)
+        }
+    }
+}
+
 pub(crate) fn rpc_error(id: &Value, code: i64, message: &str) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
 }

@@ -30,7 +30,7 @@ pub mod redis;
 mod rest;
 mod service;
 
-pub use answer::{DENIED_PREFIX, DenyStyle, POLICY_DENIED_CODE};
+pub use answer::{DENIED_PREFIX, DenyStyle, Forwarded, POLICY_DENIED_CODE};
 pub use approval::{
     Answer, ApprovalDesk, ApprovalQueue, ApprovalRequest, Approver, Refuse, Webhook,
 };

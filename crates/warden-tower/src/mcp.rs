@@ -30,8 +30,21 @@ where
     ResB: http_body::Body<Data = Bytes> + Send + 'static,
     ResB::Error: Into<BoxError>,
 {
-    let (parts, body) = req.into_parts();
-    // Only POST bodies carry client messages; GET streams and DELETE pass untouched.
+    let (mut parts, body) = req.into_parts();
+    // Only POST bodies carry client messages: a body on any other method could carry a call
+    // the gate never read, so it is refused. GET streams and DELETE without a body pass.
+    if parts.method != Method::POST && has_body(&parts.headers) {
+        observe::refused_request("body-on-non-post");
+        let v = answer::rpc_error(
+            &Value::Null,
+            -32600,
+            &format!(
+                "Invalid request: a {} request must not carry a body; MCP messages are POSTed",
+                parts.method
+            ),
+        );
+        return Ok(answer::json(StatusCode::METHOD_NOT_ALLOWED, &v));
+    }
     if parts.method != Method::POST {
         let resp = inner
             .call(Request::from_parts(parts, Body::new(body)))
@@ -41,7 +54,11 @@ where
     let started = Instant::now();
     let bytes = match read_body(&shared, &parts.headers, body).await {
         Ok(b) => b,
-        Err(resp) => return Ok(resp),
+        // The body was not read, so its id is unknown: JSON-RPC says `null` then.
+        Err(crate::service::Unread(status, why)) => {
+            let v = answer::rpc_error(&Value::Null, -32600, &format!("Invalid request: {why}"));
+            return Ok(answer::json(status, &v));
+        }
     };
     let parsed = match inspect::parse(&bytes) {
         Ok(p) => p,
@@ -164,7 +181,18 @@ where
         ));
     }
 
-    // Forward the very bytes that were inspected.
+    // Forward the very bytes that were inspected, naming their requests for failure answers.
+    parts.extensions.insert(answer::Forwarded {
+        ids: parsed
+            .messages
+            .iter()
+            .filter_map(|m| match m {
+                Message::Request { id, .. } => Some(id.clone()),
+                _ => None,
+            })
+            .collect(),
+        batch: parsed.batch,
+    });
     let list_ids: Vec<Value> = parsed
         .messages
         .iter()
@@ -253,6 +281,14 @@ fn refuse_all(
     answer::json(StatusCode::OK, &value)
 }
 
+/// Whether a request says it has a body (a length above 0, or chunked framing).
+fn has_body(h: &HeaderMap) -> bool {
+    h.contains_key(header::TRANSFER_ENCODING)
+        || h.get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0")
+}
+
 /// Protocol 2026-07-28 repeats the method and tool name in headers; a mismatch means two
 /// parsers could see two different requests, so it is refused.
 fn headers_agree(h: &HeaderMap, parsed: &inspect::Body) -> Result<(), String> {
@@ -301,7 +337,10 @@ where
         .unwrap_or("")
         .to_ascii_lowercase();
     if content_type.starts_with("text/event-stream") {
-        return resp.map(|b| Body::sse_filtered(Body::new(b), ids, policy));
+        // The filtered stream's length is not the upstream's: let it be chunked.
+        let (mut parts, body) = resp.into_parts();
+        parts.headers.remove(header::CONTENT_LENGTH);
+        return Response::from_parts(parts, Body::sse_filtered(Body::new(body), ids, policy));
     }
     if !content_type.starts_with("application/json") {
         return boxed(resp);

@@ -53,7 +53,7 @@ where
     let body = if is_json {
         let bytes = match read_body(&shared, &parts.headers, body).await {
             Ok(b) => b,
-            Err(resp) => return Ok(resp),
+            Err(crate::service::Unread(status, why)) => return Ok(answer::status(status, &why)),
         };
         if !bytes.is_empty() {
             match warden_policy::strict_json::from_slice(&bytes) {

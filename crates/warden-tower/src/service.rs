@@ -14,7 +14,6 @@ use serde_json::Value;
 use tower::Service;
 use warden_policy::{Call, OnTimeout, Outcome};
 
-use crate::answer;
 use crate::approval::{Answer, ApprovalRequest};
 use crate::body::{Body, BoxError};
 use crate::layer::{Enforcer, Mode, Shared};
@@ -260,12 +259,15 @@ pub(crate) fn log(
     });
 }
 
+/// Why a request body was not read: its status and the reason.
+pub(crate) struct Unread(pub(crate) StatusCode, pub(crate) String);
+
 /// Buffers a POST body up to the limit; refuses encodings it cannot read.
 pub(crate) async fn read_body<B>(
     shared: &Shared,
     headers: &HeaderMap,
     body: B,
-) -> Result<Bytes, Response<Body>>
+) -> Result<Bytes, Unread>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
@@ -273,37 +275,34 @@ where
     if let Some(enc) = headers.get(header::CONTENT_ENCODING) {
         if !enc.as_bytes().eq_ignore_ascii_case(b"identity") {
             observe::refused_request("content-encoding");
-            return Err(answer::status(
+            return Err(Unread(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "request bodies must not be compressed: the policy gate cannot inspect them",
+                "request bodies must not be compressed: the policy gate cannot inspect them".into(),
             ));
         }
     }
     let max = shared.config.max_body;
+    let too_large = || {
+        observe::refused_request("too-large");
+        Unread(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body over {max} bytes"),
+        )
+    };
     if headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
         .is_some_and(|n| n > max as u64)
     {
-        observe::refused_request("too-large");
-        return Err(answer::status(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("request body over {max} bytes"),
-        ));
+        return Err(too_large());
     }
     match http_body_util::Limited::new(body, max).collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            observe::refused_request("too-large");
-            Err(answer::status(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("request body over {max} bytes"),
-            ))
-        }
-        Err(_) => Err(answer::status(
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(_) => Err(Unread(
             StatusCode::BAD_REQUEST,
-            "could not read the request body",
+            "could not read the request body".into(),
         )),
     }
 }

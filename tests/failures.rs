@@ -1,0 +1,221 @@
+//! `warden serve` in front of upstreams that fail (fake ones, written here): every failure
+//! gets a JSON-RPC answer naming the request's id, with an HTTP status for plain clients,
+//! and the gateway keeps serving meanwhile.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const POLICY: &str = "version 1\ndefault allow\nhide [secret_*]\n";
+
+/// A fake upstream: `answer` gets each connection once its request head and body are read.
+fn fake(answer: fn(&mut TcpStream, &str)) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut conn = conn;
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut length = 0usize;
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    line.clear();
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                answer(&mut conn, &String::from_utf8_lossy(&body));
+            });
+        }
+    });
+    url
+}
+
+fn gateway(warden: &Path, upstream: &str, extra: &[&str]) -> support::Running {
+    let dir = support::scratch("failures");
+    let policy = dir.join(format!("policy-{}.pol", support::free_port()));
+    std::fs::write(&policy, POLICY).unwrap();
+    let mut cmd = Command::new(warden);
+    cmd.args([
+        "serve",
+        "--no-auth",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        upstream,
+    ])
+    .args(extra)
+    .arg("--policy")
+    .arg(&policy)
+    .env("WARDEN_LOG", "error");
+    support::start(cmd)
+}
+
+fn post(url: &str, body: &str, extra: &[(&str, &str)]) -> (u16, Vec<(String, String)>, String) {
+    let mut h = vec![
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+    ];
+    h.extend_from_slice(extra);
+    support::http(url, "POST", "/mcp", &h, body)
+}
+
+fn call(id: u64, tool: &str) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": {}}})
+        .to_string()
+}
+
+fn rpc_error(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+#[test]
+fn an_unreachable_resetting_or_garbled_upstream_is_a_json_rpc_502_with_the_id() {
+    let warden = support::warden().expect("warden binary");
+    let refused = format!("http://127.0.0.1:{}/mcp", support::free_port());
+    let resetting = fake(|conn, _| {
+        let _ = conn.shutdown(std::net::Shutdown::Both);
+    });
+    let garbled = fake(|conn, _| {
+        let _ = conn.write_all(b"SSH-2.0-OpenSSH_9.2\r\n\r\n");
+    });
+    for (name, upstream) in [
+        ("refused", refused),
+        ("reset", resetting),
+        ("garbage", garbled),
+    ] {
+        let gw = gateway(&warden, &upstream, &[]);
+        let (status, _, body) = post(&gw.url, &call(41, "echo"), &[]);
+        assert_eq!(status, 502, "{name}: {body}");
+        let v = rpc_error(&body);
+        assert_eq!(v["jsonrpc"], "2.0", "{name}: {body}");
+        assert_eq!(v["id"], 41, "{name}: {body}");
+        assert_eq!(v["error"]["code"], -32603, "{name}: {body}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("upstream"),
+            "{name}: {body}"
+        );
+        // A batch gets one error per request.
+        let batch = format!("[{},{}]", call(1, "echo"), call(2, "echo"));
+        let (status, _, body) = post(&gw.url, &batch, &[]);
+        assert_eq!(status, 502, "{name}: {body}");
+        let ids: Vec<Value> = rpc_error(&body)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].clone())
+            .collect();
+        assert_eq!(ids, [json!(1), json!(2)], "{name}: {body}");
+    }
+}
+
+#[test]
+fn a_silent_upstream_times_out_with_504_and_others_are_served_meanwhile() {
+    let warden = support::warden().expect("warden binary");
+    let silent = fake(|_conn, _| std::thread::sleep(Duration::from_secs(30)));
+    let gw = gateway(&warden, &silent, &["--upstream-timeout", "2"]);
+    let url = gw.url.clone();
+    let started = Instant::now();
+    let waiting = std::thread::spawn(move || post(&url, &call(7, "echo"), &[]));
+    // While that call waits, a call the gate answers itself is answered at once.
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    let (status, _, body) = post(&gw.url, &call(8, "secret_thing"), &[]);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("[POLICY DENIED]"), "{body}");
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+
+    let (status, _, body) = waiting.join().unwrap();
+    let took = started.elapsed();
+    assert_eq!(status, 504, "{body}");
+    let v = rpc_error(&body);
+    assert_eq!(v["id"], 7, "{body}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("within 2 s"),
+        "{body}"
+    );
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn a_tools_list_sse_answer_with_a_content_length_is_filtered_and_framed_right() {
+    let warden = support::warden().expect("warden binary");
+    let upstream = fake(|conn, body| {
+        let id = serde_json::from_str::<Value>(body)
+            .map(|v| v["id"].clone())
+            .unwrap_or(json!(null));
+        let list = json!({"jsonrpc": "2.0", "id": id, "result": {"tools": [
+            {"name": "echo"}, {"name": "secret_keys"}]}});
+        // A server that buffers its answer sends SSE with a Content-Length.
+        let event = format!("event: message\ndata: {list}\n\n");
+        let _ = write!(
+            conn,
+            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{event}",
+            event.len()
+        );
+    });
+    let gw = gateway(&warden, &upstream, &[]);
+    let list = r#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#;
+    let (status, headers, body) = post(&gw.url, list, &[]);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("\"echo\"") && !body.contains("secret_keys"),
+        "{body}"
+    );
+    if let Some((_, len)) = headers.iter().find(|(k, _)| k == "content-length") {
+        assert_eq!(
+            len.parse::<usize>().unwrap(),
+            body.len(),
+            "framing: {headers:?}"
+        );
+    }
+}
+
+#[test]
+fn bodies_the_gate_cannot_read_are_refused_with_json_rpc_errors() {
+    let warden = support::warden().expect("warden binary");
+    let upstream = fake(|conn, _| {
+        let _ = conn.write_all(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n");
+        panic!("nothing may reach the upstream here");
+    });
+    let gw = gateway(&warden, &upstream, &[]);
+    // A call smuggled in a PUT body.
+    let (status, _, body) = support::http(
+        &gw.url,
+        "PUT",
+        "/mcp",
+        &[("content-type", "application/json")],
+        &call(3, "secret_thing"),
+    );
+    assert_eq!(status, 405, "{body}");
+    assert_eq!(rpc_error(&body)["error"]["code"], -32600, "{body}");
+    // A compressed body cannot be inspected.
+    let (status, _, body) = post(&gw.url, &call(4, "echo"), &[("content-encoding", "gzip")]);
+    assert_eq!(status, 415, "{body}");
+    let v = rpc_error(&body);
+    assert_eq!(v["jsonrpc"], "2.0", "{body}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("compressed"),
+        "{body}"
+    );
+}
