@@ -154,37 +154,46 @@ fn a_silent_upstream_times_out_with_504_and_others_are_served_meanwhile() {
     );
 }
 
-#[test]
-fn a_tools_list_sse_answer_with_a_content_length_is_filtered_and_framed_right() {
-    let warden = support::warden().expect("warden binary");
-    let upstream = fake(|conn, body| {
-        let id = serde_json::from_str::<Value>(body)
-            .map(|v| v["id"].clone())
-            .unwrap_or(json!(null));
-        let list = json!({"jsonrpc": "2.0", "id": id, "result": {"tools": [
-            {"name": "echo"}, {"name": "secret_keys"}]}});
-        // A server that buffers its answer sends SSE with a Content-Length.
-        let event = format!("event: message\ndata: {list}\n\n");
-        let _ = write!(
-            conn,
-            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{event}",
-            event.len()
-        );
-    });
-    let gw = gateway(&warden, &upstream, &[]);
-    let list = r#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#;
-    let (status, headers, body) = post(&gw.url, list, &[]);
-    assert_eq!(status, 200, "{body}");
-    assert!(
-        body.contains("\"echo\"") && !body.contains("secret_keys"),
-        "{body}"
+/// A `tools/list` answer with a hidden tool, as SSE with the given line end.
+fn sse_list(conn: &mut TcpStream, body: &str, eol: &str) {
+    let id = serde_json::from_str::<Value>(body)
+        .map(|v| v["id"].clone())
+        .unwrap_or(json!(null));
+    let list = json!({"jsonrpc": "2.0", "id": id, "result": {"tools": [
+        {"name": "echo"}, {"name": "secret_keys"}]}});
+    let event = format!("event: message{eol}data: {list}{eol}{eol}");
+    // A server that buffers its answer sends SSE with a Content-Length.
+    let _ = write!(
+        conn,
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{event}",
+        event.len()
     );
-    if let Some((_, len)) = headers.iter().find(|(k, _)| k == "content-length") {
-        assert_eq!(
-            len.parse::<usize>().unwrap(),
-            body.len(),
-            "framing: {headers:?}"
+}
+
+#[test]
+fn a_tools_list_sse_answer_is_filtered_and_framed_right_whatever_its_line_ends() {
+    let warden = support::warden().expect("warden binary");
+    let upstreams = [
+        ("LF", fake(|c, b| sse_list(c, b, "\n"))),
+        ("CRLF", fake(|c, b| sse_list(c, b, "\r\n"))),
+        ("CR", fake(|c, b| sse_list(c, b, "\r"))),
+    ];
+    for (name, upstream) in upstreams {
+        let gw = gateway(&warden, &upstream, &[]);
+        let list = r#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#;
+        let (status, headers, body) = post(&gw.url, list, &[]);
+        assert_eq!(status, 200, "{name}: {body}");
+        assert!(
+            body.contains("\"echo\"") && !body.contains("secret_keys"),
+            "{name}: {body}"
         );
+        if let Some((_, len)) = headers.iter().find(|(k, _)| k == "content-length") {
+            assert_eq!(
+                len.parse::<usize>().unwrap(),
+                body.len(),
+                "{name}: {headers:?}"
+            );
+        }
     }
 }
 

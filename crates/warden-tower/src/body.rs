@@ -140,7 +140,17 @@ impl SseFilter {
                 Some(Err(e)) => return Poll::Ready(Some(Err(e))),
                 None => {
                     self.done = true;
+                    // An event cut off by the end of the stream is not dispatched by a
+                    // client that follows the spec; it is filtered anyway, for those that
+                    // don't.
                     let rest = self.buf.split().freeze();
+                    let rest = match std::str::from_utf8(&rest)
+                        .ok()
+                        .and_then(|e| rewrite_event(e, &self.ids, &self.policy))
+                    {
+                        Some(rewritten) => Bytes::from(rewritten),
+                        None => rest,
+                    };
                     return Poll::Ready((!rest.is_empty()).then(|| Ok(Frame::data(rest))));
                 }
             }
@@ -164,29 +174,66 @@ impl SseFilter {
     }
 }
 
-/// The length of the first complete event (through its blank line), if any.
+/// The length of the first complete event (through the empty line that ends it), if any.
+/// Lines end with LF, CRLF or a lone CR (the SSE spec allows all three); a CR that is the
+/// last byte so far may be the first half of a CRLF, so it waits for the next byte.
 fn event_end(buf: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while i + 1 < buf.len() {
-        if buf[i] == b'\n' {
-            if buf[i + 1] == b'\n' {
-                return Some(i + 2);
-            }
-            if buf[i + 1] == b'\r' && buf.get(i + 2) == Some(&b'\n') {
-                return Some(i + 3);
-            }
+    let mut pos = 0;
+    loop {
+        let (line_end, next) = line_end(buf, pos)?;
+        if line_end == pos {
+            return Some(next);
         }
-        i += 1;
+        pos = next;
     }
-    None
+}
+
+/// From `pos`: where the line ends and where the next one starts, if it is complete.
+fn line_end(buf: &[u8], pos: usize) -> Option<(usize, usize)> {
+    let i = pos
+        + buf
+            .get(pos..)?
+            .iter()
+            .position(|&b| b == b'\n' || b == b'\r')?;
+    match (buf[i], buf.get(i + 1)) {
+        (b'\n', _) => Some((i, i + 1)),
+        (_, Some(b'\n')) => Some((i, i + 2)),
+        (_, Some(_)) => Some((i, i + 1)),
+        // A CR at the very end: CR or CRLF? The next bytes will tell.
+        (_, None) => None,
+    }
+}
+
+/// The lines of one event, whatever their line ends.
+fn lines(event: &str) -> impl Iterator<Item = &str> {
+    let bytes = event.as_bytes();
+    let mut pos = 0;
+    std::iter::from_fn(move || {
+        if pos >= bytes.len() {
+            return None;
+        }
+        // Within a whole event a final CR ends its line (there is no next byte to wait for).
+        let (end, next) = line_end(bytes, pos).unwrap_or(match bytes.last() {
+            Some(b'\r') => (bytes.len() - 1, bytes.len()),
+            _ => (bytes.len(), bytes.len()),
+        });
+        let line = event.get(pos..end)?;
+        pos = next;
+        Some(line)
+    })
+}
+
+/// The value of a `data` field line (`data: x`, `data:x`, or a bare `data`), else `None`.
+fn data_value(line: &str) -> Option<&str> {
+    if line == "data" {
+        return Some("");
+    }
+    let v = line.strip_prefix("data:")?;
+    Some(v.strip_prefix(' ').unwrap_or(v))
 }
 
 fn rewrite_event(event: &str, ids: &[Value], policy: &CompiledPolicy) -> Option<String> {
-    let data: Vec<&str> = event
-        .lines()
-        .filter_map(|l| l.strip_prefix("data:"))
-        .map(|d| d.strip_prefix(' ').unwrap_or(d))
-        .collect();
+    let data: Vec<&str> = lines(event).filter_map(data_value).collect();
     if data.is_empty() {
         return None;
     }
@@ -194,10 +241,11 @@ fn rewrite_event(event: &str, ids: &[Value], policy: &CompiledPolicy) -> Option<
     if !filter_tools_list(&mut msg, ids, policy) {
         return None;
     }
+    // Other fields (event, id, retry, comments) keep their place; the data lines become one.
     let mut out = String::with_capacity(event.len());
     let mut wrote = false;
-    for line in event.lines() {
-        if line.starts_with("data:") {
+    for line in lines(event) {
+        if data_value(line).is_some() {
             if !wrote {
                 out.push_str("data: ");
                 out.push_str(&msg.to_string());
@@ -264,6 +312,72 @@ mod tests {
         ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
             Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
         }
+    }
+
+    #[test]
+    fn events_end_at_an_empty_line_whatever_the_line_ends() {
+        assert_eq!(event_end(b"data: a\n\nrest"), Some(9));
+        assert_eq!(event_end(b"data: a\r\n\r\nrest"), Some(11));
+        assert_eq!(event_end(b"data: a\r\rrest"), Some(9));
+        assert_eq!(event_end(b"data: a\n\r\nx"), Some(10));
+        // A CR last: maybe half a CRLF, so not yet.
+        assert_eq!(event_end(b"data: a\r\n\r"), None);
+        assert_eq!(event_end(b"data: a\n"), None);
+    }
+
+    #[test]
+    fn the_spec_examples_parse_as_the_spec_says() {
+        // WHATWG HTML, "Server-sent events", the examples of the event stream format.
+        let joined = |e: &str| {
+            lines(e)
+                .filter_map(data_value)
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert_eq!(joined("data: YHOO\ndata: +2\ndata: 10\n"), "YHOO\n+2\n10");
+        assert_eq!(joined(": test stream\n"), "");
+        assert_eq!(joined("data: first event\nid: 1\n"), "first event");
+        assert_eq!(joined("data:second event\nid\n"), "second event");
+        assert_eq!(joined("data:  third event\n"), " third event");
+        assert_eq!(joined("data\n"), "");
+        assert_eq!(joined("data\ndata\n"), "\n");
+        assert_eq!(joined("data:\r\ndata: x\r"), "\nx");
+        // `data` must be the whole field name.
+        assert_eq!(joined("datum: x\n"), "");
+    }
+
+    #[tokio::test]
+    async fn cr_only_and_multi_line_events_are_filtered_too() {
+        let list = json!({"jsonrpc": "2.0", "id": 7, "result": {"tools": [{"name": "get_a"}, {"name": "delete_a"}]}});
+        let text = serde_json::to_string_pretty(&list).unwrap();
+        // The answer spread over several data lines, CR line ends, a comment and an id.
+        let multi: String = text.lines().map(|l| format!("data: {l}\r")).collect();
+        let stream = format!(": keep-alive\rid: 9\r{multi}\r");
+        for split in [1, 7, stream.len() / 2, stream.len() - 1] {
+            let (a, b) = stream.split_at(split);
+            let body = Body::new(Chunks(
+                [Bytes::from(a.to_owned()), Bytes::from(b.to_owned())].into(),
+            ));
+            let out = Body::sse_filtered(body, vec![json!(7)], policy())
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes();
+            let out = String::from_utf8(out.to_vec()).unwrap();
+            assert!(!out.contains("delete_a"), "split at {split}: {out}");
+            assert!(
+                out.contains("get_a") && out.contains("id: 9"),
+                "split at {split}: {out}"
+            );
+        }
+        // Cut off before its empty line: filtered all the same.
+        let cut = format!("data: {list}");
+        let out = Body::sse_filtered(Body::full(cut), vec![json!(7)], policy())
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes();
+        assert!(!String::from_utf8_lossy(&out).contains("delete_a"));
     }
 
     #[tokio::test]
