@@ -228,3 +228,47 @@ fn bodies_the_gate_cannot_read_are_refused_with_json_rpc_errors() {
         "{body}"
     );
 }
+
+#[test]
+fn warden_stdio_answers_an_oversized_message_with_its_id_and_goes_on() {
+    let warden = support::warden().expect("warden binary");
+    let js = support::everything().expect("server-everything");
+    let dir = support::scratch("stdio-big");
+    let policy = dir.join("policy.pol");
+    std::fs::write(&policy, POLICY).unwrap();
+    let p = policy.to_str().unwrap();
+
+    // The default limit (16 MiB) lets a 1 MiB call (a file as base64, say) through.
+    let mut gate = support::StdioGate::start(&warden, &["--policy", p], &js);
+    gate.initialize();
+    let big = "x".repeat(1 << 20);
+    let text = gate.call(2, "echo", json!({"message": big}));
+    assert_eq!(text.len(), big.len() + "Echo: ".len());
+    drop(gate);
+
+    // Past --max-message-bytes: a JSON-RPC error naming the id, and the session goes on.
+    let mut gate = support::StdioGate::start(
+        &warden,
+        &["--policy", p, "--max-message-bytes", "65536"],
+        &js,
+    );
+    gate.initialize();
+    gate.send(
+        &json!({"jsonrpc": "2.0", "id": 77, "method": "tools/call",
+                      "params": {"name": "echo", "arguments": {"message": big}}})
+        .to_string(),
+    );
+    let answer = gate.answer(77);
+    assert_eq!(answer["error"]["code"], -32600, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("over the limit of 65536 bytes"),
+        "{answer}"
+    );
+    assert_eq!(
+        gate.call(78, "echo", json!({"message": "small"})),
+        "Echo: small"
+    );
+}

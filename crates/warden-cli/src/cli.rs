@@ -181,6 +181,10 @@ pub struct ServeArgs {
     /// JSON-RPC error with its id (HTTP 504). A stream already started is never cut.
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub upstream_timeout: u64,
+    /// The largest request body a client may send (a base64 file in a tool call can be
+    /// large); past it the call gets a JSON-RPC error (413) and nothing is forwarded.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_MESSAGE)]
+    pub max_message_bytes: usize,
     #[command(flatten)]
     pub redis: RedisArgs,
     #[command(flatten)]
@@ -216,6 +220,9 @@ pub struct JwtArgs {
     pub jwt_hs_secret_file: Option<PathBuf>,
 }
 
+/// 16 MiB: room for real payloads (a file as base64 in a tool call).
+pub const DEFAULT_MAX_MESSAGE: usize = 16 << 20;
+
 /// Everything `warden stdio` is told.
 #[derive(Debug, clap::Args)]
 pub struct StdioArgs {
@@ -233,6 +240,10 @@ pub struct StdioArgs {
     pub shadow: bool,
     #[command(flatten)]
     pub redis: RedisArgs,
+    /// The largest message (one line) the client may send; a longer line is discarded as it
+    /// streams and answered with a JSON-RPC error naming its id.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_MESSAGE)]
+    pub max_message_bytes: usize,
     /// With --jwt-*: the caller's JWT, from this environment variable; the grant is its
     /// claim (--grant-claim) instead of --grant. An invalid token stops the start.
     #[arg(long, value_name = "VAR", default_value = "WARDEN_TOKEN")]

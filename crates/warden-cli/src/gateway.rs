@@ -70,6 +70,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
         redis,
         jwt,
         upstream_timeout: Duration::from_secs(args.upstream_timeout.max(1)),
+        max_message_bytes: args.max_message_bytes.max(1),
     };
     runtime()?.block_on(warden_gateway::serve(opts))?;
     Ok(ExitCode::SUCCESS)
@@ -110,6 +111,7 @@ pub fn stdio(args: StdioArgs) -> Result<ExitCode, CliError> {
         shadow: args.shadow,
         reload_every: Duration::from_secs(1),
         redis,
+        max_message_bytes: args.max_message_bytes.max(1),
     };
     let code = rt.block_on(warden_gateway::stdio(opts))?;
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))

@@ -14,6 +14,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod framing;
 pub mod logging;
 pub mod policy_file;
 pub mod proxy;

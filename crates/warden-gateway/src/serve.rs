@@ -40,6 +40,8 @@ pub struct ServeOptions {
     pub jwt: Option<JwtOptions>,
     /// How long the upstream may take to send response headers.
     pub upstream_timeout: Duration,
+    /// The largest request body; a larger one is answered 413 with a JSON-RPC error.
+    pub max_message_bytes: usize,
 }
 
 /// JWT grants and what the discovery document (RFC 9728) tells clients.
@@ -67,7 +69,10 @@ pub async fn serve(opts: ServeOptions) -> Result<(), Error> {
     let (compiled, text) = policy_file::load(&opts.policy).map_err(Error::Policy)?;
     let stores = crate::state::build(compiled, opts.redis.as_ref(), opts.admin.is_some())?;
     stores.check().await;
-    let layer = stores.layer.shadow(opts.shadow);
+    let layer = stores
+        .layer
+        .shadow(opts.shadow)
+        .max_body_bytes(opts.max_message_bytes);
     let live = Live {
         path: opts.policy.clone(),
         source: Arc::new(RwLock::new(text)),

@@ -24,6 +24,7 @@ use tower::{Layer, ServiceExt};
 use warden_tower::{Body, Grant};
 
 use crate::Error;
+use crate::framing::Line;
 use crate::policy_file::{self, Live};
 
 #[derive(Debug, Clone)]
@@ -37,6 +38,9 @@ pub struct StdioOptions {
     /// Counters and approvals shared with `warden serve` replicas (whose admin addresses
     /// can then answer this process's approvals).
     pub redis: Option<warden_tower::redis::RedisConfig>,
+    /// The largest message a client may send; a longer line is answered with a JSON-RPC
+    /// error and never reaches the server.
+    pub max_message_bytes: usize,
 }
 
 /// Runs until the client closes stdin or the server exits; returns the server's exit code.
@@ -45,7 +49,10 @@ pub async fn stdio(opts: StdioOptions) -> Result<i32, Error> {
     let stores = crate::state::build(compiled, opts.redis.as_ref(), false)?;
     stores.check().await;
     tracing::info!(target: "warden::gateway", state = %stores.description, "stdio gate");
-    let layer = stores.layer.shadow(opts.shadow);
+    let layer = stores
+        .layer
+        .shadow(opts.shadow)
+        .max_body_bytes(opts.max_message_bytes);
     let live = Live {
         path: opts.policy.clone(),
         source: Arc::new(std::sync::RwLock::new(text)),
@@ -109,13 +116,27 @@ pub async fn stdio(opts: StdioOptions) -> Result<i32, Error> {
         }
     }));
     let grant = Grant::new(opts.grant.clone());
+    let max = opts.max_message_bytes;
     let from_client = tokio::spawn(async move {
-        let mut lines = BufReader::new(tokio::io::stdin()).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if line.trim().is_empty() {
+        let mut stdin = BufReader::new(tokio::io::stdin());
+        while let Ok(Some(line)) = crate::framing::next_line(&mut stdin, max).await {
+            let line = match line {
+                Line::Message(line) => line,
+                Line::TooLong { id, bytes } => {
+                    tracing::warn!(target: "warden::gateway", bytes, max, "message over the limit refused");
+                    let answer = serde_json::json!({"jsonrpc": "2.0", "id": id, "error": {
+                        "code": -32600,
+                        "message": format!("Invalid request: message of {bytes} bytes is over the limit of {max} bytes (--max-message-bytes)")}});
+                    let _ = out_tx.send(Bytes::from(answer.to_string())).await;
+                    continue;
+                }
+            };
+            if line.trim_ascii().is_empty() {
                 continue;
             }
-            remember_list_request(&line, &list_ids);
+            if let Ok(text) = std::str::from_utf8(&line) {
+                remember_list_request(text, &list_ids);
+            }
             let mut req = Request::new(Body::full(line));
             *req.method_mut() = http::Method::POST;
             req.extensions_mut().insert(grant.clone());
