@@ -272,3 +272,200 @@ fn warden_stdio_answers_an_oversized_message_with_its_id_and_goes_on() {
         "Echo: small"
     );
 }
+
+/// Reads until the peer closes or `within` passes; true if it closed.
+fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+fn authority(url: &str) -> String {
+    url.trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+#[test]
+fn slow_idle_and_surplus_clients_are_bounded() {
+    let warden = support::warden().expect("warden binary");
+    let upstream = fake(|conn, _| {
+        let body = r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"ok"}]}}"#;
+        let _ = write!(
+            conn,
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+    });
+    let gw = gateway(
+        &warden,
+        &upstream,
+        &["--header-read-timeout", "1", "--max-connections", "2"],
+    );
+    let addr = authority(&gw.url);
+    // A client that sends half a request head, and one that sends nothing: both are cut.
+    let mut slow = TcpStream::connect(&addr).unwrap();
+    slow.write_all(b"POST /mcp HTTP/1.1\r\nhost: x\r\n")
+        .unwrap();
+    let mut idle = TcpStream::connect(&addr).unwrap();
+    let started = Instant::now();
+    assert!(
+        closed_within(&mut slow, Duration::from_secs(5)),
+        "slow header kept open"
+    );
+    assert!(
+        closed_within(&mut idle, Duration::from_secs(5)),
+        "idle connection kept open"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // Two connections held open (slowly): a third waits, and is served once one goes.
+    let mut a = TcpStream::connect(&addr).unwrap();
+    a.write_all(b"POST /mcp HTTP/1.1\r\n").unwrap();
+    let mut b = TcpStream::connect(&addr).unwrap();
+    b.write_all(b"POST /mcp HTTP/1.1\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let url = gw.url.clone();
+    let third = std::thread::spawn(move || {
+        let t = Instant::now();
+        let r = post(&url, &call(9, "echo"), &[]);
+        (r, t.elapsed())
+    });
+    // The held ones are cut by the header deadline; then the third gets in.
+    let ((status, _, body), waited) = third.join().unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        waited >= Duration::from_millis(300),
+        "the third was not held back: {waited:?}"
+    );
+    drop((a, b));
+}
+
+#[test]
+fn request_ids_reach_the_audit_and_cors_answers_allowed_origins() {
+    let warden = support::warden().expect("warden binary");
+    let upstream = fake(|conn, _| {
+        let body = r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#;
+        let _ = write!(
+            conn,
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+    });
+    let dir = support::scratch("reqid");
+    let audit = dir.join("audit.jsonl");
+    let gw = gateway(
+        &warden,
+        &upstream,
+        &[
+            "--audit",
+            audit.to_str().unwrap(),
+            "--cors-origin",
+            "http://localhost:6274",
+        ],
+    );
+    let (status, headers, _) = post(&gw.url, &call(1, "echo"), &[]);
+    assert_eq!(status, 200);
+    let id = headers
+        .iter()
+        .find(|(k, _)| k == "x-request-id")
+        .map(|(_, v)| v.clone())
+        .expect("x-request-id on the answer");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(&audit).unwrap_or_default();
+        if text.contains(&id) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "request id {id} not in the audit: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let preflight = |origin: &str| {
+        support::http(
+            &gw.url,
+            "OPTIONS",
+            "/mcp",
+            &[
+                ("origin", origin),
+                ("access-control-request-method", "POST"),
+                (
+                    "access-control-request-headers",
+                    "authorization, content-type",
+                ),
+            ],
+            "",
+        )
+    };
+    let (status, headers, _) = preflight("http://localhost:6274");
+    assert!(status < 300, "{status}");
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k == "access-control-allow-origin" && v == "http://localhost:6274"),
+        "{headers:?}"
+    );
+    let (_, headers, _) = preflight("http://evil.example");
+    assert!(
+        !headers
+            .iter()
+            .any(|(k, _)| k == "access-control-allow-origin"),
+        "{headers:?}"
+    );
+}
+
+#[test]
+fn sigterm_lets_calls_in_flight_finish_then_exits_0() {
+    let warden = support::warden().expect("warden binary");
+    let upstream = fake(|conn, _| {
+        std::thread::sleep(Duration::from_millis(1500));
+        let body =
+            r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"late"}]}}"#;
+        let _ = write!(
+            conn,
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+    });
+    let mut gw = gateway(&warden, &upstream, &[]);
+    let url = gw.url.clone();
+    let in_flight = std::thread::spawn(move || post(&url, &call(1, "echo"), &[]));
+    std::thread::sleep(Duration::from_millis(400));
+    let pid = gw.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (status, _, body) = in_flight.join().unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("late"), "{body}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        if let Some(s) = gw.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "warden did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(code.success(), "{code}");
+    assert!(
+        TcpStream::connect(authority(&gw.url)).is_err(),
+        "still accepting"
+    );
+}

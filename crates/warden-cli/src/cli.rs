@@ -185,6 +185,20 @@ pub struct ServeArgs {
     /// large); past it the call gets a JSON-RPC error (413) and nothing is forwarded.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_MESSAGE)]
     pub max_message_bytes: usize,
+    /// Seconds a client may take to send a request's headers; an idle keep-alive connection
+    /// is closed after as long.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub header_read_timeout: u64,
+    /// Connections served at once; beyond it new ones wait (open ones keep working).
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// On SIGTERM/SIGINT: stop accepting, give calls in flight this many seconds, exit 0.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub shutdown_grace: u64,
+    /// A browser origin allowed to call (CORS), e.g. the MCP Inspector's
+    /// http://localhost:6274. Repeatable; none by default.
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    pub cors_origins: Vec<String>,
     #[command(flatten)]
     pub redis: RedisArgs,
     #[command(flatten)]

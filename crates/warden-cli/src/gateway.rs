@@ -51,6 +51,20 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
         _ => None,
     };
     let redis = redis_config(&args.redis)?;
+    let cors_origins = args
+        .cors_origins
+        .iter()
+        .map(|o| {
+            HeaderValue::from_str(o.trim_end_matches('/'))
+                .ok()
+                .filter(|_| o.starts_with("http://") || o.starts_with("https://"))
+                .ok_or_else(|| {
+                    CliError::Usage(format!(
+                        "--cors-origin {o:?}: expected an origin such as http://localhost:6274"
+                    ))
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let jwt = jwt_options(&args.jwt)?;
     if jwt.is_some() && args.no_auth {
         return Err(CliError::Usage(
@@ -71,6 +85,12 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
         jwt,
         upstream_timeout: Duration::from_secs(args.upstream_timeout.max(1)),
         max_message_bytes: args.max_message_bytes.max(1),
+        limits: warden_gateway::listener::Limits {
+            header_read_timeout: Duration::from_secs(args.header_read_timeout.max(1)),
+            max_connections: args.max_connections.max(1),
+            shutdown_grace: Duration::from_secs(args.shutdown_grace),
+        },
+        cors_origins,
     };
     runtime()?.block_on(warden_gateway::serve(opts))?;
     Ok(ExitCode::SUCCESS)
@@ -198,7 +218,7 @@ pub fn scan(
 }
 
 /// `--jwt-*`, checked before anything starts.
-fn jwt_options(args: &JwtArgs) -> Result<Option<warden_gateway::serve::JwtOptions>, CliError> {
+fn jwt_options(args: &JwtArgs) -> Result<Option<warden_gateway::JwtOptions>, CliError> {
     let (Some(jwks), Some(issuer), Some(audience)) =
         (&args.jwt_jwks, &args.jwt_issuer, &args.jwt_audience)
     else {
@@ -223,7 +243,7 @@ fn jwt_options(args: &JwtArgs) -> Result<Option<warden_gateway::serve::JwtOption
         }
         config.hs_secret = Some(secret);
     }
-    Ok(Some(warden_gateway::serve::JwtOptions {
+    Ok(Some(warden_gateway::JwtOptions {
         config,
         authorization_servers: args.jwt_authorization_server.clone(),
         scopes: args.jwt_scope.clone(),

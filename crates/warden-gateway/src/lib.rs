@@ -4,6 +4,10 @@
 //! - [`stdio`]: wraps a stdio MCP server it launches (`warden stdio`).
 //! - [`scan`]: lists a server's tools and writes a starter `.pol` (`warden scan`).
 //!
+//! The server stack: [`listener`] accepts (connection cap, header and idle deadlines,
+//! graceful stop), tower-http layers (catch-panic, CORS, sensitive headers, request ids),
+//! [`callers`] authenticates, then `warden_tower::PolicyLayer`, then [`proxy`].
+//!
 //! Counters and approvals live in this process, or with `--redis` in a Redis shared by
 //! every replica ([`state`]).
 //!
@@ -14,7 +18,9 @@
 
 pub mod admin;
 pub mod auth;
+pub mod callers;
 pub mod framing;
+pub mod listener;
 pub mod logging;
 pub mod policy_file;
 pub mod proxy;
@@ -24,6 +30,7 @@ pub mod state;
 pub mod stdio;
 
 pub use auth::Grants;
+pub use callers::JwtOptions;
 pub use serve::{ServeOptions, serve};
 pub use stdio::{StdioOptions, stdio};
 

@@ -6,17 +6,19 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use axum::serve::ListenerExt;
 use http::header::{HeaderName, HeaderValue};
-use http::{StatusCode, Uri, header};
-use tower::Layer;
-use warden_tower::Grant;
-use warden_tower::jwt::{Claims, JwtConfig, JwtVerifier, Rejection};
+use http::{Response, StatusCode, Uri, header};
+use tower::{Layer, ServiceBuilder};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use warden_tower::jwt::JwtVerifier;
 use warden_tower::redis::RedisConfig;
 
 use crate::auth::Grants;
+use crate::callers::{Callers, JwtOptions, METADATA_PATH, authenticate, protected_resource};
+use crate::listener::{self, Limits};
 use crate::policy_file::{self, Live};
 use crate::proxy::Upstream;
 use crate::{Error, admin};
@@ -42,27 +44,11 @@ pub struct ServeOptions {
     pub upstream_timeout: Duration,
     /// The largest request body; a larger one is answered 413 with a JSON-RPC error.
     pub max_message_bytes: usize,
+    /// Slow, idle and numerous clients; the graceful stop.
+    pub limits: Limits,
+    /// Origins whose browser-based MCP clients (the MCP Inspector, say) may call.
+    pub cors_origins: Vec<HeaderValue>,
 }
-
-/// JWT grants and what the discovery document (RFC 9728) tells clients.
-#[derive(Debug, Clone)]
-pub struct JwtOptions {
-    pub config: JwtConfig,
-    /// Where clients get tokens; the issuer when empty.
-    pub authorization_servers: Vec<String>,
-    pub scopes: Vec<String>,
-}
-
-/// Who may call: static tokens, JWTs, or (`--no-auth`) anyone.
-struct Callers {
-    /// `None`: `--no-auth`.
-    tokens: Option<Grants>,
-    jwt: Option<JwtVerifier>,
-    discovery: Option<JwtOptions>,
-}
-
-/// RFC 9728's well-known path; a client finds it from the 401's `resource_metadata`.
-const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
 
 /// Serves until the process is stopped.
 pub async fn serve(opts: ServeOptions) -> Result<(), Error> {
@@ -113,6 +99,20 @@ pub async fn serve(opts: ServeOptions) -> Result<(), Error> {
             authenticate,
         ))
         .with_state(callers);
+    // tower-http around it all, outermost first: a panic is a JSON-RPC 500, not a dropped
+    // connection; CORS answers preflights before anything asks for a token; tokens are
+    // marked sensitive for every trace; each request gets an id the audit line carries.
+    let app = app.layer(
+        ServiceBuilder::new()
+            .layer(CatchPanicLayer::custom(panic_answer))
+            .option_layer(cors(&opts.cors_origins))
+            .layer(SetSensitiveRequestHeadersLayer::new([
+                header::AUTHORIZATION,
+                header::COOKIE,
+            ]))
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(PropagateRequestIdLayer::x_request_id()),
+    );
 
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
@@ -126,16 +126,46 @@ pub async fn serve(opts: ServeOptions) -> Result<(), Error> {
     }
     println!("listening on http://{addr}/ -> {}", opts.upstream);
     tracing::info!(target: "warden::gateway", %addr, upstream = %opts.upstream, auth, state = %stores.description, "serving");
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+    listener::run(listener, app, opts.limits, shutdown()).await;
+    Ok(())
+}
+
+/// Browser clients from these origins may call (and read the session id); none by default.
+fn cors(origins: &[HeaderValue]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins.iter().cloned()))
+            .allow_methods([http::Method::GET, http::Method::POST, http::Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::ACCEPT,
+                HeaderName::from_static("mcp-session-id"),
+                HeaderName::from_static("mcp-protocol-version"),
+                HeaderName::from_static("last-event-id"),
+            ])
+            .expose_headers([
+                HeaderName::from_static("mcp-session-id"),
+                header::WWW_AUTHENTICATE,
+            ]),
     )
-    .with_graceful_shutdown(shutdown())
-    .await
-    .map_err(|e| Error::Io(e.to_string()))
+}
+
+/// What a client gets if a handler panics: a JSON-RPC error, not a dropped connection.
+fn panic_answer(_: Box<dyn std::any::Any + Send + 'static>) -> Response<String> {
+    tracing::error!(target: "warden::gateway", "a request handler panicked");
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": null,
+        "error": {"code": -32603, "message": "internal error in the gateway"}});
+    let mut r = Response::new(body.to_string());
+    *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
 }
 
 pub(crate) async fn shutdown() {
@@ -157,117 +187,4 @@ pub(crate) async fn shutdown() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
-}
-
-/// A known static token or a valid JWT → its grant (and a JWT's claims); anything else →
-/// 401 with the reason, before the upstream is touched.
-async fn authenticate(
-    State(callers): State<Arc<Callers>>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    if req.uri().path() == METADATA_PATH {
-        return next.run(req).await;
-    }
-    let token = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(warden_tower::bearer_token)
-        .map(str::to_owned);
-    let grant = match (&callers.tokens, &callers.jwt) {
-        (None, None) => "anonymous".to_owned(),
-        (tokens, jwt) => {
-            let known = tokens
-                .as_ref()
-                .zip(token.as_deref())
-                .and_then(|(g, t)| g.lookup_token(t));
-            match (known, jwt, token.as_deref()) {
-                (Some(name), _, _) => name.to_owned(),
-                (None, Some(jwt), Some(t)) if t.contains('.') => match jwt.verify(t).await {
-                    Ok(v) => {
-                        req.extensions_mut().insert(Claims(v.claims.clone()));
-                        v.grant
-                    }
-                    Err(why) => return unauthorized(&callers, &req, Some(&why)),
-                },
-                _ => return unauthorized(&callers, &req, None),
-            }
-        }
-    };
-    req.extensions_mut().insert(Grant::new(grant));
-    next.run(req).await
-}
-
-fn unauthorized(callers: &Callers, req: &Request, why: Option<&Rejection>) -> Response {
-    metrics::counter!("warden_unauthorized_total").increment(1);
-    let reason = match why {
-        Some(r) => format!("unauthorized: {r}"),
-        None => "unauthorized: send Authorization: Bearer <token> with a token Warden knows".into(),
-    };
-    tracing::info!(target: "warden::gateway", reason = %reason, "request refused (401)");
-    let mut r = (
-        StatusCode::UNAUTHORIZED,
-        [(header::CONTENT_TYPE, "application/json")],
-        serde_json::json!({"error": reason}).to_string(),
-    )
-        .into_response();
-    // RFC 6750 / RFC 9728: say where the metadata is, and why a token was refused.
-    let mut params = Vec::new();
-    if callers.discovery.is_some() {
-        params.push(format!(
-            "resource_metadata=\"{}{METADATA_PATH}\"",
-            origin(req)
-        ));
-    }
-    if let Some(r) = why {
-        let text = r.to_string().replace('"', "'");
-        params.push("error=\"invalid_token\"".to_owned());
-        params.push(format!("error_description=\"{text}\""));
-    }
-    let challenge = if params.is_empty() {
-        "Bearer".to_owned()
-    } else {
-        format!("Bearer {}", params.join(", "))
-    };
-    if let Ok(v) = HeaderValue::from_str(&challenge) {
-        r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-    }
-    r
-}
-
-/// `http://host:port` as the client addressed us.
-fn origin(req: &Request) -> String {
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .filter(|h| h.chars().all(|c| c.is_ascii_graphic()) && !h.contains('"'))
-        .unwrap_or("localhost");
-    format!("http://{host}")
-}
-
-/// The protected-resource metadata (RFC 9728) for MCP clients that follow the spec.
-fn protected_resource(callers: &Callers, req: &Request, mcp_path: &str) -> Response {
-    let Some(d) = &callers.discovery else {
-        return (StatusCode::NOT_FOUND, "no JWT grants configured\n").into_response();
-    };
-    let servers = if d.authorization_servers.is_empty() {
-        vec![d.config.issuer.clone()]
-    } else {
-        d.authorization_servers.clone()
-    };
-    let mut doc = serde_json::json!({
-        "resource": format!("{}{mcp_path}", origin(req)),
-        "authorization_servers": servers,
-        "bearer_methods_supported": ["header"],
-    });
-    if !d.scopes.is_empty() {
-        doc["scopes_supported"] = serde_json::json!(d.scopes);
-    }
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        doc.to_string(),
-    )
-        .into_response()
 }

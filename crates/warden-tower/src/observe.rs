@@ -17,6 +17,8 @@ pub struct Record<'a> {
     pub args: Option<&'a Value>,
     /// The caller's claims that the policy reads (JSON), never the others.
     pub claims: Option<&'a str>,
+    /// The request's `x-request-id`, when it has one.
+    pub request_id: Option<&'a str>,
     pub latency: Duration,
     /// Shadow mode: the call was forwarded although the decision would have blocked it.
     pub would_block: bool,
@@ -40,6 +42,7 @@ pub(crate) fn record(r: &Record<'_>) {
         rule = r.rule,
         arg_keys = %keys,
         claims = r.claims.unwrap_or("-"),
+        request_id = r.request_id.unwrap_or("-"),
         latency_us = r.latency.as_micros() as u64,
         would_block = r.would_block,
         "tool call {}", r.decision

@@ -98,6 +98,8 @@ pub(crate) struct Caller {
     pub(crate) session: Option<String>,
     pub(crate) ip: Option<IpAddr>,
     pub(crate) claims: Option<Arc<Value>>,
+    /// `x-request-id` (the gateway sets one), so an audit line can be matched to a request.
+    pub(crate) request_id: Option<String>,
 }
 
 impl Caller {
@@ -117,6 +119,7 @@ impl Caller {
                 .get::<crate::grant::Claims>()
                 .map(|c| c.0.clone())
                 .or_else(|| shared.grants.claims(parts)),
+            request_id: header_str(&parts.headers, "x-request-id").map(str::to_owned),
         }
     }
 
@@ -254,6 +257,7 @@ pub(crate) fn log(
         rule,
         args: v.args,
         claims: v.claims.as_deref(),
+        request_id: caller.request_id.as_deref(),
         latency,
         would_block,
     });
