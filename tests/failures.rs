@@ -469,3 +469,39 @@ fn sigterm_lets_calls_in_flight_finish_then_exits_0() {
         "still accepting"
     );
 }
+
+static UPSTREAM_SAW_CLOSE: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+#[test]
+fn a_client_that_goes_away_cancels_its_upstream_request() {
+    let warden = support::warden().expect("warden binary");
+    // An upstream that never answers, and notes when the gateway hangs up on it.
+    let upstream = fake(|conn, _| {
+        conn.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        if matches!(conn.read(&mut buf), Ok(0)) {
+            UPSTREAM_SAW_CLOSE.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let gw = gateway(&warden, &upstream, &[]);
+    let mut client = TcpStream::connect(authority(&gw.url)).unwrap();
+    let req = call(1, "echo");
+    write!(
+        client,
+        "POST /mcp HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\naccept: application/json\r\ncontent-length: {}\r\n\r\n{req}",
+        req.len()
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    drop(client);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !UPSTREAM_SAW_CLOSE.load(std::sync::atomic::Ordering::SeqCst) {
+        assert!(
+            Instant::now() < deadline,
+            "the upstream request outlived its client"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -13,9 +13,14 @@ use crate::Error;
 
 /// Installs the global subscriber. Decision events (`warden::decision`) carry grant, session,
 /// tool, decision, rule, argument keys and latency — never argument values or tokens.
+///
+/// By default stderr does not get a line per decision (`WARDEN_LOG=warden=info` shows
+/// them): on a busy gateway that line costs more than the decision itself. Warnings about
+/// calls (refusals before any decision, a store that fails closed) are still written, and
+/// the audit file gets every decision whatever `WARDEN_LOG` says.
 pub fn init(audit: Option<&Path>) -> Result<(), Error> {
-    let filter =
-        EnvFilter::try_from_env("WARDEN_LOG").unwrap_or_else(|_| EnvFilter::new("warden=info"));
+    let filter = EnvFilter::try_from_env("WARDEN_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("warden=info,warden::decision=warn"));
     let human = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
