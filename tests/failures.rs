@@ -46,19 +46,8 @@ fn gateway(warden: &Path, upstream: &str, extra: &[&str]) -> support::Running {
     let dir = support::scratch("failures");
     let policy = dir.join(format!("policy-{}.pol", support::free_port()));
     std::fs::write(&policy, POLICY).unwrap();
-    let mut cmd = Command::new(warden);
-    cmd.args([
-        "serve",
-        "--no-auth",
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        upstream,
-    ])
-    .args(extra)
-    .arg("--policy")
-    .arg(&policy)
-    .env("WARDEN_LOG", "error");
+    let mut cmd = support::serve_command(warden, &policy, upstream);
+    cmd.arg("--no-auth").args(extra).env("WARDEN_LOG", "error");
     support::start(cmd)
 }
 

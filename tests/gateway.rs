@@ -29,19 +29,10 @@ fn peers() -> Option<(std::path::PathBuf, std::path::PathBuf)> {
 }
 
 fn serve(warden: &Path, policy: &Path, upstream: &str) -> support::Running {
-    let mut cmd = Command::new(warden);
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--upstream", upstream])
-        .args([
-            "--grant-token",
-            "alice=alice-token",
-            "--grant-token",
-            "bob=bob-token",
-        ])
-        .arg("--policy")
-        .arg(policy)
+    let mut cmd = support::serve_command(warden, policy, upstream);
+    cmd.args(support::ALICE_AND_BOB)
         .arg("--audit")
-        .arg(policy.with_extension("audit.jsonl"))
-        .env("WARDEN_LOG", "warn");
+        .arg(policy.with_extension("audit.jsonl"));
     support::start(cmd)
 }
 

@@ -94,9 +94,8 @@ fn serve_document(body: String) -> String {
 }
 
 fn gateway(warden: &Path, policy: &Path, upstream: &str, jwks: &str) -> support::Running {
-    let mut cmd = Command::new(warden);
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--upstream", upstream])
-        .args(["--grant-token", "static=static-token"])
+    let mut cmd = support::serve_command(warden, policy, upstream);
+    cmd.args(["--grant-token", "static=static-token"])
         .args([
             "--jwt-jwks",
             jwks,
@@ -106,11 +105,8 @@ fn gateway(warden: &Path, policy: &Path, upstream: &str, jwks: &str) -> support:
             AUD,
         ])
         .args(["--jwt-scope", "tools:call"])
-        .arg("--policy")
-        .arg(policy)
         .arg("--audit")
-        .arg(policy.with_extension("audit.jsonl"))
-        .env("WARDEN_LOG", "warn");
+        .arg(policy.with_extension("audit.jsonl"));
     support::start(cmd)
 }
 
@@ -176,6 +172,8 @@ fn bad_tokens_get_401_with_a_reason_and_reach_nothing_and_discovery_points_to_th
         let (status, headers, body) = call_status(&gw.url, token.as_deref());
         assert_eq!(status, 401, "{name}: {body}");
         assert!(body.contains(reason), "{name}: {body}");
+        let rpc: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(rpc["jsonrpc"], "2.0", "{name}: {body}");
         let challenge = headers
             .iter()
             .find(|(k, _)| k == "www-authenticate")

@@ -34,24 +34,15 @@ fn replica(
     redis: &str,
     admin: u16,
 ) -> support::Running {
-    let mut cmd = Command::new(warden);
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--upstream", upstream])
-        .args([
-            "--grant-token",
-            "alice=alice-token",
-            "--grant-token",
-            "bob=bob-token",
-        ])
+    let mut cmd = support::serve_command(warden, policy, upstream);
+    cmd.args(support::ALICE_AND_BOB)
         .args(["--redis", redis, "--redis-prefix", "e2e:"])
         .args([
             "--admin",
             &format!("127.0.0.1:{admin}"),
             "--admin-token",
             "admin-secret",
-        ])
-        .arg("--policy")
-        .arg(policy)
-        .env("WARDEN_LOG", "warn");
+        ]);
     support::start(cmd)
 }
 

@@ -260,6 +260,26 @@ pub fn start_everything(js: &Path) -> Running {
     running
 }
 
+/// `warden serve --listen 127.0.0.1:0 --upstream UPSTREAM --policy POLICY` with
+/// `WARDEN_LOG=warn`; callers add the options their test is about, then [`start`] it.
+pub fn serve_command(warden: &Path, policy: &Path, upstream: &str) -> Command {
+    let mut cmd = Command::new(warden);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--upstream", upstream])
+        .arg("--policy")
+        .arg(policy)
+        .env("WARDEN_LOG", "warn");
+    cmd
+}
+
+/// `--grant-token alice=alice-token --grant-token bob=bob-token`: the callers of the
+/// end-to-end tests.
+pub const ALICE_AND_BOB: [&str; 4] = [
+    "--grant-token",
+    "alice=alice-token",
+    "--grant-token",
+    "bob=bob-token",
+];
+
 /// A scratch directory for one test, under target/.
 pub fn scratch(name: &str) -> PathBuf {
     let dir = repo()

@@ -196,23 +196,23 @@ fn compile_for_policylayer_refuses_what_it_cannot_express() {
     );
 }
 
-/// The real Linode MCP server's tools/list, when the shared reference material is present.
-fn linode_tools() -> Option<String> {
+/// The real Linode MCP server's tools/list, from the shared reference material beside the
+/// checkout (CI has it). Missing, the test fails: it could not check what it claims to.
+fn linode_tools() -> String {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../../shared/reference/linode-tools-list.json"
     );
-    if std::path::Path::new(path).exists() {
-        Some(path.to_string())
-    } else {
-        eprintln!("skipped: {path} is not present (shared reference material)");
-        None
-    }
+    assert!(
+        std::path::Path::new(path).exists(),
+        "{path} is missing: these tests need the shared reference material beside the checkout"
+    );
+    path.to_string()
 }
 
 #[test]
 fn linode_example_names_only_real_tools_and_compiles_for_policylayer() {
-    let Some(tools) = linode_tools() else { return };
+    let tools = linode_tools();
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/linode.pol");
     let (code, out, err) = warden(&["check", example, "--tools", &tools]);
     assert_eq!(code, 0, "{err}");

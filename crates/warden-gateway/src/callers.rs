@@ -74,6 +74,9 @@ pub(crate) async fn authenticate(
     next.run(req).await
 }
 
+/// JSON-RPC error code of a 401 (the server-defined range).
+pub const UNAUTHORIZED_CODE: i64 = -32000;
+
 fn unauthorized(callers: &Callers, req: &Request, why: Option<&Rejection>) -> Response {
     metrics::counter!("warden_unauthorized_total").increment(1);
     let reason = match why {
@@ -81,10 +84,14 @@ fn unauthorized(callers: &Callers, req: &Request, why: Option<&Rejection>) -> Re
         None => "unauthorized: send Authorization: Bearer <token> with a token Warden knows".into(),
     };
     tracing::info!(target: "warden::gateway", reason = %reason, "request refused (401)");
+    // JSON-RPC like every answer on the MCP endpoint; the id is null because the body of an
+    // unauthenticated request is never read.
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": null,
+        "error": {"code": UNAUTHORIZED_CODE, "message": reason}});
     let mut r = (
         StatusCode::UNAUTHORIZED,
         [(header::CONTENT_TYPE, "application/json")],
-        serde_json::json!({"error": reason}).to_string(),
+        body.to_string(),
     )
         .into_response();
     // RFC 6750 / RFC 9728: say where the metadata is, and why a token was refused.

@@ -195,6 +195,7 @@ struct Builder {
 }
 
 impl Builder {
+    /// Notes a claim the policy reads (once), for the audit's claim values.
     fn reads_claim(&mut self, name: &str) {
         if !self.claims_read.iter().any(|(n, _)| n == name) {
             if let Some(path) = ArgPath::segments(name) {
@@ -202,9 +203,7 @@ impl Builder {
             }
         }
     }
-}
 
-impl Builder {
     fn build(mut self, p: &Policy) -> Result<CompiledPolicy, Problems> {
         let mut hidden_exact = HashSet::new();
         let mut hidden_globs = Vec::new();
@@ -330,7 +329,7 @@ impl Builder {
                 match CompiledCondition::new(c) {
                     Some(compiled) => {
                         for name in compiled.claims_read() {
-                            self.reads_claim(name);
+                            self.reads_claim(&name);
                         }
                         conditions.push((c_at, compiled));
                     }

@@ -213,8 +213,6 @@ enum Test {
 #[derive(Debug, Clone)]
 pub(crate) struct CompiledCondition {
     path: CondPath,
-    /// The path as written.
-    source: String,
     test: Test,
 }
 
@@ -230,14 +228,10 @@ pub(crate) fn build_regex(pattern: &str) -> Result<Regex, regex::Error> {
 
 impl CompiledCondition {
     /// The claims this condition reads, by their dotted names.
-    pub(crate) fn claims_read(&self) -> Vec<&str> {
+    pub(crate) fn claims_read(&self) -> Vec<String> {
         match &self.path {
-            CondPath::Claims(_) => self
-                .source
-                .strip_prefix("caller.claims.")
-                .into_iter()
-                .collect(),
-            CondPath::Scopes => vec!["scope", "scp"],
+            CondPath::Claims(p) => vec![p.0.join(".")],
+            CondPath::Scopes => vec!["scope".into(), "scp".into()],
             CondPath::Args(_) | CondPath::Grant => Vec::new(),
         }
     }
@@ -259,11 +253,7 @@ impl CompiledCondition {
             Op::Contains => Test::Contains(Operand::new(&c.value)),
             Op::Exists => Test::Exists(c.value.as_bool()?),
         };
-        Some(CompiledCondition {
-            path,
-            source: c.path.clone(),
-            test,
-        })
+        Some(CompiledCondition { path, test })
     }
 
     pub(crate) fn eval(&self, call: &Call<'_>) -> Truth {

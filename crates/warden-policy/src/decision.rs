@@ -72,10 +72,13 @@ pub enum Outcome {
 }
 
 /// One limit an allowed call must be charged, and by how much.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Charge<'p> {
     pub limit: &'p CompiledLimit,
     pub cost: u64,
+    /// Whose bucket: the grant, session id, client address or claim value (`""` for
+    /// `global`), from [`CompiledLimit::scope_key`].
+    pub key: String,
 }
 
 /// The engine's answer for one call. Borrowed from the [`CompiledPolicy`].
@@ -250,21 +253,14 @@ impl CompiledPolicy {
         let mut charges = Vec::with_capacity(limits.len());
         for &i in limits {
             let limit = &self.limits[i];
-            let claim_name;
-            let missing = match limit.scope {
-                Scope::Grant => call.grant.is_none().then_some("grant (credential)"),
-                Scope::Session => call.session.is_none().then_some("MCP session id"),
-                Scope::Ip => call.ip.is_none().then_some("client address"),
-                Scope::Global => None,
-                Scope::Claim => {
-                    claim_name = format!("claim `{}`", limit.claim().unwrap_or("?"));
-                    limit
-                        .scope_key(call)
-                        .is_none()
-                        .then_some(claim_name.as_str())
-                }
-            };
-            if let Some(what) = missing {
+            let Some(key) = limit.scope_key(call) else {
+                let what: Cow<'_, str> = match limit.scope {
+                    Scope::Grant => "grant (credential)".into(),
+                    Scope::Session => "MCP session id".into(),
+                    Scope::Ip => "client address".into(),
+                    Scope::Claim => format!("claim `{}`", limit.claim().unwrap_or("?")).into(),
+                    Scope::Global => "key".into(),
+                };
                 trace.step(|| {
                     Step::new(
                         &limit.pointer,
@@ -276,7 +272,7 @@ impl CompiledPolicy {
                     limit.counter_name, limit.scope
                 );
                 return Decision::deny(&limit.pointer, message, shadow);
-            }
+            };
             let cost = match &limit.cost {
                 None => 1,
                 Some((path, arg)) => match arg
@@ -309,7 +305,7 @@ impl CompiledPolicy {
                     ),
                 )
             });
-            charges.push(crate::Charge { limit, cost });
+            charges.push(crate::Charge { limit, cost, key });
         }
         let (outcome, message) = match approval {
             Some(_) => (Outcome::Approval, "requires human approval"),

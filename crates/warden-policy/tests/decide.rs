@@ -273,6 +273,7 @@ fn a_limit_per_claim_charges_the_claims_value_and_denies_without_it() {
         .limit
         .scope_key(&Call::new("write").claims(&ops));
     assert_eq!(key.as_deref(), Some("ops"));
+    assert_eq!(d.charges()[0].key, "ops");
     assert_eq!(d.charges()[0].limit.claim(), Some("org.team"));
     // No claims, or a claim that names no single value: no bucket to charge, so deny.
     let list = json!({"org": {"team": ["a", "b"]}});

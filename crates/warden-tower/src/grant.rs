@@ -29,10 +29,14 @@ pub struct Claims(pub std::sync::Arc<serde_json::Value>);
 pub trait GrantExtractor: Send + Sync + 'static {
     fn grant(&self, parts: &Parts) -> Option<Grant>;
 
-    /// The caller's token claims, for `caller.claims.*` conditions and `per claim` limits,
-    /// when no earlier layer set a [`Claims`] extension. Most extractors have none.
-    fn claims(&self, _parts: &Parts) -> Option<std::sync::Arc<serde_json::Value>> {
-        None
+    /// The grant and the caller's token claims (for `caller.claims.*` conditions and
+    /// `per claim` limits) together, so an extractor that checks a token does it once.
+    /// Most extractors have no claims.
+    fn identify(
+        &self,
+        parts: &Parts,
+    ) -> (Option<Grant>, Option<std::sync::Arc<serde_json::Value>>) {
+        (self.grant(parts), None)
     }
 }
 

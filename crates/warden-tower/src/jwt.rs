@@ -391,15 +391,17 @@ pub struct JwtGrant(JwtVerifier);
 
 impl GrantExtractor for JwtGrant {
     fn grant(&self, parts: &Parts) -> Option<Grant> {
-        if let Some(g) = parts.extensions.get::<Grant>() {
-            return Some(g.clone());
-        }
-        self.0.bearer(parts).map(|v| Grant::new(v.grant))
+        self.identify(parts).0
     }
 
-    fn claims(&self, parts: &Parts) -> Option<Arc<Value>> {
-        // Checked (and cached) by `grant` a moment earlier: a hash and a map lookup.
-        self.0.bearer(parts).map(|v| v.claims)
+    fn identify(&self, parts: &Parts) -> (Option<Grant>, Option<Arc<Value>>) {
+        if let Some(g) = parts.extensions.get::<Grant>() {
+            return (Some(g.clone()), None);
+        }
+        match self.0.bearer(parts) {
+            Some(v) => (Some(Grant::new(v.grant)), Some(v.claims)),
+            None => (None, None),
+        }
     }
 }
 

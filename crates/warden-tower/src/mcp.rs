@@ -121,7 +121,7 @@ where
         .collect();
     if let Err(limited) = enforcer
         .counters
-        .charge(shared.store.as_ref(), &charges)
+        .charge(&enforcer.policy, shared.store.as_ref(), &charges)
         .await
     {
         let shadow = verdicts.iter().all(|v| v.shadow);
@@ -182,25 +182,20 @@ where
     }
 
     // Forward the very bytes that were inspected, naming their requests for failure answers.
-    parts.extensions.insert(answer::Forwarded {
-        ids: parsed
-            .messages
-            .iter()
-            .filter_map(|m| match m {
-                Message::Request { id, .. } => Some(id.clone()),
-                _ => None,
-            })
-            .collect(),
+    let mut forwarded = answer::Forwarded {
+        ids: Vec::new(),
         batch: parsed.batch,
-    });
-    let list_ids: Vec<Value> = parsed
-        .messages
-        .iter()
-        .filter_map(|m| match m {
-            Message::Request { id, method, .. } if method == "tools/list" => Some(id.clone()),
-            _ => None,
-        })
-        .collect();
+    };
+    let mut list_ids: Vec<Value> = Vec::new();
+    for m in &parsed.messages {
+        if let Message::Request { id, method, .. } = m {
+            if method == "tools/list" {
+                list_ids.push(id.clone());
+            }
+            forwarded.ids.push(id.clone());
+        }
+    }
+    parts.extensions.insert(forwarded);
     let resp = inner
         .call(Request::from_parts(parts, Body::full(bytes)))
         .await?;
@@ -353,10 +348,15 @@ where
     {
         Ok(c) => c.to_bytes(),
         Err(_) => {
-            return answer::status(
-                StatusCode::BAD_GATEWAY,
-                "could not read the tools/list answer",
+            let forwarded = answer::Forwarded {
+                batch: ids.len() > 1,
+                ids,
+            };
+            let v = forwarded.error(
+                answer::Forwarded::UPSTREAM_ERROR,
+                "could not read the upstream's tools/list answer (too large or cut off)",
             );
+            return answer::json(StatusCode::BAD_GATEWAY, &v);
         }
     };
     let Ok(mut value) = serde_json::from_slice::<Value>(&bytes) else {

@@ -90,7 +90,7 @@ where
         }
     } else if let Err(limited) = enforcer
         .counters
-        .charge(shared.store.as_ref(), &v.charges)
+        .charge(&enforcer.policy, shared.store.as_ref(), &v.charges)
         .await
     {
         log(

@@ -110,15 +110,16 @@ impl Caller {
             .map(|a| a.0)
             .or_else(|| parts.extensions.get::<SocketAddr>().map(SocketAddr::ip))
             .or_else(|| axum_addr(parts));
+        // Claims set by an earlier layer win; else the extractor may find them with the grant.
+        let (grant, claims) = match parts.extensions.get::<crate::grant::Claims>() {
+            Some(c) => (shared.grants.grant(parts), Some(c.0.clone())),
+            None => shared.grants.identify(parts),
+        };
         Caller {
-            grant: shared.grants.grant(parts).map(|g| g.as_str().to_owned()),
+            grant: grant.map(|g| g.as_str().to_owned()),
             session: header_str(&parts.headers, "mcp-session-id").map(str::to_owned),
             ip,
-            claims: parts
-                .extensions
-                .get::<crate::grant::Claims>()
-                .map(|c| c.0.clone())
-                .or_else(|| shared.grants.claims(parts)),
+            claims,
             request_id: header_str(&parts.headers, "x-request-id").map(str::to_owned),
         }
     }
@@ -181,14 +182,11 @@ impl<'a> Verdict<'a> {
         let charges = d
             .charges()
             .iter()
-            .filter_map(|c| {
-                Some(Charge {
-                    limit: c.limit.index,
-                    counter: enforcer.counters.spec(c.limit.index)?.clone(),
-                    // decide() denied a call that lacks the key, so it is here.
-                    key: c.limit.scope_key(&call).unwrap_or_default(),
-                    cost: c.cost,
-                })
+            .map(|c| Charge {
+                limit: c.limit.index,
+                counter: enforcer.counters.spec(c.limit),
+                key: c.key.clone(),
+                cost: c.cost,
             })
             .collect();
         Verdict {

@@ -113,40 +113,11 @@ impl Counter {
 /// Counters in this process, by spec; the default store.
 #[derive(Debug)]
 pub struct MemoryStore {
-    /// By spec; the hash is the spec's precomputed fingerprint (one u64 to hash per call).
-    counters: RwLock<HashMap<CounterSpec, Option<Arc<Counter>>, BuildFingerprint>>,
+    /// By spec (a spec hashes as its precomputed fingerprint: one u64 per lookup).
+    counters: RwLock<HashMap<CounterSpec, Option<Arc<Counter>>>>,
     /// Serializes charge transactions so an undo never races another charge.
     tx: Mutex<()>,
     max_keys: usize,
-}
-
-/// Hashes a [`CounterSpec`] by its fingerprint: it writes one u64, passed through as is.
-#[derive(Debug, Default, Clone, Copy)]
-struct BuildFingerprint;
-
-#[derive(Default)]
-struct Fingerprint(u64);
-
-impl std::hash::Hasher for Fingerprint {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        // Not reached for CounterSpec (it writes one u64); kept correct for anything else.
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 ^= n;
-    }
-}
-
-impl std::hash::BuildHasher for BuildFingerprint {
-    type Hasher = Fingerprint;
-    fn build_hasher(&self) -> Fingerprint {
-        Fingerprint::default()
-    }
 }
 
 /// A key's previous time, kept to undo a charge when a later one refuses.

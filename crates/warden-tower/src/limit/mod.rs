@@ -28,7 +28,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use warden_policy::{CompiledPolicy, Scope};
+use warden_policy::{CompiledLimit, CompiledPolicy, Scope};
 
 mod memory;
 
@@ -48,6 +48,9 @@ pub struct CounterSpec {
     pub claim: Option<String>,
     /// A hash of the fields above, computed once: stores look specs up on every call.
     fingerprint: u64,
+    /// SHA-256 (16 hex digits) of quota, scope and claim: the same in every process, so a
+    /// shared store can name buckets by it (a quota change starts fresh ones).
+    quota_id: String,
 }
 
 impl std::hash::Hash for CounterSpec {
@@ -65,29 +68,53 @@ impl CounterSpec {
             scope,
             claim: None,
             fingerprint: 0,
+            quota_id: String::new(),
         };
-        spec.fingerprint = spec.compute_fingerprint();
+        spec.derive_ids();
         spec
+    }
+
+    /// The spec of a compiled limit.
+    pub fn of(limit: &CompiledLimit) -> Self {
+        CounterSpec::new(
+            limit.counter_name.clone(),
+            limit.quota.max,
+            limit.quota.window_secs,
+            limit.scope,
+        )
+        .with_claim(limit.claim().map(str::to_owned))
     }
 
     /// The same spec keyed by a claim (`per claim team`).
     pub fn with_claim(mut self, claim: Option<String>) -> Self {
         self.claim = claim;
-        self.fingerprint = self.compute_fingerprint();
+        self.derive_ids();
         self
     }
 
-    fn compute_fingerprint(&self) -> u64 {
+    /// The quota's stable id (see the field).
+    pub fn quota_id(&self) -> &str {
+        &self.quota_id
+    }
+
+    fn derive_ids(&mut self) {
         use std::hash::BuildHasher;
         // Fixed keys: the same spec always has the same fingerprint.
-        std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
-            .hash_one((
-                &self.name,
-                self.max,
-                self.window_secs,
-                self.scope.as_str(),
-                &self.claim,
-            ))
+        self.fingerprint =
+            std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+                .hash_one((
+                    &self.name,
+                    self.max,
+                    self.window_secs,
+                    self.scope.as_str(),
+                    &self.claim,
+                ));
+        let mut quota = format!("{}/{}/{}", self.max, self.window_secs, self.scope.as_str());
+        if let Some(claim) = &self.claim {
+            quota.push('/');
+            quota.push_str(claim);
+        }
+        self.quota_id = crate::grant::short_hash(quota.as_bytes());
     }
 
     /// The GCRA emission interval: one unit comes back every `window / max`.
@@ -261,7 +288,6 @@ impl Limited {
 pub(crate) struct Counters {
     specs: Vec<Arc<CounterSpec>>,
     distinct: Vec<Arc<CounterSpec>>,
-    pointers: Vec<String>,
 }
 
 impl Counters {
@@ -269,32 +295,26 @@ impl Counters {
     pub(crate) fn new(policy: &CompiledPolicy) -> Counters {
         let mut distinct: HashMap<CounterSpec, Arc<CounterSpec>> = HashMap::new();
         let mut specs = Vec::with_capacity(policy.limits().len());
-        let mut pointers = Vec::with_capacity(policy.limits().len());
         for limit in policy.limits() {
-            let spec = CounterSpec::new(
-                limit.counter_name.clone(),
-                limit.quota.max,
-                limit.quota.window_secs,
-                limit.scope,
-            )
-            .with_claim(limit.claim().map(str::to_owned));
             let spec = distinct
-                .entry(spec)
+                .entry(CounterSpec::of(limit))
                 .or_insert_with_key(|s| Arc::new(s.clone()))
                 .clone();
             specs.push(spec);
-            pointers.push(limit.pointer.clone());
         }
         Counters {
             distinct: distinct.into_values().collect(),
             specs,
-            pointers,
         }
     }
 
-    /// The spec of limit `index`.
-    pub(crate) fn spec(&self, index: usize) -> Option<&Arc<CounterSpec>> {
-        self.specs.get(index)
+    /// The spec of `limit`. Both come from one policy, so the index always matches; were it
+    /// ever not to, the spec is built on the spot rather than the charge skipped.
+    pub(crate) fn spec(&self, limit: &CompiledLimit) -> Arc<CounterSpec> {
+        self.specs
+            .get(limit.index)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(CounterSpec::of(limit)))
     }
 
     /// Every distinct spec, for [`CounterStore::retain`].
@@ -302,9 +322,11 @@ impl Counters {
         &self.distinct
     }
 
-    /// Charges through `store`, turning a refusal into what the layer reports.
+    /// Charges through `store`, turning a refusal into what the layer reports (the
+    /// refusing limit named by its pointer in `policy`).
     pub(crate) async fn charge(
         &self,
+        policy: &CompiledPolicy,
         store: &dyn CounterStore,
         charges: &[Charge],
     ) -> Result<Charged, Limited> {
@@ -315,55 +337,44 @@ impl Counters {
             Some(now) => now,
             None => store.charge(charges).await,
         };
-        answer.map_err(|refusal| self.limited(charges, refusal))
+        answer.map_err(|refusal| limited(policy, charges, refusal))
     }
+}
 
-    fn limited(&self, charges: &[Charge], refusal: Refusal) -> Limited {
-        let named = |at: usize| {
-            let c = charges.get(at).or_else(|| charges.first());
-            let limit = c
-                .and_then(|c| self.pointers.get(c.limit))
-                .cloned()
-                .unwrap_or_default();
-            (limit, c)
-        };
-        match refusal {
-            Refusal::Exhausted {
-                at,
-                retry_after_secs,
-            } => {
-                let (limit, c) = named(at);
-                Limited::Exhausted {
-                    limit,
-                    counter: c.map(|c| c.counter.name.clone()).unwrap_or_default(),
-                    retry_after_secs,
-                }
-            }
-            Refusal::TooCostly { at } => {
-                let (limit, c) = named(at);
-                Limited::TooCostly {
-                    limit,
-                    counter: c.map(|c| c.counter.name.clone()).unwrap_or_default(),
-                    cost: c.map_or(0, |c| c.cost),
-                    max: c.map_or(0, |c| c.counter.max),
-                }
-            }
-            Refusal::TooManyKeys { at } => {
-                let (limit, c) = named(at);
-                Limited::TooManyKeys {
-                    limit,
-                    counter: c.map(|c| c.counter.name.clone()).unwrap_or_default(),
-                }
-            }
-            Refusal::Unavailable { reason } => {
-                let (limit, c) = named(0);
-                Limited::Unavailable {
-                    limit,
-                    counter: c.map(|c| c.counter.name.clone()).unwrap_or_default(),
-                    reason,
-                }
-            }
+/// A store's refusal, named: the refusing limit's pointer and counter.
+fn limited(policy: &CompiledPolicy, charges: &[Charge], refusal: Refusal) -> Limited {
+    let at = match &refusal {
+        Refusal::Exhausted { at, .. } | Refusal::TooCostly { at } | Refusal::TooManyKeys { at } => {
+            *at
         }
+        Refusal::Unavailable { .. } => 0,
+    };
+    let c = charges.get(at).or_else(|| charges.first());
+    let limit = c
+        .and_then(|c| policy.limits().get(c.limit))
+        .map(|l| l.pointer.clone())
+        .unwrap_or_default();
+    let counter = c.map(|c| c.counter.name.clone()).unwrap_or_default();
+    match refusal {
+        Refusal::Exhausted {
+            retry_after_secs, ..
+        } => Limited::Exhausted {
+            limit,
+            counter,
+            retry_after_secs,
+        },
+        Refusal::TooCostly { .. } => Limited::TooCostly {
+            limit,
+            counter,
+            cost: c.map_or(0, |c| c.cost),
+            max: c.map_or(0, |c| c.counter.max),
+        },
+        Refusal::TooManyKeys { .. } => Limited::TooManyKeys { limit, counter },
+        Refusal::Unavailable { reason } => Limited::Unavailable {
+            limit,
+            counter,
+            reason,
+        },
     }
 }
 

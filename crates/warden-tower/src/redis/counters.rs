@@ -5,7 +5,6 @@ use std::sync::Arc;
 use ::redis::Script;
 
 use super::{FailMode, Redis};
-use crate::grant::short_hash;
 use crate::limit::{
     Charge, Charged, CounterSpec, CounterStore, Refusal, StoreFuture, StoreHealth, retry_after_secs,
 };
@@ -42,13 +41,7 @@ impl RedisStore {
 
     /// The Redis key of one bucket.
     pub fn bucket_key(&self, spec: &CounterSpec, key: &str) -> String {
-        let mut quota = format!("{}/{}/{}", spec.max, spec.window_secs, spec.scope.as_str());
-        if let Some(claim) = &spec.claim {
-            quota.push('/');
-            quota.push_str(claim);
-        }
-        let quota = short_hash(quota.as_bytes());
-        self.redis.key(&[&spec.name, &quota, key])
+        self.redis.key(&[&spec.name, spec.quota_id(), key])
     }
 
     async fn charge_all(&self, charges: &[Charge]) -> Result<Charged, Refusal> {
