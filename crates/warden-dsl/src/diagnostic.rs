@@ -61,6 +61,8 @@ impl Diagnostic {
         let mut out = String::new();
         if GraphicalReportHandler::new_themed(theme)
             .with_width(100)
+            // The `file:line:col: message` line stays whole, so editors and grep can find it.
+            .with_wrap_lines(false)
             .render_report(&mut out, &report)
             .is_err()
         {
