@@ -494,3 +494,98 @@ fn a_client_that_goes_away_cancels_its_upstream_request() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Set by the streaming test once its client has read the first event.
+static FIRST_EVENT_SEEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A chunked SSE answer: one event, then (once the client has it, or after 10 s) another.
+fn sse_in_two_steps(conn: &mut TcpStream, _: &str) {
+    let chunk = |c: &mut TcpStream, s: &str| {
+        let _ = write!(c, "{:x}\r\n{s}\r\n", s.len());
+        let _ = c.flush();
+    };
+    let _ = write!(
+        conn,
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+    );
+    chunk(
+        conn,
+        "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progress\":1}}\n\n",
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !FIRST_EVENT_SEEN.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    chunk(
+        conn,
+        "data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n",
+    );
+    let _ = write!(conn, "0\r\n\r\n");
+}
+
+/// The same answer written at once, in two chunks (what rmcp and most SDKs do).
+fn sse_at_once(conn: &mut TcpStream, _: &str) {
+    let events = [
+        "data: \nid: 0\nretry: 3000\n\n",
+        "data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n",
+    ];
+    let mut out = String::from(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n",
+    );
+    for e in events {
+        out.push_str(&format!("{:x}\r\n{e}\r\n", e.len()));
+    }
+    out.push_str("0\r\n\r\n");
+    let _ = conn.write_all(out.as_bytes());
+}
+
+#[test]
+fn streams_pass_as_they_arrive_and_an_answer_already_there_goes_out_whole() {
+    let warden = support::warden().expect("warden binary");
+    // A progress event reaches the client while the upstream is still working.
+    let gw = gateway(&warden, &fake(sse_in_two_steps), &[]);
+    let mut conn = TcpStream::connect(authority(&gw.url)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let body = call(1, "slow");
+    write!(
+        conn,
+        "POST /mcp HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let started = Instant::now();
+    while !String::from_utf8_lossy(&seen).contains("notifications/progress") {
+        let n = conn
+            .read(&mut buf)
+            .expect("the first event must arrive before the upstream sends the second");
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        !String::from_utf8_lossy(&seen).contains("\"result\""),
+        "the second event cannot be there yet"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    FIRST_EVENT_SEEN.store(true, std::sync::atomic::Ordering::SeqCst);
+    while !String::from_utf8_lossy(&seen).contains("\"result\"") {
+        let n = conn.read(&mut buf).unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+
+    // An answer that arrived whole leaves whole, with a length (one write, not three).
+    let gw = gateway(&warden, &fake(sse_at_once), &[]);
+    let (status, headers, body) = post(&gw.url, &call(1, "echo"), &[]);
+    assert_eq!(status, 200, "{body}");
+    let length = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .unwrap_or_else(|| panic!("sent chunked: {headers:?}"));
+    assert_eq!(length.1.parse::<usize>().unwrap(), body.len());
+    assert!(
+        body.starts_with("data: \nid: 0\nretry: 3000\n\ndata: {"),
+        "{body:?}"
+    );
+}

@@ -195,6 +195,10 @@ pub struct ServeArgs {
     /// On SIGTERM/SIGINT: stop accepting, give calls in flight this many seconds, exit 0.
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub shutdown_grace: u64,
+    /// Event loops serving clients, each a thread that owns its connections (and its pool
+    /// of upstream connections). 0: one per CPU.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub workers: usize,
     /// A browser origin allowed to call (CORS), e.g. the MCP Inspector's
     /// http://localhost:6274. Repeatable; none by default.
     #[arg(long = "cors-origin", value_name = "ORIGIN")]

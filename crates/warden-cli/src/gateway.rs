@@ -91,8 +91,9 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
             shutdown_grace: Duration::from_secs(args.shutdown_grace),
         },
         cors_origins,
+        workers: args.workers,
     };
-    runtime()?.block_on(warden_gateway::serve(opts))?;
+    warden_gateway::serve(opts)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -23,6 +23,7 @@ pub mod framing;
 pub mod listener;
 pub mod logging;
 pub mod policy_file;
+pub mod prefetch;
 pub mod proxy;
 pub mod scan;
 pub mod serve;

@@ -36,14 +36,15 @@ impl Default for Limits {
     }
 }
 
-/// Serves `app` on `listener` until `stop` resolves, then drains.
+/// Serves `app` on `listener` until `stop` resolves, then drains. Workers sharing one
+/// listening socket share `permits` too (`limits.max_connections` of them in all).
 pub async fn run(
     listener: TcpListener,
     app: axum::Router,
     limits: Limits,
+    permits: Arc<Semaphore>,
     stop: impl Future<Output = ()>,
 ) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder

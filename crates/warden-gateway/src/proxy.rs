@@ -16,6 +16,8 @@ use hyper_util::rt::TokioExecutor;
 use tower::Service;
 use warden_tower::{Body, Forwarded};
 
+use crate::prefetch;
+
 /// Headers that belong to one connection, never forwarded (RFC 9110 §7.6.1).
 const HOP_BY_HOP: &[&str] = &[
     "connection",
@@ -145,7 +147,7 @@ impl Service<Request<Body>> for Upstream {
                     strip_hop_by_hop(&mut parts.headers);
                     // Status and body pass through: clients need the upstream's 400 to
                     // fall back to an older protocol.
-                    Ok(Response::from_parts(parts, Body::new(body)))
+                    Ok(Response::from_parts(parts, prefetch::gather(body).await))
                 }
                 Ok(Err(e)) => {
                     let why = describe(&e);

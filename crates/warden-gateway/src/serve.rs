@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::extract::{Request, State};
 use http::header::{HeaderName, HeaderValue};
 use http::{Response, StatusCode, Uri, header};
+use tokio::sync::Semaphore;
 use tower::{Layer, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -48,10 +49,40 @@ pub struct ServeOptions {
     pub limits: Limits,
     /// Origins whose browser-based MCP clients (the MCP Inspector, say) may call.
     pub cors_origins: Vec<HeaderValue>,
+    /// Event loops (threads); 0: one per CPU.
+    pub workers: usize,
 }
 
-/// Serves until the process is stopped.
-pub async fn serve(opts: ServeOptions) -> Result<(), Error> {
+/// Serves until SIGTERM/SIGINT, then drains (see [`listener`]).
+///
+/// Runs its own threads, nginx-style: `opts.workers` event loops, each a current-thread
+/// tokio runtime that accepts from the one listening socket and serves its connections
+/// start to finish with its own upstream connection pool. A call never changes threads, so
+/// no worker parks and wakes another per call — under load that handoff cost more CPU than
+/// the proxying (docs/PERFORMANCE.md). The first worker also runs what is shared: policy
+/// reloads, JWKS refreshes, the Redis connection and the admin address.
+pub fn serve(opts: ServeOptions) -> Result<(), Error> {
+    let workers = if opts.workers == 0 {
+        default_workers()
+    } else {
+        opts.workers
+    };
+    runtime()?.block_on(run(opts, workers))
+}
+
+/// One worker per CPU the process may use.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Io(format!("cannot start a runtime: {e}")))
+}
+
+async fn run(opts: ServeOptions, workers: usize) -> Result<(), Error> {
     let (compiled, text) = policy_file::load(&opts.policy).map_err(Error::Policy)?;
     let stores = crate::state::build(compiled, opts.redis.as_ref(), opts.admin.is_some())?;
     stores.check().await;
@@ -67,8 +98,6 @@ pub async fn serve(opts: ServeOptions) -> Result<(), Error> {
     live.clone().watch(opts.reload_every);
 
     let auth = opts.grants.is_some() || opts.jwt.is_some();
-    let upstream = Upstream::new(opts.upstream.clone(), opts.headers.clone(), auth)
-        .timeout(opts.upstream_timeout);
     let jwt = match &opts.jwt {
         Some(j) => {
             let v = JwtVerifier::new(j.config.clone())
@@ -79,43 +108,22 @@ pub async fn serve(opts: ServeOptions) -> Result<(), Error> {
         }
         None => None,
     };
-    let callers = Arc::new(Callers {
-        tokens: opts.grants.clone(),
-        jwt,
-        discovery: opts.jwt.clone(),
+    let stack = Arc::new(Stack {
+        layer,
+        callers: Arc::new(Callers {
+            tokens: opts.grants.clone(),
+            jwt,
+            discovery: opts.jwt.clone(),
+        }),
+        upstream: opts.upstream.clone(),
+        headers: opts.headers.clone(),
+        auth,
+        upstream_timeout: opts.upstream_timeout,
+        cors_origins: opts.cors_origins.clone(),
     });
-    let mcp_path = opts.upstream.path().to_owned();
-    let app = axum::Router::new()
-        .route(
-            METADATA_PATH,
-            axum::routing::get(move |State(c): State<Arc<Callers>>, req: Request| {
-                let path = mcp_path.clone();
-                async move { protected_resource(&c, &req, &path) }
-            }),
-        )
-        .fallback_service(layer.layer(upstream))
-        .layer(axum::middleware::from_fn_with_state(
-            callers.clone(),
-            authenticate,
-        ))
-        .with_state(callers);
-    // tower-http around it all, outermost first: a panic is a JSON-RPC 500, not a dropped
-    // connection; CORS answers preflights before anything asks for a token; tokens are
-    // marked sensitive for every trace; each request gets an id the audit line carries.
-    let app = app.layer(
-        ServiceBuilder::new()
-            .layer(CatchPanicLayer::custom(panic_answer))
-            .option_layer(cors(&opts.cors_origins))
-            .layer(SetSensitiveRequestHeadersLayer::new([
-                header::AUTHORIZATION,
-                header::COOKIE,
-            ]))
-            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-            .layer(PropagateRequestIdLayer::x_request_id()),
-    );
 
-    let listener = tokio::net::TcpListener::bind(opts.listen)
-        .await
+    let listener = std::net::TcpListener::bind(opts.listen)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .map_err(|e| Error::Io(format!("cannot listen on {}: {e}", opts.listen)))?;
     let addr = listener
         .local_addr()
@@ -124,10 +132,108 @@ pub async fn serve(opts: ServeOptions) -> Result<(), Error> {
         let bound = admin::start(*admin_addr, token.clone(), stores.desk, live.clone()).await?;
         println!("admin on http://{bound}/");
     }
+
+    // One signal stops every worker; each drains its own connections.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown().await;
+        let _ = stop_tx.send(true);
+    });
+    let permits = Arc::new(Semaphore::new(opts.limits.max_connections.max(1)));
+    let mut threads = Vec::new();
+    for i in 1..workers {
+        let socket = listener
+            .try_clone()
+            .map_err(|e| Error::Io(format!("cannot share the listening socket: {e}")))?;
+        let (stack, permits, stop, limits) =
+            (stack.clone(), permits.clone(), stop_rx.clone(), opts.limits);
+        let rt = runtime()?;
+        let thread = std::thread::Builder::new()
+            .name(format!("warden-worker-{i}"))
+            .spawn(move || {
+                rt.block_on(async move {
+                    match tokio::net::TcpListener::from_std(socket) {
+                        Ok(l) => listener::run(l, stack.router(), limits, permits, stopped(stop)).await,
+                        Err(e) => tracing::error!(target: "warden::gateway", error = %e, worker = i, "worker cannot accept"),
+                    }
+                });
+            })
+            .map_err(|e| Error::Io(format!("cannot start worker {i}: {e}")))?;
+        threads.push(thread);
+    }
+    let listener =
+        tokio::net::TcpListener::from_std(listener).map_err(|e| Error::Io(e.to_string()))?;
     println!("listening on http://{addr}/ -> {}", opts.upstream);
-    tracing::info!(target: "warden::gateway", %addr, upstream = %opts.upstream, auth, state = %stores.description, "serving");
-    listener::run(listener, app, opts.limits, shutdown()).await;
+    tracing::info!(target: "warden::gateway", %addr, upstream = %opts.upstream, auth, workers, state = %stores.description, "serving");
+    listener::run(
+        listener,
+        stack.router(),
+        opts.limits,
+        permits,
+        stopped(stop_rx),
+    )
+    .await;
+    // The other workers may still need this runtime (the Redis connection lives here)
+    // while they drain, so wait for them off it.
+    let _ = tokio::task::spawn_blocking(move || {
+        for t in threads {
+            let _ = t.join();
+        }
+    })
+    .await;
     Ok(())
+}
+
+async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// What every worker builds its router from; the policy, counters and callers are shared,
+/// the upstream connection pool is the worker's own.
+struct Stack {
+    layer: warden_tower::PolicyLayer,
+    callers: Arc<Callers>,
+    upstream: Uri,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    auth: bool,
+    upstream_timeout: Duration,
+    cors_origins: Vec<HeaderValue>,
+}
+
+impl Stack {
+    fn router(&self) -> axum::Router {
+        let upstream = Upstream::new(self.upstream.clone(), self.headers.clone(), self.auth)
+            .timeout(self.upstream_timeout);
+        let mcp_path = self.upstream.path().to_owned();
+        let app = axum::Router::new()
+            .route(
+                METADATA_PATH,
+                axum::routing::get(move |State(c): State<Arc<Callers>>, req: Request| {
+                    let path = mcp_path.clone();
+                    async move { protected_resource(&c, &req, &path) }
+                }),
+            )
+            .fallback_service(self.layer.layer(upstream))
+            .layer(axum::middleware::from_fn_with_state(
+                self.callers.clone(),
+                authenticate,
+            ))
+            .with_state(self.callers.clone());
+        // tower-http around it all, outermost first: a panic is a JSON-RPC 500, not a dropped
+        // connection; CORS answers preflights before anything asks for a token; tokens are
+        // marked sensitive for every trace; each request gets an id the audit line carries.
+        app.layer(
+            ServiceBuilder::new()
+                .layer(CatchPanicLayer::custom(panic_answer))
+                .option_layer(cors(&self.cors_origins))
+                .layer(SetSensitiveRequestHeadersLayer::new([
+                    header::AUTHORIZATION,
+                    header::COOKIE,
+                ]))
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(PropagateRequestIdLayer::x_request_id()),
+        )
+    }
 }
 
 /// Browser clients from these origins may call (and read the session id); none by default.

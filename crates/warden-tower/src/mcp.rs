@@ -79,7 +79,8 @@ where
             Some(Message::Request { id, .. }) => id.clone(),
             _ => Value::Null,
         };
-        let v = answer::rpc_error(&id, -32600, &format!("Invalid request: {why}"));
+        // Protocol 2026-07-28 names this error: HeaderMismatchError, -32020, HTTP 400.
+        let v = answer::rpc_error(&id, HEADER_MISMATCH, &format!("Header mismatch: {why}"));
         return Ok(answer::json(StatusCode::BAD_REQUEST, &v));
     }
 
@@ -277,6 +278,9 @@ fn refuse_all(
 }
 
 /// Whether a request says it has a body (a length above 0, or chunked framing).
+/// The JSON-RPC code of protocol 2026-07-28's `HeaderMismatchError`.
+const HEADER_MISMATCH: i64 = -32020;
+
 fn has_body(h: &HeaderMap) -> bool {
     h.contains_key(header::TRANSFER_ENCODING)
         || h.get(header::CONTENT_LENGTH)

@@ -219,7 +219,7 @@ async fn fail_closed_on_what_cannot_be_read_with_certainty() {
                 .body(Body::full(call(1, "reboot", json!({}))))
                 .unwrap(),
             StatusCode::BAD_REQUEST,
-            Some(-32600),
+            Some(-32020),
         ),
         (
             "Mcp-Name disagrees with the body",
@@ -229,7 +229,7 @@ async fn fail_closed_on_what_cannot_be_read_with_certainty() {
                 .body(Body::full(call(1, "reboot", json!({}))))
                 .unwrap(),
             StatusCode::BAD_REQUEST,
-            Some(-32600),
+            Some(-32020),
         ),
     ];
     for (what, req, want_status, want_code) in cases {

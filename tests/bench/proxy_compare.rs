@@ -1,0 +1,594 @@
+//! Side by side: `warden serve` against nginx and haproxy as plain reverse proxies in front
+//! of the same MCP server, under the same load, in one run.
+//!
+//! ```sh
+//! cargo build --release -p warden-cli -p warden-e2e
+//! target/release/proxy_compare                 # prints the table for docs/PERFORMANCE.md
+//! target/release/proxy_compare --workers 2    # nginx, haproxy and warden with 2 each
+//! ```
+//!
+//! Arguments after `--` go to `warden serve`. nginx and haproxy come from Debian's packages
+//! (installed with apt-get when missing; this needs root and is not part of CI).
+//!
+//! The upstream is the project's rmcp example server (`axum_mcp --no-policy`). Every path
+//! gets `--clients` keep-alive connections, each with its own MCP session, sending
+//! `tools/call echo` back to back; warden charges a per-grant limit on every call
+//! (`examples/bench.pol`, a bearer token). The CPU of each proxy process is the sum of
+//! `/proc/PID/task/*/schedstat` (nanoseconds on a CPU, every thread) across the measured
+//! calls only. Rounds interleave the paths, and the table shows each path's median round, so
+//! drift on a shared machine shows up in every row alike. Every loop is bounded by a call
+//! count and a deadline.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+const TOKEN: &str = "bench-token-0123456789";
+const DEADLINE: Duration = Duration::from_secs(120);
+
+struct Opts {
+    clients: usize,
+    calls: usize,
+    warmup: usize,
+    rounds: usize,
+    /// nginx workers, haproxy threads and warden workers alike.
+    workers: usize,
+    /// Only warden's row (with nginx's as the yardstick): for profiling.
+    warden_only: bool,
+    warden_args: Vec<String>,
+}
+
+fn opts() -> Result<Opts, String> {
+    let mut o = Opts {
+        clients: 16,
+        calls: 2_000,
+        warmup: 200,
+        rounds: 3,
+        workers: 1,
+        warden_only: false,
+        warden_args: Vec::new(),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut num = |name: &str| -> Result<usize, String> {
+            args.next()
+                .and_then(|v| v.parse().ok())
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("{name} takes a positive number"))
+        };
+        match a.as_str() {
+            "--clients" => o.clients = num("--clients")?,
+            "--calls" => o.calls = num("--calls")?,
+            "--warmup" => o.warmup = num("--warmup")?,
+            "--rounds" => o.rounds = num("--rounds")?,
+            "--workers" => o.workers = num("--workers")?,
+            "--warden-only" => o.warden_only = true,
+            "--" => {
+                o.warden_args = args.by_ref().collect();
+            }
+            "-h" | "--help" => {
+                println!(
+                    "proxy_compare [--clients N] [--calls N per client] [--warmup N] [--rounds N] [--workers N] [--warden-only] [-- WARDEN SERVE ARGS]"
+                );
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other:?} (try --help)")),
+        }
+    }
+    Ok(o)
+}
+
+/// A process started in its own process group, which is killed whole (nginx's workers
+/// outlive a killed master otherwise).
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .status();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+fn spawn(cmd: &mut Command, port: u16, quiet: bool) -> Result<Proc, String> {
+    if quiet {
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    } else {
+        cmd.stdout(Stdio::null());
+    }
+    let child = cmd
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("{cmd:?}: {e}"))?;
+    let mut p = Proc(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = p.0.try_wait() {
+            return Err(format!("{cmd:?} exited: {status}"));
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{cmd:?}: nothing listening on {port}"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(p)
+}
+
+/// Nanoseconds every thread of `pid` and of its child processes (nginx's workers) has
+/// spent on a CPU.
+fn cpu_ns(pid: u32) -> Result<u64, String> {
+    let mut total = threads_cpu_ns(pid)?;
+    for entry in std::fs::read_dir("/proc")
+        .map_err(|e| e.to_string())?
+        .flatten()
+    {
+        let Some(child) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // The parent pid is the 2nd field after the command, which is in parentheses.
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            total += threads_cpu_ns(child).unwrap_or(0);
+        }
+    }
+    Ok(total)
+}
+
+fn threads_cpu_ns(pid: u32) -> Result<u64, String> {
+    let dir = format!("/proc/{pid}/task");
+    let mut total = 0;
+    for entry in std::fs::read_dir(&dir).map_err(|e| format!("{dir}: {e}"))? {
+        let path = entry.map_err(|e| e.to_string())?.path().join("schedstat");
+        // A thread may end between the listing and the read; its time is then lost (noise).
+        if let Ok(s) = std::fs::read_to_string(&path) {
+            total += s
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    Ok(total)
+}
+
+fn which(bin: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .map(|d| d.join(bin))
+        .find(|p| p.exists())
+}
+
+/// nginx and haproxy from Debian's packages, installed on first use.
+fn proxies() -> Result<(PathBuf, PathBuf), String> {
+    if which("nginx").is_none() || which("haproxy").is_none() {
+        eprintln!("installing nginx and haproxy from Debian's packages (apt-get)…");
+        for args in [
+            &["update", "-qq"][..],
+            &["install", "-y", "-qq", "nginx-light", "haproxy"][..],
+        ] {
+            let ok = Command::new("apt-get")
+                .args(args)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                return Err(format!(
+                    "apt-get {} failed: install nginx and haproxy yourself (needs root)",
+                    args.join(" ")
+                ));
+            }
+        }
+    }
+    match (which("nginx"), which("haproxy")) {
+        (Some(n), Some(h)) => Ok((n, h)),
+        _ => Err("nginx or haproxy still missing after apt-get install".into()),
+    }
+}
+
+fn version(bin: &Path, arg: &str) -> String {
+    Command::new(bin)
+        .arg(arg)
+        .output()
+        .map(|o| {
+            let text = [o.stdout, o.stderr].concat();
+            String::from_utf8_lossy(&text)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_owned()
+        })
+        .unwrap_or_default()
+}
+
+/// nginx as an MCP reverse proxy is usually configured: a keep-alive pool to
+/// the upstream, no buffering (SSE answers must stream), no access log.
+fn nginx(
+    bin: &Path,
+    dir: &Path,
+    upstream_port: u16,
+    workers: usize,
+) -> Result<(Proc, u16), String> {
+    let port = free_port();
+    let conf = format!(
+        r#"daemon off;
+{master}
+worker_processes {workers};
+pid {dir}/nginx.pid;
+error_log stderr warn;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/body;
+  proxy_temp_path {dir}/proxy;
+  upstream mcp {{ server 127.0.0.1:{upstream_port}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://mcp;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host 127.0.0.1:{upstream_port};
+      proxy_buffering off;
+      proxy_request_buffering off;
+    }}
+  }}
+}}
+"#,
+        dir = dir.display(),
+        // One worker: a single process to measure; more: the master and its workers.
+        master = if workers == 1 {
+            "master_process off;"
+        } else {
+            ""
+        },
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf).map_err(|e| e.to_string())?;
+    let p = spawn(
+        Command::new(bin)
+            .arg("-e")
+            .arg("stderr")
+            .arg("-c")
+            .arg(&path),
+        port,
+        false,
+    )?;
+    Ok((p, port))
+}
+
+/// haproxy in HTTP mode with connection reuse to the upstream.
+fn haproxy(
+    bin: &Path,
+    dir: &Path,
+    upstream_port: u16,
+    workers: usize,
+) -> Result<(Proc, u16), String> {
+    let port = free_port();
+    let conf = format!(
+        r#"global
+  nbthread {workers}
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  option http-keep-alive
+  http-reuse always
+frontend f
+  bind 127.0.0.1:{port}
+  default_backend b
+backend b
+  server s 127.0.0.1:{upstream_port}
+"#
+    );
+    let path = dir.join("haproxy.cfg");
+    std::fs::write(&path, conf).map_err(|e| e.to_string())?;
+    let p = spawn(
+        Command::new(bin).arg("-db").arg("-f").arg(&path),
+        port,
+        false,
+    )?;
+    Ok((p, port))
+}
+
+fn warden(
+    bin: &Path,
+    repo: &Path,
+    upstream_port: u16,
+    workers: usize,
+    extra: &[String],
+) -> Result<(Proc, u16), String> {
+    let port = free_port();
+    let p = spawn(
+        Command::new(bin)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args([
+                "--upstream",
+                &format!("http://127.0.0.1:{upstream_port}/mcp"),
+            ])
+            .arg("--policy")
+            .arg(repo.join("examples/bench.pol"))
+            .args(["--grant-token", &format!("bench={TOKEN}")])
+            .args(["--workers", &workers.to_string()])
+            .args(extra)
+            .env("WARDEN_LOG", "warn"),
+        port,
+        false,
+    )?;
+    Ok((p, port))
+}
+
+type Http = Client<HttpConnector, Full<Bytes>>;
+
+async fn post(
+    client: &Http,
+    url: &str,
+    session: Option<&str>,
+    body: String,
+) -> Result<(Option<String>, Bytes), String> {
+    let mut req = http::Request::post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25")
+        .header("authorization", format!("Bearer {TOKEN}"));
+    if let Some(s) = session {
+        req = req.header("mcp-session-id", s);
+    }
+    let req = req
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    let resp = client.request(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let sid = resp
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    if !status.is_success() {
+        return Err(format!("{status}: {}", String::from_utf8_lossy(&body)));
+    }
+    Ok((sid, body))
+}
+
+/// One MCP session on its own connection.
+struct Session {
+    client: Http,
+    url: Arc<str>,
+    sid: String,
+}
+
+async fn open(url: Arc<str>) -> Result<Session, String> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    // One connection per session, as a real agent holds one.
+    let client: Http = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(1)
+        .build(connector);
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"load","version":"0"}}}"#;
+    let (sid, _) = post(&client, &url, None, init.to_owned()).await?;
+    let sid = sid.ok_or("the upstream gave no session id")?;
+    post(
+        &client,
+        &url,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_owned(),
+    )
+    .await?;
+    Ok(Session { client, url, sid })
+}
+
+async fn calls(s: Arc<Session>, n: usize, deadline: Instant) -> Result<Vec<Duration>, String> {
+    let mut lat = Vec::with_capacity(n);
+    for i in 0..n {
+        if Instant::now() > deadline {
+            return Err("deadline passed".into());
+        }
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":{},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"hello"}}}}}}"#,
+            i + 2
+        );
+        let started = Instant::now();
+        let (_, answer) = post(&s.client, &s.url, Some(&s.sid), body).await?;
+        lat.push(started.elapsed());
+        if !answer.windows(5).any(|w| w == b"hello") {
+            return Err(format!(
+                "unexpected answer: {}",
+                String::from_utf8_lossy(&answer)
+            ));
+        }
+    }
+    Ok(lat)
+}
+
+#[derive(Clone, Copy)]
+struct Run {
+    throughput: f64,
+    p50: Duration,
+    p99: Duration,
+    /// CPU of the proxy process per call; `None` for the direct path.
+    cpu_us: Option<f64>,
+}
+
+async fn all_calls(sessions: &[Arc<Session>], n: usize) -> Result<Vec<Duration>, String> {
+    let deadline = Instant::now() + DEADLINE;
+    let tasks: Vec<_> = sessions
+        .iter()
+        .map(|s| tokio::spawn(calls(s.clone(), n, deadline)))
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.map_err(|e| e.to_string())??);
+    }
+    Ok(all)
+}
+
+async fn measure(url: &str, pid: Option<u32>, o: &Opts) -> Result<Run, String> {
+    let url: Arc<str> = url.into();
+    let mut sessions = Vec::new();
+    for _ in 0..o.clients {
+        sessions.push(Arc::new(open(url.clone()).await?));
+    }
+    all_calls(&sessions, o.warmup).await?;
+    let cpu0 = pid.map(cpu_ns).transpose()?;
+    let started = Instant::now();
+    let mut lat = all_calls(&sessions, o.calls).await?;
+    let elapsed = started.elapsed();
+    let cpu1 = pid.map(cpu_ns).transpose()?;
+    lat.sort();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    Ok(Run {
+        throughput: lat.len() as f64 / elapsed.as_secs_f64(),
+        p50: pct(0.50),
+        p99: pct(0.99),
+        cpu_us: match (cpu0, cpu1) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / 1e3 / lat.len() as f64),
+            _ => None,
+        },
+    })
+}
+
+/// The median round by throughput (its latencies and CPU with it), so one row is one
+/// real measurement, not a blend.
+fn median(mut runs: Vec<Run>) -> Run {
+    runs.sort_by(|a, b| a.throughput.total_cmp(&b.throughput));
+    runs[runs.len() / 2]
+}
+
+fn main() -> Result<(), String> {
+    let o = opts()?;
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let bins = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_default();
+    let (warden_bin, axum_mcp) = (bins.join("warden"), bins.join("axum_mcp"));
+    for b in [&warden_bin, &axum_mcp] {
+        if !b.exists() {
+            return Err(format!(
+                "{} missing: cargo build --release -p warden-cli -p warden-e2e",
+                b.display()
+            ));
+        }
+    }
+    let (nginx_bin, haproxy_bin) = proxies()?;
+    let dir = std::env::temp_dir().join(format!("warden-proxy-compare-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+
+    let up = free_port();
+    let _upstream = spawn(
+        Command::new(&axum_mcp)
+            .args(["--no-policy", "--listen", &format!("127.0.0.1:{up}")])
+            .env("RUST_LOG", "error"),
+        up,
+        true,
+    )?;
+    let (ng, ng_port) = nginx(&nginx_bin, &dir, up, o.workers)?;
+    let (ha, ha_port) = haproxy(&haproxy_bin, &dir, up, o.workers)?;
+    let (wd, wd_port) = warden(&warden_bin, &repo, up, o.workers, &o.warden_args)?;
+    let paths: [(&str, u16, Option<u32>); 4] = [
+        ("direct", up, None),
+        ("nginx", ng_port, Some(ng.0.id())),
+        ("haproxy", ha_port, Some(ha.0.id())),
+        ("warden serve", wd_port, Some(wd.0.id())),
+    ];
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+
+    println!(
+        "{} clients (one keep-alive connection and MCP session each) x {} tools/call, after {} warm-up calls each; {} rounds, median round shown",
+        o.clients, o.calls, o.warmup, o.rounds
+    );
+    println!(
+        "{}; {}; warden serve {}\n",
+        version(&nginx_bin, "-v"),
+        version(&haproxy_bin, "-v"),
+        if o.warden_args.is_empty() {
+            "(defaults)".to_owned()
+        } else {
+            o.warden_args.join(" ")
+        }
+    );
+    let mut runs: Vec<Vec<Run>> = vec![Vec::new(); paths.len()];
+    for round in 0..o.rounds {
+        eprintln!("round {}/{}", round + 1, o.rounds);
+        for (i, (name, port, pid)) in paths.iter().enumerate() {
+            if o.warden_only && !matches!(*name, "nginx" | "warden serve") {
+                runs[i].push(Run {
+                    throughput: f64::NAN,
+                    p50: Duration::ZERO,
+                    p99: Duration::ZERO,
+                    cpu_us: None,
+                });
+                continue;
+            }
+            let url = format!("http://127.0.0.1:{port}/mcp");
+            runs[i].push(rt.block_on(measure(&url, *pid, &o))?);
+        }
+    }
+    let runs: Vec<Run> = runs.into_iter().map(median).collect();
+    let nginx_run = runs[1];
+    let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
+    println!(
+        "| path | calls/s | p50 | p99 | CPU per call (proxy process) | calls/s vs nginx | CPU vs nginx | p99 − nginx's |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for ((name, _, _), r) in paths.iter().zip(&runs) {
+        let cpu = r.cpu_us.map_or("—".to_owned(), |c| format!("{c:.1} µs"));
+        let vs_cpu = match (r.cpu_us, nginx_run.cpu_us) {
+            (Some(c), Some(n)) if *name != "direct" => format!("{:.2}×", c / n),
+            _ => "—".to_owned(),
+        };
+        let dp99 = if *name == "direct" {
+            "—".to_owned()
+        } else {
+            let d = r.p99.as_secs_f64() - nginx_run.p99.as_secs_f64();
+            format!("{:+.2} ms", d * 1e3)
+        };
+        println!(
+            "| {name} | {:.0} | {} | {} | {cpu} | {:.2}× | {vs_cpu} | {dp99} |",
+            r.throughput,
+            ms(r.p50),
+            ms(r.p99),
+            r.throughput / nginx_run.throughput,
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
