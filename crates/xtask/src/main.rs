@@ -84,6 +84,10 @@ fn test(args: &[String]) -> Result<ExitCode> {
         || peers::everything(&root),
     )?;
     step("redis-server", || peers::redis(&root))?;
+    step(
+        "MCP conformance suite: Node 22 and @modelcontextprotocol/conformance",
+        || peers::conformance(&root),
+    )?;
 
     // `cargo run` exports CARGO: the same toolchain that built xtask runs the checks.
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -106,7 +110,9 @@ fn test(args: &[String]) -> Result<ExitCode> {
         }
     }
     let mut c = command(&root, &cargo);
-    c.args(["test", "--workspace"]).args(cargo_args);
+    // Every test binary runs even after a failure, so one run shows every broken test.
+    c.args(["test", "--workspace", "--no-fail-fast"])
+        .args(cargo_args);
     let code = step(&format!("tests: {}", describe(&c)), || status(&mut c))?;
     println!("== total {:.1}s", started.elapsed().as_secs_f64());
     Ok(exit(code))

