@@ -260,6 +260,30 @@ fn warden_stdio_answers_an_oversized_message_with_its_id_and_goes_on() {
         gate.call(78, "echo", json!({"message": "small"})),
         "Echo: small"
     );
+    drop(gate);
+
+    // The server's answers are bounded too: its tools/list (~7.5 KiB) over a 4 KiB limit is
+    // an error for that id, not a client left waiting; smaller answers keep flowing.
+    let mut gate = support::StdioGate::start(
+        &warden,
+        &["--policy", p, "--max-message-bytes", "4096"],
+        &js,
+    );
+    gate.initialize();
+    gate.send(r#"{"jsonrpc":"2.0","id":90,"method":"tools/list"}"#);
+    let answer = gate.answer(90);
+    assert_eq!(answer["error"]["code"], -32603, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("over the gateway's limit of 4096 bytes"),
+        "{answer}"
+    );
+    assert_eq!(
+        gate.call(91, "echo", json!({"message": "after"})),
+        "Echo: after"
+    );
 }
 
 /// Reads until the peer closes or `within` passes; true if it closed.

@@ -16,8 +16,10 @@ pub enum Line {
     TooLong { id: Value, bytes: usize },
 }
 
-/// How much of an over-long line is kept to find its `id`.
+/// How much of an over-long line's start is kept to find its `id`.
 const HEAD: usize = 4096;
+/// And of its end: serializers that write `result` first put the `id` last.
+const TAIL: usize = 256;
 
 /// Reads the next line (`None` at the end of input).
 pub async fn next_line<R: AsyncBufRead + Unpin>(
@@ -25,6 +27,7 @@ pub async fn next_line<R: AsyncBufRead + Unpin>(
     max: usize,
 ) -> std::io::Result<Option<Line>> {
     let mut buf: Vec<u8> = Vec::new();
+    let mut tail: Vec<u8> = Vec::new();
     let mut over = false;
     let mut total = 0usize;
     loop {
@@ -41,11 +44,12 @@ pub async fn next_line<R: AsyncBufRead + Unpin>(
         };
         total += take;
         if over {
-            let room = HEAD.saturating_sub(buf.len());
-            buf.extend_from_slice(&chunk[..take.min(room)]);
+            keep_tail(&mut tail, &chunk[..take]);
         } else if buf.len() + take > max.saturating_add(2) {
-            // Keep only the head, for the id; the rest streams past.
+            // Keep only the head and the tail, for the id; the rest streams past.
             over = true;
+            keep_tail(&mut tail, &buf[buf.len().saturating_sub(TAIL)..]);
+            keep_tail(&mut tail, &chunk[..take]);
             buf.truncate(HEAD);
             let room = HEAD.saturating_sub(buf.len());
             buf.extend_from_slice(&chunk[..take.min(room)]);
@@ -58,10 +62,11 @@ pub async fn next_line<R: AsyncBufRead + Unpin>(
         }
     }
     if over {
-        return Ok(Some(Line::TooLong {
-            id: top_level_id(&buf),
-            bytes: total,
-        }));
+        let id = match top_level_id(&buf) {
+            Value::Null => last_top_level_id(&tail),
+            id => id,
+        };
+        return Ok(Some(Line::TooLong { id, bytes: total }));
     }
     while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
         buf.pop();
@@ -114,6 +119,60 @@ pub fn top_level_id(text: &[u8]) -> Value {
             _ => {}
         }
         i += 1;
+    }
+    Value::Null
+}
+
+fn keep_tail(tail: &mut Vec<u8>, more: &[u8]) {
+    tail.extend_from_slice(&more[more.len().saturating_sub(TAIL)..]);
+    let excess = tail.len().saturating_sub(TAIL);
+    tail.drain(..excess);
+}
+
+/// The `id` of an object's end (`…,"id":7}`): a string or number member that only the
+/// object's own closing brace follows, so it is the top level's. `null` otherwise.
+fn last_top_level_id(tail: &[u8]) -> Value {
+    let mut end = tail.len();
+    while end > 0 && tail[end - 1].is_ascii_whitespace() {
+        end -= 1;
+    }
+    // Exactly one closing brace: the object the id belongs to is the outermost one.
+    if end == 0 || tail[end - 1] != b'}' {
+        return Value::Null;
+    }
+    let body = &tail[..end - 1];
+    let mut search = body.len();
+    while let Some(at) = body[..search].windows(4).rposition(|w| w == b"\"id\"") {
+        search = at;
+        // The key's opening quote must start a key: after `{` or `,`, and not escaped.
+        let before = body[..at].iter().rev().find(|b| !b.is_ascii_whitespace());
+        if !matches!(before, Some(b',' | b'{')) {
+            continue;
+        }
+        let colon = skip_ws(body, at + 4);
+        if body.get(colon) != Some(&b':') {
+            continue;
+        }
+        let value_at = skip_ws(body, colon + 1);
+        let value = scalar_at(body, value_at);
+        let value_end = match body.get(value_at) {
+            Some(b'"') => string_end(body, value_at),
+            Some(_) => Some(
+                value_at
+                    + body[value_at..]
+                        .iter()
+                        .take_while(|c| {
+                            c.is_ascii_digit() || matches!(c, b'-' | b'+' | b'.' | b'e' | b'E')
+                        })
+                        .count(),
+            ),
+            None => None,
+        };
+        // Nothing but whitespace between the value and the final brace.
+        if value_end.is_some_and(|e| skip_ws(body, e) == body.len()) {
+            return value;
+        }
+        return Value::Null;
     }
     Value::Null
 }
@@ -174,6 +233,35 @@ mod tests {
         assert_eq!(id(r#"{"id":"abc"#), Value::Null);
         assert_eq!(id(r#"[{"id":1}]"#), Value::Null);
         assert_eq!(id("not json"), Value::Null);
+    }
+
+    #[test]
+    fn an_id_written_last_is_found_at_the_end() {
+        let id = |t: &str| last_top_level_id(t.as_bytes());
+        assert_eq!(id(r#"...truncated,"jsonrpc":"2.0","id":90}"#), json!(90));
+        assert_eq!(id(r#"xx"}]},"id" : "r-1" }  "#), json!("r-1"));
+        // A nested object's id, an id inside a string, or no final brace: not it.
+        assert_eq!(id(r#"...,"x":{"id":5}}"#), Value::Null);
+        assert_eq!(id(r#"...,"text":"say \"id\":5"}"#), Value::Null);
+        assert_eq!(id(r#"...,"id":5"#), Value::Null);
+        assert_eq!(id(r#"..."id":5}"#), Value::Null);
+    }
+
+    #[tokio::test]
+    async fn an_over_long_answer_with_its_id_last_is_named() {
+        let big = format!(
+            r#"{{"result":{{"content":"{}"}},"jsonrpc":"2.0","id":"abc"}}"#,
+            "y".repeat(50_000)
+        );
+        let input = format!("{big}\n");
+        let mut r = tokio::io::BufReader::with_capacity(1000, input.as_bytes());
+        assert_eq!(
+            next_line(&mut r, 4096).await.unwrap(),
+            Some(Line::TooLong {
+                id: json!("abc"),
+                bytes: big.len() + 1
+            })
+        );
     }
 
     #[tokio::test]

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc;
 use tower::{Layer, ServiceExt};
@@ -94,6 +94,7 @@ pub async fn stdio(opts: StdioOptions) -> Result<i32, Error> {
         out_tx.clone(),
         list_ids.clone(),
         live.clone(),
+        opts.max_message_bytes,
     ));
 
     // The layer's inner service: hand the message to the server, answer 202.
@@ -226,18 +227,38 @@ fn remember_list_request(line: &str, ids: &Mutex<HashSet<String>>) {
     }
 }
 
-/// Server → client, line by line; `tools/list` answers are filtered.
+/// Server → client, line by line; `tools/list` answers are filtered. Lines are bytes (a
+/// server that writes invalid UTF-8 does not end the relay), and bounded like the client's:
+/// an answer over the limit is replaced by a JSON-RPC error for its id, so the client is
+/// told instead of waiting, and the gateway never holds more than the limit.
 async fn relay_server(
     out: tokio::process::ChildStdout,
     tx: mpsc::Sender<Bytes>,
     ids: Arc<Mutex<HashSet<String>>>,
     live: Live,
+    max: usize,
 ) {
-    let mut lines = BufReader::new(out).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        let out = match filtered_list_answer(&line, &ids, &live) {
-            Some(rewritten) => Bytes::from(rewritten),
-            None => Bytes::from(line),
+    let mut reader = BufReader::new(out);
+    while let Ok(Some(line)) = crate::framing::next_line(&mut reader, max).await {
+        let out = match line {
+            Line::Message(line) => match std::str::from_utf8(&line)
+                .ok()
+                .and_then(|text| filtered_list_answer(text, &ids, &live))
+            {
+                Some(rewritten) => Bytes::from(rewritten),
+                None => line,
+            },
+            Line::TooLong { id, bytes } => {
+                tracing::warn!(target: "warden::gateway", bytes, max, "server message over the limit dropped");
+                if id.is_null() {
+                    // A notification (or an id we could not find): nobody waits for it.
+                    continue;
+                }
+                let answer = serde_json::json!({"jsonrpc": "2.0", "id": id, "error": {
+                    "code": -32603,
+                    "message": format!("the server's answer of {bytes} bytes is over the gateway's limit of {max} bytes (--max-message-bytes)")}});
+                Bytes::from(answer.to_string())
+            }
         };
         if tx.send(out).await.is_err() {
             break;
