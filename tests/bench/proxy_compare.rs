@@ -43,6 +43,8 @@ struct Opts {
     workers: usize,
     /// Only warden's row (with nginx's as the yardstick): for profiling.
     warden_only: bool,
+    /// An earlier build of warden, measured in the same run as a row of its own.
+    baseline: Option<PathBuf>,
     warden_args: Vec<String>,
 }
 
@@ -54,6 +56,7 @@ fn opts() -> Result<Opts, String> {
         rounds: 3,
         workers: 1,
         warden_only: false,
+        baseline: None,
         warden_args: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
@@ -71,12 +74,19 @@ fn opts() -> Result<Opts, String> {
             "--rounds" => o.rounds = num("--rounds")?,
             "--workers" => o.workers = num("--workers")?,
             "--warden-only" => o.warden_only = true,
+            "--baseline" => {
+                o.baseline = Some(
+                    args.next()
+                        .map(PathBuf::from)
+                        .ok_or("--baseline takes a path to a warden binary")?,
+                )
+            }
             "--" => {
                 o.warden_args = args.by_ref().collect();
             }
             "-h" | "--help" => {
                 println!(
-                    "proxy_compare [--clients N] [--calls N per client] [--warmup N] [--rounds N] [--workers N] [--warden-only] [-- WARDEN SERVE ARGS]"
+                    "proxy_compare [--clients N] [--calls N per client] [--warmup N] [--rounds N] [--workers N] [--warden-only] [--baseline OLD-WARDEN-BINARY] [-- WARDEN SERVE ARGS]"
                 );
                 std::process::exit(0);
             }
@@ -132,8 +142,12 @@ fn spawn(cmd: &mut Command, port: u16, quiet: bool) -> Result<Proc, String> {
 
 /// Nanoseconds every thread of `pid` and of its child processes (nginx's workers) has
 /// spent on a CPU.
-fn cpu_ns(pid: u32) -> Result<u64, String> {
-    let mut total = threads_cpu_ns(pid)?;
+fn cpu_ns(pid: u32) -> Result<Cpu, String> {
+    let mut total = Cpu {
+        ns: threads_cpu_ns(pid)?,
+        ..Cpu::default()
+    };
+    total.add_ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default());
     for entry in std::fs::read_dir("/proc")
         .map_err(|e| e.to_string())?
         .flatten()
@@ -152,10 +166,35 @@ fn cpu_ns(pid: u32) -> Result<u64, String> {
             .and_then(|(_, rest)| rest.split_whitespace().nth(1))
             .and_then(|p| p.parse::<u32>().ok());
         if ppid == Some(pid) {
-            total += threads_cpu_ns(child).unwrap_or(0);
+            total.ns += threads_cpu_ns(child).unwrap_or(0);
+            total.add_ticks(&stat);
         }
     }
     Ok(total)
+}
+
+/// CPU time in nanoseconds, and its user/system split in clock ticks (coarser).
+#[derive(Default, Clone, Copy)]
+struct Cpu {
+    ns: u64,
+    user_ticks: u64,
+    system_ticks: u64,
+}
+
+impl Cpu {
+    /// utime and stime: fields 14 and 15 of /proc/PID/stat (12 and 13 after the command).
+    fn add_ticks(&mut self, stat: &str) {
+        let fields: Vec<u64> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| {
+                rest.split_whitespace()
+                    .map(|f| f.parse().unwrap_or(0))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.user_ticks += fields.get(11).copied().unwrap_or(0);
+        self.system_ticks += fields.get(12).copied().unwrap_or(0);
+    }
 }
 
 fn threads_cpu_ns(pid: u32) -> Result<u64, String> {
@@ -320,7 +359,8 @@ fn warden(
     bin: &Path,
     repo: &Path,
     upstream_port: u16,
-    workers: usize,
+    // `None` for a build from before `--workers` existed.
+    workers: Option<usize>,
     extra: &[String],
 ) -> Result<(Proc, u16), String> {
     let port = free_port();
@@ -334,7 +374,12 @@ fn warden(
             .arg("--policy")
             .arg(repo.join("examples/bench.pol"))
             .args(["--grant-token", &format!("bench={TOKEN}")])
-            .args(["--workers", &workers.to_string()])
+            .args(
+                workers
+                    .map(|w| ["--workers".to_owned(), w.to_string()])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(extra)
             .env("WARDEN_LOG", "warn"),
         port,
@@ -438,6 +483,8 @@ struct Run {
     p99: Duration,
     /// CPU of the proxy process per call; `None` for the direct path.
     cpu_us: Option<f64>,
+    /// The share of that CPU spent in user space (the rest: the kernel, for the sockets).
+    user_share: Option<f64>,
 }
 
 async fn all_calls(sessions: &[Arc<Session>], n: usize) -> Result<Vec<Duration>, String> {
@@ -476,7 +523,15 @@ async fn measure(url: &str, pid: Option<u32>, o: &Opts) -> Result<Run, String> {
         p50: pct(0.50),
         p99: pct(0.99),
         cpu_us: match (cpu0, cpu1) {
-            (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / 1e3 / lat.len() as f64),
+            (Some(a), Some(b)) => Some(b.ns.saturating_sub(a.ns) as f64 / 1e3 / lat.len() as f64),
+            _ => None,
+        },
+        user_share: match (cpu0, cpu1) {
+            (Some(a), Some(b)) => {
+                let user = b.user_ticks.saturating_sub(a.user_ticks) as f64;
+                let system = b.system_ticks.saturating_sub(a.system_ticks) as f64;
+                (user + system > 0.0).then(|| user / (user + system))
+            }
             _ => None,
         },
     })
@@ -519,13 +574,21 @@ fn main() -> Result<(), String> {
     )?;
     let (ng, ng_port) = nginx(&nginx_bin, &dir, up, o.workers)?;
     let (ha, ha_port) = haproxy(&haproxy_bin, &dir, up, o.workers)?;
-    let (wd, wd_port) = warden(&warden_bin, &repo, up, o.workers, &o.warden_args)?;
-    let paths: [(&str, u16, Option<u32>); 4] = [
+    let (wd, wd_port) = warden(&warden_bin, &repo, up, Some(o.workers), &o.warden_args)?;
+    let mut paths: Vec<(&str, u16, Option<u32>)> = vec![
         ("direct", up, None),
         ("nginx", ng_port, Some(ng.0.id())),
         ("haproxy", ha_port, Some(ha.0.id())),
         ("warden serve", wd_port, Some(wd.0.id())),
     ];
+    let _baseline = match &o.baseline {
+        Some(bin) => {
+            let (p, port) = warden(bin, &repo, up, None, &[])?;
+            paths.push(("warden serve (baseline build)", port, Some(p.0.id())));
+            Some(p)
+        }
+        None => None,
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -549,12 +612,13 @@ fn main() -> Result<(), String> {
     for round in 0..o.rounds {
         eprintln!("round {}/{}", round + 1, o.rounds);
         for (i, (name, port, pid)) in paths.iter().enumerate() {
-            if o.warden_only && !matches!(*name, "nginx" | "warden serve") {
+            if o.warden_only && !name.starts_with("warden") && *name != "nginx" {
                 runs[i].push(Run {
                     throughput: f64::NAN,
                     p50: Duration::ZERO,
                     p99: Duration::ZERO,
                     cpu_us: None,
+                    user_share: None,
                 });
                 continue;
             }
@@ -570,7 +634,11 @@ fn main() -> Result<(), String> {
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for ((name, _, _), r) in paths.iter().zip(&runs) {
-        let cpu = r.cpu_us.map_or("—".to_owned(), |c| format!("{c:.1} µs"));
+        let cpu = match (r.cpu_us, r.user_share) {
+            (Some(c), Some(u)) => format!("{c:.1} µs ({:.0}% user)", u * 100.0),
+            (Some(c), None) => format!("{c:.1} µs"),
+            _ => "—".to_owned(),
+        };
         let vs_cpu = match (r.cpu_us, nginx_run.cpu_us) {
             (Some(c), Some(n)) if *name != "direct" => format!("{:.2}×", c / n),
             _ => "—".to_owned(),
