@@ -23,9 +23,37 @@ pub struct Live {
     pub path: PathBuf,
     pub source: Arc<RwLock<String>>,
     pub handle: PolicyHandle,
+    pub status: Arc<RwLock<LoadStatus>>,
+}
+
+/// When the policy in force was loaded, and the last edit that was refused (if it came after).
+#[derive(Debug, Clone)]
+pub struct LoadStatus {
+    pub loaded_at: SystemTime,
+    /// When, and every diagnostic; cleared by the next good load.
+    pub refused: Option<(SystemTime, String)>,
 }
 
 impl Live {
+    pub fn new(path: PathBuf, text: String, handle: PolicyHandle) -> Live {
+        Live {
+            path,
+            source: Arc::new(RwLock::new(text)),
+            handle,
+            status: Arc::new(RwLock::new(LoadStatus {
+                loaded_at: SystemTime::now(),
+                refused: None,
+            })),
+        }
+    }
+
+    pub fn status(&self) -> LoadStatus {
+        self.status
+            .read()
+            .map(|s| s.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
     /// Recompiles the file; on success the new policy takes over (counters of unchanged
     /// limits kept), on failure the old one stays and the diagnostics are logged.
     pub fn reload(&self, why: &str) -> bool {
@@ -35,10 +63,19 @@ impl Live {
                 if let Ok(mut s) = self.source.write() {
                     *s = text;
                 }
+                if let Ok(mut st) = self.status.write() {
+                    *st = LoadStatus {
+                        loaded_at: SystemTime::now(),
+                        refused: None,
+                    };
+                }
                 tracing::info!(target: "warden::gateway", path = %self.path.display(), why, "policy reloaded");
                 true
             }
             Err(diagnostics) => {
+                if let Ok(mut st) = self.status.write() {
+                    st.refused = Some((SystemTime::now(), diagnostics.clone()));
+                }
                 tracing::warn!(
                     target: "warden::gateway",
                     path = %self.path.display(),

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Request, State};
@@ -90,11 +90,7 @@ async fn run(opts: ServeOptions, workers: usize) -> Result<(), Error> {
         .layer
         .shadow(opts.shadow)
         .max_body_bytes(opts.max_message_bytes);
-    let live = Live {
-        path: opts.policy.clone(),
-        source: Arc::new(RwLock::new(text)),
-        handle: layer.handle(),
-    };
+    let live = Live::new(opts.policy.clone(), text, layer.handle());
     live.clone().watch(opts.reload_every);
 
     let auth = opts.grants.is_some() || opts.jwt.is_some();

@@ -53,11 +53,7 @@ pub async fn stdio(opts: StdioOptions) -> Result<i32, Error> {
         .layer
         .shadow(opts.shadow)
         .max_body_bytes(opts.max_message_bytes);
-    let live = Live {
-        path: opts.policy.clone(),
-        source: Arc::new(std::sync::RwLock::new(text)),
-        handle: layer.handle(),
-    };
+    let live = Live::new(opts.policy.clone(), text, layer.handle());
     live.clone().watch(opts.reload_every);
 
     let (program, args) = opts

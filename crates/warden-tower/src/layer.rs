@@ -236,4 +236,9 @@ impl PolicyHandle {
     pub fn store_health(&self) -> crate::limit::StoreHealth {
         self.store.health()
     }
+
+    /// The counters in use and their busiest keys (empty for a store that cannot list them).
+    pub fn counters(&self, top: usize) -> Vec<crate::limit::CounterSnapshot> {
+        self.store.snapshot(top)
+    }
 }

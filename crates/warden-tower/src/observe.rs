@@ -14,6 +14,8 @@ pub struct Record<'a> {
     /// `allow`, `deny`, `limited`, `approved`, `refused`.
     pub decision: &'static str,
     pub rule: &'a str,
+    /// What the agent reads when the call is not allowed (the policy's text).
+    pub message: Option<&'a str>,
     pub args: Option<&'a Value>,
     /// The caller's claims that the policy reads (JSON), never the others.
     pub claims: Option<&'a str>,
@@ -40,6 +42,7 @@ pub(crate) fn record(r: &Record<'_>) {
         tool = r.tool,
         decision = r.decision,
         rule = r.rule,
+        message = r.message.unwrap_or("-"),
         arg_keys = %keys,
         claims = r.claims.unwrap_or("-"),
         request_id = r.request_id.unwrap_or("-"),

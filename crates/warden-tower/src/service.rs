@@ -253,6 +253,7 @@ pub(crate) fn log(
         tool: &v.tool,
         decision,
         rule,
+        message: (decision != "allow" && !v.message.is_empty()).then_some(v.message.as_str()),
         args: v.args,
         claims: v.claims.as_deref(),
         request_id: caller.request_id.as_deref(),

@@ -17,14 +17,19 @@ use tokio::sync::oneshot;
 
 use crate::grant::short_hash;
 
-/// What a person is asked to decide. Argument *values* are not included: only their keys and
-/// the hash that binds the answer to them.
+/// What a person is asked to decide: the exact call, arguments included (approvers are
+/// trusted, and nobody approves a payout without seeing the amount), and the hash that binds
+/// the answer to them. Argument values never reach the logs; they live only as long as the
+/// request waits.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ApprovalRequest {
     pub id: String,
     pub grant: Option<String>,
     pub tool: String,
     pub arg_keys: Vec<String>,
+    /// The call's arguments as the agent sent them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Value>,
     /// SHA-256 (16 hex digits) of grant, tool and the canonical JSON of the arguments.
     pub call_hash: String,
     pub rule: String,
@@ -72,6 +77,7 @@ impl ApprovalRequest {
             grant: grant.map(str::to_owned),
             tool: tool.to_owned(),
             arg_keys: crate::observe::arg_keys(args),
+            args: args.cloned(),
             call_hash,
             rule: rule.to_owned(),
             timeout_secs: timeout.as_secs(),

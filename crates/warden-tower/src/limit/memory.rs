@@ -18,7 +18,10 @@ use governor::nanos::Nanos;
 use governor::state::StateStore;
 use governor::{Quota, RateLimiter};
 
-use super::{Charge, Charged, CounterSpec, CounterStore, Refusal, StoreFuture, StoreHealth};
+use super::{
+    Charge, Charged, CounterSnapshot, CounterSpec, CounterStore, KeyRoom, Refusal, StoreFuture,
+    StoreHealth,
+};
 
 /// The state of one GCRA bucket per key, shared by every limit that names the counter.
 #[derive(Debug, Default)]
@@ -107,6 +110,37 @@ impl Counter {
 
     fn keys(&self) -> usize {
         self.tats.lock().len()
+    }
+
+    /// The keys whose buckets are emptiest: a key's time ahead of now, in units, is what it
+    /// has used of the burst.
+    fn busiest(&self, spec: &CounterSpec, top: usize) -> CounterSnapshot {
+        let now = self.now();
+        let emission = self.emission.max(1);
+        let mut keys: Vec<(String, u64)> = self
+            .tats
+            .lock()
+            .iter()
+            .filter(|(_, tat)| **tat > now)
+            .map(|(k, tat)| (k.clone(), tat - now))
+            .collect();
+        let live = keys.len();
+        keys.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        keys.truncate(top);
+        CounterSnapshot {
+            counter: spec.name.clone(),
+            max: spec.max,
+            window_secs: spec.window_secs,
+            keys: live,
+            busiest: keys
+                .into_iter()
+                .map(|(key, ahead)| KeyRoom {
+                    key,
+                    remaining: spec.max.saturating_sub(ahead.div_ceil(emission)),
+                    full_in_secs: Duration::from_nanos(ahead).as_secs_f64().ceil() as u64,
+                })
+                .collect(),
+        }
     }
 }
 
@@ -258,6 +292,16 @@ impl CounterStore for MemoryStore {
             detail: None,
         }
     }
+
+    fn snapshot(&self, top: usize) -> Vec<CounterSnapshot> {
+        let counters = self.counters.read().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<CounterSnapshot> = counters
+            .iter()
+            .filter_map(|(spec, c)| c.as_ref().map(|c| c.busiest(spec, top)))
+            .collect();
+        out.sort_by(|a, b| a.counter.cmp(&b.counter));
+        out
+    }
 }
 
 #[cfg(test)]
@@ -272,6 +316,26 @@ mod tests {
             key: key.into(),
             cost,
         }
+    }
+
+    #[test]
+    fn a_snapshot_shows_the_room_left_busiest_first() {
+        let store = MemoryStore::new(10);
+        let a = Arc::new(CounterSpec::new("writes", 5, 60, Scope::Grant));
+        let _ = store.charge_now(&[charge(&a, "alice", 3)]).unwrap();
+        let _ = store.charge_now(&[charge(&a, "bob", 1)]).unwrap();
+        let snap = store.snapshot(10);
+        assert_eq!(snap.len(), 1);
+        assert_eq!((snap[0].counter.as_str(), snap[0].max, snap[0].keys), ("writes", 5, 2));
+        let rooms: Vec<(&str, u64)> = snap[0]
+            .busiest
+            .iter()
+            .map(|k| (k.key.as_str(), k.remaining))
+            .collect();
+        assert_eq!(rooms, [("alice", 2), ("bob", 4)]);
+        // Three units of a 5-per-minute bucket refill in 36 s.
+        assert!((35..=36).contains(&snap[0].busiest[0].full_in_secs));
+        assert_eq!(store.snapshot(1)[0].busiest.len(), 1);
     }
 
     #[test]

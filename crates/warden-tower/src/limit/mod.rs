@@ -196,6 +196,33 @@ pub trait CounterStore: Send + Sync + 'static {
     }
 
     fn health(&self) -> StoreHealth;
+
+    /// For people (the console): each counter in use, and its `top` busiest keys with the
+    /// room left. A store that cannot list its keys cheaply (Redis) returns nothing.
+    fn snapshot(&self, top: usize) -> Vec<CounterSnapshot> {
+        let _ = top;
+        Vec::new()
+    }
+}
+
+/// A counter as the console shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CounterSnapshot {
+    pub counter: String,
+    pub max: u64,
+    pub window_secs: u64,
+    /// Live keys (buckets not full again).
+    pub keys: usize,
+    /// The busiest keys, emptiest bucket first.
+    pub busiest: Vec<KeyRoom>,
+}
+
+/// One key of a counter: how many calls it may still make now, and when its bucket is full.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeyRoom {
+    pub key: String,
+    pub remaining: u64,
+    pub full_in_secs: u64,
 }
 
 /// Why a charge was refused, as the layer reports it.
