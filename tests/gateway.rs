@@ -452,10 +452,8 @@ fn admin_serves_health_metrics_policy_and_the_approval_queue() {
         if let Some(p) = v["pending"].as_array().and_then(|p| p.first()) {
             assert_eq!(p["tool"], "get-sum");
             assert_eq!(p["grant"], "alice");
-            assert!(
-                !body.contains("\"a\":1"),
-                "argument values are not shown: {body}"
-            );
+            // The approver sees the values it approves (issue 13).
+            assert_eq!(p["args"], json!({"a": 1, "b": 1}), "{body}");
             break p["id"].as_str().unwrap().to_owned();
         }
         assert!(Instant::now() < deadline, "no pending approval: {body}");

@@ -1,5 +1,6 @@
-//! The admin address: health, Prometheus metrics, the approval queue and the policy in force.
-//! Every route wants `Authorization: Bearer <admin token>`.
+//! The admin address: the console ([`crate::console`]) for people, and for scripts health,
+//! Prometheus metrics, the approval queue and the policy in force. Every route but the login
+//! form wants the admin token: as `Authorization: Bearer`, or a console session.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,15 +14,16 @@ use http::{StatusCode, header};
 use serde_json::{Value, json};
 use warden_tower::{Answer, ApprovalDesk};
 
-use crate::Error;
 use crate::policy_file::Live;
+use crate::{Error, console};
 
-struct Admin {
-    token_digest: [u8; 32],
+pub(crate) struct Admin {
+    pub(crate) token_digest: [u8; 32],
     /// `None`: this process refuses approvals, so there is nothing to answer here.
-    desk: Option<Arc<dyn ApprovalDesk>>,
-    live: Live,
+    pub(crate) desk: Option<Arc<dyn ApprovalDesk>>,
+    pub(crate) live: Live,
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    pub(crate) sessions: console::Sessions,
 }
 
 /// Binds the admin address and serves it in the background.
@@ -45,6 +47,7 @@ pub async fn start(
         desk,
         live,
         metrics,
+        sessions: console::Sessions::default(),
     });
     let app = axum::Router::new()
         .route("/healthz", get(health))
@@ -53,6 +56,7 @@ pub async fn start(
         .route("/approvals/{id}/approve", post(approve))
         .route("/approvals/{id}/deny", post(deny))
         .route("/policy", get(policy))
+        .merge(console::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             check_token,
@@ -73,16 +77,30 @@ pub async fn start(
 }
 
 async fn check_token(State(admin): State<Arc<Admin>>, req: Request, next: Next) -> Response {
-    let ok = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(warden_tower::bearer_token)
-        .is_some_and(|t| crate::auth::digest(t) == admin.token_digest);
-    if ok {
-        next.run(req).await
-    } else {
-        (StatusCode::UNAUTHORIZED, "admin token required\n").into_response()
+    if console::is_public(req.uri().path()) {
+        return next.run(req).await;
+    }
+    match console::access(&admin, &req) {
+        console::Access::Token | console::Access::Session => next.run(req).await,
+        console::Access::Forged => (
+            StatusCode::FORBIDDEN,
+            "a POST made with the console's cookie must carry its X-CSRF-Token\n",
+        )
+            .into_response(),
+        console::Access::None => {
+            // A person opening a page goes to the login form; a script gets a 401.
+            let wants_page = req.method() == http::Method::GET
+                && req
+                    .headers()
+                    .get(header::ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|a| a.contains("text/html"));
+            if wants_page {
+                axum::response::Redirect::to("/login").into_response()
+            } else {
+                (StatusCode::UNAUTHORIZED, "admin token required\n").into_response()
+            }
+        }
     }
 }
 
@@ -135,8 +153,23 @@ fn unavailable(why: &str) -> Response {
         .into_response()
 }
 
-async fn approve(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Response {
-    answer(&admin, &id, Answer::Approved).await
+/// `{"note": "…"}` (optional) goes to the audit log; on a denial it is also what the agent
+/// reads (`reason` is accepted as before).
+fn note_of(body: Option<Json<Value>>) -> Option<String> {
+    let b = body?.0;
+    ["note", "reason"]
+        .iter()
+        .find_map(|k| b.get(*k).and_then(Value::as_str))
+        .map(str::to_owned)
+}
+
+async fn approve(
+    State(admin): State<Arc<Admin>>,
+    Path(id): Path<String>,
+    body: Option<Json<Value>>,
+) -> Response {
+    let note = note_of(body);
+    api_answer(&admin, &id, Answer::Approved, note.as_deref()).await
 }
 
 async fn deny(
@@ -144,22 +177,49 @@ async fn deny(
     Path(id): Path<String>,
     body: Option<Json<Value>>,
 ) -> Response {
-    let reason =
-        body.and_then(|Json(b)| b.get("reason").and_then(Value::as_str).map(str::to_owned));
-    answer(&admin, &id, Answer::Denied(reason)).await
+    let note = note_of(body);
+    api_answer(&admin, &id, Answer::Denied(note.clone()), note.as_deref()).await
 }
 
-async fn answer(admin: &Admin, id: &str, answer: Answer) -> Response {
-    let approved = answer == Answer::Approved;
-    let result = match &admin.desk {
-        Some(desk) => desk.answer(id, answer).await,
-        None => Ok(false),
+/// Answers request `id` and writes who answered, how and with what note to the audit log.
+/// `Ok(false)`: no such request is pending.
+pub(crate) async fn answer(
+    admin: &Admin,
+    id: &str,
+    answer: Answer,
+    author: &str,
+    note: Option<&str>,
+) -> Result<bool, String> {
+    let Some(desk) = &admin.desk else {
+        return Ok(false);
     };
-    match result {
-        Ok(true) => {
-            tracing::info!(target: "warden::decision", id, approved, "approval answered");
-            Json(json!({"answered": id})).into_response()
-        }
+    // For the audit line: what was answered (the request is gone once answered).
+    let asked = desk
+        .pending()
+        .await
+        .ok()
+        .and_then(|p| p.into_iter().find(|r| r.id == id));
+    let approved = answer == Answer::Approved;
+    let answered = desk.answer(id, answer).await?;
+    if answered {
+        tracing::info!(
+            target: "warden::decision",
+            id,
+            approved,
+            author,
+            note = note.unwrap_or("-"),
+            tool = asked.as_ref().map_or("-", |r| r.tool.as_str()),
+            grant = asked.as_ref().and_then(|r| r.grant.as_deref()).unwrap_or("-"),
+            call_hash = asked.as_ref().map_or("-", |r| r.call_hash.as_str()),
+            "approval answered"
+        );
+    }
+    Ok(answered)
+}
+
+async fn api_answer(admin: &Admin, id: &str, a: Answer, note: Option<&str>) -> Response {
+    match answer(admin, id, a, "admin-api", note).await {
+        Ok(true) => Json(json!({"answered": id})).into_response(),
         Ok(false) => (
             StatusCode::NOT_FOUND,
             Json(json!({"error": format!("no pending approval {id}")})),

