@@ -96,6 +96,33 @@ fn agent_call(python: &Path, url: &str, args: Value) -> std::thread::JoinHandle<
     })
 }
 
+/// A chat webhook stand-in: answers 200 to each POST and hands its JSON body over.
+fn hook() -> (String, std::sync::mpsc::Receiver<Value>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let (mut line, mut length) = (String::new(), 0usize);
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                line.clear();
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let mut conn = conn;
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let _ = tx.send(serde_json::from_slice(&body).unwrap_or(Value::Null));
+        }
+    });
+    (url, rx)
+}
+
 #[test]
 fn a_person_approves_and_denies_calls_in_the_console_and_sees_the_gate_at_work() {
     let warden = support::warden().expect("warden binary");
@@ -118,6 +145,8 @@ fn a_person_approves_and_denies_calls_in_the_console_and_sees_the_gate_at_work()
     .args(["--admin", &format!("127.0.0.1:{admin_port}")])
     .arg("--audit")
     .arg(&audit);
+    let (hook_url, announced) = hook();
+    cmd.args(["--approval-notify", &hook_url]);
     let gw = support::start(cmd);
     let shots = support::repo().join("target/e2e/console");
     std::fs::create_dir_all(&shots).unwrap();
@@ -150,6 +179,21 @@ fn a_person_approves_and_denies_calls_in_the_console_and_sees_the_gate_at_work()
     let done = call.join().unwrap();
     let result = &done["calls"][0];
     assert_eq!(result["is_error"], false, "{done}");
+    // The request was announced with a link to its page on the console.
+    let note = announced
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(note["tool"], "get-sum", "{note}");
+    assert_eq!(note["args"], json!({"a": 2, "b": 3}), "{note}");
+    let link = note["console_url"].as_str().unwrap();
+    assert_eq!(
+        link,
+        format!(
+            "{}/console/approvals#{}",
+            browser.admin,
+            note["id"].as_str().unwrap()
+        )
+    );
     assert!(result["text"].as_str().unwrap().contains('5'), "{done}");
 
     // Deny with a note: the agent reads it.

@@ -211,7 +211,35 @@ fn three_replicas_share_one_quota_fail_closed_without_redis_and_share_approvals(
     });
     let asked = pending_on(admins[1], "get-sum", &[]);
     assert_eq!(asked["grant"], "alice");
+    assert_eq!(asked["args"], json!({"a": 2, "b": 3}));
     let id = asked["id"].as_str().unwrap().to_owned();
+    // Replica C's console shows it too, with the values, to a person logged in there.
+    let console = format!("http://127.0.0.1:{}", admins[2]);
+    let (status, headers, _) = support::http(
+        &console,
+        "POST",
+        "/login",
+        &[("content-type", "application/x-www-form-urlencoded")],
+        "token=admin-secret",
+    );
+    assert_eq!(status, 303);
+    let cookie = headers
+        .iter()
+        .find(|(k, _)| k == "set-cookie")
+        .and_then(|(_, v)| v.split(';').next())
+        .unwrap()
+        .to_owned();
+    let (_, _, page) = support::http(
+        &console,
+        "GET",
+        "/console/approvals",
+        &[("cookie", &cookie)],
+        "",
+    );
+    assert!(
+        page.contains(&id) && page.contains("&quot;b&quot;: 3"),
+        "{page}"
+    );
     assert_eq!(
         admin_post(admins[1], &format!("/approvals/{id}/approve")),
         200

@@ -171,6 +171,14 @@ pub struct ServeArgs {
     /// Bearer token for the admin address.
     #[arg(long, value_name = "TOKEN", requires = "admin")]
     pub admin_token: Option<String>,
+    /// POST each approval request (as JSON, with `console_url`: its page on the console) to
+    /// this http:// URL, e.g. a chat webhook; people answer on the console. Needs --admin.
+    #[arg(long, value_name = "URL", requires = "admin")]
+    pub approval_notify: Option<String>,
+    /// The console's address as people open it (behind a proxy, say), for the links of
+    /// --approval-notify. Default: http://<--admin address>.
+    #[arg(long, value_name = "URL", requires = "approval_notify")]
+    pub console_url: Option<String>,
     /// Append one JSON line per decision here (no argument values, no tokens).
     #[arg(long, value_name = "FILE")]
     pub audit: Option<PathBuf>,

@@ -65,6 +65,27 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
                 })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let notify = match (&args.approval_notify, &admin) {
+        (Some(url), Some((addr, _))) => {
+            let uri: http::Uri = url
+                .parse()
+                .ok()
+                .filter(|u: &http::Uri| u.scheme_str() == Some("http") && u.authority().is_some())
+                .ok_or_else(|| {
+                    CliError::Usage(format!(
+                        "--approval-notify {url:?}: expected an http:// URL (put a TLS proxy in front for https)"
+                    ))
+                })?;
+            Some(warden_gateway::state::Notify {
+                url: uri,
+                console: args
+                    .console_url
+                    .clone()
+                    .unwrap_or_else(|| format!("http://{addr}")),
+            })
+        }
+        _ => None,
+    };
     let jwt = jwt_options(&args.jwt)?;
     if jwt.is_some() && args.no_auth {
         return Err(CliError::Usage(
@@ -92,6 +113,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
         },
         cors_origins,
         workers: args.workers,
+        notify,
     };
     warden_gateway::serve(opts)?;
     Ok(ExitCode::SUCCESS)

@@ -23,6 +23,7 @@ pub mod console;
 pub mod framing;
 pub mod listener;
 pub mod logging;
+pub mod notify;
 pub mod policy_file;
 pub mod prefetch;
 pub mod proxy;

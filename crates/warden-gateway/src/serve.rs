@@ -51,6 +51,8 @@ pub struct ServeOptions {
     pub cors_origins: Vec<HeaderValue>,
     /// Event loops (threads); 0: one per CPU.
     pub workers: usize,
+    /// Announce each approval request to a URL, with a link to the console.
+    pub notify: Option<crate::state::Notify>,
 }
 
 /// Serves until SIGTERM/SIGINT, then drains (see [`listener`]).
@@ -84,7 +86,12 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
 
 async fn run(opts: ServeOptions, workers: usize) -> Result<(), Error> {
     let (compiled, text) = policy_file::load(&opts.policy).map_err(Error::Policy)?;
-    let stores = crate::state::build(compiled, opts.redis.as_ref(), opts.admin.is_some())?;
+    let stores = crate::state::build(
+        compiled,
+        opts.redis.as_ref(),
+        opts.admin.is_some(),
+        opts.notify.as_ref(),
+    )?;
     stores.check().await;
     let layer = stores
         .layer

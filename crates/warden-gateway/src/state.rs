@@ -9,6 +9,14 @@ use warden_tower::{ApprovalDesk, ApprovalQueue, PolicyLayer};
 
 use crate::Error;
 
+/// `--approval-notify`: where each approval request is announced, and the console's URL
+/// the announcement links to.
+#[derive(Debug, Clone)]
+pub struct Notify {
+    pub url: http::Uri,
+    pub console: String,
+}
+
 /// The layer with its stores, and the desk a person answers approvals at (if anyone can).
 pub struct Stores {
     pub layer: PolicyLayer,
@@ -41,12 +49,24 @@ pub fn build(
     policy: CompiledPolicy,
     redis: Option<&RedisConfig>,
     local_admin: bool,
+    notify: Option<&Notify>,
 ) -> Result<Stores, Error> {
     let layer = PolicyLayer::new(policy);
+    // Each request announced to a URL, with a link to the console (the desk stays the judge).
+    let announce = |desk: Arc<dyn ApprovalDesk>| -> Arc<dyn ApprovalDesk> {
+        match notify {
+            Some(n) => Arc::new(crate::notify::Notified::new(
+                desk,
+                n.url.clone(),
+                n.console.clone(),
+            )),
+            None => desk,
+        }
+    };
     match redis {
         Some(config) => {
             let redis = Redis::connect(config.clone()).map_err(|e| Error::Config(e.to_string()))?;
-            let desk: Arc<dyn ApprovalDesk> = Arc::new(RedisApprovals::new(redis.clone()));
+            let desk = announce(Arc::new(RedisApprovals::new(redis.clone())));
             let description = format!(
                 "counters and approvals in Redis {} (prefix {:?}, {} ms deadline, fail {})",
                 config.display_url(),
@@ -67,7 +87,7 @@ pub fn build(
             })
         }
         None if local_admin => {
-            let queue: Arc<dyn ApprovalDesk> = Arc::new(ApprovalQueue::new());
+            let queue = announce(Arc::new(ApprovalQueue::new()));
             Ok(Stores {
                 layer: layer.approver(queue.clone()),
                 desk: Some(queue),

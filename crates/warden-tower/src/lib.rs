@@ -32,7 +32,8 @@ mod service;
 
 pub use answer::{DENIED_PREFIX, DenyStyle, Forwarded, POLICY_DENIED_CODE};
 pub use approval::{
-    Answer, ApprovalDesk, ApprovalQueue, ApprovalRequest, Approver, Refuse, Webhook,
+    Answer, AnswerFuture, ApprovalDesk, ApprovalQueue, ApprovalRequest, Approver, DeskFuture,
+    Refuse, Webhook,
 };
 pub use body::{Body, BoxError, filter_tools_list};
 pub use grant::{

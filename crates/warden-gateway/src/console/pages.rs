@@ -118,7 +118,7 @@ pub fn approvals(nav: Nav<'_>, pending: &[ApprovalRequest], error: Option<&str>)
             @if pending.is_empty() { p.empty id="none" { "Nothing is waiting for an answer." } }
             @for r in pending {
                 @let left = (r.asked_at + r.timeout_secs).saturating_sub(now);
-                section.card data-id=(r.id) {
+                section.card id=(r.id) data-id=(r.id) {
                     div.meta {
                         span { "tool " b.tool { (r.tool) } }
                         span { "grant " b { (r.grant.as_deref().unwrap_or("-")) } }
