@@ -15,9 +15,9 @@ use serde_json::{Value, json};
 const POLICY: &str = "version 1
 default allow
 
-# Sums need a person; the agent may ask 30 times a minute.
+# Sums need a person, who does not see `b`; the agent may ask 30 times a minute.
 tool get-sum {
-  require approval timeout 120 seconds
+  require approval timeout 120 seconds redact args.b
   limit 30 per minute per grant as sums
 }
 ";
@@ -160,9 +160,11 @@ fn a_person_approves_and_denies_calls_in_the_console_and_sees_the_gate_at_work()
 
     // Approve: the person sees the values, and the waiting call completes.
     let call = agent_call(&python, &browser.gateway, json!({"a": 2, "b": 3}));
-    let seen = browser.step("approve", "\"b\": 3");
+    let seen = browser.step("approve", "\"a\": 2");
+    // `b` is redacted for the approver; the call still gets it (the sum is 5).
+    let shown = seen["args_shown"].as_str().unwrap();
     assert!(
-        seen["args_shown"].as_str().unwrap().contains("\"a\": 2"),
+        shown.contains("\"b\": \"[redacted]\"") && !shown.contains("\"b\": 3"),
         "{seen}"
     );
     assert!(
@@ -184,7 +186,7 @@ fn a_person_approves_and_denies_calls_in_the_console_and_sees_the_gate_at_work()
         .recv_timeout(std::time::Duration::from_secs(10))
         .unwrap();
     assert_eq!(note["tool"], "get-sum", "{note}");
-    assert_eq!(note["args"], json!({"a": 2, "b": 3}), "{note}");
+    assert_eq!(note["args"], json!({"a": 2, "b": "[redacted]"}), "{note}");
     let link = note["console_url"].as_str().unwrap();
     assert_eq!(
         link,

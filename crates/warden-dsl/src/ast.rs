@@ -77,6 +77,8 @@ pub enum BlockKind {
     Approval {
         timeout: Option<Spanned<u64>>,
         on_timeout: Option<Spanned<DefaultAction>>,
+        /// Argument paths the approver is not shown.
+        redact: Vec<Spanned<String>>,
     },
     Limit(LimitAst),
     Mode(Spanned<Mode>),

@@ -192,6 +192,10 @@ impl Printer<'_> {
             if let Some(o) = a.on_timeout {
                 text.push_str(&format!(" on timeout {o}"));
             }
+            if !a.redact.is_empty() {
+                let paths: Vec<String> = a.redact.iter().map(|p| path(p)).collect();
+                text.push_str(&format!(" redact {}", paths.join(", ")));
+            }
             lines.push(("approval", 0, text));
         }
         if let Some(m) = body.mode {

@@ -263,6 +263,7 @@ impl Lowerer {
                 BlockKind::Approval {
                     timeout,
                     on_timeout,
+                    redact,
                 } => {
                     if rule.approval.is_some() {
                         self.errors.push(Diagnostic::new(
@@ -280,9 +281,16 @@ impl Lowerer {
                         DefaultAction::Allow => OnTimeout::Allow,
                         DefaultAction::Deny => OnTimeout::Deny,
                     });
+                    for (i, path) in redact.iter().enumerate() {
+                        self.map.set(
+                            || index(&child(&child(&at, "approval"), "redact"), i),
+                            &path.span,
+                        );
+                    }
                     rule.approval = Some(Approval {
                         timeout: timeout.as_ref().map(|t| t.node),
                         on_timeout,
+                        redact: redact.iter().map(|p| p.node.clone()).collect(),
                     });
                 }
                 BlockKind::Mode(m) => {

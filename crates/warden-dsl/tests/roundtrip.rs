@@ -107,6 +107,7 @@ fn tool_rule() -> impl Strategy<Value = ToolRule> {
         prop::option::of((
             prop::option::of(1u64..1000),
             prop::option::of(prop_oneof![Just(OnTimeout::Deny), Just(OnTimeout::Allow)]),
+            prop::collection::vec("args\\.[a-z]{1,5}(\\.[a-z]{1,3})?", 0..3),
         )),
         prop::option::of(prop_oneof![Just(Mode::Enforce), Just(Mode::Shadow)]),
     )
@@ -114,9 +115,10 @@ fn tool_rule() -> impl Strategy<Value = ToolRule> {
             require,
             deny_if,
             limits,
-            approval: approval.map(|(timeout, on_timeout)| Approval {
+            approval: approval.map(|(timeout, on_timeout, redact)| Approval {
                 timeout,
                 on_timeout,
+                redact,
             }),
             mode,
         })

@@ -45,6 +45,18 @@ impl ArgPath {
         segs.iter().all(|s| !s.is_empty()).then_some(ArgPath(segs))
     }
 
+    pub(crate) fn resolve_mut<'a>(&self, args: &'a mut Value) -> Option<&'a mut Value> {
+        let mut at = args;
+        for seg in &self.0 {
+            at = match at {
+                Value::Object(m) => m.get_mut(seg)?,
+                Value::Array(items) => items.get_mut(seg.parse::<usize>().ok()?)?,
+                _ => return None,
+            };
+        }
+        Some(at)
+    }
+
     pub(crate) fn resolve<'a>(&self, args: Option<&'a Value>) -> Option<&'a Value> {
         let mut at = args?;
         for seg in &self.0 {

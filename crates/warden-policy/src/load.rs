@@ -31,7 +31,7 @@ const TOOL_KEYS: &[&str] = &["require", "deny_if", "limits", "approval", "mode"]
 const RULE_KEYS: &[&str] = &["conditions", "on_deny"];
 const CONDITION_KEYS: &[&str] = &["path", "op", "value"];
 const LIMIT_KEYS: &[&str] = &["counter", "window", "max", "scope", "cost", "claim"];
-const APPROVAL_KEYS: &[&str] = &["timeout", "on_timeout"];
+const APPROVAL_KEYS: &[&str] = &["timeout", "on_timeout", "redact"];
 
 impl Loader {
     fn problem(&mut self, p: Problem) {
@@ -168,15 +168,17 @@ impl Loader {
     }
 
     fn approval(&mut self, v: &Value, at: &str) -> Option<Approval> {
-        let m = self.object(v, at, "an approval object `{timeout, on_timeout}`")?;
+        let m = self.object(v, at, "an approval object `{timeout, on_timeout, redact}`")?;
         self.known_keys(m, at, APPROVAL_KEYS);
         let timeout = self.optional_at(m, at, "timeout", Loader::positive);
         let on_timeout = self.optional_at(m, at, "on_timeout", |l, v, at| {
             l.keyword(v, at, OnTimeout::NAMES)
         });
+        let redact = self.optional_at(m, at, "redact", |l, v, at| l.list(v, at, Loader::string));
         Some(Approval {
             timeout: timeout?,
             on_timeout: on_timeout?,
+            redact: redact?.unwrap_or_default(),
         })
     }
 

@@ -120,6 +120,11 @@ pub struct Approval {
     /// What an unanswered request becomes (default `deny`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_timeout: Option<OnTimeout>,
+    /// Argument paths (`args.card_number`) whose values the approver is not shown: the
+    /// console, the approval API and notifications mask them. The approval still binds the
+    /// real values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redact: Vec<String>,
 }
 
 impl Approval {
@@ -127,6 +132,23 @@ impl Approval {
 
     pub fn timeout_secs(&self) -> u64 {
         self.timeout.unwrap_or(Self::DEFAULT_TIMEOUT_SECS)
+    }
+
+    /// What replaces a redacted value.
+    pub const MASK: &'static str = "[redacted]";
+
+    /// `args` as the approver sees them: each `redact` path that exists replaced by
+    /// [`Approval::MASK`].
+    pub fn shown(&self, args: &serde_json::Value) -> serde_json::Value {
+        let mut out = args.clone();
+        for path in &self.redact {
+            if let Some(slot) =
+                crate::condition::ArgPath::parse(path).and_then(|p| p.resolve_mut(&mut out))
+            {
+                *slot = serde_json::Value::String(Self::MASK.to_owned());
+            }
+        }
+        out
     }
 }
 

@@ -69,6 +69,17 @@ impl<'p> Validator<'p> {
         if let Some(limits) = &t.limits {
             self.limits(limits, &child(at, "limits"));
         }
+        for (i, path) in t.approval.iter().flat_map(|a| a.redact.iter()).enumerate() {
+            if ArgPath::parse(path).is_none() {
+                self.problems.push(
+                    Problem::new(
+                        index(&child(&child(at, "approval"), "redact"), i),
+                        format!("invalid argument path {path:?}"),
+                    )
+                    .with_help("name an argument whose value the approver must not see: `args.card_number`"),
+                );
+            }
+        }
         if t.approval.as_ref().and_then(|a| a.timeout) == Some(0) {
             self.problems.push(Problem::new(
                 child(&child(at, "approval"), "timeout"),

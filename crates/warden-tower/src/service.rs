@@ -215,13 +215,18 @@ impl<'a> Verdict<'a> {
         approval: &warden_policy::Approval,
     ) -> Result<(), String> {
         let timeout = Duration::from_secs(approval.timeout_secs());
-        let request = ApprovalRequest::new(
+        let mut request = ApprovalRequest::new(
             caller.grant.as_deref(),
             &self.tool,
             self.args,
             &self.rule,
             timeout,
         );
+        // The approver sees the arguments minus what the policy redacts; the call hash was
+        // made from the real ones, so the answer still binds them.
+        if !approval.redact.is_empty() {
+            request.args = request.args.map(|a| approval.shown(&a));
+        }
         let answer = match tokio::time::timeout(timeout, shared.approver.ask(request)).await {
             Ok(a) => a,
             Err(_) if approval.on_timeout == Some(OnTimeout::Allow) => Answer::Approved,

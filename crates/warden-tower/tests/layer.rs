@@ -447,6 +447,43 @@ async fn shadow_mode_forwards_but_keeps_the_decision() {
 }
 
 #[tokio::test]
+async fn redacted_values_are_masked_for_the_approver_and_the_real_call_goes_through() {
+    let policy = compiled(
+        "version 1\ndefault deny\ntool pay {\n  require approval timeout 5 seconds redact args.card.number, args.cvv\n}\n",
+    );
+    let queue = ApprovalQueue::new();
+    let (svc, up) = setup(PolicyLayer::new(policy).approver(queue.clone()));
+    let q = queue.clone();
+    let approver = tokio::spawn(async move {
+        for _ in 0..200 {
+            if let Some(r) = q.list().first() {
+                let shown = r.args.clone().unwrap_or_default();
+                assert_eq!(
+                    shown,
+                    json!({"amount": 12, "card": {"number": "[redacted]", "name": "A"}, "cvv": "[redacted]"})
+                );
+                return q.approve(&r.id);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    });
+    let args =
+        json!({"amount": 12, "card": {"number": "4111111111111111", "name": "A"}, "cvv": 123});
+    let mut s = svc.clone();
+    let (_, _, body) = send(&mut s, post(&call(1, "pay", args.clone()))).await;
+    assert!(approver.await.unwrap());
+    assert!(!body.contains("POLICY DENIED"), "{body}");
+    // The upstream gets the real values: redaction is for eyes, not for the call.
+    let seen = up.seen();
+    assert_eq!(seen.len(), 1);
+    assert!(
+        String::from_utf8_lossy(&seen[0].1).contains("4111111111111111"),
+        "{seen:?}"
+    );
+}
+
+#[tokio::test]
 async fn approvals_release_exactly_the_call_asked_for() {
     let queue = ApprovalQueue::new();
     let (svc, up) = setup(PolicyLayer::new(compiled(POLICY)).approver(queue.clone()));

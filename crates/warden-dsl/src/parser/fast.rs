@@ -267,9 +267,10 @@ impl<'a> Reader<'a> {
             let kind = None
                 .or_else(|| r.attempt(|r| r.limit().map(BlockKind::Limit)))
                 .or_else(|| r.attempt(Self::no_limits))?;
+            let end = start + r.text.get(start..r.pos)?.trim_end().len();
             Some(BlockItem {
                 kind,
-                span: start..r.pos,
+                span: start..end,
             })
         });
         self.skip();
@@ -335,9 +336,11 @@ impl<'a> Reader<'a> {
             .or_else(|| self.attempt(Self::no_limits))
             .or_else(|| self.attempt(Self::no_require))
             .or_else(|| self.attempt(Self::no_deny))?;
+        // As the pest reader: without trailing blanks.
+        let end = start + self.text.get(start..self.pos)?.trim_end().len();
         Some(BlockItem {
             kind,
-            span: start..self.pos,
+            span: start..end,
         })
     }
 
@@ -389,7 +392,7 @@ impl<'a> Reader<'a> {
         })
     }
 
-    /// `approval = { kw_require ~ kw_approval ~ approval_timeout? ~ on_timeout? }`
+    /// `approval = { kw_require ~ kw_approval ~ approval_timeout? ~ on_timeout? ~ redact? }`
     fn approval(&mut self) -> Option<BlockKind> {
         self.kw("require")?;
         self.skip();
@@ -413,9 +416,27 @@ impl<'a> Reader<'a> {
             r.skip();
             r.action()
         });
+        self.skip();
+        // redact = { kw_redact ~ path ~ ("," ~ path)* }
+        let redact = self
+            .attempt(|r| {
+                r.kw("redact")?;
+                r.skip();
+                // As pest reads `path ~ ("," ~ path)*`: blanks after each path are its own.
+                let mut paths = vec![r.path()?];
+                r.skip();
+                paths.extend(r.repeat(|r| {
+                    r.literal(",")?;
+                    r.skip();
+                    r.path()
+                }));
+                Some(paths)
+            })
+            .unwrap_or_default();
         Some(BlockKind::Approval {
             timeout,
             on_timeout,
+            redact,
         })
     }
 

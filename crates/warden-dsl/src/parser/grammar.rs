@@ -112,7 +112,10 @@ impl Builder {
     }
 
     fn block_item(&mut self, p: Pair<'_, Rule>) -> Option<BlockItem> {
+        // Without the blanks an optional last part skipped over (diagnostics underline the
+        // item itself).
         let sp = span(&p);
+        let sp = sp.start..sp.start + p.as_str().trim_end().len();
         let kind = match p.as_rule() {
             Rule::deny_rule | Rule::require_rule => {
                 let is_deny = p.as_rule() == Rule::deny_rule;
@@ -144,6 +147,7 @@ impl Builder {
             Rule::approval => {
                 let mut timeout = None;
                 let mut on_timeout = None;
+                let mut redact = Vec::new();
                 for c in inner(p) {
                     match c.as_rule() {
                         Rule::approval_timeout => {
@@ -151,12 +155,18 @@ impl Builder {
                             timeout = Some(spanned(&n, self.integer(&n)?));
                         }
                         Rule::on_timeout => on_timeout = Some(action(inner(c).next()?)),
+                        Rule::redact => {
+                            for path in inner(c).filter(|x| x.as_rule() == Rule::path) {
+                                redact.push(spanned(&path, self.path(&path)?));
+                            }
+                        }
                         _ => {}
                     }
                 }
                 BlockKind::Approval {
                     timeout,
                     on_timeout,
+                    redact,
                 }
             }
             Rule::limit => BlockKind::Limit(self.limit(p)?),
@@ -397,6 +407,7 @@ fn keyword_text(r: Rule) -> Option<&'static str> {
         Rule::kw_claim => "claim",
         Rule::kw_as => "as",
         Rule::kw_cost => "cost",
+        Rule::kw_redact => "redact",
         Rule::kw_true => "true",
         Rule::kw_false => "false",
         Rule::kw_null => "null",
