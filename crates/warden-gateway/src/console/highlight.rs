@@ -107,7 +107,7 @@ mod tests {
         );
         assert!(html.contains(r#"<span class="n">30</span>"#), "{html}");
         assert!(
-            html.contains(r#"<span class="s">"no &lt;script&gt;"</span>"#),
+            html.contains(r#"<span class="s">&quot;no &lt;script&gt;&quot;</span>"#),
             "{html}"
         );
         // Every byte of the source is there, in order.
