@@ -83,6 +83,19 @@ pub enum Command {
         #[arg(long, value_name = "TOOLS.json")]
         tools: Option<PathBuf>,
     },
+    /// Run policy tests: `*.test.pol` files of calls and the decisions expected.
+    ///
+    /// Each test file tests the policy it names (`policy "x.pol"`) or the one beside it
+    /// with its name (`linode.test.pol` tests `linode.pol`). Calls go through the gateway's
+    /// decision and counter code on a virtual clock (`after 60 seconds` passes at once).
+    /// Exits 1 if any test fails or any file cannot run.
+    Test {
+        /// Test files; none: every `*.test.pol` under the current directory.
+        #[arg(value_name = "FILE")]
+        files: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value_t = TestFormat::Text)]
+        format: TestFormat,
+    },
     /// Rewrite `.pol` files in canonical layout, keeping comments.
     ///
     /// The result is re-parsed and must mean the same policy before anything is written.
@@ -318,6 +331,17 @@ pub enum Target {
     Warden,
     /// Only what the hosted PolicyLayer product accepts.
     Policylayer,
+}
+
+/// How `warden test` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TestFormat {
+    /// A line per test, and for a failure what was expected, what happened and why.
+    Text,
+    /// One object per test, for tools.
+    Json,
+    /// JUnit XML, for CI systems.
+    Junit,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

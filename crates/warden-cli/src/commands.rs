@@ -42,6 +42,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             tools,
         } => compile(&file, output.as_deref(), target, tools.as_deref()),
         Command::Fmt { files, check } => fmt(&files, check),
+        Command::Test { files, format } => crate::policy_tests::run(&files, format),
         Command::Decompile { file } => {
             let (_, policy) = source::load(&file)?;
             std::io::stdout().write_all(warden_dsl::decompile(&policy).as_bytes())?;

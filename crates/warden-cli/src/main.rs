@@ -4,6 +4,7 @@ mod cli;
 mod commands;
 mod error;
 mod gateway;
+mod policy_tests;
 mod report;
 mod source;
 

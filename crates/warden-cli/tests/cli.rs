@@ -325,3 +325,47 @@ fn the_hosted_target_refuses_caller_conditions_where_they_are_written() {
     assert!(err.contains("who.pol:10:11"), "{err}");
     assert!(err.contains("who.pol:11:11"), "{err}");
 }
+
+#[test]
+fn test_runs_the_examples_tests() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+    let (code, out, err) = warden(&[
+        "test",
+        &format!("{root}/linode.test.pol"),
+        &format!("{root}/payments.test.pol"),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("8 passed, 0 failed"), "{out}");
+}
+
+#[test]
+fn test_reports_passing_failing_and_broken_files() {
+    let (code, out, err) = warden(&["test", "tested.test.pol"]);
+    assert_eq!(code, 0, "{out}{err}");
+    insta::assert_snapshot!("test_passing", out);
+
+    let (code, out, err) = warden(&["test", "failing.test.pol"]);
+    assert_eq!(code, 1, "{out}{err}");
+    insta::assert_snapshot!("test_failing", out);
+
+    let (code, out, err) = warden(&["test", "broken.test.pol"]);
+    assert_eq!(code, 1, "{out}{err}");
+    insta::assert_snapshot!("test_broken", format!("{out}\n{err}"));
+
+    // For CI systems and tools.
+    let (code, out, _) = warden(&["test", "failing.test.pol", "--format", "junit"]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains(r#"<testsuites name="warden test" tests="2" failures="1">"#),
+        "{out}"
+    );
+    assert!(
+        out.contains("<failure message=\"failing.test.pol:3:"),
+        "{out}"
+    );
+    let (_, out, _) = warden(&["test", "failing.test.pol", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["failure"]["actual"]["outcome"], "limited");
+    assert_eq!(v[0]["failure"]["call"], 3);
+    assert!(v[1]["failure"].is_null());
+}

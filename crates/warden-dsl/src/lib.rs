@@ -32,6 +32,7 @@ mod file;
 mod format;
 mod lower;
 mod parser;
+mod testfile;
 
 pub use decompile::{decompile, tool_name};
 pub use diagnostic::{Diagnostic, Error};
@@ -39,6 +40,7 @@ pub use file::{PolicyFile, is_pol, json_diagnostic, load};
 pub use format::format;
 pub use lower::{SourceMap, default_counter};
 pub use parser::{MAX_SOURCE_BYTES, parse, parse_with_pest};
+pub use testfile::{Expect, Step, TestCase, TestFile, parse_tests};
 
 use warden_policy::{Policy, Problem};
 

@@ -54,22 +54,21 @@ impl StateStore for Store {
     }
 }
 
-type Limiter =
-    RateLimiter<String, Store, DefaultClock, NoOpMiddleware<<DefaultClock as Clock>::Instant>>;
+type Limiter<C> = RateLimiter<String, Store, C, NoOpMiddleware<<C as Clock>::Instant>>;
 
 /// One named counter with one quota and scope.
-struct Counter {
-    limiter: Limiter,
+struct Counter<C: Clock> {
+    limiter: Limiter<C>,
     tats: Arc<Tats>,
-    clock: DefaultClock,
+    clock: C,
     /// The limiter's zero: governor stores times relative to its creation.
-    start: <DefaultClock as Clock>::Instant,
+    start: C::Instant,
     /// Nanoseconds per unit: what a refund takes off a key's time.
     emission: u64,
     max_keys: usize,
 }
 
-impl std::fmt::Debug for Counter {
+impl<C: Clock> std::fmt::Debug for Counter<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Counter")
             .field("keys", &self.tats.lock().len())
@@ -77,12 +76,12 @@ impl std::fmt::Debug for Counter {
     }
 }
 
-impl Counter {
-    fn new(spec: &CounterSpec, max_keys: usize) -> Option<Counter> {
+impl<C: Clock + Clone> Counter<C> {
+    fn new(spec: &CounterSpec, max_keys: usize, clock: &C) -> Option<Counter<C>> {
         let max = u32::try_from(spec.max).ok().and_then(NonZeroU32::new)?;
         let window = Duration::from_secs(spec.window_secs);
         let quota = Quota::with_period(window / max.get())?.allow_burst(max);
-        let clock = DefaultClock::default();
+        let clock = clock.clone();
         let tats = Arc::new(Tats::default());
         let limiter = RateLimiter::new(quota, Store(tats.clone()), clock.clone());
         let start = clock.now();
@@ -144,31 +143,42 @@ impl Counter {
     }
 }
 
-/// Counters in this process, by spec; the default store.
+/// Counters in this process, by spec; the default store. The clock is the real one except
+/// in `warden test`, which runs policies on a virtual clock (governor's fake clock) so that
+/// refills can be tested without waiting.
 #[derive(Debug)]
-pub struct MemoryStore {
+pub struct MemoryStore<C: Clock = DefaultClock> {
     /// By spec (a spec hashes as its precomputed fingerprint: one u64 per lookup).
-    counters: RwLock<HashMap<CounterSpec, Option<Arc<Counter>>>>,
+    counters: RwLock<HashMap<CounterSpec, Option<Arc<Counter<C>>>>>,
     /// Serializes charge transactions so an undo never races another charge.
     tx: Mutex<()>,
     max_keys: usize,
+    clock: C,
 }
 
 /// A key's previous time, kept to undo a charge when a later one refuses.
-type Undo<'a> = Vec<(Arc<Counter>, &'a str, Option<u64>)>;
+type Undo<'a, C> = Vec<(Arc<Counter<C>>, &'a str, Option<u64>)>;
 
 impl MemoryStore {
     /// A store that tracks at most `max_keys` live keys per counter.
     pub fn new(max_keys: usize) -> Self {
+        MemoryStore::with_clock(max_keys, DefaultClock::default())
+    }
+}
+
+impl<C: Clock + Clone> MemoryStore<C> {
+    /// A store on another clock (a `governor::clock::FakeRelativeClock`, say).
+    pub fn with_clock(max_keys: usize, clock: C) -> Self {
         MemoryStore {
             counters: RwLock::new(HashMap::default()),
             tx: Mutex::new(()),
             max_keys: max_keys.max(1),
+            clock,
         }
     }
 
     /// The counter of `spec`, made on first use. `None`: a quota governor cannot represent.
-    fn counter(&self, spec: &CounterSpec) -> Option<Arc<Counter>> {
+    fn counter(&self, spec: &CounterSpec) -> Option<Arc<Counter<C>>> {
         if let Some(c) = self
             .counters
             .read()
@@ -179,14 +189,15 @@ impl MemoryStore {
         }
         let mut map = self.counters.write().unwrap_or_else(|e| e.into_inner());
         map.entry(spec.clone())
-            .or_insert_with(|| Counter::new(spec, self.max_keys).map(Arc::new))
+            .or_insert_with(|| Counter::new(spec, self.max_keys, &self.clock).map(Arc::new))
             .clone()
     }
 
-    fn charge_now(&self, charges: &[Charge]) -> Result<Charged, Refusal> {
+    /// Charges every entry or none, now.
+    pub fn charge_now(&self, charges: &[Charge]) -> Result<Charged, Refusal> {
         let _tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
-        let mut undo: Undo<'_> = Vec::with_capacity(charges.len());
-        let refuse = |r: Refusal, undo: &mut Undo<'_>| {
+        let mut undo: Undo<'_, C> = Vec::with_capacity(charges.len());
+        let refuse = |r: Refusal, undo: &mut Undo<'_, C>| {
             for (counter, key, old) in undo.drain(..).rev() {
                 let mut map = counter.tats.lock();
                 match old {
@@ -258,7 +269,11 @@ impl Default for MemoryStore {
     }
 }
 
-impl CounterStore for MemoryStore {
+impl<C> CounterStore for MemoryStore<C>
+where
+    C: Clock + Clone + Send + Sync + 'static,
+    C::Instant: Send + Sync,
+{
     fn charge<'a>(&'a self, charges: &'a [Charge]) -> StoreFuture<'a, Result<Charged, Refusal>> {
         Box::pin(std::future::ready(MemoryStore::charge_now(self, charges)))
     }

@@ -205,6 +205,9 @@ pub trait CounterStore: Send + Sync + 'static {
     }
 }
 
+/// The clock `warden test` runs policies on: time passes only when a test says so.
+pub use governor::clock::FakeRelativeClock as VirtualClock;
+
 /// A counter as the console shows it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CounterSnapshot {

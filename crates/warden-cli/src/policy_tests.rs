@@ -1,0 +1,373 @@
+//! `warden test`: runs `*.test.pol` files against the policies they test.
+//!
+//! Each case goes through what the gateway runs — `decide()`, then the in-memory counter
+//! store charging the limits — on a virtual clock, so `after 60 seconds` tests a refill
+//! without waiting. Every test starts with empty counters and at time zero.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use warden_dsl::{Expect, Step, TestFile};
+use warden_policy::{Call, CompiledPolicy, Outcome};
+use warden_tower::limit::{Charge, CounterSpec, MemoryStore, Refusal, VirtualClock};
+
+use crate::cli::TestFormat;
+use crate::error::CliError;
+use crate::report;
+use crate::source::{self, Source};
+
+/// Test files named on the command line, or every `*.test.pol` under the current directory.
+fn discover(files: &[PathBuf]) -> Result<Vec<PathBuf>, CliError> {
+    if !files.is_empty() {
+        return Ok(files.to_vec());
+    }
+    let mut found = Vec::new();
+    walk(Path::new("."), &mut found);
+    found.sort();
+    if found.is_empty() {
+        return Err(CliError::Usage(
+            "no *.test.pol file under the current directory (name files to run)".into(),
+        ));
+    }
+    Ok(found)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if path.is_dir() {
+            // Build output and dependencies hold no tests of ours.
+            if !name.starts_with('.') && !matches!(name.as_str(), "target" | "node_modules") {
+                walk(&path, out);
+            }
+        } else if name.ends_with(".test.pol") {
+            out.push(path.strip_prefix("./").unwrap_or(&path).to_owned());
+        }
+    }
+}
+
+/// The policy a test file tests: the one it names (relative to it), else its own name
+/// without `.test` (`.pol`, then `.json`).
+fn policy_of(file: &Path, tests: &TestFile) -> PathBuf {
+    let dir = file.parent().unwrap_or(Path::new(""));
+    if let Some(p) = &tests.policy {
+        return dir.join(&p.node);
+    }
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = name.trim_end_matches(".test.pol");
+    let pol = dir.join(format!("{stem}.pol"));
+    if pol.exists() {
+        pol
+    } else {
+        dir.join(format!("{stem}.json"))
+    }
+}
+
+/// What one call came to.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "lowercase")]
+enum Actual {
+    Allow,
+    Deny { message: String },
+    Hidden,
+    Limited { counter: String },
+    Approval,
+}
+
+impl std::fmt::Display for Actual {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Actual::Allow => write!(f, "allow"),
+            Actual::Deny { message } => write!(f, "deny ({message:?})"),
+            Actual::Hidden => write!(f, "hidden"),
+            Actual::Limited { counter } => write!(f, "limited {counter}"),
+            Actual::Approval => write!(f, "approval"),
+        }
+    }
+}
+
+fn matches(expect: &Expect, actual: &Actual) -> bool {
+    match (expect, actual) {
+        (Expect::Allow, Actual::Allow)
+        | (Expect::Hidden, Actual::Hidden)
+        | (Expect::Approval, Actual::Approval) => true,
+        (Expect::Deny { because }, Actual::Deny { message }) => because
+            .as_ref()
+            .is_none_or(|b| message.contains(b.as_str())),
+        (Expect::Limited { counter }, Actual::Limited { counter: c }) => {
+            counter.as_ref().is_none_or(|want| want == c)
+        }
+        _ => false,
+    }
+}
+
+/// A failed step, as reported.
+#[derive(Debug, Serialize)]
+struct Failure {
+    /// `file:line:column` of the step.
+    at: String,
+    /// Which repetition failed (1-based) of how many.
+    call: u32,
+    of: u32,
+    expected: String,
+    actual: Actual,
+    /// The rule that decided, and where it is written.
+    rule: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule_at: Option<String>,
+    /// The explanation of the decision, step by step.
+    explain: String,
+}
+
+#[derive(Debug, Serialize)]
+struct CaseResult {
+    file: String,
+    test: String,
+    calls: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failure: Option<Failure>,
+}
+
+/// Runs one test's steps on fresh counters at virtual time zero.
+fn run_case(
+    compiled: &CompiledPolicy,
+    policy_src: &Source,
+    test_src: &Source,
+    steps: &[Step],
+) -> (u64, Option<Failure>) {
+    let clock = VirtualClock::default();
+    let store = MemoryStore::with_clock(10_000, clock.clone());
+    let mut calls = 0;
+    for step in steps {
+        clock.advance(Duration::from_secs(step.after_secs));
+        for n in 1..=step.times {
+            calls += 1;
+            let mut call = Call::new(&step.tool.node)
+                .grant(step.grant.as_deref().unwrap_or("anonymous"))
+                .session("warden-test");
+            call.args = step.args.as_ref();
+            call.claims = step.claims.as_ref();
+            let d = compiled.decide(&call);
+            let actual = match d.outcome() {
+                Outcome::Deny if compiled.is_hidden(&step.tool.node) => Actual::Hidden,
+                Outcome::Deny => Actual::Deny {
+                    message: d.message().to_owned(),
+                },
+                outcome => {
+                    let charges: Vec<Charge> = d
+                        .charges()
+                        .iter()
+                        .map(|c| Charge {
+                            limit: c.limit.index,
+                            counter: Arc::new(CounterSpec::of(c.limit)),
+                            key: c.key.clone(),
+                            cost: c.cost,
+                        })
+                        .collect();
+                    match store.charge_now(&charges) {
+                        Err(r) => Actual::Limited {
+                            counter: refused_counter(&r, &charges),
+                        },
+                        Ok(_) if outcome == Outcome::Approval => Actual::Approval,
+                        Ok(_) => Actual::Allow,
+                    }
+                }
+            };
+            if !matches(&step.expect.node, &actual) {
+                let mut explanation = compiled.explain(&call);
+                explanation.source = policy_src.location(&explanation.rule);
+                let (line, col) =
+                    warden_policy::locate::line_col(&test_src.text, step.expect.span.start);
+                return (
+                    calls,
+                    Some(Failure {
+                        at: format!("{}:{line}:{col}", test_src.name()),
+                        call: n,
+                        of: step.times,
+                        expected: step.expect.node.to_string(),
+                        actual,
+                        rule: d.rule().to_owned(),
+                        rule_at: explanation.source.clone(),
+                        explain: explanation.to_string(),
+                    }),
+                );
+            }
+        }
+    }
+    (calls, None)
+}
+
+fn refused_counter(r: &Refusal, charges: &[Charge]) -> String {
+    let at = match r {
+        Refusal::Exhausted { at, .. } | Refusal::TooCostly { at } | Refusal::TooManyKeys { at } => {
+            Some(*at)
+        }
+        Refusal::Unavailable { .. } => None,
+    };
+    at.and_then(|i| charges.get(i))
+        .map_or_else(|| "(counter store)".to_owned(), |c| c.counter.name.clone())
+}
+
+pub fn run(files: &[PathBuf], format: TestFormat) -> Result<ExitCode, CliError> {
+    let files = discover(files)?;
+    let mut results: Vec<CaseResult> = Vec::new();
+    let mut broken = 0;
+    for file in &files {
+        let test_src = Source::read(file)?;
+        let tests = match warden_dsl::parse_tests(&test_src.text) {
+            Ok(t) => t,
+            Err(diagnostics) => {
+                for d in &diagnostics {
+                    report::emit(&test_src, d);
+                }
+                broken += 1;
+                continue;
+            }
+        };
+        let policy_path = policy_of(file, &tests);
+        let (policy_src, policy) = match source::load(&policy_path) {
+            Ok(p) => p,
+            Err(e) => {
+                report::error(&e);
+                broken += 1;
+                continue;
+            }
+        };
+        let compiled = match CompiledPolicy::new(&policy) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {}: {e}", policy_path.display());
+                broken += 1;
+                continue;
+            }
+        };
+        for case in &tests.tests {
+            let (calls, failure) = run_case(&compiled, &policy_src, &test_src, &case.steps);
+            results.push(CaseResult {
+                file: test_src.name(),
+                test: case.name.node.clone(),
+                calls,
+                failure,
+            });
+        }
+    }
+    let failed = results.iter().filter(|r| r.failure.is_some()).count();
+    let mut out = std::io::stdout().lock();
+    match format {
+        TestFormat::Text => text(&mut out, &results)?,
+        TestFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &results).map_err(std::io::Error::from)?;
+            writeln!(out)?;
+        }
+        TestFormat::Junit => junit(&mut out, &results)?,
+    }
+    if format == TestFormat::Text {
+        writeln!(
+            out,
+            "\n{} passed, {failed} failed{}",
+            results.len() - failed,
+            if broken > 0 {
+                format!(", {broken} file(s) could not run")
+            } else {
+                String::new()
+            }
+        )?;
+    }
+    Ok(if failed > 0 || broken > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn text(out: &mut impl Write, results: &[CaseResult]) -> std::io::Result<()> {
+    for r in results {
+        match &r.failure {
+            None => writeln!(out, "ok    {} :: {} ({} calls)", r.file, r.test, r.calls)?,
+            Some(f) => {
+                writeln!(out, "FAIL  {} :: {}", r.file, r.test)?;
+                writeln!(out, "  {}: call {} of {}", f.at, f.call, f.of)?;
+                writeln!(out, "    expected: {}", f.expected)?;
+                writeln!(out, "    actual:   {}", f.actual)?;
+                match &f.rule_at {
+                    Some(at) => writeln!(out, "    decided by {} ({at})", f.rule)?,
+                    None => writeln!(out, "    decided by {}", f.rule)?,
+                }
+                for line in f.explain.lines() {
+                    writeln!(out, "    | {line}")?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn xml(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// JUnit XML, one suite per test file, as CI systems read it.
+fn junit(out: &mut impl Write, results: &[CaseResult]) -> std::io::Result<()> {
+    let failed = results.iter().filter(|r| r.failure.is_some()).count();
+    writeln!(out, r#"<?xml version="1.0" encoding="UTF-8"?>"#)?;
+    writeln!(
+        out,
+        r#"<testsuites name="warden test" tests="{}" failures="{failed}">"#,
+        results.len()
+    )?;
+    let mut files: Vec<&str> = results.iter().map(|r| r.file.as_str()).collect();
+    files.dedup();
+    for file in files {
+        let cases: Vec<&CaseResult> = results.iter().filter(|r| r.file == file).collect();
+        let f = cases.iter().filter(|r| r.failure.is_some()).count();
+        writeln!(
+            out,
+            r#"  <testsuite name="{}" tests="{}" failures="{f}">"#,
+            xml(file),
+            cases.len()
+        )?;
+        for c in cases {
+            match &c.failure {
+                None => writeln!(
+                    out,
+                    r#"    <testcase classname="{}" name="{}"/>"#,
+                    xml(file),
+                    xml(&c.test)
+                )?,
+                Some(fl) => {
+                    writeln!(
+                        out,
+                        r#"    <testcase classname="{}" name="{}">"#,
+                        xml(file),
+                        xml(&c.test)
+                    )?;
+                    writeln!(
+                        out,
+                        r#"      <failure message="{}: expected {}, got {}">{}</failure>"#,
+                        xml(&fl.at),
+                        xml(&fl.expected),
+                        xml(&fl.actual.to_string()),
+                        xml(&fl.explain)
+                    )?;
+                    writeln!(out, "    </testcase>")?;
+                }
+            }
+        }
+        writeln!(out, "  </testsuite>")?;
+    }
+    writeln!(out, "</testsuites>")
+}
