@@ -95,6 +95,14 @@ pub enum Command {
         files: Vec<PathBuf>,
         #[arg(long, value_enum, default_value_t = TestFormat::Text)]
         format: TestFormat,
+        /// Also list the rules no test exercised (with file:line:column) and, with --tools,
+        /// the server's tools no test calls.
+        #[arg(long)]
+        coverage: bool,
+        /// The server's `tools/list` answer: steps must call its tools (did-you-mean on a
+        /// typo), and --coverage lists the tools never called.
+        #[arg(long, value_name = "TOOLS.json")]
+        tools: Option<PathBuf>,
     },
     /// Rewrite `.pol` files in canonical layout, keeping comments.
     ///

@@ -42,7 +42,12 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             tools,
         } => compile(&file, output.as_deref(), target, tools.as_deref()),
         Command::Fmt { files, check } => fmt(&files, check),
-        Command::Test { files, format } => crate::policy_tests::run(&files, format),
+        Command::Test {
+            files,
+            format,
+            coverage,
+            tools,
+        } => crate::policy_tests::run(&files, format, coverage, tools.as_deref()),
         Command::Decompile { file } => {
             let (_, policy) = source::load(&file)?;
             std::io::stdout().write_all(warden_dsl::decompile(&policy).as_bytes())?;

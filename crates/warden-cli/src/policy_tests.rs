@@ -145,6 +145,7 @@ fn run_case(
     policy_src: &Source,
     test_src: &Source,
     steps: &[Step],
+    mut hits: Option<&mut Coverage>,
 ) -> (u64, Option<Failure>) {
     let clock = VirtualClock::default();
     let store = MemoryStore::with_clock(10_000, clock.clone());
@@ -159,6 +160,17 @@ fn run_case(
             call.args = step.args.as_ref();
             call.claims = step.claims.as_ref();
             let d = compiled.decide(&call);
+            if let Some(cov) = hits.as_deref_mut() {
+                cov.tools.insert(step.tool.node.clone());
+                // Every rule, condition and limit the decision looked at.
+                for s in compiled.explain(&call).steps {
+                    cov.rules.insert(s.at);
+                }
+                // A hidden tool: the hide entry that matched (the step says `(hidden)`).
+                if let Some(pattern) = compiled.hidden_by(&step.tool.node) {
+                    cov.rules.insert(format!("hide:{pattern}"));
+                }
+            }
             let actual = match d.outcome() {
                 Outcome::Deny if compiled.is_hidden(&step.tool.node) => Actual::Hidden,
                 Outcome::Deny => Actual::Deny {
@@ -219,8 +231,106 @@ fn refused_counter(r: &Refusal, charges: &[Charge]) -> String {
         .map_or_else(|| "(counter store)".to_owned(), |c| c.counter.name.clone())
 }
 
-pub fn run(files: &[PathBuf], format: TestFormat) -> Result<ExitCode, CliError> {
+/// What the tests exercised: the rules the decisions looked at, and the tools called.
+#[derive(Default)]
+struct Coverage {
+    rules: std::collections::HashSet<String>,
+    tools: std::collections::HashSet<String>,
+}
+
+/// Every rule of a policy a test could exercise: hide entries, tool entries and their
+/// require, deny_if and limit entries, approvals, and the all-tools limits.
+fn rules_of(policy: &warden_policy::Policy) -> Vec<String> {
+    use warden_policy::pointer::{child, index};
+    let doc = policy.to_value();
+    let mut out = Vec::new();
+    let list = |v: Option<&serde_json::Value>| v.and_then(|l| l.as_array()).map_or(0, Vec::len);
+    for i in 0..list(doc.get("hide")) {
+        out.push(index("/hide", i));
+    }
+    // The hide entries' patterns, to match `hide:PATTERN` hits to their pointers.
+    let patterns: Vec<String> = doc
+        .get("hide")
+        .and_then(|h| h.as_array())
+        .map(|h| {
+            h.iter()
+                .filter_map(|p| p.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.extend(patterns.into_iter().map(|p| format!("hide:{p}")));
+    for i in 0..list(doc.pointer("/all_tools/limits")) {
+        out.push(index("/all_tools/limits", i));
+    }
+    if let Some(tools) = doc.get("tools").and_then(|t| t.as_object()) {
+        for (name, entry) in tools {
+            let at = child("/tools", name);
+            out.push(at.clone());
+            for field in ["deny_if", "require", "limits"] {
+                for i in 0..list(entry.get(field)) {
+                    out.push(index(&child(&at, field), i));
+                }
+            }
+            if entry.get("approval").is_some() {
+                out.push(child(&at, "approval"));
+            }
+        }
+    }
+    out
+}
+
+/// Checks what a test file expects against what the policy (and the catalog) know, before
+/// anything runs: an unknown counter is a located error with a suggestion; a tool the
+/// server does not have is a warning (a test may mean to call one: default deny).
+fn check_names(
+    tests: &TestFile,
+    compiled: &CompiledPolicy,
+    catalog: Option<&warden_policy::Catalog>,
+) -> (Vec<warden_dsl::Diagnostic>, Vec<warden_dsl::Diagnostic>) {
+    let (mut out, mut warnings) = (Vec::new(), Vec::new());
+    for step in tests.tests.iter().flat_map(|t| &t.steps) {
+        if let Expect::Limited { counter: Some(c) } = &step.expect.node {
+            let known = compiled.counter_names();
+            if !known.iter().any(|k| k == c) {
+                let mut d = warden_dsl::Diagnostic::new(
+                    step.expect.span.clone(),
+                    format!("the policy has no counter {c:?}"),
+                );
+                d.help = Some(
+                    match warden_policy::did_you_mean(c, known.iter().map(String::as_str)) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None if known.is_empty() => "the policy has no limits".into(),
+                        None => format!("its counters: {}", known.join(", ")),
+                    },
+                );
+                out.push(d);
+            }
+        }
+        if let Some(cat) = catalog
+            && !cat.contains(&step.tool.node)
+        {
+            let mut d = warden_dsl::Diagnostic::new(
+                step.tool.span.clone(),
+                format!("the server has no tool {:?}", step.tool.node),
+            );
+            d.help = warden_policy::did_you_mean(&step.tool.node, cat.names())
+                .map(|s| format!("did you mean `{s}`?"));
+            warnings.push(d.warning());
+        }
+    }
+    (out, warnings)
+}
+
+pub fn run(
+    files: &[PathBuf],
+    format: TestFormat,
+    coverage: bool,
+    tools: Option<&Path>,
+) -> Result<ExitCode, CliError> {
     let files = discover(files)?;
+    let catalog = tools.map(source::catalog).transpose()?;
+    // Per policy file: its rules, located, and what the tests hit.
+    let mut covered: Vec<(Source, Vec<String>, Coverage)> = Vec::new();
     let mut results: Vec<CaseResult> = Vec::new();
     let mut broken = 0;
     for file in &files {
@@ -252,8 +362,32 @@ pub fn run(files: &[PathBuf], format: TestFormat) -> Result<ExitCode, CliError> 
                 continue;
             }
         };
+        let (wrong, warnings) = check_names(&tests, &compiled, catalog.as_ref());
+        for d in &warnings {
+            report::emit(&test_src, d);
+        }
+        if !wrong.is_empty() {
+            for d in &wrong {
+                report::emit(&test_src, d);
+            }
+            broken += 1;
+            continue;
+        }
+        let slot = match covered
+            .iter()
+            .position(|(s, _, _)| s.path == policy_src.path)
+        {
+            Some(i) => i,
+            None => {
+                let rules = rules_of(&policy);
+                covered.push((policy_src, rules, Coverage::default()));
+                covered.len() - 1
+            }
+        };
+        let (policy_src, _, cov) = &mut covered[slot];
         for case in &tests.tests {
-            let (calls, failure) = run_case(&compiled, &policy_src, &test_src, &case.steps);
+            let hits = coverage.then_some(&mut *cov);
+            let (calls, failure) = run_case(&compiled, policy_src, &test_src, &case.steps, hits);
             results.push(CaseResult {
                 file: test_src.name(),
                 test: case.name.node.clone(),
@@ -272,6 +406,9 @@ pub fn run(files: &[PathBuf], format: TestFormat) -> Result<ExitCode, CliError> 
         }
         TestFormat::Junit => junit(&mut out, &results)?,
     }
+    if coverage {
+        report_coverage(&mut out, &covered, catalog.as_ref())?;
+    }
     if format == TestFormat::Text {
         writeln!(
             out,
@@ -289,6 +426,75 @@ pub fn run(files: &[PathBuf], format: TestFormat) -> Result<ExitCode, CliError> 
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Rules no test looked at (with where they are written), and catalog tools no test called.
+fn report_coverage(
+    out: &mut impl Write,
+    covered: &[(Source, Vec<String>, Coverage)],
+    catalog: Option<&warden_policy::Catalog>,
+) -> std::io::Result<()> {
+    let mut called = std::collections::HashSet::new();
+    for (src, rules, cov) in covered {
+        called.extend(cov.tools.iter().cloned());
+        // `hide:PATTERN` entries follow the `/hide/i` pointers, in the same order.
+        let patterns: Vec<&str> = rules
+            .iter()
+            .filter_map(|r| r.strip_prefix("hide:"))
+            .collect();
+        let rules: Vec<&String> = rules.iter().filter(|r| !r.starts_with("hide:")).collect();
+        // A tool entry counts as exercised when any decision looked at it or inside it.
+        let missed: Vec<&String> = rules
+            .iter()
+            .copied()
+            .filter(|r| {
+                if let Some(i) = r
+                    .strip_prefix("/hide/")
+                    .and_then(|i| i.parse::<usize>().ok())
+                {
+                    return patterns
+                        .get(i)
+                        .is_none_or(|p| !cov.rules.contains(&format!("hide:{p}")));
+                }
+                !cov.rules.iter().any(|hit| {
+                    hit == *r
+                        || hit
+                            .strip_prefix(r.as_str())
+                            .is_some_and(|rest| rest.starts_with('/'))
+                })
+            })
+            .collect();
+        writeln!(
+            out,
+            "\ncoverage of {}: {} of {} rules exercised",
+            src.name(),
+            rules.len() - missed.len(),
+            rules.len()
+        )?;
+        for r in missed {
+            match src.location(r) {
+                Some(at) => writeln!(out, "  not exercised: {r} ({at})")?,
+                None => writeln!(out, "  not exercised: {r}")?,
+            }
+        }
+    }
+    if let Some(cat) = catalog {
+        let uncalled: Vec<&str> = cat.names().filter(|n| !called.contains(*n)).collect();
+        writeln!(
+            out,
+            "\ncatalog: {} of {} tools called by a test",
+            cat.tools.len() - uncalled.len(),
+            cat.tools.len()
+        )?;
+        const SHOWN: usize = 40;
+        for n in uncalled.iter().take(SHOWN) {
+            writeln!(out, "  not called: {n}")?;
+        }
+        if uncalled.len() > SHOWN {
+            writeln!(out, "  … and {} more", uncalled.len() - SHOWN)?;
+        }
+    }
+    Ok(())
 }
 
 fn text(out: &mut impl Write, results: &[CaseResult]) -> std::io::Result<()> {

@@ -335,7 +335,7 @@ fn test_runs_the_examples_tests() {
         &format!("{root}/payments.test.pol"),
     ]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("8 passed, 0 failed"), "{out}");
+    assert!(out.contains("9 passed, 0 failed"), "{out}");
 }
 
 #[test]
@@ -351,6 +351,19 @@ fn test_reports_passing_failing_and_broken_files() {
     let (code, out, err) = warden(&["test", "broken.test.pol"]);
     assert_eq!(code, 1, "{out}{err}");
     insta::assert_snapshot!("test_broken", format!("{out}\n{err}"));
+
+    // A counter the policy does not have: located, with a suggestion, before anything runs.
+    let (code, out, err) = warden(&["test", "typo.test.pol"]);
+    assert_eq!(code, 1, "{out}{err}");
+    insta::assert_snapshot!("test_unknown_counter", err);
+
+    // Coverage: the rules no test looked at, where they are written.
+    let (code, out, _) = warden(&["test", "failing.test.pol", "--coverage"]);
+    assert_eq!(code, 1);
+    insta::assert_snapshot!(
+        "test_coverage",
+        out.split("\ncoverage").nth(1).unwrap_or(&out)
+    );
 
     // For CI systems and tools.
     let (code, out, _) = warden(&["test", "failing.test.pol", "--format", "junit"]);
