@@ -104,6 +104,23 @@ pub enum Command {
         #[arg(long, value_name = "TOOLS.json")]
         tools: Option<PathBuf>,
     },
+    /// What an edit changes: each tool's decision class (hidden, denied, conditional, needs
+    /// approval, allowed) and limits under OLD and NEW, and the rules added and removed.
+    ///
+    /// Compares the catalog's tools with --tools, else every exact name either policy
+    /// mentions. Exits 0 (2 with --fail-on-change when anything changes), 1 on bad input.
+    Diff {
+        #[arg(value_name = "OLD")]
+        old: PathBuf,
+        #[arg(value_name = "NEW")]
+        new: PathBuf,
+        /// The server's `tools/list` answer: compare every tool it has.
+        #[arg(long, value_name = "TOOLS.json")]
+        tools: Option<PathBuf>,
+        /// Exit 2 when anything changes (for a CI gate that wants a person to look).
+        #[arg(long)]
+        fail_on_change: bool,
+    },
     /// Rewrite `.pol` files in canonical layout, keeping comments.
     ///
     /// The result is re-parsed and must mean the same policy before anything is written.

@@ -42,6 +42,12 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             tools,
         } => compile(&file, output.as_deref(), target, tools.as_deref()),
         Command::Fmt { files, check } => fmt(&files, check),
+        Command::Diff {
+            old,
+            new,
+            tools,
+            fail_on_change,
+        } => crate::diff::run(&old, &new, tools.as_deref(), fail_on_change),
         Command::Test {
             files,
             format,

@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod diff;
 mod error;
 mod gateway;
 mod policy_tests;

@@ -240,7 +240,7 @@ struct Coverage {
 
 /// Every rule of a policy a test could exercise: hide entries, tool entries and their
 /// require, deny_if and limit entries, approvals, and the all-tools limits.
-fn rules_of(policy: &warden_policy::Policy) -> Vec<String> {
+pub(crate) fn rules_of(policy: &warden_policy::Policy) -> Vec<String> {
     use warden_policy::pointer::{child, index};
     let doc = policy.to_value();
     let mut out = Vec::new();

@@ -382,3 +382,18 @@ fn test_reports_passing_failing_and_broken_files() {
     assert_eq!(v[0]["failure"]["call"], 3);
     assert!(v[1]["failure"].is_null());
 }
+
+#[test]
+fn diff_shows_what_an_edit_changes_tool_by_tool() {
+    let old = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/linode.pol");
+    let tools = linode_tools();
+    let (code, out, err) = warden(&["diff", old, "linode-edited.pol", "--tools", &tools]);
+    assert_eq!(code, 0, "{err}");
+    insta::assert_snapshot!("diff_linode", out.replace(old, "examples/linode.pol"));
+    // As a CI gate; and the same policy in its two forms is no change.
+    let (code, _, _) = warden(&["diff", old, "linode-edited.pol", "--fail-on-change"]);
+    assert_eq!(code, 2);
+    let (code, out, _) = warden(&["diff", "tested.pol", "tested.pol", "--fail-on-change"]);
+    assert_eq!(code, 0);
+    assert!(out.ends_with("no change\n"), "{out}");
+}

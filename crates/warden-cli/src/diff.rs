@@ -1,0 +1,300 @@
+//! `warden diff OLD NEW`: what an edit changes, tool by tool, before it ships.
+//!
+//! Each tool (the catalog's, or every exact name the two policies mention) gets a decision
+//! class under each policy — hidden, denied, allowed, needs approval, or conditional (its
+//! entry has conditions on arguments or caller) — and the limits a call to it is charged.
+//! Tools whose class or limits change are listed, grouped; then the rules added and removed,
+//! where they are written. Works across `.pol` and `.json`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use serde_json::Value;
+use warden_policy::{Call, CompiledPolicy, Outcome, Policy};
+
+use crate::error::CliError;
+use crate::source::{self, Source};
+
+/// How a policy treats calls to one tool.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Class {
+    Hidden,
+    Denied,
+    Conditional,
+    NeedsApproval,
+    Allowed,
+}
+
+impl std::fmt::Display for Class {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Class::Hidden => "hidden",
+            Class::Denied => "denied",
+            Class::Conditional => "conditional",
+            Class::NeedsApproval => "needs approval",
+            Class::Allowed => "allowed",
+        })
+    }
+}
+
+struct Side {
+    src: Source,
+    policy: Policy,
+    compiled: CompiledPolicy,
+    doc: Value,
+}
+
+impl Side {
+    fn load(path: &Path) -> Result<Side, CliError> {
+        let (src, policy) = source::load(path)?;
+        let compiled = CompiledPolicy::new(&policy).map_err(|e| match e {
+            warden_policy::Error::Invalid { problems } => src.invalid(&problems),
+            warden_policy::Error::Syntax { .. } => CliError::Invalid {
+                path: src.path.clone(),
+                count: 1,
+            },
+        })?;
+        let doc = policy.to_value();
+        Ok(Side {
+            src,
+            policy,
+            compiled,
+            doc,
+        })
+    }
+
+    /// The class of `tool`, and its limits as `counter max/window per scope`.
+    fn class(&self, tool: &str) -> (Class, Vec<String>) {
+        let limits = |entry: Option<&Value>| -> Vec<String> {
+            let mut out: Vec<String> = [entry, self.doc.pointer("/all_tools")]
+                .into_iter()
+                .flatten()
+                .flat_map(|e| {
+                    e.get("limits")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default()
+                })
+                .map(|l| {
+                    let s = |k: &str| l.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+                    let max = l.get("max").map(Value::to_string).unwrap_or_default();
+                    let scope = match s("scope").as_str() {
+                        "" => "grant".to_owned(),
+                        "claim" => format!("claim {}", s("claim")),
+                        other => other.to_owned(),
+                    };
+                    format!("{} {max}/{} per {scope}", s("counter"), s("window"))
+                })
+                .collect();
+            out.sort();
+            out
+        };
+        if self.compiled.is_hidden(tool) {
+            return (Class::Hidden, Vec::new());
+        }
+        let entry = self
+            .compiled
+            .entry_key(tool)
+            .and_then(|k| self.doc.get("tools").and_then(|t| t.get(k)));
+        let conditional = entry.is_some_and(|e| {
+            ["require", "deny_if"].iter().any(|f| {
+                e.get(*f).and_then(Value::as_array).is_some_and(|rules| {
+                    rules.iter().any(|r| {
+                        r.get("conditions")
+                            .and_then(Value::as_array)
+                            .is_some_and(|c| !c.is_empty())
+                    })
+                })
+            })
+        });
+        let class = match self.compiled.decide(&Call::new(tool)).outcome() {
+            _ if conditional => Class::Conditional,
+            Outcome::Deny => Class::Denied,
+            Outcome::Approval => Class::NeedsApproval,
+            Outcome::Allow => Class::Allowed,
+        };
+        let limits = if class == Class::Denied {
+            Vec::new()
+        } else {
+            limits(entry)
+        };
+        (class, limits)
+    }
+
+    /// Every exact tool name the policy mentions.
+    fn names(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .doc
+            .get("tools")
+            .and_then(Value::as_object)
+            .map(|t| t.keys().cloned().collect())
+            .unwrap_or_default();
+        out.extend(
+            self.doc
+                .get("hide")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(str::to_owned)),
+        );
+        out.retain(|n| !n.contains(['*', '?']));
+        out
+    }
+}
+
+pub fn run(
+    old: &Path,
+    new: &Path,
+    tools: Option<&Path>,
+    fail_on_change: bool,
+) -> Result<ExitCode, CliError> {
+    let catalog = tools.map(source::catalog).transpose()?;
+    let (a, b) = (Side::load(old)?, Side::load(new)?);
+    let mut names: Vec<String> = match &catalog {
+        Some(c) => c.names().map(str::to_owned).collect(),
+        None => a.names().into_iter().chain(b.names()).collect(),
+    };
+    names.sort();
+    names.dedup();
+
+    // (old class, new class) → tools; limits changes per tool.
+    let mut moved: BTreeMap<(Class, Class), Vec<String>> = BTreeMap::new();
+    let mut limits: Vec<(String, Vec<String>, Vec<String>)> = Vec::new();
+    for n in &names {
+        let ((ca, la), (cb, lb)) = (a.class(n), b.class(n));
+        if ca != cb {
+            moved
+                .entry((ca.clone(), cb.clone()))
+                .or_default()
+                .push(n.clone());
+        }
+        if la != lb
+            && ca != Class::Denied
+            && cb != Class::Denied
+            && ca != Class::Hidden
+            && cb != Class::Hidden
+        {
+            limits.push((n.clone(), la, lb));
+        }
+    }
+    let rules_a = crate::policy_tests::rules_of(&a.policy);
+    let rules_b = crate::policy_tests::rules_of(&b.policy);
+    // Hide entries are compared by pattern (an index shifts when one before it goes).
+    let shown = |r: &&String| !r.starts_with("hide:") && !r.starts_with("/hide/");
+    let hides = |side: &Side| -> Vec<(String, String)> {
+        side.doc
+            .get("hide")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .filter_map(|(i, p)| Some((p.as_str()?.to_owned(), format!("/hide/{i}"))))
+            .collect()
+    };
+    let (hide_a, hide_b) = (hides(&a), hides(&b));
+    let hide_added: Vec<&(String, String)> = hide_b
+        .iter()
+        .filter(|(p, _)| !hide_a.iter().any(|(q, _)| q == p))
+        .collect();
+    let hide_removed: Vec<&(String, String)> = hide_a
+        .iter()
+        .filter(|(p, _)| !hide_b.iter().any(|(q, _)| q == p))
+        .collect();
+    let added: Vec<&String> = rules_b
+        .iter()
+        .filter(shown)
+        .filter(|r| !rules_a.contains(r))
+        .collect();
+    let removed: Vec<&String> = rules_a
+        .iter()
+        .filter(shown)
+        .filter(|r| !rules_b.contains(r))
+        .collect();
+    let default_changed = a.doc.get("default") != b.doc.get("default");
+
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{} → {}: {} tools compared{}",
+        a.src.name(),
+        b.src.name(),
+        names.len(),
+        if catalog.is_some() {
+            " (the catalog's)"
+        } else {
+            " (named by either policy)"
+        }
+    )?;
+    let changes = moved.values().map(Vec::len).sum::<usize>()
+        + limits.len()
+        + added.len()
+        + removed.len()
+        + usize::from(default_changed);
+    if changes == 0 {
+        writeln!(out, "\nno change")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if default_changed {
+        writeln!(
+            out,
+            "\ndefault: {} → {} (every tool the policies do not name)",
+            a.doc
+                .get("default")
+                .and_then(Value::as_str)
+                .unwrap_or("deny"),
+            b.doc
+                .get("default")
+                .and_then(Value::as_str)
+                .unwrap_or("deny")
+        )?;
+    }
+    for ((from, to), tools) in &moved {
+        writeln!(out, "\n{from} → {to} ({})", tools.len())?;
+        for t in tools {
+            writeln!(out, "  {t}")?;
+        }
+    }
+    if !limits.is_empty() {
+        writeln!(out, "\nlimits changed ({})", limits.len())?;
+        let none = || "none".to_owned();
+        for (t, la, lb) in &limits {
+            let show = |l: &Vec<String>| if l.is_empty() { none() } else { l.join(", ") };
+            writeln!(out, "  {t}: {} → {}", show(la), show(lb))?;
+        }
+    }
+    let located = |src: &Source, r: &str| match src.location(r) {
+        Some(at) => format!("{r} ({at})"),
+        None => r.to_owned(),
+    };
+    if !added.is_empty() || !hide_added.is_empty() {
+        writeln!(out, "\nrules added ({})", added.len() + hide_added.len())?;
+        for (p, at) in &hide_added {
+            let at = b.src.location(at).unwrap_or_default();
+            writeln!(out, "  + hide {p} ({at})")?;
+        }
+        for r in &added {
+            writeln!(out, "  + {}", located(&b.src, r))?;
+        }
+    }
+    if !removed.is_empty() || !hide_removed.is_empty() {
+        writeln!(
+            out,
+            "\nrules removed ({})",
+            removed.len() + hide_removed.len()
+        )?;
+        for (p, at) in &hide_removed {
+            let at = a.src.location(at).unwrap_or_default();
+            writeln!(out, "  - hide {p} ({at})")?;
+        }
+        for r in &removed {
+            writeln!(out, "  - {}", located(&a.src, r))?;
+        }
+    }
+    Ok(if fail_on_change {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
