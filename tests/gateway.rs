@@ -494,3 +494,103 @@ fn admin_serves_health_metrics_policy_and_the_approval_queue() {
         "{body}"
     );
 }
+
+#[test]
+fn serve_records_calls_for_replay_against_an_edited_policy() {
+    let Some((warden, js)) = peers() else { return };
+    let upstream = support::start_everything(&js);
+    let dir = support::scratch("record");
+    let policy = dir.join("policy.pol");
+    std::fs::write(&policy, POLICY).unwrap();
+    let record = dir.join("calls.jsonl");
+    let mut cmd = support::serve_command(&warden, &policy, &upstream.url);
+    cmd.args(support::ALICE_AND_BOB)
+        .arg("--record")
+        .arg(&record);
+    let gw = support::start(cmd);
+    let sid = support::session(&gw.url, "alice-token");
+    for i in 0..3 {
+        support::call_text(
+            &gw.url,
+            "alice-token",
+            &sid,
+            10 + i,
+            "echo",
+            json!({"message": "hi"}),
+        );
+    }
+    for i in 0..4 {
+        support::call_text(&gw.url, "alice-token", &sid, 20 + i, "get-env", json!({}));
+    }
+    support::call_text(
+        &gw.url,
+        "alice-token",
+        &sid,
+        30,
+        "get-sum",
+        json!({"a": 7, "b": 8}),
+    );
+    drop(gw);
+
+    // Argument values are in it, so only its owner may read it.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&record).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
+    let text = std::fs::read_to_string(&record).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 8, "{text}");
+    assert_eq!(lines[0]["tool"], "echo");
+    assert_eq!(lines[0]["args"], json!({"message": "hi"}));
+    assert_eq!(lines[0]["grant"], "alice");
+    assert_eq!(lines[6]["decision"], "limited", "{text}");
+
+    // A truncated last line (the gateway was killed mid-write) is reported and skipped.
+    std::fs::write(&record, format!("{text}{{\"at_ms\": 1, \"too")).unwrap();
+    // The edit: echo is no longer allowed, get-env gets 5 a minute, get-sum needs a person.
+    let edited = dir.join("edited.pol");
+    std::fs::write(
+        &edited,
+        POLICY
+            .replace("allow echo, get-sum,", "allow")
+            .replace("limit 3 per minute", "limit 5 per minute")
+            + "tool get-sum {\n  require approval\n}\n",
+    )
+    .unwrap();
+    let out = Command::new(&warden)
+        .args(["replay", "--policy"])
+        .arg(&edited)
+        .arg(&record)
+        .arg("--fail-on-change")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("calls.jsonl:9: not a recorded call"),
+        "{stderr}"
+    );
+    assert!(stdout.starts_with("8 recorded calls replayed"), "{stdout}");
+    assert!(
+        stdout.contains("allow → deny: 3 call(s)\n  echo: 3"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("limited → allow: 1 call(s)\n  get-env: 1"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("allow → approval: 1 call(s)\n  get-sum: 1"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("{\"a\":7,\"b\":8}"),
+        "an example shows the arguments: {stdout}"
+    );
+}

@@ -121,6 +121,22 @@ pub enum Command {
         #[arg(long)]
         fail_on_change: bool,
     },
+    /// Run recorded traffic (`warden serve --record`) through another policy and report
+    /// which calls it would decide differently, per tool and per rule.
+    ///
+    /// Calls replay in time order on a virtual clock that follows the recording, so limits
+    /// see the same pace. Bad lines are reported with their numbers and skipped. Exits 0
+    /// (2 with --fail-on-change when anything would change), 1 on bad input.
+    Replay {
+        /// The policy to try (`.pol` or `.json`).
+        #[arg(long, value_name = "FILE")]
+        policy: PathBuf,
+        /// Recordings (several replicas' files replay together, in time order).
+        #[arg(required = true, value_name = "RECORDING")]
+        files: Vec<PathBuf>,
+        #[arg(long)]
+        fail_on_change: bool,
+    },
     /// Rewrite `.pol` files in canonical layout, keeping comments.
     ///
     /// The result is re-parsed and must mean the same policy before anything is written.
@@ -217,6 +233,10 @@ pub struct ServeArgs {
     /// --approval-notify. Default: http://<--admin address>.
     #[arg(long, value_name = "URL", requires = "approval_notify")]
     pub console_url: Option<String>,
+    /// Record every decided tools/call here as JSON lines — caller, tool, ARGUMENT VALUES,
+    /// time, decision — for `warden replay`. Sensitive: the file is created mode 0600.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
     /// Append one JSON line per decision here (no argument values, no tokens).
     #[arg(long, value_name = "FILE")]
     pub audit: Option<PathBuf>,

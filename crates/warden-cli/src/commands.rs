@@ -48,6 +48,11 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             tools,
             fail_on_change,
         } => crate::diff::run(&old, &new, tools.as_deref(), fail_on_change),
+        Command::Replay {
+            policy,
+            files,
+            fail_on_change,
+        } => crate::replay::run(&policy, &files, fail_on_change),
         Command::Test {
             files,
             format,

@@ -114,6 +114,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
         cors_origins,
         workers: args.workers,
         notify,
+        record: args.record,
     };
     warden_gateway::serve(opts)?;
     Ok(ExitCode::SUCCESS)

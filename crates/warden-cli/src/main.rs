@@ -6,6 +6,7 @@ mod diff;
 mod error;
 mod gateway;
 mod policy_tests;
+mod replay;
 mod report;
 mod source;
 

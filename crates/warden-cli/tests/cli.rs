@@ -397,3 +397,22 @@ fn diff_shows_what_an_edit_changes_tool_by_tool() {
     assert_eq!(code, 0);
     assert!(out.ends_with("no change\n"), "{out}");
 }
+
+#[test]
+fn replay_reports_what_a_policy_would_decide_differently() {
+    let (code, out, err) = warden(&["replay", "--policy", "tested.pol", "recorded.jsonl"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("recorded.jsonl:8: not a recorded call"),
+        "{err}"
+    );
+    insta::assert_snapshot!("replay_report", out);
+    let (code, _, _) = warden(&[
+        "replay",
+        "--policy",
+        "tested.pol",
+        "recorded.jsonl",
+        "--fail-on-change",
+    ]);
+    assert_eq!(code, 2);
+}

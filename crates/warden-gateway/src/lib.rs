@@ -27,6 +27,7 @@ pub mod notify;
 pub mod policy_file;
 pub mod prefetch;
 pub mod proxy;
+pub mod record;
 pub mod scan;
 pub mod serve;
 pub mod state;

@@ -53,6 +53,8 @@ pub struct ServeOptions {
     pub workers: usize,
     /// Announce each approval request to a URL, with a link to the console.
     pub notify: Option<crate::state::Notify>,
+    /// Record every decided call, arguments included, here (JSON lines, mode 0600).
+    pub record: Option<PathBuf>,
 }
 
 /// Serves until SIGTERM/SIGINT, then drains (see [`listener`]).
@@ -93,10 +95,14 @@ async fn run(opts: ServeOptions, workers: usize) -> Result<(), Error> {
         opts.notify.as_ref(),
     )?;
     stores.check().await;
-    let layer = stores
+    let mut layer = stores
         .layer
         .shadow(opts.shadow)
         .max_body_bytes(opts.max_message_bytes);
+    if let Some(path) = &opts.record {
+        layer = layer.recorder(crate::record::FileRecorder::open(path)?);
+        tracing::warn!(target: "warden::gateway", path = %path.display(), "recording every call with its arguments (sensitive; --record)");
+    }
     let live = Live::new(opts.policy.clone(), text, layer.handle());
     live.clone().watch(opts.reload_every);
 

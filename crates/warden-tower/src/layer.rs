@@ -29,6 +29,17 @@ pub(crate) struct Config {
     pub(crate) deny_style: DenyStyle,
     pub(crate) max_keys: usize,
     pub(crate) shadow: bool,
+    pub(crate) recorder: Option<RecorderRef>,
+}
+
+/// The recorder, shared; shown only as present in debug output.
+#[derive(Clone)]
+pub(crate) struct RecorderRef(pub(crate) Arc<dyn crate::observe::Recorder>);
+
+impl std::fmt::Debug for RecorderRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Recorder")
+    }
 }
 
 /// A compiled policy and the counters of its limits: swapped together on reload.
@@ -104,6 +115,7 @@ impl PolicyLayer {
             deny_style: DenyStyle::ToolResult,
             max_keys: Self::DEFAULT_MAX_KEYS,
             shadow: false,
+            recorder: None,
         };
         let counters = Counters::new(&policy);
         PolicyLayer {
@@ -151,6 +163,13 @@ impl PolicyLayer {
     pub fn counter_store(mut self, store: impl CounterStore) -> Self {
         self.store = Arc::new(store);
         self.custom_store = true;
+        self
+    }
+
+    /// Hands every decided call, arguments included, to `recorder` (for replaying real
+    /// traffic against another policy). Off by default: arguments are sensitive.
+    pub fn recorder(mut self, recorder: impl crate::observe::Recorder) -> Self {
+        self.config.recorder = Some(RecorderRef(Arc::new(recorder)));
         self
     }
 

@@ -42,6 +42,7 @@ pub use grant::{
 pub use layer::{Mode, PolicyHandle, PolicyLayer};
 pub use limit::{CounterStore, MemoryStore};
 pub use observe::Record;
+pub use observe::{RecordedCall, Recorder};
 pub use service::{ClientAddr, PolicyService, ResponseFuture};
 
 /// Configuration mistakes found when building the layer's parts.

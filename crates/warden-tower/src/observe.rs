@@ -76,3 +76,27 @@ pub(crate) fn limited(l: &crate::limit::Limited) {
         metrics::counter!("warden_store_fail_closed_total").increment(1);
     }
 }
+
+/// A call as a [`Recorder`] gets it: who, what, with which arguments, when, and what was
+/// decided. Unlike the audit event it carries argument values, so recording is opt-in.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct RecordedCall {
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    pub grant: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claims: Option<Value>,
+    pub tool: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Value>,
+    /// As in the audit log: `allow`, `deny`, `limited`, `approval`, `approved`, `refused`.
+    pub decision: String,
+    pub rule: String,
+}
+
+/// Gets every decided call, arguments included (`warden serve --record`, `warden replay`).
+pub trait Recorder: Send + Sync + 'static {
+    fn record(&self, call: &RecordedCall);
+}

@@ -100,6 +100,7 @@ pub(crate) struct Caller {
     pub(crate) claims: Option<Arc<Value>>,
     /// `x-request-id` (the gateway sets one), so an audit line can be matched to a request.
     pub(crate) request_id: Option<String>,
+    pub(crate) recorder: Option<crate::layer::RecorderRef>,
 }
 
 impl Caller {
@@ -121,6 +122,7 @@ impl Caller {
             ip,
             claims,
             request_id: header_str(&parts.headers, "x-request-id").map(str::to_owned),
+            recorder: shared.config.recorder.clone(),
         }
     }
 
@@ -265,6 +267,20 @@ pub(crate) fn log(
         latency,
         would_block,
     });
+    if let Some(r) = &caller.recorder {
+        r.0.record(&crate::observe::RecordedCall {
+            at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            grant: caller.grant.clone(),
+            session: caller.session.clone(),
+            claims: caller.claims.as_deref().cloned(),
+            tool: v.tool.clone(),
+            args: v.args.cloned(),
+            decision: decision.to_owned(),
+            rule: rule.to_owned(),
+        });
+    }
 }
 
 /// Why a request body was not read: its status and the reason.

@@ -1,0 +1,240 @@
+//! `warden replay --policy NEW FILE…`: recorded traffic (`warden serve --record`) run
+//! through another policy, to see what an edit would have done to real calls.
+//!
+//! Calls are replayed in the order they were made, on a virtual clock that follows their
+//! recorded times, through the same `decide()` and in-memory counters as the gateway; each
+//! recorded decision is compared with the new one. A line that is not a recorded call (a
+//! truncated last line, say) is reported with its line number and skipped.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use warden_policy::{Call, CompiledPolicy, Outcome};
+use warden_tower::RecordedCall;
+use warden_tower::limit::{Charge, CounterSpec, MemoryStore, VirtualClock};
+
+use crate::error::CliError;
+use crate::source;
+
+/// What a call came to, coarsely enough to compare a recording with a replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Class {
+    Allow,
+    Deny,
+    Limited,
+    Approval,
+}
+
+impl std::fmt::Display for Class {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Class::Allow => "allow",
+            Class::Deny => "deny",
+            Class::Limited => "limited",
+            Class::Approval => "approval",
+        })
+    }
+}
+
+/// The recorded decision's class; `None` for a word this version does not know.
+fn recorded(decision: &str) -> Option<Class> {
+    Some(match decision {
+        "allow" => Class::Allow,
+        "deny" => Class::Deny,
+        "limited" => Class::Limited,
+        // Asked a person: whatever they answered, the policy's decision was "ask".
+        "approval" | "approved" | "refused" => Class::Approval,
+        _ => return None,
+    })
+}
+
+/// Reads every recorded call; bad lines are reported and skipped.
+fn read(files: &[PathBuf]) -> Result<(Vec<RecordedCall>, usize), CliError> {
+    let mut calls = Vec::new();
+    let mut bad = 0;
+    for file in files {
+        let f = std::fs::File::open(file).map_err(|source| CliError::Read {
+            path: file.clone(),
+            source,
+        })?;
+        for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+            let line = match line {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("{}:{}: unreadable: {e}", file.display(), i + 1);
+                    bad += 1;
+                    continue;
+                }
+            };
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<RecordedCall>(&line) {
+                Ok(c) => calls.push(c),
+                Err(e) => {
+                    eprintln!(
+                        "{}:{}: not a recorded call ({e}); skipped",
+                        file.display(),
+                        i + 1
+                    );
+                    bad += 1;
+                }
+            }
+        }
+    }
+    // In the order they were made (files may overlap in time: several replicas).
+    calls.sort_by_key(|c| c.at_ms);
+    Ok((calls, bad))
+}
+
+/// One change, as counted and shown.
+#[derive(Default)]
+struct Changes {
+    count: usize,
+    examples: Vec<String>,
+}
+
+pub fn run(policy: &Path, files: &[PathBuf], fail_on_change: bool) -> Result<ExitCode, CliError> {
+    let (src, model) = source::load(policy)?;
+    let compiled = CompiledPolicy::new(&model).map_err(|e| match e {
+        warden_policy::Error::Invalid { problems } => src.invalid(&problems),
+        warden_policy::Error::Syntax { .. } => CliError::Invalid {
+            path: src.path.clone(),
+            count: 1,
+        },
+    })?;
+    let (calls, bad) = read(files)?;
+    let clock = VirtualClock::default();
+    let store = MemoryStore::with_clock(1_000_000, clock.clone());
+    let start = calls.first().map_or(0, |c| c.at_ms);
+    let mut elapsed = 0;
+    // (from, to) → per tool; and per deciding rule of the new policy.
+    let mut by_tool: BTreeMap<(Class, Class), BTreeMap<String, Changes>> = BTreeMap::new();
+    let mut by_rule: BTreeMap<(Class, Class), BTreeMap<String, usize>> = BTreeMap::new();
+    let mut unknown = 0;
+    let mut same = 0;
+    for c in &calls {
+        let now = c.at_ms.saturating_sub(start);
+        if now > elapsed {
+            clock.advance(Duration::from_millis(now - elapsed));
+            elapsed = now;
+        }
+        let Some(before) = recorded(&c.decision) else {
+            unknown += 1;
+            continue;
+        };
+        let mut call = Call::new(&c.tool).grant(c.grant.as_deref().unwrap_or("anonymous"));
+        call.session = c.session.as_deref();
+        call.args = c.args.as_ref();
+        call.claims = c.claims.as_ref();
+        let d = compiled.decide(&call);
+        let after = match d.outcome() {
+            Outcome::Deny => Class::Deny,
+            outcome => {
+                let charges: Vec<Charge> = d
+                    .charges()
+                    .iter()
+                    .map(|ch| Charge {
+                        limit: ch.limit.index,
+                        counter: Arc::new(CounterSpec::of(ch.limit)),
+                        key: ch.key.clone(),
+                        cost: ch.cost,
+                    })
+                    .collect();
+                match store.charge_now(&charges) {
+                    Err(_) => Class::Limited,
+                    Ok(_) if outcome == Outcome::Approval => Class::Approval,
+                    Ok(_) => Class::Allow,
+                }
+            }
+        };
+        if before == after {
+            same += 1;
+            continue;
+        }
+        let entry = by_tool
+            .entry((before, after))
+            .or_default()
+            .entry(c.tool.clone())
+            .or_default();
+        entry.count += 1;
+        if entry.examples.len() < 2 {
+            entry.examples.push(example(c));
+        }
+        *by_rule
+            .entry((before, after))
+            .or_default()
+            .entry(d.rule().to_owned())
+            .or_default() += 1;
+    }
+
+    let mut out = std::io::stdout().lock();
+    let changed: usize = by_tool
+        .values()
+        .flat_map(|t| t.values())
+        .map(|c| c.count)
+        .sum();
+    writeln!(
+        out,
+        "{} recorded calls replayed against {}: {same} decided the same, {changed} differently{}{}",
+        calls.len(),
+        src.name(),
+        if unknown > 0 {
+            format!(", {unknown} with a recorded decision this version does not know")
+        } else {
+            String::new()
+        },
+        if bad > 0 {
+            format!(" ({bad} bad line(s) skipped)")
+        } else {
+            String::new()
+        },
+    )?;
+    for ((from, to), tools) in &by_tool {
+        let n: usize = tools.values().map(|c| c.count).sum();
+        writeln!(out, "\n{from} → {to}: {n} call(s)")?;
+        for (tool, c) in tools {
+            writeln!(out, "  {tool}: {}", c.count)?;
+            for e in &c.examples {
+                writeln!(out, "    e.g. {e}")?;
+            }
+        }
+        if let Some(rules) = by_rule.get(&(*from, *to)) {
+            let located: Vec<String> = rules
+                .iter()
+                .map(|(r, n)| match src.location(r) {
+                    Some(at) => format!("{r} ({at}): {n}"),
+                    None => format!("{r}: {n}"),
+                })
+                .collect();
+            writeln!(out, "  decided by: {}", located.join("; "))?;
+        }
+    }
+    Ok(if changed > 0 && fail_on_change {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// A call in one line: when, who, and its arguments (shortened).
+fn example(c: &RecordedCall) -> String {
+    let args = c.args.as_ref().map_or_else(String::new, |a| {
+        let text = Value::to_string(a);
+        if text.chars().count() > 80 {
+            format!("{}…", text.chars().take(80).collect::<String>())
+        } else {
+            text
+        }
+    });
+    format!(
+        "at {} ms, grant {}: {args}",
+        c.at_ms,
+        c.grant.as_deref().unwrap_or("-")
+    )
+}
