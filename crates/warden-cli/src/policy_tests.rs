@@ -196,7 +196,8 @@ fn run_case(
                     }
                 }
             };
-            if !matches(&step.expect.node, &actual) {
+            let wrong_rule = step.by_rule.as_ref().is_some_and(|r| r.node != d.rule());
+            if !matches(&step.expect.node, &actual) || wrong_rule {
                 let mut explanation = compiled.explain(&call);
                 explanation.source = policy_src.location(&explanation.rule);
                 let (line, col) =
@@ -207,7 +208,10 @@ fn run_case(
                         at: format!("{}:{line}:{col}", test_src.name()),
                         call: n,
                         of: step.times,
-                        expected: step.expect.node.to_string(),
+                        expected: match &step.by_rule {
+                            Some(r) => format!("{} by {}", step.expect.node, r.node),
+                            None => step.expect.node.to_string(),
+                        },
                         actual,
                         rule: d.rule().to_owned(),
                         rule_at: explanation.source.clone(),
@@ -285,6 +289,7 @@ pub(crate) fn rules_of(policy: &warden_policy::Policy) -> Vec<String> {
 fn check_names(
     tests: &TestFile,
     compiled: &CompiledPolicy,
+    rules: &[String],
     catalog: Option<&warden_policy::Catalog>,
 ) -> (Vec<warden_dsl::Diagnostic>, Vec<warden_dsl::Diagnostic>) {
     let (mut out, mut warnings) = (Vec::new(), Vec::new());
@@ -303,6 +308,22 @@ fn check_names(
                         None => format!("its counters: {}", known.join(", ")),
                     },
                 );
+                out.push(d);
+            }
+        }
+        if let Some(r) = &step.by_rule {
+            let pseudo = r.node.starts_with('(');
+            if !pseudo && !rules.iter().any(|x| x == &r.node) {
+                let mut d = warden_dsl::Diagnostic::new(
+                    r.span.clone(),
+                    format!("the policy has no rule {:?}", r.node),
+                );
+                d.help = warden_policy::did_you_mean(
+                    &r.node,
+                    rules.iter().filter(|x| x.starts_with('/')).map(String::as_str),
+                )
+                .map(|s| format!("did you mean `{s}`?"))
+                .or_else(|| Some("rules are JSON Pointers such as /tools/NAME/require/0, or (default deny), (hidden)".into()));
                 out.push(d);
             }
         }
@@ -362,7 +383,8 @@ pub fn run(
                 continue;
             }
         };
-        let (wrong, warnings) = check_names(&tests, &compiled, catalog.as_ref());
+        let (wrong, warnings) =
+            check_names(&tests, &compiled, &rules_of(&policy), catalog.as_ref());
         for d in &warnings {
             report::emit(&test_src, d);
         }

@@ -38,6 +38,8 @@ pub struct Step {
     pub tool: Spanned<String>,
     pub args: Option<Value>,
     pub expect: Spanned<Expect>,
+    /// The rule that must decide (`by "/tools/x/require/0"`).
+    pub by_rule: Option<Spanned<String>>,
 }
 
 /// What a call must come to.
@@ -166,6 +168,7 @@ fn step(p: Pair<'_, Rule>, errors: &mut Vec<Diagnostic>) -> Option<Step> {
             node: Expect::Allow,
             span: sp.clone(),
         },
+        by_rule: None,
     };
     for c in p.into_inner() {
         match c.as_rule() {
@@ -205,6 +208,10 @@ fn step(p: Pair<'_, Rule>, errors: &mut Vec<Diagnostic>) -> Option<Step> {
                     _ => t.as_str().to_owned(),
                 };
                 s.tool = spanned(&c, name);
+            }
+            Rule::by_rule => {
+                let st = c.into_inner().find(|x| x.as_rule() == Rule::string)?;
+                s.by_rule = Some(spanned(&st, unquote(&st, errors)));
             }
             Rule::args => {
                 let o = c.into_inner().next()?;

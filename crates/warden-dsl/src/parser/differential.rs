@@ -331,7 +331,13 @@ fn mutate(r: &mut Rng, text: &str) -> String {
         (x.min(y), x.max(y))
     };
     match r.below(5) {
-        0 => format!("{}{}", &text[..a], &text[(a + r.below(8)).min(b)..]),
+        0 => {
+            let mut cut = (a + r.below(8)).min(b);
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            format!("{}{}", &text[..a], &text[cut..])
+        }
         1 => format!("{}{}{}", &text[..a], r.pick(WORDS), &text[a..]),
         2 => format!(
             "{}{}{}",
@@ -354,6 +360,7 @@ fn repository_files() -> Vec<(String, String)> {
             .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
             .map(|e| e.unwrap().path())
             .filter(|p| p.extension().is_some_and(|x| x == "pol"))
+            .filter(|p| !p.to_string_lossy().ends_with(".test.pol"))
             .collect();
         paths.sort();
         for p in paths {
