@@ -12,16 +12,17 @@
 //! private `redis-server` this binary starts), and directly again. Every loop is bounded by
 //! a request count and a deadline.
 
+#[path = "common.rs"]
+mod common;
 #[path = "../redis_server.rs"]
 mod redis_server;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use common::{Http, Proc, free_port, post, spawn};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -31,85 +32,11 @@ const CALLS_PER_CLIENT: usize = 1_000;
 const WARMUP_PER_CLIENT: usize = 50;
 const DEADLINE: Duration = Duration::from_secs(60);
 
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn bin_dir() -> PathBuf {
     std::env::current_exe()
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf))
         .unwrap_or_default()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
-}
-
-fn wait_for(port: u16) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            return Err(format!("nothing listening on {port}"));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
-}
-
-fn spawn(cmd: &mut Command, port: u16) -> Result<Proc, String> {
-    let child = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("{cmd:?}: {e}"))?;
-    let p = Proc(child);
-    wait_for(port)?;
-    Ok(p)
-}
-
-type Http = Client<HttpConnector, Full<Bytes>>;
-
-async fn post(
-    client: &Http,
-    url: &str,
-    session: Option<&str>,
-    body: &str,
-) -> Result<(Option<String>, Bytes), String> {
-    let mut req = http::Request::post(url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-11-25");
-    if let Some(s) = session {
-        req = req.header("mcp-session-id", s);
-    }
-    let req = req
-        .body(Full::new(Bytes::from(body.to_owned())))
-        .map_err(|e| e.to_string())?;
-    let resp = client.request(req).await.map_err(|e| e.to_string())?;
-    let status = resp.status();
-    let sid = resp
-        .headers()
-        .get("mcp-session-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    if !status.is_success() {
-        return Err(format!("{status}: {}", String::from_utf8_lossy(&body)));
-    }
-    Ok((sid, body))
 }
 
 /// One client: a session, then `calls` echo calls back to back; returns each latency.
@@ -122,13 +49,14 @@ async fn client_run(
     deadline: Instant,
 ) -> Result<Vec<Duration>, String> {
     let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"load","version":"0"}}}"#;
-    let (sid, _) = post(&client, &url, None, init).await?;
+    let (sid, _) = post(&client, &url, None, None, init.to_owned()).await?;
     let sid = sid.unwrap_or_default();
     post(
         &client,
         &url,
         Some(&sid),
-        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        None,
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_owned(),
     )
     .await?;
     let mut lat = Vec::with_capacity(calls);
@@ -142,7 +70,7 @@ async fn client_run(
             arg
         );
         let started = Instant::now();
-        let (_, answer) = post(&client, &url, Some(&sid), &body).await?;
+        let (_, answer) = post(&client, &url, Some(&sid), None, body).await?;
         if i >= warmup {
             lat.push(started.elapsed());
         }
@@ -222,7 +150,7 @@ fn gateway(
     if let Some(url) = redis {
         cmd.args(["--redis", url, "--redis-prefix", "bench:"]);
     }
-    let p = spawn(&mut cmd, port)?;
+    let p = spawn(&mut cmd, port, true)?;
     Ok((p, format!("http://127.0.0.1:{port}/mcp")))
 }
 
@@ -266,6 +194,7 @@ fn main() -> Result<(), String> {
             .args(["--no-policy", "--listen", &format!("127.0.0.1:{port}")])
             .env("RUST_LOG", "error"),
         port,
+        true,
     )?;
     upstreams.push((
         "rmcp (axum_mcp --no-policy)",
@@ -283,6 +212,7 @@ fn main() -> Result<(), String> {
                 .arg("streamableHttp")
                 .env("PORT", port.to_string()),
             port,
+            true,
         )?;
         upstreams.push((
             "server-everything (Node)",

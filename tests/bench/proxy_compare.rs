@@ -19,14 +19,15 @@
 //! drift on a shared machine shows up in every row alike. Every loop is bounded by a call
 //! count and a deadline.
 
-use std::os::unix::process::CommandExt;
+#[path = "common.rs"]
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use common::{Http, Proc, free_port, post, spawn};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -94,50 +95,6 @@ fn opts() -> Result<Opts, String> {
         }
     }
     Ok(o)
-}
-
-/// A process started in its own process group, which is killed whole (nginx's workers
-/// outlive a killed master otherwise).
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.0.id())])
-            .status();
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
-}
-
-fn spawn(cmd: &mut Command, port: u16, quiet: bool) -> Result<Proc, String> {
-    if quiet {
-        cmd.stdout(Stdio::null()).stderr(Stdio::null());
-    } else {
-        cmd.stdout(Stdio::null());
-    }
-    let child = cmd
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("{cmd:?}: {e}"))?;
-    let mut p = Proc(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(status)) = p.0.try_wait() {
-            return Err(format!("{cmd:?} exited: {status}"));
-        }
-        if Instant::now() > deadline {
-            return Err(format!("{cmd:?}: nothing listening on {port}"));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(p)
 }
 
 /// Nanoseconds every thread of `pid` and of its child processes (nginx's workers) has
@@ -388,44 +345,6 @@ fn warden(
     Ok((p, port))
 }
 
-type Http = Client<HttpConnector, Full<Bytes>>;
-
-async fn post(
-    client: &Http,
-    url: &str,
-    session: Option<&str>,
-    body: String,
-) -> Result<(Option<String>, Bytes), String> {
-    let mut req = http::Request::post(url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-11-25")
-        .header("authorization", format!("Bearer {TOKEN}"));
-    if let Some(s) = session {
-        req = req.header("mcp-session-id", s);
-    }
-    let req = req
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|e| e.to_string())?;
-    let resp = client.request(req).await.map_err(|e| e.to_string())?;
-    let status = resp.status();
-    let sid = resp
-        .headers()
-        .get("mcp-session-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    if !status.is_success() {
-        return Err(format!("{status}: {}", String::from_utf8_lossy(&body)));
-    }
-    Ok((sid, body))
-}
-
 /// One MCP session on its own connection.
 struct Session {
     client: Http,
@@ -441,12 +360,13 @@ async fn open(url: Arc<str>) -> Result<Session, String> {
         .pool_max_idle_per_host(1)
         .build(connector);
     let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"load","version":"0"}}}"#;
-    let (sid, _) = post(&client, &url, None, init.to_owned()).await?;
+    let (sid, _) = post(&client, &url, None, Some(TOKEN), init.to_owned()).await?;
     let sid = sid.ok_or("the upstream gave no session id")?;
     post(
         &client,
         &url,
         Some(&sid),
+        Some(TOKEN),
         r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_owned(),
     )
     .await?;
@@ -464,7 +384,7 @@ async fn calls(s: Arc<Session>, n: usize, deadline: Instant) -> Result<Vec<Durat
             i + 2
         );
         let started = Instant::now();
-        let (_, answer) = post(&s.client, &s.url, Some(&s.sid), body).await?;
+        let (_, answer) = post(&s.client, &s.url, Some(&s.sid), Some(TOKEN), body).await?;
         lat.push(started.elapsed());
         if !answer.windows(5).any(|w| w == b"hello") {
             return Err(format!(

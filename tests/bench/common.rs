@@ -1,0 +1,101 @@
+//! What the load benchmarks share: processes on free loopback ports, killed with their
+//! children when dropped, and an MCP POST over a keep-alive client.
+
+#![allow(dead_code)]
+
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+
+/// A process started in its own process group, which is killed whole (nginx's workers
+/// outlive a killed master otherwise).
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .status();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// Starts `cmd` and waits (30 s at most) until something listens on `port`. `quiet`: its
+/// stderr is dropped too.
+pub fn spawn(cmd: &mut Command, port: u16, quiet: bool) -> Result<Proc, String> {
+    cmd.stdout(Stdio::null());
+    if quiet {
+        cmd.stderr(Stdio::null());
+    }
+    let child = cmd
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("{cmd:?}: {e}"))?;
+    let mut p = Proc(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = p.0.try_wait() {
+            return Err(format!("{cmd:?} exited: {status}"));
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{cmd:?}: nothing listening on {port}"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(p)
+}
+
+pub type Http = Client<HttpConnector, Full<Bytes>>;
+
+/// One MCP POST; the session id the answer carries, and its body. A non-2xx is an error.
+pub async fn post(
+    client: &Http,
+    url: &str,
+    session: Option<&str>,
+    bearer: Option<&str>,
+    body: String,
+) -> Result<(Option<String>, Bytes), String> {
+    let mut req = http::Request::post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25");
+    if let Some(s) = session {
+        req = req.header("mcp-session-id", s);
+    }
+    if let Some(t) = bearer {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let req = req
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    let resp = client.request(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let sid = resp
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    if !status.is_success() {
+        return Err(format!("{status}: {}", String::from_utf8_lossy(&body)));
+    }
+    Ok((sid, body))
+}
