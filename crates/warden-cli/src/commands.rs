@@ -90,18 +90,32 @@ fn check(files: &[PathBuf], tools: Option<&Path>) -> Result<ExitCode, CliError> 
             for w in warnings.iter() {
                 report::warning(&src, w);
             }
-            Ok((policy, warnings.len()))
+            // Hosted FAQ forms are fine; say what they are read as.
+            let notes = match src.file.as_ref().and_then(|f| f.map.as_ref()) {
+                None => serde_json::from_str::<serde_json::Value>(&src.text)
+                    .map(|doc| warden_policy::faq_notes(&doc))
+                    .unwrap_or_default(),
+                Some(_) => Vec::new(),
+            };
+            for n in &notes {
+                report::warning(&src, n);
+            }
+            Ok((policy, warnings.len(), notes.len()))
         });
         match checked {
-            Ok((policy, warnings)) => {
+            Ok((policy, warnings, notes)) => {
                 let tools = policy.tools.as_ref().map_or(0, |t| t.len());
                 let warnings = match warnings {
                     0 => String::new(),
                     1 => ", 1 warning".into(),
                     n => format!(", {n} warnings"),
                 };
+                let notes = match notes {
+                    0 => String::new(),
+                    n => format!(", {n} hosted form(s) read as canonical"),
+                };
                 println!(
-                    "{}: ok ({tools} tool entries, default {}{warnings})",
+                    "{}: ok ({tools} tool entries, default {}{warnings}{notes})",
                     file.display(),
                     policy.default_action()
                 );
@@ -183,13 +197,12 @@ fn compile(
 ) -> Result<ExitCode, CliError> {
     let catalog = tools.map(source::catalog).transpose()?;
     let (src, policy) = source::load(file)?;
-    let policy = match target {
-        Target::Warden => policy,
-        Target::Policylayer => warden_policy::to_policylayer(&policy, catalog.as_ref())
+    let doc = match target {
+        Target::Warden => policy.to_value(),
+        Target::Policylayer => warden_policy::to_policylayer_json(&policy, catalog.as_ref())
             .map_err(|problems| src.invalid(&problems))?,
     };
-    let mut json =
-        serde_json::to_string_pretty(&policy.to_value()).map_err(std::io::Error::from)?;
+    let mut json = serde_json::to_string_pretty(&doc).map_err(std::io::Error::from)?;
     json.push('\n');
     match output {
         Some(out) => std::fs::write(out, json).map_err(|source| CliError::Write {

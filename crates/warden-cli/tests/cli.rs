@@ -416,3 +416,40 @@ fn replay_reports_what_a_policy_would_decide_differently() {
     ]);
     assert_eq!(code, 2);
 }
+
+/// The hosted tool page's FAQ: "setting max: 10 and window: 60 limits the tool to 10 calls
+/// per minute … tracked per agent session"; "Set action: deny … include a reason field".
+#[test]
+fn hosted_faq_forms_load_and_mean_what_the_page_says() {
+    let page = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/reference/policylayer-tool-page.txt"
+    ))
+    .expect("the hosted tool page in ../shared/reference");
+    assert!(page.contains("setting max: 10 and window: 60 limits the tool to 10 calls per minute"));
+    assert!(page.contains("Rate limits are tracked per agent session"));
+    assert!(page.contains("Set action: deny") && page.contains("include a reason field"));
+
+    let (code, out, err) = warden(&["check", "faq.json"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("3 hosted form(s) read as canonical"), "{out}");
+    insta::assert_snapshot!("faq_check_notes", err);
+    // Decided as the page says, through the gateway's code.
+    let (code, out, err) = warden(&["test", "faq.test.pol"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, _) = warden(&["decompile", "faq.json"]);
+    assert_eq!(code, 0);
+    insta::assert_snapshot!("faq_decompiled", out);
+    // Back to the hosted product: the per-session limit is its `rate_limit` block again.
+    let (code, out, err) = warden(&["compile", "faq.json", "--target", "policylayer"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["tools"]["create_personal_access_token"],
+        serde_json::json!({"rate_limit": {"max": 10, "window": 60}})
+    );
+    assert_eq!(
+        v["tools"]["delete_instance"]["deny_if"][0]["on_deny"],
+        "Deleting instances needs a ticket"
+    );
+}

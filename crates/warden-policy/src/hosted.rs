@@ -19,6 +19,42 @@ pub const APPROVAL_MESSAGE: &str = "Requires human approval.";
 
 /// `policy` in hosted-compatible form. `catalog` is needed only when the policy has globs.
 pub fn to_policylayer(policy: &Policy, catalog: Option<&Catalog>) -> Result<Policy, Problems> {
+    lower(policy, catalog, false).map(|(p, _)| p)
+}
+
+/// `policy` as the hosted product's JSON. Unlike [`to_policylayer`], a per-session limit
+/// on a tool's default counter (`<tool>_rate`) becomes the hosted FAQ's
+/// `rate_limit: {max, window}` block, which the hosted product tracks per agent session.
+pub fn to_policylayer_json(
+    policy: &Policy,
+    catalog: Option<&Catalog>,
+) -> Result<serde_json::Value, Problems> {
+    let (lowered, rate_limits) = lower(policy, catalog, true)?;
+    let mut doc = lowered.to_value();
+    for (tool, max, window_secs) in rate_limits {
+        if let Some(entry) = doc.get_mut("tools").and_then(|t| t.get_mut(&tool)) {
+            entry["rate_limit"] = serde_json::json!({"max": max, "window": window_secs});
+            // Its only limit became the block: no empty list beside it.
+            if let Some(m) = entry.as_object_mut()
+                && m.get("limits")
+                    .and_then(|l| l.as_array())
+                    .is_some_and(Vec::is_empty)
+            {
+                m.remove("limits");
+            }
+        }
+    }
+    Ok(doc)
+}
+
+/// A per-session default-counter limit kept for the `rate_limit` form: tool, max, seconds.
+type RateLimit = (String, u64, u64);
+
+fn lower(
+    policy: &Policy,
+    catalog: Option<&Catalog>,
+    rate_limit_form: bool,
+) -> Result<(Policy, Vec<RateLimit>), Problems> {
     let compiled = CompiledPolicy::new(policy).map_err(|e| match e {
         crate::Error::Invalid { problems } => problems,
         other => Problems(vec![Problem::new("", other.to_string())]),
@@ -27,10 +63,12 @@ pub fn to_policylayer(policy: &Policy, catalog: Option<&Catalog>) -> Result<Poli
         catalog,
         compiled: &compiled,
         problems: Vec::new(),
+        rate_limit_form,
+        rate_limits: Vec::new(),
     };
     let out = l.policy(policy);
     if l.problems.is_empty() {
-        Ok(out)
+        Ok((out, l.rate_limits))
     } else {
         Err(Problems(l.problems))
     }
@@ -40,6 +78,9 @@ struct Lowering<'a> {
     catalog: Option<&'a Catalog>,
     compiled: &'a CompiledPolicy,
     problems: Vec<Problem>,
+    /// Whether per-session default-counter limits may become `rate_limit` blocks.
+    rate_limit_form: bool,
+    rate_limits: Vec<RateLimit>,
 }
 
 impl Lowering<'_> {
@@ -68,13 +109,13 @@ impl Lowering<'_> {
             limits: a
                 .limits
                 .as_ref()
-                .map(|ls| self.limits(ls, "/all_tools/limits")),
+                .map(|ls| self.limits(ls, "/all_tools/limits", None)),
         });
         let tools = p.tools.as_ref().map(|tools| {
             let mut out = IndexMap::new();
             for (key, rule) in tools {
                 let at = child("/tools", key);
-                let lowered = self.rule(rule, &at);
+                let lowered = self.rule(rule, &at, Some(key));
                 if !Glob::is_glob(key) {
                     out.insert(key.clone(), lowered);
                     continue;
@@ -125,7 +166,7 @@ impl Lowering<'_> {
         )
     }
 
-    fn rule(&mut self, r: &ToolRule, at: &str) -> ToolRule {
+    fn rule(&mut self, r: &ToolRule, at: &str, tool: Option<&str>) -> ToolRule {
         if r.mode.is_some() {
             self.problems.push(
                 Problem::new(child(at, "mode"), "the hosted format has no shadow mode")
@@ -170,15 +211,29 @@ impl Lowering<'_> {
             limits: r
                 .limits
                 .as_ref()
-                .map(|ls| self.limits(ls, &child(at, "limits"))),
+                .map(|ls| self.limits(ls, &child(at, "limits"), tool)),
             approval: None,
             mode: None,
         }
     }
 
-    fn limits(&mut self, limits: &[Limit], at: &str) -> Vec<Limit> {
+    fn limits(&mut self, limits: &[Limit], at: &str, tool: Option<&str>) -> Vec<Limit> {
+        let mut kept = Vec::new();
         for (i, l) in limits.iter().enumerate() {
             let here = index(at, i);
+            // The FAQ's `rate_limit` block: per session, on the tool's default counter.
+            if let Some(tool) = tool
+                && self.rate_limit_form
+                && l.scope == Some(Scope::Session)
+                && l.counter == format!("{tool}_rate")
+                && l.cost.is_none()
+                && l.claim.is_none()
+            {
+                self.rate_limits
+                    .push((tool.to_owned(), l.max, l.window.as_secs()));
+                continue;
+            }
+            kept.push(l.clone());
             if let Some(scope) = l.scope.filter(|s| *s != Scope::Grant) {
                 self.problems.push(
                     Problem::new(
@@ -203,7 +258,7 @@ impl Lowering<'_> {
                 );
             }
         }
-        limits.to_vec()
+        kept
     }
 }
 

@@ -59,8 +59,9 @@ pub use decision::{Call, Charge, Decision, Outcome};
 pub use error::Error;
 pub use explain::{Explanation, Step};
 pub use glob::Glob;
-pub use hosted::{APPROVAL_MESSAGE, to_policylayer};
+pub use hosted::{APPROVAL_MESSAGE, to_policylayer, to_policylayer_json};
 pub use lint::lint;
+pub use load::faq_notes;
 pub use model::{
     AllTools, Approval, Condition, DefaultAction, Limit, Mode, OnTimeout, Op, Policy, Rule, Scope,
     ToolRule, Window,

@@ -27,7 +27,18 @@ struct Loader {
 
 const POLICY_KEYS: &[&str] = &["version", "default", "mode", "hide", "all_tools", "tools"];
 const ALL_TOOLS_KEYS: &[&str] = &["limits"];
-const TOOL_KEYS: &[&str] = &["require", "deny_if", "limits", "approval", "mode"];
+const TOOL_KEYS: &[&str] = &[
+    "require",
+    "deny_if",
+    "limits",
+    "approval",
+    "mode",
+    // The hosted product's FAQ forms, read into the canonical keys above.
+    "action",
+    "reason",
+    "rate_limit",
+];
+const RATE_LIMIT_KEYS: &[&str] = &["max", "window"];
 const RULE_KEYS: &[&str] = &["conditions", "on_deny"];
 const CONDITION_KEYS: &[&str] = &["path", "op", "value"];
 const LIMIT_KEYS: &[&str] = &["counter", "window", "max", "scope", "cost", "claim"];
@@ -85,7 +96,7 @@ impl Loader {
         let mut out = IndexMap::with_capacity(m.len());
         let mut ok = true;
         for (name, entry) in m {
-            match self.tool(entry, &child(at, name)) {
+            match self.tool(name, entry, &child(at, name)) {
                 Some(rule) => {
                     out.insert(name.clone(), rule);
                 }
@@ -95,7 +106,7 @@ impl Loader {
         ok.then_some(out)
     }
 
-    fn tool(&mut self, v: &Value, at: &str) -> Option<ToolRule> {
+    fn tool(&mut self, name: &str, v: &Value, at: &str) -> Option<ToolRule> {
         let m = self.object(v, at, "a tool entry object (`{}` allows the tool)")?;
         self.known_keys(m, at, TOOL_KEYS);
         let require = self.optional_at(m, at, "require", |l, v, at| l.list(v, at, Loader::rule));
@@ -103,13 +114,76 @@ impl Loader {
         let limits = self.optional_at(m, at, "limits", |l, v, at| l.list(v, at, Loader::limit));
         let approval = self.optional_at(m, at, "approval", Loader::approval);
         let mode = self.optional_at(m, at, "mode", |l, v, at| l.keyword(v, at, Mode::NAMES));
+        let (action_deny, rate_limit) = self.faq_forms(name, m, at)?;
+        let mut deny_if = deny_if?;
+        let mut limits = limits?;
+        // `action: deny` blocks every call: an unconditional deny_if, checked first.
+        if let Some(reason) = action_deny {
+            deny_if.get_or_insert_with(Vec::new).insert(
+                0,
+                Rule {
+                    conditions: Vec::new(),
+                    on_deny: reason,
+                },
+            );
+        }
+        if let Some(limit) = rate_limit {
+            limits.get_or_insert_with(Vec::new).push(limit);
+        }
         Some(ToolRule {
             require: require?,
-            deny_if: deny_if?,
-            limits: limits?,
+            deny_if,
+            limits,
             approval: approval?,
             mode: mode?,
         })
+    }
+
+    /// The hosted product's FAQ forms in a tool entry: `action: allow|deny` (with `reason`,
+    /// the message a denied agent reads) and `rate_limit: {max, window}` (window in seconds
+    /// or a unit name; tracked per agent session, as the FAQ says). `Some(Some(reason))`
+    /// in the first place means a deny.
+    #[allow(clippy::type_complexity)]
+    fn faq_forms(
+        &mut self,
+        name: &str,
+        m: &Map<String, Value>,
+        at: &str,
+    ) -> Option<(Option<Option<String>>, Option<Limit>)> {
+        let action = self.optional_at(m, at, "action", |l, v, at| {
+            l.keyword(v, at, &[("allow", false), ("deny", true)])
+        })?;
+        let reason = self.optional_at(m, at, "reason", |l, v, at| l.string(v, at))?;
+        if reason.is_some() && action != Some(true) {
+            self.problem(
+                Problem::new(child(at, "reason"), "`reason` goes with `action: deny`")
+                    .with_help("it is the message an agent reads when the tool is blocked"),
+            );
+            return None;
+        }
+        let rate_limit = self.optional_at(m, at, "rate_limit", |l, v, at| {
+            let r = l.object(v, at, "a rate limit `{max, window}`")?;
+            l.known_keys(r, at, RATE_LIMIT_KEYS);
+            let max = l
+                .required(r, at, "max")
+                .and_then(|v| l.positive(v, &child(at, "max")));
+            let window = l
+                .required(r, at, "window")
+                .and_then(|v| l.window(v, &child(at, "window")));
+            Some(Limit {
+                counter: format!("{name}_rate"),
+                window: window?,
+                max: max?,
+                scope: Some(Scope::Session),
+                cost: None,
+                claim: None,
+            })
+        })?;
+        let deny = match action {
+            Some(true) => Some(reason),
+            _ => None,
+        };
+        Some((deny, rate_limit))
     }
 
     fn rule(&mut self, v: &Value, at: &str) -> Option<Rule> {
@@ -356,4 +430,47 @@ fn describe(v: &Value) -> String {
         Value::String(s) => format!("the string {s:?}"),
         other => kind(other).to_string(),
     }
+}
+
+/// Notes for a policy.json written with the hosted product's FAQ forms (`action`,
+/// `reason`, `rate_limit`): each says what Warden reads it as, in the canonical keys.
+pub fn faq_notes(doc: &Value) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let Some(tools) = doc.get("tools").and_then(Value::as_object) else {
+        return out;
+    };
+    for (name, entry) in tools {
+        let at = child("/tools", name);
+        if let Some(action) = entry.get("action").and_then(Value::as_str) {
+            let canonical = match action {
+                "deny" => match entry.get("reason").and_then(Value::as_str) {
+                    Some(r) => format!(
+                        r#""deny_if": [{{"conditions": [], "on_deny": {}}}]"#,
+                        Value::from(r)
+                    ),
+                    None => r#""deny_if": [{"conditions": []}]"#.to_owned(),
+                },
+                _ => "an entry without rules (`{}`)".to_owned(),
+            };
+            out.push(
+                Problem::new(
+                    child(&at, "action"),
+                    format!("hosted form `action: {action}`"),
+                )
+                .with_help(format!("read as {canonical}, its canonical form")),
+            );
+        }
+        if let Some(r) = entry.get("rate_limit") {
+            let max = r.get("max").map(Value::to_string).unwrap_or_default();
+            let window = r.get("window").map(Value::to_string).unwrap_or_default();
+            out.push(
+                Problem::new(child(&at, "rate_limit"), "hosted form `rate_limit`").with_help(
+                    format!(
+                        r#"read as "limits": [{{"counter": "{name}_rate", "window": {window}, "max": {max}, "scope": "session"}}] (tracked per agent session, as the hosted FAQ says)"#
+                    ),
+                ),
+            );
+        }
+    }
+    out
 }

@@ -106,3 +106,13 @@ fn limits_per_claim_name_their_claim() {
     assert!(limit(r#", "claim": "team""#).contains("`claim` is only for limits per claim"));
     assert_eq!(limit(r#", "scope": "claim", "claim": "team""#), "ok");
 }
+
+#[test]
+fn hosted_faq_forms_misused() {
+    insta::assert_snapshot!(problems(
+        r#"{"version": "1", "tools": {
+        "a": {"action": "allow", "reason": "why"},
+        "b": {"action": "block"},
+        "c": {"rate_limit": {"max": 0, "window": "fortnight", "burst": 2}}}}"#
+    ));
+}
