@@ -13,12 +13,38 @@ use clap::{Parser, Subcommand, ValueEnum};
 )]
 #[command(propagate_version = true)]
 pub struct Cli {
+    /// Colour in diagnostics: auto (a terminal, unless NO_COLOR is set), always, never.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
+    pub color: ColorChoice,
     #[command(subcommand)]
     pub command: Command,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+/// Shells `warden completions` writes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Print a shell completion script: `warden completions bash > /etc/bash_completion.d/warden`.
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the man page (roff), generated from these same definitions:
+    /// `warden man > /usr/local/share/man/man1/warden.1`.
+    Man,
     /// Validate policy files and report every problem with its location.
     ///
     /// Also warns about rules that can never take effect (a block for a hidden tool,

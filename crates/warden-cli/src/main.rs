@@ -19,6 +19,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    report::set_color(cli.color);
     match commands::run(cli) {
         Ok(code) => code,
         // A reader that stopped early (`warden compile x.pol | head`) is not an error.

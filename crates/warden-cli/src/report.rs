@@ -8,9 +8,27 @@ use warden_policy::Problem;
 use crate::error::CliError;
 use crate::source::Source;
 
-/// Colour only for a person at a terminal.
+static CHOICE: std::sync::OnceLock<crate::cli::ColorChoice> = std::sync::OnceLock::new();
+
+/// `--color`, set once at start.
+pub fn set_color(choice: crate::cli::ColorChoice) {
+    let _ = CHOICE.set(choice);
+}
+
+/// Colour only for a person at a terminal (or when asked with `--color always`); NO_COLOR
+/// turns `auto` off.
 pub fn color() -> bool {
-    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+    match CHOICE
+        .get()
+        .copied()
+        .unwrap_or(crate::cli::ColorChoice::Auto)
+    {
+        crate::cli::ColorChoice::Always => true,
+        crate::cli::ColorChoice::Never => false,
+        crate::cli::ColorChoice::Auto => {
+            std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+        }
+    }
 }
 
 pub fn emit(src: &Source, d: &Diagnostic) {

@@ -453,3 +453,33 @@ fn hosted_faq_forms_load_and_mean_what_the_page_says() {
         "Deleting instances needs a ticket"
     );
 }
+
+#[test]
+fn completions_man_page_and_color_follow_the_clap_definitions() {
+    for (shell, marker) in [
+        ("bash", "_warden()"),
+        ("zsh", "#compdef warden"),
+        ("fish", "complete -c warden"),
+    ] {
+        let (code, out, err) = warden(&["completions", shell]);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains(marker), "{shell}: {out}");
+        // Every verb is completed.
+        for verb in ["check", "test", "diff", "replay", "serve"] {
+            assert!(out.contains(verb), "{shell} lacks {verb}");
+        }
+    }
+    let (code, out, _) = warden(&["man"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with(".ie") && out.contains(".TH warden 1"),
+        "{out}"
+    );
+    // Colour: never by default off a terminal (NO_COLOR is set here too), always on request.
+    let (_, _, plain) = warden(&["check", "bad.json"]);
+    assert!(!plain.contains('\u{1b}'), "{plain}");
+    let (_, _, coloured) = warden(&["--color", "always", "check", "bad.json"]);
+    assert!(coloured.contains("\u{1b}["), "{coloured}");
+    let (_, _, never) = warden(&["check", "bad.json", "--color", "never"]);
+    assert!(!never.contains('\u{1b}'));
+}
