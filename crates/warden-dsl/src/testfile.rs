@@ -9,7 +9,7 @@ use crate::ast::{Span, Spanned};
 use crate::diagnostic::Diagnostic;
 
 #[derive(pest_derive::Parser)]
-#[grammar = "../../grammar/tests.pest"]
+#[grammar = "grammar/tests.pest"]
 struct TestParser;
 
 /// A test file: which policy it tests (if it says), and its tests.

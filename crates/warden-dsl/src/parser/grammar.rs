@@ -12,7 +12,7 @@ use crate::ast::*;
 use crate::diagnostic::Diagnostic;
 
 #[derive(pest_derive::Parser)]
-#[grammar = "../../grammar/warden.pest"]
+#[grammar = "grammar/warden.pest"]
 struct PolParser;
 
 pub fn parse(text: &str) -> Result<File, Vec<Diagnostic>> {
