@@ -43,8 +43,9 @@ fn fake(answer: fn(&mut TcpStream, &str)) -> String {
 }
 
 fn gateway(warden: &Path, upstream: &str, extra: &[&str]) -> support::Running {
-    let dir = support::scratch("failures");
-    let policy = dir.join(format!("policy-{}.pol", support::free_port()));
+    // A directory per gateway: tests run in parallel, and `scratch` empties its directory.
+    let dir = support::scratch(&format!("failures-{}", support::free_port()));
+    let policy = dir.join("policy.pol");
     std::fs::write(&policy, POLICY).unwrap();
     let mut cmd = support::serve_command(warden, &policy, upstream);
     cmd.arg("--no-auth").args(extra).env("WARDEN_LOG", "error");

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use warden_policy::{Call, CompiledPolicy};
+use warden_policy::Call;
 
 use crate::cli::{Cli, Command, Format, Target};
 use crate::error::CliError;
@@ -100,7 +100,7 @@ fn check(files: &[PathBuf], tools: Option<&Path>) -> Result<ExitCode, CliError> 
     let mut failed = 0;
     for file in files {
         let checked = source::load(file).and_then(|(src, policy)| {
-            let compiled = compiled(&src, &policy)?;
+            let compiled = source::compiled(&src, &policy)?;
             let warnings = warden_policy::lint(&compiled, catalog.as_ref());
             for w in warnings.iter() {
                 report::warning(&src, w);
@@ -184,7 +184,7 @@ fn explain(
         }
     };
     let (src, policy) = source::load(file)?;
-    let compiled = compiled(&src, &policy)?;
+    let compiled = source::compiled(&src, &policy)?;
     let mut call = Call::new(tool)
         .args(&args)
         .grant(caller.grant)
@@ -265,20 +265,5 @@ fn fmt(files: &[PathBuf], check: bool) -> Result<ExitCode, CliError> {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
-    })
-}
-
-/// Compiles a loaded policy; its problems were found by `load` already, so this only fails
-/// on what validation alone cannot see.
-fn compiled(
-    src: &source::Source,
-    policy: &warden_policy::Policy,
-) -> Result<CompiledPolicy, CliError> {
-    CompiledPolicy::new(policy).map_err(|e| match e {
-        warden_policy::Error::Invalid { problems } => src.invalid(&problems),
-        warden_policy::Error::Syntax { .. } => CliError::Invalid {
-            path: src.path.clone(),
-            count: 1,
-        },
     })
 }

@@ -49,13 +49,7 @@ struct Side {
 impl Side {
     fn load(path: &Path) -> Result<Side, CliError> {
         let (src, policy) = source::load(path)?;
-        let compiled = CompiledPolicy::new(&policy).map_err(|e| match e {
-            warden_policy::Error::Invalid { problems } => src.invalid(&problems),
-            warden_policy::Error::Syntax { .. } => CliError::Invalid {
-                path: src.path.clone(),
-                count: 1,
-            },
-        })?;
+        let compiled = source::compiled(&src, &policy)?;
         let doc = policy.to_value();
         Ok(Side {
             src,

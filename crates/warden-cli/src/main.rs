@@ -8,6 +8,7 @@ mod gateway;
 mod policy_tests;
 mod replay;
 mod report;
+mod simulate;
 mod source;
 
 use std::process::ExitCode;

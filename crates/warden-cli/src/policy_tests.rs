@@ -7,13 +7,13 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 use warden_dsl::{Expect, Step, TestFile};
-use warden_policy::{Call, CompiledPolicy, Outcome};
-use warden_tower::limit::{Charge, CounterSpec, MemoryStore, Refusal, VirtualClock};
+use warden_policy::{Call, CompiledPolicy};
+
+use crate::simulate::{Came, Simulator};
 
 use crate::cli::TestFormat;
 use crate::error::CliError;
@@ -74,38 +74,15 @@ fn policy_of(file: &Path, tests: &TestFile) -> PathBuf {
     }
 }
 
-/// What one call came to.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "outcome", rename_all = "lowercase")]
-enum Actual {
-    Allow,
-    Deny { message: String },
-    Hidden,
-    Limited { counter: String },
-    Approval,
-}
-
-impl std::fmt::Display for Actual {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Actual::Allow => write!(f, "allow"),
-            Actual::Deny { message } => write!(f, "deny ({message:?})"),
-            Actual::Hidden => write!(f, "hidden"),
-            Actual::Limited { counter } => write!(f, "limited {counter}"),
-            Actual::Approval => write!(f, "approval"),
-        }
-    }
-}
-
-fn matches(expect: &Expect, actual: &Actual) -> bool {
+fn matches(expect: &Expect, actual: &Came) -> bool {
     match (expect, actual) {
-        (Expect::Allow, Actual::Allow)
-        | (Expect::Hidden, Actual::Hidden)
-        | (Expect::Approval, Actual::Approval) => true,
-        (Expect::Deny { because }, Actual::Deny { message }) => because
+        (Expect::Allow, Came::Allow)
+        | (Expect::Hidden, Came::Hidden)
+        | (Expect::Approval, Came::Approval) => true,
+        (Expect::Deny { because }, Came::Deny { message }) => because
             .as_ref()
             .is_none_or(|b| message.contains(b.as_str())),
-        (Expect::Limited { counter }, Actual::Limited { counter: c }) => {
+        (Expect::Limited { counter }, Came::Limited { counter: c }) => {
             counter.as_ref().is_none_or(|want| want == c)
         }
         _ => false,
@@ -121,7 +98,7 @@ struct Failure {
     call: u32,
     of: u32,
     expected: String,
-    actual: Actual,
+    actual: Came,
     /// The rule that decided, and where it is written.
     rule: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -147,11 +124,10 @@ fn run_case(
     steps: &[Step],
     mut hits: Option<&mut Coverage>,
 ) -> (u64, Option<Failure>) {
-    let clock = VirtualClock::default();
-    let store = MemoryStore::with_clock(10_000, clock.clone());
+    let sim = Simulator::new(10_000);
     let mut calls = 0;
     for step in steps {
-        clock.advance(Duration::from_secs(step.after_secs));
+        sim.advance(Duration::from_secs(step.after_secs));
         for n in 1..=step.times {
             calls += 1;
             let mut call = Call::new(&step.tool.node)
@@ -159,7 +135,7 @@ fn run_case(
                 .session("warden-test");
             call.args = step.args.as_ref();
             call.claims = step.claims.as_ref();
-            let d = compiled.decide(&call);
+            let (d, actual) = sim.run(compiled, &call);
             if let Some(cov) = hits.as_deref_mut() {
                 cov.tools.insert(step.tool.node.clone());
                 // Every rule, condition and limit the decision looked at.
@@ -171,31 +147,6 @@ fn run_case(
                     cov.rules.insert(format!("hide:{pattern}"));
                 }
             }
-            let actual = match d.outcome() {
-                Outcome::Deny if compiled.is_hidden(&step.tool.node) => Actual::Hidden,
-                Outcome::Deny => Actual::Deny {
-                    message: d.message().to_owned(),
-                },
-                outcome => {
-                    let charges: Vec<Charge> = d
-                        .charges()
-                        .iter()
-                        .map(|c| Charge {
-                            limit: c.limit.index,
-                            counter: Arc::new(CounterSpec::of(c.limit)),
-                            key: c.key.clone(),
-                            cost: c.cost,
-                        })
-                        .collect();
-                    match store.charge_now(&charges) {
-                        Err(r) => Actual::Limited {
-                            counter: refused_counter(&r, &charges),
-                        },
-                        Ok(_) if outcome == Outcome::Approval => Actual::Approval,
-                        Ok(_) => Actual::Allow,
-                    }
-                }
-            };
             let wrong_rule = step.by_rule.as_ref().is_some_and(|r| r.node != d.rule());
             if !matches(&step.expect.node, &actual) || wrong_rule {
                 let mut explanation = compiled.explain(&call);
@@ -222,17 +173,6 @@ fn run_case(
         }
     }
     (calls, None)
-}
-
-fn refused_counter(r: &Refusal, charges: &[Charge]) -> String {
-    let at = match r {
-        Refusal::Exhausted { at, .. } | Refusal::TooCostly { at } | Refusal::TooManyKeys { at } => {
-            Some(*at)
-        }
-        Refusal::Unavailable { .. } => None,
-    };
-    at.and_then(|i| charges.get(i))
-        .map_or_else(|| "(counter store)".to_owned(), |c| c.counter.name.clone())
 }
 
 /// What the tests exercised: the rules the decisions looked at, and the tools called.
@@ -375,10 +315,10 @@ pub fn run(
                 continue;
             }
         };
-        let compiled = match CompiledPolicy::new(&policy) {
+        let compiled = match source::compiled(&policy_src, &policy) {
             Ok(c) => c,
             Err(e) => {
-                eprintln!("error: {}: {e}", policy_path.display());
+                report::error(&e);
                 broken += 1;
                 continue;
             }

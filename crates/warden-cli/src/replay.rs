@@ -10,13 +10,13 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use warden_policy::{Call, CompiledPolicy, Outcome};
+use warden_policy::Call;
 use warden_tower::RecordedCall;
-use warden_tower::limit::{Charge, CounterSpec, MemoryStore, VirtualClock};
+
+use crate::simulate::{Came, Simulator};
 
 use crate::error::CliError;
 use crate::source;
@@ -101,16 +101,9 @@ struct Changes {
 
 pub fn run(policy: &Path, files: &[PathBuf], fail_on_change: bool) -> Result<ExitCode, CliError> {
     let (src, model) = source::load(policy)?;
-    let compiled = CompiledPolicy::new(&model).map_err(|e| match e {
-        warden_policy::Error::Invalid { problems } => src.invalid(&problems),
-        warden_policy::Error::Syntax { .. } => CliError::Invalid {
-            path: src.path.clone(),
-            count: 1,
-        },
-    })?;
+    let compiled = source::compiled(&src, &model)?;
     let (calls, bad) = read(files)?;
-    let clock = VirtualClock::default();
-    let store = MemoryStore::with_clock(1_000_000, clock.clone());
+    let sim = Simulator::new(1_000_000);
     let start = calls.first().map_or(0, |c| c.at_ms);
     let mut elapsed = 0;
     // (from, to) → per tool; and per deciding rule of the new policy.
@@ -121,7 +114,7 @@ pub fn run(policy: &Path, files: &[PathBuf], fail_on_change: bool) -> Result<Exi
     for c in &calls {
         let now = c.at_ms.saturating_sub(start);
         if now > elapsed {
-            clock.advance(Duration::from_millis(now - elapsed));
+            sim.advance(Duration::from_millis(now - elapsed));
             elapsed = now;
         }
         let Some(before) = recorded(&c.decision) else {
@@ -132,26 +125,12 @@ pub fn run(policy: &Path, files: &[PathBuf], fail_on_change: bool) -> Result<Exi
         call.session = c.session.as_deref();
         call.args = c.args.as_ref();
         call.claims = c.claims.as_ref();
-        let d = compiled.decide(&call);
-        let after = match d.outcome() {
-            Outcome::Deny => Class::Deny,
-            outcome => {
-                let charges: Vec<Charge> = d
-                    .charges()
-                    .iter()
-                    .map(|ch| Charge {
-                        limit: ch.limit.index,
-                        counter: Arc::new(CounterSpec::of(ch.limit)),
-                        key: ch.key.clone(),
-                        cost: ch.cost,
-                    })
-                    .collect();
-                match store.charge_now(&charges) {
-                    Err(_) => Class::Limited,
-                    Ok(_) if outcome == Outcome::Approval => Class::Approval,
-                    Ok(_) => Class::Allow,
-                }
-            }
+        let (d, came) = sim.run(&compiled, &call);
+        let after = match came {
+            Came::Allow => Class::Allow,
+            Came::Deny { .. } | Came::Hidden => Class::Deny,
+            Came::Limited { .. } => Class::Limited,
+            Came::Approval => Class::Approval,
         };
         if before == after {
             same += 1;

@@ -107,3 +107,18 @@ pub fn catalog(path: &Path) -> Result<Catalog, CliError> {
         Err(Error::Invalid { problems }) => Err(src.invalid(&problems)),
     }
 }
+
+/// A loaded policy compiled for deciding. `load` found its problems already, so this only
+/// fails on what validation alone cannot see; such a problem is reported in this file.
+pub fn compiled(
+    src: &Source,
+    policy: &warden_policy::Policy,
+) -> Result<warden_policy::CompiledPolicy, CliError> {
+    warden_policy::CompiledPolicy::new(policy).map_err(|e| match e {
+        warden_policy::Error::Invalid { problems } => src.invalid(&problems),
+        warden_policy::Error::Syntax { .. } => CliError::Invalid {
+            path: src.path.clone(),
+            count: 1,
+        },
+    })
+}

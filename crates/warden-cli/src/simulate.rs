@@ -1,0 +1,95 @@
+//! The gateway's decision and counters, offline: `decide()`, then the in-memory counter
+//! store on a virtual clock. `warden test` and `warden replay` both run calls through this.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use warden_policy::{Call, CompiledPolicy, Decision, Outcome};
+use warden_tower::limit::{Charge, CounterSpec, MemoryStore, Refusal, VirtualClock};
+
+/// What one call came to.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "lowercase")]
+pub enum Came {
+    Allow,
+    Deny { message: String },
+    Hidden,
+    Limited { counter: String },
+    Approval,
+}
+
+impl std::fmt::Display for Came {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Came::Allow => write!(f, "allow"),
+            Came::Deny { message } => write!(f, "deny ({message:?})"),
+            Came::Hidden => write!(f, "hidden"),
+            Came::Limited { counter } => write!(f, "limited {counter}"),
+            Came::Approval => write!(f, "approval"),
+        }
+    }
+}
+
+/// Counters that start empty at virtual time zero.
+pub struct Simulator {
+    clock: VirtualClock,
+    store: MemoryStore<VirtualClock>,
+}
+
+impl Simulator {
+    pub fn new(max_keys: usize) -> Simulator {
+        let clock = VirtualClock::default();
+        Simulator {
+            store: MemoryStore::with_clock(max_keys, clock.clone()),
+            clock,
+        }
+    }
+
+    /// Lets virtual time pass.
+    pub fn advance(&self, by: Duration) {
+        self.clock.advance(by);
+    }
+
+    /// Decides `call` and, when it may go on, charges its limits as the gateway would.
+    pub fn run<'p>(&self, compiled: &'p CompiledPolicy, call: &Call<'_>) -> (Decision<'p>, Came) {
+        let d = compiled.decide(call);
+        let came = match d.outcome() {
+            Outcome::Deny if compiled.is_hidden(call.tool) => Came::Hidden,
+            Outcome::Deny => Came::Deny {
+                message: d.message().to_owned(),
+            },
+            outcome => {
+                let charges: Vec<Charge> = d
+                    .charges()
+                    .iter()
+                    .map(|c| Charge {
+                        limit: c.limit.index,
+                        counter: Arc::new(CounterSpec::of(c.limit)),
+                        key: c.key.clone(),
+                        cost: c.cost,
+                    })
+                    .collect();
+                match self.store.charge_now(&charges) {
+                    Err(r) => Came::Limited {
+                        counter: refused_counter(&r, &charges),
+                    },
+                    Ok(_) if outcome == Outcome::Approval => Came::Approval,
+                    Ok(_) => Came::Allow,
+                }
+            }
+        };
+        (d, came)
+    }
+}
+
+fn refused_counter(r: &Refusal, charges: &[Charge]) -> String {
+    let at = match r {
+        Refusal::Exhausted { at, .. } | Refusal::TooCostly { at } | Refusal::TooManyKeys { at } => {
+            Some(*at)
+        }
+        Refusal::Unavailable { .. } => None,
+    };
+    at.and_then(|i| charges.get(i))
+        .map_or_else(|| "(counter store)".to_owned(), |c| c.counter.name.clone())
+}
