@@ -92,7 +92,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
             "--no-auth and --jwt-jwks contradict each other".into(),
         ));
     }
-    warden_gateway::logging::init(args.audit.as_deref())?;
+    warden_gateway::logging::init(args.audit.as_deref(), admin.is_some())?;
     let opts = ServeOptions {
         policy: args.policy,
         upstream,
@@ -123,7 +123,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
 pub fn stdio(args: StdioArgs) -> Result<ExitCode, CliError> {
     let redis = redis_config(&args.redis)?;
     let jwt = jwt_options(&args.jwt)?;
-    warden_gateway::logging::init(args.audit.as_deref())?;
+    warden_gateway::logging::init(args.audit.as_deref(), false)?;
     let rt = runtime()?;
     // One client started us: with JWTs, its token (from the environment) names the grant.
     let grant = match jwt {

@@ -18,7 +18,10 @@ use crate::Error;
 /// them): on a busy gateway that line costs more than the decision itself. Warnings about
 /// calls (refusals before any decision, a store that fails closed) are still written, and
 /// the audit file gets every decision whatever `WARDEN_LOG` says.
-pub fn init(audit: Option<&Path>) -> Result<(), Error> {
+///
+/// With `console` (an admin address), decisions also feed the console's live view; without
+/// it no layer wants decision events and, with no audit file, they cost nothing.
+pub fn init(audit: Option<&Path>, console: bool) -> Result<(), Error> {
     let filter = EnvFilter::try_from_env("WARDEN_LOG")
         .unwrap_or_else(|_| EnvFilter::new("warden=info,warden::decision=warn"));
     let human = tracing_subscriber::fmt::layer()
@@ -47,8 +50,10 @@ pub fn init(audit: Option<&Path>) -> Result<(), Error> {
         None => None,
     };
     // The console's live view: every decision, whatever WARDEN_LOG says.
-    let feed = crate::console::decisions::FeedLayer
-        .with_filter(Targets::new().with_target("warden::decision", tracing::Level::INFO));
+    let feed = console.then(|| {
+        crate::console::decisions::FeedLayer
+            .with_filter(Targets::new().with_target("warden::decision", tracing::Level::INFO))
+    });
     tracing_subscriber::registry()
         .with(human)
         .with(audit)

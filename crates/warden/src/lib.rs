@@ -28,8 +28,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
-use sha2::{Digest, Sha256};
-
 pub use warden_dsl as dsl;
 pub use warden_policy as policy;
 pub use warden_tower as tower_layer;
@@ -179,13 +177,13 @@ impl<S> tower::Layer<S> for PolicyLayer {
 
 /// What changes when the file is edited: time, size and a digest of the contents (editors
 /// that write twice within the clock's resolution still get noticed).
-fn stamp(path: &Path) -> Option<(SystemTime, u64, [u8; 32])> {
+fn stamp(path: &Path) -> Option<(SystemTime, u64, String)> {
     let meta = std::fs::metadata(path).ok()?;
     let text = std::fs::read(path).ok()?;
     Some((
         meta.modified().ok()?,
         meta.len(),
-        Sha256::digest(&text).into(),
+        warden_tower::short_hash(&text),
     ))
 }
 

@@ -110,22 +110,13 @@ pub fn everything(root: &Path) -> Result<()> {
         return Ok(());
     }
     require(root, "npm", "npm (e.g. `apt-get install npm`)")?;
-    run(command(root, "npm").args([
-        "install",
-        "--silent",
-        "--no-audit",
-        "--no-fund",
-        "--prefix",
-        NPM_PREFIX,
-        "@modelcontextprotocol/server-everything",
-    ]))?;
+    npm_install(root, NPM_PREFIX, "@modelcontextprotocol/server-everything")?;
     if !js.is_file() {
         return Err(format!(
             "npm install finished but {} is missing",
             js.display()
         ));
     }
-    println!("   installed in {NPM_PREFIX}");
     Ok(())
 }
 
@@ -143,19 +134,7 @@ pub fn browser(root: &Path) -> Result<()> {
                 chromium.display()
             ));
         }
-        let is_root = output(command(root, "id").arg("-u")).is_some_and(|u| u == "0");
-        if !is_root || !succeeds(command(root, "apt-get").arg("--version")) {
-            return Err(
-                "chromium not found; install it with `sudo apt-get install chromium` \
-                        (or set WARDEN_E2E_CHROMIUM to a Chromium binary)"
-                    .into(),
-            );
-        }
-        println!("   installing chromium with apt-get");
-        run(command(root, "apt-get").args(["update", "-qq"]))?;
-        run(command(root, "apt-get")
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .args(["install", "-y", "-qq", "chromium"]))?;
+        apt_install(root, "chromium", "WARDEN_E2E_CHROMIUM to a Chromium binary")?;
     }
     let v = output(command(root, &chromium).args(["--headless", "--no-sandbox", "--version"]))
         .ok_or_else(|| format!("{} does not run", chromium.display()))?;
@@ -236,23 +215,32 @@ pub fn redis(root: &Path) -> Result<()> {
             ));
         }
         (None, None) => {
-            let is_root = output(command(root, "id").arg("-u")).is_some_and(|u| u == "0");
-            if !is_root || !succeeds(command(root, "apt-get").arg("--version")) {
-                return Err(
-                    "redis-server not found; install it with `sudo apt-get install \
-                            redis-server` (or set WARDEN_E2E_REDIS to a redis-server binary)"
-                        .into(),
-                );
-            }
-            println!("   installing redis-server with apt-get");
-            run(command(root, "apt-get").args(["update", "-qq"]))?;
-            run(command(root, "apt-get")
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .args(["install", "-y", "-qq", "redis-server"]))?;
+            apt_install(
+                root,
+                "redis-server",
+                "WARDEN_E2E_REDIS to a redis-server binary",
+            )?;
             version().ok_or("redis-server still does not run after `apt-get install`")?
         }
     };
     println!("   {v}");
+    Ok(())
+}
+
+/// Installs a Debian package when we are root and have apt-get; otherwise says how to get
+/// it, or which variable points the tests at a copy installed elsewhere.
+fn apt_install(root: &Path, package: &str, or_set: &str) -> Result<()> {
+    let is_root = output(command(root, "id").arg("-u")).is_some_and(|u| u == "0");
+    if !is_root || !succeeds(command(root, "apt-get").arg("--version")) {
+        return Err(format!(
+            "{package} not found; install it with `sudo apt-get install {package}` (or set {or_set})"
+        ));
+    }
+    println!("   installing {package} with apt-get");
+    run(command(root, "apt-get").args(["update", "-qq"]))?;
+    run(command(root, "apt-get")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args(["install", "-y", "-qq", package]))?;
     Ok(())
 }
 
