@@ -75,6 +75,7 @@ pub enum BlockKind {
         message: Option<Spanned<String>>,
     },
     Approval {
+        via: Option<Spanned<warden_policy::ApprovalVia>>,
         timeout: Option<Spanned<u64>>,
         on_timeout: Option<Spanned<DefaultAction>>,
         /// Argument paths the approver is not shown.

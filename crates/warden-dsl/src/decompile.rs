@@ -186,6 +186,12 @@ impl Printer<'_> {
         }
         if let Some(a) = &body.approval {
             let mut text = "require approval".to_owned();
+            match a.via {
+                Some(ApprovalVia::Queue) => text.push_str(" via queue"),
+                Some(ApprovalVia::Client) => text.push_str(" via client"),
+                Some(ApprovalVia::ClientOrQueue) => text.push_str(" via client or queue"),
+                None => {}
+            }
             if let Some(t) = a.timeout {
                 text.push_str(&format!(" timeout {t} seconds"));
             }

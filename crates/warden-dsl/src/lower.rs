@@ -261,6 +261,7 @@ impl Lowerer {
                     list.push(self.limit(l, &limit_at, &name.node, &b.span));
                 }
                 BlockKind::Approval {
+                    via,
                     timeout,
                     on_timeout,
                     redact,
@@ -281,6 +282,10 @@ impl Lowerer {
                         DefaultAction::Allow => OnTimeout::Allow,
                         DefaultAction::Deny => OnTimeout::Deny,
                     });
+                    if let Some(v) = via {
+                        self.map
+                            .set(|| child(&child(&at, "approval"), "via"), &v.span);
+                    }
                     for (i, path) in redact.iter().enumerate() {
                         self.map.set(
                             || index(&child(&child(&at, "approval"), "redact"), i),
@@ -290,6 +295,7 @@ impl Lowerer {
                     rule.approval = Some(Approval {
                         timeout: timeout.as_ref().map(|t| t.node),
                         on_timeout,
+                        via: via.as_ref().map(|v| v.node),
                         redact: redact.iter().map(|p| p.node.clone()).collect(),
                     });
                 }

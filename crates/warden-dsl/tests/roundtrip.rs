@@ -107,6 +107,11 @@ fn tool_rule() -> impl Strategy<Value = ToolRule> {
         prop::option::of((
             prop::option::of(1u64..1000),
             prop::option::of(prop_oneof![Just(OnTimeout::Deny), Just(OnTimeout::Allow)]),
+            prop::option::of(prop_oneof![
+                Just(ApprovalVia::Queue),
+                Just(ApprovalVia::Client),
+                Just(ApprovalVia::ClientOrQueue)
+            ]),
             prop::collection::vec("args\\.[a-z]{1,5}(\\.[a-z]{1,3})?", 0..3),
         )),
         prop::option::of(prop_oneof![Just(Mode::Enforce), Just(Mode::Shadow)]),
@@ -115,9 +120,10 @@ fn tool_rule() -> impl Strategy<Value = ToolRule> {
             require,
             deny_if,
             limits,
-            approval: approval.map(|(timeout, on_timeout, redact)| Approval {
+            approval: approval.map(|(timeout, on_timeout, via, redact)| Approval {
                 timeout,
                 on_timeout,
+                via,
                 redact,
             }),
             mode,

@@ -185,9 +185,16 @@ impl fmt::Display for Explanation {
             }
         }
         if let Some(a) = &self.approval {
+            let asked = match a.via.unwrap_or(crate::ApprovalVia::Queue) {
+                crate::ApprovalVia::Queue => "the approval queue",
+                crate::ApprovalVia::Client => "the person at the MCP client (else refused)",
+                crate::ApprovalVia::ClientOrQueue => {
+                    "the person at the MCP client (else the approval queue)"
+                }
+            };
             writeln!(
                 f,
-                "approval: wait up to {}s, then {}",
+                "approval: ask {asked}, wait up to {}s, then {}",
                 a.timeout_secs(),
                 a.on_timeout.unwrap_or(crate::OnTimeout::Deny)
             )?;

@@ -42,7 +42,7 @@ const RATE_LIMIT_KEYS: &[&str] = &["max", "window"];
 const RULE_KEYS: &[&str] = &["conditions", "on_deny"];
 const CONDITION_KEYS: &[&str] = &["path", "op", "value"];
 const LIMIT_KEYS: &[&str] = &["counter", "window", "max", "scope", "cost", "claim"];
-const APPROVAL_KEYS: &[&str] = &["timeout", "on_timeout", "redact"];
+const APPROVAL_KEYS: &[&str] = &["timeout", "on_timeout", "via", "redact"];
 
 impl Loader {
     fn problem(&mut self, p: Problem) {
@@ -242,16 +242,24 @@ impl Loader {
     }
 
     fn approval(&mut self, v: &Value, at: &str) -> Option<Approval> {
-        let m = self.object(v, at, "an approval object `{timeout, on_timeout, redact}`")?;
+        let m = self.object(
+            v,
+            at,
+            "an approval object `{timeout, on_timeout, via, redact}`",
+        )?;
         self.known_keys(m, at, APPROVAL_KEYS);
         let timeout = self.optional_at(m, at, "timeout", Loader::positive);
         let on_timeout = self.optional_at(m, at, "on_timeout", |l, v, at| {
             l.keyword(v, at, OnTimeout::NAMES)
         });
+        let via = self.optional_at(m, at, "via", |l, v, at| {
+            l.keyword(v, at, ApprovalVia::NAMES)
+        });
         let redact = self.optional_at(m, at, "redact", |l, v, at| l.list(v, at, Loader::string));
         Some(Approval {
             timeout: timeout?,
             on_timeout: on_timeout?,
+            via: via?,
             redact: redact?.unwrap_or_default(),
         })
     }

@@ -120,6 +120,9 @@ pub struct Approval {
     /// What an unanswered request becomes (default `deny`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_timeout: Option<OnTimeout>,
+    /// Who is asked (default `queue`: the console, the approval API or the webhook).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<ApprovalVia>,
     /// Argument paths (`args.card_number`) whose values the approver is not shown: the
     /// console, the approval API and notifications mask them. The approval still binds the
     /// real values.
@@ -264,6 +267,26 @@ keywords! {
 keywords! {
     /// What an approval that nobody answers becomes.
     OnTimeout { Deny = "deny", Allow = "allow" }
+}
+
+keywords! {
+    /// Who is asked to approve a call.
+    ApprovalVia {
+        /// The gateway's queue: the console, the approval API, the webhook.
+        Queue = "queue",
+        /// The person in front of the MCP client, through elicitation; a client that cannot
+        /// be asked is refused.
+        Client = "client",
+        /// The person in front of the MCP client where it can be asked, else the queue.
+        ClientOrQueue = "client_or_queue",
+    }
+}
+
+impl ApprovalVia {
+    /// Whether the MCP client is asked (when it can be).
+    pub fn asks_client(self) -> bool {
+        matches!(self, ApprovalVia::Client | ApprovalVia::ClientOrQueue)
+    }
 }
 
 keywords! {

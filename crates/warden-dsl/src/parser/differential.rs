@@ -241,6 +241,21 @@ fn block_item(r: &mut Rng) -> String {
         }
         5 => {
             let mut s = format!("require{}approval", gap(r));
+            if r.chance(40) {
+                let target = r.pick(&[
+                    "client",
+                    "queue",
+                    "client or queue",
+                    "client  or",
+                    "clients",
+                ]);
+                s.push_str(&format!(
+                    "{}via{}{}",
+                    gap(r),
+                    gap(r),
+                    target.replace(' ', gap(r))
+                ));
+            }
             if r.chance(50) {
                 s.push_str(&format!(
                     "{}timeout{}{}{}seconds",

@@ -11,7 +11,7 @@
 //! AST from them.
 
 use serde_json::Value;
-use warden_policy::{DefaultAction, Mode, Op, Scope, Window};
+use warden_policy::{ApprovalVia, DefaultAction, Mode, Op, Scope, Window};
 
 use super::literal;
 use crate::ast::*;
@@ -392,11 +392,48 @@ impl<'a> Reader<'a> {
         })
     }
 
-    /// `approval = { kw_require ~ kw_approval ~ approval_timeout? ~ on_timeout? ~ redact? }`
+    /// `approval = { kw_require ~ kw_approval ~ approval_via? ~ approval_timeout? ~ on_timeout? ~ redact? }`
     fn approval(&mut self) -> Option<BlockKind> {
         self.kw("require")?;
         self.skip();
         self.kw("approval")?;
+        self.skip();
+        // approval_via = { kw_via ~ via_target }
+        // via_target = { kw_client ~ (kw_or ~ kw_queue)? | kw_queue }
+        let via = self.attempt(|r| {
+            r.kw("via")?;
+            r.skip();
+            let start = r.pos;
+            let node = if r.attempt(|r| r.kw("client")).is_some() {
+                let mut end = r.pos;
+                let or_queue = r.attempt(|r| {
+                    r.skip();
+                    r.kw("or")?;
+                    r.skip();
+                    r.kw("queue")
+                });
+                if or_queue.is_some() {
+                    end = r.pos;
+                }
+                let node = if or_queue.is_some() {
+                    ApprovalVia::ClientOrQueue
+                } else {
+                    ApprovalVia::Client
+                };
+                // The span covers the words, not the blanks pest may have read after them.
+                return Some(Spanned {
+                    node,
+                    span: start..end,
+                });
+            } else {
+                r.kw("queue")?;
+                ApprovalVia::Queue
+            };
+            Some(Spanned {
+                node,
+                span: start..r.pos,
+            })
+        });
         self.skip();
         // approval_timeout = { kw_timeout ~ integer ~ kw_seconds }
         let timeout = self.attempt(|r| {
@@ -434,6 +471,7 @@ impl<'a> Reader<'a> {
             })
             .unwrap_or_default();
         Some(BlockKind::Approval {
+            via,
             timeout,
             on_timeout,
             redact,

@@ -5,7 +5,7 @@
 use pest::Parser as _;
 use pest::iterators::Pair;
 use serde_json::Value;
-use warden_policy::{DefaultAction, Mode, Op, Scope, Window, did_you_mean};
+use warden_policy::{ApprovalVia, DefaultAction, Mode, Op, Scope, Window, did_you_mean};
 
 use super::literal;
 use crate::ast::*;
@@ -145,11 +145,28 @@ impl Builder {
                 }
             }
             Rule::approval => {
+                let mut via = None;
                 let mut timeout = None;
                 let mut on_timeout = None;
                 let mut redact = Vec::new();
                 for c in inner(p) {
                     match c.as_rule() {
+                        Rule::approval_via => {
+                            let target = inner(c).find(|x| x.as_rule() == Rule::via_target)?;
+                            let words: Vec<Pair<'_, Rule>> = target.into_inner().collect();
+                            let node = match words.iter().map(Pair::as_rule).collect::<Vec<_>>()[..]
+                            {
+                                [Rule::kw_client] => ApprovalVia::Client,
+                                [Rule::kw_client, ..] => ApprovalVia::ClientOrQueue,
+                                _ => ApprovalVia::Queue,
+                            };
+                            // The words only, not the blanks read after them.
+                            let (first, last) = (words.first()?, words.last()?);
+                            via = Some(Spanned {
+                                node,
+                                span: first.as_span().start()..last.as_span().end(),
+                            });
+                        }
                         Rule::approval_timeout => {
                             let n = inner(c).next()?;
                             timeout = Some(spanned(&n, self.integer(&n)?));
@@ -164,6 +181,7 @@ impl Builder {
                     }
                 }
                 BlockKind::Approval {
+                    via,
                     timeout,
                     on_timeout,
                     redact,
@@ -408,6 +426,10 @@ fn keyword_text(r: Rule) -> Option<&'static str> {
         Rule::kw_as => "as",
         Rule::kw_cost => "cost",
         Rule::kw_redact => "redact",
+        Rule::kw_via => "via",
+        Rule::kw_client => "client",
+        Rule::kw_or => "or",
+        Rule::kw_queue => "queue",
         Rule::kw_true => "true",
         Rule::kw_false => "false",
         Rule::kw_null => "null",

@@ -8,7 +8,8 @@ const KEYWORDS: &[&str] = &[
     "version", "default", "allow", "deny", "hide", "tool", "all", "tools", "limit", "per",
     "minute", "hour", "day", "second", "grant", "session", "claim", "global", "as", "cost",
     "require", "else", "if", "approval", "timeout", "on", "shadow", "matches", "contains", "in",
-    "not", "exists", "and", "or", "caller", "args", "message", "true", "false",
+    "not", "exists", "and", "or", "caller", "args", "message", "true", "false", "redact", "via",
+    "client", "queue",
 ];
 
 enum Token<'a> {
