@@ -13,39 +13,10 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 const REVISIONS: [&str; 2] = ["2025-11-25", "2026-07-28"];
-
-/// tests/conformance/server.py, once it prints `READY URL`.
-fn conformance_server(python: &Path) -> support::Running {
-    let mut child = Command::new(python)
-        .arg(support::repo().join("tests/conformance/server.py"))
-        .args(["--port", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start tests/conformance/server.py");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("READY ") {
-                let _ = tx.send(url.trim().to_owned());
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(60))
-        .unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!("tests/conformance/server.py printed no READY line within 60 s")
-        });
-    support::Running { child, url }
-}
 
 /// The suite against `url`: the per-scenario summary and the per-check statuses.
 fn suite(url: &str, revision: &str, out: &Path) -> (String, String) {
@@ -89,7 +60,7 @@ fn lines_differing(a: &str, b: &str) -> Vec<String> {
 fn the_conformance_suite_sees_the_same_server_through_the_gateway() {
     let warden = support::warden().expect("warden binary");
     let python = support::python().expect("python with mcp");
-    let server = conformance_server(&python);
+    let server = support::conformance_server(&python);
     let dir: PathBuf = support::scratch("conformance");
     let policy = dir.join("allow.pol");
     std::fs::write(&policy, "version 1\ndefault allow\n").unwrap();

@@ -109,7 +109,7 @@ pub fn run_python(python: &Path, script: &str, args: &[&str]) -> serde_json::Val
 }
 
 /// Opens a loopback connection and sends one `connection: close` request on it.
-fn send(
+pub fn send(
     url: &str,
     method: &str,
     path: &str,
@@ -454,4 +454,32 @@ impl Drop for StdioGate {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// tests/conformance/server.py (the Python SDK serving both protocol revisions), once it
+/// prints `READY URL`.
+pub fn conformance_server(python: &Path) -> Running {
+    let mut child = Command::new(python)
+        .arg(repo().join("tests/conformance/server.py"))
+        .args(["--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start tests/conformance/server.py");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("READY ") {
+                let _ = tx.send(url.trim().to_owned());
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!("tests/conformance/server.py printed no READY line within 60 s")
+        });
+    Running { child, url }
 }

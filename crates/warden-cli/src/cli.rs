@@ -256,8 +256,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "URL", requires = "admin")]
     pub approval_notify: Option<String>,
     /// The console's address as people open it (behind a proxy, say), for the links of
-    /// --approval-notify. Default: http://<--admin address>.
-    #[arg(long, value_name = "URL", requires = "approval_notify")]
+    /// --approval-notify and of approvals asked in MCP clients that can open links.
+    /// Default: http://<--admin address>.
+    #[arg(long, value_name = "URL", requires = "admin")]
     pub console_url: Option<String>,
     /// Record every decided tools/call here as JSON lines — caller, tool, ARGUMENT VALUES,
     /// time, decision — for `warden replay`. Sensitive: the file is created mode 0600.

@@ -65,8 +65,13 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
                 })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let notify = match (&args.approval_notify, &admin) {
-        (Some(url), Some((addr, _))) => {
+    let console_url = admin.as_ref().map(|(addr, _)| {
+        args.console_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"))
+    });
+    let notify = match (&args.approval_notify, &console_url) {
+        (Some(url), Some(console)) => {
             let uri: http::Uri = url
                 .parse()
                 .ok()
@@ -78,10 +83,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
                 })?;
             Some(warden_gateway::state::Notify {
                 url: uri,
-                console: args
-                    .console_url
-                    .clone()
-                    .unwrap_or_else(|| format!("http://{addr}")),
+                console: console.clone(),
             })
         }
         _ => None,
@@ -114,6 +116,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
         cors_origins,
         workers: args.workers,
         notify,
+        console_url,
         record: args.record,
     };
     warden_gateway::serve(opts)?;

@@ -53,6 +53,9 @@ pub struct ServeOptions {
     pub workers: usize,
     /// Announce each approval request to a URL, with a link to the console.
     pub notify: Option<crate::state::Notify>,
+    /// The console's address as people open it: MCP clients that can open links are sent
+    /// there to answer approvals asked `via client`.
+    pub console_url: Option<String>,
     /// Record every decided call, arguments included, here (JSON lines, mode 0600).
     pub record: Option<PathBuf>,
 }
@@ -99,6 +102,9 @@ async fn run(opts: ServeOptions, workers: usize) -> Result<(), Error> {
         .layer
         .shadow(opts.shadow)
         .max_body_bytes(opts.max_message_bytes);
+    if let Some(url) = &opts.console_url {
+        layer = layer.console_url(url.clone());
+    }
     if let Some(path) = &opts.record {
         layer = layer.recorder(crate::record::FileRecorder::open(path)?);
         tracing::warn!(target: "warden::gateway", path = %path.display(), "recording every call with its arguments (sensitive; --record)");

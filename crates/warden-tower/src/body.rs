@@ -22,6 +22,8 @@ enum Kind {
     Full(Option<Bytes>),
     Boxed(UnsyncBoxBody<Bytes, BoxError>),
     Sse(Box<SseFilter>),
+    /// Chunks a task sends while it works (an approval asked on the call's own stream).
+    Channel(tokio::sync::mpsc::Receiver<Bytes>, bool),
 }
 
 impl std::fmt::Debug for Body {
@@ -30,6 +32,7 @@ impl std::fmt::Debug for Body {
             Kind::Full(_) => "full",
             Kind::Boxed(_) => "stream",
             Kind::Sse(_) => "sse-filtered",
+            Kind::Channel(..) => "channel",
         };
         f.debug_tuple("Body").field(&kind).finish()
     }
@@ -56,6 +59,13 @@ impl Body {
         use http_body_util::BodyExt;
         Body {
             kind: Kind::Boxed(body.map_err(Into::into).boxed_unsync()),
+        }
+    }
+
+    /// A body whose chunks `rx` delivers; it ends when every sender is gone.
+    pub(crate) fn channel(rx: tokio::sync::mpsc::Receiver<Bytes>) -> Body {
+        Body {
+            kind: Kind::Channel(rx, false),
         }
     }
 
@@ -91,6 +101,13 @@ impl http_body::Body for Body {
             ),
             Kind::Boxed(b) => Pin::new(b).poll_frame(cx),
             Kind::Sse(f) => f.poll_frame(cx),
+            Kind::Channel(rx, done) => match ready!(rx.poll_recv(cx)) {
+                Some(b) => Poll::Ready(Some(Ok(Frame::data(b)))),
+                None => {
+                    *done = true;
+                    Poll::Ready(None)
+                }
+            },
         }
     }
 
@@ -99,6 +116,7 @@ impl http_body::Body for Body {
             Kind::Full(b) => b.as_ref().is_none_or(Bytes::is_empty),
             Kind::Boxed(b) => b.is_end_stream(),
             Kind::Sse(f) => f.done,
+            Kind::Channel(_, done) => *done,
         }
     }
 
@@ -106,7 +124,7 @@ impl http_body::Body for Body {
         match &self.kind {
             Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             Kind::Boxed(b) => b.size_hint(),
-            Kind::Sse(_) => SizeHint::default(),
+            Kind::Sse(_) | Kind::Channel(..) => SizeHint::default(),
         }
     }
 }

@@ -14,7 +14,11 @@ pub(crate) enum Message {
     /// `method` without `id`: nothing to answer, nothing to decide.
     Notification,
     /// `result` or `error`: the client answering the server (elicitation, sampling).
-    Response,
+    Response {
+        id: Option<Value>,
+        result: Option<Value>,
+        error: Option<Value>,
+    },
 }
 
 impl Message {
@@ -96,7 +100,11 @@ fn message(v: Value) -> Result<Message, Refusal> {
             )),
         },
         Some(_) => Err(invalid(id, "`method` must be a string")),
-        None if m.contains_key("result") || m.contains_key("error") => Ok(Message::Response),
+        None if m.contains_key("result") || m.contains_key("error") => Ok(Message::Response {
+            id,
+            result: m.remove("result"),
+            error: m.remove("error"),
+        }),
         None => Err(invalid(id, "a message needs `method`, `result` or `error`")),
     }
 }
@@ -134,7 +142,17 @@ mod tests {
         assert_eq!(params["name"], "get-env");
         let b = parse(br#"[{"jsonrpc":"2.0","method":"notifications/initialized"},{"jsonrpc":"2.0","id":"x","result":{}}]"#).unwrap();
         assert!(b.batch);
-        assert_eq!(b.messages, vec![Message::Notification, Message::Response]);
+        assert_eq!(
+            b.messages,
+            vec![
+                Message::Notification,
+                Message::Response {
+                    id: Some(Value::from("x")),
+                    result: Some(serde_json::json!({})),
+                    error: None
+                }
+            ]
+        );
     }
 
     #[test]

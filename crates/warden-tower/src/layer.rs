@@ -30,6 +30,8 @@ pub(crate) struct Config {
     pub(crate) max_keys: usize,
     pub(crate) shadow: bool,
     pub(crate) recorder: Option<RecorderRef>,
+    /// Where the console is, for links in URL-mode elicitations.
+    pub(crate) console_url: Option<String>,
 }
 
 /// The recorder, shared; shown only as present in debug output.
@@ -47,6 +49,14 @@ impl std::fmt::Debug for RecorderRef {
 pub(crate) struct Enforcer {
     pub(crate) policy: Arc<CompiledPolicy>,
     pub(crate) counters: Counters,
+    /// Distinct for every policy loaded, so an approval asked under one is not used under
+    /// another.
+    pub(crate) revision: u64,
+}
+
+fn next_revision() -> u64 {
+    static REVISION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    REVISION.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 pub(crate) struct Shared {
@@ -55,6 +65,8 @@ pub(crate) struct Shared {
     pub(crate) grants: Arc<dyn GrantExtractor>,
     pub(crate) approver: Arc<dyn Approver>,
     pub(crate) store: Arc<dyn CounterStore>,
+    /// Approvals asked in the MCP client, and what each session's client can be asked.
+    pub(crate) elicit: Arc<crate::elicit::Book>,
 }
 
 /// Enforces a Warden policy on every MCP tool call (or HTTP route) of the wrapped service.
@@ -91,6 +103,7 @@ pub struct PolicyLayer {
     store: Arc<dyn CounterStore>,
     /// The store was chosen by the user: `max_keys_per_counter` must not replace it.
     custom_store: bool,
+    elicit: Arc<crate::elicit::Book>,
 }
 
 impl std::fmt::Debug for PolicyLayer {
@@ -116,18 +129,21 @@ impl PolicyLayer {
             max_keys: Self::DEFAULT_MAX_KEYS,
             shadow: false,
             recorder: None,
+            console_url: None,
         };
         let counters = Counters::new(&policy);
         PolicyLayer {
             state: Arc::new(ArcSwap::from_pointee(Enforcer {
                 policy: Arc::new(policy),
                 counters,
+                revision: next_revision(),
             })),
             config,
             grants: Arc::new(DefaultGrant),
             approver: Arc::new(Refuse),
             store: Arc::new(MemoryStore::new(Self::DEFAULT_MAX_KEYS)),
             custom_store: false,
+            elicit: Arc::default(),
         }
     }
 
@@ -189,6 +205,14 @@ impl PolicyLayer {
         self
     }
 
+    /// The console's address as people open it (`https://warden.example.com`): an approval
+    /// asked in an MCP client that can open links (URL-mode elicitation) sends the person
+    /// to the console's page for it rather than asking in the client's own form.
+    pub fn console_url(mut self, url: impl Into<String>) -> Self {
+        self.config.console_url = Some(url.into().trim_end_matches('/').to_owned());
+        self
+    }
+
     /// A handle to swap the policy of every service made by this layer.
     pub fn handle(&self) -> PolicyHandle {
         PolicyHandle {
@@ -210,6 +234,7 @@ impl<S> Layer<S> for PolicyLayer {
                 grants: self.grants.clone(),
                 approver: self.approver.clone(),
                 store: self.store.clone(),
+                elicit: self.elicit.clone(),
             }),
         }
     }
@@ -236,6 +261,7 @@ impl PolicyHandle {
         self.state.store(Arc::new(Enforcer {
             policy: Arc::new(policy),
             counters,
+            revision: next_revision(),
         }));
         metrics::counter!("warden_policy_reloads_total").increment(1);
     }

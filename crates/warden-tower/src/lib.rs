@@ -17,6 +17,7 @@
 pub mod answer;
 pub mod approval;
 mod body;
+mod elicit;
 mod grant;
 mod inspect;
 #[cfg(feature = "jwt")]

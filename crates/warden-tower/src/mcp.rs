@@ -12,6 +12,7 @@ use warden_policy::Outcome;
 
 use crate::answer::{self, DenyStyle};
 use crate::body::{Body, BoxError};
+use crate::elicit;
 use crate::inspect::{self, Message, Refusal};
 use crate::layer::{Enforcer, Shared};
 use crate::limit::Charge;
@@ -24,13 +25,15 @@ pub(crate) async fn mcp<S, ReqB, ResB>(
     req: Request<ReqB>,
 ) -> Result<Response<Body>, S::Error>
 where
-    S: Service<Request<Body>, Response = Response<ResB>>,
+    S: Service<Request<Body>, Response = Response<ResB>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
     ReqB: http_body::Body<Data = Bytes> + Send + 'static,
     ReqB::Error: Into<BoxError>,
     ResB: http_body::Body<Data = Bytes> + Send + 'static,
     ResB::Error: Into<BoxError>,
 {
-    let (mut parts, body) = req.into_parts();
+    let (parts, body) = req.into_parts();
     // Only POST bodies carry client messages: a body on any other method could carry a call
     // the gate never read, so it is refused. GET streams and DELETE without a body pass.
     if parts.method != Method::POST && has_body(&parts.headers) {
@@ -84,11 +87,28 @@ where
         return Ok(answer::json(StatusCode::BAD_REQUEST, &v));
     }
 
-    let enforcer = shared.state.load_full();
     let caller = Caller::of(&shared, &parts);
+    // The person's answer to an approval asked on a call's own stream: the layer asked, so
+    // the layer takes the answer; the upstream never sees it.
+    if let Some(r) = elicit::take_client_answer(&shared, &caller, &parsed.messages) {
+        return Ok(r);
+    }
+    let enforcer = shared.state.load_full();
     let verdicts = decide_all(&enforcer, &caller, &parsed.messages, shared.config.shadow);
     let style = shared.config.deny_style;
-    let protocol = header_str(&parts.headers, "mcp-protocol-version");
+    let protocol = header_str(&parts.headers, "mcp-protocol-version").map(str::to_owned);
+    let protocol = protocol.as_deref();
+    // Calls that come back (protocol 2026-07-28) with the answer to an approval asked in the
+    // client. They were charged when first asked; their ticket decides them below.
+    let mut returned: Vec<Option<elicit::Returned>> = call_params(&parsed.messages)
+        .map(|p| {
+            protocol
+                .is_some_and(|v| v >= elicit::MRTR_PROTOCOL)
+                .then(|| elicit::Returned::of(p))
+                .flatten()
+        })
+        .collect();
+    let returned_any = returned.iter().any(Option::is_some);
 
     // Denials: answer locally; with a batch, nothing of it is forwarded.
     let blocking: Vec<&Verdict> = verdicts
@@ -117,8 +137,9 @@ where
     // Limits of every call that goes on, all charged together or none.
     let charges: Vec<Charge> = verdicts
         .iter()
-        .filter(|v| v.outcome != Outcome::Deny)
-        .flat_map(|v| v.charges.iter().cloned())
+        .zip(&returned)
+        .filter(|(v, r)| v.outcome != Outcome::Deny && r.is_none())
+        .flat_map(|(v, _)| v.charges.iter().cloned())
         .collect();
     if let Err(limited) = enforcer
         .counters
@@ -154,8 +175,28 @@ where
     }
 
     // Approvals, each bound to its exact call.
+    let single = !parsed.batch && verdicts.len() == 1;
+    let accepts_sse = header_str(&parts.headers, "accept")
+        .is_some_and(|a| a.to_ascii_lowercase().contains("text/event-stream"));
     let mut refused = Vec::new();
-    for v in verdicts.iter().filter(|v| v.outcome != Outcome::Deny) {
+    for ((v, params), back) in verdicts
+        .iter()
+        .zip(call_params(&parsed.messages))
+        .zip(returned.iter_mut())
+    {
+        if v.outcome == Outcome::Deny {
+            continue;
+        }
+        if let Some(back) = back.take() {
+            match back.redeem(&shared, &caller, v, enforcer.revision).await {
+                Ok(()) => log(&caller, v, "approved", &v.rule, started.elapsed(), false),
+                Err(reason) => {
+                    log(&caller, v, "refused", &v.rule, started.elapsed(), false);
+                    refused.push((v.id.clone(), reason));
+                }
+            }
+            continue;
+        }
         let Some(approval) = &v.approval else {
             log(&caller, v, "allow", &v.rule, started.elapsed(), false);
             continue;
@@ -163,6 +204,52 @@ where
         if v.shadow {
             log(&caller, v, "approval", &v.rule, started.elapsed(), true);
             continue;
+        }
+        if let Some(via) = approval.via.filter(|via| via.asks_client()) {
+            let route = elicit::route(&shared, &caller, protocol, params, accepts_sse, single);
+            let ticket = match route
+                .as_ref()
+                .map(|r| {
+                    let url = matches!(r, elicit::Route::Retry { url: true });
+                    elicit::open(&shared, &caller, v, approval, enforcer.revision, url)
+                })
+                .transpose()
+            {
+                Ok(t) => t,
+                Err(reason) => {
+                    log(&caller, v, "refused", &v.rule, started.elapsed(), false);
+                    refused.push((v.id.clone(), reason));
+                    continue;
+                }
+            };
+            match (route, ticket) {
+                (Some(elicit::Route::Retry { .. }), Some(t)) => {
+                    return Ok(answer::json(
+                        StatusCode::OK,
+                        &elicit::input_required(&shared, &t, &v.id),
+                    ));
+                }
+                (Some(elicit::Route::Stream), Some(t)) => {
+                    let streamed = elicit::Streamed {
+                        verdict: v.detached(),
+                        args: v.args.cloned(),
+                        caller,
+                        request: forward_request(parts, &parsed, bytes),
+                        started,
+                        protocol: protocol.map(str::to_owned),
+                    };
+                    return Ok(elicit::stream(shared.clone(), inner, t, streamed));
+                }
+                _ if elicit::fallback_to_queue(via) => {}
+                _ => {
+                    log(&caller, v, "refused", &v.rule, started.elapsed(), false);
+                    refused.push((
+                        v.id.clone(),
+                        "this call must be approved by the person at the MCP client, and this client cannot be asked (it did not declare the elicitation capability)".into(),
+                    ));
+                    continue;
+                }
+            }
         }
         match v.ask(&shared, &caller, approval).await {
             Ok(()) => log(&caller, v, "approved", &v.rule, started.elapsed(), false),
@@ -182,24 +269,37 @@ where
         ));
     }
 
-    // Forward the very bytes that were inspected, naming their requests for failure answers.
-    let mut forwarded = answer::Forwarded {
-        ids: Vec::new(),
-        batch: parsed.batch,
+    // Forward the very bytes that were inspected (less the answers to the layer's own
+    // approvals), naming their requests for failure answers.
+    let bytes = if returned_any {
+        match elicit::strip(&bytes) {
+            Some(b) => b,
+            None => bytes,
+        }
+    } else {
+        bytes
     };
-    let mut list_ids: Vec<Value> = Vec::new();
-    for m in &parsed.messages {
-        if let Message::Request { id, method, .. } = m {
-            if method == "tools/list" {
-                list_ids.push(id.clone());
-            }
-            forwarded.ids.push(id.clone());
+    let list_ids: Vec<Value> = parsed
+        .messages
+        .iter()
+        .filter_map(|m| match m {
+            Message::Request { id, method, .. } if method == "tools/list" => Some(id.clone()),
+            _ => None,
+        })
+        .collect();
+    let init_caps = parsed.messages.iter().find_map(|m| match m {
+        Message::Request { method, params, .. } if method == "initialize" => Some(
+            elicit::Caps::of(params.as_ref().and_then(|p| p.get("capabilities"))),
+        ),
+        _ => None,
+    });
+    let resp = inner.call(forward_request(parts, &parsed, bytes)).await?;
+    // What the client can be asked is learnt once per session, when it is created.
+    if let Some(caps) = init_caps {
+        if let Some(session) = header_str(resp.headers(), "mcp-session-id") {
+            shared.elicit.remember(session, caps);
         }
     }
-    parts.extensions.insert(forwarded);
-    let resp = inner
-        .call(Request::from_parts(parts, Body::full(bytes)))
-        .await?;
     if list_ids.is_empty() {
         return Ok(boxed(resp));
     }
@@ -210,6 +310,40 @@ where
         shared.config.max_body,
     )
     .await)
+}
+
+/// The request to the inner service, with the ids of the requests it carries.
+fn forward_request(
+    mut parts: http::request::Parts,
+    parsed: &inspect::Body,
+    bytes: Bytes,
+) -> Request<Body> {
+    let forwarded = answer::Forwarded {
+        ids: parsed
+            .messages
+            .iter()
+            .filter_map(|m| match m {
+                Message::Request { id, .. } => Some(id.clone()),
+                _ => None,
+            })
+            .collect(),
+        batch: parsed.batch,
+    };
+    parts.extensions.insert(forwarded);
+    // The body may have lost the answers to the layer's approvals: say its real length.
+    if parts.headers.contains_key(header::CONTENT_LENGTH) {
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, http::HeaderValue::from(bytes.len()));
+    }
+    Request::from_parts(parts, Body::full(bytes))
+}
+
+/// The params of each `tools/call`, in the order the verdicts are in.
+fn call_params(messages: &[Message]) -> impl Iterator<Item = &Value> {
+    messages
+        .iter()
+        .filter_map(|m| m.tool_call().map(|(_, p)| p))
 }
 
 fn decide_all<'a>(

@@ -170,6 +170,24 @@ pub(crate) struct Verdict<'a> {
     pub(crate) claims: Option<String>,
 }
 
+impl Verdict<'_> {
+    /// This verdict without its borrowed arguments, to outlive the request body.
+    pub(crate) fn detached(&self) -> Verdict<'static> {
+        Verdict {
+            id: self.id.clone(),
+            tool: self.tool.clone(),
+            args: None,
+            outcome: self.outcome,
+            rule: self.rule.clone(),
+            message: self.message.clone(),
+            shadow: self.shadow,
+            charges: self.charges.clone(),
+            approval: self.approval.clone(),
+            claims: self.claims.clone(),
+        }
+    }
+}
+
 impl<'a> Verdict<'a> {
     pub(crate) fn decide(
         enforcer: &Enforcer,

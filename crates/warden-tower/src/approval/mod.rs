@@ -144,11 +144,22 @@ pub type AnswerFuture = Pin<Box<dyn Future<Output = Answer> + Send>>;
 /// Decides approval requests. The layer applies the timeout; an approver only answers.
 pub trait Approver: Send + Sync + 'static {
     fn ask(&self, request: ApprovalRequest) -> AnswerFuture;
+
+    /// Whether a person can answer through this approver. An approval asked in the MCP
+    /// client is also put to an approver that can (the console answers it too); one that
+    /// refuses everything, like [`Refuse`], is left out so it cannot answer first.
+    fn waits(&self) -> bool {
+        true
+    }
 }
 
 impl<T: Approver + ?Sized> Approver for Arc<T> {
     fn ask(&self, request: ApprovalRequest) -> AnswerFuture {
         (**self).ask(request)
+    }
+
+    fn waits(&self) -> bool {
+        (**self).waits()
     }
 }
 
@@ -174,6 +185,10 @@ impl Approver for Refuse {
         Box::pin(std::future::ready(Answer::Denied(Some(
             warden_policy::APPROVAL_MESSAGE.to_owned(),
         ))))
+    }
+
+    fn waits(&self) -> bool {
+        false
     }
 }
 
