@@ -86,6 +86,12 @@ fn message(v: Value) -> Result<Message, Refusal> {
     };
     match m.remove("method") {
         Some(Value::String(method)) => match id {
+            // A call without an id would not be answered, but a server might still run it:
+            // the gate decides every call, so it must be able to answer it.
+            None if method == "tools/call" => Err(invalid(
+                None,
+                "tools/call must be a request with an id, not a notification",
+            )),
             None => Ok(Message::Notification),
             Some(id @ (Value::String(_) | Value::Number(_))) => {
                 let params = m.remove("params");
@@ -132,6 +138,17 @@ fn check_call(id: &Value, params: Option<&Value>) -> Result<(), Refusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tools_call_without_an_id_is_refused_not_forwarded_undecided() {
+        let r = parse(br#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"delete_all"}}"#);
+        assert!(
+            matches!(&r, Err(Refusal::Invalid { message, .. }) if message.contains("not a notification")),
+            "{r:?}"
+        );
+        let r = parse(br#"[{"jsonrpc":"2.0","id":1,"method":"tools/list"},{"jsonrpc":"2.0","method":"tools/call","params":{"name":"x"}}]"#);
+        assert!(r.is_err(), "{r:?}");
+    }
 
     #[test]
     fn classifies_messages() {

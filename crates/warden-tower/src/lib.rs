@@ -18,6 +18,8 @@ pub mod answer;
 pub mod approval;
 mod body;
 mod elicit;
+#[doc(hidden)]
+pub mod fuzzing;
 mod grant;
 mod inspect;
 #[cfg(feature = "jwt")]
