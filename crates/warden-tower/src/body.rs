@@ -162,10 +162,11 @@ impl SseFilter {
                     // client that follows the spec; it is filtered anyway, for those that
                     // don't.
                     let rest = self.buf.split().freeze();
-                    let rest = match std::str::from_utf8(&rest)
-                        .ok()
-                        .and_then(|e| rewrite_event(e, &self.ids, &self.policy))
-                    {
+                    let rest = match rewrite_event(
+                        &String::from_utf8_lossy(&rest),
+                        &self.ids,
+                        &self.policy,
+                    ) {
                         Some(rewritten) => Bytes::from(rewritten),
                         None => rest,
                     };
@@ -180,10 +181,9 @@ impl SseFilter {
         let mut out = BytesMut::new();
         while let Some(end) = event_end(&self.buf) {
             let event = self.buf.split_to(end);
-            match std::str::from_utf8(&event)
-                .ok()
-                .and_then(|e| rewrite_event(e, &self.ids, &self.policy))
-            {
+            // Clients decode the stream as UTF-8 with replacement (the SSE spec), so an event
+            // with invalid bytes is still dispatched: it is read the same way here.
+            match rewrite_event(&String::from_utf8_lossy(&event), &self.ids, &self.policy) {
                 Some(rewritten) => out.extend_from_slice(rewritten.as_bytes()),
                 None => out.extend_from_slice(&event),
             }
@@ -251,6 +251,8 @@ fn data_value(line: &str) -> Option<&str> {
 }
 
 fn rewrite_event(event: &str, ids: &[Value], policy: &CompiledPolicy) -> Option<String> {
+    // A byte order mark opening the stream is ignored by clients.
+    let event = event.strip_prefix('\u{feff}').unwrap_or(event);
     let data: Vec<&str> = lines(event).filter_map(data_value).collect();
     if data.is_empty() {
         return None;
@@ -396,6 +398,27 @@ mod tests {
             .unwrap()
             .to_bytes();
         assert!(!String::from_utf8_lossy(&out).contains("delete_a"));
+    }
+
+    /// Found by tests/fuzz (sse_filter): an event holding bytes that are not UTF-8 was passed
+    /// through unfiltered, but clients decode with replacement and dispatch it.
+    #[tokio::test]
+    async fn events_with_invalid_utf8_or_a_byte_order_mark_are_filtered_too() {
+        let list = json!({"jsonrpc": "2.0", "id": 0, "result": {"tools": [{"name": "delete_a"}, {"name": "get_a"}]}});
+        for prefix in [&b"\xff"[..], "\u{feff}".as_bytes(), b"\xc3"] {
+            let mut stream = prefix.to_vec();
+            stream.extend_from_slice(format!("event: message\ndata: {list}\n\n").as_bytes());
+            let out = Body::sse_filtered(Body::full(stream), vec![json!(0)], policy())
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes();
+            let out = String::from_utf8_lossy(&out);
+            assert!(
+                !out.contains("delete_a") && out.contains("get_a"),
+                "{prefix:?}: {out}"
+            );
+        }
     }
 
     #[tokio::test]

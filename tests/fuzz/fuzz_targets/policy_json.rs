@@ -1,0 +1,27 @@
+//! policy.json text: loading and validating never panics, and a policy that loads compiles
+//! and decides a call.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(policy) = warden_policy::Policy::from_json_str(text) else {
+        return;
+    };
+    let compiled = warden_policy::CompiledPolicy::new(&policy)
+        .unwrap_or_else(|e| panic!("a loaded policy does not compile: {e}\n{text}"));
+    let args = serde_json::json!({"amount": 5, "path": "/etc/passwd"});
+    for tool in ["read_file", "delete_instance", "x"] {
+        let call = warden_policy::Call {
+            tool,
+            args: Some(&args),
+            grant: Some("alice"),
+            session: Some("s"),
+            ip: None,
+            claims: None,
+        };
+        let _ = compiled.decide(&call);
+    }
+    let _ = warden_policy::to_policylayer_json(&policy, None);
+});
