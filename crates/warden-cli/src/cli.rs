@@ -27,6 +27,13 @@ pub enum ColorChoice {
     Never,
 }
 
+/// Products `warden import` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImportFrom {
+    Intercept,
+    Policylayer,
+}
+
 /// Shells `warden completions` writes for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Shell {
@@ -177,6 +184,28 @@ pub enum Command {
     Decompile {
         #[arg(value_name = "FILE")]
         file: PathBuf,
+    },
+    /// Turn a policy written for another product into `.pol`.
+    ///
+    /// `intercept`: Intercept's YAML policies (every key of its schema; see docs/import.md).
+    /// `policylayer`: the hosted product's YAML form (`rules: - action: deny / reason: …`,
+    /// `rate_limit: 30/hour`, counted per agent session). Comments are kept. What Warden
+    /// cannot say exactly is an error at its place in the file, unless --lossy. Examples:
+    ///   warden import intercept stripe.yaml -o stripe.pol
+    ///   warden import intercept policies/*.yaml -o imported/
+    Import {
+        #[arg(value_enum)]
+        from: ImportFrom,
+        /// YAML policy files.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Where to write: a file for one input, a directory for several (default: stdout).
+        #[arg(short, long, value_name = "OUT")]
+        output: Option<PathBuf>,
+        /// Import what Warden cannot express exactly as a warning and a `# LOSSY:` comment
+        /// instead of refusing the file.
+        #[arg(long)]
+        lossy: bool,
     },
     /// Print the JSON Schema of the policy.json format.
     Schema,

@@ -79,6 +79,18 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             std::io::stdout().write_all(warden_dsl::decompile(&policy).as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Import {
+            from,
+            files,
+            output,
+            lossy,
+        } => {
+            let flavor = match from {
+                crate::cli::ImportFrom::Intercept => crate::import::Flavor::Intercept,
+                crate::cli::ImportFrom::Policylayer => crate::import::Flavor::PolicyLayer,
+            };
+            crate::import::run(flavor, &files, output.as_deref(), lossy)
+        }
         Command::Serve(args) => crate::gateway::serve(*args),
         Command::Scan {
             upstream,

@@ -5,6 +5,7 @@ mod commands;
 mod diff;
 mod error;
 mod gateway;
+mod import;
 mod policy_tests;
 mod replay;
 mod report;
