@@ -105,4 +105,6 @@ pub struct LimitAst {
     pub claim: Option<Spanned<String>>,
     pub counter: Option<Spanned<String>>,
     pub cost: Option<Spanned<String>>,
+    /// `else "…"`: what the agent reads when the limit refuses a call.
+    pub message: Option<Spanned<String>>,
 }

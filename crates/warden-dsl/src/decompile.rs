@@ -87,20 +87,50 @@ impl Printer<'_> {
         }
         if let Some(all) = &p.all_tools {
             self.blank();
+            let mut lines: Vec<(&'static str, usize, String)> = Vec::new();
+            for (kind, empty, word, rules) in [
+                ("deny", "deny if []", "deny", &all.deny_if),
+                ("require", "require []", "require", &all.require),
+            ] {
+                match rules {
+                    Some(rules) if rules.is_empty() => lines.push((
+                        if kind == "deny" {
+                            "no_deny"
+                        } else {
+                            "no_require"
+                        },
+                        0,
+                        empty.to_owned(),
+                    )),
+                    Some(rules) => lines.extend(
+                        rules
+                            .iter()
+                            .enumerate()
+                            .map(|(i, r)| (kind, i, rule(word, r))),
+                    ),
+                    None => {}
+                }
+            }
             match &all.limits {
-                Some(limits) if !limits.is_empty() => {
-                    self.line(0, Anchor::stmt("all tools"), "all tools {");
-                    for (i, l) in limits.iter().enumerate() {
-                        self.line(1, Anchor::item("all tools", "limit", i), &limit(l, None));
-                    }
-                    self.line(0, Anchor::end("all tools"), "}");
+                Some(limits) if limits.is_empty() => {
+                    lines.push(("no_limits", 0, "limits []".to_owned()))
                 }
-                Some(_) => {
-                    self.line(0, Anchor::stmt("all tools"), "all tools {");
-                    self.line(1, Anchor::item("all tools", "no_limits", 0), "limits []");
-                    self.line(0, Anchor::end("all tools"), "}");
+                Some(limits) => lines.extend(
+                    limits
+                        .iter()
+                        .enumerate()
+                        .map(|(i, l)| ("limit", i, limit(l, None))),
+                ),
+                None => {}
+            }
+            if lines.is_empty() {
+                self.line(0, Anchor::stmt("all tools"), "all tools {}");
+            } else {
+                self.line(0, Anchor::stmt("all tools"), "all tools {");
+                for (kind, i, text) in lines {
+                    self.line(1, Anchor::item("all tools", kind, i), &text);
                 }
-                None => self.line(0, Anchor::stmt("all tools"), "all tools {}"),
+                self.line(0, Anchor::end("all tools"), "}");
             }
         }
         let Some(tools) = &p.tools else { return };
@@ -349,6 +379,9 @@ fn limit(l: &Limit, tool: Option<&str>) -> String {
     }
     if let Some(c) = &l.cost {
         text.push_str(&format!(" cost {}", path(c)));
+    }
+    if let Some(m) = &l.on_deny {
+        text.push_str(&format!(" else {}", string(m)));
     }
     text
 }

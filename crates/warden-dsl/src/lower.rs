@@ -165,8 +165,32 @@ impl Lowerer {
                     if self.once(kind, &item.span) {
                         self.map.set(|| "/all_tools".into(), &item.span);
                         let mut limits: Option<Vec<Limit>> = None;
+                        let mut require: Option<Vec<Rule>> = None;
+                        let mut deny_if: Option<Vec<Rule>> = None;
                         for b in body {
                             match &b.kind {
+                                BlockKind::Deny {
+                                    conditions,
+                                    message,
+                                } => {
+                                    let list = deny_if.get_or_insert_with(Vec::new);
+                                    let at = index("/all_tools/deny_if", list.len());
+                                    list.push(self.rule(conditions, message, &at, &b.span));
+                                }
+                                BlockKind::Require {
+                                    conditions,
+                                    message,
+                                } => {
+                                    let list = require.get_or_insert_with(Vec::new);
+                                    let at = index("/all_tools/require", list.len());
+                                    list.push(self.rule(conditions, message, &at, &b.span));
+                                }
+                                BlockKind::NoRequire => {
+                                    self.empty_list(&mut require, &b.span, "require")
+                                }
+                                BlockKind::NoDeny => {
+                                    self.empty_list(&mut deny_if, &b.span, "deny if")
+                                }
                                 BlockKind::Limit(l) => {
                                     let list = limits.get_or_insert_with(Vec::new);
                                     let at = index("/all_tools/limits", list.len());
@@ -178,7 +202,11 @@ impl Lowerer {
                                 _ => {}
                             }
                         }
-                        self.policy.all_tools = Some(AllTools { limits });
+                        self.policy.all_tools = Some(AllTools {
+                            require,
+                            deny_if,
+                            limits,
+                        });
                     }
                 }
                 ItemKind::ToolsEmpty => {
@@ -381,6 +409,7 @@ impl Lowerer {
             scope: l.scope.as_ref().map(|s| s.node),
             cost: l.cost.as_ref().map(|c| c.node.clone()),
             claim: l.claim.as_ref().map(|c| c.node.clone()),
+            on_deny: l.message.as_ref().map(|m| m.node.clone()),
         }
     }
 }

@@ -88,14 +88,16 @@ fn limit() -> impl Strategy<Value = Limit> {
         scope(),
         prop::option::of("args\\.[a-z]{1,5}"),
         "[a-z]{1,5}(\\.[a-z]{1,3})?",
+        prop::option::of("[ -~]{0,12}"),
     )
-        .prop_map(|(max, window, scope, cost, claim)| Limit {
+        .prop_map(|(max, window, scope, cost, claim, on_deny)| Limit {
             counter: String::new(),
             window,
             max,
             scope,
             cost,
             claim: (scope == Some(Scope::Claim)).then_some(claim),
+            on_deny,
         })
 }
 
@@ -138,7 +140,11 @@ fn policy() -> impl Strategy<Value = Policy> {
         ]),
         prop::option::of(prop_oneof![Just(Mode::Enforce), Just(Mode::Shadow)]),
         prop::option::of(prop::collection::vec(name(), 0..3)),
-        prop::option::of(prop::option::of(prop::collection::vec(limit(), 0..2))),
+        prop::option::of((
+            prop::option::of(prop::collection::vec(limit(), 0..2)),
+            prop::option::of(prop::collection::vec(rule(), 0..2)),
+            prop::option::of(prop::collection::vec(rule(), 0..2)),
+        )),
         prop::option::of(prop::collection::vec((name(), tool_rule()), 0..6)),
         any::<bool>(),
     )
@@ -154,12 +160,16 @@ fn policy() -> impl Strategy<Value = Policy> {
                         format!("c{n}")
                     };
                 };
-                let all_tools = all_tools.map(|limits| {
+                let all_tools = all_tools.map(|(limits, require, deny_if)| {
                     let mut limits = limits;
                     for l in limits.iter_mut().flatten() {
                         name_counter(l, "all_tools");
                     }
-                    AllTools { limits }
+                    AllTools {
+                        require,
+                        deny_if,
+                        limits,
+                    }
                 });
                 let tools = tools.map(|entries| {
                     let mut map = indexmap::IndexMap::new();

@@ -34,6 +34,8 @@ pub struct CompiledLimit {
     pub(crate) cost: Option<(String, ArgPath)>,
     /// With [`Scope::Claim`]: the claim's name and its path into the claims.
     pub(crate) claim: Option<(String, ArgPath)>,
+    /// What the agent reads when this limit refuses a call (the policy's own words).
+    pub on_deny: Option<String>,
 }
 
 impl CompiledLimit {
@@ -105,6 +107,9 @@ pub struct CompiledPolicy {
     pub(crate) entries: Vec<Entry>,
     /// `all_tools` limits, for tools that only `default: allow` lets through.
     pub(crate) default_limits: Vec<usize>,
+    /// `all_tools` rules, for the same tools (entries hold their own copy, after theirs).
+    pub(crate) default_deny_if: Vec<CompiledRule>,
+    pub(crate) default_require: Vec<CompiledRule>,
     pub(crate) limits: Vec<CompiledLimit>,
     counter_names: Vec<String>,
     /// Claims that conditions or limits read (`team`, `org.id`, `scope`), for the audit.
@@ -223,6 +228,11 @@ impl Builder {
             .and_then(|a| a.limits.as_deref())
             .unwrap_or(&[]);
         let default_limits = self.limits(all_tools, "/all_tools/limits");
+        let all = p.all_tools.as_ref();
+        let default_deny_if =
+            self.rules(all.and_then(|a| a.deny_if.as_deref()), "/all_tools/deny_if");
+        let default_require =
+            self.rules(all.and_then(|a| a.require.as_deref()), "/all_tools/require");
 
         let mut entries = Vec::new();
         let mut exact = HashMap::new();
@@ -234,10 +244,14 @@ impl Builder {
                 &child(&pointer, "limits"),
             );
             limits.extend_from_slice(&default_limits);
+            let mut deny_if = self.rules(rule.deny_if.as_deref(), &child(&pointer, "deny_if"));
+            deny_if.extend_from_slice(&default_deny_if);
+            let mut require = self.rules(rule.require.as_deref(), &child(&pointer, "require"));
+            require.extend_from_slice(&default_require);
             let entry = Entry {
                 key: key.clone(),
-                deny_if: self.rules(rule.deny_if.as_deref(), &child(&pointer, "deny_if")),
-                require: self.rules(rule.require.as_deref(), &child(&pointer, "require")),
+                deny_if,
+                require,
                 pointer,
                 limits,
                 approval: rule.approval.clone(),
@@ -267,6 +281,8 @@ impl Builder {
             globs: GlobMatcher::new(globs),
             entries,
             default_limits,
+            default_deny_if,
+            default_require,
             limits: self.limits,
             counter_names: self.counter_names,
             claims_read: self.claims_read,
@@ -314,6 +330,7 @@ impl Builder {
                     .claim
                     .as_ref()
                     .and_then(|c| Some((c.clone(), ArgPath::segments(c)?))),
+                on_deny: l.on_deny.clone(),
             });
         }
         out

@@ -192,6 +192,12 @@ impl CompiledPolicy {
                 return Decision::deny(DEFAULT_DENY, message, self.shadow);
             }
             trace.step(|| Step::new(DEFAULT_ALLOW, format!("no entry matches `{}`", call.tool)));
+            if let Some(rule) = self.default_deny_if.iter().find(|r| fires(r, call, trace)) {
+                return Decision::deny(&rule.pointer, rule.message.as_str(), self.shadow);
+            }
+            if let Some(rule) = self.default_require.iter().find(|r| !holds(r, call, trace)) {
+                return Decision::deny(&rule.pointer, rule.message.as_str(), self.shadow);
+            }
             return self.permit(
                 call,
                 DEFAULT_ALLOW,

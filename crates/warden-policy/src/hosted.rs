@@ -105,7 +105,24 @@ impl Lowering<'_> {
             }
             out
         });
+        if let Some(a) = &p.all_tools {
+            for (field, rules) in [("require", &a.require), ("deny_if", &a.deny_if)] {
+                if rules.as_ref().is_some_and(|r| !r.is_empty()) {
+                    self.problems.push(
+                        Problem::new(
+                            child("/all_tools", field),
+                            "the hosted format has no rules for every tool",
+                        )
+                        .with_help(
+                            "repeat the rule in each tool's entry, or keep this policy on Warden",
+                        ),
+                    );
+                }
+            }
+        }
         let all_tools = p.all_tools.as_ref().map(|a| AllTools {
+            require: None,
+            deny_if: None,
             limits: a
                 .limits
                 .as_ref()
@@ -221,6 +238,15 @@ impl Lowering<'_> {
         let mut kept = Vec::new();
         for (i, l) in limits.iter().enumerate() {
             let here = index(at, i);
+            if l.on_deny.is_some() {
+                self.problems.push(
+                    Problem::new(
+                        child(&here, "on_deny"),
+                        "the hosted format has no message for a limit",
+                    )
+                    .with_help("remove the `else` message, or keep this policy on Warden"),
+                );
+            }
             // The FAQ's `rate_limit` block: per session, on the tool's default counter.
             if let Some(tool) = tool
                 && self.rate_limit_form

@@ -26,7 +26,7 @@ struct Loader {
 }
 
 const POLICY_KEYS: &[&str] = &["version", "default", "mode", "hide", "all_tools", "tools"];
-const ALL_TOOLS_KEYS: &[&str] = &["limits"];
+const ALL_TOOLS_KEYS: &[&str] = &["require", "deny_if", "limits"];
 const TOOL_KEYS: &[&str] = &[
     "require",
     "deny_if",
@@ -41,7 +41,9 @@ const TOOL_KEYS: &[&str] = &[
 const RATE_LIMIT_KEYS: &[&str] = &["max", "window"];
 const RULE_KEYS: &[&str] = &["conditions", "on_deny"];
 const CONDITION_KEYS: &[&str] = &["path", "op", "value"];
-const LIMIT_KEYS: &[&str] = &["counter", "window", "max", "scope", "cost", "claim"];
+const LIMIT_KEYS: &[&str] = &[
+    "counter", "window", "max", "scope", "cost", "claim", "on_deny",
+];
 const APPROVAL_KEYS: &[&str] = &["timeout", "on_timeout", "via", "redact"];
 
 impl Loader {
@@ -85,10 +87,16 @@ impl Loader {
     }
 
     fn all_tools(&mut self, v: &Value, at: &str) -> Option<AllTools> {
-        let m = self.object(v, at, "an object")?;
+        let m = self.object(v, at, "an object `{require, deny_if, limits}`")?;
         self.known_keys(m, at, ALL_TOOLS_KEYS);
+        let require = self.optional_at(m, at, "require", |l, v, at| l.list(v, at, Loader::rule));
+        let deny_if = self.optional_at(m, at, "deny_if", |l, v, at| l.list(v, at, Loader::rule));
         let limits = self.optional_at(m, at, "limits", |l, v, at| l.list(v, at, Loader::limit));
-        Some(AllTools { limits: limits? })
+        Some(AllTools {
+            require: require?,
+            deny_if: deny_if?,
+            limits: limits?,
+        })
     }
 
     fn tools(&mut self, v: &Value, at: &str) -> Option<IndexMap<String, ToolRule>> {
@@ -177,6 +185,7 @@ impl Loader {
                 scope: Some(Scope::Session),
                 cost: None,
                 claim: None,
+                on_deny: None,
             })
         })?;
         let deny = match action {
@@ -231,6 +240,7 @@ impl Loader {
         let scope = self.optional_at(m, at, "scope", |l, v, at| l.keyword(v, at, Scope::NAMES));
         let cost = self.optional_at(m, at, "cost", |l, v, at| l.string(v, at));
         let claim = self.optional_at(m, at, "claim", |l, v, at| l.string(v, at));
+        let on_deny = self.optional_at(m, at, "on_deny", |l, v, at| l.string(v, at));
         Some(Limit {
             counter: counter?,
             window: window?,
@@ -238,6 +248,7 @@ impl Loader {
             scope: scope?,
             cost: cost?,
             claim: claim?,
+            on_deny: on_deny?,
         })
     }
 

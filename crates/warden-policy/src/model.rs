@@ -36,10 +36,19 @@ pub struct Policy {
     pub tools: Option<IndexMap<String, ToolRule>>,
 }
 
-/// Limits that apply to every tool.
+/// Rules and limits that apply to every call a tool entry (or `default: allow`) lets
+/// through, after the tool's own.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AllTools {
+    /// Warden extension: deny unless every condition of each entry holds, after the tool's
+    /// own `require`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require: Option<Vec<Rule>>,
+    /// Warden extension: deny when every condition of an entry holds, after the tool's own
+    /// `deny_if`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deny_if: Option<Vec<Rule>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<Vec<Limit>>,
 }
@@ -107,6 +116,10 @@ pub struct Limit {
     /// (`team`; dots descend into objects: `org.id`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claim: Option<String>,
+    /// Warden extension: what the agent reads when this limit refuses a call (the time
+    /// until it has room again is added).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_deny: Option<String>,
 }
 
 /// Warden extension: each call waits for a person's yes.

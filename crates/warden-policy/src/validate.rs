@@ -43,8 +43,11 @@ impl<'p> Validator<'p> {
                     .push(Problem::new(index("/hide", i), "empty tool name"));
             }
         }
-        if let Some(limits) = p.all_tools.as_ref().and_then(|a| a.limits.as_ref()) {
-            self.limits(limits, "/all_tools/limits");
+        if let Some(all) = &p.all_tools {
+            self.rules(&all.require, &all.deny_if, "/all_tools");
+            if let Some(limits) = &all.limits {
+                self.limits(limits, "/all_tools/limits");
+            }
         }
         for (name, rule) in p.tools.iter().flatten() {
             let at = child("/tools", name);
@@ -57,8 +60,8 @@ impl<'p> Validator<'p> {
         self.glob_ties(p);
     }
 
-    fn tool(&mut self, t: &'p ToolRule, at: &str) {
-        for (field, rules) in [("require", &t.require), ("deny_if", &t.deny_if)] {
+    fn rules(&mut self, require: &'p Option<Vec<Rule>>, deny_if: &'p Option<Vec<Rule>>, at: &str) {
+        for (field, rules) in [("require", require), ("deny_if", deny_if)] {
             for (i, rule) in rules.iter().flatten().enumerate() {
                 let rule_at = index(&child(at, field), i);
                 for (j, c) in rule.conditions.iter().enumerate() {
@@ -66,6 +69,10 @@ impl<'p> Validator<'p> {
                 }
             }
         }
+    }
+
+    fn tool(&mut self, t: &'p ToolRule, at: &str) {
+        self.rules(&t.require, &t.deny_if, at);
         if let Some(limits) = &t.limits {
             self.limits(limits, &child(at, "limits"));
         }

@@ -372,6 +372,45 @@ async fn limits_hold_per_grant_and_say_when_to_retry() {
 }
 
 #[tokio::test]
+async fn a_limit_speaks_its_own_words_and_rules_for_all_tools_hold_everywhere() {
+    let policy = r#"version 1
+default allow
+
+all tools {
+  deny if args.recursive == true because "Recursive operations are not allowed"
+}
+
+tool create_refund {
+  limit 1 per day global as refunds else "Daily refund limit reached"
+}
+"#;
+    let (mut svc, up) = setup(PolicyLayer::new(compiled(policy)));
+    let (_, _, body) = send(&mut svc, post(&call(1, "create_refund", json!({})))).await;
+    assert!(!body.contains("POLICY DENIED"), "{body}");
+    let (_, _, body) = send(&mut svc, post(&call(2, "create_refund", json!({})))).await;
+    let text = denied_text(&body);
+    assert!(
+        text.contains("Daily refund limit reached (retry in "),
+        "{text}"
+    );
+    // `all tools` rules: for a named tool and for one only `default allow` lets through.
+    for (id, tool) in [(3, "create_refund"), (4, "list_files")] {
+        let (_, _, body) = send(&mut svc, post(&call(id, tool, json!({"recursive": true})))).await;
+        assert!(
+            denied_text(&body).contains("Recursive operations are not allowed"),
+            "{tool}: {body}"
+        );
+    }
+    let (_, _, body) = send(
+        &mut svc,
+        post(&call(5, "list_files", json!({"recursive": false}))),
+    )
+    .await;
+    assert!(!body.contains("POLICY DENIED"), "{body}");
+    assert_eq!(up.seen().len(), 2);
+}
+
+#[tokio::test]
 async fn a_grant_extension_from_the_app_is_used() {
     let (mut svc, up) = setup(PolicyLayer::new(compiled(POLICY)));
     for i in 0..4 {

@@ -494,18 +494,10 @@ impl Tr<'_> {
             let Some((max, window)) = self.rate_limit(rl) else {
                 return;
             };
-            if let Some((m, span)) = &on_deny {
-                let msg = format!(
-                    "the limit's own message ({m:?}): Warden answers a limit with its own (which counter, when it refills)"
-                );
-                match self.inexact(span, msg, "drop `on_deny` from the rate limit") {
-                    Some(line) => block.lines.push(line),
-                    None => return,
-                }
-            }
             let counter = format!("_rate_{window}");
+            let message = on_deny.as_ref().map(|(m, _)| m.as_str());
             self.limit(
-                tool, &counter, max, &window, None, &rl.span, block, counters,
+                tool, &counter, max, &window, None, message, &rl.span, block, counters,
             );
             return;
         }
@@ -514,16 +506,6 @@ impl Tr<'_> {
                 if conditions.is_some_and(|c| !matches!(&c.kind, Kind::Seq(v) if v.is_empty())) {
                     let span = conditions.map(|c| c.span.clone()).unwrap_or_default();
                     self.error(&span, "`action: deny` rules must not have conditions");
-                    return;
-                }
-                if star {
-                    let msg = "a deny rule under \"*\": Warden's `all tools` holds limits only"
-                        .to_owned();
-                    if let Some(line) =
-                        self.inexact(&rule.span, msg, "repeat the rule in each tool's entry")
-                    {
-                        block.lines.push(line);
-                    }
                     return;
                 }
                 block
@@ -673,32 +655,14 @@ impl Tr<'_> {
             }
         }
         if !args.is_empty() {
-            if tool == "*" {
-                let msg = "argument conditions under \"*\": Warden's `all tools` holds limits only"
-                    .to_owned();
-                match self.inexact(&rule.span, msg, "repeat the rule in each tool's entry") {
-                    Some(line) => block.lines.push(line),
-                    None => return,
-                }
-            } else {
-                block.lines.push(format!(
-                    "require {} else {}",
-                    args.join(" and "),
-                    json(message)
-                ));
-            }
+            block.lines.push(format!(
+                "require {} else {}",
+                args.join(" and "),
+                json(message)
+            ));
         }
         match (limit, state) {
             (Some((max, span)), Some(s)) => {
-                if let (Some(span), true) = (on_deny_span, args.is_empty()) {
-                    let msg = format!(
-                        "the limit's own message ({message:?}): Warden answers a limit with its own (which counter, when it refills)"
-                    );
-                    match self.inexact(span, msg, "drop `on_deny` from the counter's rule") {
-                        Some(line) => block.lines.push(line),
-                        None => return,
-                    }
-                }
                 let (max, cost) = match s.cost {
                     Cost::Each(k) => (max / k, None),
                     Cost::Arg(path) => (max, Some(path)),
@@ -707,12 +671,15 @@ impl Tr<'_> {
                     self.error(&span, "with this increment the limit allows no call at all");
                     return;
                 }
+                // The rule's message answers its limit too, as Intercept's did.
+                let message = on_deny_span.map(|_| message);
                 self.limit(
                     tool,
                     &s.counter,
                     max,
                     &s.window,
                     cost.as_deref(),
+                    message,
                     &span,
                     block,
                     counters,
@@ -742,6 +709,7 @@ impl Tr<'_> {
         max: u64,
         window: &str,
         cost: Option<&str>,
+        message: Option<&str>,
         span: &Span,
         block: &mut Block,
         counters: &mut Vec<(String, Span)>,
@@ -779,6 +747,9 @@ impl Tr<'_> {
         };
         if let Some(c) = cost {
             line.push_str(&format!(" cost {}", path(c)));
+        }
+        if let Some(m) = message {
+            line.push_str(&format!(" else {}", json(m)));
         }
         block.lines.push(line);
     }

@@ -209,6 +209,10 @@ fn limit(r: &mut Rng) -> String {
     if r.chance(20) {
         s.push_str(&format!("{}cost{}{}", gap(r), gap(r), path(r)));
     }
+    if r.chance(20) {
+        let message = r.pick(&["\"Slow down\"", "\"\"", "else", "\"a\\\"b\""]);
+        s.push_str(&format!("{}else{}{message}", gap(r), gap(r)));
+    }
     s
 }
 

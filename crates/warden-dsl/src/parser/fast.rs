@@ -254,7 +254,7 @@ impl<'a> Reader<'a> {
         Some(names)
     }
 
-    /// `all_tools = { kw_all ~ kw_tools ~ "{" ~ (limit | no_limits)* ~ "}" }`
+    /// `all_tools = { kw_all ~ kw_tools ~ "{" ~ all_item* ~ "}" }`
     fn all_tools(&mut self) -> Option<ItemKind> {
         self.kw("all")?;
         self.skip();
@@ -262,11 +262,16 @@ impl<'a> Reader<'a> {
         self.skip();
         self.literal("{")?;
         self.skip();
+        // all_item = _{ deny_rule | require_rule | limit | no_limits | no_require | no_deny }
         let body = self.repeat(|r| {
             let start = r.pos;
             let kind = None
+                .or_else(|| r.attempt(Self::deny_rule))
+                .or_else(|| r.attempt(Self::require_rule))
                 .or_else(|| r.attempt(|r| r.limit().map(BlockKind::Limit)))
-                .or_else(|| r.attempt(Self::no_limits))?;
+                .or_else(|| r.attempt(Self::no_limits))
+                .or_else(|| r.attempt(Self::no_require))
+                .or_else(|| r.attempt(Self::no_deny))?;
             let end = start + r.text.get(start..r.pos)?.trim_end().len();
             Some(BlockItem {
                 kind,
@@ -689,6 +694,8 @@ impl<'a> Reader<'a> {
             r.skip();
             r.path()
         });
+        self.skip();
+        let message = self.attempt(|r| r.message("else"));
         Some(LimitAst {
             max,
             window,
@@ -696,6 +703,7 @@ impl<'a> Reader<'a> {
             claim,
             counter,
             cost,
+            message,
         })
     }
 

@@ -276,6 +276,7 @@ impl Builder {
         };
         let window = spanned(&w, window);
         let (mut scope, mut claim, mut counter, mut cost) = (None, None, None, None);
+        let mut message = None;
         for c in it {
             match c.as_rule() {
                 Rule::scope => {
@@ -302,6 +303,7 @@ impl Builder {
                     counter = Some(spanned(&c, text));
                 }
                 Rule::path => cost = Some(spanned(&c, self.path(&c)?)),
+                Rule::string => message = Some(spanned(&c, self.string(&c)?)),
                 _ => {}
             }
         }
@@ -312,6 +314,7 @@ impl Builder {
             claim,
             counter,
             cost,
+            message,
         })
     }
 

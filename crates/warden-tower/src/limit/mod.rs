@@ -236,6 +236,8 @@ pub enum Limited {
         limit: String,
         counter: String,
         retry_after_secs: u64,
+        /// The policy's own words for this limit, if it has them.
+        message: Option<String>,
     },
     /// One call costs more than the whole quota: it can never pass.
     TooCostly {
@@ -243,6 +245,7 @@ pub enum Limited {
         counter: String,
         cost: u64,
         max: u64,
+        message: Option<String>,
     },
     /// The counter already tracks `max_keys` live keys (clients inventing session ids).
     TooManyKeys { limit: String, counter: String },
@@ -259,6 +262,14 @@ impl Limited {
     pub fn message(&self) -> String {
         match self {
             Limited::Exhausted {
+                retry_after_secs,
+                message: Some(m),
+                ..
+            } => format!(
+                "{m} (retry in {retry_after_secs} second{})",
+                if *retry_after_secs == 1 { "" } else { "s" }
+            ),
+            Limited::Exhausted {
                 counter,
                 retry_after_secs,
                 ..
@@ -266,6 +277,9 @@ impl Limited {
                 "rate limit `{counter}` reached; retry in {retry_after_secs} second{}",
                 if *retry_after_secs == 1 { "" } else { "s" }
             ),
+            Limited::TooCostly {
+                message: Some(m), ..
+            } => m.clone(),
             Limited::TooCostly {
                 counter, cost, max, ..
             } => {
@@ -385,6 +399,9 @@ fn limited(policy: &CompiledPolicy, charges: &[Charge], refusal: Refusal) -> Lim
         .map(|l| l.pointer.clone())
         .unwrap_or_default();
     let counter = c.map(|c| c.counter.name.clone()).unwrap_or_default();
+    let message = c
+        .and_then(|c| policy.limits().get(c.limit))
+        .and_then(|l| l.on_deny.clone());
     match refusal {
         Refusal::Exhausted {
             retry_after_secs, ..
@@ -392,12 +409,14 @@ fn limited(policy: &CompiledPolicy, charges: &[Charge], refusal: Refusal) -> Lim
             limit,
             counter,
             retry_after_secs,
+            message,
         },
         Refusal::TooCostly { .. } => Limited::TooCostly {
             limit,
             counter,
             cost: c.map_or(0, |c| c.cost),
             max: c.map_or(0, |c| c.counter.max),
+            message,
         },
         Refusal::TooManyKeys { .. } => Limited::TooManyKeys { limit, counter },
         Refusal::Unavailable { reason } => Limited::Unavailable {
