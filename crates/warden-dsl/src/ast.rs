@@ -105,6 +105,8 @@ pub struct LimitAst {
     pub claim: Option<Spanned<String>>,
     pub counter: Option<Spanned<String>>,
     pub cost: Option<Spanned<String>>,
+    /// `refund on error`, where it is written.
+    pub refund: Option<Span>,
     /// `else "…"`: what the agent reads when the limit refuses a call.
     pub message: Option<Spanned<String>>,
 }

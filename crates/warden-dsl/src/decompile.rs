@@ -380,6 +380,9 @@ fn limit(l: &Limit, tool: Option<&str>) -> String {
     if let Some(c) = &l.cost {
         text.push_str(&format!(" cost {}", path(c)));
     }
+    if l.refund_on_error {
+        text.push_str(" refund on error");
+    }
     if let Some(m) = &l.on_deny {
         text.push_str(&format!(" else {}", string(m)));
     }

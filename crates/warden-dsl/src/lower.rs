@@ -410,6 +410,7 @@ impl Lowerer {
             cost: l.cost.as_ref().map(|c| c.node.clone()),
             claim: l.claim.as_ref().map(|c| c.node.clone()),
             on_deny: l.message.as_ref().map(|m| m.node.clone()),
+            refund_on_error: l.refund.is_some(),
         }
     }
 }

@@ -89,16 +89,20 @@ fn limit() -> impl Strategy<Value = Limit> {
         prop::option::of("args\\.[a-z]{1,5}"),
         "[a-z]{1,5}(\\.[a-z]{1,3})?",
         prop::option::of("[ -~]{0,12}"),
+        any::<bool>(),
     )
-        .prop_map(|(max, window, scope, cost, claim, on_deny)| Limit {
-            counter: String::new(),
-            window,
-            max,
-            scope,
-            cost,
-            claim: (scope == Some(Scope::Claim)).then_some(claim),
-            on_deny,
-        })
+        .prop_map(
+            |(max, window, scope, cost, claim, on_deny, refund_on_error)| Limit {
+                counter: String::new(),
+                window,
+                max,
+                scope,
+                cost,
+                claim: (scope == Some(Scope::Claim)).then_some(claim),
+                on_deny,
+                refund_on_error,
+            },
+        )
 }
 
 fn tool_rule() -> impl Strategy<Value = ToolRule> {

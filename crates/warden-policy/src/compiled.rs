@@ -36,6 +36,8 @@ pub struct CompiledLimit {
     pub(crate) claim: Option<(String, ArgPath)>,
     /// What the agent reads when this limit refuses a call (the policy's own words).
     pub on_deny: Option<String>,
+    /// Give the charge back when the server answers the call with a JSON-RPC error.
+    pub refund_on_error: bool,
 }
 
 impl CompiledLimit {
@@ -331,6 +333,7 @@ impl Builder {
                     .as_ref()
                     .and_then(|c| Some((c.clone(), ArgPath::segments(c)?))),
                 on_deny: l.on_deny.clone(),
+                refund_on_error: l.refund_on_error,
             });
         }
         out

@@ -238,6 +238,15 @@ impl Lowering<'_> {
         let mut kept = Vec::new();
         for (i, l) in limits.iter().enumerate() {
             let here = index(at, i);
+            if l.refund_on_error {
+                self.problems.push(
+                    Problem::new(
+                        child(&here, "refund_on_error"),
+                        "the hosted format does not give charges back",
+                    )
+                    .with_help("remove `refund on error`, or keep this policy on Warden"),
+                );
+            }
             if l.on_deny.is_some() {
                 self.problems.push(
                     Problem::new(

@@ -42,7 +42,14 @@ const RATE_LIMIT_KEYS: &[&str] = &["max", "window"];
 const RULE_KEYS: &[&str] = &["conditions", "on_deny"];
 const CONDITION_KEYS: &[&str] = &["path", "op", "value"];
 const LIMIT_KEYS: &[&str] = &[
-    "counter", "window", "max", "scope", "cost", "claim", "on_deny",
+    "counter",
+    "window",
+    "max",
+    "scope",
+    "cost",
+    "claim",
+    "on_deny",
+    "refund_on_error",
 ];
 const APPROVAL_KEYS: &[&str] = &["timeout", "on_timeout", "via", "redact"];
 
@@ -186,6 +193,7 @@ impl Loader {
                 cost: None,
                 claim: None,
                 on_deny: None,
+                refund_on_error: false,
             })
         })?;
         let deny = match action {
@@ -241,6 +249,7 @@ impl Loader {
         let cost = self.optional_at(m, at, "cost", |l, v, at| l.string(v, at));
         let claim = self.optional_at(m, at, "claim", |l, v, at| l.string(v, at));
         let on_deny = self.optional_at(m, at, "on_deny", |l, v, at| l.string(v, at));
+        let refund = self.optional_at(m, at, "refund_on_error", Loader::boolean);
         Some(Limit {
             counter: counter?,
             window: window?,
@@ -249,6 +258,7 @@ impl Loader {
             cost: cost?,
             claim: claim?,
             on_deny: on_deny?,
+            refund_on_error: refund?.unwrap_or(false),
         })
     }
 
@@ -366,6 +376,19 @@ impl Loader {
             }
         }
         ok.then_some(out)
+    }
+
+    fn boolean(&mut self, v: &Value, at: &str) -> Option<bool> {
+        match v {
+            Value::Bool(b) => Some(*b),
+            other => {
+                self.problem(Problem::new(
+                    at,
+                    format!("expected true or false, found {}", kind(other)),
+                ));
+                None
+            }
+        }
     }
 
     fn string(&mut self, v: &Value, at: &str) -> Option<String> {

@@ -120,6 +120,10 @@ pub struct Limit {
     /// until it has room again is added).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_deny: Option<String>,
+    /// Warden extension: give the charge back when the server answers the call with a
+    /// JSON-RPC error (a failed call costs nothing).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refund_on_error: bool,
 }
 
 /// Warden extension: each call waits for a person's yes.

@@ -24,6 +24,8 @@ enum Kind {
     Sse(Box<SseFilter>),
     /// Chunks a task sends while it works (an approval asked on the call's own stream).
     Channel(tokio::sync::mpsc::Receiver<Bytes>, bool),
+    /// An SSE stream passed on unchanged, its events read for errors to refund.
+    Observed(Box<Observer>),
 }
 
 impl std::fmt::Debug for Body {
@@ -33,6 +35,7 @@ impl std::fmt::Debug for Body {
             Kind::Boxed(_) => "stream",
             Kind::Sse(_) => "sse-filtered",
             Kind::Channel(..) => "channel",
+            Kind::Observed(_) => "observed",
         };
         f.debug_tuple("Body").field(&kind).finish()
     }
@@ -59,6 +62,17 @@ impl Body {
         use http_body_util::BodyExt;
         Body {
             kind: Kind::Boxed(body.map_err(Into::into).boxed_unsync()),
+        }
+    }
+
+    /// `inner` unchanged, each complete SSE event read by `refunds`.
+    pub(crate) fn observed(inner: Body, refunds: Arc<crate::refund::Refunds>) -> Body {
+        Body {
+            kind: Kind::Observed(Box::new(Observer {
+                inner,
+                buf: BytesMut::new(),
+                refunds,
+            })),
         }
     }
 
@@ -101,6 +115,15 @@ impl http_body::Body for Body {
             ),
             Kind::Boxed(b) => Pin::new(b).poll_frame(cx),
             Kind::Sse(f) => f.poll_frame(cx),
+            Kind::Observed(o) => {
+                let frame = ready!(Pin::new(&mut o.inner).poll_frame(cx));
+                if let Some(Ok(f)) = &frame {
+                    if let Some(data) = f.data_ref() {
+                        o.read(data);
+                    }
+                }
+                Poll::Ready(frame)
+            }
             Kind::Channel(rx, done) => match ready!(rx.poll_recv(cx)) {
                 Some(b) => Poll::Ready(Some(Ok(Frame::data(b)))),
                 None => {
@@ -117,6 +140,7 @@ impl http_body::Body for Body {
             Kind::Boxed(b) => b.is_end_stream(),
             Kind::Sse(f) => f.done,
             Kind::Channel(_, done) => *done,
+            Kind::Observed(o) => o.inner.is_end_stream(),
         }
     }
 
@@ -125,6 +149,36 @@ impl http_body::Body for Body {
             Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             Kind::Boxed(b) => b.size_hint(),
             Kind::Sse(_) | Kind::Channel(..) => SizeHint::default(),
+            Kind::Observed(o) => o.inner.size_hint(),
+        }
+    }
+}
+
+/// Reads an event stream as it passes, for the answers to calls whose charge may be given
+/// back. Only the events still being read are buffered, up to a bound.
+struct Observer {
+    inner: Body,
+    buf: BytesMut,
+    refunds: Arc<crate::refund::Refunds>,
+}
+
+impl Observer {
+    /// An event larger than this is not read (its charge stays).
+    const MAX_EVENT: usize = 16 << 20;
+
+    fn read(&mut self, data: &Bytes) {
+        self.buf.extend_from_slice(data);
+        while let Some(end) = event_end(&self.buf) {
+            let event = self.buf.split_to(end);
+            let text = String::from_utf8_lossy(&event);
+            let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+            let data: Vec<&str> = lines(text).filter_map(data_value).collect();
+            if let Ok(v) = serde_json::from_str::<Value>(&data.join("\n")) {
+                self.refunds.settle(&v);
+            }
+        }
+        if self.buf.len() > Self::MAX_EVENT {
+            self.buf.clear();
         }
     }
 }

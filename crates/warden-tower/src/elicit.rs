@@ -438,6 +438,8 @@ pub(crate) struct Streamed {
     pub(crate) request: Request<Body>,
     pub(crate) started: std::time::Instant,
     pub(crate) protocol: Option<String>,
+    /// Charges given back if the server answers with an error.
+    pub(crate) refunds: Option<crate::refund::Refunds>,
 }
 
 /// Answers the call with an SSE stream: the elicitation first, then (once approved) the
@@ -470,6 +472,7 @@ where
             request,
             started,
             protocol,
+            refunds,
         } = s;
         let v = Verdict {
             args: args.as_ref(),
@@ -502,7 +505,13 @@ where
             () = tx.closed() => return,
         };
         match resp {
-            Ok(resp) => relay(resp, &tx, &v.id, shared.config.max_body).await,
+            Ok(resp) => {
+                let resp = match refunds {
+                    Some(r) => crate::refund::watch(resp, r, shared.config.max_body).await,
+                    None => crate::service::boxed(resp),
+                };
+                relay(resp, &tx, &v.id, shared.config.max_body).await
+            }
             Err(_) => {
                 let e = answer::rpc_error(
                     &v.id,

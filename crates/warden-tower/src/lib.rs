@@ -30,6 +30,7 @@ mod mcp;
 mod observe;
 #[cfg(feature = "redis")]
 pub mod redis;
+mod refund;
 mod rest;
 mod service;
 

@@ -15,8 +15,9 @@ use crate::body::{Body, BoxError};
 use crate::elicit;
 use crate::inspect::{self, Message, Refusal};
 use crate::layer::{Enforcer, Shared};
-use crate::limit::Charge;
+use crate::limit::{Charge, Charged};
 use crate::observe;
+use crate::refund;
 use crate::service::{Caller, Verdict, boxed, header_str, log, read_body};
 
 pub(crate) async fn mcp<S, ReqB, ResB>(
@@ -141,11 +142,11 @@ where
         .filter(|(v, r)| v.outcome != Outcome::Deny && r.is_none())
         .flat_map(|(v, _)| v.charges.iter().cloned())
         .collect();
-    if let Err(limited) = enforcer
+    let charged = enforcer
         .counters
         .charge(&enforcer.policy, shared.store.as_ref(), &charges)
-        .await
-    {
+        .await;
+    if let Err(limited) = &charged {
         let shadow = verdicts.iter().all(|v| v.shadow);
         for v in verdicts.iter().filter(|v| v.outcome != Outcome::Deny) {
             log(
@@ -158,7 +159,7 @@ where
             );
         }
         if !shadow {
-            observe::limited(&limited);
+            observe::limited(limited);
             let reasons: Vec<(Value, String)> = verdicts
                 .iter()
                 .filter(|v| v.outcome != Outcome::Deny)
@@ -173,6 +174,32 @@ where
             ));
         }
     }
+
+    // Charges a call gives back if the server answers it with an error (`refund on error`).
+    let refundable: Vec<(Value, Vec<Charge>)> = match charged {
+        Ok(Charged::All) => verdicts
+            .iter()
+            .zip(&returned)
+            .filter(|(v, r)| v.outcome != Outcome::Deny && r.is_none())
+            .filter_map(|(v, _)| {
+                let back: Vec<Charge> = v
+                    .charges
+                    .iter()
+                    .filter(|c| {
+                        enforcer
+                            .policy
+                            .limits()
+                            .get(c.limit)
+                            .is_some_and(|l| l.refund_on_error)
+                    })
+                    .cloned()
+                    .collect();
+                (!back.is_empty()).then(|| (v.id.clone(), back))
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let refunds = refund::Refunds::new(shared.store.clone(), refundable);
 
     // Approvals, each bound to its exact call.
     let single = !parsed.batch && verdicts.len() == 1;
@@ -237,6 +264,7 @@ where
                         request: forward_request(parts, &parsed, bytes),
                         started,
                         protocol: protocol.map(str::to_owned),
+                        refunds,
                     };
                     return Ok(elicit::stream(shared.clone(), inner, t, streamed));
                 }
@@ -300,16 +328,21 @@ where
             shared.elicit.remember(session, caps);
         }
     }
-    if list_ids.is_empty() {
-        return Ok(boxed(resp));
-    }
-    Ok(filter_list_response(
-        resp,
-        list_ids,
-        enforcer.policy.clone(),
-        shared.config.max_body,
-    )
-    .await)
+    let resp = if list_ids.is_empty() {
+        boxed(resp)
+    } else {
+        filter_list_response(
+            resp,
+            list_ids,
+            enforcer.policy.clone(),
+            shared.config.max_body,
+        )
+        .await
+    };
+    Ok(match refunds {
+        Some(r) => refund::watch(resp, r, shared.config.max_body).await,
+        None => resp,
+    })
 }
 
 /// The request to the inner service, with the ids of the requests it carries.

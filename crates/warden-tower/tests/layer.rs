@@ -411,6 +411,51 @@ tool create_refund {
 }
 
 #[tokio::test]
+async fn a_call_the_server_fails_gives_its_charge_back_where_the_limit_says_so() {
+    let policy = r#"version 1
+default allow
+
+tool pay {
+  limit 1 per day global as payments refund on error
+  limit 5 per day global as kept
+}
+"#;
+    let (mut svc, up) = setup(PolicyLayer::new(compiled(policy)));
+    // The server fails the call (JSON, then SSE): the `payments` charge comes back each time.
+    up.answer_with(
+        "application/json",
+        r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32000,"message":"card declined"}}"#.into(),
+    );
+    let (_, _, body) = send(&mut svc, post(&call(1, "pay", json!({})))).await;
+    assert!(
+        body.contains("card declined"),
+        "the answer passes unchanged: {body}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    up.answer_with(
+        "text/event-stream",
+        "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":2,\"error\":{\"code\":-32000,\"message\":\"declined\"}}\n\n".into(),
+    );
+    let (_, _, body) = send(&mut svc, post(&call(2, "pay", json!({})))).await;
+    assert!(body.contains("declined"), "{body}");
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    // Success keeps it: the next call is over the limit.
+    up.answer_with(
+        "application/json",
+        r#"{"jsonrpc":"2.0","id":3,"result":{"content":[]}}"#.into(),
+    );
+    let (_, _, body) = send(&mut svc, post(&call(3, "pay", json!({})))).await;
+    assert!(!body.contains("POLICY DENIED"), "{body}");
+    let (_, _, body) = send(&mut svc, post(&call(4, "pay", json!({})))).await;
+    assert!(
+        denied_text(&body).contains("rate limit `payments` reached"),
+        "{body}"
+    );
+    // `kept` has no refund: three calls forwarded, three charged.
+    assert_eq!(up.seen().len(), 3);
+}
+
+#[tokio::test]
 async fn a_grant_extension_from_the_app_is_used() {
     let (mut svc, up) = setup(PolicyLayer::new(compiled(POLICY)));
     for i in 0..4 {

@@ -273,8 +273,7 @@ impl Tr<'_> {
             self.out.push_str(
                 "\n# Counters: Intercept reset them at the top of each minute, hour and day (UTC);\n\
                  # Warden refills them evenly over the window (the same quota, no burst at the\n\
-                 # boundary). Intercept gave a charge back when the server answered with a\n\
-                 # JSON-RPC error; Warden keeps it. See docs/import.md.\n",
+                 # boundary). See docs/import.md.\n",
             );
         }
     }
@@ -747,6 +746,10 @@ impl Tr<'_> {
         };
         if let Some(c) = cost {
             line.push_str(&format!(" cost {}", path(c)));
+        }
+        // Intercept gives a call's charges back when the server answers it with an error.
+        if self.flavor == Flavor::Intercept {
+            line.push_str(" refund on error");
         }
         if let Some(m) = message {
             line.push_str(&format!(" else {}", json(m)));

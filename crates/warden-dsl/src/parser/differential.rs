@@ -210,6 +210,10 @@ fn limit(r: &mut Rng) -> String {
         s.push_str(&format!("{}cost{}{}", gap(r), gap(r), path(r)));
     }
     if r.chance(20) {
+        let refund = r.pick(&["refund on error", "refund on", "refund error"]);
+        s.push_str(&format!("{}{}", gap(r), refund.replace(' ', gap(r))));
+    }
+    if r.chance(20) {
         let message = r.pick(&["\"Slow down\"", "\"\"", "else", "\"a\\\"b\""]);
         s.push_str(&format!("{}else{}{message}", gap(r), gap(r)));
     }

@@ -695,6 +695,17 @@ impl<'a> Reader<'a> {
             r.path()
         });
         self.skip();
+        // refund = { kw_refund ~ kw_on ~ kw_error }
+        let refund = self.attempt(|r| {
+            let start = r.pos;
+            r.kw("refund")?;
+            r.skip();
+            r.kw("on")?;
+            r.skip();
+            r.kw("error")?;
+            Some(start..r.pos)
+        });
+        self.skip();
         let message = self.attempt(|r| r.message("else"));
         Some(LimitAst {
             max,
@@ -703,6 +714,7 @@ impl<'a> Reader<'a> {
             claim,
             counter,
             cost,
+            refund,
             message,
         })
     }

@@ -276,7 +276,7 @@ impl Builder {
         };
         let window = spanned(&w, window);
         let (mut scope, mut claim, mut counter, mut cost) = (None, None, None, None);
-        let mut message = None;
+        let (mut message, mut refund) = (None, None);
         for c in it {
             match c.as_rule() {
                 Rule::scope => {
@@ -304,6 +304,7 @@ impl Builder {
                 }
                 Rule::path => cost = Some(spanned(&c, self.path(&c)?)),
                 Rule::string => message = Some(spanned(&c, self.string(&c)?)),
+                Rule::refund => refund = Some(span(&c)),
                 _ => {}
             }
         }
@@ -314,6 +315,7 @@ impl Builder {
             claim,
             counter,
             cost,
+            refund,
             message,
         })
     }
@@ -430,6 +432,8 @@ fn keyword_text(r: Rule) -> Option<&'static str> {
         Rule::kw_cost => "cost",
         Rule::kw_redact => "redact",
         Rule::kw_via => "via",
+        Rule::kw_refund => "refund",
+        Rule::kw_error => "error",
         Rule::kw_client => "client",
         Rule::kw_or => "or",
         Rule::kw_queue => "queue",

@@ -9,7 +9,7 @@ const KEYWORDS: &[&str] = &[
     "minute", "hour", "day", "second", "grant", "session", "claim", "global", "as", "cost",
     "require", "else", "if", "approval", "timeout", "on", "shadow", "matches", "contains", "in",
     "not", "exists", "and", "or", "caller", "args", "message", "true", "false", "redact", "via",
-    "client", "queue",
+    "client", "queue", "refund", "error",
 ];
 
 enum Token<'a> {
