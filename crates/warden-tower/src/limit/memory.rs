@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
@@ -24,15 +25,35 @@ use super::{
 };
 
 /// The state of one GCRA bucket per key, shared by every limit that names the counter.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Tats {
     map: Mutex<HashMap<String, u64>>,
+    /// No bucket is full again before this time (the earliest key's): a sweep for idle keys
+    /// before it would find none. Without it, a counter at its key cap swept all its keys
+    /// for every new key refused — a flood of invented session ids cost O(keys) per call.
+    /// Lowered under the map's lock by every write, set by each sweep.
+    next_idle: AtomicU64,
+}
+
+impl Default for Tats {
+    fn default() -> Self {
+        Tats {
+            map: Mutex::default(),
+            next_idle: AtomicU64::new(u64::MAX),
+        }
+    }
 }
 
 impl Tats {
     fn lock(&self) -> MutexGuard<'_, HashMap<String, u64>> {
         // A poisoned map still holds valid integers; keep using it.
         self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sets a key's time; the caller holds the map's lock.
+    fn put(&self, map: &mut HashMap<String, u64>, key: String, tat: u64) {
+        map.insert(key, tat);
+        self.next_idle.fetch_min(tat, Ordering::Relaxed);
     }
 }
 
@@ -49,7 +70,7 @@ impl StateStore for Store {
         let mut map = self.0.lock();
         let old = map.get(key).map(|t| Nanos::from(Duration::from_nanos(*t)));
         let (out, new) = f(old)?;
-        map.insert(key.clone(), new.as_u64());
+        self.0.put(&mut map, key.clone(), new.as_u64());
         Ok(out)
     }
 }
@@ -99,11 +120,17 @@ impl<C: Clock + Clone> Counter<C> {
         self.clock.now().duration_since(self.start).as_u64()
     }
 
-    /// Drops keys whose bucket is full again (their time is past): lossless.
+    /// Drops keys whose bucket is full again (their time is past): lossless. Sweeps only
+    /// once some key can have become idle, so a flood of new keys at the cap costs O(1) each.
     fn evict_idle(&self) -> usize {
         let now = self.now();
         let mut map = self.tats.lock();
+        if now < self.tats.next_idle.load(Ordering::Relaxed) {
+            return map.len();
+        }
         map.retain(|_, tat| *tat > now);
+        let next = map.values().copied().min().unwrap_or(u64::MAX);
+        self.tats.next_idle.store(next, Ordering::Relaxed);
         map.len()
     }
 
@@ -201,9 +228,11 @@ impl<C: Clock + Clone> MemoryStore<C> {
             for (counter, key, old) in undo.drain(..).rev() {
                 let mut map = counter.tats.lock();
                 match old {
-                    Some(t) => map.insert(key.to_owned(), t),
-                    None => map.remove(key),
-                };
+                    Some(t) => counter.tats.put(&mut map, key.to_owned(), t),
+                    None => {
+                        map.remove(key);
+                    }
+                }
             }
             Err(r)
         };
@@ -256,7 +285,7 @@ impl<C: Clock + Clone> MemoryStore<C> {
                 if back <= now {
                     map.remove(&c.key);
                 } else {
-                    map.insert(c.key.clone(), back);
+                    counter.tats.put(&mut map, c.key.clone(), back);
                 }
             }
         }
@@ -401,5 +430,37 @@ mod tests {
         );
         store.retain(&[]);
         assert_eq!(store.live_keys(), Some(0));
+    }
+
+    /// At the cap, a new key sweeps for idle keys only once one can be idle, and a key
+    /// written after a sweep still counts: it is dropped as soon as its bucket is full.
+    #[test]
+    fn at_the_cap_idle_keys_make_room_when_their_buckets_are_full_again() {
+        let clock = governor::clock::FakeRelativeClock::default();
+        let store = MemoryStore::with_clock(2, clock.clone());
+        // 6 per minute: one call takes 10 s to refill.
+        let a = Arc::new(CounterSpec::new("a", 6, 60, Scope::Session));
+        assert!(store.charge_now(&[charge(&a, "heavy", 6)]).is_ok()); // full in 60 s
+        assert!(store.charge_now(&[charge(&a, "light", 1)]).is_ok()); // full in 10 s
+        assert!(store.charge_now(&[charge(&a, "new", 1)]).is_err());
+        clock.advance(Duration::from_secs(5));
+        assert!(
+            store.charge_now(&[charge(&a, "new", 1)]).is_err(),
+            "nothing idle yet"
+        );
+        clock.advance(Duration::from_secs(6));
+        // `light` is full again: it makes room; `heavy` stays.
+        assert!(store.charge_now(&[charge(&a, "new", 1)]).is_ok());
+        assert_eq!(store.live_keys(), Some(2));
+        // `new` was written after the last sweep, and is the next to be idle (in 10 s).
+        assert!(store.charge_now(&[charge(&a, "newer", 1)]).is_err());
+        clock.advance(Duration::from_secs(11));
+        assert!(store.charge_now(&[charge(&a, "newer", 1)]).is_ok());
+        // 22 s in, `heavy` has 2 units back, not 3: its state was kept.
+        assert!(
+            store.charge_now(&[charge(&a, "heavy", 3)]).is_err(),
+            "heavy kept its state"
+        );
+        assert!(store.charge_now(&[charge(&a, "heavy", 2)]).is_ok());
     }
 }
