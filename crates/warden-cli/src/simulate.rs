@@ -53,6 +53,22 @@ impl Simulator {
 
     /// Decides `call` and, when it may go on, charges its limits as the gateway would.
     pub fn run<'p>(&self, compiled: &'p CompiledPolicy, call: &Call<'_>) -> (Decision<'p>, Came) {
+        // Conditions that read a counter see what the caller has used of it so far.
+        let mut counters = warden_policy::CounterValues::new();
+        for (name, at) in compiled.counters_read() {
+            let Some(limit) = compiled.limits().get(*at) else {
+                continue;
+            };
+            if let Some(key) = limit.scope_key(call) {
+                if let Some(used) = self.store.used(&CounterSpec::of(limit), &key) {
+                    counters.insert(name.clone(), used);
+                }
+            }
+        }
+        let call = &Call {
+            counters: Some(&counters),
+            ..*call
+        };
         let d = compiled.decide(call);
         let came = match d.outcome() {
             Outcome::Deny if compiled.is_hidden(call.tool) => Came::Hidden,

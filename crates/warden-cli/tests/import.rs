@@ -98,32 +98,33 @@ fn every_intercept_scaffold_imports_and_checks() {
 #[test]
 fn richer_intercept_policies_import_exactly_or_say_where_they_cannot() {
     // Argument guards, deny rules, hide, rate limits and counters with their own messages,
-    // `"*"` rules and limits: all said exactly.
-    for name in ["github-guards", "filesystem-allowlist"] {
+    // spend caps, counters read by other tools' rules, refunds, `"*"` rules and limits: all
+    // said exactly.
+    for name in ["github-guards", "stripe-spend", "filesystem-allowlist"] {
         let (code, out, err) = warden(&["import", "intercept", &format!("intercept/{name}.yaml")]);
         assert_eq!((code, err.as_str()), (0, ""), "{name}");
         valid(&out, name);
         insta::assert_snapshot!(format!("intercept_{name}"), out);
     }
-    // A condition reading another tool's counter cannot be: refused where it is written,
-    // or with --lossy imported with a comment in its place.
-    let file = "intercept/stripe-spend.yaml";
+    // What cannot be said is refused where it is written, or with --lossy imported with a
+    // comment in its place.
+    let file = "intercept/inexact.yaml";
     let (code, out, err) = warden(&["import", "intercept", file]);
     assert_eq!(code, 1, "what Warden cannot say is an error");
     assert!(out.is_empty(), "nothing is written: {out}");
-    insta::assert_snapshot!("intercept_stripe-spend_refused", err);
+    insta::assert_snapshot!("intercept_inexact_refused", err);
     let (code, out, err) = warden(&["import", "intercept", "--lossy", file]);
     assert_eq!(code, 0, "{err}");
     assert!(
-        err.contains("stripe-spend.yaml:52:19"),
+        err.contains("inexact.yaml:6:5"),
         "warnings keep their place: {err}"
     );
     assert!(
-        out.contains("# LOSSY: condition on `state.create_payment_link.daily_spend`"),
+        out.contains("# LOSSY: operator \"eq\" on a list or mapping value"),
         "{out}"
     );
-    valid(&out, "stripe-spend");
-    insta::assert_snapshot!("intercept_stripe-spend_lossy", out);
+    valid(&out, "inexact");
+    insta::assert_snapshot!("intercept_inexact_lossy", out);
 }
 
 #[test]

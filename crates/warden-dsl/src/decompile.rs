@@ -281,7 +281,7 @@ pub fn tool_name(n: &str) -> String {
 }
 
 fn path(p: &str) -> String {
-    let Some((root, rest)) = ["args", "caller"]
+    let Some((root, rest)) = ["args", "caller", "counter"]
         .into_iter()
         .find_map(|root| Some((root, p.strip_prefix(root)?.strip_prefix('.')?)))
     else {

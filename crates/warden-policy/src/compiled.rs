@@ -116,6 +116,9 @@ pub struct CompiledPolicy {
     counter_names: Vec<String>,
     /// Claims that conditions or limits read (`team`, `org.id`, `scope`), for the audit.
     claims_read: Vec<(String, ArgPath)>,
+    /// Counters that conditions read (`counter.NAME`), each with a limit that charges it
+    /// (its spec says whose bucket the caller's is).
+    counters_read: Vec<(String, usize)>,
 }
 
 impl CompiledPolicy {
@@ -171,6 +174,13 @@ impl CompiledPolicy {
         self.shadow
     }
 
+    /// The counters conditions read (`counter.NAME`), each with the index of a limit that
+    /// charges it: a caller's value is that limit's bucket for the caller's scope key. The
+    /// layer reads them from its counter store before deciding.
+    pub fn counters_read(&self) -> &[(String, usize)] {
+        &self.counters_read
+    }
+
     /// The claims the policy reads (`caller.claims.*`, `caller.scopes`, `per claim`).
     pub fn claims_read(&self) -> impl Iterator<Item = &str> {
         self.claims_read.iter().map(|(name, _)| name.as_str())
@@ -198,6 +208,8 @@ struct Builder {
     counters: HashMap<String, CounterId>,
     counter_names: Vec<String>,
     claims_read: Vec<(String, ArgPath)>,
+    /// Counter names conditions read, resolved to limits once every limit is known.
+    counters_wanted: Vec<String>,
     problems: Vec<Problem>,
 }
 
@@ -273,6 +285,14 @@ impl Builder {
         if !self.problems.is_empty() {
             return Err(Problems(self.problems));
         }
+        let counters_read = self
+            .counters_wanted
+            .iter()
+            .filter_map(|name| {
+                let i = self.limits.iter().position(|l| &l.counter_name == name)?;
+                Some((name.clone(), i))
+            })
+            .collect();
         Ok(CompiledPolicy {
             policy: p.clone(),
             default_allow: p.default_action() == DefaultAction::Allow,
@@ -286,6 +306,7 @@ impl Builder {
             default_deny_if,
             default_require,
             limits: self.limits,
+            counters_read,
             counter_names: self.counter_names,
             claims_read: self.claims_read,
         })
@@ -350,6 +371,11 @@ impl Builder {
                     Some(compiled) => {
                         for name in compiled.claims_read() {
                             self.reads_claim(&name);
+                        }
+                        if let Some(name) = compiled.counter_read() {
+                            if !self.counters_wanted.iter().any(|n| n == name) {
+                                self.counters_wanted.push(name.to_owned());
+                            }
                         }
                         conditions.push((c_at, compiled));
                     }

@@ -81,6 +81,9 @@ pub(crate) enum CondPath {
     Scopes,
     /// `caller.claims.a.b`: a claim of the caller's validated token.
     Claims(ArgPath),
+    /// `counter.NAME`: what the caller has used of counter NAME's bucket (units not yet
+    /// refilled), as the counter store reported it before the decision.
+    Counter(String),
 }
 
 impl CondPath {
@@ -88,6 +91,9 @@ impl CondPath {
     pub(crate) fn parse(path: &str) -> Option<CondPath> {
         if let Some(p) = ArgPath::parse(path) {
             return Some(CondPath::Args(p));
+        }
+        if let Some(name) = path.strip_prefix("counter.").filter(|n| !n.is_empty()) {
+            return Some(CondPath::Counter(name.to_owned()));
         }
         match path {
             "caller.grant" => Some(CondPath::Grant),
@@ -107,6 +113,10 @@ impl CondPath {
             CondPath::Claims(p) => p.resolve(call.claims).map(Cow::Borrowed),
             CondPath::Grant => call.grant.map(|g| Cow::Owned(Value::String(g.to_owned()))),
             CondPath::Scopes => scopes(call.claims?).map(Cow::Owned),
+            CondPath::Counter(name) => call
+                .counters?
+                .get(name)
+                .map(|used| Cow::Owned(Value::from(*used))),
         }
     }
 }
@@ -244,7 +254,15 @@ impl CompiledCondition {
         match &self.path {
             CondPath::Claims(p) => vec![p.0.join(".")],
             CondPath::Scopes => vec!["scope".into(), "scp".into()],
-            CondPath::Args(_) | CondPath::Grant => Vec::new(),
+            CondPath::Args(_) | CondPath::Grant | CondPath::Counter(_) => Vec::new(),
+        }
+    }
+
+    /// The counter this condition reads, if it reads one.
+    pub(crate) fn counter_read(&self) -> Option<&str> {
+        match &self.path {
+            CondPath::Counter(name) => Some(name),
+            _ => None,
         }
     }
 
@@ -357,6 +375,8 @@ fn path_contradictory(path: &CondPath, group: &[&CompiledCondition]) -> bool {
                 CondPath::Args(_) => call.args = Some(&wrapped),
                 CondPath::Grant => call.grant = wrapped.as_str(),
                 CondPath::Claims(_) | CondPath::Scopes => call.claims = Some(&wrapped),
+                // A counter's value is not known until the call: assume it can match.
+                CondPath::Counter(_) => return true,
             }
             group.iter().all(|c| c.eval(&call) == Truth::True)
         });
@@ -416,7 +436,7 @@ impl CondPath {
     fn wrap(&self, v: Value) -> Value {
         match self {
             CondPath::Args(p) | CondPath::Claims(p) => p.wrap(v),
-            CondPath::Grant => v,
+            CondPath::Grant | CondPath::Counter(_) => v,
             CondPath::Scopes => serde_json::json!({ "scp": v }),
         }
     }

@@ -24,7 +24,13 @@ pub struct Call<'a> {
     pub ip: Option<IpAddr>,
     /// The claims of the caller's validated token (JWT), for `caller.claims.*` conditions.
     pub claims: Option<&'a Value>,
+    /// What the caller has used of each counter that conditions read (`counter.NAME`), as
+    /// the counter store reported it; a counter missing here makes its conditions false.
+    pub counters: Option<&'a CounterValues>,
 }
+
+/// Counter name → units the caller has used of its bucket (not yet refilled).
+pub type CounterValues = std::collections::HashMap<String, u64>;
 
 impl<'a> Call<'a> {
     pub fn new(tool: &'a str) -> Self {
@@ -35,7 +41,12 @@ impl<'a> Call<'a> {
             session: None,
             ip: None,
             claims: None,
+            counters: None,
         }
+    }
+    pub fn counters(mut self, counters: &'a CounterValues) -> Self {
+        self.counters = Some(counters);
+        self
     }
     pub fn args(mut self, args: &'a Value) -> Self {
         self.args = Some(args);

@@ -55,7 +55,7 @@ mod validate;
 pub use catalog::{Catalog, CatalogTool};
 pub use compiled::{CompiledLimit, CompiledPolicy, CounterId, Quota};
 pub use condition::Truth;
-pub use decision::{Call, Charge, Decision, Outcome};
+pub use decision::{Call, Charge, CounterValues, Decision, Outcome};
 pub use error::Error;
 pub use explain::{Explanation, Step};
 pub use glob::Glob;

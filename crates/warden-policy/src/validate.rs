@@ -27,10 +27,22 @@ struct Validator<'p> {
     /// Pattern -> its compile error, if any: policies repeat patterns, and compiling a
     /// regex costs far more than everything else validation does.
     regexes: HashMap<&'p str, Option<String>>,
+    /// Every counter some limit charges, for `counter.NAME` conditions written anywhere.
+    declared: std::collections::HashSet<&'p str>,
 }
 
 impl<'p> Validator<'p> {
     fn policy(&mut self, p: &'p Policy) {
+        let all_limits = p.all_tools.iter().flat_map(|a| a.limits.iter().flatten());
+        let tool_limits = p
+            .tools
+            .iter()
+            .flatten()
+            .flat_map(|(_, t)| t.limits.iter().flatten());
+        self.declared = all_limits
+            .chain(tool_limits)
+            .map(|l| l.counter.as_str())
+            .collect();
         if p.version != "1" {
             self.problems.push(
                 Problem::new("/version", format!("unsupported version {:?}", p.version))
@@ -96,10 +108,25 @@ impl<'p> Validator<'p> {
     }
 
     fn condition(&mut self, c: &'p Condition, at: &str) {
+        if let Some(CondPath::Counter(name)) = CondPath::parse(&c.path) {
+            if !self.declared.contains(name.as_str()) {
+                let known: Vec<&str> = self.declared.iter().copied().collect();
+                let mut p = Problem::new(
+                    child(at, "path"),
+                    format!(
+                        "no limit counts `{name}`: a condition can read only a counter the policy charges"
+                    ),
+                );
+                if let Some(s) = crate::did_you_mean(&name, known.iter().copied()) {
+                    p = p.with_help(format!("did you mean `counter.{s}`?"));
+                }
+                self.problems.push(p);
+            }
+        }
         if CondPath::parse(&c.path).is_none() {
             self.problems.push(
                 Problem::new(child(at, "path"), format!("invalid path {:?}", c.path))
-                    .with_help("write `args.` and the argument's name (dots descend into objects: `args.metadata.key`), or `caller.grant`, `caller.scopes`, `caller.claims.<name>`"),
+                    .with_help("write `args.` and the argument's name (dots descend into objects: `args.metadata.key`), or `caller.grant`, `caller.scopes`, `caller.claims.<name>`, `counter.<name>`"),
             );
         }
         let value_at = child(at, "value");

@@ -88,13 +88,14 @@ where
         return Ok(answer::json(StatusCode::BAD_REQUEST, &v));
     }
 
-    let caller = Caller::of(&shared, &parts);
+    let mut caller = Caller::of(&shared, &parts);
     // The person's answer to an approval asked on a call's own stream: the layer asked, so
     // the layer takes the answer; the upstream never sees it.
     if let Some(r) = elicit::take_client_answer(&shared, &caller, &parsed.messages) {
         return Ok(r);
     }
     let enforcer = shared.state.load_full();
+    caller.read_counters(&shared, &enforcer).await;
     let verdicts = decide_all(&enforcer, &caller, &parsed.messages, shared.config.shadow);
     let style = shared.config.deny_style;
     let protocol = header_str(&parts.headers, "mcp-protocol-version").map(str::to_owned);

@@ -74,7 +74,8 @@ where
     };
     let args = Value::Object(args);
     let enforcer = shared.state.load_full();
-    let caller = Caller::of(&shared, &parts);
+    let mut caller = Caller::of(&shared, &parts);
+    caller.read_counters(&shared, &enforcer).await;
     let v = Verdict::decide(
         &enforcer,
         &caller,

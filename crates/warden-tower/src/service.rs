@@ -101,6 +101,8 @@ pub(crate) struct Caller {
     /// `x-request-id` (the gateway sets one), so an audit line can be matched to a request.
     pub(crate) request_id: Option<String>,
     pub(crate) recorder: Option<crate::layer::RecorderRef>,
+    /// What the caller has used of the counters conditions read (`counter.NAME`).
+    pub(crate) counters: Option<warden_policy::CounterValues>,
 }
 
 impl Caller {
@@ -123,7 +125,28 @@ impl Caller {
             claims,
             request_id: header_str(&parts.headers, "x-request-id").map(str::to_owned),
             recorder: shared.config.recorder.clone(),
+            counters: None,
         }
+    }
+
+    /// Reads, from the counter store, the counters the policy's conditions read.
+    pub(crate) async fn read_counters(
+        &mut self,
+        shared: &Shared,
+        enforcer: &crate::layer::Enforcer,
+    ) {
+        if enforcer.policy.counters_read().is_empty() {
+            return;
+        }
+        let values = enforcer
+            .counters
+            .read(
+                &enforcer.policy,
+                shared.store.as_ref(),
+                &self.call("", None),
+            )
+            .await;
+        self.counters = Some(values);
     }
 
     pub(crate) fn call<'a>(&'a self, tool: &'a str, args: Option<&'a Value>) -> Call<'a> {
@@ -134,6 +157,7 @@ impl Caller {
             session: self.session.as_deref(),
             ip: self.ip,
             claims: self.claims.as_deref(),
+            counters: self.counters.as_ref(),
         }
     }
 }

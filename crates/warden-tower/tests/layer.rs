@@ -456,6 +456,32 @@ tool pay {
 }
 
 #[tokio::test]
+async fn a_condition_reads_what_the_caller_has_used_of_another_tools_counter() {
+    let policy = r#"version 1
+default allow
+
+tool pay {
+  limit 1000 per day global as spend cost args.amount
+}
+
+tool refund {
+  require counter.spend < 600 else "Refunds pause once today's spend passes 600"
+}
+"#;
+    let (mut svc, up) = setup(PolicyLayer::new(compiled(policy)));
+    let (_, _, body) = send(&mut svc, post(&call(1, "refund", json!({})))).await;
+    assert!(!body.contains("POLICY DENIED"), "nothing spent yet: {body}");
+    let (_, _, body) = send(&mut svc, post(&call(2, "pay", json!({"amount": 700})))).await;
+    assert!(!body.contains("POLICY DENIED"), "{body}");
+    let (_, _, body) = send(&mut svc, post(&call(3, "refund", json!({})))).await;
+    assert!(
+        denied_text(&body).contains("Refunds pause once today's spend passes 600"),
+        "{body}"
+    );
+    assert_eq!(up.seen().len(), 2);
+}
+
+#[tokio::test]
 async fn a_grant_extension_from_the_app_is_used() {
     let (mut svc, up) = setup(PolicyLayer::new(compiled(POLICY)));
     for i in 0..4 {

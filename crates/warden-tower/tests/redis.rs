@@ -179,6 +179,24 @@ async fn keys_are_namespaced_and_expire_when_full_again() {
 }
 
 #[tokio::test]
+async fn what_a_key_has_used_reads_the_same_as_in_memory() {
+    let server = RedisServer::start();
+    let s = store(&server, "used:");
+    let memory = warden_tower::MemoryStore::new(100);
+    let a = spec("a", 10, 3600);
+    for (cost, used) in [(0, 0), (3, 3), (4, 7)] {
+        if cost > 0 {
+            let c = [charge(&a, "k", cost)];
+            assert_eq!(s.charge(&c).await, Ok(Charged::All));
+            assert_eq!(memory.charge(&c).await, Ok(Charged::All));
+        }
+        assert_eq!(s.used(&a, "k").await, Some(used), "redis after {used}");
+        assert_eq!(memory.used(&a, "k"), Some(used), "memory after {used}");
+    }
+    assert_eq!(s.used(&a, "nobody").await, Some(0));
+}
+
+#[tokio::test]
 async fn a_refund_gives_back_every_counter_of_the_charge() {
     let server = RedisServer::start();
     let s = store(&server, "refund:");

@@ -64,10 +64,22 @@ pub fn translate(text: &str, flavor: Flavor, lossy: bool) -> Imported {
         flavor,
         out: String::new(),
         counted: false,
+        defined: Vec::new(),
+        reads: Vec::new(),
+        lossy_lines: Vec::new(),
     };
     match super::yaml::load(text) {
         Ok(root) => t.policy(&root),
         Err(d) => t.problems.push(d),
+    }
+    // Intercept reads a counter nobody charges as 0; Warden reads only counters it charges.
+    for (name, span) in std::mem::take(&mut t.reads) {
+        if !t.defined.contains(&name) {
+            t.error(
+                &span,
+                format!("this reads counter `{name}`, which no rule counts (Intercept counts only a counter capped with `lt`/`lte` on its own rule, and reads any other as 0)"),
+            );
+        }
     }
     let rest = t.comments_before(usize::MAX);
     if !rest.is_empty() {
@@ -96,6 +108,11 @@ struct Tr<'a> {
     out: String,
     /// A limit was written (its window note is due).
     counted: bool,
+    /// Counters charged by a written limit, and counters conditions read (with where).
+    defined: Vec<String>,
+    reads: Vec<(String, Span)>,
+    /// `# LOSSY:` lines for conditions that could not be said, for the rule being read.
+    lossy_lines: Vec<String>,
 }
 
 impl Tr<'_> {
@@ -295,26 +312,35 @@ impl Tr<'_> {
                     self.error(&item.span, "a `hide` entry must not be empty")
                 }
                 Some("*") => names.push("*".to_owned()),
-                Some(n) => names.extend(self.exact_name(n, &item.span)),
+                Some(n) => names.extend(self.exact_name(n, &item.span, true)),
                 None => self.error(
                     &item.span,
                     format!("a `hide` entry must be a tool name, found {}", item.what()),
                 ),
             }
         }
+        for line in std::mem::take(&mut self.lossy_lines) {
+            let _ = writeln!(self.out, "{line}");
+        }
         let _ = writeln!(self.out, "hide [{}]", names.join(", "));
     }
 
     /// A tool name as `.pol` writes it. Intercept's names are exact; Warden reads `*` and `?`
     /// as globs, so a name holding them cannot be said exactly.
-    fn exact_name(&mut self, name: &str, span: &Span) -> Option<String> {
+    /// In `hide`, a glob hides more (with --lossy, kept: it fails closed); as a tool entry
+    /// it would let more tools through, so it stays an error.
+    fn exact_name(&mut self, name: &str, span: &Span, hiding: bool) -> Option<String> {
         if name.contains(['*', '?']) {
-            let line = self.inexact(
-                span,
-                format!("tool name {name:?} holds `*` or `?`, which Warden reads as a glob"),
-                "rename the entry, or accept that it matches more names",
-            );
-            line.as_ref()?;
+            let msg = format!("tool name {name:?} holds `*` or `?`, which Warden reads as a glob");
+            if !hiding {
+                self.error(
+                    span,
+                    format!("{msg}: this entry would govern more tools than Intercept's"),
+                );
+                return None;
+            }
+            let line = self.inexact(span, msg, "hide the exact names instead")?;
+            self.lossy_lines.push(format!("{line} (it hides more)"));
         }
         Some(warden_dsl::tool_name(name))
     }
@@ -350,7 +376,7 @@ impl Tr<'_> {
             let header = if is_star {
                 "all tools".to_owned()
             } else {
-                match self.exact_name(name, &k.span) {
+                match self.exact_name(name, &k.span, false) {
                     Some(n) => format!("tool {n}"),
                     None => continue,
                 }
@@ -628,17 +654,22 @@ impl Tr<'_> {
                         }
                         limit = Some((n as u64, c.span.clone()));
                     }
+                    // Any other read of a counter, this tool's or another's: `counter.NAME`.
                     _ => {
-                        let msg = format!(
-                            "condition on `{path_text}`: Warden's conditions cannot read counters (only a rule's own counter capped with `lt`/`lte` becomes a `limit`)"
-                        );
-                        match self.inexact(
-                            &path.span,
-                            msg,
-                            "express it as a limit on the counter's own rule",
-                        ) {
-                            Some(line) => block.lines.push(line),
-                            None => return,
+                        let Some((owner, counter)) = rest.split_once('.') else {
+                            self.error(
+                                &path.span,
+                                format!("a counter path is `state.<tool>.<counter>`, found {path_text:?}"),
+                            );
+                            continue;
+                        };
+                        let owner = if owner == "_global" { "all" } else { owner };
+                        let name = format!("{owner}.{counter}");
+                        self.reads.push((name.clone(), path.span.clone()));
+                        let p = format!("counter.{}", counter_name(&name));
+                        match self.compare(&p, op_text, value, &c.span) {
+                            Some(text) => args.push(text),
+                            None => continue,
                         }
                     }
                 }
@@ -653,7 +684,18 @@ impl Tr<'_> {
                 None => continue,
             }
         }
-        if !args.is_empty() {
+        let lost = std::mem::take(&mut self.lossy_lines);
+        if !lost.is_empty() {
+            // A guard that cannot be said whole fails closed: dropping a condition would
+            // let through calls the rule refused.
+            block.lines.extend(lost);
+            block
+                .lines
+                .push("# LOSSY: so the rule refuses every call (fail closed)".to_owned());
+            block
+                .lines
+                .push(format!("deny always because {}", json(message)));
+        } else if !args.is_empty() {
             block.lines.push(format!(
                 "require {} else {}",
                 args.join(" and "),
@@ -727,6 +769,7 @@ impl Tr<'_> {
         self.counted = true;
         let owner = if tool == "*" { "all" } else { tool };
         let name: String = format!("{owner}.{counter}");
+        self.defined.push(name.clone());
         let scope = match self.flavor {
             Flavor::Intercept => "global",
             Flavor::PolicyLayer => "per session",
@@ -889,7 +932,11 @@ impl Tr<'_> {
         value: Option<&Node>,
         span: &Span,
     ) -> Option<String> {
-        let p = path(path_text);
+        self.compare(&path(path_text), op, value, span)
+    }
+
+    /// A comparison of the `.pol` path `p`.
+    fn compare(&mut self, p: &str, op: &str, value: Option<&Node>, span: &Span) -> Option<String> {
         let need = |t: &mut Self, what: &str| {
             t.error(span, format!("operator {op:?} needs {what}"));
             None
@@ -937,7 +984,9 @@ impl Tr<'_> {
                 let at = value
                     .map(|v| v.span.clone())
                     .unwrap_or_else(|| span.clone());
-                self.inexact(&at, msg, "compare each field with its own condition")?;
+                // With --lossy the rule fails closed (see `evaluate`).
+                let line = self.inexact(&at, msg, "compare each field with its own condition")?;
+                self.lossy_lines.push(line);
                 return None;
             }
             _ => return need(self, "a value"),

@@ -114,7 +114,7 @@ fn integer(r: &mut Rng) -> String {
 }
 
 fn path(r: &mut Rng) -> String {
-    let mut p = String::from(r.pick(&["args", "args", "caller"]));
+    let mut p = String::from(r.pick(&["args", "args", "caller", "counter"]));
     for _ in 0..=r.below(3) {
         p.push('.');
         p.push_str(r.pick(&["region", "a-b", "$x", "\"odd key\"", "n1", ""]));

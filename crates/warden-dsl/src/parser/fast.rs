@@ -630,9 +630,11 @@ impl<'a> Reader<'a> {
         let start = self.pos;
         let root = if self.literal("args").is_some() {
             "args"
-        } else {
-            self.literal("caller")?;
+        } else if self.literal("caller").is_some() {
             "caller"
+        } else {
+            self.literal("counter")?;
+            "counter"
         };
         let mut out = String::from(root);
         let mut segments = 0;

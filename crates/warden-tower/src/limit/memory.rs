@@ -220,6 +220,15 @@ impl<C: Clock + Clone> MemoryStore<C> {
             .clone()
     }
 
+    /// What `key` has used of `spec`'s bucket: units not yet refilled (0 when full).
+    pub fn used(&self, spec: &CounterSpec, key: &str) -> Option<u64> {
+        let counter = self.counter(spec)?;
+        let now = counter.now();
+        let tat = counter.tats.lock().get(key).copied().unwrap_or(0);
+        let ahead = tat.saturating_sub(now);
+        Some(ahead.div_ceil(counter.emission.max(1)).min(spec.max))
+    }
+
     /// Charges every entry or none, now.
     pub fn charge_now(&self, charges: &[Charge]) -> Result<Charged, Refusal> {
         let _tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
@@ -305,6 +314,10 @@ where
 {
     fn charge<'a>(&'a self, charges: &'a [Charge]) -> StoreFuture<'a, Result<Charged, Refusal>> {
         Box::pin(std::future::ready(MemoryStore::charge_now(self, charges)))
+    }
+
+    fn used_now(&self, spec: &CounterSpec, key: &str) -> Option<Option<u64>> {
+        Some(self.used(spec, key))
     }
 
     fn charge_now(&self, charges: &[Charge]) -> Option<Result<Charged, Refusal>> {

@@ -187,6 +187,19 @@ pub trait CounterStore: Send + Sync + 'static {
     /// Best effort: a store that cannot be reached keeps them, erring on the limit's side.
     fn refund<'a>(&'a self, charges: &'a [Charge]) -> StoreFuture<'a, ()>;
 
+    /// What `key` has used of the bucket (units not yet refilled; 0 for a full bucket), for
+    /// conditions that read a counter (`counter.NAME`). `None`: the store cannot tell, and
+    /// those conditions are false (they count against the caller).
+    fn used<'a>(&'a self, spec: &'a CounterSpec, key: &'a str) -> StoreFuture<'a, Option<u64>> {
+        let _ = (spec, key);
+        Box::pin(std::future::ready(None))
+    }
+
+    /// The same, for a store that can answer without waiting (`None`: it cannot).
+    fn used_now(&self, _spec: &CounterSpec, _key: &str) -> Option<Option<u64>> {
+        None
+    }
+
     /// A new policy is in force with these counters; a store may drop state of the others.
     fn retain(&self, _live: &[Arc<CounterSpec>]) {}
 
@@ -354,6 +367,34 @@ impl Counters {
 
     /// The spec of `limit`. Both come from one policy, so the index always matches; were it
     /// ever not to, the spec is built on the spot rather than the charge skipped.
+    /// What the caller has used of each counter the policy's conditions read, from `store`.
+    pub(crate) async fn read(
+        &self,
+        policy: &CompiledPolicy,
+        store: &dyn CounterStore,
+        call: &warden_policy::Call<'_>,
+    ) -> warden_policy::CounterValues {
+        let mut out = warden_policy::CounterValues::new();
+        for (name, at) in policy.counters_read() {
+            let Some(limit) = policy.limits().get(*at) else {
+                continue;
+            };
+            // No scope key (a grant-scoped counter and no grant): nothing to read.
+            let Some(key) = limit.scope_key(call) else {
+                continue;
+            };
+            let spec = self.spec(limit);
+            let used = match store.used_now(&spec, &key) {
+                Some(now) => now,
+                None => store.used(&spec, &key).await,
+            };
+            if let Some(used) = used {
+                out.insert(name.clone(), used);
+            }
+        }
+        out
+    }
+
     pub(crate) fn spec(&self, limit: &CompiledLimit) -> Arc<CounterSpec> {
         self.specs
             .get(limit.index)
