@@ -47,7 +47,8 @@ fn semantic_problems() {
               {"path": "args.e", "op": "exists", "value": "yes"},
               {"path": "region", "op": "eq", "value": "x"},
               {"path": "args.r", "op": "eq", "value": ["a", "b"]},
-              {"path": "args.r", "op": "in", "value": ["a", ["b"]]}
+              {"path": "args.r", "op": "in", "value": ["a", ["b"]]},
+              {"path": "counter.sharde", "op": "lt", "value": 3}
           ]}],
           "limits": [{"counter": "shared", "window": "minute", "max": 30, "scope": "grant", "cost": "amount"}]},
           "b": {"limits": [{"counter": "shared", "window": "hour", "max": 30}]},
