@@ -60,14 +60,14 @@ pub fn spawn(cmd: &mut Command, port: u16, quiet: bool) -> Result<Proc, String> 
 
 pub type Http = Client<HttpConnector, Full<Bytes>>;
 
-/// One MCP POST; the session id the answer carries, and its body. A non-2xx is an error.
-pub async fn post(
+/// One MCP POST: the answer's status, the session id it carries, and its body.
+pub async fn request(
     client: &Http,
     url: &str,
     session: Option<&str>,
     bearer: Option<&str>,
     body: String,
-) -> Result<(Option<String>, Bytes), String> {
+) -> Result<(u16, Option<String>, Bytes), String> {
     let mut req = http::Request::post(url)
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
@@ -82,7 +82,7 @@ pub async fn post(
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| e.to_string())?;
     let resp = client.request(req).await.map_err(|e| e.to_string())?;
-    let status = resp.status();
+    let status = resp.status().as_u16();
     let sid = resp
         .headers()
         .get("mcp-session-id")
@@ -94,7 +94,19 @@ pub async fn post(
         .await
         .map_err(|e| e.to_string())?
         .to_bytes();
-    if !status.is_success() {
+    Ok((status, sid, body))
+}
+
+/// One MCP POST; the session id the answer carries, and its body. A non-2xx is an error.
+pub async fn post(
+    client: &Http,
+    url: &str,
+    session: Option<&str>,
+    bearer: Option<&str>,
+    body: String,
+) -> Result<(Option<String>, Bytes), String> {
+    let (status, sid, body) = request(client, url, session, bearer, body).await?;
+    if !(200..300).contains(&status) {
         return Err(format!("{status}: {}", String::from_utf8_lossy(&body)));
     }
     Ok((sid, body))

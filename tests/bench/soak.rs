@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::{free_port, spawn};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -115,39 +115,17 @@ impl Shared {
     }
 }
 
+/// One POST as the soak's caller, bounded: (status, session id, body as text).
 async fn request(
     http: &Http,
     url: &str,
     sid: Option<&str>,
     body: String,
 ) -> Result<(u16, Option<String>, String), String> {
-    let mut req = http::Request::post(url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-11-25")
-        .header("authorization", "Bearer soak-token");
-    if let Some(s) = sid {
-        req = req.header("mcp-session-id", s);
-    }
-    let req = req
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|e| e.to_string())?;
-    let resp = tokio::time::timeout(Duration::from_secs(30), http.request(req))
+    let answer = common::request(http, url, sid, Some("soak-token"), body);
+    let (status, sid, body) = tokio::time::timeout(Duration::from_secs(30), answer)
         .await
-        .map_err(|_| "no answer within 30 s".to_owned())?
-        .map_err(|e| e.to_string())?;
-    let status = resp.status().as_u16();
-    let sid = resp
-        .headers()
-        .get("mcp-session-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
+        .map_err(|_| "no answer within 30 s".to_owned())??;
     Ok((status, sid, String::from_utf8_lossy(&body).into_owned()))
 }
 

@@ -87,42 +87,7 @@ impl Printer<'_> {
         }
         if let Some(all) = &p.all_tools {
             self.blank();
-            let mut lines: Vec<(&'static str, usize, String)> = Vec::new();
-            for (kind, empty, word, rules) in [
-                ("deny", "deny if []", "deny", &all.deny_if),
-                ("require", "require []", "require", &all.require),
-            ] {
-                match rules {
-                    Some(rules) if rules.is_empty() => lines.push((
-                        if kind == "deny" {
-                            "no_deny"
-                        } else {
-                            "no_require"
-                        },
-                        0,
-                        empty.to_owned(),
-                    )),
-                    Some(rules) => lines.extend(
-                        rules
-                            .iter()
-                            .enumerate()
-                            .map(|(i, r)| (kind, i, rule(word, r))),
-                    ),
-                    None => {}
-                }
-            }
-            match &all.limits {
-                Some(limits) if limits.is_empty() => {
-                    lines.push(("no_limits", 0, "limits []".to_owned()))
-                }
-                Some(limits) => lines.extend(
-                    limits
-                        .iter()
-                        .enumerate()
-                        .map(|(i, l)| ("limit", i, limit(l, None))),
-                ),
-                None => {}
-            }
+            let lines = rule_lines(&all.deny_if, &all.require, &all.limits, None);
             if lines.is_empty() {
                 self.line(0, Anchor::stmt("all tools"), "all tools {}");
             } else {
@@ -179,41 +144,7 @@ impl Printer<'_> {
             &format!("tool {} {{", list.join(", ")),
         );
         let single = (names.len() == 1).then_some(anchor_name);
-        let mut lines: Vec<(&'static str, usize, String)> = Vec::new();
-        match &body.deny_if {
-            Some(rules) if rules.is_empty() => lines.push(("no_deny", 0, "deny if []".to_owned())),
-            Some(rules) => lines.extend(
-                rules
-                    .iter()
-                    .enumerate()
-                    .map(|(i, r)| ("deny", i, rule("deny", r))),
-            ),
-            None => {}
-        }
-        match &body.require {
-            Some(rules) if rules.is_empty() => {
-                lines.push(("no_require", 0, "require []".to_owned()))
-            }
-            Some(rules) => lines.extend(
-                rules
-                    .iter()
-                    .enumerate()
-                    .map(|(i, r)| ("require", i, rule("require", r))),
-            ),
-            None => {}
-        }
-        match &body.limits {
-            Some(limits) if limits.is_empty() => {
-                lines.push(("no_limits", 0, "limits []".to_owned()))
-            }
-            Some(limits) => lines.extend(
-                limits
-                    .iter()
-                    .enumerate()
-                    .map(|(i, l)| ("limit", i, limit(l, single))),
-            ),
-            None => {}
-        }
+        let mut lines = rule_lines(&body.deny_if, &body.require, &body.limits, single);
         if let Some(a) = &body.approval {
             let mut text = "require approval".to_owned();
             match a.via {
@@ -272,6 +203,50 @@ fn is_bare(s: &str, extra: &[char]) -> bool {
 }
 
 /// A tool name as `.pol` writes it: bare when it can be, quoted otherwise.
+/// A block's `deny`, `require` and `limit` lines in canonical order, each with its kind and
+/// ordinal (the anchors comments are kept by): a tool's block and `all tools` alike.
+fn rule_lines(
+    deny_if: &Option<Vec<Rule>>,
+    require: &Option<Vec<Rule>>,
+    limits: &Option<Vec<Limit>>,
+    single: Option<&str>,
+) -> Vec<(&'static str, usize, String)> {
+    let mut lines = Vec::new();
+    for (kind, none, rules) in [
+        ("deny", "no_deny", deny_if),
+        ("require", "no_require", require),
+    ] {
+        match rules {
+            Some(rules) if rules.is_empty() => {
+                let empty = if kind == "deny" {
+                    "deny if []"
+                } else {
+                    "require []"
+                };
+                lines.push((none, 0, empty.to_owned()));
+            }
+            Some(rules) => lines.extend(
+                rules
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| (kind, i, rule(kind, r))),
+            ),
+            None => {}
+        }
+    }
+    match limits {
+        Some(limits) if limits.is_empty() => lines.push(("no_limits", 0, "limits []".to_owned())),
+        Some(limits) => lines.extend(
+            limits
+                .iter()
+                .enumerate()
+                .map(|(i, l)| ("limit", i, limit(l, single))),
+        ),
+        None => {}
+    }
+    lines
+}
+
 pub fn tool_name(n: &str) -> String {
     if is_bare(n, &['.', '*', '?']) {
         n.to_owned()

@@ -13,6 +13,31 @@ use warden_policy::CompiledPolicy;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// What an answer's `Content-Type` says it is, as the layer reads answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ContentKind {
+    Json,
+    EventStream,
+    Other,
+}
+
+/// The kind of `headers`' content (case and parameters ignored).
+pub(crate) fn content_kind(headers: &http::HeaderMap) -> ContentKind {
+    let ct = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .trim_start()
+        .to_ascii_lowercase();
+    if ct.starts_with("text/event-stream") {
+        ContentKind::EventStream
+    } else if ct.starts_with("application/json") {
+        ContentKind::Json
+    } else {
+        ContentKind::Other
+    }
+}
+
 /// A request or response body passing through the layer.
 pub struct Body {
     kind: Kind,

@@ -540,11 +540,7 @@ where
     B::Error: Into<BoxError>,
 {
     let status = resp.status();
-    let sse = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|c| c.to_ascii_lowercase().starts_with("text/event-stream"));
+    let sse = crate::body::content_kind(resp.headers()) == crate::body::ContentKind::EventStream;
     // Boxed, so that no error of the inner service's body type is held across an await.
     let mut body = Body::new(resp.into_body());
     if sse {

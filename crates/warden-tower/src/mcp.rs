@@ -497,19 +497,14 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let content_type = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    if content_type.starts_with("text/event-stream") {
+    let kind = crate::body::content_kind(resp.headers());
+    if kind == crate::body::ContentKind::EventStream {
         // The filtered stream's length is not the upstream's: let it be chunked.
         let (mut parts, body) = resp.into_parts();
         parts.headers.remove(header::CONTENT_LENGTH);
         return Response::from_parts(parts, Body::sse_filtered(Body::new(body), ids, policy));
     }
-    if !content_type.starts_with("application/json") {
+    if kind != crate::body::ContentKind::Json {
         return boxed(resp);
     }
     let (mut parts, body) = resp.into_parts();

@@ -7,11 +7,11 @@
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use http::{Response, header};
+use http::Response;
 use http_body_util::BodyExt;
 use serde_json::Value;
 
-use crate::body::{Body, BoxError};
+use crate::body::{Body, BoxError, ContentKind};
 use crate::limit::{Charge, CounterStore};
 
 /// Per request id, the charges to give back if its answer is an error.
@@ -61,18 +61,14 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let content_type = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let kind = crate::body::content_kind(resp.headers());
     let (parts, body) = resp.into_parts();
-    if content_type.starts_with("text/event-stream") {
-        return Response::from_parts(parts, Body::observed(Body::new(body), Arc::new(refunds)));
-    }
-    if !content_type.starts_with("application/json") {
-        return Response::from_parts(parts, Body::new(body));
+    match kind {
+        ContentKind::EventStream => {
+            return Response::from_parts(parts, Body::observed(Body::new(body), Arc::new(refunds)));
+        }
+        ContentKind::Other => return Response::from_parts(parts, Body::new(body)),
+        ContentKind::Json => {}
     }
     match http_body_util::Limited::new(body, max.max(16 << 20))
         .collect()
