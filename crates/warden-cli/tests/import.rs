@@ -127,6 +127,43 @@ fn richer_intercept_policies_import_exactly_or_say_where_they_cannot() {
     insta::assert_snapshot!("intercept_inexact_lossy", out);
 }
 
+/// Calls decided by Intercept's own engine (its config, engine and proxy packages run on
+/// these policies) get the same answers from the imported `.pol`: each
+/// `intercept/NAME.test.pol` holds those calls and answers, run with `warden test` against
+/// what `warden import` wrote.
+#[test]
+fn imported_policies_answer_as_intercept_did() {
+    let dir = std::env::temp_dir().join(format!("warden-import-semantics-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in ["github-guards", "stripe-spend", "filesystem-allowlist"] {
+        let out = dir.join(format!("{name}.pol"));
+        let (code, _, err) = warden(&[
+            "import",
+            "intercept",
+            &format!("intercept/{name}.yaml"),
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{name}: {err}");
+        std::fs::copy(
+            data().join(format!("intercept/{name}.test.pol")),
+            dir.join(format!("{name}.test.pol")),
+        )
+        .unwrap();
+    }
+    let run = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .arg("test")
+        .current_dir(&dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run warden test");
+    let text =
+        String::from_utf8_lossy(&run.stdout).into_owned() + &String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{text}");
+    assert!(text.contains("12 passed, 0 failed"), "{text}");
+}
+
 #[test]
 fn mistakes_are_reported_where_they_are_written() {
     let (code, out, err) = warden(&["import", "intercept", "intercept/mistakes.yaml"]);
