@@ -12,6 +12,9 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let compiled = warden_policy::CompiledPolicy::new(&policy)
         .unwrap_or_else(|e| panic!("a loaded policy does not compile: {e}\n{text}"));
     let args = serde_json::json!({"amount": 5, "path": "/etc/passwd"});
+    // Every counter a condition reads has been used a little.
+    let counters: warden_policy::CounterValues =
+        compiled.counters_read().iter().map(|(name, _)| (name.clone(), 5)).collect();
     for tool in ["read_file", "delete_instance", "x"] {
         let call = warden_policy::Call {
             tool,
@@ -20,6 +23,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             session: Some("s"),
             ip: None,
             claims: None,
+            counters: Some(&counters),
         };
         let _ = compiled.decide(&call);
     }
