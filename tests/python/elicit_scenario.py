@@ -20,7 +20,7 @@ import httpx2
 import mcp_types as types
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.exceptions import MCPError
+from scenario_common import call
 
 URL, MODE, TOKEN = sys.argv[1:4]
 ANSWERS = json.loads(sys.argv[4])
@@ -52,18 +52,6 @@ async def elicit(ctx, params):
     if answer == "accept" and mode == "form":
         return types.ElicitResult(action="accept", content={"note": "looks right"})
     return types.ElicitResult(action=answer)
-
-
-def text_of(result):
-    return "\n".join(c.text for c in result.content if getattr(c, "type", None) == "text")
-
-
-async def call(c, name, args):
-    try:
-        r = await c.call_tool(name, args)
-        return {"text": text_of(r), "is_error": bool(r.is_error), "code": None}
-    except MCPError as e:
-        return {"text": e.message, "is_error": True, "code": e.code}
 
 
 async def main():

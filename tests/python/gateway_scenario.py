@@ -19,7 +19,7 @@ import sys
 import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.exceptions import MCPError
+from scenario_common import call
 
 URL, MODE, TOKEN = sys.argv[1:4]
 CALLS = json.loads(sys.argv[4]) if len(sys.argv) > 4 else []
@@ -28,18 +28,6 @@ statuses = set()
 
 async def record_status(response):
     statuses.add(response.status_code)
-
-
-def text_of(result):
-    return "\n".join(c.text for c in result.content if getattr(c, "type", None) == "text")
-
-
-async def call(c, name, args):
-    try:
-        r = await c.call_tool(name, args)
-        return {"text": text_of(r), "is_error": bool(r.is_error), "code": None}
-    except MCPError as e:
-        return {"text": e.message, "is_error": True, "code": e.code}
 
 
 async def main():

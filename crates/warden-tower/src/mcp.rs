@@ -102,15 +102,17 @@ where
     let protocol = protocol.as_deref();
     // Calls that come back (protocol 2026-07-28) with the answer to an approval asked in the
     // client. They were charged when first asked; their ticket decides them below.
-    let mut returned: Vec<Option<elicit::Returned>> = call_params(&parsed.messages)
-        .map(|p| {
-            protocol
-                .is_some_and(|v| v >= elicit::MRTR_PROTOCOL)
-                .then(|| elicit::Returned::of(p))
-                .flatten()
-        })
-        .collect();
+    // Empty (no allocation) unless the protocol has such calls; indexed like `verdicts`.
+    let mut returned: Vec<Option<elicit::Returned>> =
+        if protocol.is_some_and(|v| v >= elicit::MRTR_PROTOCOL) {
+            call_params(&parsed.messages)
+                .map(elicit::Returned::of)
+                .collect()
+        } else {
+            Vec::new()
+        };
     let returned_any = returned.iter().any(Option::is_some);
+    let is_returned = |i: usize| returned.get(i).is_some_and(Option::is_some);
 
     // Denials: answer locally; with a batch, nothing of it is forwarded.
     let blocking: Vec<&Verdict> = verdicts
@@ -139,9 +141,9 @@ where
     // Limits of every call that goes on, all charged together or none.
     let charges: Vec<Charge> = verdicts
         .iter()
-        .zip(&returned)
-        .filter(|(v, r)| v.outcome != Outcome::Deny && r.is_none())
-        .flat_map(|(v, _)| v.charges.iter().cloned())
+        .enumerate()
+        .filter(|(i, v)| v.outcome != Outcome::Deny && !is_returned(*i))
+        .flat_map(|(_, v)| v.charges.iter().cloned())
         .collect();
     let charged = enforcer
         .counters
@@ -180,9 +182,9 @@ where
     let refundable: Vec<(Value, Vec<Charge>)> = match charged {
         Ok(Charged::All) => verdicts
             .iter()
-            .zip(&returned)
-            .filter(|(v, r)| v.outcome != Outcome::Deny && r.is_none())
-            .filter_map(|(v, _)| {
+            .enumerate()
+            .filter(|(i, v)| v.outcome != Outcome::Deny && !is_returned(*i))
+            .filter_map(|(_, v)| {
                 let back: Vec<Charge> = v
                     .charges
                     .iter()
@@ -204,18 +206,21 @@ where
 
     // Approvals, each bound to its exact call.
     let single = !parsed.batch && verdicts.len() == 1;
-    let accepts_sse = header_str(&parts.headers, "accept")
-        .is_some_and(|a| a.to_ascii_lowercase().contains("text/event-stream"));
+    let accepts_sse = header_str(&parts.headers, "accept").is_some_and(|a| {
+        a.as_bytes()
+            .windows(17)
+            .any(|w| w.eq_ignore_ascii_case(b"text/event-stream"))
+    });
     let mut refused = Vec::new();
-    for ((v, params), back) in verdicts
+    for (i, (v, params)) in verdicts
         .iter()
         .zip(call_params(&parsed.messages))
-        .zip(returned.iter_mut())
+        .enumerate()
     {
         if v.outcome == Outcome::Deny {
             continue;
         }
-        if let Some(back) = back.take() {
+        if let Some(back) = returned.get_mut(i).and_then(Option::take) {
             match back.redeem(&shared, &caller, v, enforcer.revision).await {
                 Ok(()) => log(&caller, v, "approved", &v.rule, started.elapsed(), false),
                 Err(reason) => {
