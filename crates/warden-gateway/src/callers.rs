@@ -2,15 +2,10 @@
 //! (`--no-auth`) anyone; and the discovery document (RFC 9728) that tells MCP clients where
 //! to get a token. Everything refused here gets 401 before the upstream is touched.
 
-use std::sync::Arc;
-
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use http::header::HeaderValue;
-use http::{StatusCode, header};
-use warden_tower::Grant;
+use http::{HeaderMap, Request, Response, StatusCode, header};
 use warden_tower::jwt::{Claims, JwtConfig, JwtVerifier, Rejection};
+use warden_tower::{Body, Grant};
 
 use crate::auth::Grants;
 
@@ -34,50 +29,79 @@ pub(crate) struct Callers {
 /// RFC 9728's well-known path; a client finds it from the 401's `resource_metadata`.
 pub(crate) const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
 
-/// A known static token or a valid JWT → its grant (and a JWT's claims); anything else →
-/// 401 with the reason, before the upstream is touched.
-pub(crate) async fn authenticate(
-    State(callers): State<Arc<Callers>>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    if req.uri().path() == METADATA_PATH {
-        return next.run(req).await;
-    }
-    let token = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(warden_tower::bearer_token)
-        .map(str::to_owned);
-    let grant = match (&callers.tokens, &callers.jwt) {
-        (None, None) => "anonymous".to_owned(),
-        (tokens, jwt) => {
-            let known = tokens
-                .as_ref()
-                .zip(token.as_deref())
-                .and_then(|(g, t)| g.lookup_token(t));
-            match (known, jwt, token.as_deref()) {
-                (Some(name), _, _) => name.to_owned(),
-                (None, Some(jwt), Some(t)) if t.contains('.') => match jwt.verify(t).await {
-                    Ok(v) => {
-                        req.extensions_mut().insert(Claims(v.claims.clone()));
-                        v.grant
+/// What [`Callers::admit_now`] found.
+pub(crate) enum Admission {
+    /// The request carries its grant now.
+    Admitted,
+    /// The 401 to answer, before the upstream is touched.
+    Refused(Response<Body>),
+    /// A JWT to check with [`Callers::admit_jwt`].
+    Jwt(String),
+}
+
+impl Callers {
+    /// A known static token → its grant on the request; `--no-auth` → `anonymous`; a token
+    /// that may be a JWT is left to [`Callers::admit_jwt`]; anything else is refused.
+    pub(crate) fn admit_now<B>(&self, req: &mut Request<B>) -> Admission {
+        let grant = match (&self.tokens, &self.jwt) {
+            (None, None) => "anonymous".to_owned(),
+            (tokens, jwt) => {
+                let token = req
+                    .headers()
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(warden_tower::bearer_token);
+                let known = tokens
+                    .as_ref()
+                    .zip(token)
+                    .and_then(|(g, t)| g.lookup_token(t));
+                match (known, jwt, token) {
+                    (Some(name), _, _) => name.to_owned(),
+                    (None, Some(_), Some(t)) if t.contains('.') => {
+                        return Admission::Jwt(t.to_owned());
                     }
-                    Err(why) => return unauthorized(&callers, &req, Some(&why)),
-                },
-                _ => return unauthorized(&callers, &req, None),
+                    _ => return Admission::Refused(unauthorized(self, req.headers(), None)),
+                }
             }
+        };
+        req.extensions_mut().insert(Grant::new(grant));
+        Admission::Admitted
+    }
+
+    /// A valid JWT → its grant and claims on the request; else the 401 to answer.
+    pub(crate) async fn admit_jwt<B>(
+        &self,
+        token: &str,
+        req: &mut Request<B>,
+    ) -> Result<(), Response<Body>> {
+        let Some(jwt) = &self.jwt else {
+            return Err(unauthorized(self, req.headers(), None));
+        };
+        match jwt.verify(token).await {
+            Ok(v) => {
+                req.extensions_mut().insert(Claims(v.claims.clone()));
+                req.extensions_mut().insert(Grant::new(v.grant));
+                Ok(())
+            }
+            Err(why) => Err(unauthorized(self, req.headers(), Some(&why))),
         }
-    };
-    req.extensions_mut().insert(Grant::new(grant));
-    next.run(req).await
+    }
+}
+
+fn json(status: StatusCode, body: String) -> Response<Body> {
+    let mut r = Response::new(Body::full(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
 }
 
 /// JSON-RPC error code of a 401 (the server-defined range).
 pub const UNAUTHORIZED_CODE: i64 = -32000;
 
-fn unauthorized(callers: &Callers, req: &Request, why: Option<&Rejection>) -> Response {
+fn unauthorized(callers: &Callers, headers: &HeaderMap, why: Option<&Rejection>) -> Response<Body> {
     metrics::counter!("warden_unauthorized_total").increment(1);
     let reason = match why {
         Some(r) => format!("unauthorized: {r}"),
@@ -88,18 +112,13 @@ fn unauthorized(callers: &Callers, req: &Request, why: Option<&Rejection>) -> Re
     // unauthenticated request is never read.
     let body = serde_json::json!({"jsonrpc": "2.0", "id": null,
         "error": {"code": UNAUTHORIZED_CODE, "message": reason}});
-    let mut r = (
-        StatusCode::UNAUTHORIZED,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response();
+    let mut r = json(StatusCode::UNAUTHORIZED, body.to_string());
     // RFC 6750 / RFC 9728: say where the metadata is, and why a token was refused.
     let mut params = Vec::new();
     if callers.discovery.is_some() {
         params.push(format!(
             "resource_metadata=\"{}{METADATA_PATH}\"",
-            origin(req)
+            origin(headers)
         ));
     }
     if let Some(r) = why {
@@ -119,9 +138,8 @@ fn unauthorized(callers: &Callers, req: &Request, why: Option<&Rejection>) -> Re
 }
 
 /// `http://host:port` as the client addressed us.
-fn origin(req: &Request) -> String {
-    let host = req
-        .headers()
+fn origin(headers: &HeaderMap) -> String {
+    let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .filter(|h| h.chars().all(|c| c.is_ascii_graphic()) && !h.contains('"'))
@@ -130,9 +148,15 @@ fn origin(req: &Request) -> String {
 }
 
 /// The protected-resource metadata (RFC 9728) for MCP clients that follow the spec.
-pub(crate) fn protected_resource(callers: &Callers, req: &Request, mcp_path: &str) -> Response {
+pub(crate) fn protected_resource(
+    callers: &Callers,
+    headers: &HeaderMap,
+    mcp_path: &str,
+) -> Response<Body> {
     let Some(d) = &callers.discovery else {
-        return (StatusCode::NOT_FOUND, "no JWT grants configured\n").into_response();
+        let mut r = Response::new(Body::full("no JWT grants configured\n"));
+        *r.status_mut() = StatusCode::NOT_FOUND;
+        return r;
     };
     let servers = if d.authorization_servers.is_empty() {
         vec![d.config.issuer.clone()]
@@ -140,16 +164,12 @@ pub(crate) fn protected_resource(callers: &Callers, req: &Request, mcp_path: &st
         d.authorization_servers.clone()
     };
     let mut doc = serde_json::json!({
-        "resource": format!("{}{mcp_path}", origin(req)),
+        "resource": format!("{}{mcp_path}", origin(headers)),
         "authorization_servers": servers,
         "bearer_methods_supported": ["header"],
     });
     if !d.scopes.is_empty() {
         doc["scopes_supported"] = serde_json::json!(d.scopes);
     }
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        doc.to_string(),
-    )
-        .into_response()
+    json(StatusCode::OK, doc.to_string())
 }

@@ -4,9 +4,11 @@
 //! - [`stdio`]: wraps a stdio MCP server it launches (`warden stdio`).
 //! - [`scan`]: lists a server's tools and writes a starter `.pol` (`warden scan`).
 //!
-//! The server stack: [`listener`] accepts (connection cap, header and idle deadlines,
-//! graceful stop), tower-http layers (catch-panic, CORS, sensitive headers, request ids),
-//! [`callers`] authenticates, then `warden_tower::PolicyLayer`, then [`proxy`].
+//! The server stack: [`listener`] accepts (connection cap, graceful stop), [`http1`] reads
+//! each connection's requests (header and idle deadlines) and writes the answers, tower-http
+//! layers (catch-panic, CORS, sensitive headers, request ids), [`callers`] authenticates,
+//! then `warden_tower::PolicyLayer`, then [`proxy`], whose requests [`http1`] writes to the
+//! upstream.
 //!
 //! Counters and approvals live in this process, or with `--redis` in a Redis shared by
 //! every replica ([`state`]).
@@ -21,11 +23,11 @@ pub mod auth;
 pub mod callers;
 pub mod console;
 pub mod framing;
+pub mod http1;
 pub mod listener;
 pub mod logging;
 pub mod notify;
 pub mod policy_file;
-pub mod prefetch;
 pub mod proxy;
 pub mod record;
 pub mod scan;

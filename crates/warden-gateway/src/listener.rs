@@ -2,18 +2,18 @@
 //! listen backlog; open ones keep working), a deadline for request headers and for idle
 //! keep-alive connections, and a graceful stop that lets calls in flight finish.
 
-use std::future::Future;
-use std::net::SocketAddr;
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ConnectInfo;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
+use bytes::Bytes;
+use http::{Request, Response};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
-use tower::ServiceExt;
+use tokio::sync::{Semaphore, watch};
+use tower::Service;
+use warden_tower::{Body, BoxError};
+
+use crate::http1::server::{self, Settings};
 
 /// How the gateway treats slow, idle and numerous clients.
 #[derive(Debug, Clone, Copy)]
@@ -36,22 +36,25 @@ impl Default for Limits {
     }
 }
 
-/// Serves `app` on `listener` until `stop` resolves, then drains. Workers sharing one
+/// Serves `app` on `listener` until `stop` turns true, then drains. Workers sharing one
 /// listening socket share `permits` too (`limits.max_connections` of them in all).
-pub async fn run(
+pub async fn run<S, B>(
     listener: TcpListener,
-    app: axum::Router,
+    app: S,
     limits: Limits,
+    max_body: usize,
     permits: Arc<Semaphore>,
-    stop: impl Future<Output = ()>,
-) {
-    let graceful = GracefulShutdown::new();
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
-    tokio::pin!(stop);
+    mut stop: watch::Receiver<bool>,
+) where
+    S: Service<Request<Body>, Response = Response<B>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let settings = Settings {
+        header_read_timeout: limits.header_read_timeout,
+        max_body,
+    };
     loop {
         // Past the cap, stop accepting: new clients wait in the backlog.
         let permit = tokio::select! {
@@ -59,7 +62,7 @@ pub async fn run(
                 Ok(p) => p,
                 Err(_) => break,
             },
-            () = &mut stop => break,
+            _ = stop.wait_for(|s| *s) => break,
         };
         let (stream, addr) = tokio::select! {
             r = listener.accept() => match r {
@@ -71,38 +74,21 @@ pub async fn run(
                     continue;
                 }
             },
-            () = &mut stop => break,
+            _ = stop.wait_for(|s| *s) => break,
         };
         let _ = stream.set_nodelay(true);
-        let svc = app.clone().map_request(move |mut req: http::Request<_>| {
-            req.extensions_mut().insert(ConnectInfo::<SocketAddr>(addr));
-            req
-        });
-        let (builder, watcher) = (builder.clone(), graceful.watcher());
-        let first_byte = limits.header_read_timeout;
+        let (app, stop) = (app.clone(), stop.clone());
         tokio::spawn(async move {
-            // hyper's header deadline starts once bytes arrive, and telling HTTP/1 from
-            // HTTP/2 waits for bytes too: a client that connects and says nothing is cut here.
-            let mut byte = [0u8; 1];
-            if !matches!(
-                tokio::time::timeout(first_byte, stream.peek(&mut byte)).await,
-                Ok(Ok(1..))
-            ) {
-                drop(permit);
-                return;
-            }
-            let conn = builder.serve_connection_with_upgrades(
-                TokioIo::new(stream),
-                TowerToHyperService::new(svc),
-            );
-            let _ = watcher.watch(conn.into_owned()).await;
+            server::connection(stream, addr, app, settings, stop).await;
             drop(permit);
         });
     }
     drop(listener);
     tracing::info!(target: "warden::gateway", "stopping: no new connections; waiting for calls in flight");
+    // Every connection holds a permit until it ends: all of them back means all are done.
+    let all = u32::try_from(limits.max_connections.max(1)).unwrap_or(u32::MAX);
     tokio::select! {
-        () = graceful.shutdown() => {}
+        _ = permits.acquire_many(all) => {}
         () = tokio::time::sleep(limits.shutdown_grace) => {
             tracing::warn!(target: "warden::gateway", grace_s = limits.shutdown_grace.as_secs(), "calls still in flight after the grace period were cut");
         }

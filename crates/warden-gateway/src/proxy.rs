@@ -1,5 +1,5 @@
 //! The upstream half of `warden serve`: forwards each request to the MCP server's URL and
-//! streams the answer back as it arrives.
+//! streams the answer back as it arrives (over [`crate::http1::client`]).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -9,14 +9,12 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::header::{self, HeaderName, HeaderValue};
-use http::{Request, Response, StatusCode, Uri};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
+use http_body_util::BodyExt;
 use tower::Service;
 use warden_tower::{Body, Forwarded};
 
-use crate::prefetch;
+use crate::http1::client::Pool;
 
 /// Headers that belong to one connection, never forwarded (RFC 9110 §7.6.1).
 const HOP_BY_HOP: &[&str] = &[
@@ -31,11 +29,22 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
-/// A pooled HTTP client aimed at one MCP endpoint.
+/// Where requests go: the MCP endpoint's URL, taken apart once.
+#[derive(Debug)]
+struct Target {
+    /// `host:port`, to connect to.
+    addr: String,
+    /// The `Host` header the upstream gets.
+    host: HeaderValue,
+    path: String,
+    query: Option<String>,
+}
+
+/// A worker's client for one MCP endpoint.
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpConnector, Body>,
-    url: Uri,
+    pool: Pool,
+    target: Arc<Target>,
     extra: Arc<Vec<(HeaderName, HeaderValue)>>,
     /// The client's own `Authorization` is Warden's business, not the upstream's.
     strip_authorization: bool,
@@ -47,7 +56,7 @@ pub struct Upstream {
 impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Upstream")
-            .field("url", &self.url)
+            .field("target", &self.target)
             .finish_non_exhaustive()
     }
 }
@@ -56,22 +65,38 @@ impl Upstream {
     /// The default of `--upstream-timeout`.
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
+    /// `url` must be `http://host[:port]/path`; anything else is a configuration error.
     pub fn new(
-        url: Uri,
+        url: &Uri,
         extra: Vec<(HeaderName, HeaderValue)>,
         strip_authorization: bool,
-    ) -> Upstream {
-        let mut connector = HttpConnector::new();
-        // An SSE answer written in two small pieces stalls ~40 ms under Nagle + delayed ACK.
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new()).build(connector);
-        Upstream {
-            client,
-            url,
+    ) -> Result<Upstream, String> {
+        if url.scheme_str() != Some("http") {
+            return Err(format!(
+                "the upstream URL {url} must start with http:// (put TLS in front of warden, not behind it)"
+            ));
+        }
+        let authority = url
+            .authority()
+            .ok_or_else(|| format!("the upstream URL {url} has no host"))?;
+        let target = Target {
+            addr: format!(
+                "{}:{}",
+                authority.host(),
+                authority.port_u16().unwrap_or(80)
+            ),
+            host: HeaderValue::from_str(authority.as_str())
+                .map_err(|_| format!("the upstream URL {url} has an invalid host"))?,
+            path: url.path().to_owned(),
+            query: url.query().map(str::to_owned),
+        };
+        Ok(Upstream {
+            pool: Pool::default(),
+            target: Arc::new(target),
             extra: Arc::new(extra),
             strip_authorization,
             timeout: Self::DEFAULT_TIMEOUT,
-        }
+        })
     }
 
     pub fn timeout(mut self, timeout: Duration) -> Upstream {
@@ -79,42 +104,57 @@ impl Upstream {
         self
     }
 
-    fn rewrite(&self, mut req: Request<Body>) -> Request<Body> {
-        let mut uri = self.url.clone().into_parts();
-        if let (Some(q), Some(pq)) = (req.uri().query(), uri.path_and_query.as_ref()) {
-            let joined = if pq.query().is_some() {
-                format!("{pq}&{q}")
-            } else {
-                format!("{}?{q}", pq.path())
-            };
-            uri.path_and_query = joined.parse().ok().or(uri.path_and_query);
+    /// The request head as the upstream gets it: its own path (plus the client's query),
+    /// its own `Host`, no hop-by-hop headers, the configured extra headers.
+    fn head(&self, parts: &http::request::Parts, body_len: usize, out: &mut Vec<u8>) {
+        let t = &self.target;
+        out.extend_from_slice(parts.method.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(t.path.as_bytes());
+        let queries = [t.query.as_deref(), parts.uri.query()];
+        for (i, q) in queries.into_iter().flatten().enumerate() {
+            out.push(if i == 0 { b'?' } else { b'&' });
+            out.extend_from_slice(q.as_bytes());
         }
-        *req.uri_mut() = Uri::from_parts(uri).unwrap_or_else(|_| self.url.clone());
-        let h = req.headers_mut();
-        strip_hop_by_hop(h);
-        // hyper sets Host from the upstream URI.
-        h.remove(header::HOST);
-        if self.strip_authorization {
-            h.remove(header::AUTHORIZATION);
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        crate::http1::header_line(b"host", t.host.as_bytes(), out);
+        let named = connection_named(&parts.headers);
+        for (name, value) in &parts.headers {
+            let skip = HOP_BY_HOP.contains(&name.as_str())
+                || named.contains(name)
+                || *name == header::HOST
+                || *name == header::CONTENT_LENGTH
+                || (self.strip_authorization && *name == header::AUTHORIZATION)
+                || self.extra.iter().any(|(k, _)| k == name);
+            if !skip {
+                crate::http1::header_line(name.as_str().as_bytes(), value.as_bytes(), out);
+            }
         }
         for (k, v) in self.extra.iter() {
-            h.insert(k.clone(), v.clone());
+            crate::http1::header_line(k.as_str().as_bytes(), v.as_bytes(), out);
         }
-        req
+        if body_len > 0 || matches!(parts.method, Method::POST | Method::PUT | Method::PATCH) {
+            crate::http1::length_line(body_len, out);
+        }
+        out.extend_from_slice(b"\r\n");
     }
 }
 
-fn strip_hop_by_hop(h: &mut http::HeaderMap) {
-    // Plus any header the Connection header names.
-    let named: Vec<HeaderName> = h
-        .get_all(header::CONNECTION)
+/// The headers the `Connection` header names, which are hop-by-hop too.
+fn connection_named(h: &HeaderMap) -> Vec<HeaderName> {
+    h.get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for n in named {
-        h.remove(n);
+        .collect()
+}
+
+fn strip_hop_by_hop(h: &mut HeaderMap) {
+    if h.contains_key(header::CONNECTION) {
+        for n in connection_named(h) {
+            h.remove(n);
+        }
     }
     for n in HOP_BY_HOP {
         h.remove(*n);
@@ -136,34 +176,52 @@ impl Service<Request<Body>> for Upstream {
             .get::<Forwarded>()
             .cloned()
             .unwrap_or_default();
-        let req = self.rewrite(req);
-        let client = self.client.clone();
-        let timeout = self.timeout;
+        let this = self.clone();
         // Dropping this future (the client went away) drops the upstream request with it.
         Box::pin(async move {
-            match tokio::time::timeout(timeout, client.request(req)).await {
-                Ok(Ok(resp)) => {
-                    let (mut parts, body) = resp.into_parts();
-                    strip_hop_by_hop(&mut parts.headers);
+            let (parts, body) = req.into_parts();
+            // The gateway reads request bodies whole before the policy sees them, so this
+            // takes what is already there.
+            let body = match body.collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) => {
+                    return Ok(failure(
+                        StatusCode::BAD_REQUEST,
+                        &forwarded,
+                        &format!("could not read the request body: {e}"),
+                    ));
+                }
+            };
+            let mut request = Vec::with_capacity(512 + body.len());
+            this.head(&parts, body.len(), &mut request);
+            request.extend_from_slice(&body);
+            let sent = this
+                .pool
+                .send(&this.target.addr, &request, parts.method == Method::HEAD);
+            match tokio::time::timeout(this.timeout, sent).await {
+                Ok(Ok((mut head, body))) => {
+                    strip_hop_by_hop(&mut head.headers);
                     // Status and body pass through: clients need the upstream's 400 to
                     // fall back to an older protocol.
-                    Ok(Response::from_parts(parts, prefetch::gather(body).await))
+                    Ok(Response::from_parts(head, Body::new(body)))
                 }
                 Ok(Err(e)) => {
-                    let why = describe(&e);
-                    tracing::warn!(target: "warden::gateway", error = %why, "upstream failed");
+                    tracing::warn!(target: "warden::gateway", error = %e, "upstream failed");
                     Ok(failure(
                         StatusCode::BAD_GATEWAY,
                         &forwarded,
-                        &format!("upstream unreachable or invalid answer: {why}"),
+                        &format!("upstream unreachable or invalid answer: {e}"),
                     ))
                 }
                 Err(_) => {
-                    tracing::warn!(target: "warden::gateway", timeout_s = timeout.as_secs(), "upstream timed out");
+                    tracing::warn!(target: "warden::gateway", timeout_s = this.timeout.as_secs(), "upstream timed out");
                     Ok(failure(
                         StatusCode::GATEWAY_TIMEOUT,
                         &forwarded,
-                        &format!("upstream sent no answer within {} s", timeout.as_secs()),
+                        &format!(
+                            "upstream sent no answer within {} s",
+                            this.timeout.as_secs()
+                        ),
                     ))
                 }
             }
@@ -181,19 +239,4 @@ fn failure(status: StatusCode, forwarded: &Forwarded, message: &str) -> Response
         HeaderValue::from_static("application/json"),
     );
     r
-}
-
-/// The error and its causes, one line (hyper-util's own text is only "client error (Connect)").
-fn describe(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cause = c.source();
-    }
-    out
 }

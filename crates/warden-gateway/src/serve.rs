@@ -5,20 +5,26 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use std::convert::Infallible;
+use std::future::{Future, Ready, ready};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_util::future::Either;
 use http::header::{HeaderName, HeaderValue};
-use http::{Response, StatusCode, Uri, header};
+use http::{Method, Request, Response, StatusCode, Uri, header};
 use tokio::sync::Semaphore;
-use tower::{Layer, ServiceBuilder};
+use tower::{Layer, Service, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use warden_tower::jwt::JwtVerifier;
 use warden_tower::redis::RedisConfig;
+use warden_tower::{Body, PolicyService};
 
 use crate::auth::Grants;
-use crate::callers::{Callers, JwtOptions, METADATA_PATH, authenticate, protected_resource};
+use crate::callers::{Admission, Callers, JwtOptions, METADATA_PATH, protected_resource};
 use crate::listener::{self, Limits};
 use crate::policy_file::{self, Live};
 use crate::proxy::Upstream;
@@ -123,6 +129,8 @@ async fn run(opts: ServeOptions, workers: usize) -> Result<(), Error> {
         }
         None => None,
     };
+    // Checked once here; every worker builds its own client from it.
+    Upstream::new(&opts.upstream, opts.headers.clone(), auth).map_err(Error::Config)?;
     let stack = Arc::new(Stack {
         layer,
         callers: Arc::new(Callers {
@@ -160,15 +168,20 @@ async fn run(opts: ServeOptions, workers: usize) -> Result<(), Error> {
         let socket = listener
             .try_clone()
             .map_err(|e| Error::Io(format!("cannot share the listening socket: {e}")))?;
-        let (stack, permits, stop, limits) =
-            (stack.clone(), permits.clone(), stop_rx.clone(), opts.limits);
+        let (stack, permits, stop, limits, max_body) = (
+            stack.clone(),
+            permits.clone(),
+            stop_rx.clone(),
+            opts.limits,
+            opts.max_message_bytes,
+        );
         let rt = runtime()?;
         let thread = std::thread::Builder::new()
             .name(format!("warden-worker-{i}"))
             .spawn(move || {
                 rt.block_on(async move {
                     match tokio::net::TcpListener::from_std(socket) {
-                        Ok(l) => listener::run(l, stack.router(), limits, permits, stopped(stop)).await,
+                        Ok(l) => listener::run(l, stack.service(), limits, max_body, permits, stop).await,
                         Err(e) => tracing::error!(target: "warden::gateway", error = %e, worker = i, "worker cannot accept"),
                     }
                 });
@@ -182,10 +195,11 @@ async fn run(opts: ServeOptions, workers: usize) -> Result<(), Error> {
     tracing::info!(target: "warden::gateway", %addr, upstream = %opts.upstream, auth, workers, state = %stores.description, "serving");
     listener::run(
         listener,
-        stack.router(),
+        stack.service(),
         opts.limits,
+        opts.max_message_bytes,
         permits,
-        stopped(stop_rx),
+        stop_rx,
     )
     .await;
     // The other workers may still need this runtime (the Redis connection lives here)
@@ -197,10 +211,6 @@ async fn run(opts: ServeOptions, workers: usize) -> Result<(), Error> {
     })
     .await;
     Ok(())
-}
-
-async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
 }
 
 /// What every worker builds its router from; the policy, counters and callers are shared,
@@ -216,38 +226,97 @@ struct Stack {
 }
 
 impl Stack {
-    fn router(&self) -> axum::Router {
-        let upstream = Upstream::new(self.upstream.clone(), self.headers.clone(), self.auth)
-            .timeout(self.upstream_timeout);
-        let mcp_path = self.upstream.path().to_owned();
-        let app = axum::Router::new()
-            .route(
-                METADATA_PATH,
-                axum::routing::get(move |State(c): State<Arc<Callers>>, req: Request| {
-                    let path = mcp_path.clone();
-                    async move { protected_resource(&c, &req, &path) }
-                }),
-            )
-            .fallback_service(self.layer.layer(upstream))
-            .layer(axum::middleware::from_fn_with_state(
-                self.callers.clone(),
-                authenticate,
-            ))
-            .with_state(self.callers.clone());
+    /// The worker's whole server stack, from the client's request to the upstream.
+    fn service(
+        &self,
+    ) -> impl Service<
+        Request<Body>,
+        Response = Response<
+            impl http_body::Body<Data = bytes::Bytes, Error = impl Into<warden_tower::BoxError>>
+            + Send
+            + 'static,
+        >,
+        Error = Infallible,
+        Future = impl Send,
+    > + Clone
+    + Send
+    + 'static {
+        let upstream = Upstream::new(&self.upstream, self.headers.clone(), self.auth)
+            .map(|u| u.timeout(self.upstream_timeout));
+        let gate = Gate {
+            callers: self.callers.clone(),
+            policy: upstream.map(|u| self.layer.layer(u)).ok(),
+            mcp_path: self.upstream.path().into(),
+        };
         // tower-http around it all, outermost first: a panic is a JSON-RPC 500, not a dropped
         // connection; CORS answers preflights before anything asks for a token; tokens are
         // marked sensitive for every trace; each request gets an id the audit line carries.
-        app.layer(
-            ServiceBuilder::new()
-                .layer(CatchPanicLayer::custom(panic_answer))
-                .option_layer(cors(&self.cors_origins))
-                .layer(SetSensitiveRequestHeadersLayer::new([
-                    header::AUTHORIZATION,
-                    header::COOKIE,
-                ]))
-                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-                .layer(PropagateRequestIdLayer::x_request_id()),
-        )
+        ServiceBuilder::new()
+            .layer(CatchPanicLayer::custom(panic_answer))
+            .option_layer(cors(&self.cors_origins))
+            .layer(SetSensitiveRequestHeadersLayer::new([
+                header::AUTHORIZATION,
+                header::COOKIE,
+            ]))
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .service(gate)
+    }
+}
+
+/// Routes the discovery document, admits callers ([`crate::callers`]), and hands every
+/// other request to the policy layer in front of the upstream.
+#[derive(Clone)]
+struct Gate {
+    callers: Arc<Callers>,
+    /// `None` only if the upstream URL is invalid, which `run` refuses before serving.
+    policy: Option<PolicyService<Upstream>>,
+    mcp_path: Arc<str>,
+}
+
+type BoxedAnswer = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+impl Service<Request<Body>> for Gate {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Either<
+        Ready<Result<Response<Body>, Infallible>>,
+        Either<warden_tower::ResponseFuture<Infallible>, BoxedAnswer>,
+    >;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // The policy service is ready whenever the upstream client is: always.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        let answer = |r: Response<Body>| Either::Left(ready(Ok(r)));
+        if req.uri().path() == METADATA_PATH {
+            return answer(if matches!(*req.method(), Method::GET | Method::HEAD) {
+                protected_resource(&self.callers, req.headers(), &self.mcp_path)
+            } else {
+                let mut r = Response::new(Body::empty());
+                *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+                r
+            });
+        }
+        let Some(policy) = self.policy.as_mut() else {
+            return answer(panic_answer(Box::new(())).map(Body::full));
+        };
+        match self.callers.admit_now(&mut req) {
+            Admission::Admitted => Either::Right(Either::Left(policy.call(req))),
+            Admission::Refused(r) => answer(r),
+            // A JWT is checked against the identity provider's keys, which may need fetching.
+            Admission::Jwt(token) => {
+                let (callers, mut policy) = (self.callers.clone(), policy.clone());
+                Either::Right(Either::Right(Box::pin(async move {
+                    match callers.admit_jwt(&token, &mut req).await {
+                        Ok(()) => policy.call(req).await,
+                        Err(r) => Ok(r),
+                    }
+                })))
+            }
+        }
     }
 }
 

@@ -66,6 +66,12 @@ impl std::fmt::Debug for Body {
     }
 }
 
+impl Default for Body {
+    fn default() -> Self {
+        Body::empty()
+    }
+}
+
 impl Body {
     pub fn full(bytes: impl Into<Bytes>) -> Body {
         Body {

@@ -1,0 +1,164 @@
+//! HTTP/1.1 on both sides of `warden serve`, as a reverse proxy needs it and no more.
+//!
+//! ```text
+//! client ──▶ server::connection ──▶ the gateway's tower stack ──▶ client::Pool ──▶ upstream
+//!            (httparse → http::Request)   (tower-http, callers,      (request head as bytes,
+//!                                          PolicyLayer, proxy)         answer read in place)
+//! ```
+//!
+//! Why not hyper, which the gateway used until issue 12: hyper's client runs each upstream
+//! connection as a task of its own and hands the request, the answer and every body frame
+//! across channels between that task and the caller's, and its server writes each frame as
+//! it comes; under load that bookkeeping was most of the gateway's user-space CPU, twice a
+//! plain proxy's in all (docs/PERFORMANCE.md). Here one task per client connection does
+//! everything a call needs, as nginx's event loop does: it parses the request head with
+//! `httparse` (the parser hyper itself uses), runs the same tower stack every embedder runs,
+//! writes the request to a pooled upstream connection it owns for the call, reads the answer
+//! from that connection as its body is polled, and writes what has arrived in one `write`.
+//!
+//! What is deliberately not here: HTTP/2 and upgrades (MCP's Streamable HTTP is HTTP/1.1
+//! POSTs and SSE), TLS (put the gateway behind a terminating proxy, or on loopback), and
+//! leniency: anything two HTTP readers could read two ways (both `Content-Length` and
+//! `Transfer-Encoding`, a transfer coding other than `chunked`, bare LFs in chunk lines,
+//! differing lengths) is refused with 400, never guessed at.
+
+pub mod chunked;
+pub mod client;
+pub mod server;
+
+use http::{HeaderMap, HeaderValue, StatusCode};
+
+/// The most header lines of a request or an answer.
+const MAX_HEADERS: usize = 100;
+/// The largest request or answer head.
+const MAX_HEAD: usize = 64 * 1024;
+
+/// How a message's body is delimited (RFC 9112 §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Until the connection closes (answers only).
+    Close,
+}
+
+/// Reads the framing headers the strict way: `Content-Length` must be digits, repeated only
+/// with the same value; `Transfer-Encoding` must be exactly `chunked`; not both.
+pub(crate) fn framing(headers: &HeaderMap) -> Result<Framing, &'static str> {
+    let mut te = headers.get_all(http::header::TRANSFER_ENCODING).iter();
+    let mut length: Option<u64> = None;
+    for v in headers.get_all(http::header::CONTENT_LENGTH) {
+        let n = parse_length(v).ok_or("invalid Content-Length")?;
+        if length.is_some_and(|l| l != n) {
+            return Err("differing Content-Length values");
+        }
+        length = Some(n);
+    }
+    match (te.next(), length) {
+        (None, None) => Ok(Framing::Empty),
+        (None, Some(n)) => Ok(Framing::Length(n)),
+        (Some(_), Some(_)) => Err("both Content-Length and Transfer-Encoding"),
+        (Some(v), None) => {
+            let chunked = v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked");
+            if chunked && te.next().is_none() {
+                Ok(Framing::Chunked)
+            } else {
+                Err("a transfer coding other than chunked")
+            }
+        }
+    }
+}
+
+fn parse_length(v: &HeaderValue) -> Option<u64> {
+    let b = v.as_bytes().trim_ascii();
+    if b.is_empty() || b.len() > 19 || !b.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(b).ok()?.parse().ok()
+}
+
+/// Whether the `Connection` header lists `token`.
+pub(crate) fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+    headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// `HTTP/1.1 200 OK\r\n`.
+pub(crate) fn status_line(status: StatusCode, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+pub(crate) fn header_line(name: &[u8], value: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+pub(crate) fn length_line(n: usize, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"content-length: ");
+    out.extend_from_slice(n.to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn framing_is_read_strictly() {
+        assert_eq!(framing(&headers(&[])), Ok(Framing::Empty));
+        assert_eq!(
+            framing(&headers(&[("content-length", "12")])),
+            Ok(Framing::Length(12))
+        );
+        assert_eq!(
+            framing(&headers(&[
+                ("content-length", "12"),
+                ("content-length", "12")
+            ])),
+            Ok(Framing::Length(12))
+        );
+        assert_eq!(
+            framing(&headers(&[("transfer-encoding", " Chunked ")])),
+            Ok(Framing::Chunked)
+        );
+        for bad in [
+            &[("content-length", "12"), ("content-length", "13")][..],
+            &[("content-length", "+12")],
+            &[("content-length", "12, 12")],
+            &[("content-length", "0x10")],
+            &[("content-length", "")],
+            &[("content-length", "99999999999999999999999")],
+            &[("transfer-encoding", "chunked"), ("content-length", "5")],
+            &[("transfer-encoding", "gzip, chunked")],
+            &[
+                ("transfer-encoding", "chunked"),
+                ("transfer-encoding", "chunked"),
+            ],
+            &[("transfer-encoding", "identity")],
+        ] {
+            assert!(framing(&headers(bad)).is_err(), "{bad:?}");
+        }
+    }
+}

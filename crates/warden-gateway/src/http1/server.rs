@@ -1,0 +1,541 @@
+//! One client connection: request heads parsed with `httparse`, each request run through the
+//! gateway's tower stack, each answer written back with framing that matches its body.
+//!
+//! The request body is read whole before the stack sees it (up to the gateway's message
+//! limit; past it the stack answers 413 from the headers and the connection closes), since
+//! the policy layer must read a POST body whole anyway. While a call is in flight the
+//! connection is still watched: a client that hangs up drops the call, and with it the
+//! upstream request. An answer that has arrived whole when its head is written goes out in
+//! one write with a `Content-Length`; anything still arriving is sent chunked, each piece as
+//! soon as it is there.
+
+use std::convert::Infallible;
+use std::future::{Future, poll_fn};
+use std::net::SocketAddr;
+use std::pin::{Pin, pin};
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::{Instant, Sleep};
+use tower::Service;
+use warden_tower::{Body, BoxError, ClientAddr};
+
+use super::chunked::{self, Step};
+use super::{Framing, MAX_HEAD, MAX_HEADERS};
+
+/// Past this much, what an answer has ready is written and the rest follows.
+const MAX_GATHER: usize = 64 * 1024;
+
+/// What a connection is held to.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// A request head must arrive whole within this long (counted from the connection, or
+    /// from the previous answer on a kept-alive one), and each piece of its body too.
+    pub header_read_timeout: Duration,
+    /// The largest request body read; a larger one is left to the stack to refuse.
+    pub max_body: usize,
+}
+
+/// Serves `stream` until the client closes it, breaks the protocol, idles past the
+/// deadline, or `stop` turns true while it is between requests.
+pub async fn connection<S, B>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut svc: S,
+    settings: Settings,
+    stop: watch::Receiver<bool>,
+) where
+    S: Service<Request<Body>, Response = Response<B>, Error = Infallible>,
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let mut conn = Conn {
+        stream,
+        buf: BytesMut::with_capacity(8 * 1024),
+        out: Vec::with_capacity(8 * 1024),
+        stop,
+        timeout: settings.header_read_timeout,
+    };
+    let deadline = pin!(tokio::time::sleep(settings.header_read_timeout));
+    let mut deadline = deadline;
+    loop {
+        deadline
+            .as_mut()
+            .reset(Instant::now() + settings.header_read_timeout);
+        let head = match conn.read_head(deadline.as_mut()).await {
+            Ok(Some(head)) => head,
+            Ok(None) => return,
+            Err(refusal) => return conn.refuse(refusal).await,
+        };
+        let (body, consumed) = match conn
+            .read_body(&head, settings.max_body, deadline.as_mut())
+            .await
+        {
+            Ok(b) => b,
+            Err(Some(refusal)) => return conn.refuse(refusal).await,
+            Err(None) => return,
+        };
+        let head_request = head.parts.method == Method::HEAD;
+        let version = head.parts.version;
+        let mut req = Request::from_parts(
+            head.parts,
+            if body.is_empty() {
+                Body::empty()
+            } else {
+                Body::full(body)
+            },
+        );
+        req.extensions_mut().insert(ClientAddr(peer.ip()));
+        if poll_fn(|cx| svc.poll_ready(cx)).await.is_err() {
+            return;
+        }
+        let Some(Ok(resp)) = conn.while_watching(svc.call(req)).await else {
+            // The client went away: the call, and its upstream request, are dropped.
+            return;
+        };
+        let close = head.close || !consumed || conn.stopping();
+        if !conn.respond(resp, head_request, version, close).await || close {
+            let _ = conn.stream.shutdown().await;
+            return;
+        }
+    }
+}
+
+/// A request head, read.
+struct Head {
+    parts: http::request::Parts,
+    framing: Framing,
+    /// The client asked to close after this request (or speaks HTTP/1.0 without keep-alive).
+    close: bool,
+    expect_continue: bool,
+}
+
+/// Why a request was not read; answered with this status and closed.
+enum Refusal {
+    Bad(String),
+    TooLarge,
+}
+
+struct Conn {
+    stream: TcpStream,
+    /// Bytes read and not yet used: the rest of a request, or the next (pipelined) one.
+    buf: BytesMut,
+    out: Vec<u8>,
+    stop: watch::Receiver<bool>,
+    timeout: Duration,
+}
+
+impl Conn {
+    fn stopping(&self) -> bool {
+        self.stop.has_changed().unwrap_or(true)
+    }
+
+    /// `Ok(None)`: the connection is over (closed, idle past the deadline, or stopping).
+    async fn read_head(&mut self, mut deadline: Pin<&mut Sleep>) -> Result<Option<Head>, Refusal> {
+        let mut stop = self.stop.clone();
+        let mut stopping = self.stopping();
+        loop {
+            if !self.buf.is_empty() {
+                if let Some(head) = parse_head(&mut self.buf)? {
+                    return Ok(Some(head));
+                }
+            } else if stopping {
+                return Ok(None);
+            }
+            reserve(&mut self.buf);
+            tokio::select! {
+                biased;
+                r = self.stream.read_buf(&mut self.buf) => match r {
+                    Ok(0) | Err(_) => return Ok(None),
+                    Ok(_) => {}
+                },
+                () = deadline.as_mut() => return Ok(None),
+                _ = stop.changed(), if !stopping => stopping = true,
+            }
+        }
+    }
+
+    /// The whole body and whether it was all read (`false`: it is over the limit and was
+    /// left unread; the connection closes after the answer). `Err(None)`: the client went.
+    async fn read_body(
+        &mut self,
+        head: &Head,
+        max: usize,
+        mut deadline: Pin<&mut Sleep>,
+    ) -> Result<(Bytes, bool), Option<Refusal>> {
+        let needed = match head.framing {
+            Framing::Empty | Framing::Close => return Ok((Bytes::new(), true)),
+            Framing::Length(n) if n > max as u64 => return Ok((Bytes::new(), false)),
+            Framing::Length(n) => Some(n as usize),
+            Framing::Chunked => None,
+        };
+        if head.expect_continue && needed.is_none_or(|n| self.buf.len() < n) {
+            self.stream
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .await
+                .map_err(|_| None)?;
+        }
+        if let Some(n) = needed {
+            while self.buf.len() < n {
+                self.read_more(deadline.as_mut()).await?;
+            }
+            return Ok((self.buf.split_to(n).freeze(), true));
+        }
+        let mut decoder = chunked::Decoder::default();
+        let mut body = BytesMut::new();
+        loop {
+            match decoder.decode(&mut self.buf) {
+                Ok(Step::Data(d)) => {
+                    body.extend_from_slice(&d);
+                    // One byte over is enough for the stack to refuse it as too large.
+                    if body.len() > max {
+                        body.truncate(max + 1);
+                        return Ok((body.freeze(), false));
+                    }
+                }
+                Ok(Step::NeedMore) => self.read_more(deadline.as_mut()).await?,
+                Ok(Step::Done) => return Ok((body.freeze(), true)),
+                Err(e) => return Err(Some(Refusal::Bad(e.to_string()))),
+            }
+        }
+    }
+
+    async fn read_more(&mut self, mut deadline: Pin<&mut Sleep>) -> Result<(), Option<Refusal>> {
+        deadline.as_mut().reset(Instant::now() + self.timeout);
+        reserve(&mut self.buf);
+        tokio::select! {
+            biased;
+            r = self.stream.read_buf(&mut self.buf) => match r {
+                Ok(0) | Err(_) => Err(None),
+                Ok(_) => Ok(()),
+            },
+            () = deadline => Err(None),
+        }
+    }
+
+    /// Runs `fut` while reading what the client sends meanwhile; `None` if it hangs up.
+    async fn while_watching<F: Future>(&mut self, fut: F) -> Option<F::Output> {
+        let mut fut = pin!(fut);
+        loop {
+            // Pipelined requests are kept for their turn, up to one head's worth.
+            let watching = self.buf.len() <= MAX_HEAD;
+            if watching {
+                reserve(&mut self.buf);
+            }
+            tokio::select! {
+                biased;
+                out = &mut fut => return Some(out),
+                r = self.stream.read_buf(&mut self.buf), if watching => match r {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) => {}
+                },
+            }
+        }
+    }
+
+    /// Writes the answer; `false` if the connection cannot carry another.
+    async fn respond<B>(
+        &mut self,
+        resp: Response<B>,
+        head_request: bool,
+        version: Version,
+        close: bool,
+    ) -> bool
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        let (parts, body) = resp.into_parts();
+        let mut body = pin!(body);
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        super::status_line(parts.status, &mut out);
+        for (name, value) in &parts.headers {
+            if !is_framing(name) {
+                super::header_line(name.as_str().as_bytes(), value.as_bytes(), &mut out);
+            }
+        }
+        let status = parts.status;
+        let bodiless = head_request
+            || status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED;
+        // Only HTTP/1.1 clients read chunked bodies; an HTTP/1.0 stream ends with the
+        // connection.
+        let mut close = close;
+        let mut gathered = Vec::new();
+        let progress = if bodiless {
+            if head_request {
+                if let Some(v) = parts.headers.get(header::CONTENT_LENGTH) {
+                    super::header_line(b"content-length", v.as_bytes(), &mut out);
+                }
+            }
+            Progress::Ended
+        } else {
+            next_data(body.as_mut(), &mut gathered, false).await
+        };
+        let streaming = matches!(progress, Progress::More);
+        match progress {
+            Progress::Ended if !bodiless => super::length_line(gathered.len(), &mut out),
+            Progress::Ended => {}
+            Progress::More if version == Version::HTTP_11 => {
+                out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+            }
+            Progress::More => close = true,
+            Progress::Failed(e) => {
+                let e: BoxError = e;
+                tracing::warn!(target: "warden::gateway", error = %e, "the answer failed before it was sent");
+                self.out = out;
+                return false;
+            }
+        }
+        if close {
+            out.extend_from_slice(b"connection: close\r\n");
+        } else if version == Version::HTTP_10 {
+            out.extend_from_slice(b"connection: keep-alive\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        let chunked = streaming && version == Version::HTTP_11;
+        put(&mut out, &gathered, chunked);
+        let mut ok = self.stream.write_all(&out).await.is_ok();
+        let mut watching = true;
+        while ok && streaming {
+            gathered.clear();
+            out.clear();
+            if watching {
+                reserve(&mut self.buf);
+            }
+            let progress = tokio::select! {
+                biased;
+                p = next_data(body.as_mut(), &mut gathered, true) => p,
+                r = self.stream.read_buf(&mut self.buf), if watching => match r {
+                    // The client hung up: dropping the body drops the upstream stream.
+                    Ok(0) | Err(_) => { ok = false; break }
+                    Ok(_) => { watching = self.buf.len() <= MAX_HEAD; continue }
+                },
+            };
+            put(&mut out, &gathered, chunked);
+            match progress {
+                Progress::More => {}
+                Progress::Ended => {
+                    if chunked {
+                        out.extend_from_slice(chunked::END);
+                    }
+                    ok = self.stream.write_all(&out).await.is_ok() && !close;
+                    self.out = out;
+                    return ok;
+                }
+                Progress::Failed(e) => {
+                    // Cut without the last chunk, so the client knows the answer is incomplete.
+                    let e: BoxError = e;
+                    tracing::warn!(target: "warden::gateway", error = %e, "an answer stream failed");
+                    let _ = self.stream.write_all(&out).await;
+                    self.out = out;
+                    return false;
+                }
+            }
+            ok = self.stream.write_all(&out).await.is_ok();
+        }
+        self.out = out;
+        ok && !streaming
+    }
+
+    /// Answers a request that could not be read, and closes.
+    async fn refuse(&mut self, refusal: Refusal) {
+        let (status, message) = match refusal {
+            Refusal::Bad(why) => (StatusCode::BAD_REQUEST, format!("Invalid request: {why}")),
+            Refusal::TooLarge => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "Invalid request: the request head is too large".to_owned(),
+            ),
+        };
+        tracing::info!(target: "warden::gateway", %status, reason = %message, "request refused");
+        let body = serde_json::json!({"jsonrpc": "2.0", "id": null,
+            "error": {"code": -32600, "message": message}})
+        .to_string();
+        let mut out = Vec::new();
+        super::status_line(status, &mut out);
+        out.extend_from_slice(b"content-type: application/json\r\nconnection: close\r\n");
+        super::length_line(body.len(), &mut out);
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(body.as_bytes());
+        let _ = self.stream.write_all(&out).await;
+        let _ = self.stream.shutdown().await;
+    }
+}
+
+fn reserve(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(8 * 1024);
+    }
+}
+
+fn is_framing(name: &HeaderName) -> bool {
+    name == header::CONTENT_LENGTH
+        || name == header::TRANSFER_ENCODING
+        || name == header::CONNECTION
+        || name.as_str() == "keep-alive"
+}
+
+fn put(out: &mut Vec<u8>, data: &[u8], chunked: bool) {
+    if chunked {
+        chunked::encode(data, out);
+    } else {
+        out.extend_from_slice(data);
+    }
+}
+
+enum Progress {
+    Ended,
+    /// More is to come.
+    More,
+    Failed(BoxError),
+}
+
+/// Appends the body's data that is ready to `into`; with `wait`, first waits for some.
+async fn next_data<B>(mut body: Pin<&mut B>, into: &mut Vec<u8>, wait: bool) -> Progress
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    poll_fn(|cx| {
+        loop {
+            match body.as_mut().poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    // Trailers are not passed on.
+                    if let Ok(data) = frame.into_data() {
+                        into.extend_from_slice(&data);
+                        if into.len() >= MAX_GATHER {
+                            return Poll::Ready(Progress::More);
+                        }
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Progress::Failed(e.into())),
+                Poll::Ready(None) => return Poll::Ready(Progress::Ended),
+                Poll::Pending if wait && into.is_empty() => return Poll::Pending,
+                Poll::Pending => return Poll::Ready(Progress::More),
+            }
+        }
+    })
+    .await
+}
+
+/// The request head at the front of `buf`, taken off it; `None` until it is whole.
+fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Refusal> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut slots);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) if n <= MAX_HEAD => n,
+        Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => return Ok(None),
+        Ok(_) | Err(httparse::Error::TooManyHeaders) => return Err(Refusal::TooLarge),
+        Err(e) => return Err(Refusal::Bad(format!("malformed request head ({e})"))),
+    };
+    let bad = |what: &str| Refusal::Bad(what.to_owned());
+    let method = Method::from_bytes(req.method.unwrap_or_default().as_bytes())
+        .map_err(|_| bad("invalid method"))?;
+    let uri: Uri = req
+        .path
+        .unwrap_or_default()
+        .parse()
+        .map_err(|_| bad("invalid request target"))?;
+    let version = if req.version == Some(0) {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    let mut headers = HeaderMap::with_capacity(req.headers.len());
+    for h in req.headers.iter() {
+        let name =
+            HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| bad("invalid header name"))?;
+        let value = HeaderValue::from_bytes(h.value).map_err(|_| bad("invalid header value"))?;
+        headers.append(name, value);
+    }
+    let _ = buf.split_to(len);
+    let framing = super::framing(&headers).map_err(bad)?;
+    if version == Version::HTTP_10 && framing == Framing::Chunked {
+        return Err(bad("chunked bodies are not HTTP/1.0"));
+    }
+    if version == Version::HTTP_11 && !headers.contains_key(header::HOST) {
+        return Err(bad("HTTP/1.1 requests must carry Host"));
+    }
+    let close = if version == Version::HTTP_10 {
+        !super::connection_has(&headers, "keep-alive")
+    } else {
+        super::connection_has(&headers, "close")
+    };
+    let expect_continue = headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let mut parts = Request::new(()).into_parts().0;
+    parts.method = method;
+    parts.uri = uri;
+    parts.version = version;
+    parts.headers = headers;
+    Ok(Some(Head {
+        parts,
+        framing,
+        close,
+        expect_continue,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &str) -> Result<Option<Head>, String> {
+        let mut buf = BytesMut::from(raw.as_bytes());
+        parse_head(&mut buf).map_err(|r| match r {
+            Refusal::Bad(w) => w,
+            Refusal::TooLarge => "too large".into(),
+        })
+    }
+
+    #[test]
+    fn heads_are_read_and_framing_refused_when_ambiguous() {
+        let h = parse("POST /mcp?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.parts.uri.query(), Some("x=1"));
+        assert_eq!(h.framing, Framing::Length(5));
+        assert!(!h.close);
+        assert!(
+            parse("POST /mcp HTTP/1.1\r\nHost: a\r\n")
+                .unwrap()
+                .is_none()
+        );
+        let h = parse("GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
+        assert!(h.close, "HTTP/1.0 closes unless asked not to");
+        for (raw, why) in [
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+                "both",
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+                "transfer coding",
+            ),
+            ("POST / HTTP/1.1\r\n\r\n", "Host"),
+            (
+                "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+                "HTTP/1.0",
+            ),
+            ("POST / HTTP/1.1\r\nHost: a\nX: \x01\r\n\r\n", "malformed"),
+            ("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "malformed"),
+        ] {
+            let err = parse(raw).map(|_| ()).unwrap_err();
+            assert!(err.contains(why), "{raw:?}: {err}");
+        }
+        let huge = format!(
+            "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n",
+            "a".repeat(MAX_HEAD)
+        );
+        assert_eq!(parse(&huge).map(|_| ()).unwrap_err(), "too large");
+    }
+}
