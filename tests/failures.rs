@@ -614,3 +614,154 @@ fn streams_pass_as_they_arrive_and_an_answer_already_there_goes_out_whole() {
         "{body:?}"
     );
 }
+
+/// Counts the requests the HTTP/1.1 test's upstream got.
+static HTTP1_SEEN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Answers every call with how many body bytes it got, then closes the connection without
+/// having said so (as Node does to idle kept-alive connections).
+fn body_length(conn: &mut TcpStream, body: &str) {
+    HTTP1_SEEN.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let id = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("id").cloned())
+        .unwrap_or(Value::Null);
+    let text = format!("got {} bytes", body.len());
+    let answer = json!({"jsonrpc": "2.0", "id": id, "result": {"content": [{"type": "text", "text": text}]}})
+        .to_string();
+    let _ = write!(
+        conn,
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
+        answer.len()
+    );
+}
+
+/// Writes `bytes` to the gateway and reads until it closes (or 5 s pass).
+fn raw(addr: &str, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(bytes).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn head(body: &str, extra: &str) -> String {
+    format!(
+        "POST /mcp HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\naccept: application/json\r\n{extra}content-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[test]
+fn requests_are_read_strictly_chunked_pipelined_continued_and_in_http_1_0() {
+    let warden = support::warden().expect("warden binary");
+    let gw = gateway(&warden, &fake(body_length), &[]);
+    let addr = authority(&gw.url);
+
+    // A chunked body is read whole, decided, and forwarded with its length.
+    let body = call(1, "echo");
+    let (a, b) = body.split_at(10);
+    let chunked = format!(
+        "POST /mcp HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\naccept: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n{:x};ext=1\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n",
+        a.len(),
+        b.len()
+    );
+    let answer = raw(&addr, chunked.as_bytes());
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(
+        answer.contains(&format!("got {} bytes", body.len())),
+        "{answer}"
+    );
+    // ... and a hidden tool in one is refused like any other.
+    let body = call(2, "secret_thing");
+    let chunked = format!(
+        "POST /mcp HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\naccept: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+        body.len()
+    );
+    let answer = raw(&addr, chunked.as_bytes());
+    assert!(!answer.contains("bytes"), "forwarded: {answer}");
+    assert!(answer.contains("secret_thing"), "{answer}");
+
+    // Two requests in one write: two answers, in order.
+    let both = head(&call(7, "echo"), "") + &head(&call(8, "echo"), "connection: close\r\n");
+    let answer = raw(&addr, both.as_bytes());
+    let (first, second) = (answer.find(r#""id":7"#), answer.find(r#""id":8"#));
+    assert!(
+        first.is_some() && second.is_some() && first < second,
+        "{answer}"
+    );
+    assert_eq!(answer.matches("HTTP/1.1 200 OK").count(), 2, "{answer}");
+
+    // `Expect: 100-continue`: the client is told to go on before it sends the body.
+    let body = call(9, "echo");
+    let mut s = TcpStream::connect(&addr).unwrap();
+    let request = head(&body, "expect: 100-continue\r\nconnection: close\r\n");
+    let (head_only, _) = request.split_at(request.len() - body.len());
+    s.write_all(head_only.as_bytes()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut interim = [0u8; 25];
+    s.read_exact(&mut interim).unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    s.write_all(body.as_bytes()).unwrap();
+    let mut rest = String::new();
+    let _ = s.read_to_string(&mut rest);
+    assert!(rest.starts_with("HTTP/1.1 200 OK\r\n"), "{rest}");
+
+    // HTTP/1.0: answered with a length, then closed.
+    let body = call(10, "echo");
+    let request = format!(
+        "POST /mcp HTTP/1.0\r\ncontent-type: application/json\r\naccept: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = raw(&addr, request.as_bytes());
+    assert!(answer.contains(r#""id":10"#), "{answer}");
+    assert!(answer.contains("connection: close"), "{answer}");
+
+    // What two HTTP readers could read two ways is refused, and never reaches the upstream.
+    let seen = HTTP1_SEEN.load(std::sync::atomic::Ordering::SeqCst);
+    let smuggled = call(11, "secret_thing");
+    for request in [
+        format!(
+            "POST /mcp HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}"
+        ),
+        format!(
+            "POST /mcp HTTP/1.1\r\nhost: x\r\ntransfer-encoding: gzip, chunked\r\n\r\n{smuggled}"
+        ),
+        format!(
+            "POST /mcp HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\ncontent-length: 30\r\n\r\n{smuggled}"
+        ),
+        "POST /mcp HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n"
+            .to_owned(),
+        "POST /mcp HTTP/1.1\r\ncontent-length: 2\r\n\r\n{}".to_owned(),
+    ] {
+        let answer = raw(&addr, request.as_bytes());
+        assert!(
+            answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+            "{request:?}: {answer}"
+        );
+        let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+        assert_eq!(rpc_error(body)["error"]["code"], -32600, "{answer}");
+        assert!(answer.contains("connection: close"), "{answer}");
+    }
+    assert_eq!(
+        HTTP1_SEEN.load(std::sync::atomic::Ordering::SeqCst),
+        seen,
+        "a refused request reached the upstream"
+    );
+}
+
+#[test]
+fn an_upstream_that_closes_kept_alive_connections_costs_no_call_an_error() {
+    let warden = support::warden().expect("warden binary");
+    // Every upstream connection carries one answer and is then closed, unannounced.
+    let gw = gateway(&warden, &fake(body_length), &[]);
+    for i in 0..40u64 {
+        let (status, _, body) = post(&gw.url, &call(i, "echo"), &[]);
+        assert_eq!(status, 200, "call {i}: {body}");
+        assert!(body.contains("bytes"), "call {i}: {body}");
+        if i % 4 == 0 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}

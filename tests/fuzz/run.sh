@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds="${1:-60}"
 shift || true
-all=(inspect inspect_structured sse_filter pol_readers policy_json stdio_framing jwt)
+all=(inspect inspect_structured sse_filter pol_readers policy_json stdio_framing jwt http1)
 targets=("${@:-${all[@]}}")
 [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
 root="$PWD"
@@ -37,6 +37,10 @@ seed() {
       find crates/warden-cli/tests/data -name '*.json' -exec cp {} "$dir/" \; 2>/dev/null || true ;;
     stdio_framing)
       printf '{"jsonrpc":"2.0","id":1,"method":"ping"}\n{"id":2}\r\n\n' > "$dir/seed-lines" ;;
+    http1)
+      printf 'POST /mcp HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n' > "$dir/seed-chunked-head"
+      printf 'POST /mcp HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}' > "$dir/seed-length-head"
+      printf '\x405\r\nhello\r\n7;x=1\r\n, world\r\n0\r\nt: 1\r\n\r\n' > "$dir/seed-chunked-body" ;;
     jwt)
       printf 'eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0.eyJpc3MiOiJodHRwczovL2lkcC5leGFtcGxlIiwiYXVkIjoid2FyZGVuIn0.c2ln' > "$dir/seed-rs256"
       printf 'eyJhbGciOiJub25lIn0.eyJpc3MiOiJodHRwczovL2lkcC5leGFtcGxlIn0.' > "$dir/seed-none"

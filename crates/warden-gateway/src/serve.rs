@@ -17,7 +17,9 @@ use tokio::sync::Semaphore;
 use tower::{Layer, Service, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use warden_tower::jwt::JwtVerifier;
 use warden_tower::redis::RedisConfig;
@@ -258,7 +260,7 @@ impl Stack {
                 header::AUTHORIZATION,
                 header::COOKIE,
             ]))
-            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(SetRequestIdLayer::x_request_id(Uuids))
             .layer(PropagateRequestIdLayer::x_request_id())
             .service(gate)
     }
@@ -317,6 +319,19 @@ impl Service<Request<Body>> for Gate {
                 })))
             }
         }
+    }
+}
+
+/// `x-request-id`: a v4 UUID, written straight into the header value (tower-http's own
+/// `MakeRequestUuid` formats it through a `String` first).
+#[derive(Clone, Copy)]
+struct Uuids;
+
+impl MakeRequestId for Uuids {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
+        HeaderValue::from_str(text).ok().map(RequestId::new)
     }
 }
 

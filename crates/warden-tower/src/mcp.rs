@@ -18,7 +18,7 @@ use crate::layer::{Enforcer, Shared};
 use crate::limit::{Charge, Charged};
 use crate::observe;
 use crate::refund;
-use crate::service::{Caller, Verdict, boxed, header_str, log, read_body};
+use crate::service::{Caller, Verdict, boxed, header_str, log, names, read_body};
 
 pub(crate) async fn mcp<S, ReqB, ResB>(
     shared: Arc<Shared>,
@@ -98,7 +98,7 @@ where
     caller.read_counters(&shared, &enforcer).await;
     let verdicts = decide_all(&enforcer, &caller, &parsed.messages, shared.config.shadow);
     let style = shared.config.deny_style;
-    let protocol = header_str(&parts.headers, "mcp-protocol-version").map(str::to_owned);
+    let protocol = header_str(&parts.headers, &names::MCP_PROTOCOL_VERSION).map(str::to_owned);
     let protocol = protocol.as_deref();
     // Calls that come back (protocol 2026-07-28) with the answer to an approval asked in the
     // client. They were charged when first asked; their ticket decides them below.
@@ -206,7 +206,7 @@ where
 
     // Approvals, each bound to its exact call.
     let single = !parsed.batch && verdicts.len() == 1;
-    let accepts_sse = header_str(&parts.headers, "accept").is_some_and(|a| {
+    let accepts_sse = header_str(&parts.headers, &header::ACCEPT).is_some_and(|a| {
         a.as_bytes()
             .windows(17)
             .any(|w| w.eq_ignore_ascii_case(b"text/event-stream"))
@@ -330,7 +330,7 @@ where
     let resp = inner.call(forward_request(parts, &parsed, bytes)).await?;
     // What the client can be asked is learnt once per session, when it is created.
     if let Some(caps) = init_caps {
-        if let Some(session) = header_str(resp.headers(), "mcp-session-id") {
+        if let Some(session) = header_str(resp.headers(), &names::MCP_SESSION_ID) {
             shared.elicit.remember(session, caps);
         }
     }
@@ -464,8 +464,8 @@ fn has_body(h: &HeaderMap) -> bool {
 /// Protocol 2026-07-28 repeats the method and tool name in headers; a mismatch means two
 /// parsers could see two different requests, so it is refused.
 fn headers_agree(h: &HeaderMap, parsed: &inspect::Body) -> Result<(), String> {
-    let method_h = h.get("mcp-method");
-    let name_h = h.get("mcp-name");
+    let method_h = h.get(names::MCP_METHOD);
+    let name_h = h.get(names::MCP_NAME);
     if method_h.is_none() && name_h.is_none() {
         return Ok(());
     }

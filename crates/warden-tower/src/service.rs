@@ -120,10 +120,10 @@ impl Caller {
         };
         Caller {
             grant: grant.map(|g| g.as_str().to_owned()),
-            session: header_str(&parts.headers, "mcp-session-id").map(str::to_owned),
+            session: header_str(&parts.headers, &names::MCP_SESSION_ID).map(str::to_owned),
             ip,
             claims,
-            request_id: header_str(&parts.headers, "x-request-id").map(str::to_owned),
+            request_id: header_str(&parts.headers, &names::X_REQUEST_ID).map(str::to_owned),
             recorder: shared.config.recorder.clone(),
             counters: None,
         }
@@ -175,7 +175,19 @@ fn axum_addr(_: &http::request::Parts) -> Option<IpAddr> {
     None
 }
 
-pub(crate) fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// The headers the layer reads on every call, named once: a lookup by `&str` parses the
+/// name each time.
+pub(crate) mod names {
+    use http::HeaderName;
+    pub(crate) const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
+    pub(crate) const MCP_PROTOCOL_VERSION: HeaderName =
+        HeaderName::from_static("mcp-protocol-version");
+    pub(crate) const MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
+    pub(crate) const MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
+    pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+}
+
+pub(crate) fn header_str<'a>(h: &'a HeaderMap, name: &http::HeaderName) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 

@@ -12,14 +12,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker, ready};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{HeaderName, HeaderValue};
-use http::{HeaderMap, StatusCode, Version};
+use http::{StatusCode, Version};
 use http_body::{Frame, SizeHint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::chunked::{self, Step};
-use super::{Framing, MAX_HEAD, MAX_HEADERS};
+use super::{Framing, Lines, MAX_HEAD, MAX_HEADERS};
 
 /// Idle connections kept per worker; more are closed when their answer ends.
 const MAX_IDLE: usize = 256;
@@ -40,7 +39,8 @@ pub enum Failure {
 /// Kept-alive connections to one upstream, for one worker.
 #[derive(Clone, Default)]
 pub struct Pool {
-    idle: Arc<Mutex<Vec<TcpStream>>>,
+    /// Each with its read buffer, kept for the next answer.
+    idle: Arc<Mutex<Vec<(TcpStream, BytesMut)>>>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -63,11 +63,14 @@ impl Pool {
         head_request: bool,
     ) -> Result<(http::response::Parts, UpstreamBody), Failure> {
         loop {
-            let (mut conn, reused) = match self.take() {
-                Some(c) => (c, true),
-                None => (connect(addr).await?, false),
+            let (mut conn, mut buf, reused) = match self.take() {
+                Some((c, buf)) => (c, buf, true),
+                None => (
+                    connect(addr).await?,
+                    BytesMut::with_capacity(8 * 1024),
+                    false,
+                ),
             };
-            let mut buf = BytesMut::with_capacity(8 * 1024);
             let answer = match conn.write_all(request).await {
                 Ok(()) => read_head(&mut conn, &mut buf).await,
                 Err(e) => Err(Failure::Io(e)),
@@ -91,23 +94,23 @@ impl Pool {
         }
     }
 
-    fn take(&self) -> Option<TcpStream> {
+    fn take(&self) -> Option<(TcpStream, BytesMut)> {
         loop {
             let conn = self
                 .idle
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .pop()?;
-            if idle_and_open(&conn) {
+            if idle_and_open(&conn.0) {
                 return Some(conn);
             }
         }
     }
 
-    fn put(&self, conn: TcpStream) {
+    fn put(&self, conn: TcpStream, buf: BytesMut) {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         if idle.len() < MAX_IDLE {
-            idle.push(conn);
+            idle.push((conn, buf));
         }
     }
 }
@@ -170,36 +173,32 @@ enum Parsed {
 
 fn parse_head(buf: &mut BytesMut) -> Result<Option<Parsed>, Failure> {
     let invalid = |why: &str| Failure::Invalid(why.to_owned());
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut slots);
-    let len = match resp.parse(buf) {
-        Ok(httparse::Status::Complete(n)) if n <= MAX_HEAD => n,
-        Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => return Ok(None),
-        Ok(_) => return Err(invalid("answer head too large")),
-        Err(e) => return Err(Failure::Invalid(format!("malformed answer head ({e})"))),
+    let (len, code, version, lines) = {
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut slots);
+        let len = match resp.parse(buf) {
+            Ok(httparse::Status::Complete(n)) if n <= MAX_HEAD => n,
+            Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => return Ok(None),
+            Ok(_) => return Err(invalid("answer head too large")),
+            Err(e) => return Err(Failure::Invalid(format!("malformed answer head ({e})"))),
+        };
+        let version = if resp.version == Some(0) {
+            Version::HTTP_10
+        } else {
+            Version::HTTP_11
+        };
+        let lines = Lines::record(buf, resp.headers);
+        (len, resp.code.unwrap_or_default(), version, lines)
     };
-    let code = resp.code.unwrap_or_default();
+    let head = buf.split_to(len).freeze();
     let status = StatusCode::from_u16(code).map_err(|_| invalid("invalid status"))?;
-    let version = if resp.version == Some(0) {
-        Version::HTTP_10
-    } else {
-        Version::HTTP_11
-    };
-    let mut headers = HeaderMap::with_capacity(resp.headers.len());
-    for h in resp.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| invalid("invalid header name"))?;
-        let value =
-            HeaderValue::from_bytes(h.value).map_err(|_| invalid("invalid header value"))?;
-        headers.append(name, value);
-    }
-    let _ = buf.split_to(len);
     if status == StatusCode::SWITCHING_PROTOCOLS {
         return Err(invalid("the upstream switched protocols"));
     }
     if status.is_informational() {
         return Ok(Some(Parsed::Interim));
     }
+    let headers = lines.map(&head).map_err(invalid)?;
     let framing = match super::framing(&headers).map_err(invalid)? {
         Framing::Empty => Framing::Close,
         f => f,
@@ -257,7 +256,7 @@ impl UpstreamBody {
         // trusted with another request.
         if let (Some(conn), Some(pool)) = (conn, self.pool.take()) {
             if self.buf.is_empty() {
-                pool.put(conn);
+                pool.put(conn, std::mem::take(&mut self.buf));
             }
         }
     }

@@ -26,12 +26,81 @@ pub mod chunked;
 pub mod client;
 pub mod server;
 
-use http::{HeaderMap, HeaderValue, StatusCode};
+/// Entry points for the fuzz targets in `tests/fuzz`; not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use bytes::BytesMut;
+
+    /// A request head as the gateway reads it: how many bytes it took, its framing and the
+    /// framing headers it saw; `Err` with the reason it was refused; `Ok(None)`: not whole.
+    pub fn request_head(bytes: &[u8]) -> Result<Option<(usize, String, bool, bool)>, String> {
+        let mut buf = BytesMut::from(bytes);
+        let head = super::server::parse_for_fuzzing(&mut buf)?;
+        Ok(head.map(|(framing, headers)| {
+            (
+                bytes.len() - buf.len(),
+                format!("{framing:?}"),
+                headers.contains_key(http::header::CONTENT_LENGTH),
+                headers.contains_key(http::header::TRANSFER_ENCODING),
+            )
+        }))
+    }
+}
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 /// The most header lines of a request or an answer.
 const MAX_HEADERS: usize = 100;
 /// The largest request or answer head.
 const MAX_HEAD: usize = 64 * 1024;
+
+/// Where a head's header lines are, recorded while `httparse` borrows the read buffer, so
+/// that the `HeaderMap` can then be made of slices of the frozen head: values are not copied.
+pub(crate) struct Lines {
+    /// Name start, name end, value start, value end.
+    spans: [(u32, u32, u32, u32); MAX_HEADERS],
+    len: usize,
+}
+
+impl Lines {
+    pub(crate) fn record(buf: &[u8], headers: &[httparse::Header<'_>]) -> Lines {
+        let mut lines = Lines {
+            spans: [(0, 0, 0, 0); MAX_HEADERS],
+            len: 0,
+        };
+        for (slot, h) in lines.spans.iter_mut().zip(headers) {
+            let name = span(buf, h.name.as_bytes());
+            let value = span(buf, h.value);
+            *slot = (name.0, name.1, value.0, value.1);
+            lines.len += 1;
+        }
+        lines
+    }
+
+    pub(crate) fn map(&self, head: &Bytes) -> Result<HeaderMap, &'static str> {
+        let mut map = HeaderMap::with_capacity(self.len);
+        for &(n0, n1, v0, v1) in &self.spans[..self.len] {
+            let name = head
+                .get(n0 as usize..n1 as usize)
+                .and_then(|n| HeaderName::from_bytes(n).ok())
+                .ok_or("invalid header name")?;
+            let value = HeaderValue::from_maybe_shared(head.slice(v0 as usize..v1 as usize))
+                .map_err(|_| "invalid header value")?;
+            map.append(name, value);
+        }
+        Ok(map)
+    }
+}
+
+/// Where `part` (a slice of `buf`) lies in `buf`.
+pub(crate) fn span(buf: &[u8], part: &[u8]) -> (u32, u32) {
+    let start = (part.as_ptr() as usize).saturating_sub(buf.as_ptr() as usize);
+    let start = start.min(buf.len());
+    let end = (start + part.len()).min(buf.len());
+    // Heads are at most MAX_HEAD bytes.
+    (start as u32, end as u32)
+}
 
 /// How a message's body is delimited (RFC 9112 §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

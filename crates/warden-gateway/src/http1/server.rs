@@ -17,8 +17,8 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderName, HeaderValue};
-use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use http::header::{self, HeaderName};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -27,7 +27,7 @@ use tower::Service;
 use warden_tower::{Body, BoxError, ClientAddr};
 
 use super::chunked::{self, Step};
-use super::{Framing, MAX_HEAD, MAX_HEADERS};
+use super::{Framing, Lines, MAX_HEAD, MAX_HEADERS};
 
 /// Past this much, what an answer has ready is written and the rest follows.
 const MAX_GATHER: usize = 64 * 1024;
@@ -59,16 +59,16 @@ pub async fn connection<S, B>(
         stream,
         buf: BytesMut::with_capacity(8 * 1024),
         out: Vec::with_capacity(8 * 1024),
+        gathered: Vec::new(),
         stop,
         timeout: settings.header_read_timeout,
     };
-    let deadline = pin!(tokio::time::sleep(settings.header_read_timeout));
-    let mut deadline = deadline;
+    // One timer for the connection's life, re-armed only when it fires early (see
+    // `read_head`): resetting it for every request would cost two timer-wheel operations
+    // per call.
+    let mut deadline = pin!(tokio::time::sleep(settings.header_read_timeout));
     loop {
-        deadline
-            .as_mut()
-            .reset(Instant::now() + settings.header_read_timeout);
-        let head = match conn.read_head(deadline.as_mut()).await {
+        let head = match conn.read_head(deadline.as_mut(), Instant::now()).await {
             Ok(Some(head)) => head,
             Ok(None) => return,
             Err(refusal) => return conn.refuse(refusal).await,
@@ -127,6 +127,8 @@ struct Conn {
     /// Bytes read and not yet used: the rest of a request, or the next (pipelined) one.
     buf: BytesMut,
     out: Vec<u8>,
+    /// An answer's data as it is gathered, before it is framed into `out`.
+    gathered: Vec<u8>,
     stop: watch::Receiver<bool>,
     timeout: Duration,
 }
@@ -137,7 +139,14 @@ impl Conn {
     }
 
     /// `Ok(None)`: the connection is over (closed, idle past the deadline, or stopping).
-    async fn read_head(&mut self, mut deadline: Pin<&mut Sleep>) -> Result<Option<Head>, Refusal> {
+    /// The head must be whole `timeout` after `since`; `deadline` is never later than that
+    /// (every arming is some earlier moment plus `timeout`), so when it fires before, it is
+    /// armed again for the real time.
+    async fn read_head(
+        &mut self,
+        mut deadline: Pin<&mut Sleep>,
+        since: Instant,
+    ) -> Result<Option<Head>, Refusal> {
         let mut stop = self.stop.clone();
         let mut stopping = self.stopping();
         loop {
@@ -155,7 +164,13 @@ impl Conn {
                     Ok(0) | Err(_) => return Ok(None),
                     Ok(_) => {}
                 },
-                () = deadline.as_mut() => return Ok(None),
+                () = deadline.as_mut() => {
+                    let due = since + self.timeout;
+                    if Instant::now() >= due {
+                        return Ok(None);
+                    }
+                    deadline.as_mut().reset(due);
+                }
                 _ = stop.changed(), if !stopping => stopping = true,
             }
         }
@@ -251,6 +266,30 @@ impl Conn {
         B: http_body::Body<Data = Bytes>,
         B::Error: Into<BoxError>,
     {
+        let mut gathered = std::mem::take(&mut self.gathered);
+        gathered.clear();
+        let ok = self
+            .write_answer(resp, head_request, version, close, &mut gathered)
+            .await;
+        // Kept for the next answer, unless a large one made it big.
+        if gathered.capacity() <= MAX_GATHER * 2 {
+            self.gathered = gathered;
+        }
+        ok
+    }
+
+    async fn write_answer<B>(
+        &mut self,
+        resp: Response<B>,
+        head_request: bool,
+        version: Version,
+        close: bool,
+        gathered: &mut Vec<u8>,
+    ) -> bool
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
         let (parts, body) = resp.into_parts();
         let mut body = pin!(body);
         let mut out = std::mem::take(&mut self.out);
@@ -269,7 +308,6 @@ impl Conn {
         // Only HTTP/1.1 clients read chunked bodies; an HTTP/1.0 stream ends with the
         // connection.
         let mut close = close;
-        let mut gathered = Vec::new();
         let progress = if bodiless {
             if head_request {
                 if let Some(v) = parts.headers.get(header::CONTENT_LENGTH) {
@@ -278,7 +316,7 @@ impl Conn {
             }
             Progress::Ended
         } else {
-            next_data(body.as_mut(), &mut gathered, false).await
+            next_data(body.as_mut(), gathered, false).await
         };
         let streaming = matches!(progress, Progress::More);
         match progress {
@@ -302,7 +340,7 @@ impl Conn {
         }
         out.extend_from_slice(b"\r\n");
         let chunked = streaming && version == Version::HTTP_11;
-        put(&mut out, &gathered, chunked);
+        put(&mut out, gathered, chunked);
         let mut ok = self.stream.write_all(&out).await.is_ok();
         let mut watching = true;
         while ok && streaming {
@@ -313,14 +351,14 @@ impl Conn {
             }
             let progress = tokio::select! {
                 biased;
-                p = next_data(body.as_mut(), &mut gathered, true) => p,
+                p = next_data(body.as_mut(), gathered, true) => p,
                 r = self.stream.read_buf(&mut self.buf), if watching => match r {
                     // The client hung up: dropping the body drops the upstream stream.
                     Ok(0) | Err(_) => { ok = false; break }
                     Ok(_) => { watching = self.buf.len() <= MAX_HEAD; continue }
                 },
             };
-            put(&mut out, &gathered, chunked);
+            put(&mut out, gathered, chunked);
             match progress {
                 Progress::More => {}
                 Progress::Ended => {
@@ -426,37 +464,42 @@ where
     .await
 }
 
+pub(crate) fn parse_for_fuzzing(
+    buf: &mut BytesMut,
+) -> Result<Option<(Framing, http::HeaderMap)>, String> {
+    match parse_head(buf) {
+        Ok(h) => Ok(h.map(|h| (h.framing, h.parts.headers))),
+        Err(Refusal::Bad(why)) => Err(why),
+        Err(Refusal::TooLarge) => Err("too large".into()),
+    }
+}
+
 /// The request head at the front of `buf`, taken off it; `None` until it is whole.
 fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Refusal> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut slots);
-    let len = match req.parse(buf) {
-        Ok(httparse::Status::Complete(n)) if n <= MAX_HEAD => n,
-        Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => return Ok(None),
-        Ok(_) | Err(httparse::Error::TooManyHeaders) => return Err(Refusal::TooLarge),
-        Err(e) => return Err(Refusal::Bad(format!("malformed request head ({e})"))),
-    };
     let bad = |what: &str| Refusal::Bad(what.to_owned());
-    let method = Method::from_bytes(req.method.unwrap_or_default().as_bytes())
-        .map_err(|_| bad("invalid method"))?;
-    let uri: Uri = req
-        .path
-        .unwrap_or_default()
-        .parse()
-        .map_err(|_| bad("invalid request target"))?;
-    let version = if req.version == Some(0) {
-        Version::HTTP_10
-    } else {
-        Version::HTTP_11
+    let (len, method, version, path, lines) = {
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut slots);
+        let len = match req.parse(buf) {
+            Ok(httparse::Status::Complete(n)) if n <= MAX_HEAD => n,
+            Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => return Ok(None),
+            Ok(_) | Err(httparse::Error::TooManyHeaders) => return Err(Refusal::TooLarge),
+            Err(e) => return Err(Refusal::Bad(format!("malformed request head ({e})"))),
+        };
+        let method = Method::from_bytes(req.method.unwrap_or_default().as_bytes())
+            .map_err(|_| bad("invalid method"))?;
+        let version = if req.version == Some(0) {
+            Version::HTTP_10
+        } else {
+            Version::HTTP_11
+        };
+        let path = super::span(buf, req.path.unwrap_or_default().as_bytes());
+        (len, method, version, path, Lines::record(buf, req.headers))
     };
-    let mut headers = HeaderMap::with_capacity(req.headers.len());
-    for h in req.headers.iter() {
-        let name =
-            HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| bad("invalid header name"))?;
-        let value = HeaderValue::from_bytes(h.value).map_err(|_| bad("invalid header value"))?;
-        headers.append(name, value);
-    }
-    let _ = buf.split_to(len);
+    let head = buf.split_to(len).freeze();
+    let uri = Uri::from_maybe_shared(head.slice(path.0 as usize..path.1 as usize))
+        .map_err(|_| bad("invalid request target"))?;
+    let headers = lines.map(&head).map_err(bad)?;
     let framing = super::framing(&headers).map_err(bad)?;
     if version == Version::HTTP_10 && framing == Framing::Chunked {
         return Err(bad("chunked bodies are not HTTP/1.0"));
