@@ -765,3 +765,50 @@ fn an_upstream_that_closes_kept_alive_connections_costs_no_call_an_error() {
         }
     }
 }
+
+static STREAM_SAW_CLOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Starts an SSE answer, then waits for the gateway to hang up on it.
+fn sse_then_wait(conn: &mut TcpStream, _: &str) {
+    let event = "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progress\":1}}\n\n";
+    let _ = write!(
+        conn,
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{event}\r\n",
+        event.len()
+    );
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    if matches!(conn.read(&mut buf), Ok(0) | Err(_)) {
+        STREAM_SAW_CLOSE.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_client_that_leaves_a_stream_closes_the_upstream_stream() {
+    let warden = support::warden().expect("warden binary");
+    let gw = gateway(&warden, &fake(sse_then_wait), &[]);
+    let mut client = TcpStream::connect(authority(&gw.url)).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    client
+        .write_all(head(&call(1, "slow"), "accept: text/event-stream\r\n").as_bytes())
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&seen).contains("notifications/progress") {
+        let n = client.read(&mut buf).expect("the first event");
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    drop(client);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !STREAM_SAW_CLOSE.load(std::sync::atomic::Ordering::SeqCst) {
+        assert!(
+            Instant::now() < deadline,
+            "the upstream stream outlived its client"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -327,9 +327,16 @@ impl Conn {
             }
             Progress::More => close = true,
             Progress::Failed(e) => {
+                // Nothing is sent yet, so the client still gets an answer it can read.
                 let e: BoxError = e;
                 tracing::warn!(target: "warden::gateway", error = %e, "the answer failed before it was sent");
                 self.out = out;
+                self.answer_error(
+                    StatusCode::BAD_GATEWAY,
+                    -32603,
+                    &format!("the upstream's answer broke off: {e}"),
+                )
+                .await;
                 return false;
             }
         }
@@ -394,8 +401,14 @@ impl Conn {
             ),
         };
         tracing::info!(target: "warden::gateway", %status, reason = %message, "request refused");
+        self.answer_error(status, -32600, &message).await;
+    }
+
+    /// A JSON-RPC error (its id unknown here: `null`) with `status`, then the connection
+    /// closes.
+    async fn answer_error(&mut self, status: StatusCode, code: i64, message: &str) {
         let body = serde_json::json!({"jsonrpc": "2.0", "id": null,
-            "error": {"code": -32600, "message": message}})
+            "error": {"code": code, "message": message}})
         .to_string();
         let mut out = Vec::new();
         super::status_line(status, &mut out);
