@@ -503,7 +503,12 @@ fn main() -> Result<(), String> {
     ];
     let _baseline = match &o.baseline {
         Some(bin) => {
-            let (p, port) = warden(bin, &repo, up, None, &[])?;
+            // The same workers, if the build knows the flag.
+            let knows_workers = Command::new(bin)
+                .args(["serve", "--help"])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("--workers"));
+            let (p, port) = warden(bin, &repo, up, knows_workers.then_some(o.workers), &[])?;
             paths.push(("warden serve (baseline build)", port, Some(p.0.id())));
             Some(p)
         }

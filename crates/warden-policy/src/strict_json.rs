@@ -19,11 +19,21 @@ pub fn from_str(text: &str) -> Result<Value, Error> {
 pub fn from_slice(bytes: &[u8]) -> Result<Value, Error> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let parsed = Strict::deserialize(&mut de).and_then(|v| de.end().map(|()| v.0));
-    parsed.map_err(|e| Error::Syntax {
+    parsed.map_err(syntax)
+}
+
+/// serde_json's error as this crate's, its position in fields of its own.
+pub fn syntax(e: serde_json::Error) -> Error {
+    Error::Syntax {
         line: e.line(),
         column: e.column(),
         message: strip_position(&e),
-    })
+    }
+}
+
+/// The error a repeated key is (for readers that build on [`Strict`]).
+pub fn duplicate_key<E: de::Error>(key: &str) -> E {
+    E::custom(format_args!("duplicate key {key:?}"))
 }
 
 /// serde_json appends " at line L column C"; the position is reported separately.
@@ -35,7 +45,9 @@ fn strip_position(e: &serde_json::Error) -> String {
     }
 }
 
-struct Strict(Value);
+/// Any JSON value, refusing a repeated key at any depth: `Strict::deserialize` inside
+/// another visitor reads a value the way [`from_slice`] does.
+pub struct Strict(pub Value);
 
 impl<'de> Deserialize<'de> for Strict {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
