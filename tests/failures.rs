@@ -510,12 +510,17 @@ fn a_client_that_goes_away_cancels_its_upstream_request() {
     .unwrap();
     std::thread::sleep(Duration::from_millis(500));
     drop(client);
+    wait_for(
+        &UPSTREAM_SAW_CLOSE,
+        "the upstream request outlived its client",
+    );
+}
+
+/// Waits up to 10 s for `flag`; fails with `why` if it stays down.
+fn wait_for(flag: &std::sync::atomic::AtomicBool, why: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !UPSTREAM_SAW_CLOSE.load(std::sync::atomic::Ordering::SeqCst) {
-        assert!(
-            Instant::now() < deadline,
-            "the upstream request outlived its client"
-        );
+    while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+        assert!(Instant::now() < deadline, "{why}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -803,12 +808,5 @@ fn a_client_that_leaves_a_stream_closes_the_upstream_stream() {
         seen.extend_from_slice(&buf[..n]);
     }
     drop(client);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !STREAM_SAW_CLOSE.load(std::sync::atomic::Ordering::SeqCst) {
-        assert!(
-            Instant::now() < deadline,
-            "the upstream stream outlived its client"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for(&STREAM_SAW_CLOSE, "the upstream stream outlived its client");
 }

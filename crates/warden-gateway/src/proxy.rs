@@ -125,6 +125,8 @@ impl Upstream {
                 || named.contains(name)
                 || *name == header::HOST
                 || *name == header::CONTENT_LENGTH
+                // The gateway answered the expectation itself and sends the body whole.
+                || *name == header::EXPECT
                 || (self.strip_authorization && *name == header::AUTHORIZATION)
                 || self.extra.iter().any(|(k, _)| k == name);
             if !skip {
