@@ -370,7 +370,11 @@ fn forward_request(
     };
     parts.extensions.insert(forwarded);
     // The body may have lost the answers to the layer's approvals: say its real length.
-    if parts.headers.contains_key(header::CONTENT_LENGTH) {
+    let stated = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .map(|v| v.to_str().ok().and_then(|v| v.parse::<usize>().ok()));
+    if stated.is_some_and(|n| n != Some(bytes.len())) {
         parts
             .headers
             .insert(header::CONTENT_LENGTH, http::HeaderValue::from(bytes.len()));

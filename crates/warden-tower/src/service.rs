@@ -375,12 +375,38 @@ where
     {
         return Err(too_large());
     }
-    match http_body_util::Limited::new(body, max).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(_) => Err(Unread(
+    let unreadable = || {
+        Unread(
             StatusCode::BAD_REQUEST,
             "could not read the request body".into(),
-        )),
+        )
+    };
+    // A body that is one piece (the gateway's always is) is taken as it is, without
+    // collecting it into a list of pieces first.
+    let mut body = std::pin::pin!(body);
+    let first = match body.frame().await {
+        None => return Ok(Bytes::new()),
+        Some(Err(_)) => return Err(unreadable()),
+        Some(Ok(frame)) => frame.into_data().unwrap_or_default(),
+    };
+    if first.len() > max {
+        return Err(too_large());
+    }
+    if body.is_end_stream() {
+        return Ok(first);
+    }
+    match http_body_util::Limited::new(body, max - first.len())
+        .collect()
+        .await
+    {
+        Ok(rest) => {
+            let rest = rest.to_bytes();
+            let mut all = bytes::BytesMut::with_capacity(first.len() + rest.len());
+            all.extend_from_slice(&first);
+            all.extend_from_slice(&rest);
+            Ok(all.freeze())
+        }
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(_) => Err(unreadable()),
     }
 }

@@ -83,7 +83,11 @@ impl Lines {
         for &(n0, n1, v0, v1) in &self.spans[..self.len] {
             let name = head
                 .get(n0 as usize..n1 as usize)
-                .and_then(|n| HeaderName::from_bytes(n).ok())
+                .and_then(known_name)
+                .or_else(|| {
+                    head.get(n0 as usize..n1 as usize)
+                        .and_then(|n| HeaderName::from_bytes(n).ok())
+                })
                 .ok_or("invalid header name")?;
             let value = HeaderValue::from_maybe_shared(head.slice(v0 as usize..v1 as usize))
                 .map_err(|_| "invalid header value")?;
@@ -91,6 +95,22 @@ impl Lines {
         }
         Ok(map)
     }
+}
+
+/// MCP's own headers, named without the allocation `HeaderName::from_bytes` makes for any
+/// name that is not one of HTTP's standard ones.
+fn known_name(name: &[u8]) -> Option<HeaderName> {
+    const KNOWN: [HeaderName; 5] = [
+        HeaderName::from_static("mcp-session-id"),
+        HeaderName::from_static("mcp-protocol-version"),
+        HeaderName::from_static("last-event-id"),
+        HeaderName::from_static("mcp-method"),
+        HeaderName::from_static("mcp-name"),
+    ];
+    KNOWN
+        .iter()
+        .find(|k| k.as_str().as_bytes().eq_ignore_ascii_case(name))
+        .cloned()
 }
 
 /// Where `part` (a slice of `buf`) lies in `buf`.
