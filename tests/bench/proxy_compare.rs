@@ -536,7 +536,12 @@ fn main() -> Result<(), String> {
     let mut runs: Vec<Vec<Run>> = vec![Vec::new(); paths.len()];
     for round in 0..o.rounds {
         eprintln!("round {}/{}", round + 1, o.rounds);
-        for (i, (name, port, pid)) in paths.iter().enumerate() {
+        // Each round starts one path later: a path measured right after another (or always
+        // last) runs on a machine in another state, which moved a build's CPU per call by a
+        // few percent when the order was fixed.
+        for k in 0..paths.len() {
+            let i = (k + round) % paths.len();
+            let (name, port, pid) = &paths[i];
             if o.warden_only && !name.starts_with("warden") && *name != "nginx" {
                 runs[i].push(Run {
                     throughput: f64::NAN,

@@ -18,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::chunked::{self, Step};
-use super::{Framing, Lines, MAX_HEAD, MAX_HEADERS};
+use super::{Framing, Lines, MAX_HEAD};
 
 /// Idle connections kept per worker; more are closed when their answer ends.
 const MAX_IDLE: usize = 256;
@@ -174,9 +174,11 @@ enum Parsed {
 fn parse_head(buf: &mut BytesMut) -> Result<Option<Parsed>, Failure> {
     let invalid = |why: &str| Failure::Invalid(why.to_owned());
     let (len, code, version, lines) = {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut resp = httparse::Response::new(&mut slots);
-        let len = match resp.parse(buf) {
+        let mut slots = super::header_slots();
+        let mut resp = httparse::Response::new(&mut []);
+        let parsed = httparse::ParserConfig::default()
+            .parse_response_with_uninit_headers(&mut resp, buf, &mut slots);
+        let len = match parsed {
             Ok(httparse::Status::Complete(n)) if n <= MAX_HEAD => n,
             Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => return Ok(None),
             Ok(_) => return Err(invalid("answer head too large")),

@@ -27,7 +27,7 @@ use tower::Service;
 use warden_tower::{Body, BoxError, ClientAddr};
 
 use super::chunked::{self, Step};
-use super::{Framing, Lines, MAX_HEAD, MAX_HEADERS};
+use super::{Framing, Lines, MAX_HEAD};
 
 /// Past this much, what an answer has ready is written and the rest follows.
 const MAX_GATHER: usize = 64 * 1024;
@@ -491,9 +491,11 @@ pub(crate) fn parse_for_fuzzing(
 fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Refusal> {
     let bad = |what: &str| Refusal::Bad(what.to_owned());
     let (len, method, version, path, lines) = {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut slots);
-        let len = match req.parse(buf) {
+        let mut slots = super::header_slots();
+        let mut req = httparse::Request::new(&mut []);
+        let parsed = httparse::ParserConfig::default()
+            .parse_request_with_uninit_headers(&mut req, buf, &mut slots);
+        let len = match parsed {
             Ok(httparse::Status::Complete(n)) if n <= MAX_HEAD => n,
             Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => return Ok(None),
             Ok(_) | Err(httparse::Error::TooManyHeaders) => return Err(Refusal::TooLarge),
