@@ -18,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::chunked::{self, Step};
-use super::{Framing, Lines, MAX_HEAD};
+use super::{Framing, Lines, Unreadable};
 
 /// Idle connections kept per worker; more are closed when their answer ends.
 const MAX_IDLE: usize = 256;
@@ -34,6 +34,15 @@ pub enum Failure {
     Closed,
     #[error("invalid answer: {0}")]
     Invalid(String),
+}
+
+impl From<Unreadable> for Failure {
+    fn from(u: Unreadable) -> Self {
+        match u {
+            Unreadable::TooLarge => Failure::Invalid("answer head too large".into()),
+            Unreadable::Malformed(e) => Failure::Invalid(format!("malformed answer head ({e})")),
+        }
+    }
 }
 
 /// Kept-alive connections to one upstream, for one worker.
@@ -178,17 +187,10 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Parsed>, Failure> {
         let mut resp = httparse::Response::new(&mut []);
         let parsed = httparse::ParserConfig::default()
             .parse_response_with_uninit_headers(&mut resp, buf, &mut slots);
-        let len = match parsed {
-            Ok(httparse::Status::Complete(n)) if n <= MAX_HEAD => n,
-            Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => return Ok(None),
-            Ok(_) => return Err(invalid("answer head too large")),
-            Err(e) => return Err(Failure::Invalid(format!("malformed answer head ({e})"))),
+        let Some(len) = super::head_len(parsed, buf.len())? else {
+            return Ok(None);
         };
-        let version = if resp.version == Some(0) {
-            Version::HTTP_10
-        } else {
-            Version::HTTP_11
-        };
+        let version = super::version(resp.version);
         let lines = Lines::record(buf, resp.headers);
         (len, resp.code.unwrap_or_default(), version, lines)
     };

@@ -120,6 +120,35 @@ pub(crate) fn header_slots<'b>() -> [MaybeUninit<httparse::Header<'b>>; MAX_HEAD
     [const { MaybeUninit::uninit() }; MAX_HEADERS]
 }
 
+/// Why a head could not be read.
+pub(crate) enum Unreadable {
+    /// Over `MAX_HEAD` bytes or `MAX_HEADERS` lines.
+    TooLarge,
+    Malformed(httparse::Error),
+}
+
+/// The length of the head httparse read from `buffered` bytes: `None` until it is whole.
+pub(crate) fn head_len(
+    parsed: httparse::Result<usize>,
+    buffered: usize,
+) -> Result<Option<usize>, Unreadable> {
+    match parsed {
+        Ok(httparse::Status::Complete(n)) if n <= MAX_HEAD => Ok(Some(n)),
+        Ok(httparse::Status::Partial) if buffered <= MAX_HEAD => Ok(None),
+        Ok(_) | Err(httparse::Error::TooManyHeaders) => Err(Unreadable::TooLarge),
+        Err(e) => Err(Unreadable::Malformed(e)),
+    }
+}
+
+/// HTTP/1.0 or HTTP/1.1, from httparse's minor version.
+pub(crate) fn version(minor: Option<u8>) -> http::Version {
+    if minor == Some(0) {
+        http::Version::HTTP_10
+    } else {
+        http::Version::HTTP_11
+    }
+}
+
 /// Where `part` (a slice of `buf`) lies in `buf`.
 pub(crate) fn span(buf: &[u8], part: &[u8]) -> (u32, u32) {
     let start = (part.as_ptr() as usize).saturating_sub(buf.as_ptr() as usize);

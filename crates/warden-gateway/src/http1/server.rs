@@ -27,7 +27,7 @@ use tower::Service;
 use warden_tower::{Body, BoxError, ClientAddr};
 
 use super::chunked::{self, Step};
-use super::{Framing, Lines, MAX_HEAD};
+use super::{Framing, Lines, MAX_HEAD, Unreadable};
 
 /// Past this much, what an answer has ready is written and the rest follows.
 const MAX_GATHER: usize = 64 * 1024;
@@ -120,6 +120,15 @@ struct Head {
 enum Refusal {
     Bad(String),
     TooLarge,
+}
+
+impl From<Unreadable> for Refusal {
+    fn from(u: Unreadable) -> Self {
+        match u {
+            Unreadable::TooLarge => Refusal::TooLarge,
+            Unreadable::Malformed(e) => Refusal::Bad(format!("malformed request head ({e})")),
+        }
+    }
 }
 
 struct Conn {
@@ -495,19 +504,12 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Refusal> {
         let mut req = httparse::Request::new(&mut []);
         let parsed = httparse::ParserConfig::default()
             .parse_request_with_uninit_headers(&mut req, buf, &mut slots);
-        let len = match parsed {
-            Ok(httparse::Status::Complete(n)) if n <= MAX_HEAD => n,
-            Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => return Ok(None),
-            Ok(_) | Err(httparse::Error::TooManyHeaders) => return Err(Refusal::TooLarge),
-            Err(e) => return Err(Refusal::Bad(format!("malformed request head ({e})"))),
+        let Some(len) = super::head_len(parsed, buf.len())? else {
+            return Ok(None);
         };
         let method = Method::from_bytes(req.method.unwrap_or_default().as_bytes())
             .map_err(|_| bad("invalid method"))?;
-        let version = if req.version == Some(0) {
-            Version::HTTP_10
-        } else {
-            Version::HTTP_11
-        };
+        let version = super::version(req.version);
         let path = super::span(buf, req.path.unwrap_or_default().as_bytes());
         (len, method, version, path, Lines::record(buf, req.headers))
     };
