@@ -4,6 +4,7 @@
 
 use http::header::HeaderValue;
 use http::{HeaderMap, Request, Response, StatusCode, header};
+use warden_tower::answer::json;
 use warden_tower::jwt::{Claims, JwtConfig, JwtVerifier, Rejection};
 use warden_tower::{Body, Grant};
 
@@ -88,16 +89,6 @@ impl Callers {
     }
 }
 
-fn json(status: StatusCode, body: String) -> Response<Body> {
-    let mut r = Response::new(Body::full(body));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
-}
-
 /// JSON-RPC error code of a 401 (the server-defined range).
 pub const UNAUTHORIZED_CODE: i64 = -32000;
 
@@ -112,7 +103,7 @@ fn unauthorized(callers: &Callers, headers: &HeaderMap, why: Option<&Rejection>)
     // unauthenticated request is never read.
     let body = serde_json::json!({"jsonrpc": "2.0", "id": null,
         "error": {"code": UNAUTHORIZED_CODE, "message": reason}});
-    let mut r = json(StatusCode::UNAUTHORIZED, body.to_string());
+    let mut r = json(StatusCode::UNAUTHORIZED, &body);
     // RFC 6750 / RFC 9728: say where the metadata is, and why a token was refused.
     let mut params = Vec::new();
     if callers.discovery.is_some() {
@@ -171,5 +162,5 @@ pub(crate) fn protected_resource(
     if !d.scopes.is_empty() {
         doc["scopes_supported"] = serde_json::json!(d.scopes);
     }
-    json(StatusCode::OK, doc.to_string())
+    json(StatusCode::OK, &doc)
 }

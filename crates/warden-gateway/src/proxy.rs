@@ -100,6 +100,20 @@ impl Upstream {
         })
     }
 
+    /// The same upstream with connections of its own: a worker's connections belong to its
+    /// runtime, so workers never share them.
+    pub fn for_worker(&self) -> Upstream {
+        Upstream {
+            pool: Pool::default(),
+            ..self.clone()
+        }
+    }
+
+    /// The path of the MCP endpoint.
+    pub fn path(&self) -> &str {
+        &self.target.path
+    }
+
     pub fn timeout(mut self, timeout: Duration) -> Upstream {
         self.timeout = timeout;
         self
@@ -256,12 +270,5 @@ async fn whole(body: Body) -> Result<Bytes, warden_tower::BoxError> {
 
 /// A JSON-RPC error for every request of the body, with an HTTP status for plain clients.
 fn failure(status: StatusCode, forwarded: &Forwarded, message: &str) -> Response<Body> {
-    let body = forwarded.error(Forwarded::UPSTREAM_ERROR, message);
-    let mut r = Response::new(Body::full(body.to_string()));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
+    warden_tower::answer::json(status, &forwarded.error(Forwarded::UPSTREAM_ERROR, message))
 }

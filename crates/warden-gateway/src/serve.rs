@@ -131,8 +131,10 @@ async fn run(opts: ServeOptions, workers: usize) -> Result<(), Error> {
         }
         None => None,
     };
-    // Checked once here; every worker builds its own client from it.
-    Upstream::new(&opts.upstream, opts.headers.clone(), auth).map_err(Error::Config)?;
+    // Checked once here; every worker takes a client with its own connections from it.
+    let upstream = Upstream::new(&opts.upstream, opts.headers.clone(), auth)
+        .map_err(Error::Config)?
+        .timeout(opts.upstream_timeout);
     let stack = Arc::new(Stack {
         layer,
         callers: Arc::new(Callers {
@@ -140,10 +142,7 @@ async fn run(opts: ServeOptions, workers: usize) -> Result<(), Error> {
             jwt,
             discovery: opts.jwt.clone(),
         }),
-        upstream: opts.upstream.clone(),
-        headers: opts.headers.clone(),
-        auth,
-        upstream_timeout: opts.upstream_timeout,
+        upstream,
         cors_origins: opts.cors_origins.clone(),
     });
 
@@ -220,10 +219,7 @@ async fn run(opts: ServeOptions, workers: usize) -> Result<(), Error> {
 struct Stack {
     layer: warden_tower::PolicyLayer,
     callers: Arc<Callers>,
-    upstream: Uri,
-    headers: Vec<(HeaderName, HeaderValue)>,
-    auth: bool,
-    upstream_timeout: Duration,
+    upstream: Upstream,
     cors_origins: Vec<HeaderValue>,
 }
 
@@ -243,11 +239,9 @@ impl Stack {
     > + Clone
     + Send
     + 'static {
-        let upstream = Upstream::new(&self.upstream, self.headers.clone(), self.auth)
-            .map(|u| u.timeout(self.upstream_timeout));
         let gate = Gate {
             callers: self.callers.clone(),
-            policy: upstream.map(|u| self.layer.layer(u)).ok(),
+            policy: self.layer.layer(self.upstream.for_worker()),
             mcp_path: self.upstream.path().into(),
         };
         // tower-http around it all, outermost first: a panic is a JSON-RPC 500, not a dropped
@@ -271,8 +265,7 @@ impl Stack {
 #[derive(Clone)]
 struct Gate {
     callers: Arc<Callers>,
-    /// `None` only if the upstream URL is invalid, which `run` refuses before serving.
-    policy: Option<PolicyService<Upstream>>,
+    policy: PolicyService<Upstream>,
     mcp_path: Arc<str>,
 }
 
@@ -302,9 +295,7 @@ impl Service<Request<Body>> for Gate {
                 r
             });
         }
-        let Some(policy) = self.policy.as_mut() else {
-            return answer(panic_answer(Box::new(())).map(Body::full));
-        };
+        let policy = &mut self.policy;
         match self.callers.admit_now(&mut req) {
             Admission::Admitted => Either::Right(Either::Left(policy.call(req))),
             Admission::Refused(r) => answer(r),

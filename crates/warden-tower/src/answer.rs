@@ -75,7 +75,8 @@ pub(crate) fn rpc_error(id: &Value, code: i64, message: &str) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
 }
 
-pub(crate) fn json(status: StatusCode, value: &Value) -> Response<Body> {
+/// `value` as an `application/json` answer with `status`.
+pub fn json(status: StatusCode, value: &Value) -> Response<Body> {
     let mut r = Response::new(Body::full(value.to_string()));
     *r.status_mut() = status;
     r.headers_mut().insert(
