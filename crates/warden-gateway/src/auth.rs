@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -10,15 +11,12 @@ use crate::Error;
 /// Token digests → grant names; `None` means `--no-auth` (everyone is `anonymous`).
 #[derive(Debug, Clone, Default)]
 pub struct Grants {
-    by_digest: HashMap<[u8; 32], String>,
+    // `Arc`: each admitted call puts its grant on the request without copying the name.
+    by_digest: HashMap<[u8; 32], Arc<str>>,
 }
 
 pub fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
-}
-
-pub fn hex(d: &[u8]) -> String {
-    d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Grants {
@@ -33,7 +31,7 @@ impl Grants {
                     redact(spec)
                 ))
             })?;
-        self.by_digest.insert(digest(token), name.trim().to_owned());
+        self.by_digest.insert(digest(token), name.trim().into());
         Ok(())
     }
 
@@ -67,7 +65,7 @@ impl Grants {
                 *byte = u8::from_str_radix(hash.get(2 * j..2 * j + 2).ok_or_else(bad)?, 16)
                     .map_err(|_| bad())?;
             }
-            self.by_digest.insert(d, name.to_owned());
+            self.by_digest.insert(d, name.into());
         }
         Ok(())
     }
@@ -79,11 +77,12 @@ impl Grants {
     /// The grant of an `Authorization: Bearer …` header value, if the token is known.
     pub fn lookup(&self, authorization: Option<&str>) -> Option<&str> {
         self.lookup_token(warden_tower::bearer_token(authorization?)?)
+            .map(|g| &**g)
     }
 
     /// The grant of a bare token (no `Bearer ` prefix).
-    pub fn lookup_token(&self, token: &str) -> Option<&str> {
-        self.by_digest.get(&digest(token)).map(String::as_str)
+    pub fn lookup_token(&self, token: &str) -> Option<&Arc<str>> {
+        self.by_digest.get(&digest(token))
     }
 }
 

@@ -2,6 +2,8 @@
 //! (`--no-auth`) anyone; and the discovery document (RFC 9728) that tells MCP clients where
 //! to get a token. Everything refused here gets 401 before the upstream is touched.
 
+use std::sync::Arc;
+
 use http::header::HeaderValue;
 use http::{HeaderMap, Request, Response, StatusCode, header};
 use warden_tower::answer::json;
@@ -45,7 +47,7 @@ impl Callers {
     /// that may be a JWT is left to [`Callers::admit_jwt`]; anything else is refused.
     pub(crate) fn admit_now<B>(&self, req: &mut Request<B>) -> Admission {
         let grant = match (&self.tokens, &self.jwt) {
-            (None, None) => "anonymous".to_owned(),
+            (None, None) => Arc::from("anonymous"),
             (tokens, jwt) => {
                 let token = req
                     .headers()
@@ -57,7 +59,7 @@ impl Callers {
                     .zip(token)
                     .and_then(|(g, t)| g.lookup_token(t));
                 match (known, jwt, token) {
-                    (Some(name), _, _) => name.to_owned(),
+                    (Some(name), _, _) => Arc::clone(name),
                     (None, Some(_), Some(t)) if t.contains('.') => {
                         return Admission::Jwt(t.to_owned());
                     }
@@ -65,7 +67,7 @@ impl Callers {
                 }
             }
         };
-        req.extensions_mut().insert(Grant::new(grant));
+        req.extensions_mut().insert(Grant(grant));
         Admission::Admitted
     }
 

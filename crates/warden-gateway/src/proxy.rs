@@ -187,11 +187,11 @@ impl Service<Request<Body>> for Upstream {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        // Taken, not cloned: nothing after the upstream reads it.
         let forwarded = req
-            .extensions()
-            .get::<Forwarded>()
-            .cloned()
+            .extensions_mut()
+            .remove::<Forwarded>()
             .unwrap_or_default();
         let this = self.clone();
         // Dropping this future (the client went away) drops the upstream request with it.

@@ -119,6 +119,8 @@ pub struct CompiledPolicy {
     /// Counters that conditions read (`counter.NAME`), each with a limit that charges it
     /// (its spec says whose bucket the caller's is).
     counters_read: Vec<(String, usize)>,
+    /// Whether any condition or limit cost reads `args`.
+    reads_arguments: bool,
 }
 
 impl CompiledPolicy {
@@ -181,6 +183,18 @@ impl CompiledPolicy {
         &self.counters_read
     }
 
+    /// Whether any decision reads the call's arguments (an `args.*` condition or a limit's
+    /// `cost`). When not, [`CompiledPolicy::decide`] gives the same answer without them, so
+    /// a caller may skip building them.
+    pub fn reads_arguments(&self) -> bool {
+        self.reads_arguments
+    }
+
+    /// Whether any tool's calls need a person's approval (who is shown the arguments).
+    pub fn asks_approval(&self) -> bool {
+        self.entries.iter().any(|e| e.approval.is_some())
+    }
+
     /// The claims the policy reads (`caller.claims.*`, `caller.scopes`, `per claim`).
     pub fn claims_read(&self) -> impl Iterator<Item = &str> {
         self.claims_read.iter().map(|(name, _)| name.as_str())
@@ -210,6 +224,7 @@ struct Builder {
     claims_read: Vec<(String, ArgPath)>,
     /// Counter names conditions read, resolved to limits once every limit is known.
     counters_wanted: Vec<String>,
+    reads_arguments: bool,
     problems: Vec<Problem>,
 }
 
@@ -309,6 +324,7 @@ impl Builder {
             counters_read,
             counter_names: self.counter_names,
             claims_read: self.claims_read,
+            reads_arguments: self.reads_arguments,
         })
     }
 
@@ -324,7 +340,10 @@ impl Builder {
             let cost = match &l.cost {
                 None => None,
                 Some(path) => match ArgPath::parse(path) {
-                    Some(parsed) => Some((path.clone(), parsed)),
+                    Some(parsed) => {
+                        self.reads_arguments = true;
+                        Some((path.clone(), parsed))
+                    }
                     None => {
                         self.problems.push(Problem::new(
                             child(&pointer, "cost"),
@@ -372,6 +391,7 @@ impl Builder {
                         for name in compiled.claims_read() {
                             self.reads_claim(&name);
                         }
+                        self.reads_arguments |= compiled.reads_arguments();
                         if let Some(name) = compiled.counter_read() {
                             if !self.counters_wanted.iter().any(|n| n == name) {
                                 self.counters_wanted.push(name.to_owned());

@@ -258,6 +258,11 @@ impl CompiledCondition {
         }
     }
 
+    /// Whether this condition reads the call's arguments.
+    pub(crate) fn reads_arguments(&self) -> bool {
+        matches!(self.path, CondPath::Args(_))
+    }
+
     /// The counter this condition reads, if it reads one.
     pub(crate) fn counter_read(&self) -> Option<&str> {
         match &self.path {

@@ -145,6 +145,10 @@ impl<'p> Decision<'p> {
     pub fn is_shadow(&self) -> bool {
         self.shadow
     }
+    /// The message and the charges, taken rather than copied, for a caller that keeps them.
+    pub fn into_message_and_charges(self) -> (Cow<'p, str>, Vec<Charge<'p>>) {
+        (self.message, self.charges)
+    }
 }
 
 pub(crate) const HIDDEN: &str = "(hidden)";

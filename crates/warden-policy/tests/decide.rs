@@ -291,3 +291,67 @@ fn a_limit_per_claim_charges_the_claims_value_and_denies_without_it() {
         );
     }
 }
+
+/// A caller may skip building a call's arguments when the policy says it does not read
+/// them (the tower layer does, on its hot path): the answer must then be the same.
+#[test]
+fn a_policy_that_reads_no_arguments_decides_the_same_without_them() {
+    let reads = |doc: Value| compile(doc).reads_arguments();
+    assert!(reads(json!({"version": "1", "tools": {"t": {"deny_if": [
+        {"conditions": [{"path": "args.a", "op": "eq", "value": 1}]}]}}})));
+    assert!(reads(json!({"version": "1", "all_tools": {"require": [
+        {"conditions": [{"path": "args.a.b", "op": "eq", "value": true}]}]}})));
+    assert!(reads(json!({"version": "1", "tools": {"t": {"limits": [
+        {"counter": "c", "window": "minute", "max": 9, "cost": "args.n"}]}}})));
+    assert!(!reads(json!({"version": "1", "tools": {"t": {"deny_if": [
+        {"conditions": [{"path": "caller.grant", "op": "eq", "value": "x"}]}],
+        "limits": [{"counter": "c", "window": "minute", "max": 9}]}}})));
+
+    let arguments = [
+        json!({}),
+        json!({"region": "ap-south", "a": 1, "n": 3}),
+        json!({"region": "us-east", "a": {"b": true}}),
+    ];
+    let linode: Value =
+        serde_json::from_str(include_str!("../../../examples/linode.json")).unwrap();
+    let without_args = [
+        json!({"version": "1", "default": "allow", "hide": ["drop_*"],
+            "all_tools": {"limits": [{"counter": "all", "window": "minute", "max": 2}]},
+            "tools": {"t": {"deny_if": [
+                {"conditions": [{"path": "caller.grant", "op": "eq", "value": "g"}]}]},
+              "u*": {"limits": [{"counter": "u", "window": "hour", "max": 1, "scope": "session"}]}}}),
+    ];
+    assert!(compile(linode.clone()).reads_arguments());
+    for doc in without_args {
+        let p = compile(doc);
+        assert!(!p.reads_arguments());
+        for tool in ["t", "u1", "drop_x", "other", "create_instance"] {
+            let bare = p.decide(&Call::new(tool).grant("g").session("s"));
+            for args in &arguments {
+                let with = p.decide(&Call::new(tool).args(args).grant("g").session("s"));
+                assert_eq!(
+                    (
+                        with.outcome(),
+                        with.rule(),
+                        with.message(),
+                        with.is_shadow()
+                    ),
+                    (
+                        bare.outcome(),
+                        bare.rule(),
+                        bare.message(),
+                        bare.is_shadow()
+                    ),
+                    "{tool} {args}"
+                );
+                let charges = |d: &warden_policy::Decision<'_>| {
+                    d.charges()
+                        .iter()
+                        .map(|c| (c.limit.index, c.key.clone(), c.cost))
+                        .collect::<Vec<_>>()
+                };
+                assert_eq!(charges(&with), charges(&bare), "{tool} {args}");
+            }
+        }
+    }
+}

@@ -32,6 +32,7 @@ use warden_policy::{Approval, ApprovalVia, OnTimeout};
 use crate::answer;
 use crate::approval::{Answer, ApprovalRequest, call_hash};
 use crate::body::{Body, BoxError};
+use crate::inspect::Fields;
 use crate::layer::Shared;
 use crate::service::{Caller, Verdict, log};
 
@@ -75,7 +76,7 @@ impl Caps {
     }
 
     /// What a 2026-07-28 call says its client can do, in its `_meta`.
-    pub(crate) fn of_call(params: &Value) -> Caps {
+    pub(crate) fn of_call(params: &Fields<'_>) -> Caps {
         Caps::of(params.get("_meta").and_then(|m| m.get(CAPS_META_KEY)))
     }
 }
@@ -200,8 +201,8 @@ impl Ticket {
     }
 
     fn binds(&self, caller: &Caller, hash: Option<&str>, revision: Option<u64>) -> bool {
-        self.grant == caller.grant
-            && self.session == caller.session
+        self.grant.as_deref() == caller.grant.as_deref()
+            && self.session.as_deref() == caller.session.as_deref()
             && hash.is_none_or(|h| h == self.call_hash)
             && revision.is_none_or(|r| r == self.revision)
     }
@@ -220,7 +221,7 @@ pub(crate) fn route(
     shared: &Shared,
     caller: &Caller,
     protocol: Option<&str>,
-    params: &Value,
+    params: &Fields<'_>,
     accepts_sse: bool,
     single: bool,
 ) -> Option<Route> {
@@ -254,8 +255,8 @@ pub(crate) fn open(
     let (tx, _) = watch::channel(None);
     let ticket = shared.elicit.open(Ticket {
         id: format!("{ID_PREFIX}{}", uuid::Uuid::new_v4().simple()),
-        grant: caller.grant.clone(),
-        session: caller.session.clone(),
+        grant: caller.grant.as_deref().map(str::to_owned),
+        session: caller.session.as_deref().map(str::to_owned),
         call_hash: request.call_hash.clone(),
         revision,
         deadline: Instant::now() + timeout,
@@ -592,7 +593,7 @@ pub(crate) struct Returned {
 
 impl Returned {
     /// The layer's own `requestState` on a call, if it carries one.
-    pub(crate) fn of(params: &Value) -> Option<Returned> {
+    pub(crate) fn of(params: &Fields<'_>) -> Option<Returned> {
         let state = params.get("requestState")?.as_str()?;
         state.starts_with(ID_PREFIX).then(|| Returned {
             state: state.to_owned(),

@@ -14,20 +14,48 @@ use crate::inspect::{self, Message};
 /// What the layer read from a POST body: per message, its method (`None` for responses and
 /// notifications) and, for `tools/call`, the tool name and arguments it decides on. `Err`:
 /// the body is refused before any decision.
+///
+/// The body is also read without keeping arguments (as the layer does when nothing looks
+/// at them); that reading must accept, refuse and name exactly the same, or this panics.
 #[allow(clippy::type_complexity)]
 pub fn inspect(
     body: &[u8],
 ) -> Result<Vec<(Option<String>, Option<(String, Option<Value>)>)>, String> {
-    let parsed = inspect::parse(body).map_err(|r| format!("{r:?}"))?;
+    let kept = reading(inspect::parse(body, true));
+    let unkept = reading(inspect::parse(body, false));
+    assert_eq!(
+        names(&kept),
+        names(&unkept),
+        "reading a body with and without its arguments differs"
+    );
+    kept
+}
+
+/// The methods and tool names of a reading.
+#[allow(clippy::type_complexity)]
+fn names(
+    r: &Result<Vec<(Option<String>, Option<(String, Option<Value>)>)>, String>,
+) -> Result<Vec<(Option<String>, Option<String>)>, String> {
+    r.clone().map(|ms| {
+        ms.into_iter()
+            .map(|(m, c)| (m, c.map(|(n, _)| n)))
+            .collect()
+    })
+}
+
+#[allow(clippy::type_complexity)]
+fn reading(
+    parsed: Result<inspect::Body<'_>, inspect::Refusal>,
+) -> Result<Vec<(Option<String>, Option<(String, Option<Value>)>)>, String> {
+    let parsed = parsed.map_err(|r| format!("{r:?}"))?;
     Ok(parsed
         .messages
         .iter()
         .map(|m| match m {
             Message::Request { method, .. } => {
                 let call = m.tool_call().map(|(_, p)| {
-                    let name = p.get("name").and_then(Value::as_str).unwrap_or_default();
-                    let args = p.get("arguments").filter(|a| !a.is_null()).cloned();
-                    (name.to_owned(), args)
+                    let name = p.name.as_deref().unwrap_or_default();
+                    (name.to_owned(), p.arguments().cloned())
                 });
                 (Some(method.clone()), call)
             }

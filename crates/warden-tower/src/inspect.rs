@@ -1,19 +1,23 @@
 //! Reading MCP JSON-RPC from a request body, refusing anything ambiguous.
 
+use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt;
 
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::Value;
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+use smallvec::SmallVec;
 use warden_policy::strict_json::{self, Strict};
 
-/// One JSON-RPC message of a POST body.
+/// One JSON-RPC message of a POST body, borrowing from the body where it can.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Message {
+pub(crate) enum Message<'a> {
     /// A request: has `method` and `id`.
     Request {
         id: Value,
         method: String,
-        params: Option<Value>,
+        params: Option<Params<'a>>,
     },
     /// `method` without `id`: nothing to answer, nothing to decide.
     Notification,
@@ -25,15 +29,84 @@ pub(crate) enum Message {
     },
 }
 
-impl Message {
-    pub(crate) fn tool_call(&self) -> Option<(&Value, &Value)> {
+impl Message<'_> {
+    /// A `tools/call`'s id and params ([`parse`] checked their shape).
+    pub(crate) fn tool_call(&self) -> Option<(&Value, &Fields<'_>)> {
         match self {
-            Message::Request { id, method, params } if method == "tools/call" => {
-                Some((id, params.as_ref().unwrap_or(&Value::Null)))
-            }
+            Message::Request {
+                id,
+                method,
+                params: Some(Params::Object(fields)),
+            } if method == "tools/call" => Some((id, fields)),
             _ => None,
         }
     }
+}
+
+/// A request's `params`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Params<'a> {
+    Object(Fields<'a>),
+    /// An array or a scalar (JSON-RPC allows positional params; MCP does not use them).
+    Other(Value),
+}
+
+impl Params<'_> {
+    /// A key of an object's params other than `name` and `arguments`.
+    pub(crate) fn get(&self, key: &str) -> Option<&Value> {
+        match self {
+            Params::Object(f) => f.get(key),
+            Params::Other(_) => None,
+        }
+    }
+
+    /// `name`, when it is a string.
+    pub(crate) fn name(&self) -> Option<&str> {
+        match self {
+            Params::Object(f) => f.name.as_deref(),
+            Params::Other(_) => None,
+        }
+    }
+}
+
+/// An object's params, with what a `tools/call` is decided on kept apart: the tool's name
+/// borrowed from the body, and its arguments read into JSON only when something will look
+/// at them (every key of them is still read, as strictly as the rest).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct Fields<'a> {
+    /// `name`, when it is a string (borrowed unless it had escapes).
+    pub(crate) name: Option<Cow<'a, str>>,
+    pub(crate) arguments: Arguments,
+    /// Every other key, and `name` or `arguments` when they are of another type.
+    rest: Map<String, Value>,
+}
+
+impl Fields<'_> {
+    /// A key other than `name` and `arguments` (`_meta`, `requestState`, ...).
+    pub(crate) fn get(&self, key: &str) -> Option<&Value> {
+        self.rest.get(key)
+    }
+
+    /// The arguments, when they were read into JSON.
+    pub(crate) fn arguments(&self) -> Option<&Value> {
+        match &self.arguments {
+            Arguments::Read(v) => Some(v),
+            Arguments::None | Arguments::Unread => None,
+        }
+    }
+}
+
+/// `arguments` of an object's params.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) enum Arguments {
+    /// Absent or `null`.
+    #[default]
+    None,
+    /// An object, read into JSON.
+    Read(Value),
+    /// An object, read and found sound (no repeated key at any depth) but not kept:
+    /// nothing was going to look at it.
+    Unread,
 }
 
 /// Why a body was refused before any decision: the layer answers these itself.
@@ -47,14 +120,19 @@ pub(crate) enum Refusal {
 
 /// A parsed body: one message or a batch.
 #[derive(Debug)]
-pub(crate) struct Body {
-    pub(crate) messages: Vec<Message>,
+pub(crate) struct Body<'a> {
+    pub(crate) messages: Vec<Message<'a>>,
     pub(crate) batch: bool,
 }
 
-pub(crate) fn parse(bytes: &[u8]) -> Result<Body, Refusal> {
+/// Reads a POST body. `keep_arguments`: read tool arguments into JSON (else they are only
+/// checked); the answer is the same either way, bar [`Arguments::Read`] against
+/// [`Arguments::Unread`].
+pub(crate) fn parse(bytes: &[u8], keep_arguments: bool) -> Result<Body<'_>, Refusal> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let top = Top::deserialize(&mut de).and_then(|t| de.end().map(|()| t));
+    let top = TopSeed(keep_arguments)
+        .deserialize(&mut de)
+        .and_then(|t| de.end().map(|()| t));
     let top = top.map_err(|e| Refusal::Parse(strict_json::syntax(e).to_string()))?;
     match top {
         Top::Batch(items) => {
@@ -84,54 +162,59 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Body, Refusal> {
 // a syntax error anywhere still wins, as when the body was parsed first and read after.
 
 /// A body: one message or a batch, each message read or the reason it is not one.
-enum Top {
-    One(Result<Message, Refusal>),
-    Batch(Vec<Result<Message, Refusal>>),
+// Made once per body and taken apart at once: boxing the one message would cost the
+// allocation this reader exists to save.
+#[allow(clippy::large_enum_variant)]
+enum Top<'a> {
+    One(Result<Message<'a>, Refusal>),
+    Batch(Vec<Result<Message<'a>, Refusal>>),
 }
 
-impl<'de> Deserialize<'de> for Top {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(TopVisitor)
+/// Reads a [`Top`]; the flag is `keep_arguments`.
+struct TopSeed(bool);
+
+impl<'de> DeserializeSeed<'de> for TopSeed {
+    type Value = Top<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Top<'de>, D::Error> {
+        d.deserialize_any(self)
     }
 }
 
-struct TopVisitor;
-
-impl<'de> Visitor<'de> for TopVisitor {
-    type Value = Top;
+impl<'de> Visitor<'de> for TopSeed {
+    type Value = Top<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON-RPC message or batch")
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Top, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Top<'de>, A::Error> {
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
-        while let Some(OneMessage(m)) = seq.next_element()? {
+        while let Some(m) = seq.next_element_seed(MessageSeed(self.0))? {
             items.push(m);
         }
         Ok(Top::Batch(items))
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Top, A::Error> {
-        MessageVisitor.visit_map(map).map(Top::One)
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Top<'de>, A::Error> {
+        MessageSeed(self.0).visit_map(map).map(Top::One)
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<Top, E> {
+    fn visit_bool<E>(self, _: bool) -> Result<Top<'de>, E> {
         Ok(Top::One(Err(not_an_object())))
     }
-    fn visit_i64<E>(self, _: i64) -> Result<Top, E> {
+    fn visit_i64<E>(self, _: i64) -> Result<Top<'de>, E> {
         Ok(Top::One(Err(not_an_object())))
     }
-    fn visit_u64<E>(self, _: u64) -> Result<Top, E> {
+    fn visit_u64<E>(self, _: u64) -> Result<Top<'de>, E> {
         Ok(Top::One(Err(not_an_object())))
     }
-    fn visit_f64<E>(self, _: f64) -> Result<Top, E> {
+    fn visit_f64<E>(self, _: f64) -> Result<Top<'de>, E> {
         Ok(Top::One(Err(not_an_object())))
     }
-    fn visit_str<E>(self, _: &str) -> Result<Top, E> {
+    fn visit_str<E>(self, _: &str) -> Result<Top<'de>, E> {
         Ok(Top::One(Err(not_an_object())))
     }
-    fn visit_unit<E>(self) -> Result<Top, E> {
+    fn visit_unit<E>(self) -> Result<Top<'de>, E> {
         Ok(Top::One(Err(not_an_object())))
     }
 }
@@ -143,26 +226,27 @@ fn not_an_object() -> Refusal {
     }
 }
 
-/// One element of a batch.
-struct OneMessage(Result<Message, Refusal>);
+/// Reads one message, or the reason it is not one; the flag is `keep_arguments`.
+struct MessageSeed(bool);
 
-impl<'de> Deserialize<'de> for OneMessage {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(MessageVisitor).map(OneMessage)
+impl<'de> DeserializeSeed<'de> for MessageSeed {
+    type Value = Result<Message<'de>, Refusal>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
     }
 }
 
-struct MessageVisitor;
-
-impl<'de> Visitor<'de> for MessageVisitor {
-    type Value = Result<Message, Refusal>;
+impl<'de> Visitor<'de> for MessageSeed {
+    type Value = Result<Message<'de>, Refusal>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON-RPC message")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut fields: [Option<Value>; 6] = Default::default();
+        let mut fields: [Option<Value>; 4] = Default::default();
+        let mut jsonrpc = false;
+        let mut params: Option<Params<'de>> = None;
         // Other keys are only checked for repeats.
         let mut others: Vec<String> = Vec::new();
         while let Some(key) = map.next_key::<Key<'de>>()? {
@@ -170,10 +254,23 @@ impl<'de> Visitor<'de> for MessageVisitor {
             let slot = match key {
                 "id" => 0,
                 "method" => 1,
-                "params" => 2,
-                "result" => 3,
-                "error" => 4,
-                "jsonrpc" => 5,
+                "result" => 2,
+                "error" => 3,
+                // Checked, not kept: nothing reads it.
+                "jsonrpc" => {
+                    if std::mem::replace(&mut jsonrpc, true) {
+                        return Err(strict_json::duplicate_key(key));
+                    }
+                    let Sound = map.next_value()?;
+                    continue;
+                }
+                "params" => {
+                    if params.is_some() {
+                        return Err(strict_json::duplicate_key(key));
+                    }
+                    params = Some(map.next_value_seed(ParamsSeed(self.0))?);
+                    continue;
+                }
                 _ => {
                     if others.iter().any(|k| k == key) {
                         return Err(strict_json::duplicate_key(key));
@@ -189,7 +286,7 @@ impl<'de> Visitor<'de> for MessageVisitor {
             let Strict(v) = map.next_value()?;
             fields[slot] = Some(v);
         }
-        let [id, method, params, result, error, _] = fields;
+        let [id, method, result, error] = fields;
         Ok(message(id, method, params, result, error))
     }
 
@@ -219,8 +316,269 @@ impl<'de> Visitor<'de> for MessageVisitor {
     }
 }
 
+/// Reads `params`; the flag is `keep_arguments`.
+struct ParamsSeed(bool);
+
+impl<'de> DeserializeSeed<'de> for ParamsSeed {
+    type Value = Params<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Params<'de>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ParamsSeed {
+    type Value = Params<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("params")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Params<'de>, A::Error> {
+        let mut f = Fields::default();
+        let (mut seen_name, mut seen_arguments) = (false, false);
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            let repeated = match key.as_str() {
+                "name" => std::mem::replace(&mut seen_name, true),
+                "arguments" => std::mem::replace(&mut seen_arguments, true),
+                other => f.rest.contains_key(other),
+            };
+            if repeated {
+                return Err(strict_json::duplicate_key(key.as_str()));
+            }
+            match key.as_str() {
+                "name" => match map.next_value::<Text<'de>>()? {
+                    Text::Str(s) => f.name = Some(s),
+                    Text::Other(v) => {
+                        f.rest.insert("name".into(), v);
+                    }
+                },
+                "arguments" if self.0 => match map.next_value::<Strict>()? {
+                    Strict(Value::Null) => {}
+                    Strict(v @ Value::Object(_)) => f.arguments = Arguments::Read(v),
+                    Strict(v) => {
+                        f.rest.insert("arguments".into(), v);
+                    }
+                },
+                "arguments" => match map.next_value::<Checked>()? {
+                    Checked::Null => {}
+                    Checked::Object => f.arguments = Arguments::Unread,
+                    Checked::Other(v) => {
+                        f.rest.insert("arguments".into(), v);
+                    }
+                },
+                other => {
+                    let Strict(v) = map.next_value()?;
+                    f.rest.insert(other.to_owned(), v);
+                }
+            }
+        }
+        Ok(Params::Object(f))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Params<'de>, A::Error> {
+        let Strict(v) = Strict::deserialize(SeqAccessDeserializer::new(seq))?;
+        Ok(Params::Other(v))
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Params<'de>, E> {
+        Ok(Params::Other(Value::Bool(v)))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Params<'de>, E> {
+        Ok(Params::Other(Value::from(v)))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Params<'de>, E> {
+        Ok(Params::Other(Value::from(v)))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Params<'de>, E> {
+        Ok(Params::Other(Value::from(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Params<'de>, E> {
+        Ok(Params::Other(Value::from(v)))
+    }
+    fn visit_unit<E>(self) -> Result<Params<'de>, E> {
+        Ok(Params::Other(Value::Null))
+    }
+}
+
+/// A string, borrowed from the body when it had no escapes; any other value as JSON.
+enum Text<'de> {
+    Str(Cow<'de, str>),
+    Other(Value),
+}
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(TextVisitor)
+    }
+}
+
+struct TextVisitor;
+
+impl<'de> Visitor<'de> for TextVisitor {
+    type Value = Text<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'de>, E> {
+        Ok(Text::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
+        Ok(Text::Str(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Text<'de>, E> {
+        Ok(Text::Str(Cow::Owned(v)))
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Text<'de>, E> {
+        Ok(Text::Other(Value::Bool(v)))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Text<'de>, E> {
+        Ok(Text::Other(Value::from(v)))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Text<'de>, E> {
+        Ok(Text::Other(Value::from(v)))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Text<'de>, E> {
+        Ok(Text::Other(Value::from(v)))
+    }
+    fn visit_unit<E>(self) -> Result<Text<'de>, E> {
+        Ok(Text::Other(Value::Null))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Text<'de>, A::Error> {
+        let Strict(v) = Strict::deserialize(SeqAccessDeserializer::new(seq))?;
+        Ok(Text::Other(v))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Text<'de>, A::Error> {
+        let Strict(v) = Strict::deserialize(MapAccessDeserializer::new(map))?;
+        Ok(Text::Other(v))
+    }
+}
+
+/// `arguments` read as strictly as [`Strict`] reads any value, without keeping an object.
+enum Checked {
+    Null,
+    Object,
+    /// Not an object: kept, to be refused by name.
+    Other(Value),
+}
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(CheckedVisitor)
+    }
+}
+
+struct CheckedVisitor;
+
+impl<'de> Visitor<'de> for CheckedVisitor {
+    type Value = Checked;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Checked, A::Error> {
+        SoundVisitor.visit_map(map).map(|Sound| Checked::Object)
+    }
+    fn visit_unit<E>(self) -> Result<Checked, E> {
+        Ok(Checked::Null)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Checked, E> {
+        Ok(Checked::Other(Value::Bool(v)))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Checked, E> {
+        Ok(Checked::Other(Value::from(v)))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Checked, E> {
+        Ok(Checked::Other(Value::from(v)))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Checked, E> {
+        Ok(Checked::Other(Value::from(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Checked, E> {
+        Ok(Checked::Other(Value::from(v)))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Checked, A::Error> {
+        let Strict(v) = Strict::deserialize(SeqAccessDeserializer::new(seq))?;
+        Ok(Checked::Other(v))
+    }
+}
+
+/// Any JSON value read and dropped, refusing a repeated key at any depth with the same
+/// error, at the same place, as [`Strict`].
+struct Sound;
+
+impl<'de> Deserialize<'de> for Sound {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(SoundVisitor)
+    }
+}
+
+struct SoundVisitor;
+
+/// Keys compared one by one up to this many; past it, hashed (an object with many keys
+/// must not cost the square of their number).
+const FEW_KEYS: usize = 16;
+
+impl<'de> Visitor<'de> for SoundVisitor {
+    type Value = Sound;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Sound, E> {
+        Ok(Sound)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Sound, E> {
+        Ok(Sound)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Sound, E> {
+        Ok(Sound)
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Sound, E> {
+        // As `Strict`: a number JSON cannot hold is refused, not dropped.
+        serde_json::Number::from_f64(v)
+            .map(|_| Sound)
+            .ok_or_else(|| E::custom("number out of range"))
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Sound, E> {
+        Ok(Sound)
+    }
+    fn visit_unit<E>(self) -> Result<Sound, E> {
+        Ok(Sound)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Sound, A::Error> {
+        while let Some(Sound) = seq.next_element()? {}
+        Ok(Sound)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Sound, A::Error> {
+        let mut few: SmallVec<[Key<'de>; FEW_KEYS]> = SmallVec::new();
+        let mut many: HashSet<Key<'de>> = HashSet::new();
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            let repeated = if few.len() < FEW_KEYS {
+                few.iter().any(|k| k.as_str() == key.as_str())
+            } else {
+                if many.is_empty() {
+                    many.extend(few.iter().cloned());
+                }
+                many.contains(&key)
+            };
+            if repeated {
+                // As `Strict` says it.
+                return Err(de::Error::custom(format_args!(
+                    "duplicate key {:?}",
+                    key.as_str()
+                )));
+            }
+            if few.len() < FEW_KEYS {
+                few.push(key);
+            } else {
+                many.insert(key);
+            }
+            let Sound = map.next_value()?;
+        }
+        Ok(Sound)
+    }
+}
+
 /// An object key as the body has it (borrowed unless it had escapes, which are decoded:
 /// `"m\u0065thod"` is `method`).
+#[derive(Clone)]
 enum Key<'de> {
     Borrowed(&'de str),
     Owned(String),
@@ -232,6 +590,20 @@ impl Key<'_> {
             Key::Borrowed(s) => s,
             Key::Owned(s) => s,
         }
+    }
+}
+
+impl PartialEq for Key<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Key<'_> {}
+
+impl std::hash::Hash for Key<'_> {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.as_str().hash(h);
     }
 }
 
@@ -257,13 +629,13 @@ impl<'de> Deserialize<'de> for Key<'de> {
     }
 }
 
-fn message(
+fn message<'a>(
     id: Option<Value>,
     method: Option<Value>,
-    params: Option<Value>,
+    params: Option<Params<'a>>,
     result: Option<Value>,
     error: Option<Value>,
-) -> Result<Message, Refusal> {
+) -> Result<Message<'a>, Refusal> {
     let invalid = |id: Option<Value>, message: &str| Refusal::Invalid {
         id: id.unwrap_or(Value::Null),
         message: message.to_owned(),
@@ -295,28 +667,39 @@ fn message(
 }
 
 /// `tools/call` params: `name` a string, `arguments` an object or absent.
-fn check_call(id: &Value, params: Option<&Value>) -> Result<(), Refusal> {
+fn check_call(id: &Value, params: Option<&Params<'_>>) -> Result<(), Refusal> {
     let invalid = |message: &str| Refusal::Invalid {
         id: id.clone(),
         message: message.to_owned(),
     };
-    let Some(Value::Object(p)) = params else {
+    let Some(Params::Object(p)) = params else {
         return Err(invalid("tools/call needs params with a tool `name`"));
     };
-    match p.get("name") {
-        Some(Value::String(_)) => {}
-        Some(_) => return Err(invalid("the tool name must be a string")),
-        None => return Err(invalid("tools/call needs a tool `name`")),
+    // A `name` or `arguments` of the wrong type was kept with the other keys.
+    match (&p.name, p.rest.contains_key("name")) {
+        (Some(_), _) => {}
+        (None, true) => return Err(invalid("the tool name must be a string")),
+        (None, false) => return Err(invalid("tools/call needs a tool `name`")),
     }
-    match p.get("arguments") {
-        None | Some(Value::Object(_)) | Some(Value::Null) => Ok(()),
-        Some(_) => Err(invalid("tool `arguments` must be an object")),
+    if p.rest.contains_key("arguments") {
+        return Err(invalid("tool `arguments` must be an object"));
     }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse(bytes: &[u8]) -> Result<Body<'_>, Refusal> {
+        let kept = super::parse(bytes, true);
+        let unkept = super::parse(bytes, false);
+        assert_eq!(kept.is_ok(), unkept.is_ok());
+        if let (Err(a), Err(b)) = (&kept, &unkept) {
+            assert_eq!(a, b, "the same refusal with and without arguments");
+        }
+        kept
+    }
 
     #[test]
     fn a_tools_call_without_an_id_is_refused_not_forwarded_undecided() {
@@ -335,7 +718,8 @@ mod tests {
         let (id, params) = b.messages[0].tool_call().unwrap();
         assert_eq!(id, &Value::from(1));
         // Escapes are decoded before the name is compared.
-        assert_eq!(params["name"], "get-env");
+        assert_eq!(params.name.as_deref(), Some("get-env"));
+        assert_eq!(params.arguments(), Some(&serde_json::json!({"a": 1})));
         let b = parse(br#"[{"jsonrpc":"2.0","method":"notifications/initialized"},{"jsonrpc":"2.0","id":"x","result":{}}]"#).unwrap();
         assert!(b.batch);
         assert_eq!(
@@ -375,6 +759,56 @@ mod tests {
         ] {
             assert!(
                 matches!(parse(bad.as_bytes()), Err(Refusal::Invalid { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn arguments_not_kept_are_still_read_as_strictly() {
+        let call = |args: &str| {
+            format!(
+                r#"{{"params":{{"arguments":{args},"name":"t"}},"id":1,"method":"tools/call"}}"#
+            )
+        };
+        // Kept or not, params may come before the method that says what they are.
+        let text = call(r#"{"a":[{"b":1}]}"#);
+        let b = super::parse(text.as_bytes(), false).unwrap();
+        let (_, p) = b.messages[0].tool_call().unwrap();
+        assert_eq!(
+            (p.name.as_deref(), &p.arguments),
+            (Some("t"), &Arguments::Unread)
+        );
+        let text = call("null");
+        let b = super::parse(text.as_bytes(), false).unwrap();
+        assert_eq!(
+            b.messages[0].tool_call().unwrap().1.arguments,
+            Arguments::None
+        );
+
+        // Every key past the first few is hashed; a repeat is found on either side of that.
+        let many: Vec<String> = (0..40).map(|i| format!(r#""k{i}":{i}"#)).collect();
+        for repeat_at in [3, 15, 16, 17, 39] {
+            let mut keys = many.clone();
+            keys.push(format!(r#""k{repeat_at}":0"#));
+            let deep = format!(r#"{{"x":[{{{}}}]}}"#, keys.join(","));
+            let text = call(&deep);
+            let r = parse(text.as_bytes());
+            assert!(
+                matches!(&r, Err(Refusal::Parse(m)) if m.contains(&format!("duplicate key \"k{repeat_at}\""))),
+                "{repeat_at}: {r:?}"
+            );
+        }
+        let fine = format!("{{{}}}", many.join(","));
+        assert!(parse(call(&fine).as_bytes()).is_ok());
+        // Escaped keys are compared decoded, kept or not.
+        assert!(matches!(
+            parse(call(r#"{"a":1,"\u0061":2}"#).as_bytes()),
+            Err(Refusal::Parse(_))
+        ));
+        for bad in ["[1]", "7", r#""x""#, "true"] {
+            assert!(
+                matches!(parse(call(bad).as_bytes()), Err(Refusal::Invalid { message, .. }) if message.contains("must be an object")),
                 "{bad}"
             );
         }

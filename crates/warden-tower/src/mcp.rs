@@ -13,12 +13,12 @@ use warden_policy::Outcome;
 use crate::answer::{self, DenyStyle};
 use crate::body::{Body, BoxError};
 use crate::elicit;
-use crate::inspect::{self, Message, Refusal};
+use crate::inspect::{self, Fields, Message, Refusal};
 use crate::layer::{Enforcer, Shared};
 use crate::limit::{Charge, Charged};
 use crate::observe;
 use crate::refund;
-use crate::service::{Caller, Verdict, boxed, header_str, log, names, read_body};
+use crate::service::{Caller, HeaderText, Verdict, boxed, header_str, log, names, read_body};
 
 pub(crate) async fn mcp<S, ReqB, ResB>(
     shared: Arc<Shared>,
@@ -64,7 +64,16 @@ where
             return Ok(answer::json(status, &v));
         }
     };
-    let parsed = match inspect::parse(&bytes) {
+    let enforcer = shared.state.load_full();
+    // Arguments are read into JSON only when something will look at them: a condition or a
+    // cost, an approval (the person sees them), the recorder, or the audit line's keys.
+    let keep_arguments = enforcer.policy.reads_arguments()
+        || enforcer.policy.asks_approval()
+        || shared.config.recorder.is_some()
+        || observe::decisions_enabled();
+    // The messages borrow from their own handle on the body, so `bytes` can be forwarded.
+    let text = bytes.clone();
+    let parsed = match inspect::parse(&text, keep_arguments) {
         Ok(p) => p,
         Err(Refusal::Parse(why)) => {
             observe::refused_request("parse");
@@ -94,11 +103,10 @@ where
     if let Some(r) = elicit::take_client_answer(&shared, &caller, &parsed.messages) {
         return Ok(r);
     }
-    let enforcer = shared.state.load_full();
     caller.read_counters(&shared, &enforcer).await;
     let verdicts = decide_all(&enforcer, &caller, &parsed.messages, shared.config.shadow);
     let style = shared.config.deny_style;
-    let protocol = header_str(&parts.headers, &names::MCP_PROTOCOL_VERSION).map(str::to_owned);
+    let protocol = HeaderText::of(&parts.headers, &names::MCP_PROTOCOL_VERSION);
     let protocol = protocol.as_deref();
     // Calls that come back (protocol 2026-07-28) with the answer to an approval asked in the
     // client. They were charged when first asked; their ticket decides them below.
@@ -127,7 +135,7 @@ where
     if !blocking.is_empty() {
         let reasons: Vec<(Value, String)> = blocking
             .iter()
-            .map(|v| (v.id.clone(), v.message.clone()))
+            .map(|v| (v.id.clone(), v.message.to_string()))
             .collect();
         return Ok(refuse_all(
             &parsed,
@@ -138,16 +146,29 @@ where
         ));
     }
 
-    // Limits of every call that goes on, all charged together or none.
-    let charges: Vec<Charge> = verdicts
+    // Limits of every call that goes on, all charged together or none. One call (the usual
+    // body) is charged from its own verdict, without copying.
+    let mut going = verdicts
         .iter()
         .enumerate()
         .filter(|(i, v)| v.outcome != Outcome::Deny && !is_returned(*i))
-        .flat_map(|(_, v)| v.charges.iter().cloned())
-        .collect();
+        .map(|(_, v)| v);
+    let combined: Vec<Charge>;
+    let charges: &[Charge] = match (going.next(), going.next()) {
+        (None, _) => &[],
+        (Some(one), None) => &one.charges,
+        (Some(a), Some(b)) => {
+            combined = [a, b]
+                .into_iter()
+                .chain(going)
+                .flat_map(|v| v.charges.iter().cloned())
+                .collect();
+            &combined
+        }
+    };
     let charged = enforcer
         .counters
-        .charge(&enforcer.policy, shared.store.as_ref(), &charges)
+        .charge(&enforcer.policy, shared.store.as_ref(), charges)
         .await;
     if let Err(limited) = &charged {
         let shadow = verdicts.iter().all(|v| v.shadow);
@@ -383,28 +404,25 @@ fn forward_request(
 }
 
 /// The params of each `tools/call`, in the order the verdicts are in.
-fn call_params(messages: &[Message]) -> impl Iterator<Item = &Value> {
+fn call_params<'m>(messages: &'m [Message<'_>]) -> impl Iterator<Item = &'m Fields<'m>> {
     messages
         .iter()
         .filter_map(|m| m.tool_call().map(|(_, p)| p))
 }
 
 fn decide_all<'a>(
-    enforcer: &Enforcer,
+    enforcer: &'a Enforcer,
     caller: &Caller,
-    messages: &'a [Message],
+    messages: &'a [Message<'_>],
     force_shadow: bool,
 ) -> Vec<Verdict<'a>> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(messages.len());
     for m in messages {
         let Some((id, params)) = m.tool_call() else {
             continue;
         };
-        let tool = params
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let args = params.get("arguments").filter(|a| !a.is_null());
+        let tool = params.name.as_deref().unwrap_or_default();
+        let args = params.arguments();
         out.push(Verdict::decide(
             enforcer,
             caller,
@@ -487,7 +505,7 @@ fn headers_agree(h: &HeaderMap, parsed: &inspect::Body) -> Result<(), String> {
         }
     }
     if let (Some(nh), Some("tools/call")) = (name_h, method) {
-        let name = params.and_then(|p| p.get("name")).and_then(Value::as_str);
+        let name = params.and_then(inspect::Params::name);
         if name.is_none_or(|n| nh.as_bytes() != n.as_bytes()) {
             return Err("the Mcp-Name header does not match the tool being called".into());
         }

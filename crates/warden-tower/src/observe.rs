@@ -50,6 +50,11 @@ impl std::fmt::Display for Keys<'_> {
     }
 }
 
+/// Whether the decision event is written (else its fields need not be gathered).
+pub(crate) fn decisions_enabled() -> bool {
+    tracing::enabled!(target: "warden::decision", tracing::Level::INFO)
+}
+
 pub(crate) fn record(r: &Record<'_>) {
     // tracing evaluates fields only for an enabled event: with decisions off (the
     // gateway's default on stderr), nothing here is formatted or allocated.

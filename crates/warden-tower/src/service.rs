@@ -1,5 +1,6 @@
 //! [`PolicyService`]: inspects each request, decides, and answers locally or forwards.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -94,12 +95,12 @@ where
 
 /// Who is calling, from the request head.
 pub(crate) struct Caller {
-    pub(crate) grant: Option<String>,
-    pub(crate) session: Option<String>,
+    pub(crate) grant: Option<Arc<str>>,
+    pub(crate) session: Option<HeaderText>,
     pub(crate) ip: Option<IpAddr>,
     pub(crate) claims: Option<Arc<Value>>,
     /// `x-request-id` (the gateway sets one), so an audit line can be matched to a request.
-    pub(crate) request_id: Option<String>,
+    pub(crate) request_id: Option<HeaderText>,
     pub(crate) recorder: Option<crate::layer::RecorderRef>,
     /// What the caller has used of the counters conditions read (`counter.NAME`).
     pub(crate) counters: Option<warden_policy::CounterValues>,
@@ -119,11 +120,11 @@ impl Caller {
             None => shared.grants.identify(parts),
         };
         Caller {
-            grant: grant.map(|g| g.as_str().to_owned()),
-            session: header_str(&parts.headers, &names::MCP_SESSION_ID).map(str::to_owned),
+            grant: grant.map(|g| g.0),
+            session: HeaderText::of(&parts.headers, &names::MCP_SESSION_ID),
             ip,
             claims,
-            request_id: header_str(&parts.headers, &names::X_REQUEST_ID).map(str::to_owned),
+            request_id: HeaderText::of(&parts.headers, &names::X_REQUEST_ID),
             recorder: shared.config.recorder.clone(),
             counters: None,
         }
@@ -187,18 +188,40 @@ pub(crate) mod names {
     pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 }
 
+/// A header's text, kept as the request's own value (a shared slice, not a copy).
+#[derive(Debug, Clone)]
+pub(crate) struct HeaderText(http::HeaderValue);
+
+impl HeaderText {
+    /// `None` when absent or not visible ASCII (the same as [`header_str`]).
+    pub(crate) fn of(h: &HeaderMap, name: &http::HeaderName) -> Option<HeaderText> {
+        let v = h.get(name)?;
+        v.to_str().ok()?;
+        Some(HeaderText(v.clone()))
+    }
+}
+
+impl std::ops::Deref for HeaderText {
+    type Target = str;
+    fn deref(&self) -> &str {
+        // Checked in `of`.
+        self.0.to_str().unwrap_or_default()
+    }
+}
+
 pub(crate) fn header_str<'a>(h: &'a HeaderMap, name: &http::HeaderName) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// What one call came to, before anything is forwarded.
+/// What one call came to, before anything is forwarded. Borrows the request's body and
+/// the policy that decided; [`Verdict::detached`] copies it to outlive both.
 pub(crate) struct Verdict<'a> {
     pub(crate) id: Value,
-    pub(crate) tool: String,
+    pub(crate) tool: Cow<'a, str>,
     pub(crate) args: Option<&'a Value>,
     pub(crate) outcome: Outcome,
-    pub(crate) rule: String,
-    pub(crate) message: String,
+    pub(crate) rule: Cow<'a, str>,
+    pub(crate) message: Cow<'a, str>,
     pub(crate) shadow: bool,
     pub(crate) charges: Vec<Charge>,
     pub(crate) approval: Option<warden_policy::Approval>,
@@ -211,11 +234,11 @@ impl Verdict<'_> {
     pub(crate) fn detached(&self) -> Verdict<'static> {
         Verdict {
             id: self.id.clone(),
-            tool: self.tool.clone(),
+            tool: Cow::Owned(self.tool.to_string()),
             args: None,
             outcome: self.outcome,
-            rule: self.rule.clone(),
-            message: self.message.clone(),
+            rule: Cow::Owned(self.rule.to_string()),
+            message: Cow::Owned(self.message.to_string()),
             shadow: self.shadow,
             charges: self.charges.clone(),
             approval: self.approval.clone(),
@@ -226,35 +249,37 @@ impl Verdict<'_> {
 
 impl<'a> Verdict<'a> {
     pub(crate) fn decide(
-        enforcer: &Enforcer,
+        enforcer: &'a Enforcer,
         caller: &Caller,
         id: Value,
-        tool: &str,
+        tool: &'a str,
         args: Option<&'a Value>,
         force_shadow: bool,
     ) -> Self {
         let call = caller.call(tool, args);
         let d = enforcer.policy.decide(&call);
-        let charges = d
-            .charges()
-            .iter()
+        let (outcome, rule, shadow) = (d.outcome(), d.rule(), d.is_shadow());
+        let approval = d.approval().cloned();
+        let (message, charges) = d.into_message_and_charges();
+        let charges = charges
+            .into_iter()
             .map(|c| Charge {
                 limit: c.limit.index,
                 counter: enforcer.counters.spec(c.limit),
-                key: c.key.clone(),
+                key: c.key,
                 cost: c.cost,
             })
             .collect();
         Verdict {
             id,
-            tool: tool.to_owned(),
+            tool: Cow::Borrowed(tool),
             args,
-            outcome: d.outcome(),
-            rule: d.rule().to_owned(),
-            message: d.message().to_owned(),
-            shadow: d.is_shadow() || force_shadow,
+            outcome,
+            rule: Cow::Borrowed(rule),
+            message,
+            shadow: shadow || force_shadow,
             charges,
-            approval: d.approval().cloned(),
+            approval,
             claims: enforcer
                 .policy
                 .read_claims(caller.claims.as_deref())
@@ -314,7 +339,7 @@ pub(crate) fn log(
         tool: &v.tool,
         decision,
         rule,
-        message: (decision != "allow" && !v.message.is_empty()).then_some(v.message.as_str()),
+        message: (decision != "allow" && !v.message.is_empty()).then_some(&*v.message),
         args: v.args,
         claims: v.claims.as_deref(),
         request_id: caller.request_id.as_deref(),
@@ -326,10 +351,10 @@ pub(crate) fn log(
             at_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
-            grant: caller.grant.clone(),
-            session: caller.session.clone(),
+            grant: caller.grant.as_deref().map(str::to_owned),
+            session: caller.session.as_deref().map(str::to_owned),
             claims: caller.claims.as_deref().cloned(),
-            tool: v.tool.clone(),
+            tool: v.tool.to_string(),
             args: v.args.cloned(),
             decision: decision.to_owned(),
             rule: rule.to_owned(),

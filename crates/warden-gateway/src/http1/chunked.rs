@@ -5,6 +5,8 @@
 //! request-smuggling class): the size is hex digits only, at most 15 of them, data is
 //! followed by exactly CRLF, and extensions and trailers are skipped within a bound.
 
+use std::io::Write as _;
+
 use bytes::{Bytes, BytesMut};
 
 /// Longest chunk-size line (size, extensions) or trailer section accepted.
@@ -166,7 +168,8 @@ pub fn encode(data: &[u8], out: &mut Vec<u8>) {
     if data.is_empty() {
         return;
     }
-    out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+    // `write!` to a Vec cannot fail.
+    let _ = write!(out, "{:x}\r\n", data.len());
     out.extend_from_slice(data);
     out.extend_from_slice(b"\r\n");
 }

@@ -47,6 +47,7 @@ pub mod fuzzing {
     }
 }
 
+use std::io::Write as _;
 use std::mem::MaybeUninit;
 
 use bytes::Bytes;
@@ -101,12 +102,15 @@ impl Lines {
 /// MCP's own headers, named without the allocation `HeaderName::from_bytes` makes for any
 /// name that is not one of HTTP's standard ones.
 fn known_name(name: &[u8]) -> Option<HeaderName> {
-    const KNOWN: [HeaderName; 5] = [
+    const KNOWN: [HeaderName; 7] = [
         HeaderName::from_static("mcp-session-id"),
         HeaderName::from_static("mcp-protocol-version"),
         HeaderName::from_static("last-event-id"),
         HeaderName::from_static("mcp-method"),
         HeaderName::from_static("mcp-name"),
+        HeaderName::from_static("x-request-id"),
+        // Sent with SSE answers by rmcp and other servers that expect nginx in front.
+        HeaderName::from_static("x-accel-buffering"),
     ];
     KNOWN
         .iter()
@@ -231,7 +235,8 @@ pub(crate) fn header_line(name: &[u8], value: &[u8], out: &mut Vec<u8>) {
 
 pub(crate) fn length_line(n: usize, out: &mut Vec<u8>) {
     out.extend_from_slice(b"content-length: ");
-    out.extend_from_slice(n.to_string().as_bytes());
+    // `write!` to a Vec cannot fail; it formats in place where `to_string` allocated.
+    let _ = write!(out, "{n}");
     out.extend_from_slice(b"\r\n");
 }
 

@@ -50,9 +50,15 @@ impl Tats {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Sets a key's time; the caller holds the map's lock.
-    fn put(&self, map: &mut HashMap<String, u64>, key: String, tat: u64) {
-        map.insert(key, tat);
+    /// Sets a key's time; the caller holds the map's lock. A key already there is updated
+    /// in place: copying the key for every charge was an allocation per call.
+    fn put(&self, map: &mut HashMap<String, u64>, key: &str, tat: u64) {
+        match map.get_mut(key) {
+            Some(t) => *t = tat,
+            None => {
+                map.insert(key.to_owned(), tat);
+            }
+        }
         self.next_idle.fetch_min(tat, Ordering::Relaxed);
     }
 }
@@ -70,7 +76,7 @@ impl StateStore for Store {
         let mut map = self.0.lock();
         let old = map.get(key).map(|t| Nanos::from(Duration::from_nanos(*t)));
         let (out, new) = f(old)?;
-        self.0.put(&mut map, key.clone(), new.as_u64());
+        self.0.put(&mut map, key, new.as_u64());
         Ok(out)
     }
 }
@@ -237,7 +243,7 @@ impl<C: Clock + Clone> MemoryStore<C> {
             for (counter, key, old) in undo.drain(..).rev() {
                 let mut map = counter.tats.lock();
                 match old {
-                    Some(t) => counter.tats.put(&mut map, key.to_owned(), t),
+                    Some(t) => counter.tats.put(&mut map, key, t),
                     None => {
                         map.remove(key);
                     }
@@ -294,7 +300,7 @@ impl<C: Clock + Clone> MemoryStore<C> {
                 if back <= now {
                     map.remove(&c.key);
                 } else {
-                    counter.tats.put(&mut map, c.key.clone(), back);
+                    counter.tats.put(&mut map, &c.key, back);
                 }
             }
         }
