@@ -553,9 +553,17 @@ fn main() -> Result<(), String> {
                 continue;
             }
             let url = format!("http://127.0.0.1:{port}/mcp");
-            runs[i].push(rt.block_on(measure(&url, *pid, &o))?);
+            let run = rt.block_on(measure(&url, *pid, &o))?;
+            eprintln!(
+                "  {name}: {:.0} calls/s, {}",
+                run.throughput,
+                run.cpu_us
+                    .map_or("—".to_owned(), |c| format!("{c:.1} µs CPU per call"))
+            );
+            runs[i].push(run);
         }
     }
+    let paired = paired_ratios(&paths, &runs);
     let runs: Vec<Run> = runs.into_iter().map(median).collect();
     let nginx_run = runs[1];
     let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
@@ -587,6 +595,40 @@ fn main() -> Result<(), String> {
             r.throughput / nginx_run.throughput,
         );
     }
+    if o.rounds > 1 {
+        println!("{paired}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// Each path against nginx within the same round, over all rounds: the median (and range)
+/// of those ratios. A round measures every path within seconds, so a ratio taken inside it
+/// shares the machine's state; the medians of the table above do not.
+fn paired_ratios(paths: &[(&str, u16, Option<u32>)], runs: &[Vec<Run>]) -> String {
+    let mut out = String::from(
+        "\nRatios to nginx within each round (median, lowest–highest over the rounds):\n\n| path | CPU per call vs nginx | calls/s vs nginx |\n|---|---:|---:|\n",
+    );
+    let summary = |mut v: Vec<f64>| {
+        v.retain(|x| x.is_finite());
+        if v.is_empty() {
+            return "—".to_owned();
+        }
+        v.sort_by(f64::total_cmp);
+        format!("{:.2}× ({:.2}–{:.2})", v[v.len() / 2], v[0], v[v.len() - 1])
+    };
+    for (i, (name, _, _)) in paths.iter().enumerate().skip(2) {
+        let pairs = runs[i].iter().zip(&runs[1]);
+        let cpu = pairs
+            .clone()
+            .filter_map(|(r, n)| Some(r.cpu_us? / n.cpu_us?))
+            .collect();
+        let calls = pairs.map(|(r, n)| r.throughput / n.throughput).collect();
+        out.push_str(&format!(
+            "| {name} | {} | {} |\n",
+            summary(cpu),
+            summary(calls)
+        ));
+    }
+    out
 }

@@ -59,7 +59,7 @@ impl Callers {
                     .zip(token)
                     .and_then(|(g, t)| g.lookup_token(t));
                 match (known, jwt, token) {
-                    (Some(name), _, _) => Arc::clone(name),
+                    (Some(name), _, _) => name,
                     (None, Some(_), Some(t)) if t.contains('.') => {
                         return Admission::Jwt(t.to_owned());
                     }

@@ -12,6 +12,7 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
+use smallvec::SmallVec;
 use tower::Service;
 use warden_tower::{Body, Forwarded};
 
@@ -173,8 +174,15 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
             h.remove(n);
         }
     }
-    for n in HOP_BY_HOP {
-        h.remove(*n);
+    // Only the names that are there are removed: a removal hashes its name, and an answer
+    // carries one or two of these, not all nine.
+    let present: SmallVec<[HeaderName; 4]> = h
+        .keys()
+        .filter(|k| HOP_BY_HOP.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    for n in present {
+        h.remove(n);
     }
 }
 

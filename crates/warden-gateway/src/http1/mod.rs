@@ -47,6 +47,7 @@ pub mod fuzzing {
     }
 }
 
+use std::cell::RefCell;
 use std::io::Write as _;
 use std::mem::MaybeUninit;
 
@@ -85,11 +86,7 @@ impl Lines {
         for &(n0, n1, v0, v1) in &self.spans {
             let name = head
                 .get(n0 as usize..n1 as usize)
-                .and_then(known_name)
-                .or_else(|| {
-                    head.get(n0 as usize..n1 as usize)
-                        .and_then(|n| HeaderName::from_bytes(n).ok())
-                })
+                .and_then(header_name)
                 .ok_or("invalid header name")?;
             let value = HeaderValue::from_maybe_shared(head.slice(v0 as usize..v1 as usize))
                 .map_err(|_| "invalid header value")?;
@@ -99,10 +96,39 @@ impl Lines {
     }
 }
 
+/// The names a head's lines carry, each parsed once per worker: the same few names come on
+/// every request and answer, and `HeaderName::from_bytes` (a lowercase copy and a match
+/// over HTTP's standard names, or an allocation for any other) was a tenth of a call's
+/// instructions. Names are compared as sent (case and all); only names that parsed are
+/// kept, and no more than `NAMES_KEPT` of them.
+fn header_name(raw: &[u8]) -> Option<HeaderName> {
+    thread_local! {
+        static SEEN: RefCell<Vec<(Box<[u8]>, HeaderName)>> = const { RefCell::new(Vec::new()) };
+    }
+    SEEN.with(|seen| {
+        if let Ok(seen) = seen.try_borrow() {
+            if let Some((_, name)) = seen.iter().find(|(r, _)| **r == *raw) {
+                return Some(name.clone());
+            }
+        }
+        let name = known_name(raw).or_else(|| HeaderName::from_bytes(raw).ok())?;
+        if let Ok(mut seen) = seen.try_borrow_mut() {
+            if seen.len() < NAMES_KEPT {
+                seen.push((raw.into(), name.clone()));
+            }
+        }
+        Some(name)
+    })
+}
+
+/// How many distinct header names a worker keeps parsed (a client inventing names gets
+/// them parsed each time, as before).
+const NAMES_KEPT: usize = 64;
+
 /// MCP's own headers, named without the allocation `HeaderName::from_bytes` makes for any
 /// name that is not one of HTTP's standard ones.
 fn known_name(name: &[u8]) -> Option<HeaderName> {
-    const KNOWN: [HeaderName; 7] = [
+    static KNOWN: [HeaderName; 7] = [
         HeaderName::from_static("mcp-session-id"),
         HeaderName::from_static("mcp-protocol-version"),
         HeaderName::from_static("last-event-id"),
@@ -253,6 +279,31 @@ mod tests {
             );
         }
         h
+    }
+
+    #[test]
+    fn header_names_read_from_memory_are_the_names_sent() {
+        for _ in 0..3 {
+            for (raw, name) in [
+                ("Content-Type", "content-type"),
+                ("content-type", "content-type"),
+                ("MCP-Session-Id", "mcp-session-id"),
+                ("X-Accel-Buffering", "x-accel-buffering"),
+                ("X-Custom", "x-custom"),
+            ] {
+                assert_eq!(header_name(raw.as_bytes()).unwrap().as_str(), name);
+            }
+            assert!(header_name(b"bad name").is_none());
+            assert!(header_name(b"").is_none());
+        }
+        // Past what a worker keeps, names are still read, each time afresh.
+        for i in 0..2 * NAMES_KEPT {
+            let raw = format!("X-Invented-{i}");
+            assert_eq!(
+                header_name(raw.as_bytes()).unwrap().as_str(),
+                raw.to_ascii_lowercase()
+            );
+        }
     }
 
     #[test]
