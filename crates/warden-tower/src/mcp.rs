@@ -227,11 +227,14 @@ where
 
     // Approvals, each bound to its exact call.
     let single = !parsed.batch && verdicts.len() == 1;
-    let accepts_sse = header_str(&parts.headers, &header::ACCEPT).is_some_and(|a| {
-        a.as_bytes()
-            .windows(17)
-            .any(|w| w.eq_ignore_ascii_case(b"text/event-stream"))
-    });
+    // Read only for a call that needs a person's approval.
+    let accepts_sse = || {
+        header_str(&parts.headers, &header::ACCEPT).is_some_and(|a| {
+            a.as_bytes()
+                .windows(17)
+                .any(|w| w.eq_ignore_ascii_case(b"text/event-stream"))
+        })
+    };
     let mut refused = Vec::new();
     for (i, (v, params)) in verdicts
         .iter()
@@ -260,7 +263,7 @@ where
             continue;
         }
         if let Some(via) = approval.via.filter(|via| via.asks_client()) {
-            let route = elicit::route(&shared, &caller, protocol, params, accepts_sse, single);
+            let route = elicit::route(&shared, &caller, protocol, params, accepts_sse(), single);
             let ticket = match route
                 .as_ref()
                 .map(|r| {

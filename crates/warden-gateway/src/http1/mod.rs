@@ -103,22 +103,41 @@ impl Lines {
 /// kept, and no more than `NAMES_KEPT` of them.
 fn header_name(raw: &[u8]) -> Option<HeaderName> {
     thread_local! {
-        static SEEN: RefCell<Vec<(Box<[u8]>, HeaderName)>> = const { RefCell::new(Vec::new()) };
+        static SEEN: RefCell<Seen> = const { RefCell::new(Seen { names: Vec::new(), next: 0 }) };
     }
     SEEN.with(|seen| {
-        if let Ok(seen) = seen.try_borrow() {
-            if let Some((_, name)) = seen.iter().find(|(r, _)| **r == *raw) {
-                return Some(name.clone());
+        if let Ok(mut seen) = seen.try_borrow_mut() {
+            if let Some(name) = seen.find(raw) {
+                return Some(name);
             }
         }
         let name = known_name(raw).or_else(|| HeaderName::from_bytes(raw).ok())?;
         if let Ok(mut seen) = seen.try_borrow_mut() {
-            if seen.len() < NAMES_KEPT {
-                seen.push((raw.into(), name.clone()));
+            if seen.names.len() < NAMES_KEPT {
+                seen.names.push((raw.into(), name.clone()));
             }
         }
         Some(name)
     })
+}
+
+/// A worker's parsed header names, in the order first seen.
+struct Seen {
+    names: Vec<(Box<[u8]>, HeaderName)>,
+    /// Where the next name probably is: a client sends its headers in the same order every
+    /// time, and so does an upstream, so the search starts after the last one found.
+    next: usize,
+}
+
+impl Seen {
+    fn find(&mut self, raw: &[u8]) -> Option<HeaderName> {
+        let n = self.names.len();
+        let at = (0..n)
+            .map(|i| (self.next + i) % n)
+            .find(|&i| *self.names[i].0 == *raw)?;
+        self.next = at + 1;
+        Some(self.names[at].1.clone())
+    }
 }
 
 /// How many distinct header names a worker keeps parsed (a client inventing names gets
