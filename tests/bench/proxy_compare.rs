@@ -16,8 +16,13 @@
 //! (`examples/bench.pol`, a bearer token). The CPU of each proxy process is the sum of
 //! `/proc/PID/task/*/schedstat` (nanoseconds on a CPU, every thread) across the measured
 //! calls only. Rounds interleave the paths, and the table shows each path's median round, so
-//! drift on a shared machine shows up in every row alike. Every loop is bounded by a call
-//! count and a deadline.
+//! drift on a shared machine shows up in every row alike; with more than one round, a
+//! second table gives each path's ratios to nginx taken within each round (median and
+//! range), which is steadier than the ratio of two medians. Each round's figures also go to
+//! stderr. Every loop is bounded by a call count and a deadline.
+//!
+//! CPU time moves by 10-20 % between rounds on a shared machine; for comparing two builds
+//! to the instruction, see `tests/bench/instructions.py` (callgrind).
 
 #[path = "common.rs"]
 mod common;
