@@ -141,32 +141,16 @@ def warden_command(binary, port, upstream):
 
 
 def nginx_command(scratch, port, upstream):
+    """nginx as `proxy_compare` runs it with one worker (tests/bench/nginx.conf.in)."""
+    with open(os.path.join(os.path.dirname(__file__), "nginx.conf.in")) as f:
+        conf_text = f.read()
+    for field, value in (("@MASTER@", "master_process off;"), ("@WORKERS@", "1"),
+                         ("@DIR@", scratch), ("@UPSTREAM@", str(upstream)),
+                         ("@PORT@", str(port))):
+        conf_text = conf_text.replace(field, value)
     conf = os.path.join(scratch, "nginx.conf")
     with open(conf, "w") as f:
-        f.write(f"""daemon off;
-master_process off;
-worker_processes 1;
-pid {scratch}/nginx.pid;
-error_log stderr warn;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  client_body_temp_path {scratch}/body;
-  proxy_temp_path {scratch}/proxy;
-  upstream mcp {{ server 127.0.0.1:{upstream}; keepalive 64; }}
-  server {{
-    listen 127.0.0.1:{port};
-    location / {{
-      proxy_pass http://mcp;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host 127.0.0.1:{upstream};
-      proxy_buffering off;
-      proxy_request_buffering off;
-    }}
-  }}
-}}
-""")
+        f.write(conf_text)
     return [shutil.which("nginx") or "/usr/sbin/nginx", "-e", "stderr", "-c", conf]
 
 

@@ -226,8 +226,7 @@ fn version(bin: &Path, arg: &str) -> String {
         .unwrap_or_default()
 }
 
-/// nginx as an MCP reverse proxy is usually configured: a keep-alive pool to
-/// the upstream, no buffering (SSE answers must stream), no access log.
+/// nginx as `tests/bench/nginx.conf.in` configures it (as an MCP reverse proxy usually is).
 fn nginx(
     bin: &Path,
     dir: &Path,
@@ -235,39 +234,20 @@ fn nginx(
     workers: usize,
 ) -> Result<(Proc, u16), String> {
     let port = free_port();
-    let conf = format!(
-        r#"daemon off;
-{master}
-worker_processes {workers};
-pid {dir}/nginx.pid;
-error_log stderr warn;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  client_body_temp_path {dir}/body;
-  proxy_temp_path {dir}/proxy;
-  upstream mcp {{ server 127.0.0.1:{upstream_port}; keepalive 64; }}
-  server {{
-    listen 127.0.0.1:{port};
-    location / {{
-      proxy_pass http://mcp;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host 127.0.0.1:{upstream_port};
-      proxy_buffering off;
-      proxy_request_buffering off;
-    }}
-  }}
-}}
-"#,
-        dir = dir.display(),
+    let conf = include_str!("nginx.conf.in")
         // One worker: a single process to measure; more: the master and its workers.
-        master = if workers == 1 {
-            "master_process off;"
-        } else {
-            ""
-        },
-    );
+        .replace(
+            "@MASTER@",
+            if workers == 1 {
+                "master_process off;"
+            } else {
+                ""
+            },
+        )
+        .replace("@WORKERS@", &workers.to_string())
+        .replace("@DIR@", &dir.display().to_string())
+        .replace("@UPSTREAM@", &upstream_port.to_string())
+        .replace("@PORT@", &port.to_string());
     let path = dir.join("nginx.conf");
     std::fs::write(&path, conf).map_err(|e| e.to_string())?;
     let p = spawn(
