@@ -201,5 +201,6 @@ mod tests {
         assert!(e.contains("bad.pol:2:1"), "{e}");
         let missing = PolicyLayer::from_path(dir.join("nope.pol")).unwrap_err();
         assert!(matches!(missing, Error::Read { .. }), "{missing}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
