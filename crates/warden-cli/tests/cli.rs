@@ -230,7 +230,8 @@ fn linode_example_names_only_real_tools_and_compiles_for_policylayer() {
         .filter(|l| !l.contains("caller."))
         .map(|l| format!("{l}\n"))
         .collect();
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("warden-cli-linode-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("warden-cli-linode-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let hosted_path = dir.join("linode-hosted.pol");
     std::fs::write(&hosted_path, hosted).unwrap();

@@ -14,7 +14,8 @@ use common::{data, warden};
 /// The imported text compiles, and `warden check` finds nothing to say against it.
 fn valid(text: &str, name: &str) {
     warden_dsl::compile(text).unwrap_or_else(|e| panic!("{name} does not compile: {e}\n{text}"));
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("warden-import-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("warden-import-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join(format!("{name}.pol"));
     std::fs::write(&file, text).unwrap();
@@ -119,7 +120,8 @@ fn richer_intercept_policies_import_exactly_or_say_where_they_cannot() {
 /// what `warden import` wrote.
 #[test]
 fn imported_policies_answer_as_intercept_did() {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("warden-import-semantics-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("warden-import-semantics-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     for name in ["github-guards", "stripe-spend", "filesystem-allowlist"] {
@@ -155,7 +157,8 @@ fn mistakes_are_reported_where_they_are_written() {
     let (code, out, err) = warden(&["import", "intercept", "intercept/mistakes.yaml"]);
     assert_eq!((code, out.as_str()), (1, ""));
     insta::assert_snapshot!("intercept_mistakes", err);
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("warden-import-bad-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("warden-import-bad-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     for (file, text, expect) in [
         (
@@ -189,7 +192,8 @@ fn the_hosted_yaml_form_imports_counted_per_session() {
     valid(&out, "linode-hosted");
     insta::assert_snapshot!("policylayer_linode", out);
     // And goes back to the hosted format as its own rate limits and denials.
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("warden-import-hosted-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("warden-import-hosted-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let pol = dir.join("linode.pol");
     std::fs::write(&pol, &out).unwrap();
@@ -205,7 +209,8 @@ fn the_hosted_yaml_form_imports_counted_per_session() {
 
 #[test]
 fn several_files_go_to_a_directory() {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("warden-import-many-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("warden-import-many-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let (code, _, err) = warden(&[
         "import",

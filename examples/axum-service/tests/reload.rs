@@ -50,7 +50,8 @@ fn eventually(addr: &str, path: &str, want: u16) {
 
 #[test]
 fn the_policy_is_edited_while_the_service_runs() {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("warden-example-axum-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("warden-example-axum-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let policy = dir.join("policy.pol");
     std::fs::write(
