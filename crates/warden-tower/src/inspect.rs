@@ -248,9 +248,9 @@ impl<'de> Visitor<'de> for MessageSeed {
         let mut jsonrpc = false;
         let mut params: Option<Params<'de>> = None;
         // Other keys are only checked for repeats.
-        let mut others: Vec<String> = Vec::new();
-        while let Some(key) = map.next_key::<Key<'de>>()? {
-            let key = key.as_str();
+        let mut others = KeySet::default();
+        while let Some(k) = map.next_key::<Key<'de>>()? {
+            let key = k.as_str();
             let slot = match key {
                 "id" => 0,
                 "method" => 1,
@@ -272,11 +272,10 @@ impl<'de> Visitor<'de> for MessageSeed {
                     continue;
                 }
                 _ => {
-                    if others.iter().any(|k| k == key) {
+                    if !others.insert(k.clone()) {
                         return Err(strict_json::duplicate_key(key));
                     }
-                    others.push(key.to_owned());
-                    let Strict(_) = map.next_value()?;
+                    let Sound = map.next_value()?;
                     continue;
                 }
             };
@@ -547,32 +546,40 @@ impl<'de> Visitor<'de> for SoundVisitor {
         Ok(Sound)
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Sound, A::Error> {
-        let mut few: SmallVec<[Key<'de>; FEW_KEYS]> = SmallVec::new();
-        let mut many: HashSet<Key<'de>> = HashSet::new();
+        let mut seen = KeySet::default();
         while let Some(key) = map.next_key::<Key<'de>>()? {
-            let repeated = if few.len() < FEW_KEYS {
-                few.iter().any(|k| k.as_str() == key.as_str())
-            } else {
-                if many.is_empty() {
-                    many.extend(few.iter().cloned());
-                }
-                many.contains(&key)
-            };
-            if repeated {
+            if !seen.insert(key.clone()) {
                 // As `Strict` says it.
-                return Err(de::Error::custom(format_args!(
-                    "duplicate key {:?}",
-                    key.as_str()
-                )));
-            }
-            if few.len() < FEW_KEYS {
-                few.push(key);
-            } else {
-                many.insert(key);
+                return Err(strict_json::duplicate_key(key.as_str()));
             }
             let Sound = map.next_value()?;
         }
         Ok(Sound)
+    }
+}
+
+/// The keys of one object, to find a repeat: compared one by one while there are few, hashed
+/// past that, so that an object with many keys does not cost the square of their number.
+#[derive(Default)]
+struct KeySet<'a> {
+    few: SmallVec<[Key<'a>; FEW_KEYS]>,
+    many: HashSet<Key<'a>>,
+}
+
+impl<'a> KeySet<'a> {
+    /// `false` if `key` was there already.
+    fn insert(&mut self, key: Key<'a>) -> bool {
+        if self.few.len() < FEW_KEYS {
+            if self.few.iter().any(|k| k.as_str() == key.as_str()) {
+                return false;
+            }
+            self.few.push(key);
+            return true;
+        }
+        if self.many.is_empty() {
+            self.many.extend(self.few.iter().cloned());
+        }
+        self.many.insert(key)
     }
 }
 
@@ -810,6 +817,30 @@ mod tests {
             assert!(
                 matches!(parse(call(bad).as_bytes()), Err(Refusal::Invalid { message, .. }) if message.contains("must be an object")),
                 "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_message_s_own_unknown_keys_are_checked_for_repeats_however_many() {
+        let with = |keys: &[String]| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"tools/list",{}}}"#,
+                keys.join(",")
+            )
+        };
+        // Enough keys that comparing each with every other would take minutes: the set
+        // switches to hashing past a few.
+        let keys: Vec<String> = (0..50_000).map(|i| format!(r#""x{i}":{i}"#)).collect();
+        assert!(parse(with(&keys).as_bytes()).is_ok());
+        for repeat_at in [2, 16, 17, 49_999] {
+            let mut repeated = keys[..].to_vec();
+            repeated.push(format!(r#""x{repeat_at}":0"#));
+            let text = with(&repeated);
+            let r = parse(text.as_bytes());
+            assert!(
+                matches!(&r, Err(Refusal::Parse(m)) if m.contains(&format!("duplicate key \"x{repeat_at}\""))),
+                "{repeat_at}: {r:?}"
             );
         }
     }
