@@ -8,13 +8,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
-use http_body_util::BodyExt;
 use smallvec::SmallVec;
 use tower::Service;
-use warden_tower::{Body, Forwarded};
+use warden_tower::{Body, Forwarded, Uncollected};
 
 use crate::http1::client::Pool;
 
@@ -254,26 +253,14 @@ impl Service<Request<Body>> for Upstream {
     }
 }
 
-/// The body's bytes; one frame for the bodies the gateway's server makes, so no copy.
+/// The body's bytes (the server has held it to `--max-message-bytes` already).
 async fn whole(body: Body) -> Result<Bytes, warden_tower::BoxError> {
-    let mut body = std::pin::pin!(body);
-    let mut first: Option<Bytes> = None;
-    let mut more: Option<BytesMut> = None;
-    while let Some(frame) = body.frame().await {
-        let Ok(data) = frame?.into_data() else {
-            continue;
-        };
-        match (&first, &mut more) {
-            (None, _) => first = Some(data),
-            (Some(f), None) => {
-                let mut all = BytesMut::from(&f[..]);
-                all.extend_from_slice(&data);
-                more = Some(all);
-            }
-            (Some(_), Some(all)) => all.extend_from_slice(&data),
-        }
-    }
-    Ok(more.map(BytesMut::freeze).or(first).unwrap_or_default())
+    warden_tower::collect(body, usize::MAX)
+        .await
+        .map_err(|e| match e {
+            Uncollected::Failed(e) => e,
+            Uncollected::TooLarge => "request body too large".into(),
+        })
 }
 
 /// A JSON-RPC error for every request of the body, with an HTTP status for plain clients.

@@ -366,6 +366,51 @@ fn rewrite_event(event: &str, ids: &[Value], policy: &CompiledPolicy) -> Option<
     Some(out)
 }
 
+/// Why [`collect`] gave up.
+#[derive(Debug)]
+pub enum Uncollected {
+    /// More than the limit.
+    TooLarge,
+    /// The body failed.
+    Failed(BoxError),
+}
+
+/// All of a body's bytes, refusing more than `max`. A body that comes in one piece (as the
+/// gateway's server makes them) is returned as it is, without being copied.
+pub async fn collect<B>(body: B, max: usize) -> Result<Bytes, Uncollected>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    use http_body_util::BodyExt;
+    let mut body = std::pin::pin!(body);
+    let first = match body.frame().await {
+        None => return Ok(Bytes::new()),
+        Some(Err(e)) => return Err(Uncollected::Failed(e.into())),
+        Some(Ok(frame)) => frame.into_data().unwrap_or_default(),
+    };
+    if first.len() > max {
+        return Err(Uncollected::TooLarge);
+    }
+    if body.is_end_stream() {
+        return Ok(first);
+    }
+    match http_body_util::Limited::new(body, max - first.len())
+        .collect()
+        .await
+    {
+        Ok(rest) => {
+            let rest = rest.to_bytes();
+            let mut all = BytesMut::with_capacity(first.len() + rest.len());
+            all.extend_from_slice(&first);
+            all.extend_from_slice(&rest);
+            Ok(all.freeze())
+        }
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Uncollected::TooLarge),
+        Err(e) => Err(Uncollected::Failed(e)),
+    }
+}
+
 /// Drops hidden tools from a `tools/list` result (or a batch of results) answering one of
 /// `ids`. True if anything was removed.
 pub fn filter_tools_list(msg: &mut Value, ids: &[Value], policy: &CompiledPolicy) -> bool {
@@ -398,6 +443,35 @@ mod tests {
     use super::*;
     use http_body_util::BodyExt;
     use serde_json::json;
+
+    fn pieces(parts: &[&'static str]) -> Body {
+        let (tx, rx) = tokio::sync::mpsc::channel(parts.len().max(1));
+        for p in parts {
+            tx.try_send(Bytes::from_static(p.as_bytes())).unwrap();
+        }
+        Body::channel(rx)
+    }
+
+    #[tokio::test]
+    async fn collect_takes_one_piece_as_it_is_and_holds_the_limit_across_pieces() {
+        let one = Bytes::from_static(b"{\"id\":1}");
+        let got = collect(Body::full(one.clone()), 100).await.unwrap();
+        assert_eq!(got.as_ptr(), one.as_ptr(), "one piece is not copied");
+        assert_eq!(collect(Body::empty(), 0).await.unwrap(), Bytes::new());
+        assert_eq!(
+            collect(pieces(&["ab", "cd", "e"]), 5).await.unwrap(),
+            Bytes::from_static(b"abcde")
+        );
+        for (parts, max) in [(&["abcdef"][..], 5), (&["ab", "cd", "ef"][..], 5)] {
+            assert!(
+                matches!(
+                    collect(pieces(parts), max).await,
+                    Err(Uncollected::TooLarge)
+                ),
+                "{parts:?} {max}"
+            );
+        }
+    }
 
     fn policy() -> Arc<CompiledPolicy> {
         let p = warden_policy::Policy::from_value(&json!({"version": "1", "hide": ["delete_*"]}))

@@ -39,7 +39,7 @@ pub use approval::{
     Answer, AnswerFuture, ApprovalDesk, ApprovalQueue, ApprovalRequest, Approver, DeskFuture,
     Refuse, Webhook,
 };
-pub use body::{Body, BoxError, filter_tools_list};
+pub use body::{Body, BoxError, Uncollected, collect, filter_tools_list};
 pub use grant::{
     BearerGrant, Claims, DefaultGrant, Grant, GrantExtractor, HeaderGrant, bearer_token, short_hash,
 };

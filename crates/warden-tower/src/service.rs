@@ -10,13 +10,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode, header};
-use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::Service;
 use warden_policy::{Call, OnTimeout, Outcome};
 
 use crate::approval::{Answer, ApprovalRequest};
-use crate::body::{Body, BoxError};
+use crate::body::{Body, BoxError, Uncollected};
 use crate::layer::{Enforcer, Mode, Shared};
 use crate::limit::Charge;
 use crate::observe::{self, Record};
@@ -400,38 +399,12 @@ where
     {
         return Err(too_large());
     }
-    let unreadable = || {
-        Unread(
+    match crate::body::collect(body, max).await {
+        Ok(bytes) => Ok(bytes),
+        Err(Uncollected::TooLarge) => Err(too_large()),
+        Err(Uncollected::Failed(_)) => Err(Unread(
             StatusCode::BAD_REQUEST,
             "could not read the request body".into(),
-        )
-    };
-    // A body that is one piece (the gateway's always is) is taken as it is, without
-    // collecting it into a list of pieces first.
-    let mut body = std::pin::pin!(body);
-    let first = match body.frame().await {
-        None => return Ok(Bytes::new()),
-        Some(Err(_)) => return Err(unreadable()),
-        Some(Ok(frame)) => frame.into_data().unwrap_or_default(),
-    };
-    if first.len() > max {
-        return Err(too_large());
-    }
-    if body.is_end_stream() {
-        return Ok(first);
-    }
-    match http_body_util::Limited::new(body, max - first.len())
-        .collect()
-        .await
-    {
-        Ok(rest) => {
-            let rest = rest.to_bytes();
-            let mut all = bytes::BytesMut::with_capacity(first.len() + rest.len());
-            all.extend_from_slice(&first);
-            all.extend_from_slice(&rest);
-            Ok(all.freeze())
-        }
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(_) => Err(unreadable()),
+        )),
     }
 }
