@@ -129,10 +129,23 @@ pub(crate) struct Body<'a> {
 /// checked); the answer is the same either way, bar [`Arguments::Read`] against
 /// [`Arguments::Unread`].
 pub(crate) fn parse(bytes: &[u8], keep_arguments: bool) -> Result<Body<'_>, Refusal> {
+    // A batch is the one body that opens with `[` (after JSON's whitespace); anything else
+    // is read as one message, which refuses what is not an object.
+    let batch = bytes
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        == Some(&b'[');
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let top = TopSeed(keep_arguments)
-        .deserialize(&mut de)
-        .and_then(|t| de.end().map(|()| t));
+    let top = if batch {
+        (&mut de)
+            .deserialize_seq(BatchSeed(keep_arguments))
+            .map(Top::Batch)
+    } else {
+        MessageSeed(keep_arguments)
+            .deserialize(&mut de)
+            .map(Top::One)
+    };
+    let top = top.and_then(|t| de.end().map(|()| t));
     let top = top.map_err(|e| Refusal::Parse(strict_json::syntax(e).to_string()))?;
     match top {
         Top::Batch(items) => {
@@ -170,52 +183,22 @@ enum Top<'a> {
     Batch(Vec<Result<Message<'a>, Refusal>>),
 }
 
-/// Reads a [`Top`]; the flag is `keep_arguments`.
-struct TopSeed(bool);
+/// Reads a batch's messages; the flag is `keep_arguments`.
+struct BatchSeed(bool);
 
-impl<'de> DeserializeSeed<'de> for TopSeed {
-    type Value = Top<'de>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Top<'de>, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for TopSeed {
-    type Value = Top<'de>;
+impl<'de> Visitor<'de> for BatchSeed {
+    type Value = Vec<Result<Message<'de>, Refusal>>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON-RPC message or batch")
+        f.write_str("a JSON-RPC batch")
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Top<'de>, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
         while let Some(m) = seq.next_element_seed(MessageSeed(self.0))? {
             items.push(m);
         }
-        Ok(Top::Batch(items))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Top<'de>, A::Error> {
-        MessageSeed(self.0).visit_map(map).map(Top::One)
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<Top<'de>, E> {
-        Ok(Top::One(Err(not_an_object())))
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Top<'de>, E> {
-        Ok(Top::One(Err(not_an_object())))
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Top<'de>, E> {
-        Ok(Top::One(Err(not_an_object())))
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Top<'de>, E> {
-        Ok(Top::One(Err(not_an_object())))
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Top<'de>, E> {
-        Ok(Top::One(Err(not_an_object())))
-    }
-    fn visit_unit<E>(self) -> Result<Top<'de>, E> {
-        Ok(Top::One(Err(not_an_object())))
+        Ok(items)
     }
 }
 
