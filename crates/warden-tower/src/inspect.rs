@@ -327,26 +327,31 @@ impl<'de> Visitor<'de> for ParamsSeed {
             if repeated {
                 return Err(strict_json::duplicate_key(key.as_str()));
             }
+            // A `name` or `arguments` of the wrong type is kept with the other keys, for
+            // `check_call` to refuse by name.
+            let wrong = |f: &mut Fields<'de>, v: Value| {
+                f.rest.insert(key.as_str().to_owned(), v);
+            };
             match key.as_str() {
-                "name" => match map.next_value::<Text<'de>>()? {
-                    Text::Str(s) => f.name = Some(s),
-                    Text::Other(v) => {
-                        f.rest.insert("name".into(), v);
-                    }
+                "name" => match map.next_value_seed(FieldSeed(false))? {
+                    Field::Str(s) => f.name = Some(s),
+                    Field::Null => wrong(&mut f, Value::Null),
+                    // Objects come as `Other` with the flag off; were one to come here, the
+                    // call would still be refused for having no name.
+                    Field::Object => {}
+                    Field::Other(v) => wrong(&mut f, v),
                 },
+                // Kept: read into JSON as any value is.
                 "arguments" if self.0 => match map.next_value::<Strict>()? {
                     Strict(Value::Null) => {}
                     Strict(v @ Value::Object(_)) => f.arguments = Arguments::Read(v),
-                    Strict(v) => {
-                        f.rest.insert("arguments".into(), v);
-                    }
+                    Strict(v) => wrong(&mut f, v),
                 },
-                "arguments" => match map.next_value::<Checked>()? {
-                    Checked::Null => {}
-                    Checked::Object => f.arguments = Arguments::Unread,
-                    Checked::Other(v) => {
-                        f.rest.insert("arguments".into(), v);
-                    }
+                "arguments" => match map.next_value_seed(FieldSeed(true))? {
+                    Field::Null => {}
+                    Field::Object => f.arguments = Arguments::Unread,
+                    Field::Str(s) => wrong(&mut f, Value::String(s.into_owned())),
+                    Field::Other(v) => wrong(&mut f, v),
                 },
                 other => {
                     let Strict(v) = map.next_value()?;
@@ -381,104 +386,66 @@ impl<'de> Visitor<'de> for ParamsSeed {
     }
 }
 
-/// A string, borrowed from the body when it had no escapes; any other value as JSON.
-enum Text<'de> {
+/// A field of `params` (`name`, `arguments`): a string borrowed from the body when it had
+/// no escapes, an object checked (as strictly as [`Strict`] reads it) but not kept when the
+/// flag says so, anything else as JSON.
+enum Field<'de> {
     Str(Cow<'de, str>),
-    Other(Value),
-}
-
-impl<'de> Deserialize<'de> for Text<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(TextVisitor)
-    }
-}
-
-struct TextVisitor;
-
-impl<'de> Visitor<'de> for TextVisitor {
-    type Value = Text<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'de>, E> {
-        Ok(Text::Str(Cow::Borrowed(v)))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
-        Ok(Text::Str(Cow::Owned(v.to_owned())))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Text<'de>, E> {
-        Ok(Text::Str(Cow::Owned(v)))
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Text<'de>, E> {
-        Ok(Text::Other(Value::Bool(v)))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Text<'de>, E> {
-        Ok(Text::Other(Value::from(v)))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Text<'de>, E> {
-        Ok(Text::Other(Value::from(v)))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Text<'de>, E> {
-        Ok(Text::Other(Value::from(v)))
-    }
-    fn visit_unit<E>(self) -> Result<Text<'de>, E> {
-        Ok(Text::Other(Value::Null))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Text<'de>, A::Error> {
-        let Strict(v) = Strict::deserialize(SeqAccessDeserializer::new(seq))?;
-        Ok(Text::Other(v))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Text<'de>, A::Error> {
-        let Strict(v) = Strict::deserialize(MapAccessDeserializer::new(map))?;
-        Ok(Text::Other(v))
-    }
-}
-
-/// `arguments` read as strictly as [`Strict`] reads any value, without keeping an object.
-enum Checked {
     Null,
+    /// An object, checked and dropped.
     Object,
-    /// Not an object: kept, to be refused by name.
     Other(Value),
 }
 
-impl<'de> Deserialize<'de> for Checked {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(CheckedVisitor)
+/// Reads a [`Field`]; the flag: check objects without keeping them.
+struct FieldSeed(bool);
+
+impl<'de> DeserializeSeed<'de> for FieldSeed {
+    type Value = Field<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Field<'de>, D::Error> {
+        d.deserialize_any(self)
     }
 }
 
-struct CheckedVisitor;
-
-impl<'de> Visitor<'de> for CheckedVisitor {
-    type Value = Checked;
+impl<'de> Visitor<'de> for FieldSeed {
+    type Value = Field<'de>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
     }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Checked, A::Error> {
-        SoundVisitor.visit_map(map).map(|Sound| Checked::Object)
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Field<'de>, E> {
+        Ok(Field::Str(Cow::Borrowed(v)))
     }
-    fn visit_unit<E>(self) -> Result<Checked, E> {
-        Ok(Checked::Null)
+    fn visit_str<E>(self, v: &str) -> Result<Field<'de>, E> {
+        Ok(Field::Str(Cow::Owned(v.to_owned())))
     }
-    fn visit_bool<E>(self, v: bool) -> Result<Checked, E> {
-        Ok(Checked::Other(Value::Bool(v)))
+    fn visit_string<E>(self, v: String) -> Result<Field<'de>, E> {
+        Ok(Field::Str(Cow::Owned(v)))
     }
-    fn visit_i64<E>(self, v: i64) -> Result<Checked, E> {
-        Ok(Checked::Other(Value::from(v)))
+    fn visit_unit<E>(self) -> Result<Field<'de>, E> {
+        Ok(Field::Null)
     }
-    fn visit_u64<E>(self, v: u64) -> Result<Checked, E> {
-        Ok(Checked::Other(Value::from(v)))
+    fn visit_bool<E>(self, v: bool) -> Result<Field<'de>, E> {
+        Ok(Field::Other(Value::Bool(v)))
     }
-    fn visit_f64<E>(self, v: f64) -> Result<Checked, E> {
-        Ok(Checked::Other(Value::from(v)))
+    fn visit_i64<E>(self, v: i64) -> Result<Field<'de>, E> {
+        Ok(Field::Other(Value::from(v)))
     }
-    fn visit_str<E>(self, v: &str) -> Result<Checked, E> {
-        Ok(Checked::Other(Value::from(v)))
+    fn visit_u64<E>(self, v: u64) -> Result<Field<'de>, E> {
+        Ok(Field::Other(Value::from(v)))
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Checked, A::Error> {
+    fn visit_f64<E>(self, v: f64) -> Result<Field<'de>, E> {
+        Ok(Field::Other(Value::from(v)))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Field<'de>, A::Error> {
         let Strict(v) = Strict::deserialize(SeqAccessDeserializer::new(seq))?;
-        Ok(Checked::Other(v))
+        Ok(Field::Other(v))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Field<'de>, A::Error> {
+        if self.0 {
+            return SoundVisitor.visit_map(map).map(|Sound| Field::Object);
+        }
+        let Strict(v) = Strict::deserialize(MapAccessDeserializer::new(map))?;
+        Ok(Field::Other(v))
     }
 }
 
