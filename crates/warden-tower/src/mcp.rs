@@ -103,7 +103,10 @@ where
     if let Some(r) = elicit::take_client_answer(&shared, &caller, &parsed.messages) {
         return Ok(r);
     }
-    caller.read_counters(&shared, &enforcer).await;
+    // Boxed: a store's read is a large future, and most policies read no counter.
+    if !enforcer.policy.counters_read().is_empty() {
+        Box::pin(caller.read_counters(&shared, &enforcer)).await;
+    }
     let verdicts = decide_all(&enforcer, &caller, &parsed.messages, shared.config.shadow);
     let style = shared.config.deny_style;
     let protocol = HeaderText::of(&parts.headers, &names::MCP_PROTOCOL_VERSION);
@@ -245,7 +248,7 @@ where
             continue;
         }
         if let Some(back) = returned.get_mut(i).and_then(Option::take) {
-            match back.redeem(&shared, &caller, v, enforcer.revision).await {
+            match Box::pin(back.redeem(&shared, &caller, v, enforcer.revision)).await {
                 Ok(()) => log(&caller, v, "approved", &v.rule, started.elapsed(), false),
                 Err(reason) => {
                     log(&caller, v, "refused", &v.rule, started.elapsed(), false);
@@ -309,7 +312,7 @@ where
                 }
             }
         }
-        match v.ask(&shared, &caller, approval).await {
+        match Box::pin(v.ask(&shared, &caller, approval)).await {
             Ok(()) => log(&caller, v, "approved", &v.rule, started.elapsed(), false),
             Err(reason) => {
                 log(&caller, v, "refused", &v.rule, started.elapsed(), false);
@@ -361,16 +364,16 @@ where
     let resp = if list_ids.is_empty() {
         boxed(resp)
     } else {
-        filter_list_response(
+        Box::pin(filter_list_response(
             resp,
             list_ids,
             enforcer.policy.clone(),
             shared.config.max_body,
-        )
+        ))
         .await
     };
     Ok(match refunds {
-        Some(r) => refund::watch(resp, r, shared.config.max_body).await,
+        Some(r) => Box::pin(refund::watch(resp, r, shared.config.max_body)).await,
         None => resp,
     })
 }

@@ -73,14 +73,13 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let shared = self.shared.clone();
-        ResponseFuture {
-            inner: Box::pin(async move {
-                match shared.config.mode {
-                    Mode::Mcp => crate::mcp::mcp(shared, inner, req).await,
-                    Mode::Http => crate::rest::plain_http(shared, inner, req).await,
-                }
-            }),
-        }
+        // Each mode's future is boxed as it is, not inside a block awaiting either: that
+        // block would be as large as the larger of the two, copied into its box per call.
+        let inner: Pin<Box<dyn Future<Output = _> + Send>> = match shared.config.mode {
+            Mode::Mcp => Box::pin(crate::mcp::mcp(shared, inner, req)),
+            Mode::Http => Box::pin(crate::rest::plain_http(shared, inner, req)),
+        };
+        ResponseFuture { inner }
     }
 }
 
