@@ -626,6 +626,81 @@ fn streams_pass_as_they_arrive_and_an_answer_already_there_goes_out_whole() {
     );
 }
 
+/// Set by the next test once its client has read an answer's head.
+static HEAD_SEEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+const ONLY_EVENT: &str = "data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n";
+const SSE_HEAD: &str =
+    "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+
+/// A chunked SSE answer whose head is sent on its own, a moment before its only event (as
+/// hyper-based servers such as rmcp's write a streamed answer).
+fn head_then_event(conn: &mut TcpStream, _: &str) {
+    let _ = conn.set_nodelay(true);
+    let _ = conn.write_all(SSE_HEAD.as_bytes());
+    std::thread::sleep(Duration::from_millis(1));
+    let _ = write!(conn, "{:x}\r\n{ONLY_EVENT}\r\n0\r\n\r\n", ONLY_EVENT.len());
+}
+
+/// A head, then nothing until the client has read it (or 10 s), then the event.
+fn head_then_silence(conn: &mut TcpStream, _: &str) {
+    let _ = conn.set_nodelay(true);
+    let _ = conn.write_all(SSE_HEAD.as_bytes());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !HEAD_SEEN.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = write!(conn, "{:x}\r\n{ONLY_EVENT}\r\n0\r\n\r\n", ONLY_EVENT.len());
+}
+
+#[test]
+fn an_answer_s_head_waits_briefly_for_its_body_but_never_for_long() {
+    let warden = support::warden().expect("warden binary");
+    // The head and the event that follows it leave together: a whole answer, with a length
+    // (a head written alone would have had to promise a chunked body).
+    let gw = gateway(&warden, &fake(head_then_event), &[]);
+    let (status, headers, body) = post(&gw.url, &call(1, "echo"), &[]);
+    assert_eq!(status, 200, "{body}");
+    let length = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .unwrap_or_else(|| panic!("the head left before the body: {headers:?}"));
+    assert_eq!(length.1.parse::<usize>().unwrap(), body.len());
+    assert_eq!(body, ONLY_EVENT);
+
+    // A stream that says nothing yet gets its head anyway, long before its first event.
+    let gw = gateway(&warden, &fake(head_then_silence), &[]);
+    let mut client = TcpStream::connect(authority(&gw.url)).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    client
+        .write_all(head(&call(1, "slow"), "accept: text/event-stream\r\n").as_bytes())
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&seen).contains("\r\n\r\n") {
+        let n = client
+            .read(&mut buf)
+            .expect("the head must not wait for the first event");
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&seen).into_owned();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("transfer-encoding: chunked"), "{text}");
+    assert!(
+        !text.contains("\"result\""),
+        "the event cannot be there yet: {text}"
+    );
+    HEAD_SEEN.store(true, std::sync::atomic::Ordering::SeqCst);
+    while !String::from_utf8_lossy(&seen).contains("\"result\"") {
+        let n = client.read(&mut buf).expect("the event, once sent");
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+}
+
 /// Counts the requests the HTTP/1.1 test's upstream got.
 static HTTP1_SEEN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 

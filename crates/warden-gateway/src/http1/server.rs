@@ -5,9 +5,10 @@
 //! limit; past it the stack answers 413 from the headers and the connection closes), since
 //! the policy layer must read a POST body whole anyway. While a call is in flight the
 //! connection is still watched: a client that hangs up drops the call, and with it the
-//! upstream request. An answer that has arrived whole when its head is written goes out in
-//! one write with a `Content-Length`; anything still arriving is sent chunked, each piece as
-//! soon as it is there.
+//! upstream request. An answer's head waits up to [`HOLD_HEAD`] for the first piece of its
+//! body; an answer that has arrived whole by then goes out in one write with a
+//! `Content-Length`, and anything still arriving is sent chunked, each piece as soon as it
+//! is there.
 
 use std::convert::Infallible;
 use std::future::{Future, poll_fn};
@@ -31,6 +32,10 @@ use super::{Framing, Lines, MAX_HEAD, Unreadable};
 
 /// Past this much, what an answer has ready is written and the rest follows.
 const MAX_GATHER: usize = 64 * 1024;
+
+/// How long an answer's head waits for the first piece of its body, so that both go out in
+/// one write; a stream whose first event takes longer gets its head when this is up.
+pub const HOLD_HEAD: Duration = Duration::from_millis(20);
 
 /// What a connection is held to.
 #[derive(Debug, Clone, Copy)]
@@ -325,7 +330,20 @@ impl Conn {
             }
             Progress::Ended
         } else {
-            next_data(body.as_mut(), gathered, false).await
+            match next_data(body.as_mut(), gathered, false).await {
+                // Nothing of the body yet: most upstreams write a streamed answer's head a
+                // moment before its first piece, and a head alone is nothing a client can
+                // act on. Held briefly, it leaves with that piece (and, for a short answer,
+                // the whole body with a length) in one write instead of two or three.
+                Progress::More if gathered.is_empty() => {
+                    tokio::select! {
+                        biased;
+                        p = next_data(body.as_mut(), gathered, true) => p,
+                        () = tokio::time::sleep(HOLD_HEAD) => Progress::More,
+                    }
+                }
+                p => p,
+            }
         };
         let streaming = matches!(progress, Progress::More);
         match progress {
