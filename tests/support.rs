@@ -242,22 +242,51 @@ pub fn everything() -> Option<PathBuf> {
 }
 
 /// server-everything over Streamable HTTP on a free loopback port.
+///
+/// A port found free can be taken before node binds it (by a `--listen 127.0.0.1:0`
+/// elsewhere in the suite, or an outgoing connection), and then something else answers on
+/// it: so the server's own "listening" line is waited for, and a port it could not bind is
+/// tried again with another.
 pub fn start_everything(js: &Path) -> Running {
-    let port = free_port();
-    let child = Command::new("node")
-        .arg(js)
-        .arg("streamableHttp")
-        .env("PORT", port.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start server-everything");
-    let running = Running {
-        child,
-        url: format!("http://127.0.0.1:{port}/mcp"),
-    };
-    wait_for_port(port);
-    running
+    for _ in 0..5 {
+        let port = free_port();
+        let mut child = Command::new("node")
+            .arg(js)
+            .arg("streamableHttp")
+            .env("PORT", port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start server-everything");
+        // It says where it listens, or why it cannot, on stderr.
+        let stderr = child.stderr.take().expect("server-everything's stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stderr).lines().map_while(Result::ok);
+            let listening = lines.any(|l| l.contains("listening on port"));
+            let _ = tx.send(listening);
+            // Read on, so that the server never blocks on a full pipe.
+            lines.for_each(drop);
+        });
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(true) => {
+                return Running {
+                    child,
+                    url: format!("http://127.0.0.1:{port}/mcp"),
+                };
+            }
+            Ok(false) => {
+                // It exited without listening: the port was taken meanwhile.
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Err(_) => {
+                let _ = child.kill();
+                panic!("server-everything did not say it was listening on {port} within 60 s");
+            }
+        }
+    }
+    panic!("server-everything could not bind a free port in 5 tries");
 }
 
 /// `warden serve --listen 127.0.0.1:0 --upstream UPSTREAM --policy POLICY` with
