@@ -590,26 +590,20 @@ fn streams_pass_as_they_arrive_and_an_answer_already_there_goes_out_whole() {
     )
     .unwrap();
     let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
     let started = Instant::now();
-    while !String::from_utf8_lossy(&seen).contains("notifications/progress") {
-        let n = conn
-            .read(&mut buf)
-            .expect("the first event must arrive before the upstream sends the second");
-        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
-        seen.extend_from_slice(&buf[..n]);
-    }
+    read_until(
+        &mut conn,
+        &mut seen,
+        "notifications/progress",
+        "the first event must arrive before the upstream sends the second",
+    );
     assert!(
         !String::from_utf8_lossy(&seen).contains("\"result\""),
         "the second event cannot be there yet"
     );
     assert!(started.elapsed() < Duration::from_secs(5));
     FIRST_EVENT_SEEN.store(true, std::sync::atomic::Ordering::SeqCst);
-    while !String::from_utf8_lossy(&seen).contains("\"result\"") {
-        let n = conn.read(&mut buf).unwrap();
-        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
-        seen.extend_from_slice(&buf[..n]);
-    }
+    read_until(&mut conn, &mut seen, "\"result\"", "the second event");
 
     // An answer that arrived whole leaves whole, with a length (one write, not three).
     let gw = gateway(&warden, &fake(sse_at_once), &[]);
@@ -670,22 +664,14 @@ fn an_answer_s_head_waits_briefly_for_its_body_but_never_for_long() {
 
     // A stream that says nothing yet gets its head anyway, long before its first event.
     let gw = gateway(&warden, &fake(head_then_silence), &[]);
-    let mut client = TcpStream::connect(authority(&gw.url)).unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    client
-        .write_all(head(&call(1, "slow"), "accept: text/event-stream\r\n").as_bytes())
-        .unwrap();
+    let mut client = sse_call(&gw.url);
     let mut seen = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !String::from_utf8_lossy(&seen).contains("\r\n\r\n") {
-        let n = client
-            .read(&mut buf)
-            .expect("the head must not wait for the first event");
-        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
-        seen.extend_from_slice(&buf[..n]);
-    }
+    read_until(
+        &mut client,
+        &mut seen,
+        "\r\n\r\n",
+        "the head must not wait for the first event",
+    );
     let text = String::from_utf8_lossy(&seen).into_owned();
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(text.contains("transfer-encoding: chunked"), "{text}");
@@ -694,9 +680,27 @@ fn an_answer_s_head_waits_briefly_for_its_body_but_never_for_long() {
         "the event cannot be there yet: {text}"
     );
     HEAD_SEEN.store(true, std::sync::atomic::Ordering::SeqCst);
-    while !String::from_utf8_lossy(&seen).contains("\"result\"") {
-        let n = client.read(&mut buf).expect("the event, once sent");
-        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+    read_until(&mut client, &mut seen, "\"result\"", "the event, once sent");
+}
+
+/// A raw connection to the gateway at `url` that has sent a `tools/call` accepting SSE.
+fn sse_call(url: &str) -> TcpStream {
+    let mut client = TcpStream::connect(authority(url)).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    client
+        .write_all(head(&call(1, "slow"), "accept: text/event-stream\r\n").as_bytes())
+        .unwrap();
+    client
+}
+
+/// Reads from `conn` into `seen` until it holds `needle`; `what` is what failed to come.
+fn read_until(conn: &mut TcpStream, seen: &mut Vec<u8>, needle: &str, what: &str) {
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(seen).contains(needle) {
+        let n = conn.read(&mut buf).expect(what);
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(seen));
         seen.extend_from_slice(&buf[..n]);
     }
 }
@@ -874,20 +878,13 @@ fn sse_then_wait(conn: &mut TcpStream, _: &str) {
 fn a_client_that_leaves_a_stream_closes_the_upstream_stream() {
     let warden = support::warden().expect("warden binary");
     let gw = gateway(&warden, &fake(sse_then_wait), &[]);
-    let mut client = TcpStream::connect(authority(&gw.url)).unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    client
-        .write_all(head(&call(1, "slow"), "accept: text/event-stream\r\n").as_bytes())
-        .unwrap();
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !String::from_utf8_lossy(&seen).contains("notifications/progress") {
-        let n = client.read(&mut buf).expect("the first event");
-        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
-        seen.extend_from_slice(&buf[..n]);
-    }
+    let mut client = sse_call(&gw.url);
+    read_until(
+        &mut client,
+        &mut Vec::new(),
+        "notifications/progress",
+        "the first event",
+    );
     drop(client);
     wait_for(&STREAM_SAW_CLOSE, "the upstream stream outlived its client");
 }
