@@ -121,6 +121,8 @@ pub struct CompiledPolicy {
     counters_read: Vec<(String, usize)>,
     /// Whether any condition or limit cost reads `args`.
     reads_arguments: bool,
+    /// Whether any entry needs a person's approval.
+    asks_approval: bool,
 }
 
 impl CompiledPolicy {
@@ -192,7 +194,8 @@ impl CompiledPolicy {
 
     /// Whether any tool's calls need a person's approval (who is shown the arguments).
     pub fn asks_approval(&self) -> bool {
-        self.entries.iter().any(|e| e.approval.is_some())
+        // Known when compiled: the layer asks this on every call.
+        self.asks_approval
     }
 
     /// The claims the policy reads (`caller.claims.*`, `caller.scopes`, `per claim`).
@@ -308,6 +311,7 @@ impl Builder {
                 Some((name.clone(), i))
             })
             .collect();
+        let asks_approval = entries.iter().any(|e| e.approval.is_some());
         Ok(CompiledPolicy {
             policy: p.clone(),
             default_allow: p.default_action() == DefaultAction::Allow,
@@ -325,6 +329,7 @@ impl Builder {
             counter_names: self.counter_names,
             claims_read: self.claims_read,
             reads_arguments: self.reads_arguments,
+            asks_approval,
         })
     }
 

@@ -229,6 +229,9 @@ fn approval_and_shadow() {
     assert!(!p.decide(&Call::new("transfer")).is_shadow());
     let all = compile(json!({"version": "1", "mode": "shadow"}));
     assert!(all.decide(&Call::new("x")).is_shadow());
+    // The layer keeps a call's arguments for the person who approves it only when asked.
+    assert!(p.asks_approval());
+    assert!(!all.asks_approval());
 }
 
 #[test]
