@@ -103,10 +103,7 @@ where
     if let Some(r) = elicit::take_client_answer(&shared, &caller, &parsed.messages) {
         return Ok(r);
     }
-    // Boxed: a store's read is a large future, and most policies read no counter.
-    if !enforcer.policy.counters_read().is_empty() {
-        Box::pin(caller.read_counters(&shared, &enforcer)).await;
-    }
+    caller.read_counters(&shared, &enforcer).await;
     let verdicts = decide_all(&enforcer, &caller, &parsed.messages, shared.config.shadow);
     let style = shared.config.deny_style;
     let protocol = HeaderText::of(&parts.headers, &names::MCP_PROTOCOL_VERSION);

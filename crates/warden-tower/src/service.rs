@@ -137,14 +137,14 @@ impl Caller {
         if enforcer.policy.counters_read().is_empty() {
             return;
         }
-        let values = enforcer
-            .counters
-            .read(
-                &enforcer.policy,
-                shared.store.as_ref(),
-                &self.call("", None),
-            )
-            .await;
+        // Boxed: a store's read is a large future, and keeping it inline would make every
+        // call's future that much larger, though most policies read no counter.
+        let values = Box::pin(enforcer.counters.read(
+            &enforcer.policy,
+            shared.store.as_ref(),
+            &self.call("", None),
+        ))
+        .await;
         self.counters = Some(values);
     }
 
