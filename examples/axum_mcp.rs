@@ -143,10 +143,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listen: SocketAddr = arg("--listen")
         .unwrap_or_else(|| "127.0.0.1:8788".into())
         .parse()?;
-    let policy = load_policy(&policy_path).map_err(|e| {
-        eprintln!("{e}");
-        "invalid policy"
-    })?;
 
     let mcp = StreamableHttpService::new(
         || Ok(Demo::new()),
@@ -154,8 +150,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         StreamableHttpServerConfig::default().with_allowed_hosts(["localhost", "127.0.0.1"]),
     );
     let mut app = axum::Router::new().nest_service("/mcp", mcp);
-    // `--no-policy`: the bare server, as an upstream for `warden serve` and its load bench.
+    // `--no-policy`: the bare server, as an upstream for `warden serve` and its load bench
+    // (no policy file is read, so it starts from any directory).
     if !std::env::args().any(|a| a == "--no-policy") {
+        let policy = load_policy(&policy_path).map_err(|e| {
+            eprintln!("{e}");
+            "invalid policy"
+        })?;
         app = app.layer(PolicyLayer::new(policy));
     }
 
