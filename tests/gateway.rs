@@ -594,3 +594,31 @@ fn serve_records_calls_for_replay_against_an_edited_policy() {
         "an example shows the arguments: {stdout}"
     );
 }
+
+/// `cargo xtask dist` trains its profile-guided build with `pgo_train`, which checks every
+/// answer of its mixed load (a hidden tool, a failed condition, a limit, a missing token)
+/// and that SIGTERM ends the gateway with status 0, which is when the profile is written.
+/// Run here against the debug build, so that a change to the gateway's answers breaks this
+/// test instead of quietly training the release build on error paths.
+#[test]
+fn the_pgo_training_load_gets_the_answers_it_expects_and_stops_the_gateway_cleanly() {
+    let Some(warden) = support::warden() else {
+        return;
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_pgo_train"))
+        .arg("--warden")
+        .arg(&warden)
+        .args(["--calls", "150"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pgo_train failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("2400 calls"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -18,8 +18,10 @@ pub struct Proc(pub Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        // Quiet: the group is gone already when the process exited by itself.
         let _ = Command::new("kill")
             .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .stderr(Stdio::null())
             .status();
         let _ = self.0.kill();
         let _ = self.0.wait();
@@ -56,6 +58,37 @@ pub fn spawn(cmd: &mut Command, port: u16, quiet: bool) -> Result<Proc, String> 
         std::thread::sleep(Duration::from_millis(50));
     }
     Ok(p)
+}
+
+/// Starts `cmd` (given `--listen 127.0.0.1:0`) and waits (30 s at most) for the
+/// `listening on URL` line warden and the example servers print: no port is picked that
+/// another process can take first. The URL's scheme, host and port.
+pub fn spawn_listening(cmd: &mut Command) -> Result<(Proc, String), String> {
+    use std::io::{BufRead, BufReader};
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("{cmd:?}: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let p = Proc(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("listening on ") {
+                let url = url.split_whitespace().next().unwrap_or("");
+                let _ = tx.send(
+                    url.trim_end_matches('/')
+                        .trim_end_matches("/mcp")
+                        .to_owned(),
+                );
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(url) => Ok((p, url)),
+        Err(_) => Err(format!("{cmd:?} did not say where it listens within 30 s")),
+    }
 }
 
 pub type Http = Client<HttpConnector, Full<Bytes>>;
