@@ -1,6 +1,8 @@
 //! `cargo xtask test`: installs the end-to-end test peers, then runs clippy and the workspace
-//! tests. std only, so the alias builds in seconds on a fresh checkout.
+//! tests. `cargo xtask dist`: the release binary, built with profile-guided optimisation.
+//! std only, so the alias builds in seconds on a fresh checkout.
 
+mod dist;
 mod peers;
 
 use std::ffi::OsStr;
@@ -27,6 +29,18 @@ Commands:
       --no-clippy   skip the clippy step
       -- ARGS...    passed on to `cargo test`, e.g. `cargo xtask test -- e2e -- --nocapture`
 
+  dist [--no-pgo] [--calls N]
+      Build `warden` as it should ship, to target/dist/warden: a release build that is
+      instrumented, trained by target/release/pgo_train (16 clients x N calls, default 2000,
+      of a mixed MCP load through `warden serve` with examples/demo.pol in front of the
+      example rmcp server), and rebuilt with the profile (-Cprofile-use). Needs an
+      llvm-profdata that reads rustc's profiles (LLVM 19 or later; `rustup component add
+      llvm-tools`, Debian's llvm-19, or $LLVM_PROFDATA). Two full release builds: ~15 min on
+      two cores. Its work files are under target/pgo/.
+
+      --no-pgo      a plain `cargo build --release -p warden-cli`, copied to target/dist/
+      --calls N     training calls per client
+
 Environment (each replaces the default the tests use; xtask checks it instead of installing):
   WARDEN_E2E_PYTHON      a Python that can `import mcp, httpx2`
                          (default: target/e2e/venv/bin/python)
@@ -47,6 +61,18 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some((cmd, rest)) if cmd == "dist" => {
+            if rest.iter().any(|a| a == "-h" || a == "--help") {
+                return usage_ok();
+            }
+            match workspace_root().and_then(|root| dist::dist(&root, rest)) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("xtask: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Some((cmd, _)) => usage_err(&format!("unknown subcommand `{cmd}`")),
     }
 }
@@ -57,7 +83,7 @@ fn usage_ok() -> ExitCode {
 }
 
 /// Usage mistakes exit 2, like clap, so scripts can tell them from test failures.
-fn usage_err(why: &str) -> ExitCode {
+pub(crate) fn usage_err(why: &str) -> ExitCode {
     eprintln!("xtask: {why}\n\n{USAGE}");
     ExitCode::from(2)
 }
