@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 
 /// A process started in its own process group, which is killed whole (nginx's workers
 /// outlive a killed master otherwise).
@@ -143,4 +144,29 @@ pub async fn post(
         return Err(format!("{status}: {}", String::from_utf8_lossy(&body)));
     }
     Ok((sid, body))
+}
+
+/// A client holding one keep-alive connection, as an agent holds one, with an MCP session
+/// opened on it (`initialize`, then `notifications/initialized`): the client and the
+/// session id.
+pub async fn open_session(url: &str, bearer: &str, name: &str) -> Result<(Http, String), String> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let client: Http = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(1)
+        .build(connector);
+    let init = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"protocolVersion":"2025-11-25","capabilities":{{}},"clientInfo":{{"name":"{name}","version":"0"}}}}}}"#
+    );
+    let (sid, _) = post(&client, url, None, Some(bearer), init).await?;
+    let sid = sid.ok_or("the upstream gave no session id")?;
+    post(
+        &client,
+        url,
+        Some(&sid),
+        Some(bearer),
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_owned(),
+    )
+    .await?;
+    Ok((client, sid))
 }

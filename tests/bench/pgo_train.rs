@@ -22,10 +22,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Http, request, spawn_listening};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use common::{open_session, request, spawn_listening};
 
 const TOKEN: &str = "train-token-0123456789";
 const CLIENTS: usize = 16;
@@ -144,25 +141,7 @@ enum Expect {
 }
 
 async fn client(url: Arc<str>, c: usize, calls: usize) -> Result<(), String> {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    let http: Http = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(1)
-        .build(connector);
-    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"pgo_train","version":"0"}}}"#;
-    let (status, sid, body) = request(&http, &url, None, Some(TOKEN), init.into()).await?;
-    let sid = sid.ok_or_else(|| format!("no session id ({status}): {body:?}"))?;
-    let (status, _, _) = request(
-        &http,
-        &url,
-        Some(&sid),
-        Some(TOKEN),
-        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.into(),
-    )
-    .await?;
-    if !(200..300).contains(&status) {
-        return Err(format!("notifications/initialized: {status}"));
-    }
+    let (http, sid) = open_session(&url, TOKEN, "pgo_train").await?;
     let deadline = Instant::now() + DEADLINE;
     for i in 0..calls {
         if Instant::now() > deadline {

@@ -32,10 +32,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Http, Proc, free_port, post, spawn};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use common::{Http, Proc, free_port, open_session, post, spawn};
 
 const TOKEN: &str = "bench-token-0123456789";
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -338,23 +335,7 @@ struct Session {
 }
 
 async fn open(url: Arc<str>) -> Result<Session, String> {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    // One connection per session, as a real agent holds one.
-    let client: Http = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(1)
-        .build(connector);
-    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"load","version":"0"}}}"#;
-    let (sid, _) = post(&client, &url, None, Some(TOKEN), init.to_owned()).await?;
-    let sid = sid.ok_or("the upstream gave no session id")?;
-    post(
-        &client,
-        &url,
-        Some(&sid),
-        Some(TOKEN),
-        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_owned(),
-    )
-    .await?;
+    let (client, sid) = open_session(&url, TOKEN, "load").await?;
     Ok(Session { client, url, sid })
 }
 
