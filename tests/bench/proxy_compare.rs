@@ -17,8 +17,8 @@
 //! `/proc/PID/task/*/schedstat` (nanoseconds on a CPU, every thread) across the measured
 //! calls only. Rounds interleave the paths, and the table shows each path's median round, so
 //! drift on a shared machine shows up in every row alike; with more than one round, a
-//! second table gives each path's ratios to nginx taken within each round (median and
-//! range), which is steadier than the ratio of two medians. Each round's figures also go to
+//! second table gives each path's ratios to nginx (and its p99's difference from nginx's)
+//! taken within each round (median and range), which is steadier than comparing medians. Each round's figures also go to
 //! stderr. Every loop is bounded by a call count and a deadline.
 //!
 //! CPU time moves by 10-20 % between rounds on a shared machine; for comparing two builds
@@ -521,8 +521,9 @@ fn main() -> Result<(), String> {
             let url = format!("http://127.0.0.1:{port}/mcp");
             let run = rt.block_on(measure(&url, *pid, &o))?;
             eprintln!(
-                "  {name}: {:.0} calls/s, {}",
+                "  {name}: {:.0} calls/s, p99 {:.2} ms, {}",
                 run.throughput,
+                run.p99.as_secs_f64() * 1e3,
                 run.cpu_us
                     .map_or("—".to_owned(), |c| format!("{c:.1} µs CPU per call"))
             );
@@ -573,27 +574,51 @@ fn main() -> Result<(), String> {
 /// shares the machine's state; the medians of the table above do not.
 fn paired_ratios(paths: &[(&str, u16, Option<u32>)], runs: &[Vec<Run>]) -> String {
     let mut out = String::from(
-        "\nRatios to nginx within each round (median, lowest–highest over the rounds):\n\n| path | CPU per call vs nginx | calls/s vs nginx |\n|---|---:|---:|\n",
+        "\nAgainst nginx within each round (median, lowest–highest over the rounds):\n\n| path | CPU per call vs nginx | calls/s vs nginx | p99 − nginx's |\n|---|---:|---:|---:|\n",
     );
-    let summary = |mut v: Vec<f64>| {
+    // The median with its unit, then the range: "1.10× (0.98–1.21)", "+0.08 ms (−0.10–+0.30)".
+    let spread = |mut v: Vec<f64>, unit: &str, sign: bool| {
         v.retain(|x| x.is_finite());
         if v.is_empty() {
             return "—".to_owned();
         }
         v.sort_by(f64::total_cmp);
-        format!("{:.2}× ({:.2}–{:.2})", v[v.len() / 2], v[0], v[v.len() - 1])
+        let f = |x: f64| {
+            if sign {
+                format!("{x:+.2}")
+            } else {
+                format!("{x:.2}")
+            }
+        };
+        format!(
+            "{}{unit} ({}–{})",
+            f(v[v.len() / 2]),
+            f(v[0]),
+            f(v[v.len() - 1])
+        )
     };
+    let summary = |v: Vec<f64>| spread(v, "×", false);
+    let ms = |v: Vec<f64>| spread(v, " ms", true);
     for (i, (name, _, _)) in paths.iter().enumerate().skip(2) {
         let pairs = runs[i].iter().zip(&runs[1]);
         let cpu = pairs
             .clone()
             .filter_map(|(r, n)| Some(r.cpu_us? / n.cpu_us?))
             .collect();
-        let calls = pairs.map(|(r, n)| r.throughput / n.throughput).collect();
+        let calls = pairs
+            .clone()
+            .map(|(r, n)| r.throughput / n.throughput)
+            .collect();
+        // A path skipped by --warden-only has no latencies (and a NaN throughput).
+        let p99 = pairs
+            .filter(|(r, _)| r.throughput.is_finite())
+            .map(|(r, n)| (r.p99.as_secs_f64() - n.p99.as_secs_f64()) * 1e3)
+            .collect();
         out.push_str(&format!(
-            "| {name} | {} | {} |\n",
+            "| {name} | {} | {} | {} |\n",
             summary(cpu),
-            summary(calls)
+            summary(calls),
+            ms(p99)
         ));
     }
     out
