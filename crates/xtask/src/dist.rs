@@ -73,13 +73,12 @@ fn pgo_build(root: &Path, cargo: &std::ffi::OsStr, calls: usize) -> Result<PathB
         || run(&mut c),
     )?;
 
-    // Separate target directories: other RUSTFLAGS would rebuild target/release each time.
-    let mut c = rustflags(
-        command(root, cargo),
+    let mut c = warden_build(
+        root,
+        cargo,
         &format!("-Cprofile-generate={}", profiles.display()),
+        &pgo.join("generate"),
     );
-    c.args(["build", "--release", "-p", "warden-cli", "--target-dir"])
-        .arg(pgo.join("generate"));
     step(&format!("instrumented: {}", describe(&c)), || run(&mut c))?;
 
     // Emptied after the build: its build scripts are instrumented too, and write profiles
@@ -96,27 +95,31 @@ fn pgo_build(root: &Path, cargo: &std::ffi::OsStr, calls: usize) -> Result<PathB
 
     step("merging the profile", || merge(&tools, &profiles, &merged))?;
 
-    let mut c = rustflags(
-        command(root, cargo),
+    let mut c = warden_build(
+        root,
+        cargo,
         &format!("-Cprofile-use={}", merged.display()),
+        &pgo.join("use"),
     );
-    c.args(["build", "--release", "-p", "warden-cli", "--target-dir"])
-        .arg(pgo.join("use"));
     step(&format!("optimised: {}", describe(&c)), || run(&mut c))?;
     Ok(pgo.join("use/release/warden"))
 }
 
-/// `cmd` with `flag` added to the RUSTFLAGS it would have had.
-fn rustflags(mut cmd: Command, flag: &str) -> Command {
+/// A release build of `warden` with `flag` added to the RUSTFLAGS it would have had, in its
+/// own target directory: other RUSTFLAGS would rebuild target/release each time.
+fn warden_build(root: &Path, cargo: &std::ffi::OsStr, flag: &str, target_dir: &Path) -> Command {
     let mut flags = std::env::var("RUSTFLAGS").unwrap_or_default();
     if !flags.is_empty() {
         flags.push(' ');
     }
     flags.push_str(flag);
+    let mut c = command(root, cargo);
     // Cargo prefers the encoded form when both are set, which would drop ours.
-    cmd.env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env("RUSTFLAGS", flags);
-    cmd
+    c.env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env("RUSTFLAGS", flags)
+        .args(["build", "--release", "-p", "warden-cli", "--target-dir"])
+        .arg(target_dir);
+    c
 }
 
 /// The `llvm-profdata`s to try, best first: `$LLVM_PROFDATA`, the toolchain's own
