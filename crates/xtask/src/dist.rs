@@ -29,14 +29,15 @@ pub(crate) fn dist(root: &Path, args: &[String]) -> Result<ExitCode> {
         }
     }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out_dir = root.join("target/dist");
+    let target = target_dir(root);
+    let out_dir = target.join("dist");
     let built = if pgo {
-        pgo_build(root, &cargo, calls)?
+        pgo_build(root, &target, &cargo, calls)?
     } else {
         let mut c = command(root, &cargo);
         c.args(["build", "--release", "-p", "warden-cli"]);
         step(&describe(&c), || run(&mut c))?;
-        root.join("target/release/warden")
+        target.join("release/warden")
     };
     std::fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
     let dest = out_dir.join("warden");
@@ -54,8 +55,18 @@ pub(crate) fn dist(root: &Path, args: &[String]) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn pgo_build(root: &Path, cargo: &std::ffi::OsStr, calls: usize) -> Result<PathBuf> {
-    let pgo = root.join("target/pgo");
+/// Where cargo puts what it builds here: `CARGO_TARGET_DIR` when set (relative to the
+/// workspace root, as cargo reads it), else `target/`. A copy from anywhere else could be a
+/// stale binary.
+fn target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => root.join(dir),
+        _ => root.join("target"),
+    }
+}
+
+fn pgo_build(root: &Path, target: &Path, cargo: &std::ffi::OsStr, calls: usize) -> Result<PathBuf> {
+    let pgo = target.join("pgo");
     let profiles = pgo.join("profiles");
     let merged = pgo.join("warden.profdata");
     // Found before the long builds, so a missing tool fails in seconds.
@@ -87,7 +98,7 @@ fn pgo_build(root: &Path, cargo: &std::ffi::OsStr, calls: usize) -> Result<PathB
         std::fs::remove_dir_all(&profiles)
             .map_err(|e| format!("emptying {}: {e}", profiles.display()))?;
     }
-    let mut c = command(root, root.join("target/release/pgo_train"));
+    let mut c = command(root, target.join("release/pgo_train"));
     c.arg("--warden")
         .arg(pgo.join("generate/release/warden"))
         .args(["--calls", &calls.to_string()]);
