@@ -72,7 +72,7 @@ pub fn spawn_listening(cmd: &mut Command) -> Result<(Proc, String), String> {
         .spawn()
         .map_err(|e| format!("{cmd:?}: {e}"))?;
     let stdout = child.stdout.take().ok_or("no stdout")?;
-    let p = Proc(child);
+    let mut p = Proc(child);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -88,7 +88,14 @@ pub fn spawn_listening(cmd: &mut Command) -> Result<(Proc, String), String> {
     });
     match rx.recv_timeout(Duration::from_secs(30)) {
         Ok(url) => Ok((p, url)),
-        Err(_) => Err(format!("{cmd:?} did not say where it listens within 30 s")),
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            Err(format!("{cmd:?} did not say where it listens within 30 s"))
+        }
+        // Its stdout closed without the line: it exited (its stderr says why).
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            let status = p.0.wait().map_or_else(|e| e.to_string(), |s| s.to_string());
+            Err(format!("{cmd:?} exited before listening: {status}"))
+        }
     }
 }
 

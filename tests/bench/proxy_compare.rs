@@ -18,8 +18,9 @@
 //! calls only. Rounds interleave the paths, and the table shows each path's median round, so
 //! drift on a shared machine shows up in every row alike; with more than one round, a
 //! second table gives each path's ratios to nginx (and its p99's difference from nginx's)
-//! taken within each round (median and range), which is steadier than comparing medians. Each round's figures also go to
-//! stderr. Every loop is bounded by a call count and a deadline.
+//! taken within each round (median and range), which is steadier than comparing medians.
+//! Each round's figures also go to stderr. Every loop is bounded by a call count and a
+//! deadline.
 //!
 //! CPU time moves by 10-20 % between rounds on a shared machine; for comparing two builds
 //! to the instruction, see `tests/bench/instructions.py` (callgrind).
