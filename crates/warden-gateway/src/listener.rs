@@ -77,6 +77,9 @@ pub async fn run<S, B>(
             _ = stop.wait_for(|s| *s) => break,
         };
         let _ = stream.set_nodelay(true);
+        // Clients keep their connections alive; a count that grows with the calls means one
+        // of them (or the gateway's answers) does not let it.
+        metrics::counter!("warden_connections_accepted_total").increment(1);
         let (app, stop) = (app.clone(), stop.clone());
         tokio::spawn(async move {
             server::connection(stream, addr, app, settings, stop).await;
