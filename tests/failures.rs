@@ -888,3 +888,99 @@ fn a_client_that_leaves_a_stream_closes_the_upstream_stream() {
     drop(client);
     wait_for(&STREAM_SAW_CLOSE, "the upstream stream outlived its client");
 }
+
+/// An answer written as rmcp writes one: the head with an SSE priming event, then, a moment
+/// later, the result and the end.
+fn priming_then_result(conn: &mut TcpStream, body: &str) {
+    let _ = conn.set_nodelay(true);
+    let id = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("id").cloned())
+        .unwrap_or(Value::Null);
+    let priming = "data: \nid: 0\nretry: 3000\n\n";
+    let _ = write!(conn, "{SSE_HEAD}{:x}\r\n{priming}\r\n", priming.len());
+    std::thread::sleep(Duration::from_millis(3));
+    let event = format!(
+        "data: {}\n\n",
+        json!({"jsonrpc": "2.0", "id": id, "result": {}})
+    );
+    let _ = write!(conn, "{:x}\r\n{event}\r\n0\r\n\r\n", event.len());
+}
+
+/// hyper's pooled client (the one under reqwest, and so under rmcp's client) keeps making
+/// back-to-back calls on its one kept-alive connection. Passed on piece by piece, answers
+/// like rmcp's let busy clients see an answer's end before its connection was idle again,
+/// and they opened a new connection every few calls (under `proxy_compare`'s load, one per
+/// 5-8 calls; nginx and haproxy: none).
+#[test]
+fn pooled_clients_keep_one_connection_each_for_back_to_back_calls() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::rt::TokioExecutor;
+
+    const CLIENTS: u64 = 16;
+    const CALLS: u64 = 30;
+    let warden = support::warden().expect("warden binary");
+    let admin_port = support::free_port();
+    let admin = format!("127.0.0.1:{admin_port}");
+    let gw = gateway(
+        &warden,
+        &fake(priming_then_result),
+        &["--admin", &admin, "--admin-token", "admin-secret"],
+    );
+    // As an agent host runs them: many clients on one event loop, each with its own pool.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let clients = (0..CLIENTS).map(|_| {
+            let url = gw.url.clone();
+            tokio::spawn(async move {
+                let client: Client<HttpConnector, Full<Bytes>> =
+                    Client::builder(TokioExecutor::new())
+                        .pool_max_idle_per_host(1)
+                        .build(HttpConnector::new());
+                for id in 1..=CALLS {
+                    let req = http::Request::post(&url)
+                        .header("content-type", "application/json")
+                        .header("accept", "application/json, text/event-stream")
+                        .body(Full::new(Bytes::from(call(id, "echo"))))
+                        .unwrap();
+                    let resp = client.request(req).await.unwrap();
+                    assert_eq!(resp.status(), 200);
+                    let body = resp.into_body().collect().await.unwrap().to_bytes();
+                    let body = String::from_utf8_lossy(&body);
+                    assert!(body.contains(&format!("\"id\":{id}")), "{body}");
+                }
+            })
+        });
+        for c in clients.collect::<Vec<_>>() {
+            c.await.unwrap();
+        }
+    });
+    let (status, _, metrics) = support::http(
+        &format!("http://{admin}"),
+        "GET",
+        "/metrics",
+        &[("authorization", "Bearer admin-secret")],
+        "",
+    );
+    assert_eq!(status, 200, "{metrics}");
+    let accepted: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("warden_connections_accepted_total "))
+        .unwrap_or_else(|| panic!("no connection count: {metrics}"))
+        .trim()
+        .parse()
+        .unwrap();
+    // One each, and a few more for a machine so loaded that an answer's pieces came further
+    // apart than the gateway waits to gather them (20 ms).
+    assert!(
+        accepted <= CLIENTS + 4,
+        "{CLIENTS} pooled clients made {accepted} connections for {} calls",
+        CLIENTS * CALLS
+    );
+}

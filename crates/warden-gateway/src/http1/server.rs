@@ -5,10 +5,9 @@
 //! limit; past it the stack answers 413 from the headers and the connection closes), since
 //! the policy layer must read a POST body whole anyway. While a call is in flight the
 //! connection is still watched: a client that hangs up drops the call, and with it the
-//! upstream request. An answer's head waits up to [`HOLD_HEAD`] for the first piece of its
-//! body; an answer that has arrived whole by then goes out in one write with a
-//! `Content-Length`, and anything still arriving is sent chunked, each piece as soon as it
-//! is there.
+//! upstream request. An answer is gathered for up to [`HOLD_HEAD`] after its head: one that
+//! has arrived whole by then goes out in one write with a `Content-Length`, and anything
+//! still arriving is sent chunked, each piece as soon as it is there.
 
 use std::convert::Infallible;
 use std::future::{Future, poll_fn};
@@ -33,8 +32,9 @@ use super::{Framing, Lines, MAX_HEAD, Unreadable};
 /// Past this much, what an answer has ready is written and the rest follows.
 const MAX_GATHER: usize = 64 * 1024;
 
-/// How long an answer's head waits for the first piece of its body, so that both go out in
-/// one write; a stream whose first event takes longer gets its head when this is up.
+/// How long an answer is gathered after its head, so that a short one goes out whole in one
+/// write; a stream still going when this is up gets what it has sent so far, then the rest
+/// as it comes.
 pub const HOLD_HEAD: Duration = Duration::from_millis(20);
 
 /// What a connection is held to.
@@ -331,15 +331,24 @@ impl Conn {
             Progress::Ended
         } else {
             match next_data(body.as_mut(), gathered, false).await {
-                // Nothing of the body yet: most upstreams write a streamed answer's head a
-                // moment before its first piece, and a head alone is nothing a client can
-                // act on. Held briefly, it leaves with that piece (and, for a short answer,
-                // the whole body with a length) in one write instead of two or three.
-                Progress::More if gathered.is_empty() => {
-                    tokio::select! {
-                        biased;
-                        p = next_data(body.as_mut(), gathered, true) => p,
-                        () = tokio::time::sleep(HOLD_HEAD) => Progress::More,
+                // Not all there yet: most upstreams write a streamed answer in pieces a moment
+                // apart (rmcp: the head, an SSE priming event, then the result), and neither
+                // a head nor a priming event is anything a client can act on. Gathered
+                // briefly, a short answer leaves whole with a length in one write. Sent piece
+                // by piece, it woke the client once per piece, and hyper's pooled client
+                // (reqwest's) saw the end before its connection was idle again and opened
+                // another one: one new connection per 5-8 calls (docs/PERFORMANCE.md).
+                Progress::More if gathered.len() < MAX_GATHER => {
+                    let mut hold = pin!(tokio::time::sleep(HOLD_HEAD));
+                    loop {
+                        tokio::select! {
+                            biased;
+                            p = next_data(body.as_mut(), gathered, true) => match p {
+                                Progress::More if gathered.len() < MAX_GATHER => {}
+                                p => break p,
+                            },
+                            () = &mut hold => break Progress::More,
+                        }
                     }
                 }
                 p => p,
@@ -482,6 +491,7 @@ where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
+    let start = into.len();
     poll_fn(|cx| {
         loop {
             match body.as_mut().poll_frame(cx) {
@@ -496,7 +506,7 @@ where
                 }
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Progress::Failed(e.into())),
                 Poll::Ready(None) => return Poll::Ready(Progress::Ended),
-                Poll::Pending if wait && into.is_empty() => return Poll::Pending,
+                Poll::Pending if wait && into.len() == start => return Poll::Pending,
                 Poll::Pending => return Poll::Ready(Progress::More),
             }
         }
