@@ -5,6 +5,8 @@
 
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -99,7 +101,31 @@ pub fn spawn_listening(cmd: &mut Command) -> Result<(Proc, String), String> {
     }
 }
 
-pub type Http = Client<HttpConnector, Full<Bytes>>;
+/// Connections the benchmarks' clients have opened. Each client should keep the one it
+/// opened first; a count that grows with the calls means a proxy's answers keep hyper's pool
+/// from reusing it (it then races a new connection against the old one coming back).
+pub static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
+
+/// hyper's own connector, counting into [`CONNECTIONS`].
+#[derive(Clone)]
+pub struct Counted(pub HttpConnector);
+
+impl tower::Service<http::Uri> for Counted {
+    type Response = <HttpConnector as tower::Service<http::Uri>>::Response;
+    type Error = <HttpConnector as tower::Service<http::Uri>>::Error;
+    type Future = <HttpConnector as tower::Service<http::Uri>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, dst: http::Uri) -> Self::Future {
+        CONNECTIONS.fetch_add(1, Ordering::Relaxed);
+        self.0.call(dst)
+    }
+}
+
+pub type Http = Client<Counted, Full<Bytes>>;
 
 /// One MCP POST: the answer's status, the session id it carries, and its body.
 pub async fn request(
@@ -161,7 +187,7 @@ pub async fn open_session(url: &str, bearer: &str, name: &str) -> Result<(Http, 
     connector.set_nodelay(true);
     let client: Http = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(1)
-        .build(connector);
+        .build(Counted(connector));
     let init = format!(
         r#"{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"protocolVersion":"2025-11-25","capabilities":{{}},"clientInfo":{{"name":"{name}","version":"0"}}}}}}"#
     );

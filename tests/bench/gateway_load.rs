@@ -22,7 +22,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Http, Proc, free_port, post, spawn};
+use common::{Counted, Http, Proc, free_port, post, spawn};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -94,7 +94,7 @@ struct Run {
 async fn load(url: &str, arg: &'static str) -> Result<Run, String> {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    let client: Http = Client::builder(TokioExecutor::new()).build(connector);
+    let client: Http = Client::builder(TokioExecutor::new()).build(Counted(connector));
     let url: Arc<str> = url.into();
     let deadline = Instant::now() + DEADLINE;
     let started = Instant::now();

@@ -19,8 +19,10 @@
 //! drift on a shared machine shows up in every row alike; with more than one round, a
 //! second table gives each path's ratios to nginx (and its p99's difference from nginx's)
 //! taken within each round (median and range), which is steadier than comparing medians.
-//! Each round's figures also go to stderr. Every loop is bounded by a call count and a
-//! deadline.
+//! Each round's figures also go to stderr. The last column counts the connections the
+//! clients opened beyond their first (hyper's pool, as under reqwest): answers a proxy sends
+//! in pieces can keep the pool from reusing a connection, and it then opens another. Every
+//! loop is bounded by a call count and a deadline.
 //!
 //! CPU time moves by 10-20 % between rounds on a shared machine; for comparing two builds
 //! to the instruction, see `tests/bench/instructions.py` (callgrind).
@@ -33,7 +35,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Http, Proc, free_port, open_session, post, spawn};
+use common::{CONNECTIONS, Http, Proc, free_port, open_session, post, spawn};
 
 const TOKEN: &str = "bench-token-0123456789";
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -372,6 +374,9 @@ struct Run {
     cpu_us: Option<f64>,
     /// The share of that CPU spent in user space (the rest: the kernel, for the sockets).
     user_share: Option<f64>,
+    /// Connections the clients opened beyond their first, per 1,000 calls (warm-up and
+    /// measured): each should keep its one.
+    reconnects: f64,
 }
 
 async fn all_calls(sessions: &[Arc<Session>], n: usize) -> Result<Vec<Duration>, String> {
@@ -393,12 +398,14 @@ async fn measure(url: &str, pid: Option<u32>, o: &Opts) -> Result<Run, String> {
     for _ in 0..o.clients {
         sessions.push(Arc::new(open(url.clone()).await?));
     }
+    let conns0 = CONNECTIONS.load(std::sync::atomic::Ordering::Relaxed);
     all_calls(&sessions, o.warmup).await?;
     let cpu0 = pid.map(cpu_ns).transpose()?;
     let started = Instant::now();
     let mut lat = all_calls(&sessions, o.calls).await?;
     let elapsed = started.elapsed();
     let cpu1 = pid.map(cpu_ns).transpose()?;
+    let conns = CONNECTIONS.load(std::sync::atomic::Ordering::Relaxed) - conns0;
     lat.sort();
     let pct = |p: f64| {
         lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
@@ -421,6 +428,7 @@ async fn measure(url: &str, pid: Option<u32>, o: &Opts) -> Result<Run, String> {
             }
             _ => None,
         },
+        reconnects: conns as f64 * 1e3 / (o.clients * (o.warmup + o.calls)) as f64,
     })
 }
 
@@ -516,17 +524,19 @@ fn main() -> Result<(), String> {
                     p99: Duration::ZERO,
                     cpu_us: None,
                     user_share: None,
+                    reconnects: f64::NAN,
                 });
                 continue;
             }
             let url = format!("http://127.0.0.1:{port}/mcp");
             let run = rt.block_on(measure(&url, *pid, &o))?;
             eprintln!(
-                "  {name}: {:.0} calls/s, p99 {:.2} ms, {}",
+                "  {name}: {:.0} calls/s, p99 {:.2} ms, {}, {:.1} new connections per 1k calls",
                 run.throughput,
                 run.p99.as_secs_f64() * 1e3,
                 run.cpu_us
-                    .map_or("—".to_owned(), |c| format!("{c:.1} µs CPU per call"))
+                    .map_or("—".to_owned(), |c| format!("{c:.1} µs CPU per call")),
+                run.reconnects
             );
             runs[i].push(run);
         }
@@ -536,9 +546,9 @@ fn main() -> Result<(), String> {
     let nginx_run = runs[1];
     let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
     println!(
-        "| path | calls/s | p50 | p99 | CPU per call (proxy process) | calls/s vs nginx | CPU vs nginx | p99 − nginx's |"
+        "| path | calls/s | p50 | p99 | CPU per call (proxy process) | calls/s vs nginx | CPU vs nginx | p99 − nginx's | new connections per 1k calls |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for ((name, _, _), r) in paths.iter().zip(&runs) {
         let cpu = match (r.cpu_us, r.user_share) {
             (Some(c), Some(u)) => format!("{c:.1} µs ({:.0}% user)", u * 100.0),
@@ -556,11 +566,12 @@ fn main() -> Result<(), String> {
             format!("{:+.2} ms", d * 1e3)
         };
         println!(
-            "| {name} | {:.0} | {} | {} | {cpu} | {:.2}× | {vs_cpu} | {dp99} |",
+            "| {name} | {:.0} | {} | {} | {cpu} | {:.2}× | {vs_cpu} | {dp99} | {:.1} |",
             r.throughput,
             ms(r.p50),
             ms(r.p99),
             r.throughput / nginx_run.throughput,
+            r.reconnects,
         );
     }
     if o.rounds > 1 {

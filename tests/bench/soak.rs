@@ -32,14 +32,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use common::{free_port, spawn};
-use http_body_util::Full;
+use common::{Counted, Http, free_port, spawn};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-
-type Http = Client<HttpConnector, Full<Bytes>>;
 
 /// Two valid versions (a threshold moves) and a broken one, rewritten in turn.
 fn policy(version: u64) -> String {
@@ -351,7 +347,7 @@ async fn main() -> Result<(), String> {
     });
     let http: Http = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(clients as usize)
-        .build_http();
+        .build(Counted(HttpConnector::new()));
     let url = format!("http://127.0.0.1:{port}/mcp");
     let addr = format!("127.0.0.1:{port}");
     let mut tasks = Vec::new();
