@@ -18,7 +18,9 @@
 //! calls only. Rounds interleave the paths, and the table shows each path's median round, so
 //! drift on a shared machine shows up in every row alike; with more than one round, a
 //! second table gives each path's ratios to nginx (and its p99's difference from nginx's)
-//! taken within each round (median and range), which is steadier than comparing medians.
+//! taken within each round (median and range), which is steadier than comparing medians,
+//! and the difference of the p99s over every call of every round: a round's p99 moves by a
+//! millisecond or more on a shared machine, a p99 of 320,000 calls far less.
 //! Each round's figures also go to stderr. The last column counts the connections the
 //! clients opened beyond their first (hyper's pool, as under reqwest): answers a proxy sends
 //! in pieces can keep the pool from reusing a connection, and it then opens another. Every
@@ -392,7 +394,8 @@ async fn all_calls(sessions: &[Arc<Session>], n: usize) -> Result<Vec<Duration>,
     Ok(all)
 }
 
-async fn measure(url: &str, pid: Option<u32>, o: &Opts) -> Result<Run, String> {
+/// One round of one path: its figures, and its latencies (sorted).
+async fn measure(url: &str, pid: Option<u32>, o: &Opts) -> Result<(Run, Vec<Duration>), String> {
     let url: Arc<str> = url.into();
     let mut sessions = Vec::new();
     for _ in 0..o.clients {
@@ -412,7 +415,7 @@ async fn measure(url: &str, pid: Option<u32>, o: &Opts) -> Result<Run, String> {
             .copied()
             .unwrap_or_default()
     };
-    Ok(Run {
+    let run = Run {
         throughput: lat.len() as f64 / elapsed.as_secs_f64(),
         p50: pct(0.50),
         p99: pct(0.99),
@@ -429,7 +432,8 @@ async fn measure(url: &str, pid: Option<u32>, o: &Opts) -> Result<Run, String> {
             _ => None,
         },
         reconnects: conns as f64 * 1e3 / (o.clients * (o.warmup + o.calls)) as f64,
-    })
+    };
+    Ok((run, lat))
 }
 
 /// The median round by throughput (its latencies and CPU with it), so one row is one
@@ -509,6 +513,8 @@ fn main() -> Result<(), String> {
         }
     );
     let mut runs: Vec<Vec<Run>> = vec![Vec::new(); paths.len()];
+    // Every latency of every round, per path.
+    let mut pooled: Vec<Vec<Duration>> = vec![Vec::new(); paths.len()];
     for round in 0..o.rounds {
         eprintln!("round {}/{}", round + 1, o.rounds);
         // Each round starts one path later: a path measured right after another (or always
@@ -529,7 +535,8 @@ fn main() -> Result<(), String> {
                 continue;
             }
             let url = format!("http://127.0.0.1:{port}/mcp");
-            let run = rt.block_on(measure(&url, *pid, &o))?;
+            let (run, lat) = rt.block_on(measure(&url, *pid, &o))?;
+            pooled[i].extend(lat);
             eprintln!(
                 "  {name}: {:.0} calls/s, p99 {:.2} ms, {}, {:.1} new connections per 1k calls",
                 run.throughput,
@@ -541,7 +548,14 @@ fn main() -> Result<(), String> {
             runs[i].push(run);
         }
     }
-    let paired = paired_ratios(&paths, &runs);
+    let pooled_p99: Vec<Option<Duration>> = pooled
+        .into_iter()
+        .map(|mut l| {
+            l.sort();
+            l.get(l.len() * 99 / 100).copied()
+        })
+        .collect();
+    let paired = paired_ratios(&paths, &runs, &pooled_p99);
     let runs: Vec<Run> = runs.into_iter().map(median).collect();
     let nginx_run = runs[1];
     let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
@@ -584,9 +598,13 @@ fn main() -> Result<(), String> {
 /// Each path against nginx within the same round, over all rounds: the median (and range)
 /// of those ratios. A round measures every path within seconds, so a ratio taken inside it
 /// shares the machine's state; the medians of the table above do not.
-fn paired_ratios(paths: &[(&str, u16, Option<u32>)], runs: &[Vec<Run>]) -> String {
+fn paired_ratios(
+    paths: &[(&str, u16, Option<u32>)],
+    runs: &[Vec<Run>],
+    pooled_p99: &[Option<Duration>],
+) -> String {
     let mut out = String::from(
-        "\nAgainst nginx within each round (median, lowest–highest over the rounds):\n\n| path | CPU per call vs nginx | calls/s vs nginx | p99 − nginx's |\n|---|---:|---:|---:|\n",
+        "\nAgainst nginx within each round (median, lowest–highest over the rounds), and p99 over every call of every round:\n\n| path | CPU per call vs nginx | calls/s vs nginx | p99 − nginx's | p99 of all rounds − nginx's |\n|---|---:|---:|---:|---:|\n",
     );
     // The median with its unit, then the range: "1.10× (0.98–1.21)", "+0.08 ms (−0.10–+0.30)".
     let spread = |mut v: Vec<f64>, unit: &str, sign: bool| {
@@ -626,8 +644,12 @@ fn paired_ratios(paths: &[(&str, u16, Option<u32>)], runs: &[Vec<Run>]) -> Strin
             .filter(|(r, _)| r.throughput.is_finite())
             .map(|(r, n)| (r.p99.as_secs_f64() - n.p99.as_secs_f64()) * 1e3)
             .collect();
+        let all = match (pooled_p99[i], pooled_p99[1]) {
+            (Some(p), Some(n)) => format!("{:+.2} ms", (p.as_secs_f64() - n.as_secs_f64()) * 1e3),
+            _ => "—".to_owned(),
+        };
         out.push_str(&format!(
-            "| {name} | {} | {} | {} |\n",
+            "| {name} | {} | {} | {} | {all} |\n",
             summary(cpu),
             summary(calls),
             ms(p99)
