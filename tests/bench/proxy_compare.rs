@@ -35,6 +35,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::{CONNECTIONS, Http, Proc, free_port, open_session, post, spawn};
@@ -401,14 +402,14 @@ async fn measure(url: &str, pid: Option<u32>, o: &Opts) -> Result<(Run, Vec<Dura
     for _ in 0..o.clients {
         sessions.push(Arc::new(open(url.clone()).await?));
     }
-    let conns0 = CONNECTIONS.load(std::sync::atomic::Ordering::Relaxed);
+    let conns0 = CONNECTIONS.load(Ordering::Relaxed);
     all_calls(&sessions, o.warmup).await?;
     let cpu0 = pid.map(cpu_ns).transpose()?;
     let started = Instant::now();
     let mut lat = all_calls(&sessions, o.calls).await?;
     let elapsed = started.elapsed();
     let cpu1 = pid.map(cpu_ns).transpose()?;
-    let conns = CONNECTIONS.load(std::sync::atomic::Ordering::Relaxed) - conns0;
+    let conns = CONNECTIONS.load(Ordering::Relaxed) - conns0;
     lat.sort();
     let pct = |p: f64| {
         lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))

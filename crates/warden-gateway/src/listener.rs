@@ -55,6 +55,10 @@ pub async fn run<S, B>(
         header_read_timeout: limits.header_read_timeout,
         max_body,
     };
+    // Clients keep their connections alive; a count that grows with the calls means one of
+    // them (or the gateway's answers) does not let it. Taken once: the recorder (admin) is
+    // installed before any worker accepts, and a lookup per connection is wasted work.
+    let accepted = metrics::counter!("warden_connections_accepted_total");
     loop {
         // Past the cap, stop accepting: new clients wait in the backlog.
         let permit = tokio::select! {
@@ -77,9 +81,7 @@ pub async fn run<S, B>(
             _ = stop.wait_for(|s| *s) => break,
         };
         let _ = stream.set_nodelay(true);
-        // Clients keep their connections alive; a count that grows with the calls means one
-        // of them (or the gateway's answers) does not let it.
-        metrics::counter!("warden_connections_accepted_total").increment(1);
+        accepted.increment(1);
         let (app, stop) = (app.clone(), stop.clone());
         tokio::spawn(async move {
             server::connection(stream, addr, app, settings, stop).await;
