@@ -179,6 +179,38 @@ pub async fn post(
     Ok((sid, body))
 }
 
+/// Ends an MCP session (`DELETE` with its id), as a client does when it is done, so that
+/// the upstream and the proxies do not carry it through the rest of a run.
+pub async fn close_session(
+    client: &Http,
+    url: &str,
+    sid: &str,
+    bearer: &str,
+) -> Result<(), String> {
+    let req = http::Request::delete(url)
+        .header("mcp-session-id", sid)
+        .header("mcp-protocol-version", "2025-11-25")
+        .header("authorization", format!("Bearer {bearer}"))
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    let resp = client.request(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status();
+    // Read to the end, so the connection goes back to the pool.
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    if !status.is_success() {
+        return Err(format!(
+            "closing session {sid}: {status}: {}",
+            String::from_utf8_lossy(&body)
+        ));
+    }
+    Ok(())
+}
+
 /// A client holding one keep-alive connection, as an agent holds one, with an MCP session
 /// opened on it (`initialize`, then `notifications/initialized`): the client and the
 /// session id.

@@ -1,6 +1,6 @@
-//! The training run of `cargo xtask dist`'s profile-guided build: drives a `warden serve`
-//! built with `-Cprofile-generate` through the calls a gateway serves, then stops it with
-//! SIGTERM so that it writes its profile.
+//! The training run of `cargo xtask dist --pgo`, the profile-guided build: drives a
+//! `warden serve` built with `-Cprofile-generate` through the calls a gateway serves, then
+//! stops it with SIGTERM so that it writes its profile.
 //!
 //! ```sh
 //! cargo build --release -p warden-e2e --bin pgo_train --bin axum_mcp

@@ -20,7 +20,11 @@
 //! second table gives each path's ratios to nginx (and its p99's difference from nginx's)
 //! taken within each round (median and range), which is steadier than comparing medians,
 //! and the difference of the p99s over every call of every round: a round's p99 moves by a
-//! millisecond or more on a shared machine, a p99 of 320,000 calls far less.
+//! millisecond or more on a shared machine, a p99 of 320,000 calls far less. That last
+//! figure comes with a 90 % interval from resampling the rounds: when the interval spans
+//! the target, the run did not settle the question. `--latencies FILE` writes every
+//! measured call (path, round, client, start and latency in µs) as CSV, to see whether a
+//! tail is single slow calls or stalls that hold every client at once.
 //! Each round's figures also go to stderr. The last column counts the connections the
 //! clients opened beyond their first (hyper's pool, as under reqwest): answers a proxy sends
 //! in pieces can keep the pool from reusing a connection, and it then opens another. Every
@@ -32,13 +36,14 @@
 #[path = "common.rs"]
 mod common;
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{CONNECTIONS, Http, Proc, free_port, open_session, post, spawn};
+use common::{CONNECTIONS, Http, Proc, close_session, free_port, open_session, post, spawn};
 
 const TOKEN: &str = "bench-token-0123456789";
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -54,6 +59,8 @@ struct Opts {
     warden_only: bool,
     /// An earlier build of warden, measured in the same run as a row of its own.
     baseline: Option<PathBuf>,
+    /// Where to write every measured call's start and latency, for looking at the tail.
+    latencies: Option<PathBuf>,
     warden_args: Vec<String>,
 }
 
@@ -66,6 +73,7 @@ fn opts() -> Result<Opts, String> {
         workers: 1,
         warden_only: false,
         baseline: None,
+        latencies: None,
         warden_args: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
@@ -90,12 +98,19 @@ fn opts() -> Result<Opts, String> {
                         .ok_or("--baseline takes a path to a warden binary")?,
                 )
             }
+            "--latencies" => {
+                o.latencies = Some(
+                    args.next()
+                        .map(PathBuf::from)
+                        .ok_or("--latencies takes a file to write")?,
+                )
+            }
             "--" => {
                 o.warden_args = args.by_ref().collect();
             }
             "-h" | "--help" => {
                 println!(
-                    "proxy_compare [--clients N] [--calls N per client] [--warmup N] [--rounds N] [--workers N] [--warden-only] [--baseline OLD-WARDEN-BINARY] [-- WARDEN SERVE ARGS]"
+                    "proxy_compare [--clients N] [--calls N per client] [--warmup N] [--rounds N] [--workers N] [--warden-only] [--baseline OLD-WARDEN-BINARY] [--latencies CSV-FILE] [-- WARDEN SERVE ARGS]"
                 );
                 std::process::exit(0);
             }
@@ -345,7 +360,20 @@ async fn open(url: Arc<str>) -> Result<Session, String> {
     Ok(Session { client, url, sid })
 }
 
-async fn calls(s: Arc<Session>, n: usize, deadline: Instant) -> Result<Vec<Duration>, String> {
+/// One measured call: when it started and how long it took.
+#[derive(Clone, Copy)]
+struct Call {
+    client: usize,
+    started: Instant,
+    took: Duration,
+}
+
+async fn calls(
+    s: Arc<Session>,
+    client: usize,
+    n: usize,
+    deadline: Instant,
+) -> Result<Vec<Call>, String> {
     let mut lat = Vec::with_capacity(n);
     for i in 0..n {
         if Instant::now() > deadline {
@@ -357,7 +385,11 @@ async fn calls(s: Arc<Session>, n: usize, deadline: Instant) -> Result<Vec<Durat
         );
         let started = Instant::now();
         let (_, answer) = post(&s.client, &s.url, Some(&s.sid), Some(TOKEN), body).await?;
-        lat.push(started.elapsed());
+        lat.push(Call {
+            client,
+            started,
+            took: started.elapsed(),
+        });
         if !answer.windows(5).any(|w| w == b"hello") {
             return Err(format!(
                 "unexpected answer: {}",
@@ -382,11 +414,12 @@ struct Run {
     reconnects: f64,
 }
 
-async fn all_calls(sessions: &[Arc<Session>], n: usize) -> Result<Vec<Duration>, String> {
+async fn all_calls(sessions: &[Arc<Session>], n: usize) -> Result<Vec<Call>, String> {
     let deadline = Instant::now() + DEADLINE;
     let tasks: Vec<_> = sessions
         .iter()
-        .map(|s| tokio::spawn(calls(s.clone(), n, deadline)))
+        .enumerate()
+        .map(|(c, s)| tokio::spawn(calls(s.clone(), c, n, deadline)))
         .collect();
     let mut all = Vec::new();
     for t in tasks {
@@ -395,8 +428,12 @@ async fn all_calls(sessions: &[Arc<Session>], n: usize) -> Result<Vec<Duration>,
     Ok(all)
 }
 
-/// One round of one path: its figures, and its latencies (sorted).
-async fn measure(url: &str, pid: Option<u32>, o: &Opts) -> Result<(Run, Vec<Duration>), String> {
+/// One round of one path: its figures, its latencies (sorted), and its calls as made.
+async fn measure(
+    url: &str,
+    pid: Option<u32>,
+    o: &Opts,
+) -> Result<(Run, Vec<Duration>, Vec<Call>, Instant), String> {
     let url: Arc<str> = url.into();
     let mut sessions = Vec::new();
     for _ in 0..o.clients {
@@ -406,10 +443,16 @@ async fn measure(url: &str, pid: Option<u32>, o: &Opts) -> Result<(Run, Vec<Dura
     all_calls(&sessions, o.warmup).await?;
     let cpu0 = pid.map(cpu_ns).transpose()?;
     let started = Instant::now();
-    let mut lat = all_calls(&sessions, o.calls).await?;
+    let made = all_calls(&sessions, o.calls).await?;
     let elapsed = started.elapsed();
+    let mut lat: Vec<Duration> = made.iter().map(|c| c.took).collect();
     let cpu1 = pid.map(cpu_ns).transpose()?;
     let conns = CONNECTIONS.load(Ordering::Relaxed) - conns0;
+    // Sessions left open piled up in the upstream over a run and slowed every path a
+    // little more each round.
+    for s in &sessions {
+        close_session(&s.client, &s.url, &s.sid, TOKEN).await?;
+    }
     lat.sort();
     let pct = |p: f64| {
         lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
@@ -434,7 +477,7 @@ async fn measure(url: &str, pid: Option<u32>, o: &Opts) -> Result<(Run, Vec<Dura
         },
         reconnects: conns as f64 * 1e3 / (o.clients * (o.warmup + o.calls)) as f64,
     };
-    Ok((run, lat))
+    Ok((run, lat, made, started))
 }
 
 /// The median round by throughput (its latencies and CPU with it), so one row is one
@@ -516,13 +559,34 @@ fn main() -> Result<(), String> {
     let mut runs: Vec<Vec<Run>> = vec![Vec::new(); paths.len()];
     // Every latency of every round, per path.
     let mut pooled: Vec<Vec<Duration>> = vec![Vec::new(); paths.len()];
+    // And each round's, as a histogram, to resample rounds with.
+    let mut hists: Vec<Vec<Vec<u32>>> = vec![Vec::new(); paths.len()];
+    let mut csv = match &o.latencies {
+        Some(f) => {
+            let mut w = std::io::BufWriter::new(
+                std::fs::File::create(f).map_err(|e| format!("{}: {e}", f.display()))?,
+            );
+            writeln!(w, "path,round,client,start_us,latency_us").map_err(|e| e.to_string())?;
+            Some(w)
+        }
+        None => None,
+    };
     for round in 0..o.rounds {
         eprintln!("round {}/{}", round + 1, o.rounds);
-        // Each round starts one path later: a path measured right after another (or always
-        // last) runs on a machine in another state, which moved a build's CPU per call by a
-        // few percent when the order was fixed.
-        for k in 0..paths.len() {
-            let i = (k + round) % paths.len();
+        // A path measured right after another (or always last) runs on a machine in another
+        // state, which moved a build's CPU per call by a few percent when the order was
+        // fixed. So even rounds go through the paths forwards and odd ones backwards, each
+        // starting one path later than the last round that went the same way: over 2 × the
+        // number of paths rounds, every path is in every place twice and follows each of its
+        // neighbours as often as it precedes it.
+        let n = paths.len();
+        for k in 0..n {
+            let shift = round / 2;
+            let i = if round % 2 == 0 {
+                (k + shift) % n
+            } else {
+                (2 * n - 1 - k - shift % n) % n
+            };
             let (name, port, pid) = &paths[i];
             if o.warden_only && !name.starts_with("warden") && *name != "nginx" {
                 runs[i].push(Run {
@@ -536,8 +600,21 @@ fn main() -> Result<(), String> {
                 continue;
             }
             let url = format!("http://127.0.0.1:{port}/mcp");
-            let (run, lat) = rt.block_on(measure(&url, *pid, &o))?;
+            let (run, lat, made, started) = rt.block_on(measure(&url, *pid, &o))?;
+            hists[i].push(histogram(&lat));
             pooled[i].extend(lat);
+            if let Some(out) = &mut csv {
+                for c in made {
+                    writeln!(
+                        out,
+                        "{name},{round},{},{},{}",
+                        c.client,
+                        c.started.duration_since(started).as_micros(),
+                        c.took.as_micros()
+                    )
+                    .map_err(|e| format!("writing latencies: {e}"))?;
+                }
+            }
             eprintln!(
                 "  {name}: {:.0} calls/s, p99 {:.2} ms, {}, {:.1} new connections per 1k calls",
                 run.throughput,
@@ -549,6 +626,9 @@ fn main() -> Result<(), String> {
             runs[i].push(run);
         }
     }
+    if let Some(mut w) = csv {
+        w.flush().map_err(|e| format!("writing latencies: {e}"))?;
+    }
     let pooled_p99: Vec<Option<Duration>> = pooled
         .into_iter()
         .map(|mut l| {
@@ -556,7 +636,7 @@ fn main() -> Result<(), String> {
             l.get(l.len() * 99 / 100).copied()
         })
         .collect();
-    let paired = paired_ratios(&paths, &runs, &pooled_p99);
+    let paired = paired_ratios(&paths, &runs, &pooled_p99, &hists);
     let runs: Vec<Run> = runs.into_iter().map(median).collect();
     let nginx_run = runs[1];
     let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
@@ -603,9 +683,10 @@ fn paired_ratios(
     paths: &[(&str, u16, Option<u32>)],
     runs: &[Vec<Run>],
     pooled_p99: &[Option<Duration>],
+    hists: &[Vec<Vec<u32>>],
 ) -> String {
     let mut out = String::from(
-        "\nAgainst nginx within each round (median, lowest–highest over the rounds), and p99 over every call of every round:\n\n| path | CPU per call vs nginx | calls/s vs nginx | p99 − nginx's | p99 of all rounds − nginx's |\n|---|---:|---:|---:|---:|\n",
+        "\nAgainst nginx within each round (median, lowest–highest over the rounds), and p99 over every call of every round:\n\n| path | CPU per call vs nginx | calls/s vs nginx | p99 − nginx's | p99 of all rounds − nginx's (90 % interval) |\n|---|---:|---:|---:|---:|\n",
     );
     // The median with its unit, then the range: "1.10× (0.98–1.21)", "+0.08 ms (−0.10–+0.30)".
     let spread = |mut v: Vec<f64>, unit: &str, sign: bool| {
@@ -646,7 +727,13 @@ fn paired_ratios(
             .map(|(r, n)| (r.p99.as_secs_f64() - n.p99.as_secs_f64()) * 1e3)
             .collect();
         let all = match (pooled_p99[i], pooled_p99[1]) {
-            (Some(p), Some(n)) => format!("{:+.2} ms", (p.as_secs_f64() - n.as_secs_f64()) * 1e3),
+            (Some(p), Some(n)) => {
+                let d = format!("{:+.2} ms", (p.as_secs_f64() - n.as_secs_f64()) * 1e3);
+                match p99_interval(&hists[i], &hists[1]) {
+                    Some((lo, hi)) => format!("{d} ({lo:+.2}–{hi:+.2})"),
+                    None => d,
+                }
+            }
             _ => "—".to_owned(),
         };
         out.push_str(&format!(
@@ -657,4 +744,65 @@ fn paired_ratios(
         ));
     }
     out
+}
+
+/// Latencies in 10 µs buckets, to 200 ms (slower calls count in the last): a round's
+/// latencies in a form that is cheap to add up many times over.
+const BUCKET_US: u64 = 10;
+const BUCKETS: usize = 20_000;
+
+fn histogram(lat: &[Duration]) -> Vec<u32> {
+    let mut h = vec![0u32; BUCKETS];
+    for l in lat {
+        let i = (l.as_micros() as u64 / BUCKET_US) as usize;
+        h[i.min(BUCKETS - 1)] += 1;
+    }
+    h
+}
+
+/// The p99 in ms of one path's rounds `picks` (a round may be picked more than once), to
+/// the middle of its bucket.
+fn p99_of(rounds: &[Vec<u32>], picks: &[usize]) -> f64 {
+    let mut sum = vec![0u64; BUCKETS];
+    for &r in picks {
+        for (s, c) in sum.iter_mut().zip(&rounds[r]) {
+            *s += u64::from(*c);
+        }
+    }
+    let rank = sum.iter().sum::<u64>() * 99 / 100;
+    let mut seen = 0;
+    for (i, c) in sum.iter().enumerate() {
+        seen += c;
+        if seen > rank {
+            return (i as u64 * BUCKET_US + BUCKET_US / 2) as f64 / 1e3;
+        }
+    }
+    f64::NAN
+}
+
+/// A 90 % interval for the difference between a path's p99 over all rounds and nginx's,
+/// from resampling whole rounds (a bootstrap): how much the figure owes to which rounds
+/// happened to be slow. A round's two paths are kept together, as they shared the
+/// machine's state. `None` below three rounds.
+fn p99_interval(path: &[Vec<u32>], nginx: &[Vec<u32>]) -> Option<(f64, f64)> {
+    let r = path.len();
+    if r < 3 || nginx.len() != r {
+        return None;
+    }
+    // xorshift64, fixed seed: the same latencies give the same interval.
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut diffs: Vec<f64> = (0..1_000)
+        .map(|_| {
+            let picks: Vec<usize> = (0..r).map(|_| (next() % r as u64) as usize).collect();
+            p99_of(path, &picks) - p99_of(nginx, &picks)
+        })
+        .collect();
+    diffs.sort_by(f64::total_cmp);
+    Some((diffs[50], diffs[949]))
 }
