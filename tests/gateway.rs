@@ -595,7 +595,7 @@ fn serve_records_calls_for_replay_against_an_edited_policy() {
     );
 }
 
-/// `cargo xtask dist` trains its profile-guided build with `pgo_train`, which checks every
+/// `cargo xtask dist --pgo` trains its profile-guided build with `pgo_train`, which checks every
 /// answer of its mixed load (a hidden tool, a failed condition, a limit, a missing token)
 /// and that SIGTERM ends the gateway with status 0, which is when the profile is written.
 /// Run here against the debug build, so that a change to the gateway's answers breaks this
