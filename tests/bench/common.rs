@@ -148,6 +148,15 @@ pub async fn request(
     let req = req
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| e.to_string())?;
+    send(client, req).await
+}
+
+/// Sends a request and reads its answer to the end (so the connection goes back to the
+/// pool): the status, the session id the answer carries, and the body.
+async fn send(
+    client: &Http,
+    req: http::Request<Full<Bytes>>,
+) -> Result<(u16, Option<String>, Bytes), String> {
     let resp = client.request(req).await.map_err(|e| e.to_string())?;
     let status = resp.status().as_u16();
     let sid = resp
@@ -193,16 +202,8 @@ pub async fn close_session(
         .header("authorization", format!("Bearer {bearer}"))
         .body(Full::new(Bytes::new()))
         .map_err(|e| e.to_string())?;
-    let resp = client.request(req).await.map_err(|e| e.to_string())?;
-    let status = resp.status();
-    // Read to the end, so the connection goes back to the pool.
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    if !status.is_success() {
+    let (status, _, body) = send(client, req).await?;
+    if !(200..300).contains(&status) {
         return Err(format!(
             "closing session {sid}: {status}: {}",
             String::from_utf8_lossy(&body)

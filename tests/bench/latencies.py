@@ -165,6 +165,9 @@ def main():
         p = {q: percentile(total, q) for q in (0.5, 0.9, 0.99, 0.999)}
         if path == "nginx":
             diff = "—"
+        elif len(keys) < 3:
+            # Too few rounds to resample, as in proxy_compare.
+            diff = f"{p[0.99] - nginx_p99:+.2f} ms"
         else:
             mine = Rounds(h, keys)
             d = sorted(mine.p99(w) - n for w, n in zip(draws, nginx_draws))
