@@ -428,12 +428,12 @@ async fn all_calls(sessions: &[Arc<Session>], n: usize) -> Result<Vec<Call>, Str
     Ok(all)
 }
 
-/// One round of one path: its figures, its latencies (sorted), and its calls as made.
+/// One round of one path: its figures, its calls as made, and when the measured ones began.
 async fn measure(
     url: &str,
     pid: Option<u32>,
     o: &Opts,
-) -> Result<(Run, Vec<Duration>, Vec<Call>, Instant), String> {
+) -> Result<(Run, Vec<Call>, Instant), String> {
     let url: Arc<str> = url.into();
     let mut sessions = Vec::new();
     for _ in 0..o.clients {
@@ -445,7 +445,6 @@ async fn measure(
     let started = Instant::now();
     let made = all_calls(&sessions, o.calls).await?;
     let elapsed = started.elapsed();
-    let mut lat: Vec<Duration> = made.iter().map(|c| c.took).collect();
     let cpu1 = pid.map(cpu_ns).transpose()?;
     let conns = CONNECTIONS.load(Ordering::Relaxed) - conns0;
     // Sessions left open piled up in the upstream over a run and slowed every path a
@@ -453,6 +452,7 @@ async fn measure(
     for s in &sessions {
         close_session(&s.client, &s.url, &s.sid, TOKEN).await?;
     }
+    let mut lat: Vec<Duration> = made.iter().map(|c| c.took).collect();
     lat.sort();
     let pct = |p: f64| {
         lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
@@ -477,7 +477,7 @@ async fn measure(
         },
         reconnects: conns as f64 * 1e3 / (o.clients * (o.warmup + o.calls)) as f64,
     };
-    Ok((run, lat, made, started))
+    Ok((run, made, started))
 }
 
 /// The median round by throughput (its latencies and CPU with it), so one row is one
@@ -557,9 +557,8 @@ fn main() -> Result<(), String> {
         }
     );
     let mut runs: Vec<Vec<Run>> = vec![Vec::new(); paths.len()];
-    // Every latency of every round, per path.
-    let mut pooled: Vec<Vec<Duration>> = vec![Vec::new(); paths.len()];
-    // And each round's, as a histogram, to resample rounds with.
+    // Each round's latencies, per path, as a histogram: enough for the p99 of all rounds,
+    // and cheap to resample rounds with.
     let mut hists: Vec<Vec<Vec<u32>>> = vec![Vec::new(); paths.len()];
     let mut csv = match &o.latencies {
         Some(f) => {
@@ -600,9 +599,8 @@ fn main() -> Result<(), String> {
                 continue;
             }
             let url = format!("http://127.0.0.1:{port}/mcp");
-            let (run, lat, made, started) = rt.block_on(measure(&url, *pid, &o))?;
-            hists[i].push(histogram(&lat));
-            pooled[i].extend(lat);
+            let (run, made, started) = rt.block_on(measure(&url, *pid, &o))?;
+            hists[i].push(histogram(made.iter().map(|c| c.took)));
             if let Some(out) = &mut csv {
                 for c in made {
                     writeln!(
@@ -629,14 +627,7 @@ fn main() -> Result<(), String> {
     if let Some(mut w) = csv {
         w.flush().map_err(|e| format!("writing latencies: {e}"))?;
     }
-    let pooled_p99: Vec<Option<Duration>> = pooled
-        .into_iter()
-        .map(|mut l| {
-            l.sort();
-            l.get(l.len() * 99 / 100).copied()
-        })
-        .collect();
-    let paired = paired_ratios(&paths, &runs, &pooled_p99, &hists);
+    let paired = paired_ratios(&paths, &runs, &hists);
     let runs: Vec<Run> = runs.into_iter().map(median).collect();
     let nginx_run = runs[1];
     let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
@@ -682,7 +673,6 @@ fn main() -> Result<(), String> {
 fn paired_ratios(
     paths: &[(&str, u16, Option<u32>)],
     runs: &[Vec<Run>],
-    pooled_p99: &[Option<Duration>],
     hists: &[Vec<Vec<u32>>],
 ) -> String {
     let mut out = String::from(
@@ -726,9 +716,12 @@ fn paired_ratios(
             .filter(|(r, _)| r.throughput.is_finite())
             .map(|(r, n)| (r.p99.as_secs_f64() - n.p99.as_secs_f64()) * 1e3)
             .collect();
-        let all = match (pooled_p99[i], pooled_p99[1]) {
-            (Some(p), Some(n)) => {
-                let d = format!("{:+.2} ms", (p.as_secs_f64() - n.as_secs_f64()) * 1e3);
+        // A path skipped by --warden-only has no rounds.
+        let all = match (hists[i].len(), hists[1].len()) {
+            (r, n) if r > 0 && r == n => {
+                let every: Vec<usize> = (0..r).collect();
+                let d = p99_of(&hists[i], &every) - p99_of(&hists[1], &every);
+                let d = format!("{d:+.2} ms");
                 match p99_interval(&hists[i], &hists[1]) {
                     Some((lo, hi)) => format!("{d} ({lo:+.2}–{hi:+.2})"),
                     None => d,
@@ -751,7 +744,7 @@ fn paired_ratios(
 const BUCKET_US: u64 = 10;
 const BUCKETS: usize = 20_000;
 
-fn histogram(lat: &[Duration]) -> Vec<u32> {
+fn histogram(lat: impl IntoIterator<Item = Duration>) -> Vec<u32> {
     let mut h = vec![0u32; BUCKETS];
     for l in lat {
         let i = (l.as_micros() as u64 / BUCKET_US) as usize;
