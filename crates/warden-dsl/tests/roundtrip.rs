@@ -197,6 +197,13 @@ fn policy() -> impl Strategy<Value = Policy> {
                     hide,
                     all_tools,
                     tools,
+                    defaults: None,
+                    lists: None,
+                    hide_resources: None,
+                    hide_prompts: None,
+                    resources: None,
+                    prompts: None,
+                    server_requests: None,
                 }
             },
         )

@@ -96,12 +96,10 @@ pub(crate) struct Entry {
     pub(crate) hidden: bool,
 }
 
-/// A validated policy, indexed. Immutable; share it behind an `Arc`.
+/// One kind's entries (tools, resources, prompts, other methods, server requests), indexed.
 #[derive(Debug, Clone)]
-pub struct CompiledPolicy {
-    policy: Policy,
+pub(crate) struct Section {
     pub(crate) default_allow: bool,
-    pub(crate) shadow: bool,
     hidden_exact: HashSet<String>,
     hidden_globs: GlobMatcher<()>,
     pub(crate) exact: HashMap<String, usize>,
@@ -112,6 +110,37 @@ pub struct CompiledPolicy {
     /// `all_tools` rules, for the same tools (entries hold their own copy, after theirs).
     pub(crate) default_deny_if: Vec<CompiledRule>,
     pub(crate) default_require: Vec<CompiledRule>,
+}
+
+impl Section {
+    pub(crate) fn is_hidden(&self, name: &str) -> bool {
+        self.hidden_exact.contains(name) || self.hidden_globs.find(name).is_some()
+    }
+
+    pub(crate) fn hidden_by(&self, name: &str) -> Option<&str> {
+        self.hidden_exact
+            .get(name)
+            .map(String::as_str)
+            .or_else(|| self.hidden_globs.find(name).map(|(g, _)| g.as_str()))
+    }
+
+    /// The entry that governs `name`: exact, else the most specific glob.
+    pub(crate) fn entry(&self, name: &str) -> Option<&Entry> {
+        let i = match self.exact.get(name) {
+            Some(&i) => i,
+            None => *self.globs.find(name)?.1,
+        };
+        Some(&self.entries[i])
+    }
+}
+
+/// A validated policy, indexed. Immutable; share it behind an `Arc`.
+#[derive(Debug, Clone)]
+pub struct CompiledPolicy {
+    policy: Policy,
+    pub(crate) shadow: bool,
+    /// One per [`Kind`], in [`Kind::ALL`]'s order.
+    pub(crate) sections: [Section; 5],
     pub(crate) limits: Vec<CompiledLimit>,
     counter_names: Vec<String>,
     /// Claims that conditions or limits read (`team`, `org.id`, `scope`), for the audit.
@@ -123,6 +152,10 @@ pub struct CompiledPolicy {
     reads_arguments: bool,
     /// Whether any entry needs a person's approval.
     asks_approval: bool,
+    /// Whether list answers keep only what each caller could call.
+    filters_lists: bool,
+    /// Whether some server-to-client request can be denied.
+    rules_server_requests: bool,
 }
 
 impl CompiledPolicy {
@@ -140,27 +173,51 @@ impl CompiledPolicy {
         &self.policy
     }
 
+    pub(crate) fn section(&self, kind: Kind) -> &Section {
+        &self.sections[kind as usize]
+    }
+
     /// Whether `tool` is hidden: dropped from `tools/list` and denied when called.
     pub fn is_hidden(&self, tool: &str) -> bool {
-        self.hidden_exact.contains(tool) || self.hidden_globs.find(tool).is_some()
+        self.section(Kind::Tool).is_hidden(tool)
+    }
+
+    /// Whether a name of `kind` is hidden (a tool name, a resource URI, a prompt name).
+    pub fn is_hidden_as(&self, kind: Kind, name: &str) -> bool {
+        self.section(kind).is_hidden(name)
     }
 
     /// The `hide` pattern that hides `tool`, if any.
     pub fn hidden_by(&self, tool: &str) -> Option<&str> {
-        self.hidden_exact
-            .get(tool)
-            .map(String::as_str)
-            .or_else(|| self.hidden_globs.find(tool).map(|(g, _)| g.as_str()))
+        self.section(Kind::Tool).hidden_by(tool)
     }
 
     /// The `tools` key whose entry governs `tool`: its exact name, else the most specific
     /// matching glob. Hiding is not considered.
     pub fn entry_key(&self, tool: &str) -> Option<&str> {
-        let i = match self.exact.get(tool) {
-            Some(&i) => i,
-            None => *self.globs.find(tool)?.1,
-        };
-        Some(self.entries[i].key.as_str())
+        self.entry_key_as(Kind::Tool, tool)
+    }
+
+    /// The key of the entry of `kind` that governs `name`.
+    pub fn entry_key_as(&self, kind: Kind, name: &str) -> Option<&str> {
+        self.section(kind).entry(name).map(|e| e.key.as_str())
+    }
+
+    /// Whether a name no entry covers is allowed, for `kind`.
+    pub fn default_allows(&self, kind: Kind) -> bool {
+        self.section(kind).default_allow
+    }
+
+    /// Whether list answers keep only what each caller could call (`lists: callable`, the
+    /// default), rather than everything but hidden entries.
+    pub fn filters_lists(&self) -> bool {
+        self.filters_lists
+    }
+
+    /// Whether any server-to-client request can be denied: when not, the layer need not
+    /// read the server's messages.
+    pub fn rules_server_requests(&self) -> bool {
+        self.rules_server_requests
     }
 
     /// Every limit in the policy, in document order.
@@ -242,9 +299,69 @@ impl Builder {
     }
 
     fn build(mut self, p: &Policy) -> Result<CompiledPolicy, Problems> {
+        let all = p.all_tools.as_ref();
+        let all_limits = all.and_then(|a| a.limits.as_deref()).unwrap_or(&[]);
+        let default_limits = self.limits(all_limits, "/all_tools/limits");
+        let default_deny_if =
+            self.rules(all.and_then(|a| a.deny_if.as_deref()), "/all_tools/deny_if");
+        let default_require =
+            self.rules(all.and_then(|a| a.require.as_deref()), "/all_tools/require");
+        let tools = self.section(p, Kind::Tool, default_limits, default_deny_if, default_require);
+        let [resources, prompts, methods, server_requests] = [
+            Kind::Resource,
+            Kind::Prompt,
+            Kind::Method,
+            Kind::ServerRequest,
+        ]
+        .map(|kind| self.section(p, kind, Vec::new(), Vec::new(), Vec::new()));
+        if !self.problems.is_empty() {
+            return Err(Problems(self.problems));
+        }
+        let counters_read = self
+            .counters_wanted
+            .iter()
+            .filter_map(|name| {
+                let i = self.limits.iter().position(|l| &l.counter_name == name)?;
+                Some((name.clone(), i))
+            })
+            .collect();
+        let sections = [tools, resources, prompts, methods, server_requests];
+        let asks_approval = sections
+            .iter()
+            .flat_map(|s| &s.entries)
+            .any(|e| e.approval.is_some());
+        let rules_server_requests = {
+            let s = &sections[Kind::ServerRequest as usize];
+            !s.default_allow || !s.entries.is_empty()
+        };
+        Ok(CompiledPolicy {
+            policy: p.clone(),
+            shadow: p.mode == Some(Mode::Shadow),
+            sections,
+            limits: self.limits,
+            counters_read,
+            counter_names: self.counter_names,
+            claims_read: self.claims_read,
+            reads_arguments: self.reads_arguments,
+            asks_approval,
+            filters_lists: p.filters_lists(),
+            rules_server_requests,
+        })
+    }
+
+    /// Indexes one kind's entries; `default_*` are what every entry adds after its own
+    /// (`all_tools`, for tools).
+    fn section(
+        &mut self,
+        p: &Policy,
+        kind: Kind,
+        default_limits: Vec<usize>,
+        default_deny_if: Vec<CompiledRule>,
+        default_require: Vec<CompiledRule>,
+    ) -> Section {
         let mut hidden_exact = HashSet::new();
         let mut hidden_globs = Vec::new();
-        for name in p.hide.iter().flatten() {
+        for name in p.hidden(kind) {
             if Glob::is_glob(name) {
                 hidden_globs.push((Glob::new(name), ()));
             } else {
@@ -253,24 +370,12 @@ impl Builder {
         }
         let hidden_globs = GlobMatcher::new(hidden_globs);
         let is_hidden = |n: &str| hidden_exact.contains(n) || hidden_globs.find(n).is_some();
-
-        let all_tools = p
-            .all_tools
-            .as_ref()
-            .and_then(|a| a.limits.as_deref())
-            .unwrap_or(&[]);
-        let default_limits = self.limits(all_tools, "/all_tools/limits");
-        let all = p.all_tools.as_ref();
-        let default_deny_if =
-            self.rules(all.and_then(|a| a.deny_if.as_deref()), "/all_tools/deny_if");
-        let default_require =
-            self.rules(all.and_then(|a| a.require.as_deref()), "/all_tools/require");
-
+        let section = format!("/{}", kind.section());
         let mut entries = Vec::new();
         let mut exact = HashMap::new();
         let mut globs = Vec::new();
-        for (key, rule) in p.tools.iter().flatten() {
-            let pointer = child("/tools", key);
+        for (key, rule) in p.entries(kind).into_iter().flatten() {
+            let pointer = child(&section, key);
             let mut limits = self.limits(
                 rule.limits.as_deref().unwrap_or(&[]),
                 &child(&pointer, "limits"),
@@ -287,7 +392,7 @@ impl Builder {
                 pointer,
                 limits,
                 approval: rule.approval.clone(),
-                // A tool's own mode wins over the policy's, both ways.
+                // An entry's own mode wins over the policy's, both ways.
                 shadow: rule
                     .mode
                     .map_or(p.mode == Some(Mode::Shadow), |m| m == Mode::Shadow),
@@ -300,22 +405,8 @@ impl Builder {
             }
             entries.push(entry);
         }
-        if !self.problems.is_empty() {
-            return Err(Problems(self.problems));
-        }
-        let counters_read = self
-            .counters_wanted
-            .iter()
-            .filter_map(|name| {
-                let i = self.limits.iter().position(|l| &l.counter_name == name)?;
-                Some((name.clone(), i))
-            })
-            .collect();
-        let asks_approval = entries.iter().any(|e| e.approval.is_some());
-        Ok(CompiledPolicy {
-            policy: p.clone(),
-            default_allow: p.default_action() == DefaultAction::Allow,
-            shadow: p.mode == Some(Mode::Shadow),
+        Section {
+            default_allow: p.default_for(kind) == DefaultAction::Allow,
             hidden_exact,
             hidden_globs,
             exact,
@@ -324,13 +415,7 @@ impl Builder {
             default_limits,
             default_deny_if,
             default_require,
-            limits: self.limits,
-            counters_read,
-            counter_names: self.counter_names,
-            claims_read: self.claims_read,
-            reads_arguments: self.reads_arguments,
-            asks_approval,
-        })
+        }
     }
 
     fn limits(&mut self, limits: &[Limit], at: &str) -> Vec<usize> {

@@ -8,11 +8,16 @@ use serde_json::Value;
 use crate::compiled::{CompiledLimit, CompiledPolicy, CompiledRule};
 use crate::condition::{Num, Truth};
 use crate::explain::{Step, Trace, Untraced};
-use crate::model::{Approval, Scope};
+use crate::compiled::{Entry, Section};
+use crate::model::{Approval, Kind, Scope};
 
-/// One tool call as the engine sees it.
+/// One call as the engine sees it: a tool call, a resource read, a prompt, another method,
+/// or a request from the server.
 #[derive(Debug, Clone, Copy)]
 pub struct Call<'a> {
+    /// Which section of the policy decides it.
+    pub kind: Kind,
+    /// What is called: the tool's or prompt's name, the resource's URI, the method.
     pub tool: &'a str,
     /// The call's `arguments` object; `None` when the call has none.
     pub args: Option<&'a Value>,
@@ -33,9 +38,15 @@ pub struct Call<'a> {
 pub type CounterValues = std::collections::HashMap<String, u64>;
 
 impl<'a> Call<'a> {
+    /// A tool call.
     pub fn new(tool: &'a str) -> Self {
+        Call::of(Kind::Tool, tool)
+    }
+    /// A call of any kind: `Call::of(Kind::Resource, "file:///srv/a.md")`.
+    pub fn of(kind: Kind, name: &'a str) -> Self {
         Call {
-            tool,
+            kind,
+            tool: name,
             args: None,
             grant: None,
             session: None,
@@ -166,26 +177,28 @@ impl CompiledPolicy {
         call: &Call<'_>,
         trace: &mut T,
     ) -> Decision<'p> {
+        let section = self.section(call.kind);
+        let noun = call.kind.noun();
         // Step 3 first for exact names: their hidden flag is precomputed.
-        let entry = match self.exact.get(call.tool) {
+        let entry = match section.exact.get(call.tool) {
             Some(&i) => {
-                let e = &self.entries[i];
+                let e = &section.entries[i];
                 if e.hidden {
-                    return self.hidden(call, e.shadow, trace);
+                    return self.hidden(section, call, e.shadow, trace);
                 }
                 trace.step(|| Step::new(&e.pointer, format!("exact entry for `{}`", call.tool)));
                 Some(e)
             }
             None => {
-                if self.is_hidden(call.tool) {
-                    let shadow = self
+                if section.is_hidden(call.tool) {
+                    let shadow = section
                         .globs
                         .find(call.tool)
-                        .map_or(self.shadow, |(_, &i)| self.entries[i].shadow);
-                    return self.hidden(call, shadow, trace);
+                        .map_or(self.shadow, |(_, &i)| section.entries[i].shadow);
+                    return self.hidden(section, call, shadow, trace);
                 }
-                self.globs.find(call.tool).map(|(g, &i)| {
-                    let e = &self.entries[i];
+                section.globs.find(call.tool).map(|(g, &i)| {
+                    let e = &section.entries[i];
                     trace.step(|| {
                         Step::new(
                             &e.pointer,
@@ -201,22 +214,26 @@ impl CompiledPolicy {
             }
         };
         let Some(entry) = entry else {
-            if !self.default_allow {
-                trace.step(|| Step::new(DEFAULT_DENY, format!("no entry matches `{}`", call.tool)));
-                let message = format!("tool `{}` is not allowed by this policy", call.tool);
+            if !section.default_allow {
+                trace.step(|| {
+                    Step::new(DEFAULT_DENY, format!("no {noun} entry matches `{}`", call.tool))
+                });
+                let message = format!("{noun} `{}` is not allowed by this policy", call.tool);
                 return Decision::deny(DEFAULT_DENY, message, self.shadow);
             }
-            trace.step(|| Step::new(DEFAULT_ALLOW, format!("no entry matches `{}`", call.tool)));
-            if let Some(rule) = self.default_deny_if.iter().find(|r| fires(r, call, trace)) {
+            trace.step(|| {
+                Step::new(DEFAULT_ALLOW, format!("no {noun} entry matches `{}`", call.tool))
+            });
+            if let Some(rule) = section.default_deny_if.iter().find(|r| fires(r, call, trace)) {
                 return Decision::deny(&rule.pointer, rule.message.as_str(), self.shadow);
             }
-            if let Some(rule) = self.default_require.iter().find(|r| !holds(r, call, trace)) {
+            if let Some(rule) = section.default_require.iter().find(|r| !holds(r, call, trace)) {
                 return Decision::deny(&rule.pointer, rule.message.as_str(), self.shadow);
             }
             return self.permit(
                 call,
                 DEFAULT_ALLOW,
-                &self.default_limits,
+                &section.default_limits,
                 None,
                 self.shadow,
                 trace,
@@ -239,8 +256,60 @@ impl CompiledPolicy {
         )
     }
 
+    /// Whether `call` could ever be allowed for this caller, whatever its arguments: what
+    /// list answers keep. `false` for a hidden name, a default-denied one, and one an
+    /// entry denies on conditions about the caller alone (or always). Rules that read
+    /// arguments or counters, limits and approvals do not hide an entry: the agent learns
+    /// of them when it calls. An entry in shadow mode is kept (unless hidden): shadow
+    /// blocks nothing.
+    pub fn visible(&self, call: &Call<'_>) -> bool {
+        let section = self.section(call.kind);
+        if section.is_hidden(call.tool) {
+            return false;
+        }
+        if !self.filters_lists() {
+            return true;
+        }
+        let (shadow, deny_if, require) = match section.entry(call.tool) {
+            Some(Entry {
+                shadow,
+                deny_if,
+                require,
+                ..
+            }) => (*shadow, deny_if, require),
+            None if section.default_allow => (
+                self.shadow,
+                &section.default_deny_if,
+                &section.default_require,
+            ),
+            None => return self.shadow,
+        };
+        if shadow {
+            return true;
+        }
+        let about_caller = |r: &CompiledRule| {
+            r.conditions
+                .iter()
+                .all(|(_, c)| !c.reads_arguments() && c.counter_read().is_none())
+        };
+        // A deny_if on the caller alone that fires denies every call.
+        if deny_if
+            .iter()
+            .any(|r| about_caller(r) && fires(r, call, &mut Untraced))
+        {
+            return false;
+        }
+        // A require with a condition on the caller that fails can never hold.
+        !require.iter().any(|r| {
+            r.conditions.iter().any(|(_, c)| {
+                !c.reads_arguments() && c.counter_read().is_none() && c.eval(call) != Truth::True
+            })
+        })
+    }
+
     fn hidden<'p, T: Trace>(
         &'p self,
+        section: &Section,
         call: &Call<'_>,
         shadow: bool,
         trace: &mut T,
@@ -251,13 +320,13 @@ impl CompiledPolicy {
                 format!(
                     "`{}` matches hide entry `{}`",
                     call.tool,
-                    self.hidden_by(call.tool).unwrap_or(call.tool)
+                    section.hidden_by(call.tool).unwrap_or(call.tool)
                 ),
             )
         });
         Decision::deny(
             HIDDEN,
-            format!("tool `{}` is not available", call.tool),
+            format!("{} `{}` is not available", call.kind.noun(), call.tool),
             shadow,
         )
     }

@@ -91,6 +91,24 @@ impl Lowering<'_> {
                     .with_help("remove `mode`, or keep this policy on Warden"),
             );
         }
+        // The hosted product rules tools only; what Warden rules beyond them cannot be said.
+        let beyond: [(&str, bool, &str); 6] = [
+            ("defaults", p.defaults.is_some(), "defaults per kind"),
+            ("hide_resources", p.hide_resources.is_some(), "resources"),
+            ("hide_prompts", p.hide_prompts.is_some(), "prompts"),
+            ("resources", p.resources.is_some(), "resources"),
+            ("prompts", p.prompts.is_some(), "prompts"),
+            ("server_requests", p.server_requests.is_some(), "rules for server requests"),
+        ];
+        for (key, present, what) in beyond {
+            if present {
+                self.problems.push(
+                    Problem::new(format!("/{key}"), format!("the hosted format has no {what}"))
+                        .at_key()
+                        .with_help("the hosted product rules tools only: remove this section, or keep this policy on Warden"),
+                );
+            }
+        }
         let hide = p.hide.as_ref().map(|hide| {
             let mut out: Vec<String> = Vec::new();
             for (i, name) in hide.iter().enumerate() {
@@ -156,6 +174,15 @@ impl Lowering<'_> {
             hide,
             all_tools,
             tools,
+            // `lists` says what lists show, not what is decided; the hosted product shows
+            // every tool that is not hidden, as `lists: all` does.
+            lists: None,
+            defaults: None,
+            hide_resources: None,
+            hide_prompts: None,
+            resources: None,
+            prompts: None,
+            server_requests: None,
         }
     }
 

@@ -63,8 +63,8 @@ pub use hosted::{APPROVAL_MESSAGE, to_policylayer, to_policylayer_json};
 pub use lint::lint;
 pub use load::faq_notes;
 pub use model::{
-    AllTools, Approval, ApprovalVia, Condition, DefaultAction, Limit, Mode, OnTimeout, Op, Policy,
-    Rule, Scope, ToolRule, Window,
+    AllTools, Approval, ApprovalVia, Condition, DefaultAction, Defaults, Kind, Limit, Lists, Mode,
+    OnTimeout, Op, Policy, Rule, SERVER_REQUESTS, Scope, ToolRule, Window,
 };
 pub use problem::{Problem, Problems, Target};
 pub use schema::json_schema;

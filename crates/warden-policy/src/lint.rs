@@ -19,7 +19,7 @@ pub fn lint(policy: &CompiledPolicy, catalog: Option<&Catalog>) -> Problems {
             unknown_name(name, &index("/hide", i), catalog, &mut out);
         }
     }
-    for entry in &policy.entries {
+    for entry in &policy.section(crate::Kind::Tool).entries {
         let key = entry.key.as_str();
         let key_at = || Problem::new(entry.pointer.clone(), "").at_key();
         if let Some(catalog) = catalog {

@@ -25,7 +25,22 @@ struct Loader {
     problems: Vec<Problem>,
 }
 
-const POLICY_KEYS: &[&str] = &["version", "default", "mode", "hide", "all_tools", "tools"];
+const POLICY_KEYS: &[&str] = &[
+    "version",
+    "default",
+    "mode",
+    "hide",
+    "all_tools",
+    "tools",
+    "defaults",
+    "lists",
+    "hide_resources",
+    "hide_prompts",
+    "resources",
+    "prompts",
+    "server_requests",
+];
+const DEFAULTS_KEYS: &[&str] = &["tools", "resources", "prompts", "methods", "server_requests"];
 const ALL_TOOLS_KEYS: &[&str] = &["require", "deny_if", "limits"];
 const TOOL_KEYS: &[&str] = &[
     "require",
@@ -83,6 +98,17 @@ impl Loader {
         });
         let all_tools = self.optional(m, "all_tools", Loader::all_tools);
         let tools = self.optional(m, "tools", Loader::tools);
+        let defaults = self.optional(m, "defaults", Loader::defaults);
+        let lists = self.optional(m, "lists", |l, v, at| l.keyword(v, at, Lists::NAMES));
+        let hide_resources = self.optional(m, "hide_resources", |l, v, at| {
+            l.list(v, at, |l, v, at| l.string(v, at))
+        });
+        let hide_prompts = self.optional(m, "hide_prompts", |l, v, at| {
+            l.list(v, at, |l, v, at| l.string(v, at))
+        });
+        let resources = self.optional(m, "resources", Loader::tools);
+        let prompts = self.optional(m, "prompts", Loader::tools);
+        let server_requests = self.optional(m, "server_requests", Loader::tools);
         Some(Policy {
             version: version?,
             default: default?,
@@ -90,6 +116,33 @@ impl Loader {
             hide: hide?,
             all_tools: all_tools?,
             tools: tools?,
+            defaults: defaults?,
+            lists: lists?,
+            hide_resources: hide_resources?,
+            hide_prompts: hide_prompts?,
+            resources: resources?,
+            prompts: prompts?,
+            server_requests: server_requests?,
+        })
+    }
+
+    fn defaults(&mut self, v: &Value, at: &str) -> Option<Defaults> {
+        let m = self.object(v, at, "an object of kinds: `{\"resources\": \"allow\"}`")?;
+        self.known_keys(m, at, DEFAULTS_KEYS);
+        let mut one = |key: &str| {
+            self.optional_at(m, at, key, |l, v, at| l.keyword(v, at, DefaultAction::NAMES))
+        };
+        let tools = one("tools");
+        let resources = one("resources");
+        let prompts = one("prompts");
+        let methods = one("methods");
+        let server_requests = one("server_requests");
+        Some(Defaults {
+            tools: tools?,
+            resources: resources?,
+            prompts: prompts?,
+            methods: methods?,
+            server_requests: server_requests?,
         })
     }
 

@@ -34,7 +34,121 @@ pub struct Policy {
     /// Per-tool entries, keyed by exact name or (Warden extension) glob such as `list_*`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tools: Option<IndexMap<String, ToolRule>>,
+    /// Warden extension: a default per kind, over `default` (`{"resources": "allow"}` keeps
+    /// resources open while tools stay default deny).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defaults: Option<Defaults>,
+    /// Warden extension: what list answers show. `callable` (the default) drops every entry
+    /// the caller could never call; `all` shows everything but hidden entries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lists: Option<Lists>,
+    /// Warden extension: resource URIs (globs) removed from resource lists and denied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hide_resources: Option<Vec<String>>,
+    /// Warden extension: prompt names (globs) removed from `prompts/list` and denied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hide_prompts: Option<Vec<String>>,
+    /// Warden extension: resource entries keyed by URI or URI glob (`file:///srv/docs/*`),
+    /// for `resources/read`, `resources/subscribe` and completions of a resource template.
+    /// `args.uri` is the URI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<IndexMap<String, ToolRule>>,
+    /// Warden extension: prompt entries keyed by name or glob, for `prompts/get` (`args.*`
+    /// are the prompt's `arguments`) and completions of a prompt's arguments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompts: Option<IndexMap<String, ToolRule>>,
+    /// Warden extension: requests the server sends the client (`sampling/createMessage`,
+    /// `elicitation/create`, `roots/list`), keyed by method. Allowed unless an entry or
+    /// `defaults.server_requests` says otherwise; `args.*` are the request's params.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_requests: Option<IndexMap<String, ToolRule>>,
 }
+
+/// Warden extension: a default action per kind of message. An absent key takes the
+/// policy's `default`, except `server_requests`, which is `allow` unless set here.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<DefaultAction>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<DefaultAction>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompts: Option<DefaultAction>,
+    /// Client-to-server methods the gate does not know (a later protocol's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub methods: Option<DefaultAction>,
+    /// Server-to-client requests no `server_requests` entry names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_requests: Option<DefaultAction>,
+}
+
+/// The kinds of message a policy decides, each with its own section and default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// `tools/call`, by tool name.
+    Tool,
+    /// `resources/read` and `resources/subscribe`, by URI.
+    Resource,
+    /// `prompts/get`, by prompt name.
+    Prompt,
+    /// A client-to-server method the gate does not know, by method name.
+    Method,
+    /// A request from the server to the client, by method name.
+    ServerRequest,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 5] = [
+        Kind::Tool,
+        Kind::Resource,
+        Kind::Prompt,
+        Kind::Method,
+        Kind::ServerRequest,
+    ];
+
+    /// The key of this kind's entries in policy.json (and in `defaults`).
+    pub fn section(self) -> &'static str {
+        match self {
+            Kind::Tool => "tools",
+            Kind::Resource => "resources",
+            Kind::Prompt => "prompts",
+            Kind::Method => "methods",
+            Kind::ServerRequest => "server_requests",
+        }
+    }
+
+    /// The word for one thing of this kind, in messages: "tool `x` is not allowed".
+    pub fn noun(self) -> &'static str {
+        match self {
+            Kind::Tool => "tool",
+            Kind::Resource => "resource",
+            Kind::Prompt => "prompt",
+            Kind::Method => "method",
+            Kind::ServerRequest => "server request",
+        }
+    }
+
+    /// The hide key of this kind, where it has one.
+    pub fn hide_key(self) -> Option<&'static str> {
+        match self {
+            Kind::Tool => Some("hide"),
+            Kind::Resource => Some("hide_resources"),
+            Kind::Prompt => Some("hide_prompts"),
+            Kind::Method | Kind::ServerRequest => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.noun())
+    }
+}
+
+/// The server-to-client requests a `server_requests` entry can name.
+pub const SERVER_REQUESTS: &[&str] = &["sampling/createMessage", "elicitation/create", "roots/list"];
 
 /// Rules and limits that apply to every call a tool entry (or `default: allow`) lets
 /// through, after the tool's own.
@@ -260,6 +374,11 @@ keywords! {
 }
 
 keywords! {
+    /// What list answers show: `callable` drops what the caller could never call.
+    Lists { Callable = "callable", All = "all" }
+}
+
+keywords! {
     /// `enforce` blocks; `shadow` logs what would have been blocked and forwards.
     Mode { Enforce = "enforce", Shadow = "shadow" }
 }
@@ -343,6 +462,63 @@ impl Policy {
     /// The default action, `deny` when absent.
     pub fn default_action(&self) -> DefaultAction {
         self.default.unwrap_or(DefaultAction::Deny)
+    }
+
+    /// The default for one kind: its `defaults` key, else `default` (server requests:
+    /// `allow`, so that a policy written before they were ruled keeps them working).
+    pub fn default_for(&self, kind: Kind) -> DefaultAction {
+        let d = self.defaults.as_ref();
+        let own = match kind {
+            Kind::Tool => d.and_then(|d| d.tools),
+            Kind::Resource => d.and_then(|d| d.resources),
+            Kind::Prompt => d.and_then(|d| d.prompts),
+            Kind::Method => d.and_then(|d| d.methods),
+            Kind::ServerRequest => {
+                return d
+                    .and_then(|d| d.server_requests)
+                    .unwrap_or(DefaultAction::Allow);
+            }
+        };
+        own.unwrap_or_else(|| self.default_action())
+    }
+
+    /// The entries of one kind (`None` for [`Kind::Method`], which has none).
+    pub fn entries(&self, kind: Kind) -> Option<&IndexMap<String, ToolRule>> {
+        match kind {
+            Kind::Tool => self.tools.as_ref(),
+            Kind::Resource => self.resources.as_ref(),
+            Kind::Prompt => self.prompts.as_ref(),
+            Kind::ServerRequest => self.server_requests.as_ref(),
+            Kind::Method => None,
+        }
+    }
+
+    /// The hide patterns of one kind.
+    pub fn hidden(&self, kind: Kind) -> &[String] {
+        match kind {
+            Kind::Tool => self.hide.as_deref(),
+            Kind::Resource => self.hide_resources.as_deref(),
+            Kind::Prompt => self.hide_prompts.as_deref(),
+            Kind::Method | Kind::ServerRequest => None,
+        }
+        .unwrap_or(&[])
+    }
+
+    /// Whether list answers keep only what each caller could call (the default).
+    pub fn filters_lists(&self) -> bool {
+        self.lists != Some(Lists::All)
+    }
+
+    /// Whether the policy says anything of resources, prompts, other methods or server
+    /// requests. A policy that does not, under `default deny`, now denies resources and
+    /// prompts it used to let through: `warden check` says so.
+    pub fn rules_beyond_tools(&self) -> bool {
+        self.defaults.is_some()
+            || self.hide_resources.is_some()
+            || self.hide_prompts.is_some()
+            || self.resources.is_some()
+            || self.prompts.is_some()
+            || self.server_requests.is_some()
     }
 }
 

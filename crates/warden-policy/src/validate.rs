@@ -34,9 +34,9 @@ struct Validator<'p> {
 impl<'p> Validator<'p> {
     fn policy(&mut self, p: &'p Policy) {
         let all_limits = p.all_tools.iter().flat_map(|a| a.limits.iter().flatten());
-        let tool_limits = p
-            .tools
-            .iter()
+        let tool_limits = [Kind::Tool, Kind::Resource, Kind::Prompt, Kind::ServerRequest]
+            .into_iter()
+            .filter_map(|k| p.entries(k))
             .flatten()
             .flat_map(|(_, t)| t.limits.iter().flatten());
         self.declared = all_limits
@@ -49,10 +49,15 @@ impl<'p> Validator<'p> {
                     .with_help("this version of Warden reads version \"1\""),
             );
         }
-        for (i, name) in p.hide.iter().flatten().enumerate() {
-            if name.is_empty() {
-                self.problems
-                    .push(Problem::new(index("/hide", i), "empty tool name"));
+        for kind in [Kind::Tool, Kind::Resource, Kind::Prompt] {
+            let key = kind.hide_key().unwrap_or("hide");
+            for (i, name) in p.hidden(kind).iter().enumerate() {
+                if name.is_empty() {
+                    self.problems.push(Problem::new(
+                        index(&format!("/{key}"), i),
+                        format!("empty {} name", kind.noun()),
+                    ));
+                }
             }
         }
         if let Some(all) = &p.all_tools {
@@ -69,7 +74,39 @@ impl<'p> Validator<'p> {
             }
             self.tool(rule, &at);
         }
-        self.glob_ties(p);
+        for kind in [Kind::Resource, Kind::Prompt, Kind::ServerRequest] {
+            for (name, rule) in p.entries(kind).into_iter().flatten() {
+                let at = child(&format!("/{}", kind.section()), name);
+                if name.is_empty() {
+                    self.problems
+                        .push(Problem::new(&at, format!("empty {} name", kind.noun())).at_key());
+                }
+                if kind == Kind::ServerRequest && !SERVER_REQUESTS.contains(&name.as_str()) {
+                    let mut problem =
+                        Problem::new(&at, format!("`{name}` is not a request a server sends"))
+                            .at_key();
+                    problem = match crate::did_you_mean(name, SERVER_REQUESTS.iter().copied()) {
+                        Some(s) => problem.with_help(format!("did you mean `{s}`?")),
+                        None => problem
+                            .with_help(format!("known requests: {}", SERVER_REQUESTS.join(", "))),
+                    };
+                    self.problems.push(problem);
+                }
+                if let Some(approval) = &rule.approval
+                    && kind != Kind::Tool
+                    && approval.via.is_some_and(ApprovalVia::asks_client)
+                {
+                    self.problems.push(
+                        Problem::new(child(&child(&at, "approval"), "via"), format!("a {} cannot be approved in the MCP client", kind.noun()))
+                            .with_help("only tool calls can ask the person at the client; use the queue (the default)"),
+                    );
+                }
+                self.tool(rule, &at);
+            }
+        }
+        for kind in [Kind::Tool, Kind::Resource, Kind::Prompt] {
+            self.glob_ties(p, kind);
+        }
     }
 
     fn rules(&mut self, require: &'p Option<Vec<Rule>>, deny_if: &'p Option<Vec<Rule>>, at: &str) {
@@ -274,10 +311,11 @@ impl<'p> Validator<'p> {
         }
     }
 
-    fn glob_ties(&mut self, p: &Policy) {
+    fn glob_ties(&mut self, p: &Policy, kind: Kind) {
+        let section = format!("/{}", kind.section());
         let globs: Vec<Glob> = p
-            .tools
-            .iter()
+            .entries(kind)
+            .into_iter()
             .flatten()
             .map(|(k, _)| k)
             .filter(|k| Glob::is_glob(k))
@@ -291,7 +329,7 @@ impl<'p> Validator<'p> {
                 if let Some(example) = earlier.common_name(later) {
                     self.problems.push(
                         Problem::new(
-                            child("/tools", later.as_str()),
+                            child(&section, later.as_str()),
                             format!(
                                 "`{}` and `{}` are equally specific ({} literal characters) and both match `{example}`",
                                 earlier.as_str(), later.as_str(), later.specificity()

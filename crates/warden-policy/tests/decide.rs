@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use serde_json::{Value, json};
-use warden_policy::{Call, CompiledPolicy, Outcome, Policy};
+use warden_policy::{Call, CompiledPolicy, Kind, Outcome, Policy};
 
 fn compile(doc: Value) -> CompiledPolicy {
     CompiledPolicy::new(&Policy::from_value(&doc).unwrap()).unwrap()
@@ -356,5 +356,162 @@ fn a_policy_that_reads_no_arguments_decides_the_same_without_them() {
                 assert_eq!(charges(&with), charges(&bare), "{tool} {args}");
             }
         }
+    }
+}
+
+// --- resources, prompts, other methods and server requests --------------------------------
+
+fn decide_as(p: &CompiledPolicy, kind: Kind, name: &str, args: Value) -> (Outcome, String, String) {
+    let d = p.decide(&Call::of(kind, name).args(&args).grant("g"));
+    (d.outcome(), d.rule().to_string(), d.message().to_string())
+}
+
+#[test]
+fn default_deny_covers_every_kind_but_server_requests() {
+    let p = compile(json!({"version": "1", "default": "deny", "tools": {"echo": {}}}));
+    for (kind, name) in [
+        (Kind::Resource, "demo://resource/static/document/a.md"),
+        (Kind::Prompt, "simple-prompt"),
+        (Kind::Method, "experimental/thing"),
+    ] {
+        let (o, rule, message) = decide_as(&p, kind, name, json!({}));
+        assert_eq!((o, rule.as_str()), (Outcome::Deny, "(default deny)"), "{kind}");
+        assert_eq!(message, format!("{kind} `{name}` is not allowed by this policy"));
+    }
+    let (o, ..) = decide_as(&p, Kind::ServerRequest, "sampling/createMessage", json!({}));
+    assert_eq!(o, Outcome::Allow, "server requests pass unless a policy says otherwise");
+    // A tool named like a resource is still a tool: the sections do not mix.
+    assert_eq!(decide_as(&p, Kind::Prompt, "echo", json!({})).0, Outcome::Deny);
+}
+
+#[test]
+fn a_default_per_kind_overrides_the_policys() {
+    let p = compile(json!({"version": "1", "default": "deny",
+        "defaults": {"resources": "allow", "server_requests": "deny"}}));
+    assert_eq!(decide_as(&p, Kind::Resource, "file:///a", json!({})).1, "(default allow)");
+    assert_eq!(decide_as(&p, Kind::Prompt, "p", json!({})).1, "(default deny)");
+    assert_eq!(decide_as(&p, Kind::Tool, "t", json!({})).1, "(default deny)");
+    assert_eq!(
+        decide_as(&p, Kind::ServerRequest, "roots/list", json!({})).1,
+        "(default deny)"
+    );
+    let open = compile(json!({"version": "1", "default": "allow", "defaults": {"methods": "deny"}}));
+    assert_eq!(decide_as(&open, Kind::Method, "x/y", json!({})).0, Outcome::Deny);
+    assert_eq!(decide_as(&open, Kind::Prompt, "p", json!({})).0, Outcome::Allow);
+}
+
+#[test]
+fn resources_by_uri_glob_prompts_by_name_with_the_verbs_of_tools() {
+    let p = compile(json!({"version": "1", "default": "deny",
+        "hide_resources": ["secret://*"],
+        "resources": {
+            "demo://resource/static/*": {},
+            "demo://resource/static/document/private*": {
+                "deny_if": [{"conditions": [], "on_deny": "private documents stay private"}]},
+            "file:///srv/docs/*": {"limits": [{"counter": "reads", "window": "minute", "max": 2}]},
+            "file:///srv/ledger": {"approval": {}}
+        },
+        "prompts": {
+            "complex_prompt": {"require": [{"conditions": [
+                {"path": "args.temperature", "op": "lte", "value": 1}], "on_deny": "too hot"}]},
+            "simple*": {}
+        },
+        "tools": {"get": {"limits": [{"counter": "reads", "window": "minute", "max": 2}]}}
+    }));
+    let r = |uri: &str| decide_as(&p, Kind::Resource, uri, json!({"uri": uri}));
+    assert_eq!(r("demo://resource/static/document/a.md").0, Outcome::Allow);
+    assert_eq!(
+        r("demo://resource/static/document/private.md"),
+        (
+            Outcome::Deny,
+            "/resources/demo:~1~1resource~1static~1document~1private*/deny_if/0".into(),
+            "private documents stay private".into()
+        )
+    );
+    assert_eq!(r("secret://keys").1, "(hidden)");
+    assert_eq!(r("secret://keys").2, "resource `secret://keys` is not available");
+    assert_eq!(r("demo://resource/dynamic/1").1, "(default deny)");
+    assert_eq!(r("file:///srv/ledger").0, Outcome::Approval);
+    // The tool and the resource name one counter: they share one bucket.
+    let read = p.decide(&Call::of(Kind::Resource, "file:///srv/docs/a").grant("g"));
+    let tool = p.decide(&Call::new("get").grant("g"));
+    assert_eq!(read.charges()[0].limit.counter, tool.charges()[0].limit.counter);
+
+    let prompt = |name: &str, args: Value| decide_as(&p, Kind::Prompt, name, args);
+    assert_eq!(prompt("complex_prompt", json!({"temperature": "0.5"})).0, Outcome::Allow);
+    assert_eq!(prompt("complex_prompt", json!({"temperature": "2"})).2, "too hot");
+    assert_eq!(prompt("simple-prompt", json!({})).0, Outcome::Allow);
+    assert_eq!(prompt("resource-prompt", json!({})).1, "(default deny)");
+}
+
+#[test]
+fn lists_keep_what_this_caller_could_ever_call() {
+    let p = compile(json!({"version": "1", "default": "deny",
+        "hide": ["delete_*"],
+        "tools": {
+            "echo": {},
+            "delete_all": {},
+            "ops_only": {"require": [{"conditions": [
+                {"path": "caller.claims.team", "op": "eq", "value": "ops"}]}]},
+            "not_for_bots": {"deny_if": [{"conditions": [
+                {"path": "caller.grant", "op": "eq", "value": "bot"}]}]},
+            "blocked": {"deny_if": [{"conditions": [], "on_deny": "never"}]},
+            "by_argument": {"deny_if": [{"conditions": [
+                {"path": "args.x", "op": "eq", "value": 1}]}]},
+            "mixed": {"require": [{"conditions": [
+                {"path": "caller.grant", "op": "eq", "value": "alice"},
+                {"path": "args.x", "op": "exists", "value": true}]}]},
+            "limited": {"limits": [{"counter": "c", "window": "minute", "max": 1}]},
+            "approved": {"approval": {}},
+            "tried": {"mode": "shadow", "deny_if": [{"conditions": [], "on_deny": "no"}]}
+        }}));
+    let ops = json!({"team": "ops"});
+    let seen = |grant: &str, claims: &Value| -> Vec<&str> {
+        [
+            "echo", "delete_all", "ops_only", "not_for_bots", "blocked", "by_argument", "mixed",
+            "limited", "approved", "tried", "unnamed",
+        ]
+        .into_iter()
+        .filter(|t| p.visible(&Call::new(t).grant(grant).claims(claims)))
+        .collect()
+    };
+    assert_eq!(
+        seen("alice", &ops),
+        ["echo", "ops_only", "not_for_bots", "by_argument", "mixed", "limited", "approved", "tried"]
+    );
+    assert_eq!(
+        seen("bot", &json!({})),
+        ["echo", "by_argument", "limited", "approved", "tried"]
+    );
+
+    // `lists: all` shows everything but what is hidden.
+    let all = compile(json!({"version": "1", "default": "deny", "lists": "all",
+        "hide_prompts": ["debug*"], "prompts": {"p": {}}}));
+    assert!(all.visible(&Call::of(Kind::Prompt, "other")));
+    assert!(!all.visible(&Call::of(Kind::Prompt, "debug-prompt")));
+}
+
+#[test]
+fn server_request_keys_and_sections_are_validated_and_located() {
+    let err = Policy::from_json_str(
+        r#"{"version": "1", "server_requests": {"sampling/createMesage": {}},
+            "resources": {"a*": {}, "*b": {}},
+            "prompts": {"p": {"approval": {"via": "client"}}}}"#,
+    )
+    .unwrap_err()
+    .to_string();
+    let structural = Policy::from_json_str(r#"{"version": "1", "defaults": {"prompt": "allow"}}"#)
+        .unwrap_err()
+        .to_string();
+    let err = format!("{err}\n{structural}");
+    for expected in [
+        "/server_requests/sampling~1createMesage",
+        "did you mean `sampling/createMessage`?",
+        "/resources/*b",
+        "/defaults/prompt",
+        "did you mean `prompts`?",
+        "/prompts/p/approval/via",
+    ] {
+        assert!(err.contains(expected), "{expected} missing from:\n{err}");
     }
 }

@@ -149,7 +149,18 @@ impl Caller {
     }
 
     pub(crate) fn call<'a>(&'a self, tool: &'a str, args: Option<&'a Value>) -> Call<'a> {
+        self.call_as(warden_policy::Kind::Tool, tool, args)
+    }
+
+    /// A call of any kind (a resource read, a prompt, a server's request) by this caller.
+    pub(crate) fn call_as<'a>(
+        &'a self,
+        kind: warden_policy::Kind,
+        tool: &'a str,
+        args: Option<&'a Value>,
+    ) -> Call<'a> {
         Call {
+            kind,
             tool,
             args,
             grant: self.grant.as_deref(),
