@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Json;
+use bytes::Bytes;
 use axum::extract::{Path, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -154,31 +155,58 @@ fn unavailable(why: &str) -> Response {
 }
 
 /// `{"note": "…"}` (optional) goes to the audit log; on a denial it is also what the agent
-/// reads (`reason` is accepted as before).
-fn note_of(body: Option<Json<Value>>) -> Option<String> {
-    let b = body?.0;
-    ["note", "reason"]
+/// reads (`reason` is accepted as before). An empty body, with or without a
+/// `Content-Type`, is no note (`curl -X POST` sends none); a body that is not a JSON object
+/// is refused with 400 and the reason.
+fn note_of(body: &Bytes) -> Result<Option<String>, Response> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let refuse = |why: String| {
+        let why = format!("the body must be empty or a JSON object such as {{\"note\": \"…\"}}: {why}");
+        (StatusCode::BAD_REQUEST, Json(json!({"error": why}))).into_response()
+    };
+    let b: Value = serde_json::from_slice(body).map_err(|e| refuse(e.to_string()))?;
+    if !b.is_object() {
+        return Err(refuse(format!("found {}", json_kind(&b))));
+    }
+    Ok(["note", "reason"]
         .iter()
         .find_map(|k| b.get(*k).and_then(Value::as_str))
-        .map(str::to_owned)
+        .map(str::to_owned))
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
 }
 
 async fn approve(
     State(admin): State<Arc<Admin>>,
     Path(id): Path<String>,
-    body: Option<Json<Value>>,
+    body: Bytes,
 ) -> Response {
-    let note = note_of(body);
-    api_answer(&admin, &id, Answer::Approved, note.as_deref()).await
+    match note_of(&body) {
+        Ok(note) => api_answer(&admin, &id, Answer::Approved, note.as_deref()).await,
+        Err(refused) => refused,
+    }
 }
 
 async fn deny(
     State(admin): State<Arc<Admin>>,
     Path(id): Path<String>,
-    body: Option<Json<Value>>,
+    body: Bytes,
 ) -> Response {
-    let note = note_of(body);
-    api_answer(&admin, &id, Answer::Denied(note.clone()), note.as_deref()).await
+    match note_of(&body) {
+        Ok(note) => api_answer(&admin, &id, Answer::Denied(note.clone()), note.as_deref()).await,
+        Err(refused) => refused,
+    }
 }
 
 /// Answers request `id` and writes who answered, how and with what note to the audit log.

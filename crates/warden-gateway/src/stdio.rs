@@ -3,10 +3,11 @@
 //! Each line the client writes is one JSON-RPC message. It goes through the same
 //! [`PolicyLayer`] as HTTP traffic, whose inner service here writes the line to the child:
 //! an allowed message reaches the server byte for byte, a denied one is answered on our
-//! stdout and never reaches it. Lines from the server pass through, except `tools/list`
-//! answers, which lose hidden tools.
+//! stdout and never reaches it. Lines from the server pass through, except list answers,
+//! which keep only what the client may call, and requests of the server's that the policy
+//! refuses, which are answered to the server and never reach the client.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -21,7 +22,7 @@ use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc;
 use tower::{Layer, ServiceExt};
-use warden_tower::{Body, Grant};
+use warden_tower::{Body, Grant, List, View};
 
 use crate::Error;
 use crate::framing::Line;
@@ -84,13 +85,18 @@ pub async fn stdio(opts: StdioOptions) -> Result<i32, Error> {
     let (to_child, child_rx) = mpsc::channel::<Bytes>(64);
     let child_writer = tokio::spawn(write_lines(child_in, child_rx));
 
-    let list_ids: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let list_ids: Arc<Mutex<HashMap<String, List>>> = Arc::default();
     let from_server = tokio::spawn(relay_server(
         child_out,
-        out_tx.clone(),
-        list_ids.clone(),
-        live.clone(),
-        opts.max_message_bytes,
+        Relay {
+            to_client: out_tx.clone(),
+            // Weak: the server's stdin must close when the client's does.
+            to_server: to_child.downgrade(),
+            ids: list_ids.clone(),
+            live: live.clone(),
+            grant: opts.grant.clone(),
+            max: opts.max_message_bytes,
+        },
     ));
 
     // The layer's inner service: hand the message to the server, answer 202.
@@ -203,8 +209,8 @@ async fn forward_signals(pid: Option<u32>) {
     }
 }
 
-fn remember_list_request(line: &str, ids: &Mutex<HashSet<String>>) {
-    if !line.contains("tools/list") {
+fn remember_list_request(line: &str, ids: &Mutex<HashMap<String, List>>) {
+    if !line.contains("/list") {
         return;
     }
     let Ok(v) = serde_json::from_str::<Value>(line) else {
@@ -215,34 +221,52 @@ fn remember_list_request(line: &str, ids: &Mutex<HashSet<String>>) {
         other => vec![other],
     };
     for m in requests {
-        if m.get("method").and_then(Value::as_str) == Some("tools/list") {
-            if let (Some(id), Ok(mut set)) = (m.get("id"), ids.lock()) {
-                set.insert(id.to_string());
-            }
+        let list = match m.get("method").and_then(Value::as_str) {
+            Some("tools/list") => List::Tools,
+            Some("resources/list") => List::Resources,
+            Some("resources/templates/list") => List::ResourceTemplates,
+            Some("prompts/list") => List::Prompts,
+            _ => continue,
+        };
+        if let (Some(id), Ok(mut map)) = (m.get("id"), ids.lock()) {
+            map.insert(id.to_string(), list);
         }
     }
 }
 
-/// Server → client, line by line; `tools/list` answers are filtered. Lines are bytes (a
-/// server that writes invalid UTF-8 does not end the relay), and bounded like the client's:
-/// an answer over the limit is replaced by a JSON-RPC error for its id, so the client is
-/// told instead of waiting, and the gateway never holds more than the limit.
-async fn relay_server(
-    out: tokio::process::ChildStdout,
-    tx: mpsc::Sender<Bytes>,
-    ids: Arc<Mutex<HashSet<String>>>,
+/// Where the server's lines go, and what they are checked against.
+struct Relay {
+    to_client: mpsc::Sender<Bytes>,
+    /// For the answers to the server's requests the policy refuses.
+    to_server: mpsc::WeakSender<Bytes>,
+    ids: Arc<Mutex<HashMap<String, List>>>,
     live: Live,
+    grant: String,
     max: usize,
-) {
+}
+
+/// Server → client, line by line; list answers are filtered, and requests of the server's
+/// that the policy refuses are answered to it and never reach the client. Lines are bytes
+/// (a server that writes invalid UTF-8 does not end the relay), and bounded like the
+/// client's: an answer over the limit is replaced by a JSON-RPC error for its id, so the
+/// client is told instead of waiting, and the gateway never holds more than the limit.
+async fn relay_server(out: tokio::process::ChildStdout, relay: Relay) {
+    let max = relay.max;
     let mut reader = BufReader::new(out);
     while let Ok(Some(line)) = crate::framing::next_line(&mut reader, max).await {
         let out = match line {
             Line::Message(line) => match std::str::from_utf8(&line)
                 .ok()
-                .and_then(|text| filtered_list_answer(text, &ids, &live))
+                .map(|text| ruled_server_line(text, &relay))
             {
-                Some(rewritten) => Bytes::from(rewritten),
-                None => line,
+                Some(Ruling::Rewritten(rewritten)) => Bytes::from(rewritten),
+                Some(Ruling::Refused(answer)) => {
+                    if let Some(tx) = relay.to_server.upgrade() {
+                        let _ = tx.send(Bytes::from(answer)).await;
+                    }
+                    continue;
+                }
+                Some(Ruling::Unchanged) | None => line,
             },
             Line::TooLong { id, bytes } => {
                 tracing::warn!(target: "warden::gateway", bytes, max, "server message over the limit dropped");
@@ -256,28 +280,50 @@ async fn relay_server(
                 Bytes::from(answer.to_string())
             }
         };
-        if tx.send(out).await.is_err() {
+        if relay.to_client.send(out).await.is_err() {
             break;
         }
     }
 }
 
-/// `line` without hidden tools, if it answers a pending `tools/list`.
-fn filtered_list_answer(line: &str, ids: &Mutex<HashSet<String>>, live: &Live) -> Option<String> {
-    let pending: Vec<Value> = {
-        let set = ids.lock().ok()?;
-        if set.is_empty() {
-            return None;
-        }
-        set.iter()
-            .filter_map(|id| serde_json::from_str(id).ok())
-            .collect()
+enum Ruling {
+    Unchanged,
+    /// A list answer, filtered.
+    Rewritten(String),
+    /// A request of the server's that the policy refuses: the error to answer it with.
+    Refused(String),
+}
+
+/// What becomes of one line from the server.
+fn ruled_server_line(line: &str, relay: &Relay) -> Ruling {
+    let policy = relay.live.handle.current();
+    let pending: Vec<(Value, List)> = match relay.ids.lock() {
+        Ok(map) => map
+            .iter()
+            .filter_map(|(id, l)| Some((serde_json::from_str(id).ok()?, *l)))
+            .collect(),
+        Err(_) => Vec::new(),
     };
-    let mut v: Value = serde_json::from_str(line).ok()?;
-    if let (Some(id), Ok(mut set)) = (v.get("id").map(Value::to_string), ids.lock()) {
-        set.remove(&id);
+    if pending.is_empty() && !policy.rules_server_requests() {
+        return Ruling::Unchanged;
     }
-    warden_tower::filter_tools_list(&mut v, &pending, &live.handle.current()).then(|| v.to_string())
+    let Ok(mut v) = serde_json::from_str::<Value>(line) else {
+        return Ruling::Unchanged;
+    };
+    let view = View::new(policy, pending, Some(&relay.grant));
+    if let Some((id, why)) = view.refuses(&v) {
+        return Ruling::Refused(warden_tower::view::refusal(&id, &why).to_string());
+    }
+    if v.get("method").is_none() {
+        if let (Some(id), Ok(mut map)) = (v.get("id").map(Value::to_string), relay.ids.lock()) {
+            map.remove(&id);
+        }
+    }
+    if view.filter(&mut v) {
+        Ruling::Rewritten(v.to_string())
+    } else {
+        Ruling::Unchanged
+    }
 }
 
 async fn write_lines<W: tokio::io::AsyncWrite + Unpin>(mut w: W, mut rx: mpsc::Receiver<Bytes>) {

@@ -84,10 +84,11 @@ pub struct Defaults {
 }
 
 /// The kinds of message a policy decides, each with its own section and default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// `tools/call`, by tool name.
+    #[default]
     Tool,
     /// `resources/read` and `resources/subscribe`, by URI.
     Resource,
@@ -138,6 +139,13 @@ impl Kind {
             Kind::Prompt => Some("hide_prompts"),
             Kind::Method | Kind::ServerRequest => None,
         }
+    }
+}
+
+impl Kind {
+    /// Whether this is [`Kind::Tool`] (recorded calls leave the kind out then).
+    pub fn is_tool(&self) -> bool {
+        *self == Kind::Tool
     }
 }
 

@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use serde_json::Value;
-use warden_policy::CompiledPolicy;
+use crate::view::View;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -114,15 +114,25 @@ impl Body {
         }
     }
 
-    /// `inner`, with hidden tools removed from the `tools/list` answers (ids in `ids`) that
-    /// stream through it as server-sent events.
-    pub(crate) fn sse_filtered(inner: Body, ids: Vec<Value>, policy: Arc<CompiledPolicy>) -> Body {
+    /// `inner`, with the list answers `view` names filtered for its caller as they stream
+    /// through as server-sent events.
+    pub(crate) fn sse_filtered(inner: Body, view: Arc<View>) -> Body {
+        Self::sse_guarded(inner, view, None)
+    }
+
+    /// As [`Body::sse_filtered`], and the server's requests that `view` refuses are taken
+    /// out of the stream: each one's error answer for the server goes to `refusals`.
+    pub(crate) fn sse_guarded(
+        inner: Body,
+        view: Arc<View>,
+        refusals: Option<tokio::sync::mpsc::UnboundedSender<Value>>,
+    ) -> Body {
         Body {
             kind: Kind::Sse(Box::new(SseFilter {
                 inner,
                 buf: BytesMut::new(),
-                ids,
-                policy,
+                view,
+                refusals,
                 done: false,
             })),
         }
@@ -214,12 +224,13 @@ impl Observer {
     }
 }
 
-/// Passes an event stream through event by event, rewriting `tools/list` results.
+/// Passes an event stream through event by event, rewriting list results.
 struct SseFilter {
     inner: Body,
     buf: BytesMut,
-    ids: Vec<Value>,
-    policy: Arc<CompiledPolicy>,
+    view: Arc<View>,
+    /// Where refused server requests' answers go (they are dropped when `None`).
+    refusals: Option<tokio::sync::mpsc::UnboundedSender<Value>>,
     done: bool,
 }
 
@@ -247,11 +258,7 @@ impl SseFilter {
                     // client that follows the spec; it is filtered anyway, for those that
                     // don't.
                     let rest = self.buf.split().freeze();
-                    let rest = match rewrite_event(
-                        &String::from_utf8_lossy(&rest),
-                        &self.ids,
-                        &self.policy,
-                    ) {
+                    let rest = match self.rewrite(&String::from_utf8_lossy(&rest)) {
                         Some(rewritten) => Bytes::from(rewritten),
                         None => rest,
                     };
@@ -268,13 +275,34 @@ impl SseFilter {
             let event = self.buf.split_to(end);
             // Clients decode the stream as UTF-8 with replacement (the SSE spec), so an event
             // with invalid bytes is still dispatched: it is read the same way here.
-            match rewrite_event(&String::from_utf8_lossy(&event), &self.ids, &self.policy) {
+            match self.rewrite(&String::from_utf8_lossy(&event)) {
                 Some(rewritten) => out.extend_from_slice(rewritten.as_bytes()),
                 None => out.extend_from_slice(&event),
             }
         }
         out.freeze()
     }
+
+    /// The event as the client gets it: `None` to pass it as it is, `""` to drop it.
+    fn rewrite(&self, event: &str) -> Option<String> {
+        match rewrite_event(event, &self.view)? {
+            Rewritten::Event(e) => Some(e),
+            Rewritten::Refused(id, why) => {
+                if let Some(tx) = &self.refusals {
+                    let _ = tx.send(crate::view::refusal(&id, &why));
+                }
+                Some(String::new())
+            }
+        }
+    }
+}
+
+/// What becomes of one event.
+enum Rewritten {
+    /// The event with its message rewritten.
+    Event(String),
+    /// A request of the server's that the policy refuses: its id and why.
+    Refused(Value, String),
 }
 
 /// The length of the first complete event (through the empty line that ends it), if any.
@@ -335,7 +363,7 @@ fn data_value(line: &str) -> Option<&str> {
     Some(v.strip_prefix(' ').unwrap_or(v))
 }
 
-fn rewrite_event(event: &str, ids: &[Value], policy: &CompiledPolicy) -> Option<String> {
+fn rewrite_event(event: &str, view: &View) -> Option<Rewritten> {
     // A byte order mark opening the stream is ignored by clients.
     let event = event.strip_prefix('\u{feff}').unwrap_or(event);
     let data: Vec<&str> = lines(event).filter_map(data_value).collect();
@@ -343,7 +371,10 @@ fn rewrite_event(event: &str, ids: &[Value], policy: &CompiledPolicy) -> Option<
         return None;
     }
     let mut msg: Value = serde_json::from_str(&data.join("\n")).ok()?;
-    if !filter_tools_list(&mut msg, ids, policy) {
+    if let Some((id, why)) = view.refuses(&msg) {
+        return Some(Rewritten::Refused(id, why));
+    }
+    if !view.filter(&mut msg) {
         return None;
     }
     // Other fields (event, id, retry, comments) keep their place; the data lines become one.
@@ -363,7 +394,7 @@ fn rewrite_event(event: &str, ids: &[Value], policy: &CompiledPolicy) -> Option<
         }
     }
     out.push('\n');
-    Some(out)
+    Some(Rewritten::Event(out))
 }
 
 /// Why [`collect`] gave up.
@@ -411,33 +442,6 @@ where
     }
 }
 
-/// Drops hidden tools from a `tools/list` result (or a batch of results) answering one of
-/// `ids`. True if anything was removed.
-pub fn filter_tools_list(msg: &mut Value, ids: &[Value], policy: &CompiledPolicy) -> bool {
-    match msg {
-        Value::Array(items) => items.iter_mut().fold(false, |changed, m| {
-            filter_tools_list(m, ids, policy) | changed
-        }),
-        Value::Object(m) => {
-            if !m.get("id").is_some_and(|id| ids.contains(id)) {
-                return false;
-            }
-            let Some(Value::Array(tools)) = m.get_mut("result").and_then(|r| r.get_mut("tools"))
-            else {
-                return false;
-            };
-            let before = tools.len();
-            tools.retain(|t| match t.get("name") {
-                Some(Value::String(name)) => !policy.is_hidden(name),
-                // A tool we cannot name is one we cannot vouch for.
-                _ => false,
-            });
-            tools.len() != before
-        }
-        _ => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -473,10 +477,13 @@ mod tests {
         }
     }
 
-    fn policy() -> Arc<CompiledPolicy> {
-        let p = warden_policy::Policy::from_value(&json!({"version": "1", "hide": ["delete_*"]}))
-            .unwrap();
-        Arc::new(CompiledPolicy::new(&p).unwrap())
+    fn view(id: u64) -> Arc<View> {
+        let p = warden_policy::Policy::from_value(
+            &json!({"version": "1", "default": "allow", "hide": ["delete_*"]}),
+        )
+        .unwrap();
+        let policy = Arc::new(warden_policy::CompiledPolicy::new(&p).unwrap());
+        Arc::new(View::new(policy, vec![(json!(id), crate::List::Tools)], None))
     }
 
     /// Frames delivered one poll at a time, as a network would.
@@ -537,7 +544,7 @@ mod tests {
             let body = Body::new(Chunks(
                 [Bytes::from(a.to_owned()), Bytes::from(b.to_owned())].into(),
             ));
-            let out = Body::sse_filtered(body, vec![json!(7)], policy())
+            let out = Body::sse_filtered(body, view(7))
                 .collect()
                 .await
                 .unwrap()
@@ -551,7 +558,7 @@ mod tests {
         }
         // Cut off before its empty line: filtered all the same.
         let cut = format!("data: {list}");
-        let out = Body::sse_filtered(Body::full(cut), vec![json!(7)], policy())
+        let out = Body::sse_filtered(Body::full(cut), view(7))
             .collect()
             .await
             .unwrap()
@@ -567,7 +574,7 @@ mod tests {
         for prefix in [&b"\xff"[..], "\u{feff}".as_bytes(), b"\xc3"] {
             let mut stream = prefix.to_vec();
             stream.extend_from_slice(format!("event: message\ndata: {list}\n\n").as_bytes());
-            let out = Body::sse_filtered(Body::full(stream), vec![json!(0)], policy())
+            let out = Body::sse_filtered(Body::full(stream), view(0))
                 .collect()
                 .await
                 .unwrap()
@@ -589,7 +596,7 @@ mod tests {
         let inner = Body::new(Chunks(
             [Bytes::copy_from_slice(a), Bytes::copy_from_slice(b)].into(),
         ));
-        let out = Body::sse_filtered(inner, vec![json!(2)], policy())
+        let out = Body::sse_filtered(inner, view(2))
             .collect()
             .await
             .unwrap()

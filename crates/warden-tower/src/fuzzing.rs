@@ -72,7 +72,9 @@ pub async fn sse_filter(chunks: Vec<Bytes>, ids: Vec<Value>, policy: Arc<Compile
         let _ = tx.try_send(c);
     }
     drop(tx);
-    let body = Body::sse_filtered(Body::channel(rx), ids, policy);
+    let ids = ids.into_iter().map(|id| (id, crate::List::Tools)).collect();
+    let view = crate::View::new(policy, ids, None);
+    let body = Body::sse_filtered(Body::channel(rx), std::sync::Arc::new(view));
     match body.collect().await {
         Ok(c) => c.to_bytes(),
         Err(_) => Bytes::new(),

@@ -601,14 +601,16 @@ fn message<'a>(
         Some(Value::String(method)) => match id {
             // A call without an id would not be answered, but a server might still run it:
             // the gate decides every call, so it must be able to answer it.
-            None if method == "tools/call" => Err(invalid(
+            None if crate::methods::is_decided(&method) => Err(invalid(
                 None,
-                "tools/call must be a request with an id, not a notification",
+                &format!("{method} must be a request with an id, not a notification"),
             )),
             None => Ok(Message::Notification),
             Some(id @ (Value::String(_) | Value::Number(_))) => {
                 if method == "tools/call" {
                     check_call(&id, params.as_ref())?;
+                } else if let Err(why) = crate::methods::check_params(&method, params.as_ref()) {
+                    return Err(invalid(Some(id), &why));
                 }
                 Ok(Message::Request { id, method, params })
             }

@@ -25,8 +25,10 @@ mod inspect;
 #[cfg(feature = "jwt")]
 pub mod jwt;
 mod layer;
+pub mod view;
 pub mod limit;
 mod mcp;
+mod methods;
 mod observe;
 #[cfg(feature = "redis")]
 pub mod redis;
@@ -39,7 +41,8 @@ pub use approval::{
     Answer, AnswerFuture, ApprovalDesk, ApprovalQueue, ApprovalRequest, Approver, DeskFuture,
     Refuse, Webhook,
 };
-pub use body::{Body, BoxError, Uncollected, collect, filter_tools_list};
+pub use body::{Body, BoxError, Uncollected, collect};
+pub use view::{List, View};
 pub use grant::{
     BearerGrant, Claims, DefaultGrant, Grant, GrantExtractor, HeaderGrant, bearer_token, short_hash,
 };

@@ -16,6 +16,8 @@ use crate::elicit;
 use crate::inspect::{self, Fields, Message, Refusal};
 use crate::layer::{Enforcer, Shared};
 use crate::limit::{Charge, Charged};
+use crate::view::View;
+use crate::methods::Ruled;
 use crate::observe;
 use crate::refund;
 use crate::service::{Caller, HeaderText, Verdict, boxed, header_str, log, names, read_body};
@@ -26,7 +28,7 @@ pub(crate) async fn mcp<S, ReqB, ResB>(
     req: Request<ReqB>,
 ) -> Result<Response<Body>, S::Error>
 where
-    S: Service<Request<Body>, Response = Response<ResB>> + Send + 'static,
+    S: Service<Request<Body>, Response = Response<ResB>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
     ReqB: http_body::Body<Data = Bytes> + Send + 'static,
@@ -50,6 +52,19 @@ where
         return Ok(answer::json(StatusCode::METHOD_NOT_ALLOWED, &v));
     }
     if parts.method != Method::POST {
+        let policy = shared.state.load().policy.clone();
+        // The standalone stream carries the server's own requests: guard it when the policy
+        // rules them.
+        if parts.method == Method::GET && policy.rules_server_requests() {
+            let caller = Caller::of(&shared, &parts);
+            let head = answer_head(&parts);
+            let resp = inner
+                .clone()
+                .call(Request::from_parts(parts, Body::new(body)))
+                .await?;
+            let view = View::of(policy, Vec::new(), &caller);
+            return Ok(guard_stream(resp, view, inner, head));
+        }
         let resp = inner
             .call(Request::from_parts(parts, Body::new(body)))
             .await?;
@@ -114,7 +129,7 @@ where
     let mut returned: Vec<Option<elicit::Returned>> =
         if protocol.is_some_and(|v| v >= elicit::MRTR_PROTOCOL) {
             call_params(&parsed.messages)
-                .map(elicit::Returned::of)
+                .map(|p| p.and_then(elicit::Returned::of))
                 .collect()
         } else {
             Vec::new()
@@ -262,7 +277,9 @@ where
             log(&caller, v, "approval", &v.rule, started.elapsed(), true);
             continue;
         }
-        if let Some(via) = approval.via.filter(|via| via.asks_client()) {
+        // Only a tool call can be approved in the client (the policy refuses the others).
+        let asks_client = approval.via.filter(|via| via.asks_client());
+        if let (Some(via), Some(params)) = (asks_client, params) {
             let route = elicit::route(&shared, &caller, protocol, params, accepts_sse(), single);
             let ticket = match route
                 .as_ref()
@@ -337,42 +354,102 @@ where
     } else {
         bytes
     };
-    let list_ids: Vec<Value> = parsed
-        .messages
-        .iter()
-        .filter_map(|m| match m {
-            Message::Request { id, method, .. } if method == "tools/list" => Some(id.clone()),
-            _ => None,
-        })
-        .collect();
+    let lists = crate::methods::lists(&parsed.messages);
     let init_caps = parsed.messages.iter().find_map(|m| match m {
         Message::Request { method, params, .. } if method == "initialize" => Some(
             elicit::Caps::of(params.as_ref().and_then(|p| p.get("capabilities"))),
         ),
         _ => None,
     });
-    let resp = inner.call(forward_request(parts, &parsed, bytes)).await?;
+    let guards = enforcer.policy.rules_server_requests();
+    let head = guards.then(|| answer_head(&parts));
+    let resp = inner
+        .clone()
+        .call(forward_request(parts, &parsed, bytes))
+        .await?;
     // What the client can be asked is learnt once per session, when it is created.
     if let Some(caps) = init_caps {
         if let Some(session) = header_str(resp.headers(), &names::MCP_SESSION_ID) {
             shared.elicit.remember(session, caps);
         }
     }
-    let resp = if list_ids.is_empty() {
-        boxed(resp)
-    } else {
-        Box::pin(filter_list_response(
-            resp,
-            list_ids,
-            enforcer.policy.clone(),
-            shared.config.max_body,
-        ))
-        .await
+    let resp = match head {
+        // The server may ask the client things on this call's stream.
+        Some(head) if crate::body::content_kind(resp.headers()) == crate::body::ContentKind::EventStream => {
+            let view = View::of(enforcer.policy.clone(), lists, &caller);
+            guard_stream(resp, view, inner, head)
+        }
+        _ if lists.is_empty() => boxed(resp),
+        _ => {
+            let view = View::of(enforcer.policy.clone(), lists, &caller);
+            Box::pin(filter_list_response(resp, view, shared.config.max_body)).await
+        }
     };
     Ok(match refunds {
         Some(r) => Box::pin(refund::watch(resp, r, shared.config.max_body)).await,
         None => resp,
     })
+}
+
+/// The head of a POST that carries the client's answer to the server: the request's own
+/// headers (session, protocol version, whatever the inner service needs) for JSON.
+fn answer_head(parts: &http::request::Parts) -> http::request::Parts {
+    let mut req = Request::post(parts.uri.clone())
+        .body(())
+        .unwrap_or_default();
+    let headers = req.headers_mut();
+    for (name, value) in &parts.headers {
+        if !matches!(
+            *name,
+            header::CONTENT_LENGTH | header::CONTENT_TYPE | header::ACCEPT | header::TRANSFER_ENCODING
+        ) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    headers.insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    headers.insert(
+        header::ACCEPT,
+        http::HeaderValue::from_static("application/json, text/event-stream"),
+    );
+    req.into_parts().0
+}
+
+/// An event stream from the server with its lists filtered and the requests the policy
+/// refuses taken out; each refused request is answered to the server, as the client would
+/// answer it, by a POST made with `head`.
+fn guard_stream<S, ResB>(
+    resp: Response<ResB>,
+    view: View,
+    inner: S,
+    head: http::request::Parts,
+) -> Response<Body>
+where
+    S: Service<Request<Body>, Response = Response<ResB>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ResB: http_body::Body<Data = Bytes> + Send + 'static,
+    ResB::Error: Into<BoxError>,
+{
+    if crate::body::content_kind(resp.headers()) != crate::body::ContentKind::EventStream {
+        return boxed(resp);
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    tokio::spawn(async move {
+        let mut inner = inner;
+        while let Some(answer) = rx.recv().await {
+            let mut req = Request::from_parts(head.clone(), Body::full(answer.to_string()));
+            req.extensions_mut().insert(answer::Forwarded::default());
+            if let Ok(resp) = tower::ServiceExt::ready(&mut inner).await {
+                if let Ok(r) = resp.call(req).await {
+                    // Drain it, so a pooled connection is free again.
+                    let _ = http_body_util::BodyExt::collect(r.into_body()).await;
+                }
+            }
+        }
+    });
+    let (mut parts, body) = resp.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::sse_guarded(Body::new(body), Arc::new(view), Some(tx)))
 }
 
 /// The request to the inner service, with the ids of the requests it carries.
@@ -406,11 +483,28 @@ fn forward_request(
     Request::from_parts(parts, Body::full(bytes))
 }
 
-/// The params of each `tools/call`, in the order the verdicts are in.
-fn call_params<'m>(messages: &'m [Message<'_>]) -> impl Iterator<Item = &'m Fields<'m>> {
-    messages
-        .iter()
-        .filter_map(|m| m.tool_call().map(|(_, p)| p))
+/// The messages the policy decides, with how, in the order the verdicts are in.
+fn decided<'m>(
+    messages: &'m [Message<'_>],
+) -> impl Iterator<Item = (&'m Message<'m>, &'m Value, Ruled<'m>)> {
+    messages.iter().filter_map(|m| match m {
+        Message::Request { id, method, params } => {
+            match crate::methods::rule(method, params.as_ref()) {
+                r @ (Ruled::Decide { .. } | Ruled::Completes { .. } | Ruled::Listens(_)) => {
+                    Some((m, id, r))
+                }
+                Ruled::List(_) | Ruled::Pass => None,
+            }
+        }
+        _ => None,
+    })
+}
+
+/// For each verdict: the params of its `tools/call` (`None` for the other kinds).
+fn call_params<'m>(
+    messages: &'m [Message<'_>],
+) -> impl Iterator<Item = Option<&'m Fields<'m>>> {
+    decided(messages).map(|(m, ..)| m.tool_call().map(|(_, p)| p))
 }
 
 fn decide_all<'a>(
@@ -419,23 +513,48 @@ fn decide_all<'a>(
     messages: &'a [Message<'_>],
     force_shadow: bool,
 ) -> Vec<Verdict<'a>> {
-    let mut out = Vec::with_capacity(messages.len());
-    for m in messages {
-        let Some((id, params)) = m.tool_call() else {
-            continue;
-        };
-        let tool = params.name.as_deref().unwrap_or_default();
-        let args = params.arguments();
-        out.push(Verdict::decide(
-            enforcer,
-            caller,
-            id.clone(),
-            tool,
-            args,
-            force_shadow,
-        ));
-    }
-    out
+    decided(messages)
+        .map(|(_, id, ruled)| match ruled {
+            Ruled::Completes { kind, name } => {
+                Verdict::completion(enforcer, caller, id.clone(), kind, name, force_shadow)
+            }
+            Ruled::Listens(uris) => {
+                let uris = uris.iter().filter_map(Value::as_str);
+                // The first resource this caller may not read decides; else the first one
+                // (allowed, uncharged), or the method itself when it names none.
+                let call = |uri| caller.call_as(warden_policy::Kind::Resource, uri, None);
+                let pick = uris
+                    .clone()
+                    .find(|uri| !enforcer.policy.visible(&call(uri)))
+                    .or_else(|| uris.clone().next());
+                let (kind, name) = match pick {
+                    Some(uri) => (warden_policy::Kind::Resource, uri),
+                    None => (warden_policy::Kind::Method, "subscriptions/listen"),
+                };
+                match kind {
+                    warden_policy::Kind::Resource => Verdict::completion(
+                        enforcer,
+                        caller,
+                        id.clone(),
+                        kind,
+                        name,
+                        force_shadow,
+                    ),
+                    _ => Verdict::passing(id.clone(), name),
+                }
+            }
+            Ruled::Decide { kind, name, args } => Verdict::decide(
+                enforcer,
+                caller,
+                id.clone(),
+                kind,
+                name,
+                args,
+                force_shadow,
+            ),
+            Ruled::List(_) | Ruled::Pass => unreachable!("decided() yields only decided messages"),
+        })
+        .collect()
 }
 
 /// Answers every request of the body locally: the refused calls with their reason, the
@@ -453,7 +572,15 @@ fn refuse_all(
         .filter_map(|m| match m {
             Message::Request { id, method, .. } => {
                 Some(match reasons.iter().find(|(rid, _)| rid == id) {
-                    Some((_, why)) => answer::denied(id, why, style, protocol),
+                    // A tool's denial is a result the agent reads; another method's, an error.
+                    Some((_, why)) if method == "tools/call" => {
+                        answer::denied(id, why, style, protocol)
+                    }
+                    Some((_, why)) => answer::rpc_error(
+                        id,
+                        answer::POLICY_DENIED_CODE,
+                        &format!("{} {why}", answer::DENIED_PREFIX),
+                    ),
                     None if method == "tools/call" => {
                         answer::denied(id, bystander, style, protocol)
                     }
@@ -516,11 +643,10 @@ fn headers_agree(h: &HeaderMap, parsed: &inspect::Body) -> Result<(), String> {
     Ok(())
 }
 
-/// Removes hidden tools from a `tools/list` answer, JSON or SSE.
+/// Keeps, in list answers (JSON or SSE), only what the caller could call.
 async fn filter_list_response<B>(
     resp: Response<B>,
-    ids: Vec<Value>,
-    policy: Arc<warden_policy::CompiledPolicy>,
+    view: View,
     max: usize,
 ) -> Response<Body>
 where
@@ -532,7 +658,7 @@ where
         // The filtered stream's length is not the upstream's: let it be chunked.
         let (mut parts, body) = resp.into_parts();
         parts.headers.remove(header::CONTENT_LENGTH);
-        return Response::from_parts(parts, Body::sse_filtered(Body::new(body), ids, policy));
+        return Response::from_parts(parts, Body::sse_filtered(Body::new(body), Arc::new(view)));
     }
     if kind != crate::body::ContentKind::Json {
         return boxed(resp);
@@ -545,13 +671,14 @@ where
     {
         Ok(c) => c.to_bytes(),
         Err(_) => {
+            let ids: Vec<Value> = view.ids().cloned().collect();
             let forwarded = answer::Forwarded {
                 batch: ids.len() > 1,
                 ids,
             };
             let v = forwarded.error(
                 answer::Forwarded::UPSTREAM_ERROR,
-                "could not read the upstream's tools/list answer (too large or cut off)",
+                "could not read the upstream's list answer (too large or cut off)",
             );
             return answer::json(StatusCode::BAD_GATEWAY, &v);
         }
@@ -559,7 +686,7 @@ where
     let Ok(mut value) = serde_json::from_slice::<Value>(&bytes) else {
         return Response::from_parts(parts, Body::full(bytes));
     };
-    if !crate::body::filter_tools_list(&mut value, &ids, &policy) {
+    if !view.filter(&mut value) {
         return Response::from_parts(parts, Body::full(bytes));
     }
     parts.headers.remove(header::CONTENT_LENGTH);

@@ -10,6 +10,9 @@ use serde_json::Value;
 pub struct Record<'a> {
     pub grant: Option<&'a str>,
     pub session: Option<&'a str>,
+    /// What was called: a tool, a resource, a prompt, another method, a server's request.
+    pub kind: warden_policy::Kind,
+    /// The tool's or prompt's name, the resource's URI, the method.
     pub tool: &'a str,
     /// `allow`, `deny`, `limited`, `approved`, `refused`.
     pub decision: &'static str,
@@ -63,6 +66,7 @@ pub(crate) fn record(r: &Record<'_>) {
         target: "warden::decision",
         grant = r.grant.unwrap_or("-"),
         session = r.session.unwrap_or("-"),
+        kind = r.kind.noun(),
         tool = r.tool,
         decision = r.decision,
         rule = r.rule,
@@ -72,11 +76,32 @@ pub(crate) fn record(r: &Record<'_>) {
         request_id = r.request_id.unwrap_or("-"),
         latency_us = r.latency.as_micros() as u64,
         would_block = r.would_block,
-        "tool call {}", r.decision
+        "{} call {}", r.kind.noun(), r.decision
     );
     metrics::counter!("warden_decisions_total", "decision" => r.decision, "would_block" => if r.would_block { "true" } else { "false" })
         .increment(1);
     metrics::histogram!("warden_decision_seconds").record(r.latency.as_secs_f64());
+}
+
+/// A request from the server to the client, decided.
+pub(crate) fn server_request(grant: Option<&str>, method: &str, d: &warden_policy::Decision<'_>) {
+    let decision = match (d.is_deny(), d.is_shadow()) {
+        (false, _) => "allow",
+        (true, false) => "deny",
+        (true, true) => "allow",
+    };
+    tracing::info!(
+        target: "warden::decision",
+        grant = grant.unwrap_or("-"),
+        kind = "server request",
+        tool = method,
+        decision,
+        rule = d.rule(),
+        message = if d.is_deny() { d.message() } else { "-" },
+        would_block = d.is_deny() && d.is_shadow(),
+        "server request {decision}"
+    );
+    metrics::counter!("warden_server_requests_total", "decision" => decision).increment(1);
 }
 
 pub(crate) fn refused_request(reason: &'static str) {
@@ -112,6 +137,9 @@ pub struct RecordedCall {
     pub session: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claims: Option<Value>,
+    /// What was called; absent for a tool call.
+    #[serde(default, skip_serializing_if = "warden_policy::Kind::is_tool")]
+    pub kind: warden_policy::Kind,
     pub tool: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub args: Option<Value>,

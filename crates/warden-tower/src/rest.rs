@@ -80,6 +80,7 @@ where
         &enforcer,
         &caller,
         Value::Null,
+        warden_policy::Kind::Tool,
         &tool,
         Some(&args),
         shared.config.shadow,

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode, header};
 use serde_json::Value;
 use tower::Service;
-use warden_policy::{Call, OnTimeout, Outcome};
+use warden_policy::{Call, Kind, OnTimeout, Outcome};
 
 use crate::approval::{Answer, ApprovalRequest};
 use crate::body::{Body, BoxError, Uncollected};
@@ -226,6 +226,8 @@ pub(crate) fn header_str<'a>(h: &'a HeaderMap, name: &http::HeaderName) -> Optio
 /// the policy that decided; [`Verdict::detached`] copies it to outlive both.
 pub(crate) struct Verdict<'a> {
     pub(crate) id: Value,
+    /// What was decided: a tool call, a resource read, a prompt, ...
+    pub(crate) kind: Kind,
     pub(crate) tool: Cow<'a, str>,
     pub(crate) args: Option<&'a Value>,
     pub(crate) outcome: Outcome,
@@ -243,6 +245,7 @@ impl Verdict<'_> {
     pub(crate) fn detached(&self) -> Verdict<'static> {
         Verdict {
             id: self.id.clone(),
+            kind: self.kind,
             tool: Cow::Owned(self.tool.to_string()),
             args: None,
             outcome: self.outcome,
@@ -261,11 +264,12 @@ impl<'a> Verdict<'a> {
         enforcer: &'a Enforcer,
         caller: &Caller,
         id: Value,
+        kind: Kind,
         tool: &'a str,
         args: Option<&'a Value>,
         force_shadow: bool,
     ) -> Self {
-        let call = caller.call(tool, args);
+        let call = caller.call_as(kind, tool, args);
         let d = enforcer.policy.decide(&call);
         let (outcome, rule, shadow) = (d.outcome(), d.rule(), d.is_shadow());
         let approval = d.approval().cloned();
@@ -281,6 +285,7 @@ impl<'a> Verdict<'a> {
             .collect();
         Verdict {
             id,
+            kind,
             tool: Cow::Borrowed(tool),
             args,
             outcome,
@@ -293,6 +298,58 @@ impl<'a> Verdict<'a> {
                 .policy
                 .read_claims(caller.claims.as_deref())
                 .map(|m| Value::Object(m).to_string()),
+        }
+    }
+
+    /// `completion/complete` for a prompt or resource: allowed, uncharged, when this caller
+    /// could use it at all (as its list would show it); else denied with the reason a call
+    /// without arguments would get.
+    pub(crate) fn completion(
+        enforcer: &'a Enforcer,
+        caller: &Caller,
+        id: Value,
+        kind: Kind,
+        name: &'a str,
+        force_shadow: bool,
+    ) -> Self {
+        let call = caller.call_as(kind, name, None);
+        let policy = &enforcer.policy;
+        let (outcome, rule, message, shadow) = if policy.visible(&call) {
+            (Outcome::Allow, Cow::Borrowed("(visible)"), Cow::Borrowed("allowed"), false)
+        } else {
+            let d = policy.decide(&call);
+            let rule = Cow::Borrowed(d.rule());
+            (Outcome::Deny, rule, Cow::Owned(d.message().to_owned()), d.is_shadow())
+        };
+        Verdict {
+            id,
+            kind,
+            tool: Cow::Borrowed(name),
+            args: None,
+            outcome,
+            rule,
+            message,
+            shadow: shadow || force_shadow,
+            charges: Vec::new(),
+            approval: None,
+            claims: None,
+        }
+    }
+
+    /// A request that passes as it is (decided only by what it names, and it names nothing).
+    pub(crate) fn passing(id: Value, method: &'a str) -> Self {
+        Verdict {
+            id,
+            kind: Kind::Method,
+            tool: Cow::Borrowed(method),
+            args: None,
+            outcome: Outcome::Allow,
+            rule: Cow::Borrowed("(passes)"),
+            message: Cow::Borrowed("allowed"),
+            shadow: false,
+            charges: Vec::new(),
+            approval: None,
+            claims: None,
         }
     }
 
@@ -345,6 +402,7 @@ pub(crate) fn log(
     observe::record(&Record {
         grant: caller.grant.as_deref(),
         session: caller.session.as_deref(),
+        kind: v.kind,
         tool: &v.tool,
         decision,
         rule,
@@ -363,6 +421,7 @@ pub(crate) fn log(
             grant: caller.grant.as_deref().map(str::to_owned),
             session: caller.session.as_deref().map(str::to_owned),
             claims: caller.claims.as_deref().cloned(),
+            kind: v.kind,
             tool: v.tool.to_string(),
             args: v.args.cloned(),
             decision: decision.to_owned(),
