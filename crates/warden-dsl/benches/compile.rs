@@ -15,10 +15,11 @@ const NOUNS: &[&str] = &[
     "instance", "volume", "domain", "firewall", "bucket", "database", "token", "vpc",
 ];
 
-/// `rules` tool blocks: a mix of plain allows, limits, conditions and approvals.
+/// `rules` tool blocks: a mix of plain allows, limits, conditions and approvals, after one
+/// statement of each other kind (resources, prompts, server requests).
 fn generated(rules: usize) -> String {
     let mut pol = String::from(
-        "version 1\ndefault deny\nhide [delete_*]\n\nall tools {\n  limit 600 per minute per grant as calls\n}\n\ntool get_*, list_* { }\n",
+        "version 1\ndefault deny\ndefault allow prompts\nhide [delete_*]\nhide resources [\"secret://*\"]\n\nall tools {\n  limit 600 per minute per grant as calls\n}\n\ntool get_*, list_* { }\n\nresource \"file:///srv/*\" {\n  limit 60 per minute per grant as reads\n}\n\nallow server_request \"roots/list\"\n",
     );
     for i in 0..rules {
         let name = format!(

@@ -3,7 +3,7 @@
 use std::ops::Range;
 
 use serde_json::Value;
-use warden_policy::{DefaultAction, Mode, Op, Scope, Window};
+use warden_policy::{DefaultAction, Kind, Lists, Mode, Op, Scope, Window};
 
 pub type Span = Range<usize>;
 
@@ -28,30 +28,92 @@ pub struct Item {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ItemKind {
     Version(Spanned<String>),
-    Default(Spanned<DefaultAction>),
+    /// `default deny` (no kinds: every kind) or `default allow resources, prompts`.
+    Default {
+        action: Spanned<DefaultAction>,
+        kinds: Vec<Spanned<Kind>>,
+    },
     Mode(Spanned<Mode>),
-    Hide(Vec<Spanned<String>>),
+    Lists(Spanned<Lists>),
+    /// `hide [..]` (tools), `hide resources [..]`, `hide prompts [..]`.
+    Hide {
+        kind: Kind,
+        names: Vec<Spanned<String>>,
+    },
     AllTools(Vec<BlockItem>),
-    ToolsEmpty,
-    Allow(Vec<Spanned<String>>),
-    Tool {
+    /// `tools {}`, `resources {}`, ..., `defaults {}`.
+    Empty(Table),
+    /// `allow a, b` (tools) or `allow resource "uri"`, `allow prompt p`, ...
+    Allow {
+        kind: Kind,
+        names: Vec<Spanned<String>>,
+    },
+    /// `tool a, b { ... }`, `resource "uri" { ... }`, `prompt p { ... }`, ...
+    Entry {
+        kind: Kind,
         names: Vec<Spanned<String>>,
         body: Vec<BlockItem>,
     },
 }
 
+/// A table that `NAME {}` writes out empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    /// The entries of a kind: `tools`, `resources`, `prompts`, `server_requests`.
+    Entries(Kind),
+    /// The per-kind defaults.
+    Defaults,
+}
+
+impl Table {
+    /// The word that writes it (and its policy.json key).
+    pub fn word(self) -> &'static str {
+        match self {
+            Table::Entries(kind) => kind.section(),
+            Table::Defaults => "defaults",
+        }
+    }
+}
+
+/// The keyword of an entry of `kind`: `tool`, `resource`, `prompt`, `server_request`.
+pub fn entry_word(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Tool => "tool",
+        Kind::Resource => "resource",
+        Kind::Prompt => "prompt",
+        Kind::Method => "method",
+        Kind::ServerRequest => "server_request",
+    }
+}
+
 impl ItemKind {
-    /// What the statement is called in messages.
+    /// What the statement is called in messages (and, for those a policy has once, the key
+    /// that finds a second one).
     pub fn describe(&self) -> &'static str {
         match self {
             ItemKind::Version(_) => "version",
-            ItemKind::Default(_) => "default",
+            ItemKind::Default { kinds, action } => match (kinds.is_empty(), action.node) {
+                (true, _) => "default",
+                (false, DefaultAction::Allow) => "default allow …",
+                (false, DefaultAction::Deny) => "default deny …",
+            },
             ItemKind::Mode(_) => "mode",
-            ItemKind::Hide(_) => "hide",
+            ItemKind::Lists(_) => "lists",
+            ItemKind::Hide { kind, .. } => match kind {
+                Kind::Resource => "hide resources",
+                Kind::Prompt => "hide prompts",
+                _ => "hide",
+            },
             ItemKind::AllTools(_) => "all tools",
-            ItemKind::ToolsEmpty => "tools {}",
-            ItemKind::Allow(_) => "allow",
-            ItemKind::Tool { .. } => "tool",
+            ItemKind::Empty(t) => match t {
+                Table::Entries(Kind::Resource) => "resources {}",
+                Table::Entries(Kind::Prompt) => "prompts {}",
+                Table::Entries(Kind::ServerRequest) => "server_requests {}",
+                Table::Defaults => "defaults {}",
+                Table::Entries(_) => "tools {}",
+            },
+            ItemKind::Allow { .. } => "allow",
+            ItemKind::Entry { kind, .. } => entry_word(*kind),
         }
     }
 }

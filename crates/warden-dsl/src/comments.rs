@@ -4,14 +4,26 @@
 
 use std::collections::{HashMap, HashSet};
 
+use warden_policy::Kind;
+
 use crate::ast::{BlockItem, BlockKind, File, ItemKind};
+
+/// The name an entry's anchors go by: a tool's own name; another kind's, prefixed by its
+/// kind (with a byte no name of the language can hold unquoted), so that a prompt and a tool
+/// of the same name keep their own comments.
+pub(crate) fn entry_key(kind: Kind, name: &str) -> String {
+    match kind {
+        Kind::Tool => name.to_owned(),
+        other => format!("{}\u{1f}{name}", other.section()),
+    }
+}
 
 /// Where a comment belongs in canonical output.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Anchor {
     /// A top-level statement by kind: `version`, `default`, `hide`, `all tools`, …
     Stmt(&'static str),
-    /// A tool entry (its `allow` line or `tool ... {` header), by name.
+    /// An entry (its `allow` line or `tool ... {` header), by [`entry_key`].
     Tool(String),
     /// The `ordinal`-th line of a kind (`deny`, `require`, `limit`, …) in a block.
     Item(String, &'static str, usize),
@@ -134,8 +146,8 @@ impl Comments {
         for item in &file.items {
             let (start, end) = (item.span.start, item.span.end);
             match &item.kind {
-                ItemKind::Tool { names, body } => {
-                    let name = names.first().map(|n| n.node.clone()).unwrap_or_default();
+                ItemKind::Entry { kind, names, body } => {
+                    let name = entry_key(*kind, names.first().map_or("", |n| n.node.as_str()));
                     let header_end = body.first().map_or(end, |b| b.span.start);
                     points.push((
                         start,
@@ -145,12 +157,9 @@ impl Comments {
                     block_points(&mut points, &name, body);
                     points.push((end.saturating_sub(1), end, Anchor::End(name)));
                 }
-                ItemKind::Allow(names) => {
-                    points.push((
-                        start,
-                        end,
-                        Anchor::Tool(names.first().map(|n| n.node.clone()).unwrap_or_default()),
-                    ));
+                ItemKind::Allow { kind, names } => {
+                    let name = entry_key(*kind, names.first().map_or("", |n| n.node.as_str()));
+                    points.push((start, end, Anchor::Tool(name)));
                 }
                 ItemKind::AllTools(body) => {
                     let header_end = body.first().map_or(end, |b| b.span.start);
@@ -199,13 +208,15 @@ impl Comments {
     }
 }
 
+/// The anchor of a statement that is not an entry: what the printer calls it.
 fn stmt_kind(k: &ItemKind) -> &'static str {
     match k {
-        ItemKind::Version(_) => "version",
-        ItemKind::Default(_) => "default",
-        ItemKind::Mode(_) => "mode",
-        ItemKind::Hide(_) => "hide",
-        ItemKind::ToolsEmpty => "tools {}",
+        ItemKind::Version(_)
+        | ItemKind::Default { .. }
+        | ItemKind::Mode(_)
+        | ItemKind::Lists(_)
+        | ItemKind::Hide { .. }
+        | ItemKind::Empty(_) => k.describe(),
         _ => "(other)",
     }
 }

@@ -1,7 +1,9 @@
 //! [`Policy`] → canonical `.pol` text. `warden fmt` prints through this too, so
 //! `decompile(compile(p)) == fmt(p)` (up to comments) holds by construction.
 //!
-//! Canonical layout: `version`, `default`, `mode`, `hide`, `all tools`, then tool entries in
+//! Canonical layout: `version`, `default`, the per-kind defaults (`default allow …`, then
+//! `default deny …`), `mode`, `lists`, `hide`, `hide resources`, `hide prompts`, `all tools`,
+//! then tool entries, resource entries, prompt entries and server request entries, each in
 //! document order, where consecutive entries with identical bodies share one block
 //! (`allow a, b` when the body is empty); inside a block: `deny`, `require`, `limit`,
 //! approval, `mode`.
@@ -9,8 +11,9 @@
 use serde_json::Value;
 use warden_policy::*;
 
-use crate::comments::{Anchor, Comments};
-use crate::lower::default_counter;
+use crate::ast::entry_word;
+use crate::comments::{Anchor, Comments, entry_key};
+use crate::lower::default_counter_for;
 
 /// Prints `policy` as canonical `.pol`.
 pub fn decompile(policy: &Policy) -> String {
@@ -74,16 +77,47 @@ impl Printer<'_> {
         if let Some(d) = p.default {
             self.line(0, Anchor::stmt("default"), &format!("default {d}"));
         }
+        if let Some(defaults) = &p.defaults {
+            let of = |action: DefaultAction| -> Vec<&'static str> {
+                Kind::ALL
+                    .into_iter()
+                    .filter(|k| kind_default(defaults, *k) == Some(action))
+                    .map(Kind::section)
+                    .collect()
+            };
+            let (allow, deny) = (of(DefaultAction::Allow), of(DefaultAction::Deny));
+            if allow.is_empty() && deny.is_empty() {
+                self.line(0, Anchor::stmt("defaults {}"), "defaults {}");
+            }
+            for (action, kinds, anchor) in [
+                (DefaultAction::Allow, allow, "default allow …"),
+                (DefaultAction::Deny, deny, "default deny …"),
+            ] {
+                if !kinds.is_empty() {
+                    let text = format!("default {action} {}", kinds.join(", "));
+                    self.line(0, Anchor::stmt(anchor), &text);
+                }
+            }
+        }
         if let Some(m) = p.mode {
             self.line(0, Anchor::stmt("mode"), &format!("mode {m}"));
         }
-        if let Some(hide) = &p.hide {
-            let names: Vec<String> = hide.iter().map(|n| tool_name(n)).collect();
-            self.line(
-                0,
-                Anchor::stmt("hide"),
-                &format!("hide [{}]", names.join(", ")),
-            );
+        if let Some(l) = p.lists {
+            self.line(0, Anchor::stmt("lists"), &format!("lists {l}"));
+        }
+        for (kind, list, head) in [
+            (Kind::Tool, &p.hide, "hide"),
+            (Kind::Resource, &p.hide_resources, "hide resources"),
+            (Kind::Prompt, &p.hide_prompts, "hide prompts"),
+        ] {
+            if let Some(hide) = list {
+                let names: Vec<String> = hide.iter().map(|n| entry_name(kind, n)).collect();
+                self.line(
+                    0,
+                    Anchor::stmt(head),
+                    &format!("{head} [{}]", names.join(", ")),
+                );
+            }
         }
         if let Some(all) = &p.all_tools {
             self.blank();
@@ -98,19 +132,39 @@ impl Printer<'_> {
                 self.line(0, Anchor::end("all tools"), "}");
             }
         }
-        let Some(tools) = &p.tools else { return };
-        if tools.is_empty() {
+        for kind in [
+            Kind::Tool,
+            Kind::Resource,
+            Kind::Prompt,
+            Kind::ServerRequest,
+        ] {
+            if let Some(entries) = p.entries(kind) {
+                self.entries(kind, entries);
+            }
+        }
+    }
+
+    /// One kind's entries: `tools {}` when there are none, else blocks in document order.
+    fn entries(&mut self, kind: Kind, entries: &indexmap::IndexMap<String, ToolRule>) {
+        if entries.is_empty() {
+            let text = format!("{} {{}}", kind.section());
+            let anchor = match kind {
+                Kind::Resource => "resources {}",
+                Kind::Prompt => "prompts {}",
+                Kind::ServerRequest => "server_requests {}",
+                _ => "tools {}",
+            };
             self.blank();
-            self.line(0, Anchor::stmt("tools {}"), "tools {}");
+            self.line(0, Anchor::stmt(anchor), &text);
             return;
         }
-        let entries: Vec<(&String, &ToolRule)> = tools.iter().collect();
+        let entries: Vec<(&String, &ToolRule)> = entries.iter().collect();
         let mut i = 0;
         let mut last_was_allow = false;
         while i < entries.len() {
             let (_, body) = entries[i];
             let mut j = i + 1;
-            while j < entries.len() && entries[j].1 == body && groupable(entries[i].0, body) {
+            while j < entries.len() && entries[j].1 == body && groupable(kind, entries[i].0, body) {
                 j += 1;
             }
             let group: Vec<&str> = entries[i..j].iter().map(|(k, _)| k.as_str()).collect();
@@ -118,33 +172,45 @@ impl Printer<'_> {
             if !(is_allow && last_was_allow) {
                 self.blank();
             }
-            self.tool(&group, body);
+            self.entry(kind, &group, body);
             last_was_allow = is_allow;
             i = j;
         }
     }
 
-    fn tool(&mut self, names: &[&str], body: &ToolRule) {
-        let anchor_name = names.first().copied().unwrap_or("");
+    fn entry(&mut self, kind: Kind, names: &[&str], body: &ToolRule) {
+        let anchor_name = entry_key(kind, names.first().copied().unwrap_or(""));
         for other in names.iter().skip(1) {
-            self.comments.merge_into(other, anchor_name);
+            self.comments
+                .merge_into(&entry_key(kind, other), &anchor_name);
         }
-        let list: Vec<String> = names.iter().map(|n| tool_name(n)).collect();
+        let list: Vec<String> = names.iter().map(|n| entry_name(kind, n)).collect();
+        let word = entry_word(kind);
         if *body == ToolRule::default() {
+            let allow = match kind {
+                Kind::Tool => "allow".to_owned(),
+                _ => format!("allow {word}"),
+            };
             self.line(
                 0,
-                Anchor::tool(anchor_name),
-                &format!("allow {}", list.join(", ")),
+                Anchor::tool(&anchor_name),
+                &format!("{allow} {}", list.join(", ")),
             );
             return;
         }
         self.line(
             0,
-            Anchor::tool(anchor_name),
-            &format!("tool {} {{", list.join(", ")),
+            Anchor::tool(&anchor_name),
+            &format!("{word} {} {{", list.join(", ")),
         );
-        let single = (names.len() == 1).then_some(anchor_name);
-        let mut lines = rule_lines(&body.deny_if, &body.require, &body.limits, single);
+        let single = names.first().filter(|_| names.len() == 1);
+        let default = single.map(|n| default_counter_for(kind, n));
+        let mut lines = rule_lines(
+            &body.deny_if,
+            &body.require,
+            &body.limits,
+            default.as_deref(),
+        );
         if let Some(a) = &body.approval {
             let mut text = "require approval".to_owned();
             match a.via {
@@ -168,20 +234,29 @@ impl Printer<'_> {
         if let Some(m) = body.mode {
             lines.push(("mode", 0, format!("mode {m}")));
         }
-        for (kind, i, text) in lines {
-            self.line(1, Anchor::item(anchor_name, kind, i), &text);
+        for (line_kind, i, text) in lines {
+            self.line(1, Anchor::item(&anchor_name, line_kind, i), &text);
         }
-        self.line(0, Anchor::end(anchor_name), "}");
+        self.line(0, Anchor::end(&anchor_name), "}");
+    }
+}
+
+/// One kind's own default in `defaults`.
+fn kind_default(d: &Defaults, kind: Kind) -> Option<DefaultAction> {
+    match kind {
+        Kind::Tool => d.tools,
+        Kind::Resource => d.resources,
+        Kind::Prompt => d.prompts,
+        Kind::Method => d.methods,
+        Kind::ServerRequest => d.server_requests,
     }
 }
 
 /// Entries share a block only when the shared text means the same for each name: a limit
-/// without `as` would name a different counter per tool.
-fn groupable(first: &str, body: &ToolRule) -> bool {
-    body.limits
-        .iter()
-        .flatten()
-        .all(|l| l.counter != default_counter(first))
+/// without `as` would name a different counter per entry.
+fn groupable(kind: Kind, first: &str, body: &ToolRule) -> bool {
+    let own = default_counter_for(kind, first);
+    body.limits.iter().flatten().all(|l| l.counter != own)
 }
 
 fn version(v: &str) -> String {
@@ -202,14 +277,13 @@ fn is_bare(s: &str, extra: &[char]) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || extra.contains(&c))
 }
 
-/// A tool name as `.pol` writes it: bare when it can be, quoted otherwise.
 /// A block's `deny`, `require` and `limit` lines in canonical order, each with its kind and
 /// ordinal (the anchors comments are kept by): a tool's block and `all tools` alike.
 fn rule_lines(
     deny_if: &Option<Vec<Rule>>,
     require: &Option<Vec<Rule>>,
     limits: &Option<Vec<Limit>>,
-    single: Option<&str>,
+    default: Option<&str>,
 ) -> Vec<(&'static str, usize, String)> {
     let mut lines = Vec::new();
     for (kind, none, rules) in [
@@ -240,18 +314,98 @@ fn rule_lines(
             limits
                 .iter()
                 .enumerate()
-                .map(|(i, l)| ("limit", i, limit(l, single))),
+                .map(|(i, l)| ("limit", i, limit(l, default))),
         ),
         None => {}
     }
     lines
 }
 
+/// Words that begin an entry of another kind after `allow`: a tool so named is printed
+/// quoted, so that `allow "resource"` does not read as the start of `allow resource "uri"`.
+const ENTRY_WORDS: &[&str] = &["resource", "prompt", "server_request"];
+
+/// Every keyword of the language, as `grammar/warden.pest` lists them.
+const KEYWORDS: &[&str] = &[
+    "version",
+    "default",
+    "defaults",
+    "allow",
+    "deny",
+    "mode",
+    "enforce",
+    "shadow",
+    "lists",
+    "callable",
+    "hide",
+    "all",
+    "tools",
+    "tool",
+    "resources",
+    "resource",
+    "prompts",
+    "prompt",
+    "methods",
+    "server_requests",
+    "server_request",
+    "if",
+    "always",
+    "because",
+    "require",
+    "else",
+    "approval",
+    "timeout",
+    "seconds",
+    "on",
+    "limits",
+    "and",
+    "exists",
+    "missing",
+    "not",
+    "in",
+    "matches",
+    "contains",
+    "limit",
+    "per",
+    "minute",
+    "hour",
+    "day",
+    "grant",
+    "session",
+    "ip",
+    "global",
+    "claim",
+    "as",
+    "cost",
+    "via",
+    "refund",
+    "error",
+    "client",
+    "or",
+    "queue",
+    "redact",
+    "true",
+    "false",
+    "null",
+];
+
+/// A tool name as `.pol` writes it: bare when it can be, quoted otherwise.
 pub fn tool_name(n: &str) -> String {
-    if is_bare(n, &['.', '*', '?']) {
+    if is_bare(n, &['.', '*', '?']) && !ENTRY_WORDS.contains(&n) {
         n.to_owned()
     } else {
         string(n)
+    }
+}
+
+/// A name of an entry of `kind` as `.pol` writes it. Resource, prompt and server request
+/// names that are keywords are quoted: `allow prompt default` would read as a tool named
+/// `prompt` followed by a `default` statement.
+pub fn entry_name(kind: Kind, n: &str) -> String {
+    match kind {
+        Kind::Tool => tool_name(n),
+        _ if is_bare(n, &['.', '*', '?']) && !KEYWORDS.contains(&n) => n.to_owned(),
+        _ => string(n),
     }
 }
 
@@ -332,7 +486,7 @@ fn rule(kind: &str, r: &Rule) -> String {
     }
 }
 
-fn limit(l: &Limit, tool: Option<&str>) -> String {
+fn limit(l: &Limit, default: Option<&str>) -> String {
     let window = match l.window {
         Window::Seconds(s) => format!("{s} seconds"),
         w => w.to_string(),
@@ -344,7 +498,7 @@ fn limit(l: &Limit, tool: Option<&str>) -> String {
         (Some(s), _) => text.push_str(&format!(" per {s}")),
         (None, _) => {}
     }
-    if tool.map(default_counter).as_deref() != Some(l.counter.as_str()) {
+    if default != Some(l.counter.as_str()) {
         let name = if is_bare(&l.counter, &['$']) {
             l.counter.clone()
         } else {

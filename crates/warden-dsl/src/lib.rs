@@ -34,11 +34,11 @@ mod lower;
 mod parser;
 mod testfile;
 
-pub use decompile::{decompile, tool_name};
+pub use decompile::{decompile, entry_name, tool_name};
 pub use diagnostic::{Diagnostic, Error};
 pub use file::{PolicyFile, is_pol, json_diagnostic, load};
 pub use format::format;
-pub use lower::{SourceMap, default_counter};
+pub use lower::{SourceMap, default_counter, default_counter_for};
 pub use parser::{MAX_SOURCE_BYTES, parse, parse_with_pest};
 pub use testfile::{Expect, Step, TestCase, TestFile, parse_tests};
 

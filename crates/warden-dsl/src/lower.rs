@@ -59,9 +59,19 @@ impl Recorder {
     }
 }
 
-/// The default counter name of a limit written without `as`.
+/// The default counter name of a limit written without `as` in a tool block.
 pub fn default_counter(tool: &str) -> String {
     format!("{tool}_rate")
+}
+
+/// The default counter name of a limit written without `as` in an entry of `kind`: a tool's
+/// is `NAME_rate`; the other kinds' say their kind (`prompt:summarize_rate`), so that a
+/// prompt and a tool of the same name do not share a bucket by accident.
+pub fn default_counter_for(kind: Kind, name: &str) -> String {
+    match kind {
+        Kind::Tool => default_counter(name),
+        other => format!("{}:{name}_rate", crate::ast::entry_word(other)),
+    }
 }
 
 pub fn lower(file: File, text: &str) -> Result<(Policy, SourceMap), Vec<Diagnostic>> {
@@ -87,7 +97,10 @@ struct Lowerer {
     errors: Vec<Diagnostic>,
     /// Statement kind → span of its first occurrence.
     seen: HashMap<&'static str, Span>,
-    tool_spans: HashMap<String, Span>,
+    /// Kind → name → span of the entry's name.
+    entry_spans: HashMap<Kind, HashMap<String, Span>>,
+    /// Kind → span of the word that first set its own default.
+    default_spans: HashMap<Kind, Span>,
     text: String,
 }
 
@@ -112,7 +125,8 @@ impl Default for Lowerer {
             map: Recorder::default(),
             errors: Vec::new(),
             seen: HashMap::new(),
-            tool_spans: HashMap::new(),
+            entry_spans: HashMap::new(),
+            default_spans: HashMap::new(),
             text: String::new(),
         }
     }
@@ -147,10 +161,16 @@ impl Lowerer {
                         self.map.set(|| "/version".into(), &v.span);
                     }
                 }
-                ItemKind::Default(d) => {
+                ItemKind::Default { action, kinds } if kinds.is_empty() => {
                     if self.once(kind, &item.span) {
-                        self.policy.default = Some(d.node);
-                        self.map.set(|| "/default".into(), &d.span);
+                        self.policy.default = Some(action.node);
+                        self.map.set(|| "/default".into(), &action.span);
+                    }
+                }
+                ItemKind::Default { action, kinds } => {
+                    self.map.set(|| "/defaults".into(), &item.span);
+                    for k in kinds {
+                        self.kind_default(action, k);
                     }
                 }
                 ItemKind::Mode(m) => {
@@ -159,13 +179,29 @@ impl Lowerer {
                         self.map.set(|| "/mode".into(), &m.span);
                     }
                 }
-                ItemKind::Hide(names) => {
+                ItemKind::Lists(l) => {
                     if self.once(kind, &item.span) {
-                        self.map.set(|| "/hide".into(), &item.span);
+                        self.policy.lists = Some(l.node);
+                        self.map.set(|| "/lists".into(), &l.span);
+                    }
+                }
+                ItemKind::Hide { kind: of, names } => {
+                    if self.once(kind, &item.span) {
+                        let key = match of {
+                            Kind::Resource => "/hide_resources",
+                            Kind::Prompt => "/hide_prompts",
+                            _ => "/hide",
+                        };
+                        self.map.set(|| key.into(), &item.span);
                         for (i, n) in names.iter().enumerate() {
-                            self.map.set(|| index("/hide", i), &n.span);
+                            self.map.set(|| index(key, i), &n.span);
                         }
-                        self.policy.hide = Some(names.iter().map(|n| n.node.clone()).collect());
+                        let list = Some(names.iter().map(|n| n.node.clone()).collect());
+                        match of {
+                            Kind::Resource => self.policy.hide_resources = list,
+                            Kind::Prompt => self.policy.hide_prompts = list,
+                            _ => self.policy.hide = list,
+                        }
                     }
                 }
                 ItemKind::AllTools(body) => {
@@ -201,7 +237,8 @@ impl Lowerer {
                                 BlockKind::Limit(l) => {
                                     let list = limits.get_or_insert_with(Vec::new);
                                     let at = index("/all_tools/limits", list.len());
-                                    list.push(self.limit(l, &at, "all_tools", &b.span));
+                                    let counter = || default_counter("all_tools");
+                                    list.push(self.limit(l, &at, counter, &b.span));
                                 }
                                 BlockKind::NoLimits => {
                                     self.empty_list(&mut limits, &b.span, "limits")
@@ -216,22 +253,89 @@ impl Lowerer {
                         });
                     }
                 }
-                ItemKind::ToolsEmpty => {
+                ItemKind::Empty(table) => {
                     if self.once(kind, &item.span) {
-                        self.policy.tools.get_or_insert_with(IndexMap::new);
+                        self.map.set(|| format!("/{}", table.word()), &item.span);
+                        match table {
+                            Table::Defaults => {
+                                self.policy.defaults.get_or_insert_with(Defaults::default);
+                            }
+                            Table::Entries(of) => {
+                                if let Some(entries) = self.entries_mut(*of) {
+                                    entries.get_or_insert_with(IndexMap::new);
+                                }
+                            }
+                        }
                     }
                 }
-                ItemKind::Allow(names) => {
+                ItemKind::Allow { kind: of, names } => {
+                    // Up to the last name, not the blanks pest's span runs on over.
+                    let end = names.last().map_or(item.span.end, |n| n.span.end);
+                    self.section(*of, &(item.span.start..end));
                     for n in names {
-                        self.tool(n, &[], &item.span);
+                        self.entry(*of, n, &[]);
                     }
                 }
-                ItemKind::Tool { names, body } => {
+                ItemKind::Entry {
+                    kind: of,
+                    names,
+                    body,
+                } => {
+                    self.section(*of, &item.span);
                     for n in names {
-                        self.tool(n, body, &item.span);
+                        self.entry(*of, n, body);
                     }
                 }
             }
+        }
+    }
+
+    /// Where a kind's section (`/resources`) is first written, for problems with the whole
+    /// section (the hosted format has none). Tools are left as they were: no problem names
+    /// `/tools` alone.
+    fn section(&mut self, kind: Kind, span: &Span) {
+        if kind != Kind::Tool {
+            self.map.set(|| format!("/{}", kind.section()), span);
+        }
+    }
+
+    /// `default allow resources`: one kind's own default, set once.
+    fn kind_default(&mut self, action: &Spanned<DefaultAction>, k: &Spanned<Kind>) {
+        if let Some(first) = self.default_spans.get(&k.node) {
+            let first = first.clone();
+            self.errors.push(
+                Diagnostic::new(
+                    k.span.clone(),
+                    format!("the default for {} is already set", k.node.section()),
+                )
+                .with_help(format!(
+                    "a kind has one default; the first is at {}; remove one of them",
+                    self.at(&first)
+                )),
+            );
+            return;
+        }
+        self.default_spans.insert(k.node, k.span.clone());
+        let at = child("/defaults", k.node.section());
+        self.map.set(|| at, &k.span);
+        let d = self.policy.defaults.get_or_insert_with(Defaults::default);
+        let slot = match k.node {
+            Kind::Tool => &mut d.tools,
+            Kind::Resource => &mut d.resources,
+            Kind::Prompt => &mut d.prompts,
+            Kind::Method => &mut d.methods,
+            Kind::ServerRequest => &mut d.server_requests,
+        };
+        *slot = Some(action.node);
+    }
+
+    fn entries_mut(&mut self, kind: Kind) -> Option<&mut Option<IndexMap<String, ToolRule>>> {
+        match kind {
+            Kind::Tool => Some(&mut self.policy.tools),
+            Kind::Resource => Some(&mut self.policy.resources),
+            Kind::Prompt => Some(&mut self.policy.prompts),
+            Kind::ServerRequest => Some(&mut self.policy.server_requests),
+            Kind::Method => None,
         }
     }
 
@@ -251,13 +355,15 @@ impl Lowerer {
         }
     }
 
-    fn tool(&mut self, name: &Spanned<String>, body: &[BlockItem], block_span: &Span) {
-        if let Some(first) = self.tool_spans.get(&name.node) {
-            let (first, _) = (first.clone(), ());
+    fn entry(&mut self, kind: Kind, name: &Spanned<String>, body: &[BlockItem]) {
+        let noun = kind.noun();
+        let seen = self.entry_spans.entry(kind).or_default();
+        if let Some(first) = seen.get(&name.node) {
+            let first = first.clone();
             self.errors.push(
                 Diagnostic::new(
                     name.span.clone(),
-                    format!("tool `{}` already has an entry", name.node),
+                    format!("{noun} `{}` already has an entry", name.node),
                 )
                 .with_help(format!(
                     "put everything about `{}` in one block (the first is at {})",
@@ -267,10 +373,9 @@ impl Lowerer {
             );
             return;
         }
-        self.tool_spans.insert(name.node.clone(), name.span.clone());
-        let at = child("/tools", &name.node);
+        seen.insert(name.node.clone(), name.span.clone());
+        let at = child(&format!("/{}", kind.section()), &name.node);
         self.map.set(|| at.clone(), &name.span);
-        let _ = block_span;
         let mut rule = ToolRule::default();
         for b in body {
             match &b.kind {
@@ -293,7 +398,8 @@ impl Lowerer {
                 BlockKind::Limit(l) => {
                     let list = rule.limits.get_or_insert_with(Vec::new);
                     let limit_at = index(&child(&at, "limits"), list.len());
-                    list.push(self.limit(l, &limit_at, &name.node, &b.span));
+                    let counter = || default_counter_for(kind, &name.node);
+                    list.push(self.limit(l, &limit_at, counter, &b.span));
                 }
                 BlockKind::Approval {
                     via,
@@ -304,7 +410,7 @@ impl Lowerer {
                     if rule.approval.is_some() {
                         self.errors.push(Diagnostic::new(
                             b.span.clone(),
-                            "this tool already requires approval",
+                            format!("this {noun} already requires approval"),
                         ));
                         continue;
                     }
@@ -338,7 +444,7 @@ impl Lowerer {
                     if rule.mode.is_some() {
                         self.errors.push(Diagnostic::new(
                             b.span.clone(),
-                            "this tool's mode is already set",
+                            format!("this {noun}'s mode is already set"),
                         ));
                         continue;
                     }
@@ -350,10 +456,11 @@ impl Lowerer {
                 BlockKind::NoDeny => self.empty_list(&mut rule.deny_if, &b.span, "deny if"),
             }
         }
-        self.policy
-            .tools
-            .get_or_insert_with(IndexMap::new)
-            .insert(name.node.clone(), rule);
+        if let Some(entries) = self.entries_mut(kind) {
+            entries
+                .get_or_insert_with(IndexMap::new)
+                .insert(name.node.clone(), rule);
+        }
     }
 
     fn rule(
@@ -388,7 +495,13 @@ impl Lowerer {
         }
     }
 
-    fn limit(&mut self, l: &LimitAst, at: &str, tool: &str, span: &Span) -> Limit {
+    fn limit(
+        &mut self,
+        l: &LimitAst,
+        at: &str,
+        default: impl FnOnce() -> String,
+        span: &Span,
+    ) -> Limit {
         self.map.set(|| at.to_owned(), span);
         self.map.set(|| child(at, "max"), &l.max.span);
         self.map.set(|| child(at, "window"), &l.window.span);
@@ -410,7 +523,7 @@ impl Lowerer {
                 .counter
                 .as_ref()
                 .map(|c| c.node.clone())
-                .unwrap_or_else(|| default_counter(tool)),
+                .unwrap_or_else(default),
             window: l.window.node,
             max: l.max.node,
             scope: l.scope.as_ref().map(|s| s.node),

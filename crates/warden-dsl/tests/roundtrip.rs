@@ -14,6 +14,71 @@ fn name() -> impl Strategy<Value = String> {
     ]
 }
 
+/// Resource URIs and globs, prompt names, and words of the language (which print quoted).
+fn entry_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        name(),
+        "(file|demo)://[a-z/]{0,8}\\*?",
+        prop::sample::select(vec![
+            "default", "tool", "resource", "allow", "prompts", "all"
+        ])
+        .prop_map(str::to_owned),
+    ]
+}
+
+fn action() -> impl Strategy<Value = Option<DefaultAction>> {
+    prop::option::of(prop_oneof![
+        Just(DefaultAction::Allow),
+        Just(DefaultAction::Deny)
+    ])
+}
+
+fn defaults() -> impl Strategy<Value = Defaults> {
+    (action(), action(), action(), action(), action()).prop_map(
+        |(tools, resources, prompts, methods, server_requests)| Defaults {
+            tools,
+            resources,
+            prompts,
+            methods,
+            server_requests,
+        },
+    )
+}
+
+/// The sections beyond tools, drawn as (hide lists, entries of each kind).
+type Beyond = (
+    Option<Defaults>,
+    Option<Lists>,
+    Option<Vec<String>>,
+    Option<Vec<String>>,
+    [Option<Vec<(String, ToolRule)>>; 3],
+);
+
+fn beyond() -> impl Strategy<Value = Beyond> {
+    let entries = |names: BoxedStrategy<String>| {
+        prop::option::of(prop::collection::vec((names, tool_rule()), 0..4))
+    };
+    let requests = prop::sample::select(SERVER_REQUESTS.to_vec())
+        .prop_map(str::to_owned)
+        .boxed();
+    (
+        prop::option::of(defaults()),
+        prop::option::of(prop_oneof![Just(Lists::Callable), Just(Lists::All)]),
+        prop::option::of(prop::collection::vec(entry_name(), 0..3)),
+        prop::option::of(prop::collection::vec(entry_name(), 0..3)),
+        (
+            entries(entry_name().boxed()),
+            entries(entry_name().boxed()),
+            entries(requests),
+        ),
+    )
+        .prop_map(
+            |(defaults, lists, hide_resources, hide_prompts, (r, p, s))| {
+                (defaults, lists, hide_resources, hide_prompts, [r, p, s])
+            },
+        )
+}
+
 fn scalar() -> impl Strategy<Value = Value> {
     prop_oneof![
         "[a-zA-Z0-9 \"\\\\#/-]{0,8}".prop_map(Value::String),
@@ -151,15 +216,23 @@ fn policy() -> impl Strategy<Value = Policy> {
         )),
         prop::option::of(prop::collection::vec((name(), tool_rule()), 0..6)),
         any::<bool>(),
+        beyond(),
     )
         .prop_map(
-            |(default, mode, hide, all_tools, tools, default_counters)| {
+            |(default, mode, hide, all_tools, tools, default_counters, beyond)| {
+                let (
+                    defaults,
+                    lists,
+                    hide_resources,
+                    hide_prompts,
+                    [resources, prompts, server_requests],
+                ) = beyond;
                 let mut n = 0;
                 // Unique counter names keep quotas from conflicting; some use the `as`-less default.
-                let mut name_counter = |l: &mut Limit, tool: &str| {
+                let mut name_counter = |l: &mut Limit, kind: Kind, entry: &str| {
                     n += 1;
                     l.counter = if default_counters && n % 2 == 0 {
-                        warden_dsl::default_counter(tool)
+                        warden_dsl::default_counter_for(kind, entry)
                     } else {
                         format!("c{n}")
                     };
@@ -167,7 +240,7 @@ fn policy() -> impl Strategy<Value = Policy> {
                 let all_tools = all_tools.map(|(limits, require, deny_if)| {
                     let mut limits = limits;
                     for l in limits.iter_mut().flatten() {
-                        name_counter(l, "all_tools");
+                        name_counter(l, Kind::Tool, "all_tools");
                     }
                     AllTools {
                         require,
@@ -175,21 +248,34 @@ fn policy() -> impl Strategy<Value = Policy> {
                         limits,
                     }
                 });
-                let tools = tools.map(|entries| {
-                    let mut map = indexmap::IndexMap::new();
-                    for (name, mut rule) in entries {
-                        if map.contains_key(&name)
-                            || name.contains('*') && map.keys().any(|k: &String| k.contains('*'))
-                        {
-                            continue;
+                let mut table = |kind: Kind, entries: Option<Vec<(String, ToolRule)>>| {
+                    entries.map(|entries| {
+                        let mut map = indexmap::IndexMap::new();
+                        for (name, mut rule) in entries {
+                            if map.contains_key(&name)
+                                || name.contains('*')
+                                    && map.keys().any(|k: &String| k.contains('*'))
+                            {
+                                continue;
+                            }
+                            // Only tool calls can ask the person at the client.
+                            if let Some(a) = &mut rule.approval
+                                && kind != Kind::Tool
+                            {
+                                a.via = a.via.filter(|v| !v.asks_client());
+                            }
+                            for l in rule.limits.iter_mut().flatten() {
+                                name_counter(l, kind, &name);
+                            }
+                            map.insert(name, rule);
                         }
-                        for l in rule.limits.iter_mut().flatten() {
-                            name_counter(l, &name);
-                        }
-                        map.insert(name, rule);
-                    }
-                    map
-                });
+                        map
+                    })
+                };
+                let tools = table(Kind::Tool, tools);
+                let resources = table(Kind::Resource, resources);
+                let prompts = table(Kind::Prompt, prompts);
+                let server_requests = table(Kind::ServerRequest, server_requests);
                 Policy {
                     version: "1".into(),
                     default,
@@ -197,13 +283,13 @@ fn policy() -> impl Strategy<Value = Policy> {
                     hide,
                     all_tools,
                     tools,
-                    defaults: None,
-                    lists: None,
-                    hide_resources: None,
-                    hide_prompts: None,
-                    resources: None,
-                    prompts: None,
-                    server_requests: None,
+                    defaults,
+                    lists,
+                    hide_resources,
+                    hide_prompts,
+                    resources,
+                    prompts,
+                    server_requests,
                 }
             },
         )

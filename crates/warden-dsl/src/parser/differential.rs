@@ -57,11 +57,73 @@ fn gap(r: &mut Rng) -> &'static str {
 }
 
 const WORDS: &[&str] = &[
-    "version", "default", "allow", "deny", "mode", "enforce", "shadow", "hide", "all", "tools",
-    "tool", "if", "always", "because", "require", "else", "approval", "timeout", "seconds", "on",
-    "limits", "and", "exists", "missing", "not", "in", "matches", "contains", "limit", "per",
-    "minute", "hour", "day", "grant", "session", "ip", "global", "claim", "as", "cost", "true",
-    "false", "null",
+    "version",
+    "default",
+    "allow",
+    "deny",
+    "mode",
+    "enforce",
+    "shadow",
+    "hide",
+    "all",
+    "tools",
+    "tool",
+    "if",
+    "always",
+    "because",
+    "require",
+    "else",
+    "approval",
+    "timeout",
+    "seconds",
+    "on",
+    "limits",
+    "and",
+    "exists",
+    "missing",
+    "not",
+    "in",
+    "matches",
+    "contains",
+    "limit",
+    "per",
+    "minute",
+    "hour",
+    "day",
+    "grant",
+    "session",
+    "ip",
+    "global",
+    "claim",
+    "as",
+    "cost",
+    "true",
+    "false",
+    "null",
+    "resource",
+    "resources",
+    "prompt",
+    "prompts",
+    "server_request",
+    "server_requests",
+    "methods",
+    "defaults",
+    "lists",
+    "callable",
+];
+
+/// The words `default ACTION` may be followed by: kinds, near misses and statement words.
+const KIND_WORDS: &[&str] = &[
+    "tools",
+    "resources",
+    "prompts",
+    "methods",
+    "server_requests",
+    "resource",
+    "tool",
+    "method",
+    "prompt",
+    "kinds",
 ];
 
 fn name(r: &mut Rng) -> String {
@@ -70,6 +132,8 @@ fn name(r: &mut Rng) -> String {
         1 => r.pick(&["get_*", "list_?x", "a.b-c", "*", "x9"]).to_owned(),
         2 => r
             .pick(&[
+                "\"file:///srv/docs/*\"",
+                "\"sampling/createMessage\"",
                 "\"odd name\"",
                 "\"q\\\"uote\"",
                 "\"\\u00e9\"",
@@ -305,8 +369,64 @@ fn block(r: &mut Rng) -> String {
     s
 }
 
+fn kinds(r: &mut Rng) -> String {
+    let mut s = r.pick(KIND_WORDS).to_owned();
+    for _ in 0..r.below(3) {
+        s.push_str(&format!("{},{}{}", gap(r), gap(r), r.pick(KIND_WORDS)));
+    }
+    s
+}
+
 fn statement(r: &mut Rng) -> String {
-    match r.below(12) {
+    match r.below(20) {
+        12 | 13 => {
+            let mut s = format!("default{}{}", gap(r), r.pick(&["deny", "allow"]));
+            if r.chance(80) {
+                s.push_str(&format!("{}{}", gap(r), kinds(r)));
+            }
+            s
+        }
+        14 => format!(
+            "lists{}{}",
+            gap(r),
+            r.pick(&["all", "callable", "some", "all_"])
+        ),
+        15 => {
+            let kind = r.pick(&["resources", "prompts", "resource", "tools"]);
+            format!("hide{}{kind}{}[{}{}]", gap(r), gap(r), gap(r), names(r))
+        }
+        16 => format!(
+            "{}{}{{{}}}",
+            r.pick(&[
+                "resources",
+                "prompts",
+                "server_requests",
+                "defaults",
+                "methods"
+            ]),
+            gap(r),
+            gap(r)
+        ),
+        17 => format!(
+            "allow{}{}{}{}",
+            gap(r),
+            r.pick(&["resource", "prompt", "server_request", "resources"]),
+            gap(r),
+            names(r)
+        ),
+        18 => format!(
+            "allow{}{}",
+            gap(r),
+            r.pick(&["resource", "prompt", "server_request"])
+        ),
+        19 => format!(
+            "{}{}{}{}{}",
+            r.pick(&["resource", "prompt", "server_request"]),
+            gap(r),
+            names(r),
+            gap(r),
+            block(r)
+        ),
         0 => format!(
             "version{}{}",
             gap(r),

@@ -11,7 +11,7 @@
 //! AST from them.
 
 use serde_json::Value;
-use warden_policy::{ApprovalVia, DefaultAction, Mode, Op, Scope, Window};
+use warden_policy::{ApprovalVia, DefaultAction, Kind, Lists, Mode, Op, Scope, Window};
 
 use super::literal;
 use crate::ast::*;
@@ -28,6 +28,22 @@ pub fn parse(text: &str) -> Option<File> {
     };
     let file = r.file();
     if r.broken { None } else { file }
+}
+
+/// The statements `text` starts with, up to the first that does not read, and where that one
+/// starts: the context a syntax error is explained in (see `super::mistakes`).
+pub fn prefix(text: &str) -> (Vec<Item>, usize) {
+    let mut r = Reader {
+        text,
+        src: text.as_bytes(),
+        pos: 0,
+        broken: false,
+    };
+    r.skip();
+    let items = r.repeat(Reader::statement);
+    // `repeat` leaves the position after the last statement; the next starts after a skip.
+    r.skip();
+    (items, r.pos)
 }
 
 struct Reader<'a> {
@@ -163,18 +179,21 @@ impl<'a> Reader<'a> {
         (self.pos == self.src.len()).then_some(File { items })
     }
 
-    /// `statement = _{ version | default | mode | hide | all_tools | tools_empty | allow | tool }`
+    /// `statement = _{ version | default | mode | lists | hide | all_tools | tables_empty | allow_entry | allow | tool | entry }`
     fn statement(&mut self) -> Option<Item> {
         let start = self.pos;
         let kind = None
             .or_else(|| self.attempt(Self::version))
             .or_else(|| self.attempt(Self::default))
             .or_else(|| self.attempt(|r| r.mode().map(ItemKind::Mode)))
+            .or_else(|| self.attempt(Self::lists))
             .or_else(|| self.attempt(Self::hide))
             .or_else(|| self.attempt(Self::all_tools))
-            .or_else(|| self.attempt(Self::tools_empty))
+            .or_else(|| self.attempt(Self::tables_empty))
+            .or_else(|| self.attempt(Self::allow_entry))
             .or_else(|| self.attempt(Self::allow))
-            .or_else(|| self.attempt(Self::tool))?;
+            .or_else(|| self.attempt(Self::tool))
+            .or_else(|| self.attempt(Self::entry))?;
         Some(Item {
             kind,
             span: start..self.pos,
@@ -196,11 +215,54 @@ impl<'a> Reader<'a> {
         }))
     }
 
-    /// `default = { kw_default ~ action }`
+    /// `default = { kw_default ~ action ~ kinds? }`, `kinds = { kind ~ ("," ~ kind)* }`.
+    /// Ends at its last word, as the pest reader's item does.
     fn default(&mut self) -> Option<ItemKind> {
         self.kw("default")?;
         self.skip();
-        self.action().map(ItemKind::Default)
+        let action = self.action()?;
+        let kinds = self
+            .attempt(|r| {
+                r.skip();
+                let first = r.kind()?;
+                let mut kinds = vec![first];
+                kinds.extend(r.repeat_after_skip(|r| {
+                    r.literal(",")?;
+                    r.skip();
+                    r.kind()
+                }));
+                Some(kinds)
+            })
+            .unwrap_or_default();
+        Some(ItemKind::Default { action, kinds })
+    }
+
+    /// `kind = { !(kind_word ~ "{") ~ kind_word }`
+    fn kind(&mut self) -> Option<Spanned<Kind>> {
+        let word = None
+            .or_else(|| self.kw_at("tools", Kind::Tool))
+            .or_else(|| self.kw_at("resources", Kind::Resource))
+            .or_else(|| self.kw_at("prompts", Kind::Prompt))
+            .or_else(|| self.kw_at("methods", Kind::Method))
+            .or_else(|| self.kw_at("server_requests", Kind::ServerRequest))?;
+        let after = self.pos;
+        self.skip();
+        let brace = self.peek() == Some(b'{');
+        self.pos = after;
+        (!brace).then_some(word)
+    }
+
+    /// `e ~ (sep ~ e)*` where `e` already ran: each further one after a skip that is undone
+    /// if it fails, so the position stays at the end of the last one.
+    fn repeat_after_skip<T>(&mut self, mut e: impl FnMut(&mut Self) -> Option<T>) -> Vec<T> {
+        let mut out = Vec::new();
+        while let Some(next) = self.attempt(|r| {
+            r.skip();
+            e(r)
+        }) {
+            out.push(next);
+        }
+        out
     }
 
     /// `action = { kw_allow | kw_deny }`
@@ -217,11 +279,31 @@ impl<'a> Reader<'a> {
             .or_else(|| self.kw_at("shadow", Mode::Shadow))
     }
 
-    /// `hide = { kw_hide ~ name_list }`
+    /// `lists = { kw_lists ~ lists_value }`, `lists_value = { kw_callable | kw_all }`
+    fn lists(&mut self) -> Option<ItemKind> {
+        self.kw("lists")?;
+        self.skip();
+        None.or_else(|| self.kw_at("callable", Lists::Callable))
+            .or_else(|| self.kw_at("all", Lists::All))
+            .map(ItemKind::Lists)
+    }
+
+    /// `hide = { kw_hide ~ hide_kind? ~ name_list }`, `hide_kind = { kw_resources | kw_prompts }`
     fn hide(&mut self) -> Option<ItemKind> {
         self.kw("hide")?;
         self.skip();
-        self.name_list().map(ItemKind::Hide)
+        let kind = match self.attempt(|r| {
+            None.or_else(|| r.kw("resources").map(|()| Kind::Resource))
+                .or_else(|| r.kw("prompts").map(|()| Kind::Prompt))
+        }) {
+            Some(kind) => {
+                self.skip();
+                kind
+            }
+            None => Kind::Tool,
+        };
+        let names = self.name_list()?;
+        Some(ItemKind::Hide { kind, names })
     }
 
     /// `name_list = { "[" ~ (tool_name ~ ("," ~ tool_name)* ~ ","?)? ~ "]" }`
@@ -283,27 +365,102 @@ impl<'a> Reader<'a> {
         Some(ItemKind::AllTools(body))
     }
 
-    /// `tools_empty = { kw_tools ~ "{" ~ "}" }`
-    fn tools_empty(&mut self) -> Option<ItemKind> {
-        self.kw("tools")?;
+    /// `tables_empty = { table ~ "{" ~ "}" }`,
+    /// `table = { kw_tools | kw_resources | kw_prompts | kw_server_requests | kw_defaults }`
+    fn tables_empty(&mut self) -> Option<ItemKind> {
+        let table = None
+            .or_else(|| self.kw("tools").map(|()| Table::Entries(Kind::Tool)))
+            .or_else(|| {
+                self.kw("resources")
+                    .map(|()| Table::Entries(Kind::Resource))
+            })
+            .or_else(|| self.kw("prompts").map(|()| Table::Entries(Kind::Prompt)))
+            .or_else(|| {
+                self.kw("server_requests")
+                    .map(|()| Table::Entries(Kind::ServerRequest))
+            })
+            .or_else(|| self.kw("defaults").map(|()| Table::Defaults))?;
         self.skip();
         self.literal("{")?;
         self.skip();
         self.literal("}")?;
-        Some(ItemKind::ToolsEmpty)
+        Some(ItemKind::Empty(table))
+    }
+
+    /// `entry_kind = { kw_resource | kw_prompt | kw_server_request }`
+    fn entry_kind(&mut self) -> Option<Kind> {
+        None.or_else(|| self.kw("resource").map(|()| Kind::Resource))
+            .or_else(|| self.kw("prompt").map(|()| Kind::Prompt))
+            .or_else(|| self.kw("server_request").map(|()| Kind::ServerRequest))
+    }
+
+    /// `statement_word`: a keyword that starts a statement (the lookahead reads it without
+    /// moving).
+    fn at_statement_word(&mut self) -> bool {
+        const WORDS: &[&str] = &[
+            "version",
+            "defaults",
+            "default",
+            "mode",
+            "lists",
+            "hide",
+            "all",
+            "tools",
+            "resources",
+            "prompts",
+            "server_requests",
+            "allow",
+            "tool",
+            "resource",
+            "prompt",
+            "server_request",
+        ];
+        let at = self.pos;
+        WORDS.iter().any(|w| {
+            let hit = self.kw(w).is_some();
+            self.pos = at;
+            hit
+        })
+    }
+
+    /// `allow_entry = { kw_allow ~ entry_kind ~ !statement_word ~ tool_name ~ ("," ~ tool_name)* }`
+    fn allow_entry(&mut self) -> Option<ItemKind> {
+        self.kw("allow")?;
+        self.skip();
+        let kind = self.entry_kind()?;
+        self.skip();
+        if self.at_statement_word() {
+            return None;
+        }
+        self.names().map(|names| ItemKind::Allow { kind, names })
     }
 
     /// `allow = { kw_allow ~ tool_name ~ ("," ~ tool_name)* }`
     fn allow(&mut self) -> Option<ItemKind> {
         self.kw("allow")?;
         self.skip();
-        self.names().map(ItemKind::Allow)
+        self.names().map(|names| ItemKind::Allow {
+            kind: Kind::Tool,
+            names,
+        })
     }
 
     /// `tool = { kw_tool ~ tool_name ~ ("," ~ tool_name)* ~ "{" ~ tool_item* ~ "}" }`
     fn tool(&mut self) -> Option<ItemKind> {
         self.kw("tool")?;
         self.skip();
+        self.entry_rest(Kind::Tool)
+    }
+
+    /// `entry = { entry_kind ~ tool_name ~ ("," ~ tool_name)* ~ "{" ~ tool_item* ~ "}" }`
+    fn entry(&mut self) -> Option<ItemKind> {
+        let kind = self.entry_kind()?;
+        self.skip();
+        self.entry_rest(kind)
+    }
+
+    /// The names and block of `tool` and `entry`.
+    fn entry_rest(&mut self, kind: Kind) -> Option<ItemKind> {
         let names = self.names()?;
         self.skip();
         self.literal("{")?;
@@ -311,7 +468,7 @@ impl<'a> Reader<'a> {
         let body = self.repeat(Self::tool_item);
         self.skip();
         self.literal("}")?;
-        Some(ItemKind::Tool { names, body })
+        Some(ItemKind::Entry { kind, names, body })
     }
 
     /// `tool_name = { bare_name | string }`, `bare_name = @{ (ASCII_ALPHANUMERIC | "_" | "-" | "." | "*" | "?")+ }`

@@ -5,7 +5,9 @@
 use pest::Parser as _;
 use pest::iterators::Pair;
 use serde_json::Value;
-use warden_policy::{ApprovalVia, DefaultAction, Mode, Op, Scope, Window, did_you_mean};
+use warden_policy::{
+    ApprovalVia, DefaultAction, Kind, Lists, Mode, Op, Scope, Window, did_you_mean,
+};
 
 use super::literal;
 use crate::ast::*;
@@ -70,16 +72,82 @@ impl Builder {
                 };
                 ItemKind::Version(spanned(&v, text))
             }
-            Rule::default => ItemKind::Default(action(inner(p).next()?)),
+            Rule::default => {
+                let mut parts = inner(p);
+                let action = action(parts.next()?);
+                let kinds: Vec<Spanned<Kind>> = parts
+                    .flat_map(Pair::into_inner)
+                    .filter_map(|k| {
+                        Some(spanned(
+                            &k,
+                            kind_of(k.clone().into_inner().next()?.as_rule())?,
+                        ))
+                    })
+                    .collect();
+                // Up to the last word: pest's span runs on over the blanks before an absent
+                // list of kinds.
+                let end = kinds.last().map_or(action.span.end, |k| k.span.end);
+                return Some(Item {
+                    kind: ItemKind::Default { action, kinds },
+                    span: sp.start..end,
+                });
+            }
             Rule::mode => ItemKind::Mode(mode_value(inner(p).next()?)),
-            Rule::hide => ItemKind::Hide(self.names(inner(p).next()?.into_inner())),
+            Rule::lists => {
+                let v = inner(p).next()?;
+                let value = if v.as_str() == "all" {
+                    Lists::All
+                } else {
+                    Lists::Callable
+                };
+                ItemKind::Lists(spanned(&v, value))
+            }
+            Rule::hide => {
+                let mut kind = Kind::Tool;
+                let mut names = Vec::new();
+                for c in inner(p) {
+                    match c.as_rule() {
+                        Rule::hide_kind => {
+                            kind = kind_of(c.into_inner().next()?.as_rule())?;
+                        }
+                        _ => names = self.names(c.into_inner()),
+                    }
+                }
+                ItemKind::Hide { kind, names }
+            }
             Rule::all_tools => ItemKind::AllTools(self.block(inner(p))),
-            Rule::tools_empty => ItemKind::ToolsEmpty,
-            Rule::allow => ItemKind::Allow(self.names(inner(p))),
-            Rule::tool => {
-                let (names, body): (Vec<_>, Vec<_>) =
-                    inner(p).partition(|c| c.as_rule() == Rule::tool_name);
-                ItemKind::Tool {
+            Rule::tables_empty => {
+                let word = inner(p).next()?.into_inner().next()?.as_rule();
+                ItemKind::Empty(match word {
+                    Rule::kw_defaults => Table::Defaults,
+                    other => Table::Entries(kind_of(other)?),
+                })
+            }
+            Rule::allow => ItemKind::Allow {
+                kind: Kind::Tool,
+                names: self.names(inner(p)),
+            },
+            Rule::allow_entry => {
+                let mut parts = inner(p);
+                let kind = kind_of(parts.next()?.into_inner().next()?.as_rule())?;
+                ItemKind::Allow {
+                    kind,
+                    names: self.names(parts),
+                }
+            }
+            Rule::tool | Rule::entry => {
+                let mut kind = Kind::Tool;
+                let mut names = Vec::new();
+                let mut body = Vec::new();
+                for c in inner(p) {
+                    match c.as_rule() {
+                        Rule::entry_kind => kind = kind_of(c.into_inner().next()?.as_rule())?,
+                        Rule::tool_name => names.push(c),
+                        _ => body.push(c),
+                    }
+                }
+                ItemKind::Entry {
+                    kind,
                     names: self.names(names.into_iter()),
                     body: self.block(body.into_iter()),
                 }
@@ -374,6 +442,18 @@ fn action(p: Pair<'_, Rule>) -> Spanned<DefaultAction> {
     spanned(&p, a)
 }
 
+/// The kind a keyword names, singular (`resource`) or plural (`resources`).
+fn kind_of(r: Rule) -> Option<Kind> {
+    Some(match r {
+        Rule::kw_tools | Rule::kw_tool => Kind::Tool,
+        Rule::kw_resources | Rule::kw_resource => Kind::Resource,
+        Rule::kw_prompts | Rule::kw_prompt => Kind::Prompt,
+        Rule::kw_methods => Kind::Method,
+        Rule::kw_server_requests | Rule::kw_server_request => Kind::ServerRequest,
+        _ => return None,
+    })
+}
+
 fn mode_value(p: Pair<'_, Rule>) -> Spanned<Mode> {
     let m = if p.as_str() == "shadow" {
         Mode::Shadow
@@ -401,6 +481,16 @@ fn keyword_text(r: Rule) -> Option<&'static str> {
         Rule::kw_all => "all",
         Rule::kw_tools => "tools",
         Rule::kw_tool => "tool",
+        Rule::kw_resources => "resources",
+        Rule::kw_resource => "resource",
+        Rule::kw_prompts => "prompts",
+        Rule::kw_prompt => "prompt",
+        Rule::kw_methods => "methods",
+        Rule::kw_server_requests => "server_requests",
+        Rule::kw_server_request => "server_request",
+        Rule::kw_defaults => "defaults",
+        Rule::kw_lists => "lists",
+        Rule::kw_callable => "callable",
         Rule::kw_if => "if",
         Rule::kw_always => "always",
         Rule::kw_because => "because",
@@ -470,6 +560,9 @@ fn syntax_error(text: &str, e: pest::error::Error<Rule>) -> Diagnostic {
         pest::error::InputLocation::Pos(p) => p,
         pest::error::InputLocation::Span((s, _)) => s,
     };
+    if let Some(d) = super::mistakes::explain(text, pos) {
+        return d;
+    }
     let (positives, negatives) = match &e.variant {
         pest::error::ErrorVariant::ParsingError {
             positives,
@@ -519,16 +612,11 @@ fn syntax_error(text: &str, e: pest::error::Error<Rule>) -> Diagnostic {
     // Literal punctuation is not a rule in pest: infer it from where the parser stopped.
     let statement_start = keywords.contains(&"tool") && keywords.contains(&"hide");
     if statement_start {
-        keywords.retain(|k| {
-            ![
-                "version", "default", "mode", "hide", "all", "tools", "allow", "tool",
-            ]
-            .contains(k)
-        });
+        keywords.retain(|k| !STATEMENT_WORDS.contains(k));
         expected.retain(|x| x != "end of file");
         expected.insert(
             0,
-            "a statement (`tool`, `allow`, `hide`, `all tools`, `default`, `mode` or `version`)"
+            "a statement (`tool`, `resource`, `prompt`, `server_request`, `allow`, `hide`, `all tools`, `default`, `lists`, `mode` or `version`)"
                 .into(),
         );
     }
@@ -540,6 +628,10 @@ fn syntax_error(text: &str, e: pest::error::Error<Rule>) -> Diagnostic {
             "a rule (`deny if`, `require`, `limit`, `mode`) or `}`".into(),
         );
         symbols.push("}");
+    }
+    // At an unclosed `[` after `hide`, the list is what went wrong, not a missing kind.
+    if text.get(pos..).is_some_and(|t| t.starts_with('[')) {
+        keywords.retain(|k| !["resources", "prompts"].contains(k));
     }
     let window = keywords.contains(&"minute");
     if window {
@@ -583,6 +675,26 @@ fn syntax_error(text: &str, e: pest::error::Error<Rule>) -> Diagnostic {
     d
 }
 
+/// The keywords that start a statement (the message names the statements instead).
+const STATEMENT_WORDS: &[&str] = &[
+    "version",
+    "default",
+    "defaults",
+    "mode",
+    "lists",
+    "hide",
+    "all",
+    "tools",
+    "resources",
+    "prompts",
+    "server_requests",
+    "allow",
+    "tool",
+    "resource",
+    "prompt",
+    "server_request",
+];
+
 /// A composite rule pest reports as expected, as the keywords that could start it.
 fn expand(r: Rule) -> Vec<Rule> {
     match r {
@@ -590,13 +702,34 @@ fn expand(r: Rule) -> Vec<Rule> {
             vec![
                 Rule::kw_tool,
                 Rule::kw_allow,
+                Rule::kw_resource,
+                Rule::kw_prompt,
+                Rule::kw_server_request,
                 Rule::kw_hide,
                 Rule::kw_all,
                 Rule::kw_default,
+                Rule::kw_lists,
                 Rule::kw_mode,
                 Rule::kw_version,
             ]
         }
+        Rule::kinds | Rule::kind => vec![
+            Rule::kw_tools,
+            Rule::kw_resources,
+            Rule::kw_prompts,
+            Rule::kw_methods,
+            Rule::kw_server_requests,
+        ],
+        Rule::hide_kind => vec![Rule::kw_resources, Rule::kw_prompts],
+        Rule::entry_kind => vec![Rule::kw_resource, Rule::kw_prompt, Rule::kw_server_request],
+        Rule::lists_value => vec![Rule::kw_callable, Rule::kw_all],
+        Rule::table => vec![
+            Rule::kw_tools,
+            Rule::kw_resources,
+            Rule::kw_prompts,
+            Rule::kw_server_requests,
+            Rule::kw_defaults,
+        ],
         Rule::tool_item => vec![
             Rule::kw_deny,
             Rule::kw_require,

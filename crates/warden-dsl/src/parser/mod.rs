@@ -8,6 +8,7 @@
 mod fast;
 mod grammar;
 mod literal;
+mod mistakes;
 
 #[cfg(test)]
 mod differential;
