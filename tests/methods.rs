@@ -294,3 +294,28 @@ fn unknown_methods_are_denied_and_a_resource_waits_for_approval() {
     assert_eq!(status, 200);
     assert!(body.contains("Startup Process"), "{body}");
 }
+
+#[test]
+fn a_reload_that_removes_a_tool_tells_open_sessions_and_the_next_list_lacks_it() {
+    let Some((warden, js, python)) = peers() else {
+        return;
+    };
+    let dir = support::scratch("methods-list-changed");
+    let policy = dir.join("policy.json");
+    std::fs::write(&policy, POLICY).unwrap();
+    let upstream = support::start_everything(&js);
+    let gw = serve(&warden, &policy, &upstream.url, support::free_port());
+    let url = format!("{}/mcp", gw.url);
+    let edited = POLICY.replace(r#""echo": {},"#, "");
+    assert_ne!(edited, POLICY);
+    let out = support::run_python(
+        &python,
+        "list_changed_scenario.py",
+        &[&url, "alice-token", policy.to_str().unwrap(), &edited],
+    );
+    // server-everything lists its sampling tool only to clients that can sample, and this
+    // one cannot: echo is all alice may call.
+    assert_eq!(out["before"], json!(["echo"]), "{out}");
+    assert_eq!(out["notified"], true, "no tools/list_changed: {out}");
+    assert_eq!(out["after"], json!([]), "{out}");
+}

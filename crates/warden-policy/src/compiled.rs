@@ -203,6 +203,18 @@ impl CompiledPolicy {
         self.section(kind).entry(name).map(|e| e.key.as_str())
     }
 
+    /// Whether the policy says anything of `kind` beyond "allow all": a deny default, an
+    /// entry or a hide pattern. A request of that kind the gate cannot read a name from is
+    /// refused then, and passes otherwise.
+    pub fn rules_kind(&self, kind: Kind) -> bool {
+        let s = self.section(kind);
+        !s.default_allow
+            || !s.entries.is_empty()
+            || !s.hidden_exact.is_empty()
+            || !s.hidden_globs.is_empty()
+            || (kind == Kind::Tool && !s.default_limits.is_empty())
+    }
+
     /// Whether a name no entry covers is allowed, for `kind`.
     pub fn default_allows(&self, kind: Kind) -> bool {
         self.section(kind).default_allow

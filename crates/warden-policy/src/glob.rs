@@ -162,6 +162,10 @@ impl<T> GlobMatcher<T> {
         GlobMatcher { globs }
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.globs.is_empty()
+    }
+
     pub(crate) fn find(&self, name: &str) -> Option<(&Glob, &T)> {
         self.globs
             .iter()

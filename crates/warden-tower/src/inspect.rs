@@ -609,8 +609,6 @@ fn message<'a>(
             Some(id @ (Value::String(_) | Value::Number(_))) => {
                 if method == "tools/call" {
                     check_call(&id, params.as_ref())?;
-                } else if let Err(why) = crate::methods::check_params(&method, params.as_ref()) {
-                    return Err(invalid(Some(id), &why));
                 }
                 Ok(Message::Request { id, method, params })
             }

@@ -67,6 +67,8 @@ pub(crate) struct Shared {
     pub(crate) store: Arc<dyn CounterStore>,
     /// Approvals asked in the MCP client, and what each session's client can be asked.
     pub(crate) elicit: Arc<crate::elicit::Book>,
+    /// The lists a reload changed, for the `list_changed` notifications of open streams.
+    pub(crate) lists_changed: crate::view::Changes,
 }
 
 /// Enforces a Warden policy on every MCP tool call (or HTTP route) of the wrapped service.
@@ -104,6 +106,7 @@ pub struct PolicyLayer {
     /// The store was chosen by the user: `max_keys_per_counter` must not replace it.
     custom_store: bool,
     elicit: Arc<crate::elicit::Book>,
+    lists_changed: crate::view::Changes,
 }
 
 impl std::fmt::Debug for PolicyLayer {
@@ -144,6 +147,7 @@ impl PolicyLayer {
             store: Arc::new(MemoryStore::new(Self::DEFAULT_MAX_KEYS)),
             custom_store: false,
             elicit: Arc::default(),
+            lists_changed: crate::view::Changes::default(),
         }
     }
 
@@ -218,6 +222,7 @@ impl PolicyLayer {
         PolicyHandle {
             state: self.state.clone(),
             store: self.store.clone(),
+            lists_changed: self.lists_changed.clone(),
         }
     }
 }
@@ -235,6 +240,7 @@ impl<S> Layer<S> for PolicyLayer {
                 approver: self.approver.clone(),
                 store: self.store.clone(),
                 elicit: self.elicit.clone(),
+                lists_changed: self.lists_changed.clone(),
             }),
         }
     }
@@ -246,6 +252,7 @@ impl<S> Layer<S> for PolicyLayer {
 pub struct PolicyHandle {
     state: Arc<ArcSwap<Enforcer>>,
     store: Arc<dyn CounterStore>,
+    lists_changed: crate::view::Changes,
 }
 
 impl std::fmt::Debug for PolicyHandle {
@@ -255,15 +262,19 @@ impl std::fmt::Debug for PolicyHandle {
 }
 
 impl PolicyHandle {
+    /// Open standalone streams are sent `notifications/tools/list_changed` (and the
+    /// resource and prompt ones) when the new policy rules that kind differently.
     pub fn swap(&self, policy: CompiledPolicy) {
         let counters = Counters::new(&policy);
         self.store.retain(counters.distinct());
+        let changed = crate::view::changed_lists(self.current().policy(), policy.policy());
         self.state.store(Arc::new(Enforcer {
             policy: Arc::new(policy),
             counters,
             revision: next_revision(),
         }));
         metrics::counter!("warden_policy_reloads_total").increment(1);
+        self.lists_changed.send(changed);
     }
 
     /// The policy in force.

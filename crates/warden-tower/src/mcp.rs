@@ -16,7 +16,7 @@ use crate::elicit;
 use crate::inspect::{self, Fields, Message, Refusal};
 use crate::layer::{Enforcer, Shared};
 use crate::limit::{Charge, Charged};
-use crate::view::View;
+use crate::view::{List, View};
 use crate::methods::Ruled;
 use crate::observe;
 use crate::refund;
@@ -52,18 +52,26 @@ where
         return Ok(answer::json(StatusCode::METHOD_NOT_ALLOWED, &v));
     }
     if parts.method != Method::POST {
-        let policy = shared.state.load().policy.clone();
-        // The standalone stream carries the server's own requests: guard it when the policy
-        // rules them.
-        if parts.method == Method::GET && policy.rules_server_requests() {
+        // The standalone stream carries the server's own requests, guarded when the policy
+        // rules them, and the gateway's `list_changed` when a reload changes the lists.
+        if parts.method == Method::GET {
+            let policy = shared.state.load().policy.clone();
             let caller = Caller::of(&shared, &parts);
             let head = answer_head(&parts);
             let resp = inner
                 .clone()
                 .call(Request::from_parts(parts, Body::new(body)))
                 .await?;
-            let view = View::of(policy, Vec::new(), &caller);
-            return Ok(guard_stream(resp, view, inner, head));
+            if crate::body::content_kind(resp.headers()) != crate::body::ContentKind::EventStream
+            {
+                return Ok(boxed(resp));
+            }
+            let resp = if policy.rules_server_requests() {
+                guard_stream(resp, View::of(policy, Vec::new(), &caller), inner, head)
+            } else {
+                boxed(resp)
+            };
+            return Ok(with_list_changes(resp, shared.lists_changed.subscribe()));
         }
         let resp = inner
             .call(Request::from_parts(parts, Body::new(body)))
@@ -452,6 +460,52 @@ where
     Response::from_parts(parts, Body::sse_guarded(Body::new(body), Arc::new(view), Some(tx)))
 }
 
+/// A standalone stream that also carries `notifications/*/list_changed` after each reload
+/// that changes what lists show, between the server's own events.
+fn with_list_changes(
+    resp: Response<Body>,
+    mut changes: tokio::sync::watch::Receiver<Vec<List>>,
+) -> Response<Body> {
+    let (parts, body) = resp.into_parts();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+    changes.mark_unchanged();
+    tokio::spawn(async move {
+        let mut body = std::pin::pin!(body);
+        // False once the layer is gone: the server's stream is still relayed.
+        let mut live = true;
+        loop {
+            tokio::select! {
+                frame = body.frame() => match frame {
+                    Some(Ok(f)) => {
+                        // Trailers end nothing on an event stream; they are dropped.
+                        if let Ok(data) = f.into_data() {
+                            if tx.send(data).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    _ => break,
+                },
+                changed = changes.changed(), if live => {
+                    if changed.is_err() {
+                        live = false;
+                        continue;
+                    }
+                    let lists = changes.borrow_and_update().clone();
+                    for l in lists {
+                        let event = format!("data: {}\n\n", crate::view::list_changed(l));
+                        if tx.send(Bytes::from(event)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                () = tx.closed() => break,
+            }
+        }
+    });
+    Response::from_parts(parts, Body::channel(rx))
+}
+
 /// The request to the inner service, with the ids of the requests it carries.
 fn forward_request(
     mut parts: http::request::Parts,
@@ -490,9 +544,10 @@ fn decided<'m>(
     messages.iter().filter_map(|m| match m {
         Message::Request { id, method, params } => {
             match crate::methods::rule(method, params.as_ref()) {
-                r @ (Ruled::Decide { .. } | Ruled::Completes { .. } | Ruled::Listens(_)) => {
-                    Some((m, id, r))
-                }
+                r @ (Ruled::Decide { .. }
+                | Ruled::Completes { .. }
+                | Ruled::Listens(_)
+                | Ruled::Malformed { .. }) => Some((m, id, r)),
                 Ruled::List(_) | Ruled::Pass => None,
             }
         }
@@ -514,7 +569,18 @@ fn decide_all<'a>(
     force_shadow: bool,
 ) -> Vec<Verdict<'a>> {
     decided(messages)
-        .map(|(_, id, ruled)| match ruled {
+        .map(|(m, id, ruled)| match ruled {
+            Ruled::Malformed { kind, why } => {
+                let method = match m {
+                    Message::Request { method, .. } => method.as_str(),
+                    _ => "",
+                };
+                if enforcer.policy.rules_kind(kind) {
+                    Verdict::unreadable(id.clone(), kind, method, why)
+                } else {
+                    Verdict::passing(id.clone(), method)
+                }
+            }
             Ruled::Completes { kind, name } => {
                 Verdict::completion(enforcer, caller, id.clone(), kind, name, force_shadow)
             }

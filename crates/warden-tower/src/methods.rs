@@ -12,7 +12,7 @@ use warden_policy::Kind;
 use crate::inspect::{Message, Params};
 
 /// What the gate does with one client request.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Ruled<'m> {
     /// Decided by the policy: charged, approved, denied like a tool call.
     Decide {
@@ -27,6 +27,10 @@ pub(crate) enum Ruled<'m> {
     /// for (`params.notifications.resourceSubscriptions`) must each be readable by the
     /// caller, as with [`Ruled::Completes`]; the stream itself passes.
     Listens(&'m [Value]),
+    /// A request of a ruled kind whose params name nothing the gate can decide on (a
+    /// resource without a string `uri`): refused when the policy rules that kind at all,
+    /// else passed for the server to answer (it knows the method, or says it does not).
+    Malformed { kind: Kind, why: String },
     /// A list whose answer keeps only what this caller could call.
     List(List),
     /// Carries nothing to rule.
@@ -91,9 +95,23 @@ pub(crate) fn is_decided(method: &str) -> bool {
     )
 }
 
-/// What the gate does with a request of `method`, given its params (checked by
-/// [`check_params`] when it was read).
+/// What the gate does with a request of `method`, given its params.
 pub(crate) fn rule<'m>(method: &'m str, params: Option<&'m Params<'_>>) -> Ruled<'m> {
+    if let Err(why) = check_params(method, params) {
+        let kind = match method {
+            "prompts/get" => Kind::Prompt,
+            "completion/complete" => match params
+                .and_then(|p| p.get("ref"))
+                .and_then(|r| r.get("type"))
+                .and_then(Value::as_str)
+            {
+                Some("ref/resource") => Kind::Resource,
+                _ => Kind::Prompt,
+            },
+            _ => Kind::Resource,
+        };
+        return Ruled::Malformed { kind, why };
+    }
     let name = |p: Option<&'m Params<'_>>| p.and_then(Params::name).unwrap_or_default();
     let fields = match params {
         Some(Params::Object(f)) => Some(f),
@@ -155,7 +173,7 @@ pub(crate) fn rule<'m>(method: &'m str, params: Option<&'m Params<'_>>) -> Ruled
     }
 }
 
-/// Refuses params the gate could not decide on: a resource without a string `uri`, a
+/// Finds params the gate could not decide on: a resource without a string `uri`, a
 /// prompt without a string `name` or with `arguments` that are not an object, a completion
 /// whose `ref` names neither.
 pub(crate) fn check_params(method: &str, params: Option<&Params<'_>>) -> Result<(), String> {
@@ -251,18 +269,21 @@ mod tests {
     }
 
     #[test]
-    fn params_the_gate_cannot_decide_on_are_refused() {
+    fn params_the_gate_cannot_decide_on_are_found() {
         for (body, why) in [
             (r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":7}}"#, "string `uri`"),
             (r#"{"jsonrpc":"2.0","id":1,"method":"resources/read"}"#, "string `uri`"),
             (r#"{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{}}"#, "string `name`"),
             (r#"{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"p","arguments":[1]}}"#, "must be an object"),
             (r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt"}}}"#, "`ref`"),
-            (r#"{"jsonrpc":"2.0","method":"resources/read","params":{"uri":"a"}}"#, "not a notification"),
+            (r#"{"jsonrpc":"2.0","method":"resources/read","params":{"uri":"a"}}"#, "Invalid"),
             (r#"{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"resourceSubscriptions":[1]}}}"#, "URI strings"),
         ] {
             let out = ruled(body);
-            assert!(out.contains("Invalid") && out.contains(why), "{body}: {out}");
+            assert!(
+                (out.contains("Malformed") || out.contains("not a notification")) && out.contains(why),
+                "{body}: {out}"
+            );
         }
     }
 }

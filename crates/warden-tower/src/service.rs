@@ -353,6 +353,24 @@ impl<'a> Verdict<'a> {
         }
     }
 
+    /// A request of a ruled kind that names nothing the gate can decide on: denied, since
+    /// the policy rules that kind.
+    pub(crate) fn unreadable(id: Value, kind: Kind, method: &'a str, why: String) -> Self {
+        Verdict {
+            id,
+            kind,
+            tool: Cow::Borrowed(method),
+            args: None,
+            outcome: Outcome::Deny,
+            rule: Cow::Borrowed("(unreadable)"),
+            message: Cow::Owned(format!("{why}: the gate cannot decide it")),
+            shadow: false,
+            charges: Vec::new(),
+            approval: None,
+            claims: None,
+        }
+    }
+
     /// Asks the approver about exactly this call, within the rule's timeout. `Err` carries
     /// the reason the agent reads.
     pub(crate) async fn ask(

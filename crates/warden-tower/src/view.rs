@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use serde_json::Value;
-use warden_policy::{Call, CompiledPolicy, Glob, Kind};
+use warden_policy::{Call, CompiledPolicy, Glob, Kind, Policy};
 
 pub use crate::methods::List;
 
@@ -156,6 +156,63 @@ impl View {
             }
             _ => false,
         }
+    }
+}
+
+/// Tells open standalone streams which lists a reload changed.
+#[derive(Debug, Clone)]
+pub(crate) struct Changes(Arc<tokio::sync::watch::Sender<Vec<List>>>);
+
+impl Default for Changes {
+    fn default() -> Self {
+        Changes(Arc::new(tokio::sync::watch::channel(Vec::new()).0))
+    }
+}
+
+impl Changes {
+    pub(crate) fn send(&self, lists: Vec<List>) {
+        if !lists.is_empty() {
+            self.0.send_replace(lists);
+        }
+    }
+
+    pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<Vec<List>> {
+        self.0.subscribe()
+    }
+}
+
+/// The lists whose entries `new` may rule differently from `old`: a kind's section, hide
+/// list or default changed, or what lists show. A client told of a change lists again.
+pub(crate) fn changed_lists(old: &Policy, new: &Policy) -> Vec<List> {
+    let mut out = Vec::new();
+    let shown = (old.lists, old.mode) != (new.lists, new.mode);
+    for (list, kind) in [
+        (List::Tools, Kind::Tool),
+        (List::Resources, Kind::Resource),
+        (List::Prompts, Kind::Prompt),
+    ] {
+        let mut differs = shown
+            || old.default_for(kind) != new.default_for(kind)
+            || old.hidden(kind) != new.hidden(kind)
+            || old.entries(kind) != new.entries(kind);
+        if kind == Kind::Tool {
+            differs |= old.all_tools != new.all_tools;
+        }
+        if differs {
+            out.push(list);
+        }
+    }
+    out
+}
+
+/// The notification that tells a client to list `list` again.
+pub(crate) fn list_changed(list: List) -> &'static str {
+    match list {
+        List::Tools => r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#,
+        List::Resources | List::ResourceTemplates => {
+            r#"{"jsonrpc":"2.0","method":"notifications/resources/list_changed"}"#
+        }
+        List::Prompts => r#"{"jsonrpc":"2.0","method":"notifications/prompts/list_changed"}"#,
     }
 }
 

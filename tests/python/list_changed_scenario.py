@@ -1,0 +1,44 @@
+"""Lists tools through an MCP endpoint, replaces the gateway's policy file, waits for the
+gateway's `notifications/tools/list_changed` on the standalone stream, and lists again.
+Prints ONE JSON object: {"before": [names], "notified": bool, "after": [names]}.
+
+Usage: list_changed_scenario.py URL TOKEN POLICY_FILE NEW_POLICY_TEXT"""
+
+import asyncio
+import json
+import sys
+
+import anyio
+import httpx2
+from mcp import Client, types
+from mcp.client.streamable_http import streamable_http_client
+
+URL, TOKEN, POLICY, NEW_TEXT = sys.argv[1:5]
+changed = anyio.Event()
+
+
+async def on_message(message):
+    # Notifications arrive as the typed model; compare by method so either form counts.
+    method = getattr(message, "method", None) or getattr(getattr(message, "root", None), "method", None)
+    if method == "notifications/tools/list_changed" or isinstance(message, types.ToolListChangedNotification):
+        changed.set()
+
+
+async def main():
+    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=httpx2.Timeout(30))
+    transport = streamable_http_client(URL, http_client=http, terminate_on_close=False)
+    out = {}
+    async with http, Client(transport, mode="legacy", message_handler=on_message) as c:
+        out["before"] = sorted(t.name for t in (await c.list_tools()).tools)
+        # Let the standalone stream open before the policy changes.
+        await anyio.sleep(1)
+        with open(POLICY, "w") as f:
+            f.write(NEW_TEXT)
+        with anyio.move_on_after(15):
+            await changed.wait()
+        out["notified"] = changed.is_set()
+        out["after"] = sorted(t.name for t in (await c.list_tools()).tools)
+    return out
+
+
+print(json.dumps(asyncio.run(main())))
