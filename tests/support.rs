@@ -512,3 +512,14 @@ pub fn conformance_server(python: &Path) -> Running {
         });
     Running { child, url }
 }
+
+/// The Linode MCP server's entry point (`cargo xtask test` unpacks it from
+/// shared/reference/ into target/e2e/linode), or `None` after failing the test.
+pub fn linode() -> Option<PathBuf> {
+    let js = repo().join("target/e2e/linode/dist/index.js");
+    if js.is_file() && repo().join("target/e2e/linode/node_modules").is_dir() {
+        return Some(js);
+    }
+    missing(&format!("no Linode MCP server at {}", js.display()));
+    None
+}

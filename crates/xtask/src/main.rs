@@ -19,7 +19,8 @@ Usage: cargo xtask <COMMAND>
 Commands:
   test [--no-clippy] [-- ARGS...]
       Install the end-to-end test peers under target/e2e/ (the Python `mcp` SDK in a venv,
-      @modelcontextprotocol/server-everything, playwright-core, Node 22 and the MCP
+      @modelcontextprotocol/server-everything, the Linode MCP server from shared/reference,
+      playwright-core, Node 22 and the MCP
       conformance suite) and check for redis-server and chromium (apt-installed when
       running as root), then run
         cargo clippy --workspace --all-targets -- -D warnings
@@ -117,6 +118,9 @@ fn test(args: &[String]) -> Result<ExitCode> {
         "end-to-end upstream: @modelcontextprotocol/server-everything",
         || peers::everything(&root),
     )?;
+    step("end-to-end upstream: the Linode MCP server (shared/reference)", || {
+        peers::linode(&root)
+    })?;
     step("redis-server", || peers::redis(&root))?;
     step(
         "console browser tests: Chromium and playwright-core",

@@ -120,6 +120,35 @@ pub fn everything(root: &Path) -> Result<()> {
     Ok(())
 }
 
+const LINODE_DIR: &str = "target/e2e/linode";
+const LINODE_JS: &str = "target/e2e/linode/dist/index.js";
+
+/// The real Linode MCP server (416 tools), from the tarball in `shared/reference/` beside the
+/// checkout: unpacked under target/e2e/linode and `npm ci --omit=dev`. The tests point its
+/// API at a fake on loopback.
+pub fn linode(root: &Path) -> Result<()> {
+    let tarball = root.join("../shared/reference/linode-mcp-server/linode-mcp-server.tar.gz");
+    if root.join(LINODE_JS).is_file() && root.join(LINODE_DIR).join("node_modules").is_dir() {
+        println!("   already installed in {LINODE_DIR}");
+        return Ok(());
+    }
+    if !tarball.is_file() {
+        return Err(format!(
+            "{} is missing: the Linode MCP server comes from the project's shared/reference/",
+            tarball.display()
+        ));
+    }
+    require(root, "npm", "npm (e.g. `apt-get install npm`)")?;
+    let dir = root.join(LINODE_DIR);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    run(command(root, "tar").arg("xzf").arg(&tarball).arg("-C").arg(&dir))?;
+    run(command(&dir, "npm").args(["ci", "--omit=dev", "--no-audit", "--no-fund"]))?;
+    if !root.join(LINODE_JS).is_file() {
+        return Err(format!("npm ci finished but {LINODE_JS} is missing"));
+    }
+    Ok(())
+}
+
 /// The console's browser tests: Chromium from Debian's packages (apt-get when we are root)
 /// and playwright-core from npm, which drives it.
 pub fn browser(root: &Path) -> Result<()> {
