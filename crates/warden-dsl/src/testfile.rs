@@ -4,6 +4,7 @@
 use pest::Parser as _;
 use pest::iterators::Pair;
 use serde_json::Value;
+use warden_policy::Kind;
 
 use crate::ast::{Span, Spanned};
 use crate::diagnostic::Diagnostic;
@@ -35,6 +36,9 @@ pub struct Step {
     pub grant: Option<String>,
     pub claims: Option<Value>,
     pub times: u32,
+    /// What is called: a tool unless the step says `resource`, `prompt` or `server_request`.
+    pub kind: Kind,
+    /// The name of what is called (a resource's URI).
     pub tool: Spanned<String>,
     pub args: Option<Value>,
     pub expect: Spanned<Expect>,
@@ -159,6 +163,7 @@ fn step(p: Pair<'_, Rule>, errors: &mut Vec<Diagnostic>) -> Option<Step> {
         grant: None,
         claims: None,
         times: 1,
+        kind: Kind::Tool,
         tool: Spanned {
             node: String::new(),
             span: sp.clone(),
@@ -201,6 +206,13 @@ fn step(p: Pair<'_, Rule>, errors: &mut Vec<Diagnostic>) -> Option<Step> {
                     )),
                 }
             }
+            Rule::kind => {
+                s.kind = match c.into_inner().next()?.as_rule() {
+                    Rule::kw_resource => Kind::Resource,
+                    Rule::kw_prompt => Kind::Prompt,
+                    _ => Kind::ServerRequest,
+                };
+            }
             Rule::tool => {
                 let t = c.clone().into_inner().next()?;
                 let name = match t.as_rule() {
@@ -230,10 +242,11 @@ fn step(p: Pair<'_, Rule>, errors: &mut Vec<Diagnostic>) -> Option<Step> {
                             .map(|x| unquote(&x, errors)),
                     },
                     Rule::limited => Expect::Limited {
-                        counter: e
-                            .into_inner()
-                            .find(|x| x.as_rule() == Rule::counter)
-                            .map(|x| x.as_str().to_owned()),
+                        counter: e.into_inner().find_map(|x| match x.as_rule() {
+                            Rule::counter => Some(x.as_str().to_owned()),
+                            Rule::string => Some(unquote(&x, errors)),
+                            _ => None,
+                        }),
                     },
                     _ => return None,
                 };
@@ -266,6 +279,7 @@ fn syntax_error(e: pest::error::Error<Rule>) -> Diagnostic {
             Rule::after => "`after N seconds`",
             Rule::times => "a repeat count (`30 ×`)",
             Rule::tool | Rule::bare_name => "a tool name",
+            Rule::kind => "`resource`, `prompt` or `server_request`",
             Rule::args | Rule::object => "arguments (a JSON object)",
             Rule::expect => "an outcome (allow, deny, hidden, limited, approval)",
             Rule::string => "a string",
@@ -331,6 +345,43 @@ test "hidden" { call delete_instance {"id": 1} → hidden }
             }
         );
         assert_eq!(f.tests[1].steps[0].expect.node, Expect::Hidden);
+    }
+
+    #[test]
+    fn steps_call_resources_prompts_and_server_requests() {
+        let f = parse_tests(
+            r#"test "kinds" {
+  as bot: call resource "file:///srv/ledger" → deny because "Bots"
+  call prompt summarize {"temperature": 2} → limited "prompt:summarize_rate"
+  call server_request "sampling/createMessage" -> deny
+  call resource → allow
+  call resource -> allow
+  call prompt {"a": 1} → allow
+}
+"#,
+        )
+        .unwrap();
+        let s = &f.tests[0].steps;
+        let called: Vec<(Kind, &str)> = s.iter().map(|s| (s.kind, s.tool.node.as_str())).collect();
+        assert_eq!(
+            called,
+            [
+                (Kind::Resource, "file:///srv/ledger"),
+                (Kind::Prompt, "summarize"),
+                (Kind::ServerRequest, "sampling/createMessage"),
+                // Without a name after it, the word is the tool's name, as before.
+                (Kind::Tool, "resource"),
+                (Kind::Tool, "resource"),
+                (Kind::Tool, "prompt"),
+            ]
+        );
+        assert_eq!(s[1].args, Some(json!({"temperature": 2})));
+        assert_eq!(
+            s[1].expect.node,
+            Expect::Limited {
+                counter: Some("prompt:summarize_rate".into())
+            }
+        );
     }
 
     #[test]
