@@ -56,7 +56,8 @@ pub enum Command {
     ///
     /// Also warns about rules that can never take effect (a block for a hidden tool,
     /// conditions that contradict each other) and, with --tools, about names that match no
-    /// tool of the server. Exits 0 when all files are valid (warnings or not), 1 otherwise.
+    /// tool of the server; and notes when `default deny` denies resources and prompts a
+    /// policy says nothing of. Exits 0 when all files are valid (warnings or not), 1 otherwise.
     Check {
         /// Policy files (`.pol` or `.json`).
         #[arg(required = true, value_name = "FILE")]
@@ -65,20 +66,34 @@ pub enum Command {
         #[arg(long, value_name = "TOOLS.json")]
         tools: Option<PathBuf>,
     },
-    /// Show how a policy decides one tool call, step by step.
+    /// Show how a policy decides one call (of a tool, a resource or a prompt), step by step.
     ///
     /// Counters are not consulted: the output lists the limits an allowed call would be
-    /// charged. Example:
+    /// charged. Examples:
     ///   warden explain policy.json --tool create_instance --args '{"region": "eu-west"}'
+    ///   warden explain policy.pol --resource file:///srv/ledger --grant bot
+    ///   warden explain policy.pol --prompt summarize --args '{"temperature": 2}'
+    #[command(group(clap::ArgGroup::new("called").required(true).args(["tool", "resource", "prompt"])))]
     Explain {
         /// The policy file.
         #[arg(value_name = "FILE")]
         file: PathBuf,
         /// The tool being called.
         #[arg(long, value_name = "NAME")]
-        tool: String,
-        /// The call's arguments as a JSON object.
-        #[arg(long, value_name = "JSON", default_value = "{}")]
+        tool: Option<String>,
+        /// The resource being read, by URI (`args.uri` is the URI).
+        #[arg(long, value_name = "URI")]
+        resource: Option<String>,
+        /// The prompt being got, by name (`--args` are its arguments).
+        #[arg(long, value_name = "NAME")]
+        prompt: Option<String>,
+        /// The call's (or the prompt's) arguments as a JSON object.
+        #[arg(
+            long,
+            value_name = "JSON",
+            default_value = "{}",
+            conflicts_with = "resource"
+        )]
         args: String,
         /// The caller's grant (credential name), for grant-scoped limits.
         #[arg(long, value_name = "G", default_value = "anonymous")]
@@ -138,7 +153,9 @@ pub enum Command {
         tools: Option<PathBuf>,
     },
     /// What an edit changes: each tool's decision class (hidden, denied, conditional, needs
-    /// approval, allowed) and limits under OLD and NEW, and the rules added and removed.
+    /// approval, allowed) and limits under OLD and NEW, and the rules added and removed; each
+    /// kind's default, and the resource, prompt and server request entries and hide
+    /// patterns added, removed and changed.
     ///
     /// Compares the catalog's tools with --tools, else every exact name either policy
     /// mentions. Exits 0 (2 with --fail-on-change when anything changes), 1 on bad input.

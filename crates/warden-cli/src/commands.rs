@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use warden_policy::Call;
+use warden_policy::{Call, Kind};
 
 use crate::cli::{Cli, Command, Format, Target};
 use crate::error::CliError;
@@ -32,24 +32,39 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Explain {
             file,
             tool,
+            resource,
+            prompt,
             args,
             grant,
             session,
             ip,
             claims,
             format,
-        } => explain(
-            &file,
-            &tool,
-            &args,
-            &Caller {
-                grant: &grant,
-                session: &session,
-                ip,
-                claims: claims.as_deref(),
-            },
-            format,
-        ),
+        } => {
+            // clap's group makes exactly one of them present.
+            let called = match (tool, resource, prompt) {
+                (Some(t), _, _) => (Kind::Tool, t),
+                (_, Some(r), _) => (Kind::Resource, r),
+                (_, _, Some(p)) => (Kind::Prompt, p),
+                (None, None, None) => {
+                    return Err(CliError::Usage(
+                        "name what is called: --tool, --resource or --prompt".into(),
+                    ));
+                }
+            };
+            explain(
+                &file,
+                (called.0, &called.1),
+                &args,
+                &Caller {
+                    grant: &grant,
+                    session: &session,
+                    ip,
+                    claims: claims.as_deref(),
+                },
+                format,
+            )
+        }
         Command::Compile {
             file,
             output,
@@ -127,6 +142,9 @@ fn check(files: &[PathBuf], tools: Option<&Path>) -> Result<ExitCode, CliError> 
             for n in &notes {
                 report::warning(&src, n);
             }
+            if let Some(note) = report::beyond_tools_note(&src, &policy) {
+                eprintln!("{note}");
+            }
             Ok((policy, warnings.len(), notes.len()))
         });
         match checked {
@@ -170,7 +188,7 @@ struct Caller<'a> {
 
 fn explain(
     file: &Path,
-    tool: &str,
+    (kind, name): (Kind, &str),
     args: &str,
     caller: &Caller<'_>,
     format: Format,
@@ -182,6 +200,7 @@ fn explain(
             "the arguments must be a JSON object, e.g. '{\"region\": \"eu-west\"}'".into(),
         ));
     }
+    let args = crate::simulate::args_of(kind, name, Some(args)).unwrap_or_default();
     let claims = match caller.claims {
         None => None,
         Some(text) => {
@@ -197,7 +216,7 @@ fn explain(
     };
     let (src, policy) = source::load(file)?;
     let compiled = source::compiled(&src, &policy)?;
-    let mut call = Call::new(tool)
+    let mut call = Call::of(kind, name)
         .args(&args)
         .grant(caller.grant)
         .session(caller.session)
@@ -207,9 +226,23 @@ fn explain(
     explanation.source = src.location(&explanation.rule);
     let mut out = std::io::stdout().lock();
     match format {
-        Format::Text => write!(out, "{explanation}")?,
+        Format::Text => write!(
+            out,
+            "{}",
+            crate::simulate::explanation_text(kind, &explanation)
+        )?,
         Format::Json => {
-            serde_json::to_writer_pretty(&mut out, &explanation).map_err(std::io::Error::from)?;
+            #[derive(serde::Serialize)]
+            struct Explained<'a> {
+                kind: Kind,
+                #[serde(flatten)]
+                explanation: &'a warden_policy::Explanation,
+            }
+            let doc = Explained {
+                kind,
+                explanation: &explanation,
+            };
+            serde_json::to_writer_pretty(&mut out, &doc).map_err(std::io::Error::from)?;
             writeln!(out)?;
         }
     }

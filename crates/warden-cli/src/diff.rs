@@ -4,7 +4,9 @@
 //! class under each policy — hidden, denied, allowed, needs approval, or conditional (its
 //! entry has conditions on arguments or caller) — and the limits a call to it is charged.
 //! Tools whose class or limits change are listed, grouped; then the rules added and removed,
-//! where they are written. Works across `.pol` and `.json`.
+//! where they are written. Resources, prompts and server requests follow: each kind's
+//! default where it changes, and its entries and hide patterns added, removed and changed.
+//! Works across `.pol` and `.json`.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -12,7 +14,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use serde_json::Value;
-use warden_policy::{Call, CompiledPolicy, Outcome, Policy};
+use warden_policy::{Call, CompiledPolicy, DefaultAction, Kind, Outcome, Policy};
 
 use crate::error::CliError;
 use crate::source::{self, Source};
@@ -176,7 +178,12 @@ pub fn run(
     let rules_a = crate::policy_tests::rules_of(&a.policy);
     let rules_b = crate::policy_tests::rules_of(&b.policy);
     // Hide entries are compared by pattern (an index shifts when one before it goes).
-    let shown = |r: &&String| !r.starts_with("hide:") && !r.starts_with("/hide/");
+    // Other kinds' entries and hide lists have their own section below.
+    let shown = |r: &&String| {
+        !crate::policy_tests::is_hide_marker(r)
+            && !r.starts_with("/hide/")
+            && (r.starts_with("/tools/") || r.starts_with("/all_tools/"))
+    };
     let hides = |side: &Side| -> Vec<(String, String)> {
         side.doc
             .get("hide")
@@ -206,7 +213,22 @@ pub fn run(
         .filter(shown)
         .filter(|r| !rules_b.contains(r))
         .collect();
-    let default_changed = a.doc.get("default") != b.doc.get("default");
+    // Each kind's default as it applies (its own, else the policy's).
+    let defaults: Vec<(Kind, DefaultAction, DefaultAction)> = Kind::ALL
+        .into_iter()
+        .map(|k| (k, a.policy.default_for(k), b.policy.default_for(k)))
+        .filter(|(_, x, y)| x != y)
+        .collect();
+    let sections: Vec<(Kind, Vec<String>)> = [Kind::Resource, Kind::Prompt, Kind::ServerRequest]
+        .into_iter()
+        .map(|k| (k, section_changes(&a, &b, k)))
+        .filter(|(_, lines)| !lines.is_empty())
+        .collect();
+    let mut notes: Vec<String> = [&a, &b]
+        .iter()
+        .filter_map(|side| crate::report::beyond_tools_note(&side.src, &side.policy))
+        .collect();
+    notes.dedup(); // a file diffed against itself
 
     let mut out = std::io::stdout().lock();
     writeln!(
@@ -225,24 +247,35 @@ pub fn run(
         + limits.len()
         + added.len()
         + removed.len()
-        + usize::from(default_changed);
+        + defaults.len()
+        + sections.iter().map(|(_, l)| l.len()).sum::<usize>();
     if changes == 0 {
         writeln!(out, "\nno change")?;
+        for n in &notes {
+            writeln!(out, "\n{n}")?;
+        }
         return Ok(ExitCode::SUCCESS);
     }
-    if default_changed {
-        writeln!(
-            out,
-            "\ndefault: {} → {} (every tool the policies do not name)",
-            a.doc
-                .get("default")
-                .and_then(Value::as_str)
-                .unwrap_or("deny"),
-            b.doc
-                .get("default")
-                .and_then(Value::as_str)
-                .unwrap_or("deny")
-        )?;
+    if !defaults.is_empty() {
+        writeln!(out)?;
+    }
+    for (kind, from, to) in &defaults {
+        match kind {
+            Kind::Tool => writeln!(
+                out,
+                "default: {from} → {to} (every tool the policies do not name)"
+            )?,
+            Kind::Method => writeln!(
+                out,
+                "default for methods: {from} → {to} (every client request the gate does not know)"
+            )?,
+            k => writeln!(
+                out,
+                "default for {}: {from} → {to} (every {} the policies do not name)",
+                k.section(),
+                k.noun()
+            )?,
+        }
     }
     for ((from, to), tools) in &moved {
         writeln!(out, "\n{from} → {to} ({})", tools.len())?;
@@ -286,9 +319,60 @@ pub fn run(
             writeln!(out, "  - {}", located(&a.src, r))?;
         }
     }
+    for (kind, lines) in &sections {
+        let what = match kind {
+            Kind::ServerRequest => "server requests",
+            k => k.section(),
+        };
+        writeln!(out, "\n{what} changed ({})", lines.len())?;
+        for l in lines {
+            writeln!(out, "  {l}")?;
+        }
+    }
+    for n in &notes {
+        writeln!(out, "\n{n}")?;
+    }
     Ok(if fail_on_change {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// One kind's entries and hide patterns that NEW adds (`+`), removes (`-`) or changes (`~`),
+/// each where it is written (a removed one in OLD).
+fn section_changes(a: &Side, b: &Side, kind: Kind) -> Vec<String> {
+    use warden_policy::pointer::{child, index};
+    let section = format!("/{}", kind.section());
+    let at = |side: &Side, pointer: &str| {
+        side.src
+            .location(pointer)
+            .map_or_else(String::new, |l| format!(" ({l})"))
+    };
+    let mut out = Vec::new();
+    if let Some(key) = kind.hide_key() {
+        let (ha, hb) = (a.policy.hidden(kind), b.policy.hidden(kind));
+        let hide = format!("/{key}");
+        for (i, p) in hb.iter().enumerate().filter(|(_, p)| !ha.contains(p)) {
+            out.push(format!("+ hide {p}{}", at(b, &index(&hide, i))));
+        }
+        for (i, p) in ha.iter().enumerate().filter(|(_, p)| !hb.contains(p)) {
+            out.push(format!("- hide {p}{}", at(a, &index(&hide, i))));
+        }
+    }
+    let (ea, eb) = (a.policy.entries(kind), b.policy.entries(kind));
+    for (name, rule) in eb.into_iter().flatten() {
+        let pointer = child(&section, name);
+        match ea.and_then(|e| e.get(name)) {
+            None => out.push(format!("+ {name}{}", at(b, &pointer))),
+            Some(old) if old != rule => out.push(format!("~ {name}{}", at(b, &pointer))),
+            Some(_) => {}
+        }
+    }
+    for name in ea.into_iter().flatten().map(|(n, _)| n) {
+        if !eb.is_some_and(|e| e.contains_key(name)) {
+            out.push(format!("- {name}{}", at(a, &child(&section, name))));
+        }
+    }
+    out
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use warden_dsl::{Expect, Step, TestFile};
-use warden_policy::{Call, CompiledPolicy};
+use warden_policy::{Call, CompiledPolicy, Glob, Kind};
 
 use crate::simulate::{Came, Simulator};
 
@@ -128,23 +128,28 @@ fn run_case(
     let mut calls = 0;
     for step in steps {
         sim.advance(Duration::from_secs(step.after_secs));
+        let args = crate::simulate::args_of(step.kind, &step.tool.node, step.args.clone());
         for n in 1..=step.times {
             calls += 1;
-            let mut call = Call::new(&step.tool.node)
+            let mut call = Call::of(step.kind, &step.tool.node)
                 .grant(step.grant.as_deref().unwrap_or("anonymous"))
                 .session("warden-test");
-            call.args = step.args.as_ref();
+            call.args = args.as_ref();
             call.claims = step.claims.as_ref();
             let (d, actual) = sim.run(compiled, &call);
             if let Some(cov) = hits.as_deref_mut() {
-                cov.tools.insert(step.tool.node.clone());
+                if step.kind == Kind::Tool {
+                    cov.tools.insert(step.tool.node.clone());
+                }
                 // Every rule, condition and limit the decision looked at.
                 for s in compiled.explain(&call).steps {
                     cov.rules.insert(s.at);
                 }
-                // A hidden tool: the hide entry that matched (the step says `(hidden)`).
-                if let Some(pattern) = compiled.hidden_by(&step.tool.node) {
-                    cov.rules.insert(format!("hide:{pattern}"));
+                // A hidden name: the hide entry that matched (the step says `(hidden)`).
+                if let Some(pattern) = hidden_by(compiled, step.kind, &step.tool.node)
+                    && let Some(key) = step.kind.hide_key()
+                {
+                    cov.rules.insert(format!("{key}:{pattern}"));
                 }
             }
             let wrong_rule = step.by_rule.as_ref().is_some_and(|r| r.node != d.rule());
@@ -166,7 +171,7 @@ fn run_case(
                         actual,
                         rule: d.rule().to_owned(),
                         rule_at: explanation.source.clone(),
-                        explain: explanation.to_string(),
+                        explain: crate::simulate::explanation_text(step.kind, &explanation),
                     }),
                 );
             }
@@ -182,33 +187,61 @@ struct Coverage {
     tools: std::collections::HashSet<String>,
 }
 
-/// Every rule of a policy a test could exercise: hide entries, tool entries and their
-/// require, deny_if and limit entries, approvals, and the all-tools limits.
+/// The hide pattern that hides `name` of `kind`, if any.
+fn hidden_by<'p>(compiled: &'p CompiledPolicy, kind: Kind, name: &str) -> Option<&'p str> {
+    match kind {
+        Kind::Tool => compiled.hidden_by(name),
+        _ => compiled
+            .policy()
+            .hidden(kind)
+            .iter()
+            .find(|p| Glob::new(p).matches(name))
+            .map(String::as_str),
+    }
+}
+
+/// The kinds with a hide list, with its key (`hide`, `hide_resources`, `hide_prompts`).
+const HIDE_KEYS: [&str; 3] = ["hide", "hide_resources", "hide_prompts"];
+
+/// Every rule of a policy a test could exercise: hide entries (their pointers, and
+/// `KEY:PATTERN` for each pattern, to match what a hidden call hit), entries of every kind
+/// and their require, deny_if and limit entries, approvals, and the all-tools limits.
 pub(crate) fn rules_of(policy: &warden_policy::Policy) -> Vec<String> {
     use warden_policy::pointer::{child, index};
     let doc = policy.to_value();
     let mut out = Vec::new();
     let list = |v: Option<&serde_json::Value>| v.and_then(|l| l.as_array()).map_or(0, Vec::len);
-    for i in 0..list(doc.get("hide")) {
-        out.push(index("/hide", i));
+    for key in HIDE_KEYS {
+        let at = format!("/{key}");
+        for i in 0..list(doc.get(key)) {
+            out.push(index(&at, i));
+        }
+        let patterns = doc
+            .get(key)
+            .and_then(|h| h.as_array())
+            .into_iter()
+            .flatten();
+        out.extend(
+            patterns
+                .filter_map(|p| p.as_str())
+                .map(|p| format!("{key}:{p}")),
+        );
     }
-    // The hide entries' patterns, to match `hide:PATTERN` hits to their pointers.
-    let patterns: Vec<String> = doc
-        .get("hide")
-        .and_then(|h| h.as_array())
-        .map(|h| {
-            h.iter()
-                .filter_map(|p| p.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
-    out.extend(patterns.into_iter().map(|p| format!("hide:{p}")));
     for i in 0..list(doc.pointer("/all_tools/limits")) {
         out.push(index("/all_tools/limits", i));
     }
-    if let Some(tools) = doc.get("tools").and_then(|t| t.as_object()) {
-        for (name, entry) in tools {
-            let at = child("/tools", name);
+    for kind in [
+        Kind::Tool,
+        Kind::Resource,
+        Kind::Prompt,
+        Kind::ServerRequest,
+    ] {
+        let section = kind.section();
+        let Some(entries) = doc.get(section).and_then(|t| t.as_object()) else {
+            continue;
+        };
+        for (name, entry) in entries {
+            let at = child(&format!("/{section}"), name);
             out.push(at.clone());
             for field in ["deny_if", "require", "limits"] {
                 for i in 0..list(entry.get(field)) {
@@ -221,6 +254,13 @@ pub(crate) fn rules_of(policy: &warden_policy::Policy) -> Vec<String> {
         }
     }
     out
+}
+
+/// Whether `rule` is a hide pattern's marker (`hide:delete_*`) rather than a pointer.
+pub(crate) fn is_hide_marker(rule: &str) -> bool {
+    HIDE_KEYS
+        .iter()
+        .any(|k| rule.strip_prefix(k).is_some_and(|r| r.starts_with(':')))
 }
 
 /// Checks what a test file expects against what the policy (and the catalog) know, before
@@ -268,6 +308,7 @@ fn check_names(
             }
         }
         if let Some(cat) = catalog
+            && step.kind == Kind::Tool
             && !cat.contains(&step.tool.node)
         {
             let mut d = warden_dsl::Diagnostic::new(
@@ -399,24 +440,29 @@ fn report_coverage(
     let mut called = std::collections::HashSet::new();
     for (src, rules, cov) in covered {
         called.extend(cov.tools.iter().cloned());
-        // `hide:PATTERN` entries follow the `/hide/i` pointers, in the same order.
-        let patterns: Vec<&str> = rules
-            .iter()
-            .filter_map(|r| r.strip_prefix("hide:"))
-            .collect();
-        let rules: Vec<&String> = rules.iter().filter(|r| !r.starts_with("hide:")).collect();
-        // A tool entry counts as exercised when any decision looked at it or inside it.
+        // `KEY:PATTERN` markers follow the `/KEY/i` pointers, in the same order.
+        let patterns = |key: &str| -> Vec<&str> {
+            rules
+                .iter()
+                .filter_map(|r| r.strip_prefix(key)?.strip_prefix(':'))
+                .collect()
+        };
+        let patterns: Vec<(&str, Vec<&str>)> =
+            HIDE_KEYS.iter().map(|k| (*k, patterns(k))).collect();
+        let rules: Vec<&String> = rules.iter().filter(|r| !is_hide_marker(r)).collect();
+        // An entry counts as exercised when any decision looked at it or inside it.
         let missed: Vec<&String> = rules
             .iter()
             .copied()
             .filter(|r| {
-                if let Some(i) = r
-                    .strip_prefix("/hide/")
-                    .and_then(|i| i.parse::<usize>().ok())
-                {
+                let hide = patterns.iter().find_map(|(key, patterns)| {
+                    let i = r.strip_prefix('/')?.strip_prefix(key)?.strip_prefix('/')?;
+                    Some((key, patterns, i.parse::<usize>().ok()?))
+                });
+                if let Some((key, patterns, i)) = hide {
                     return patterns
                         .get(i)
-                        .is_none_or(|p| !cov.rules.contains(&format!("hide:{p}")));
+                        .is_none_or(|p| !cov.rules.contains(&format!("{key}:{p}")));
                 }
                 !cov.rules.iter().any(|hit| {
                     hit == *r

@@ -3,8 +3,9 @@
 //!
 //! Calls are replayed in the order they were made, on a virtual clock that follows their
 //! recorded times, through the same `decide()` and in-memory counters as the gateway; each
-//! recorded decision is compared with the new one. A line that is not a recorded call (a
-//! truncated last line, say) is reported with its line number and skipped.
+//! recorded decision is compared with the new one. A line may say what kind of call it was
+//! (`"kind": "resource"`, `"prompt"`, ...; absent, a tool call). A line that is not a
+//! recorded call (a truncated last line, say) is reported with its line number and skipped.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -13,7 +14,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use serde_json::Value;
-use warden_policy::Call;
+use warden_policy::{Call, Kind};
 use warden_tower::RecordedCall;
 
 use crate::simulate::{Came, Simulator};
@@ -121,9 +122,10 @@ pub fn run(policy: &Path, files: &[PathBuf], fail_on_change: bool) -> Result<Exi
             unknown += 1;
             continue;
         };
-        let mut call = Call::new(&c.tool).grant(c.grant.as_deref().unwrap_or("anonymous"));
+        let args = crate::simulate::args_of(c.kind, &c.tool, c.args.clone());
+        let mut call = Call::of(c.kind, &c.tool).grant(c.grant.as_deref().unwrap_or("anonymous"));
         call.session = c.session.as_deref();
-        call.args = c.args.as_ref();
+        call.args = args.as_ref();
         call.claims = c.claims.as_ref();
         let (d, came) = sim.run(&compiled, &call);
         let after = match came {
@@ -136,10 +138,15 @@ pub fn run(policy: &Path, files: &[PathBuf], fail_on_change: bool) -> Result<Exi
             same += 1;
             continue;
         }
+        // A tool by its name; another kind's call says its kind: `resource file:///a`.
+        let called = match c.kind {
+            Kind::Tool => c.tool.clone(),
+            kind => format!("{} {}", kind.noun(), c.tool),
+        };
         let entry = by_tool
             .entry((before, after))
             .or_default()
-            .entry(c.tool.clone())
+            .entry(called)
             .or_default();
         entry.count += 1;
         if entry.examples.len() < 2 {
@@ -211,9 +218,10 @@ fn example(c: &RecordedCall) -> String {
             text
         }
     });
-    format!(
-        "at {} ms, grant {}: {args}",
-        c.at_ms,
-        c.grant.as_deref().unwrap_or("-")
-    )
+    let grant = c.grant.as_deref().unwrap_or("-");
+    if args.is_empty() {
+        format!("at {} ms, grant {grant}", c.at_ms)
+    } else {
+        format!("at {} ms, grant {grant}: {args}", c.at_ms)
+    }
 }

@@ -44,3 +44,21 @@ pub fn warning(src: &Source, p: &Problem) {
 pub fn error(e: &CliError) {
     eprintln!("error: {e}");
 }
+
+/// For a policy under `default deny` that says nothing of resources or prompts (written,
+/// say, before Warden ruled them): they are denied now, and how to keep them open. `None`
+/// when the policy rules them or allows by default.
+pub fn beyond_tools_note(src: &Source, policy: &warden_policy::Policy) -> Option<String> {
+    if policy.rules_beyond_tools() || policy.default_action() != warden_policy::DefaultAction::Deny
+    {
+        return None;
+    }
+    let keep = match warden_dsl::is_pol(&src.name()) {
+        Some(true) => "`default allow resources, prompts`",
+        _ => "`\"defaults\": {\"resources\": \"allow\", \"prompts\": \"allow\"}`",
+    };
+    Some(format!(
+        "note: {}: the policy says nothing of resources or prompts, so its default (deny) denies them too\n  to keep them open, add {keep}",
+        src.name()
+    ))
+}

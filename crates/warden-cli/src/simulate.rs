@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use warden_policy::{Call, CompiledPolicy, Decision, Outcome};
+use serde_json::Value;
+use warden_policy::{Call, CompiledPolicy, Decision, Kind, Outcome};
 use warden_tower::limit::{Charge, CounterSpec, MemoryStore, Refusal, VirtualClock};
 
 /// What one call came to.
@@ -28,6 +29,28 @@ impl std::fmt::Display for Came {
             Came::Limited { counter } => write!(f, "limited {counter}"),
             Came::Approval => write!(f, "approval"),
         }
+    }
+}
+
+/// The arguments a call of `kind` is decided with: a resource's are `{"uri": URI}` (the
+/// policy model's `args.uri`), unless given; the others' are theirs.
+pub fn args_of(kind: Kind, name: &str, args: Option<Value>) -> Option<Value> {
+    match (kind, args) {
+        (Kind::Resource, None) => Some(serde_json::json!({ "uri": name })),
+        (Kind::Resource, Some(Value::Object(o))) if o.is_empty() => {
+            Some(serde_json::json!({ "uri": name }))
+        }
+        (_, args) => args,
+    }
+}
+
+/// An explanation as text, its head saying the kind of what was called when it is not a
+/// tool ("DENY resource `file:///a` by …"): the explanation itself names only the thing.
+pub fn explanation_text(kind: Kind, explanation: &warden_policy::Explanation) -> String {
+    let text = explanation.to_string();
+    match (kind, text.split_once(" `")) {
+        (Kind::Tool, _) | (_, None) => text,
+        (_, Some((verdict, rest))) => format!("{verdict} {} `{rest}", kind.noun()),
     }
 }
 
@@ -71,7 +94,7 @@ impl Simulator {
         };
         let d = compiled.decide(call);
         let came = match d.outcome() {
-            Outcome::Deny if compiled.is_hidden(call.tool) => Came::Hidden,
+            Outcome::Deny if compiled.is_hidden_as(call.kind, call.tool) => Came::Hidden,
             Outcome::Deny => Came::Deny {
                 message: d.message().to_owned(),
             },

@@ -8,11 +8,24 @@ use common::warden;
 
 #[test]
 fn check_accepts_a_valid_policy() {
-    let (code, out, err) = warden(&["check", "instances.json"]);
+    let (code, out, err) = warden(&["check", "kinds.pol"]);
     assert_eq!(
         (code, out.as_str(), err.as_str()),
-        (0, "instances.json: ok (3 tool entries, default deny)\n", "")
+        (0, "kinds.pol: ok (2 tool entries, default deny)\n", "")
     );
+}
+
+#[test]
+fn check_notes_that_default_deny_now_denies_resources_and_prompts() {
+    // Policies written for tools alone, in both languages: one note each, with the fix in
+    // the file's own language. A policy that rules any other kind gets none.
+    let (code, out, err) = warden(&["check", "instances.json", "tested.pol", "kinds.pol"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "instances.json: ok (3 tool entries, default deny)\ntested.pol: ok (2 tool entries, default deny)\nkinds.pol: ok (2 tool entries, default deny)\n"
+    );
+    insta::assert_snapshot!("check_kinds_note", err);
 }
 
 #[test]
@@ -90,6 +103,73 @@ fn explain_text_shows_the_steps() {
     ]);
     assert_eq!(code, 0);
     insta::assert_snapshot!(out);
+}
+
+#[test]
+fn explain_resources_and_prompts() {
+    let (code, out, err) = warden(&[
+        "explain",
+        "kinds.pol",
+        "--resource",
+        "file:///srv/ledger",
+        "--grant",
+        "bot",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    insta::assert_snapshot!("explain_resource", out);
+    let (code, out, err) = warden(&[
+        "explain",
+        "kinds.pol",
+        "--prompt",
+        "summarize",
+        "--args",
+        r#"{"temperature": 1}"#,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    insta::assert_snapshot!("explain_prompt_json", out);
+    // A resource under its hide list, and one no entry names.
+    for (uri, rule) in [
+        ("secret://keys", "(hidden)"),
+        ("file:///etc/passwd", "(default deny)"),
+    ] {
+        let (_, out, _) = warden(&[
+            "explain",
+            "kinds.pol",
+            "--resource",
+            uri,
+            "--format",
+            "json",
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            (
+                v["kind"].as_str(),
+                v["decision"].as_str(),
+                v["rule"].as_str()
+            ),
+            (Some("resource"), Some("deny"), Some(rule)),
+            "{uri}"
+        );
+    }
+    // Exactly one thing is called; a resource takes no arguments but its URI.
+    for args in [
+        &["explain", "kinds.pol"][..],
+        &["explain", "kinds.pol", "--tool", "a", "--prompt", "b"],
+        &[
+            "explain",
+            "kinds.pol",
+            "--resource",
+            "a://b",
+            "--args",
+            "{}",
+        ],
+    ] {
+        let (code, out, err) = warden(args);
+        assert_eq!((code, out.as_str()), (2, ""), "{args:?}");
+        assert!(err.contains("Usage: warden explain"), "{err}");
+    }
 }
 
 #[test]
@@ -373,6 +453,46 @@ fn test_reports_passing_failing_and_broken_files() {
 }
 
 #[test]
+fn test_runs_resource_prompt_and_server_request_steps() {
+    let (code, out, err) = warden(&["test", "kinds.test.pol", "--coverage"]);
+    assert_eq!(code, 0, "{out}{err}");
+    insta::assert_snapshot!("test_kinds", out);
+    let (code, out, err) = warden(&["test", "kinds-failing.test.pol"]);
+    assert_eq!(code, 1, "{out}{err}");
+    insta::assert_snapshot!("test_kinds_failing", out);
+}
+
+#[test]
+fn diff_reports_defaults_and_entries_of_each_kind() {
+    let (code, out, err) = warden(&["diff", "kinds.pol", "kinds-edited.pol"]);
+    assert_eq!(code, 0, "{err}");
+    insta::assert_snapshot!("diff_kinds", out);
+    // From a policy of tools alone: what its default denies, said once.
+    let (code, out, err) = warden(&["diff", "tested.pol", "kinds.pol"]);
+    assert_eq!(code, 0, "{err}");
+    insta::assert_snapshot!("diff_from_tools_only", out);
+    let (code, out, _) = warden(&["diff", "kinds.pol", "kinds.pol", "--fail-on-change"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (
+            0,
+            "kinds.pol → kinds.pol: 1 tools compared (named by either policy)\n\nno change\n"
+        )
+    );
+}
+
+#[test]
+fn replay_decides_each_recorded_call_as_its_kind() {
+    let (code, out, err) = warden(&["replay", "--policy", "kinds.pol", "recorded-kinds.jsonl"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("recorded-kinds.jsonl:8: not a recorded call (unknown variant `tooling`"),
+        "{err}"
+    );
+    insta::assert_snapshot!("replay_kinds", out);
+}
+
+#[test]
 fn diff_shows_what_an_edit_changes_tool_by_tool() {
     let old = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/linode.pol");
     let tools = linode_tools();
@@ -384,7 +504,9 @@ fn diff_shows_what_an_edit_changes_tool_by_tool() {
     assert_eq!(code, 2);
     let (code, out, _) = warden(&["diff", "tested.pol", "tested.pol", "--fail-on-change"]);
     assert_eq!(code, 0);
-    assert!(out.ends_with("no change\n"), "{out}");
+    // No change, and one note that a policy of tools alone denies the other kinds.
+    assert!(out.contains("\n\nno change\n\nnote: tested.pol: "), "{out}");
+    assert_eq!(out.matches("note:").count(), 1, "{out}");
 }
 
 #[test]
