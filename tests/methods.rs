@@ -30,7 +30,10 @@ const POLICY: &str = r#"{
       "deny_if": [{"conditions": [], "on_deny": "the architecture document is internal"}]},
     "demo://resource/dynamic/text/*": {
       "limits": [{"counter": "dynamic", "window": "minute", "max": 2}]},
-    "demo://resource/static/document/startup.md": {"approval": {"timeout": 20}}
+    "demo://resource/static/document/startup.md": {"approval": {"timeout": 20}},
+    "demo://resource/dynamic/blob/*": {
+      "require": [{"conditions": [{"path": "args.uri", "op": "regex", "value": "/[12]$"}],
+                   "on_deny": "blobs 1 and 2 only"}]}
   },
   "prompts": {
     "simple-prompt": {},
@@ -102,14 +105,15 @@ fn resources_prompts_and_lists_follow_the_policy_per_caller() {
             ["read", "demo://resource/dynamic/text/1"],
             ["read", "demo://resource/dynamic/text/2"],
             ["read", "demo://resource/dynamic/text/3"],
-            ["read", "demo://resource/dynamic/blob/1"],
+            ["read", "demo://resource/dynamic/blob/3"],
             ["subscribe", "demo://resource/static/document/architecture.md"],
             ["prompt", "simple-prompt", {}],
             ["prompt", "args-prompt", {"city": "Oslo"}],
             ["prompt", "args-prompt", {"city": "Rome"}],
             ["complete", "completable-prompt", "department", "E"],
             ["call", "get-env", {}],
-            ["call", "trigger-sampling-request", {"prompt": "write a poem"}]
+            ["call", "trigger-sampling-request", {"prompt": "write a poem"}],
+            ["read", "demo://resource/dynamic/blob/1"]
         ]),
     );
     let s = out["steps"].as_array().unwrap();
@@ -127,7 +131,14 @@ fn resources_prompts_and_lists_follow_the_policy_per_caller() {
         ]),
         "{out}"
     );
-    assert_eq!(s[2], json!(["demo://resource/dynamic/text/{resourceId}"]), "{out}");
+    assert_eq!(
+        s[2],
+        json!([
+            "demo://resource/dynamic/blob/{resourceId}",
+            "demo://resource/dynamic/text/{resourceId}"
+        ]),
+        "{out}"
+    );
     assert_eq!(
         s[3],
         json!(["args-prompt", "completable-prompt", "resource-prompt", "simple-prompt"]),
@@ -146,7 +157,9 @@ fn resources_prompts_and_lists_follow_the_policy_per_caller() {
         outcome(&s[9]).1.starts_with("[POLICY DENIED] rate limit `dynamic` reached"),
         "{out}"
     );
-    assert!(outcome(&s[10]).1.contains("is not allowed by this policy"), "{out}");
+    // `args.uri` is the URI: a rule on it decides reads built from a template.
+    assert_eq!(outcome(&s[10]), (false, "[POLICY DENIED] blobs 1 and 2 only".into()));
+    assert!(outcome(&s[18]).0, "{out}");
     assert!(!outcome(&s[11]).0, "subscribing is reading: {out}");
     // Prompts: allowed, a condition on the arguments, completion of an allowed one.
     assert_eq!(outcome(&s[12]), (true, "This is a simple prompt without arguments.".into()));

@@ -158,13 +158,13 @@ fn unavailable(why: &str) -> Response {
 /// reads (`reason` is accepted as before). An empty body, with or without a
 /// `Content-Type`, is no note (`curl -X POST` sends none); a body that is not a JSON object
 /// is refused with 400 and the reason.
-fn note_of(body: &Bytes) -> Result<Option<String>, Response> {
+fn note_of(body: &Bytes) -> Result<Option<String>, Box<Response>> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
     let refuse = |why: String| {
         let why = format!("the body must be empty or a JSON object such as {{\"note\": \"…\"}}: {why}");
-        (StatusCode::BAD_REQUEST, Json(json!({"error": why}))).into_response()
+        Box::new((StatusCode::BAD_REQUEST, Json(json!({"error": why}))).into_response())
     };
     let b: Value = serde_json::from_slice(body).map_err(|e| refuse(e.to_string()))?;
     if !b.is_object() {
@@ -194,7 +194,7 @@ async fn approve(
 ) -> Response {
     match note_of(&body) {
         Ok(note) => api_answer(&admin, &id, Answer::Approved, note.as_deref()).await,
-        Err(refused) => refused,
+        Err(refused) => *refused,
     }
 }
 
@@ -205,7 +205,7 @@ async fn deny(
 ) -> Response {
     match note_of(&body) {
         Ok(note) => api_answer(&admin, &id, Answer::Denied(note.clone()), note.as_deref()).await,
-        Err(refused) => refused,
+        Err(refused) => *refused,
     }
 }
 

@@ -127,7 +127,15 @@ where
         return Ok(r);
     }
     caller.read_counters(&shared, &enforcer).await;
-    let verdicts = decide_all(&enforcer, &caller, &parsed.messages, shared.config.shadow);
+    // A resource's `args.uri` is its URI: built only for a policy that reads arguments.
+    let uris = resource_args(&enforcer, &parsed.messages);
+    let verdicts = decide_all(
+        &enforcer,
+        &caller,
+        &parsed.messages,
+        &uris,
+        shared.config.shadow,
+    );
     let style = shared.config.deny_style;
     let protocol = HeaderText::of(&parts.headers, &names::MCP_PROTOCOL_VERSION);
     let protocol = protocol.as_deref();
@@ -562,14 +570,34 @@ fn call_params<'m>(
     decided(messages).map(|(m, ..)| m.tool_call().map(|(_, p)| p))
 }
 
+/// For each verdict, the arguments a resource read is decided with (`{"uri": URI}`), when
+/// the policy reads arguments at all; else nothing.
+fn resource_args(enforcer: &Enforcer, messages: &[Message<'_>]) -> Vec<Option<Value>> {
+    if !enforcer.policy.reads_arguments() {
+        return Vec::new();
+    }
+    decided(messages)
+        .map(|(_, _, ruled)| match ruled {
+            Ruled::Decide {
+                kind: warden_policy::Kind::Resource,
+                name,
+                ..
+            } => Some(serde_json::json!({ "uri": name })),
+            _ => None,
+        })
+        .collect()
+}
+
 fn decide_all<'a>(
     enforcer: &'a Enforcer,
     caller: &Caller,
     messages: &'a [Message<'_>],
+    resource_args: &'a [Option<Value>],
     force_shadow: bool,
 ) -> Vec<Verdict<'a>> {
     decided(messages)
-        .map(|(m, id, ruled)| match ruled {
+        .enumerate()
+        .map(|(i, (m, id, ruled))| match ruled {
             Ruled::Malformed { kind, why } => {
                 let method = match m {
                     Message::Request { method, .. } => method.as_str(),
@@ -615,7 +643,7 @@ fn decide_all<'a>(
                 id.clone(),
                 kind,
                 name,
-                args,
+                args.or_else(|| resource_args.get(i).and_then(Option::as_ref)),
                 force_shadow,
             ),
             Ruled::List(_) | Ruled::Pass => unreachable!("decided() yields only decided messages"),
