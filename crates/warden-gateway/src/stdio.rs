@@ -300,6 +300,7 @@ fn ruled_server_line(line: &str, relay: &Relay) -> Ruling {
     let pending: Vec<(Value, List)> = match relay.ids.lock() {
         Ok(map) => map
             .iter()
+            .filter(|(_, l)| policy.may_drop_from_lists(l.kind()))
             .filter_map(|(id, l)| Some((serde_json::from_str(id).ok()?, *l)))
             .collect(),
         Err(_) => Vec::new(),

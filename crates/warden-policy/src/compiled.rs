@@ -215,6 +215,15 @@ impl CompiledPolicy {
             || (kind == Kind::Tool && !s.default_limits.is_empty())
     }
 
+    /// Whether a list of `kind` can lose an entry to this policy: it hides some, or it
+    /// filters lists and rules that kind. When not, list answers pass untouched.
+    pub fn may_drop_from_lists(&self, kind: Kind) -> bool {
+        let s = self.section(kind);
+        !s.hidden_exact.is_empty()
+            || !s.hidden_globs.is_empty()
+            || (self.filters_lists && self.rules_kind(kind))
+    }
+
     /// Whether a name no entry covers is allowed, for `kind`.
     pub fn default_allows(&self, kind: Kind) -> bool {
         self.section(kind).default_allow

@@ -370,22 +370,28 @@ fn rewrite_event(event: &str, view: &View) -> Option<Rewritten> {
     if data.is_empty() {
         return None;
     }
-    let mut msg: Value = serde_json::from_str(&data.join("\n")).ok()?;
-    if let Some((id, why)) = view.refuses(&msg) {
-        return Some(Rewritten::Refused(id, why));
+    let joined = data.join("\n");
+    // The server's own requests are looked at only under a policy that rules them.
+    if view.guards_server_requests() {
+        let msg: Value = serde_json::from_str(&joined).ok()?;
+        if let Some((id, why)) = view.refuses(&msg) {
+            return Some(Rewritten::Refused(id, why));
+        }
     }
-    if !view.filter(&mut msg) {
-        return None;
-    }
-    // Other fields (event, id, retry, comments) keep their place; the data lines become one.
+    let rewritten = view.filter_bytes(joined.as_bytes())?;
+    // Other fields (event, id, retry, comments) keep their place; the data lines go where
+    // the first one was. Kept entries are copied as the server wrote them, line breaks
+    // included: each line of the message is a data line of its own.
     let mut out = String::with_capacity(event.len());
     let mut wrote = false;
     for line in lines(event) {
         if data_value(line).is_some() {
             if !wrote {
-                out.push_str("data: ");
-                out.push_str(&msg.to_string());
-                out.push('\n');
+                for part in rewritten.split(['\n', '\r']).filter(|p| !p.is_empty()) {
+                    out.push_str("data: ");
+                    out.push_str(part);
+                    out.push('\n');
+                }
                 wrote = true;
             }
         } else if !line.is_empty() {

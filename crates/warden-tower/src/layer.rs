@@ -69,6 +69,8 @@ pub(crate) struct Shared {
     pub(crate) elicit: Arc<crate::elicit::Book>,
     /// The lists a reload changed, for the `list_changed` notifications of open streams.
     pub(crate) lists_changed: crate::view::Changes,
+    /// List answers filtered lately, to answer the same list again without scanning it.
+    pub(crate) list_cache: crate::view::ListCache,
 }
 
 /// Enforces a Warden policy on every MCP tool call (or HTTP route) of the wrapped service.
@@ -241,6 +243,7 @@ impl<S> Layer<S> for PolicyLayer {
                 store: self.store.clone(),
                 elicit: self.elicit.clone(),
                 lists_changed: self.lists_changed.clone(),
+                list_cache: crate::view::ListCache::default(),
             }),
         }
     }

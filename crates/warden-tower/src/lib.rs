@@ -34,6 +34,7 @@ mod observe;
 pub mod redis;
 mod refund;
 mod rest;
+mod scan;
 mod service;
 
 pub use answer::{DENIED_PREFIX, DenyStyle, Forwarded, POLICY_DENIED_CODE};

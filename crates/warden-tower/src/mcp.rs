@@ -370,7 +370,9 @@ where
     } else {
         bytes
     };
-    let lists = crate::methods::lists(&parsed.messages);
+    let mut lists = crate::methods::lists(&parsed.messages);
+    // A list this policy can take nothing from passes untouched (not even parsed).
+    lists.retain(|(_, l)| enforcer.policy.may_drop_from_lists(l.kind()));
     let init_caps = parsed.messages.iter().find_map(|m| match m {
         Message::Request { method, params, .. } if method == "initialize" => Some(
             elicit::Caps::of(params.as_ref().and_then(|p| p.get("capabilities"))),
@@ -398,7 +400,7 @@ where
         _ if lists.is_empty() => boxed(resp),
         _ => {
             let view = View::of(enforcer.policy.clone(), lists, &caller);
-            Box::pin(filter_list_response(resp, view, shared.config.max_body)).await
+            Box::pin(filter_list_response(resp, view, &shared, enforcer.revision)).await
         }
     };
     Ok(match refunds {
@@ -741,7 +743,8 @@ fn headers_agree(h: &HeaderMap, parsed: &inspect::Body) -> Result<(), String> {
 async fn filter_list_response<B>(
     resp: Response<B>,
     view: View,
-    max: usize,
+    shared: &Shared,
+    revision: u64,
 ) -> Response<Body>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -759,7 +762,7 @@ where
     }
     let (mut parts, body) = resp.into_parts();
     // The upstream's list is bounded like requests are; past it, fail closed.
-    let bytes = match http_body_util::Limited::new(body, max.max(16 << 20))
+    let bytes = match http_body_util::Limited::new(body, shared.config.max_body.max(16 << 20))
         .collect()
         .await
     {
@@ -777,12 +780,17 @@ where
             return answer::json(StatusCode::BAD_GATEWAY, &v);
         }
     };
-    let Ok(mut value) = serde_json::from_slice::<Value>(&bytes) else {
+    let Some((head, rest)) = shared.list_cache.filter(&view, revision, &bytes) else {
         return Response::from_parts(parts, Body::full(bytes));
     };
-    if !view.filter(&mut value) {
-        return Response::from_parts(parts, Body::full(bytes));
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, http::HeaderValue::from(head.len() + rest.len()));
+    // Two pieces: the rest is shared with the cache, not copied.
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let _ = tx.try_send(head);
+    if !rest.is_empty() {
+        let _ = tx.try_send(rest);
     }
-    parts.headers.remove(header::CONTENT_LENGTH);
-    Response::from_parts(parts, Body::full(value.to_string()))
+    Response::from_parts(parts, Body::channel(rx))
 }

@@ -57,7 +57,8 @@ impl List {
         }
     }
 
-    pub(crate) fn kind(self) -> Kind {
+    /// The kind of what the list names.
+    pub fn kind(self) -> Kind {
         match self {
             List::Tools => Kind::Tool,
             List::Resources | List::ResourceTemplates => Kind::Resource,

@@ -61,6 +61,11 @@ impl View {
         }
     }
 
+    /// Whether the server's requests are decided at all (else [`View::refuses`] is `None`).
+    pub(crate) fn guards_server_requests(&self) -> bool {
+        self.policy.rules_server_requests()
+    }
+
     /// If `msg` is a request from the server that the policy refuses for this caller: its
     /// id and the reason, for the error the server is answered with.
     pub fn refuses(&self, msg: &Value) -> Option<(Value, String)> {
@@ -77,6 +82,16 @@ impl View {
         let refused = d.is_deny() && !d.is_shadow();
         crate::observe::server_request(self.grant.as_deref(), method, &d);
         refused.then(|| (id.clone(), d.message().to_owned()))
+    }
+
+    /// Who this view is for, as far as lists go: callers with the same grant and claims
+    /// see the same lists.
+    fn caller_key(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.grant.hash(&mut h);
+        self.claims.as_deref().map(Value::to_string).hash(&mut h);
+        h.finish()
     }
 
     pub(crate) fn ids(&self) -> impl Iterator<Item = &Value> {
@@ -128,6 +143,139 @@ impl View {
         examples.any(|uri| self.policy.visible(&self.call(Kind::Resource, &uri)))
     }
 
+    /// [`View::filter`] on one message's bytes, reading only what it must: the envelope,
+    /// and each entry's name; kept entries are copied as they were written. `None` when
+    /// nothing is removed. A batch, or text the scanner cannot follow, takes the general
+    /// path (a full parse).
+    pub fn filter_bytes(&self, bytes: &[u8]) -> Option<String> {
+        match self.filter_scanned(bytes) {
+            Scanned::Untouched => None,
+            Scanned::Filtered(f) => f
+                .with_id(&bytes[f.id.clone()])
+                .map(|(head, rest)| String::from_utf8_lossy(&[head, rest].concat()).into_owned()),
+            Scanned::Unreadable => {
+                let mut v: Value = serde_json::from_slice(bytes).ok()?;
+                self.filter(&mut v).then(|| v.to_string())
+            }
+        }
+    }
+
+    pub(crate) fn filter_scanned(&self, b: &[u8]) -> Scanned {
+        use crate::scan;
+        use std::ops::Range;
+        // One message answers one request: the list it may answer is known before its id
+        // is read (the id may come last). Several kinds mean a batch: the general path.
+        let Some(list) = self.ids.first().map(|(_, l)| *l) else {
+            return Scanned::Untouched;
+        };
+        if self.ids.iter().any(|(_, l)| *l != list) {
+            return Scanned::Unreadable;
+        }
+        let (key, name_key) = list.keys();
+        let mut id_at: Option<Range<usize>> = None;
+        let mut top: Vec<(std::borrow::Cow<'_, str>, Range<usize>)> = Vec::new();
+        let mut result: Vec<(std::borrow::Cow<'_, str>, Range<usize>)> = Vec::new();
+        let mut has_result = false;
+        let mut has_entries = false;
+        // Each entry and the range of its name's value, if it has one.
+        let mut entries: Vec<(Range<usize>, Option<Range<usize>>)> = Vec::new();
+        let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(0);
+        let end = scan::fields(b, start, |k, at| {
+            if k != "result" {
+                let end = scan::value_end(b, at)?;
+                if k == "id" {
+                    id_at = Some(at..end);
+                }
+                top.push((k, at..end));
+                return Some(end);
+            }
+            has_result = true;
+            scan::fields(b, at, |rk, rat| {
+                if rk != key {
+                    let end = scan::value_end(b, rat)?;
+                    result.push((rk, rat..end));
+                    return Some(end);
+                }
+                has_entries = true;
+                scan::items(b, rat, |item| {
+                    let mut name = None;
+                    let end = scan::fields(b, item, |ek, eat| {
+                        let end = scan::value_end(b, eat)?;
+                        if ek == name_key {
+                            // A repeated name key: which one a client reads is its own
+                            // business; neither can be vouched for.
+                            name = if name.is_none() { Some(Some(eat..end)) } else { Some(None) };
+                        }
+                        Some(end)
+                    })?;
+                    entries.push((item..end, name.flatten()));
+                    Some(end)
+                })
+            })
+        });
+        let Some(end) = end.filter(|&e| scan::ends_at(b, e)) else {
+            return Scanned::Unreadable;
+        };
+        let _ = end;
+        let Some(id_at) = id_at else {
+            return Scanned::Untouched;
+        };
+        let Ok(id) = serde_json::from_slice::<Value>(&b[id_at.clone()]) else {
+            return Scanned::Unreadable;
+        };
+        if !self.ids.iter().any(|(i, _)| *i == id) || !has_result || !has_entries {
+            return Scanned::Untouched;
+        }
+        let before = entries.len();
+        let kept: Vec<&[u8]> = entries
+            .into_iter()
+            .filter(|(_, name)| {
+                let name = name.clone().and_then(|r| scan::string(b, r));
+                // An entry we cannot name is one we cannot vouch for.
+                name.is_some_and(|n| self.keeps(list, &n))
+            })
+            .map(|(e, _)| &b[e])
+            .collect();
+        if kept.len() == before {
+            return Scanned::Filtered(Filtered {
+                id: id_at,
+                list,
+                rest: None,
+            });
+        }
+        // `{"id":` and the id come first, so a later answer that differs only in its id
+        // can reuse `rest`.
+        let mut rest: Vec<u8> = Vec::with_capacity(kept.iter().map(|e| e.len() + 1).sum::<usize>() + 64);
+        let mut push = |s: &[u8]| rest.extend_from_slice(s);
+        for (k, r) in top.iter().filter(|(k, _)| k != "id") {
+            push(b",");
+            push(Value::String(k.to_string()).to_string().as_bytes());
+            push(b":");
+            push(&b[r.clone()]);
+        }
+        push(b",\"result\":{");
+        for (k, r) in &result {
+            push(Value::String(k.to_string()).to_string().as_bytes());
+            push(b":");
+            push(&b[r.clone()]);
+            push(b",");
+        }
+        push(Value::String(key.to_owned()).to_string().as_bytes());
+        push(b":[");
+        for (i, e) in kept.iter().enumerate() {
+            if i > 0 {
+                push(b",");
+            }
+            push(e);
+        }
+        push(b"]}}");
+        Scanned::Filtered(Filtered {
+            id: id_at,
+            list,
+            rest: Some(bytes::Bytes::from(rest)),
+        })
+    }
+
     /// Drops what this caller may not see from a list result (or a batch of them) that
     /// answers one of the ids. True if anything was removed.
     pub fn filter(&self, msg: &mut Value) -> bool {
@@ -157,6 +305,152 @@ impl View {
             _ => false,
         }
     }
+}
+
+/// What scanning one message came to.
+pub(crate) enum Scanned {
+    /// Not an answer to one of the lists, or nothing in it to remove.
+    Untouched,
+    Filtered(Filtered),
+    /// The scanner cannot follow it: a full parse decides.
+    Unreadable,
+}
+
+/// A list answer, scanned: the id's place in the upstream's text, and the filtered answer
+/// after its id (`None`: nothing removed, the upstream's text stands).
+#[derive(Debug, Clone)]
+pub(crate) struct Filtered {
+    pub(crate) id: std::ops::Range<usize>,
+    pub(crate) list: List,
+    pub(crate) rest: Option<bytes::Bytes>,
+}
+
+impl Filtered {
+    /// The filtered answer with `id` (its JSON text), if anything was removed: its head
+    /// (`{"id":` and the id) and the rest, shared rather than copied.
+    pub(crate) fn with_id(&self, id: &[u8]) -> Option<(bytes::Bytes, bytes::Bytes)> {
+        let rest = self.rest.clone()?;
+        let mut head = Vec::with_capacity(id.len() + 6);
+        head.extend_from_slice(b"{\"id\":");
+        head.extend_from_slice(id);
+        Some((bytes::Bytes::from(head), rest))
+    }
+}
+
+/// The last list answers filtered, per policy and caller. Agents list the same tools at
+/// every session and more: an answer that differs from a cached one only in its id (two
+/// comparisons of its bytes) is answered from here instead of scanned again.
+#[derive(Debug, Default)]
+pub(crate) struct ListCache(std::sync::Mutex<std::collections::VecDeque<Cached>>);
+
+#[derive(Debug)]
+struct Cached {
+    revision: u64,
+    caller: u64,
+    upstream: bytes::Bytes,
+    filtered: Filtered,
+}
+
+impl ListCache {
+    const ENTRIES: usize = 32;
+    const PER_CALLER: usize = 4;
+    /// Upstream answers held at most, in bytes, whatever their number.
+    const BYTES: usize = 64 << 20;
+
+    /// `bytes` (one message) filtered for `view` under the policy `revision`, in two
+    /// pieces; `None` when it stands as it is.
+    pub(crate) fn filter(
+        &self,
+        view: &View,
+        revision: u64,
+        bytes: &bytes::Bytes,
+    ) -> Option<(bytes::Bytes, bytes::Bytes)> {
+        let caller = view.caller_key();
+        if let Some(hit) = self.lookup(view, revision, caller, bytes) {
+            return hit;
+        }
+        match view.filter_scanned(bytes) {
+            Scanned::Untouched => None,
+            Scanned::Unreadable => {
+                let mut v: Value = serde_json::from_slice(bytes).ok()?;
+                view.filter(&mut v)
+                    .then(|| (bytes::Bytes::from(v.to_string()), bytes::Bytes::new()))
+            }
+            Scanned::Filtered(f) => {
+                let out = f.with_id(&bytes[f.id.clone()]);
+                if let Ok(mut entries) = self.0.lock() {
+                    // A few answers per caller (pages of a list), not a flood of one's.
+                    let mut mine = 0;
+                    entries.retain(|c| {
+                        let same = c.revision == revision && c.caller == caller;
+                        mine += usize::from(same);
+                        !same || mine < Self::PER_CALLER
+                    });
+                    entries.push_front(Cached {
+                        revision,
+                        caller,
+                        upstream: bytes.clone(),
+                        filtered: f,
+                    });
+                    let mut held = 0;
+                    let keep = entries
+                        .iter()
+                        .take_while(|c| {
+                            held += c.upstream.len();
+                            held <= Self::BYTES
+                        })
+                        .count()
+                        .clamp(1, Self::ENTRIES);
+                    entries.truncate(keep);
+                }
+                out
+            }
+        }
+    }
+
+    /// `Some(answer)` when a cached answer is this one but for its id.
+    fn lookup(
+        &self,
+        view: &View,
+        revision: u64,
+        caller: u64,
+        b: &[u8],
+    ) -> Option<Option<(bytes::Bytes, bytes::Bytes)>> {
+        let entries = self.0.lock().ok()?;
+        entries.iter().find_map(|c| {
+            if c.revision != revision || c.caller != caller {
+                return None;
+            }
+            let (start, end) = (c.filtered.id.start, c.filtered.id.end);
+            let old = &c.upstream[..];
+            let new_end = crate::scan::value_end(b, start)?;
+            let (new_rest, old_rest) = (b.get(new_end..)?, old.get(end..)?);
+            // Cheap looks first, so that a list that keeps changing costs little here.
+            if new_rest.len() != old_rest.len() || !samples_agree(new_rest, old_rest) {
+                return None;
+            }
+            if b.get(..start)? != old.get(..start)? || new_rest != old_rest {
+                return None;
+            }
+            let id: Value = serde_json::from_slice(&b[start..new_end]).ok()?;
+            let list = view.ids.iter().find(|(i, _)| *i == id).map(|(_, l)| *l)?;
+            (list == c.filtered.list).then(|| c.filtered.with_id(&b[start..new_end]))
+        })
+    }
+}
+
+/// Whether two texts of one length agree at a few places: their ends and 16 windows
+/// between (a changed list usually shows it there).
+fn samples_agree(a: &[u8], b: &[u8]) -> bool {
+    const W: usize = 64;
+    let n = a.len();
+    if n <= 32 * W {
+        return true;
+    }
+    (0..=16).all(|k| {
+        let at = (n - W) * k / 16;
+        a[at..at + W] == b[at..at + W]
+    })
 }
 
 /// Tells open standalone streams which lists a reload changed.
@@ -299,6 +593,39 @@ mod tests {
         );
         // An answer to another request is left alone.
         assert_eq!(names(&v, 9, "tools", "name", &["admin"]), ["admin"]);
+    }
+
+    #[test]
+    fn the_scanned_filter_gives_what_the_general_one_gives() {
+        let v = view(
+            json!({"version": "1", "default": "deny", "hide": ["h*"],
+                "tools": {"a\"b": {}, "keep": {}, "h1": {}}}),
+            "g",
+        );
+        let answers = [
+            // id last, escapes in a name, a name of the wrong type, a tool without one.
+            r#"{"result": {"tools": [{"name": "a\"b"}, {"name": 7}, {"x": 1}, {"name": "keep",
+               "inputSchema": {"d": "}]\\"}}], "nextCursor": "c"}, "jsonrpc": "2.0", "id": 1}"#,
+            // Pretty-printed, and a hidden tool.
+            "{\n  \"jsonrpc\": \"2.0\",\n  \"id\": 1,\n  \"result\": {\n    \"tools\": [\n      {\"name\": \"h1\"},\n      {\"name\": \"keep\"}\n    ]\n  }\n}",
+            // A repeated name key: neither is vouched for.
+            r#"{"jsonrpc": "2.0", "id": 1, "result": {"tools": [{"name": "keep", "name": "h1"}, {"name": "keep"}]}}"#,
+        ];
+        for text in answers {
+            let scanned = v.filter_bytes(text.as_bytes()).expect("something removed");
+            let scanned: Value = serde_json::from_str(&scanned).unwrap();
+            let mut general: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+            if general.is_null() {
+                // serde_json refuses the repeated key; the scanner keeps only the plain entry.
+                assert_eq!(scanned["result"]["tools"], json!([{"name": "keep"}]));
+                continue;
+            }
+            assert!(v.filter(&mut general));
+            assert_eq!(scanned, general, "{text}");
+        }
+        // Not an answer to a list request, or nothing to remove: untouched.
+        assert!(v.filter_bytes(br#"{"jsonrpc":"2.0","id":9,"result":{"tools":[]}}"#).is_none());
+        assert!(v.filter_bytes(br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"keep"}]}}"#).is_none());
     }
 
     #[test]
