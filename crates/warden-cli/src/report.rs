@@ -54,11 +54,11 @@ pub fn beyond_tools_note(src: &Source, policy: &warden_policy::Policy) -> Option
         return None;
     }
     let keep = match warden_dsl::is_pol(&src.name()) {
-        Some(true) => "`default allow resources, prompts`",
-        _ => "`\"defaults\": {\"resources\": \"allow\", \"prompts\": \"allow\"}`",
+        Some(true) => "`default allow resources, prompts, methods`",
+        _ => "`\"defaults\": {\"resources\": \"allow\", \"prompts\": \"allow\", \"methods\": \"allow\"}`",
     };
     Some(format!(
-        "note: {}: the policy says nothing of resources or prompts, so its default (deny) denies them too\n  to keep them open, add {keep}",
+        "note: {}: the policy says nothing of resources, prompts or other methods, so its default (deny) denies them too (resources/read, prompts/get, and methods the gate does not know)\n  to keep them open as before, add {keep}",
         src.name()
     ))
 }
