@@ -383,6 +383,8 @@ fn the_python_sdk_calls_with_two_teams_tokens_and_the_policy_tells_them_apart() 
 
     let ops = run(token("agent-ops", "ops"));
     assert_eq!(ops["echo"]["text"], "Echo: hello", "{ops}");
+    // Each caller's list holds what its claims let it call.
+    assert_eq!(ops["tools"], json!(["echo", "get-env", "get-sum"]), "{ops}");
     let t = texts(&ops);
     assert_eq!(t[0], "The sum of 2 and 2 is 4.", "{ops}");
     assert!(!t[1].contains("DENIED"), "{ops}");
@@ -394,7 +396,9 @@ fn the_python_sdk_calls_with_two_teams_tokens_and_the_policy_tells_them_apart() 
         ops2[1].starts_with("[POLICY DENIED] rate limit"),
         "{ops2:?}"
     );
-    let dev = texts(&run(token("agent-dev", "dev")));
+    let dev = run(token("agent-dev", "dev"));
+    assert_eq!(dev["tools"], json!(["echo", "get-env"]), "{dev}");
+    let dev = texts(&dev);
     assert_eq!(dev[0], "[POLICY DENIED] ops only", "{dev:?}");
     assert!(!dev[1].contains("DENIED"), "{dev:?}");
 
