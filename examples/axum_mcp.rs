@@ -12,7 +12,14 @@ use std::sync::Arc;
 
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{Implementation, ServerCapabilities, ServerConfig};
+use rmcp::model::{
+    GetPromptRequestParams, GetPromptResponse, GetPromptResult, Implementation,
+    ListPromptsResult, ListResourcesResult, PaginatedRequestParams, Prompt, PromptArgument,
+    PromptMessage, ReadResourceRequestParams, ReadResourceResponse,
+    ReadResourceResult, Resource, ResourceContents, Role, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData as McpError, RoleServer};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ServerHandler, schemars, tool, tool_handler, tool_router};
@@ -105,12 +112,78 @@ impl Demo {
     }
 }
 
+/// The documents the server offers as resources: a public one and an internal one.
+const DOCS: [(&str, &str); 2] = [
+    ("docs://public/readme", "Warden demo: a public document."),
+    ("docs://internal/payroll", "Internal: salaries."),
+];
+
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for Demo {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build()).with_server_info(
-            Implementation::new("warden-demo", env!("CARGO_PKG_VERSION")),
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .enable_prompts()
+                .build(),
         )
+        .with_server_info(Implementation::new("warden-demo", env!("CARGO_PKG_VERSION")))
+    }
+
+    async fn list_resources(
+        &self,
+        _: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
+        let docs = DOCS.iter().map(|(uri, _)| Resource::new(*uri, *uri)).collect();
+        Ok(ListResourcesResult::with_all_items(docs))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        match DOCS.iter().find(|(uri, _)| *uri == request.uri) {
+            Some((uri, text)) => Ok(ReadResourceResponse::Complete(ReadResourceResult::new(
+                vec![ResourceContents::text(*text, *uri)],
+            ))),
+            None => Err(McpError::resource_not_found(request.uri, None)),
+        }
+    }
+
+    async fn list_prompts(
+        &self,
+        _: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, McpError> {
+        let prompts = vec![
+            Prompt::new("greet", Some("Greet someone"), Some(vec![PromptArgument::new("name")])),
+            Prompt::new("debug_dump", Some("Dump internal state"), None::<Vec<PromptArgument>>),
+        ];
+        Ok(ListPromptsResult::with_all_items(prompts))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, McpError> {
+        let name = request
+            .arguments
+            .as_ref()
+            .and_then(|a| a.get("name"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("you");
+        let text = match request.name.as_str() {
+            "greet" => format!("Say hello to {name}."),
+            "debug_dump" => "Dump everything.".to_owned(),
+            other => return Err(McpError::invalid_params(format!("no prompt {other}"), None)),
+        };
+        Ok(GetPromptResponse::Complete(GetPromptResult::new(vec![
+            PromptMessage::new_text(Role::User, text),
+        ])))
     }
 }
 

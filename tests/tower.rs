@@ -111,3 +111,44 @@ fn axum_rest_example_in_http_mode() {
         .unwrap();
     assert!((1..=30).contains(&retry), "retry-after {retry}");
 }
+
+#[test]
+fn resources_and_prompts_are_ruled_behind_the_layer() {
+    let Some(python) = support::python() else {
+        return;
+    };
+    let server = server();
+    let out = support::run_python(
+        &python,
+        "everything_scenario.py",
+        &[
+            &server.url,
+            "alice-token",
+            &serde_json::json!([
+                ["resources"], ["prompts"],
+                ["read", "docs://public/readme"],
+                ["read", "docs://internal/payroll"],
+                ["prompt", "greet", {"name": "ada"}],
+                ["prompt", "greet", {"name": "root"}],
+                ["prompt", "debug_dump", {}]
+            ])
+            .to_string(),
+        ],
+    );
+    let s = out["steps"].as_array().unwrap();
+    assert_eq!(s[0], serde_json::json!(["docs://public/readme"]), "{out}");
+    assert_eq!(s[1], serde_json::json!(["greet"]), "{out}");
+    assert_eq!(s[2]["text"], "Warden demo: a public document.", "{out}");
+    assert_eq!(
+        s[3]["text"],
+        "[POLICY DENIED] resource `docs://internal/payroll` is not allowed by this policy",
+        "{out}"
+    );
+    assert_eq!(s[4]["text"], "Say hello to ada.", "{out}");
+    assert_eq!(s[5]["text"], "[POLICY DENIED] Nobody greets root", "{out}");
+    assert_eq!(
+        s[6]["text"],
+        "[POLICY DENIED] prompt `debug_dump` is not available",
+        "{out}"
+    );
+}
