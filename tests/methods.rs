@@ -332,3 +332,63 @@ fn a_reload_that_removes_a_tool_tells_open_sessions_and_the_next_list_lacks_it()
     assert_eq!(out["notified"], true, "no tools/list_changed: {out}");
     assert_eq!(out["after"], json!([]), "{out}");
 }
+
+#[test]
+fn stdio_refuses_the_servers_sampling_and_filters_lists_from_a_pol_policy() {
+    let Some((warden, js, _)) = peers() else {
+        return;
+    };
+    let dir = support::scratch("methods-stdio");
+    let policy = dir.join("policy.pol");
+    std::fs::write(
+        &policy,
+        r#"version 1
+default deny
+allow echo, trigger-sampling-request
+allow resource "demo://resource/static/document/*"
+hide resources ["demo://resource/static/document/architecture.md"]
+
+server_request "sampling/createMessage" {
+  deny always because "no sampling over stdio"
+}
+"#,
+    )
+    .unwrap();
+    let mut gate = support::StdioGate::start(&warden, &["--policy", policy.to_str().unwrap()], &js);
+    gate.send(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"sampling":{}},"clientInfo":{"name":"e2e","version":"0"}}}"#);
+    gate.answer(1);
+    gate.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    gate.send(r#"{"jsonrpc":"2.0","id":102,"method":"tools/list"}"#);
+    let names = |v: &Value, key: &str, name: &str| -> Vec<String> {
+        let mut n: Vec<String> = v["result"][key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t[name].as_str().unwrap().to_owned())
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(
+        names(&gate.answer(102), "tools", "name"),
+        ["echo", "trigger-sampling-request"]
+    );
+    gate.send(r#"{"jsonrpc":"2.0","id":103,"method":"resources/list"}"#);
+    let resources = names(&gate.answer(103), "resources", "uri");
+    assert_eq!(resources.len(), 6, "{resources:?}");
+    assert!(!resources.iter().any(|r| r.ends_with("architecture.md")), "{resources:?}");
+    let text = gate.call(104, "trigger-sampling-request", json!({"prompt": "hi"}));
+    assert!(
+        text.contains("[POLICY DENIED] no sampling over stdio"),
+        "the server should have got the refusal: {text}"
+    );
+    assert!(
+        !gate
+            .answers
+            .values()
+            .any(|v| v["method"] == "sampling/createMessage"),
+        "a refused sampling request reached the client: {:?}",
+        gate.answers
+    );
+    assert!(gate.finish().success());
+}
