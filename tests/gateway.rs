@@ -355,10 +355,21 @@ fn scan_writes_a_starter_policy_that_checks_clean_against_the_server() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&check.stdout);
+    let stderr = String::from_utf8_lossy(&check.stderr);
     assert!(
         check.status.success() && !stdout.contains("warning"),
-        "{stdout}{}",
-        String::from_utf8_lossy(&check.stderr)
+        "{stdout}{stderr}"
+    );
+    // The saved scan holds the server's resources and prompts: check names those the
+    // starter policy's `default deny` now denies.
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&tools).unwrap()).unwrap();
+    assert_eq!(saved["prompts"].as_array().map(Vec::len), Some(4), "{saved}");
+    assert_eq!(saved["resources"].as_array().map(Vec::len), Some(7), "{saved}");
+    assert!(
+        stderr.contains("the server's resources it denies (7): demo://resource/static/document/")
+            && stderr.contains("the server's prompts it denies (4): ")
+            && stderr.contains("simple-prompt"),
+        "{stderr}"
     );
     // It refuses to overwrite, and the stdio route gives the same policy body.
     let again = Command::new(&warden)

@@ -142,7 +142,7 @@ fn check(files: &[PathBuf], tools: Option<&Path>) -> Result<ExitCode, CliError> 
             for n in &notes {
                 report::warning(&src, n);
             }
-            if let Some(note) = report::beyond_tools_note(&src, &policy) {
+            if let Some(note) = report::beyond_tools_note(&src, &policy, catalog.as_ref()) {
                 eprintln!("{note}");
             }
             Ok((policy, warnings.len(), notes.len()))

@@ -223,8 +223,22 @@ pub fn scan(
                 v
             })
             .collect();
-        let text = serde_json::to_string_pretty(&serde_json::json!({"tools": tools}))
-            .map_err(std::io::Error::from)?;
+        // The resources and prompts too, for `warden check --tools` to name what a policy
+        // denies of them.
+        let resources: Vec<serde_json::Value> = catalog
+            .resources
+            .iter()
+            .map(|uri| serde_json::json!({"uri": uri}))
+            .collect();
+        let prompts: Vec<serde_json::Value> = catalog
+            .prompts
+            .iter()
+            .map(|name| serde_json::json!({"name": name}))
+            .collect();
+        let text = serde_json::to_string_pretty(
+            &serde_json::json!({"tools": tools, "resources": resources, "prompts": prompts}),
+        )
+        .map_err(std::io::Error::from)?;
         std::fs::write(path, text + "\n").map_err(|source| CliError::Write {
             path: path.clone(),
             source,

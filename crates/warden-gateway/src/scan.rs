@@ -195,6 +195,38 @@ fn list_request(id: u64, cursor: Option<&str>) -> String {
     .to_string()
 }
 
+/// The lists beside `tools/list` a scan saves: method, result key, each entry's name key.
+const OTHER_LISTS: [(&str, &str, &str); 2] = [
+    ("resources/list", "resources", "uri"),
+    ("prompts/list", "prompts", "name"),
+];
+
+fn list_of(method: &str, id: u64, cursor: Option<&str>) -> String {
+    match cursor {
+        Some(c) => json!({"jsonrpc": "2.0", "id": id, "method": method, "params": {"cursor": c}}),
+        None => json!({"jsonrpc": "2.0", "id": id, "method": method}),
+    }
+    .to_string()
+}
+
+/// The names in one page of a list answer, and its next cursor. An error (a server without
+/// resources or prompts) is an empty page.
+fn names_in(answer: &Value, key: &str, name: &str) -> (Vec<String>, Option<String>) {
+    let result = answer.get("result");
+    let names = result
+        .and_then(|r| r.get(key))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.get(name).and_then(Value::as_str).map(str::to_owned))
+        .collect();
+    let next = result
+        .and_then(|r| r.get("nextCursor"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    (names, next)
+}
+
 /// Collects pages of `tools/list` until there is no `nextCursor` (at most 100 pages).
 async fn paginate<F, Fut>(mut ask: F) -> Result<Catalog, Error>
 where
@@ -214,7 +246,12 @@ where
         tools.extend(catalog.tools);
         match result.get("nextCursor").and_then(Value::as_str) {
             Some(c) => cursor = Some(c.to_owned()),
-            None => return Ok(Catalog { tools }),
+            None => {
+                return Ok(Catalog {
+                    tools,
+                    ..Catalog::default()
+                });
+            }
         }
     }
     Err(Error::Io(
@@ -271,7 +308,7 @@ pub async fn scan_http(url: &Uri, headers: &[(HeaderName, HeaderValue)]) -> Resu
     let (session, body) = post(INIT.into(), None).await?;
     first_message(&body).ok_or_else(|| Error::Io("no answer to initialize".into()))?;
     post(INITIALIZED.into(), session.clone()).await?;
-    paginate(|id, cursor| {
+    let mut catalog = paginate(|id, cursor| {
         let post = &post;
         let session = session.clone();
         async move {
@@ -279,7 +316,33 @@ pub async fn scan_http(url: &Uri, headers: &[(HeaderName, HeaderValue)]) -> Resu
             first_message(&body).ok_or_else(|| Error::Io("no answer to tools/list".into()))
         }
     })
-    .await
+    .await?;
+    let mut next = 200;
+    for (method, key, name) in OTHER_LISTS {
+        let mut cursor: Option<String> = None;
+        let mut found = Vec::new();
+        for _ in 0..100 {
+            next += 1;
+            let Ok((_, body)) = post(list_of(method, next, cursor.as_deref()), session.clone()).await
+            else {
+                break;
+            };
+            let Some(v) = first_message(&body) else {
+                break;
+            };
+            let (names, more) = names_in(&v, key, name);
+            found.extend(names);
+            match more {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        match key {
+            "resources" => catalog.resources = found,
+            _ => catalog.prompts = found,
+        }
+    }
+    Ok(catalog)
 }
 
 /// The JSON-RPC answer in a body that is either JSON or server-sent events.
@@ -362,8 +425,36 @@ pub async fn scan_stdio(command: &[String]) -> Result<Catalog, Error> {
         match result.get("nextCursor").and_then(Value::as_str) {
             Some(c) => cursor = Some(c.to_owned()),
             None => {
+                let mut catalog = Catalog {
+                    tools,
+                    ..Catalog::default()
+                };
+                let mut next = 200;
+                for (method, key, name) in OTHER_LISTS {
+                    let mut cursor: Option<String> = None;
+                    let mut found = Vec::new();
+                    for _ in 0..100 {
+                        next += 1;
+                        if send(list_of(method, next, cursor.as_deref())).await.is_err() {
+                            break;
+                        }
+                        let Ok(v) = answer(&mut lines, next).await else {
+                            break;
+                        };
+                        let (names, more) = names_in(&v, key, name);
+                        found.extend(names);
+                        match more {
+                            Some(c) => cursor = Some(c),
+                            None => break,
+                        }
+                    }
+                    match key {
+                        "resources" => catalog.resources = found,
+                        _ => catalog.prompts = found,
+                    }
+                }
                 let _ = child.kill().await;
-                return Ok(Catalog { tools });
+                return Ok(catalog);
             }
         }
     }
@@ -410,6 +501,7 @@ mod tests {
                 tool("delete_instance", None),
                 tool("odd name", None),
             ],
+            ..Catalog::default()
         };
         let text = starter_policy("demo", &catalog).unwrap();
         let policy = warden_dsl::compile(&text).unwrap().policy;

@@ -14,10 +14,13 @@ pub struct CatalogTool {
     pub annotations: Option<Value>,
 }
 
-/// The tools of one MCP server, in the order it listed them.
+/// The tools of one MCP server, in the order it listed them, and (when the file has them:
+/// `warden scan --save-tools` writes them) its resources' URIs and prompts' names.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Catalog {
     pub tools: Vec<CatalogTool>,
+    pub resources: Vec<String>,
+    pub prompts: Vec<String>,
 }
 
 impl Catalog {
@@ -62,8 +65,22 @@ impl Catalog {
                 _ => problems.push(Problem::new(here, "a tool needs a string `name`")),
             }
         }
+        // Beside the tools, a saved scan lists the server's resources and prompts.
+        let names = |key: &str, name: &str| -> Vec<String> {
+            value
+                .get(key)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.get(name).and_then(Value::as_str).map(str::to_owned))
+                .collect()
+        };
         if problems.is_empty() {
-            Ok(Catalog { tools })
+            Ok(Catalog {
+                tools,
+                resources: names("resources", "uri"),
+                prompts: names("prompts", "name"),
+            })
         } else {
             Err(Problems(problems).into())
         }
