@@ -13,15 +13,15 @@ use std::sync::Arc;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
-    GetPromptRequestParams, GetPromptResponse, GetPromptResult, Implementation,
-    ListPromptsResult, ListResourcesResult, PaginatedRequestParams, Prompt, PromptArgument,
-    PromptMessage, ReadResourceRequestParams, ReadResourceResponse,
-    ReadResourceResult, Resource, ResourceContents, Role, ServerCapabilities, ServerConfig,
+    GetPromptRequestParams, GetPromptResponse, GetPromptResult, Implementation, ListPromptsResult,
+    ListResourcesResult, PaginatedRequestParams, Prompt, PromptArgument, PromptMessage,
+    ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
+    ResourceContents, Role, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
-use rmcp::{ErrorData as McpError, RoleServer};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{ErrorData as McpError, RoleServer};
 use rmcp::{ServerHandler, schemars, tool, tool_handler, tool_router};
 use serde::Deserialize;
 use warden_tower::PolicyLayer;
@@ -128,7 +128,10 @@ impl ServerHandler for Demo {
                 .enable_prompts()
                 .build(),
         )
-        .with_server_info(Implementation::new("warden-demo", env!("CARGO_PKG_VERSION")))
+        .with_server_info(Implementation::new(
+            "warden-demo",
+            env!("CARGO_PKG_VERSION"),
+        ))
     }
 
     async fn list_resources(
@@ -136,7 +139,10 @@ impl ServerHandler for Demo {
         _: Option<PaginatedRequestParams>,
         _: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
-        let docs = DOCS.iter().map(|(uri, _)| Resource::new(*uri, *uri)).collect();
+        let docs = DOCS
+            .iter()
+            .map(|(uri, _)| Resource::new(*uri, *uri))
+            .collect();
         Ok(ListResourcesResult::with_all_items(docs))
     }
 
@@ -159,8 +165,16 @@ impl ServerHandler for Demo {
         _: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, McpError> {
         let prompts = vec![
-            Prompt::new("greet", Some("Greet someone"), Some(vec![PromptArgument::new("name")])),
-            Prompt::new("debug_dump", Some("Dump internal state"), None::<Vec<PromptArgument>>),
+            Prompt::new(
+                "greet",
+                Some("Greet someone"),
+                Some(vec![PromptArgument::new("name")]),
+            ),
+            Prompt::new(
+                "debug_dump",
+                Some("Dump internal state"),
+                None::<Vec<PromptArgument>>,
+            ),
         ];
         Ok(ListPromptsResult::with_all_items(prompts))
     }

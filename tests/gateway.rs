@@ -91,7 +91,12 @@ fn serve_allows_denies_hides_limits_per_grant_and_refuses_unknown_tokens() {
     // `default deny` leaves it out (it is still denied when called, below).
     assert_eq!(
         tools,
-        ["echo", "get-env", "get-sum", "trigger-long-running-operation"],
+        [
+            "echo",
+            "get-env",
+            "get-sum",
+            "trigger-long-running-operation"
+        ],
         "{tools:?}"
     );
     assert!(
@@ -363,8 +368,16 @@ fn scan_writes_a_starter_policy_that_checks_clean_against_the_server() {
     // The saved scan holds the server's resources and prompts: check names those the
     // starter policy's `default deny` now denies.
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(&tools).unwrap()).unwrap();
-    assert_eq!(saved["prompts"].as_array().map(Vec::len), Some(4), "{saved}");
-    assert_eq!(saved["resources"].as_array().map(Vec::len), Some(7), "{saved}");
+    assert_eq!(
+        saved["prompts"].as_array().map(Vec::len),
+        Some(4),
+        "{saved}"
+    );
+    assert_eq!(
+        saved["resources"].as_array().map(Vec::len),
+        Some(7),
+        "{saved}"
+    );
     assert!(
         stderr.contains("the server's resources it denies (7): demo://resource/static/document/")
             && stderr.contains("the server's prompts it denies (4): ")

@@ -20,7 +20,10 @@ fn page_policy() -> String {
     let page = support::repo().join("../shared/reference/policylayer-tool-page.txt");
     let text = std::fs::read_to_string(&page)
         .unwrap_or_else(|e| panic!("{}: {e} (the project's shared/reference/)", page.display()));
-    let start = text.find("policy.json\n{").expect("the page shows a policy.json") + 12;
+    let start = text
+        .find("policy.json\n{")
+        .expect("the page shows a policy.json")
+        + 12;
     // The document ends at the first line that is a lone closing brace.
     let end = start + text[start..].find("\n}\n").expect("end of the policy") + 2;
     let policy = &text[start..end];
@@ -152,7 +155,10 @@ fn the_pages_policy_shrinks_the_list_to_one_tool_and_lets_30_of_100_calls_throug
     assert_eq!(direct_tools, 416);
     assert!(direct_bytes > 100_000, "{direct_bytes}");
     assert_eq!(gated_tools, 1);
-    assert!(gated_bytes < 1024, "{gated_bytes} bytes through the gateway");
+    assert!(
+        gated_bytes < 1024,
+        "{gated_bytes} bytes through the gateway"
+    );
 
     let calls: Vec<Value> = (0..100)
         .map(|_| json!(["create_personal_access_token", {"label": "agent", "scopes": ["*"]}]))
@@ -167,7 +173,11 @@ fn the_pages_policy_shrinks_the_list_to_one_tool_and_lets_30_of_100_calls_throug
             &Value::Array(calls).to_string(),
         ],
     );
-    assert_eq!(out["tools"], json!(["create_personal_access_token"]), "{out}");
+    assert_eq!(
+        out["tools"],
+        json!(["create_personal_access_token"]),
+        "{out}"
+    );
     let results = out["calls"].as_array().unwrap();
     let passed = results
         .iter()
@@ -182,5 +192,9 @@ fn the_pages_policy_shrinks_the_list_to_one_tool_and_lets_30_of_100_calls_throug
         "{}",
         results[30]
     );
-    assert_eq!(tokens.load(Ordering::SeqCst), 30, "tokens the Linode API created");
+    assert_eq!(
+        tokens.load(Ordering::SeqCst),
+        30,
+        "tokens the Linode API created"
+    );
 }

@@ -78,7 +78,10 @@ fn scenario(python: &Path, url: &str, token: &str, steps: Value) -> Value {
 
 /// `{"ok", "text", "code"}` of a step, as (ok, text).
 fn outcome(v: &Value) -> (bool, String) {
-    (v["ok"].as_bool().unwrap(), v["text"].as_str().unwrap().to_owned())
+    (
+        v["ok"].as_bool().unwrap(),
+        v["text"].as_str().unwrap().to_owned(),
+    )
 }
 
 #[test]
@@ -141,37 +144,62 @@ fn resources_prompts_and_lists_follow_the_policy_per_caller() {
     );
     assert_eq!(
         s[3],
-        json!(["args-prompt", "completable-prompt", "resource-prompt", "simple-prompt"]),
+        json!([
+            "args-prompt",
+            "completable-prompt",
+            "resource-prompt",
+            "simple-prompt"
+        ]),
         "{out}"
     );
     // Reads: allowed, denied with the policy's reason, hidden, limited, default-denied.
-    assert!(outcome(&s[4]).0 && outcome(&s[4]).1.contains("Server Features"), "{out}");
+    assert!(
+        outcome(&s[4]).0 && outcome(&s[4]).1.contains("Server Features"),
+        "{out}"
+    );
     assert_eq!(
         outcome(&s[5]),
-        (false, "[POLICY DENIED] the architecture document is internal".into())
+        (
+            false,
+            "[POLICY DENIED] the architecture document is internal".into()
+        )
     );
     assert_eq!(s[5]["code"], -32001);
     assert!(outcome(&s[6]).1.contains("is not available"), "{out}");
     assert!(outcome(&s[7]).0 && outcome(&s[8]).0, "{out}");
     assert!(
-        outcome(&s[9]).1.starts_with("[POLICY DENIED] rate limit `dynamic` reached"),
+        outcome(&s[9])
+            .1
+            .starts_with("[POLICY DENIED] rate limit `dynamic` reached"),
         "{out}"
     );
     // `args.uri` is the URI: a rule on it decides reads built from a template.
-    assert_eq!(outcome(&s[10]), (false, "[POLICY DENIED] blobs 1 and 2 only".into()));
+    assert_eq!(
+        outcome(&s[10]),
+        (false, "[POLICY DENIED] blobs 1 and 2 only".into())
+    );
     assert!(outcome(&s[18]).0, "{out}");
     assert!(!outcome(&s[11]).0, "subscribing is reading: {out}");
     // Prompts: allowed, a condition on the arguments, completion of an allowed one.
-    assert_eq!(outcome(&s[12]), (true, "This is a simple prompt without arguments.".into()));
+    assert_eq!(
+        outcome(&s[12]),
+        (true, "This is a simple prompt without arguments.".into())
+    );
     assert_eq!(
         outcome(&s[13]),
-        (false, "[POLICY DENIED] weather only for Paris and Rome".into())
+        (
+            false,
+            "[POLICY DENIED] weather only for Paris and Rome".into()
+        )
     );
     assert_eq!(outcome(&s[14]), (true, "What's weather in Rome?".into()));
     assert_eq!(outcome(&s[15]), (true, "Engineering".into()));
     assert_eq!(
         outcome(&s[16]),
-        (false, "[POLICY DENIED] only bob reads the environment".into())
+        (
+            false,
+            "[POLICY DENIED] only bob reads the environment".into()
+        )
     );
     // The server asked alice's client to sample: refused at the gate, answered to the
     // server with the reason, and the client never saw the request.
@@ -195,8 +223,16 @@ fn resources_prompts_and_lists_follow_the_policy_per_caller() {
         ]),
     );
     let s = out["steps"].as_array().unwrap();
-    assert_eq!(s[0], json!(["echo", "get-env", "trigger-sampling-request"]), "{out}");
-    assert_eq!(s[1], json!(["args-prompt", "completable-prompt", "simple-prompt"]), "{out}");
+    assert_eq!(
+        s[0],
+        json!(["echo", "get-env", "trigger-sampling-request"]),
+        "{out}"
+    );
+    assert_eq!(
+        s[1],
+        json!(["args-prompt", "completable-prompt", "simple-prompt"]),
+        "{out}"
+    );
     assert_eq!(out["sampled"], 1, "{out}");
     assert!(outcome(&s[2]).1.contains("sampled by the client"), "{out}");
     assert!(!outcome(&s[3]).0, "{out}");
@@ -210,7 +246,10 @@ fn resources_prompts_and_lists_follow_the_policy_per_caller() {
     ] {
         assert!(audit.contains(needle), "{needle} not in {audit}");
     }
-    assert!(!audit.contains("Oslo") && !audit.contains("write a poem"), "{audit}");
+    assert!(
+        !audit.contains("Oslo") && !audit.contains("write a poem"),
+        "{audit}"
+    );
 }
 
 #[test]
@@ -254,8 +293,20 @@ fn unknown_methods_are_denied_and_a_resource_waits_for_approval() {
             {"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":"demo://resource/static/document/architecture.md"}}]"#,
     );
     let v: Value = serde_json::from_str(&body).unwrap();
-    assert!(v[1]["error"]["message"].as_str().unwrap().contains("internal"), "{body}");
-    assert!(v[0]["error"]["message"].as_str().unwrap().contains("another call"), "{body}");
+    assert!(
+        v[1]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("internal"),
+        "{body}"
+    );
+    assert!(
+        v[0]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("another call"),
+        "{body}"
+    );
     // ping, logging and notifications pass.
     let (status, _, body) = support::http(
         &gw.url,
@@ -285,7 +336,10 @@ fn unknown_methods_are_denied_and_a_resource_waits_for_approval() {
         let (_, _, body) = support::http(&admin, "GET", "/approvals", &admin_auth, "");
         let v: Value = serde_json::from_str(&body).unwrap();
         if let Some(p) = v["pending"].as_array().and_then(|p| p.first()) {
-            assert_eq!(p["tool"], "demo://resource/static/document/startup.md", "{body}");
+            assert_eq!(
+                p["tool"], "demo://resource/static/document/startup.md",
+                "{body}"
+            );
             break p["id"].as_str().unwrap().to_owned();
         }
         assert!(Instant::now() < deadline, "no pending approval: {body}");
@@ -301,7 +355,11 @@ fn unknown_methods_are_denied_and_a_resource_waits_for_approval() {
             .expect("curl (Debian package curl)");
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    assert_eq!(curl(&["-d", "not json"]), "400", "a body that is not JSON is refused");
+    assert_eq!(
+        curl(&["-d", "not json"]),
+        "400",
+        "a body that is not JSON is refused"
+    );
     assert_eq!(curl(&[]), "200", "no body is no note");
     let (status, _, body) = pending.join().unwrap();
     assert_eq!(status, 200);
@@ -376,7 +434,10 @@ server_request "sampling/createMessage" {
     gate.send(r#"{"jsonrpc":"2.0","id":103,"method":"resources/list"}"#);
     let resources = names(&gate.answer(103), "resources", "uri");
     assert_eq!(resources.len(), 6, "{resources:?}");
-    assert!(!resources.iter().any(|r| r.ends_with("architecture.md")), "{resources:?}");
+    assert!(
+        !resources.iter().any(|r| r.ends_with("architecture.md")),
+        "{resources:?}"
+    );
     let text = gate.call(104, "trigger-sampling-request", json!({"prompt": "hi"}));
     assert!(
         text.contains("[POLICY DENIED] no sampling over stdio"),

@@ -147,8 +147,7 @@ fn resources_and_prompts_are_ruled_behind_the_layer() {
     assert_eq!(s[4]["text"], "Say hello to ada.", "{out}");
     assert_eq!(s[5]["text"], "[POLICY DENIED] Nobody greets root", "{out}");
     assert_eq!(
-        s[6]["text"],
-        "[POLICY DENIED] prompt `debug_dump` is not available",
+        s[6]["text"], "[POLICY DENIED] prompt `debug_dump` is not available",
         "{out}"
     );
 }

@@ -37,10 +37,26 @@ const PATHS: [(&str, &str, bool); 5] = [
         r#"{"version": "1", "default": "allow", "lists": "all"}"#,
         false,
     ),
-    ("filtered to 1 tool (the page's policy), same answer each call", PAGE, false),
-    ("filtered to 1 tool, every answer new (no cache)", PAGE, true),
-    ("filtered, nearly all kept (hide delete_*), same answer", HIDE, false),
-    ("filtered, nearly all kept, every answer new (no cache)", HIDE, true),
+    (
+        "filtered to 1 tool (the page's policy), same answer each call",
+        PAGE,
+        false,
+    ),
+    (
+        "filtered to 1 tool, every answer new (no cache)",
+        PAGE,
+        true,
+    ),
+    (
+        "filtered, nearly all kept (hide delete_*), same answer",
+        HIDE,
+        false,
+    ),
+    (
+        "filtered, nearly all kept, every answer new (no cache)",
+        HIDE,
+        true,
+    ),
 ];
 
 const PAGE: &str = r#"{"version": "1", "default": "deny", "tools": {"create_personal_access_token":
@@ -96,8 +112,8 @@ fn bin_dir() -> PathBuf {
 /// The Linode server's `tools/list` (shared/reference/ beside the checkout).
 fn linode_tools() -> Result<Vec<Value>, String> {
     // tests/ is one level into the checkout, and shared/ sits beside the checkout.
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/reference/linode-tools-list.json");
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/reference/linode-tools-list.json");
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("{}: {e} (the project's shared/reference/)", path.display()))?;
     let v: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
@@ -166,7 +182,10 @@ async fn upstream(list: Bytes, vary: bool) -> Result<String, String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| e.to_string())?;
-    let url = format!("http://{}/mcp", listener.local_addr().map_err(|e| e.to_string())?);
+    let url = format!(
+        "http://{}/mcp",
+        listener.local_addr().map_err(|e| e.to_string())?
+    );
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
@@ -198,15 +217,28 @@ async fn measure(gate: &Gate, calls: usize) -> Result<(f64, usize), String> {
     let body = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
     // Warm the connection and the gateway's allocator first.
     for _ in 0..10 {
-        mcp_post(&client, &gate.url, Some(&sid), Some("bench-token"), body.into()).await?;
+        mcp_post(
+            &client,
+            &gate.url,
+            Some(&sid),
+            Some("bench-token"),
+            body.into(),
+        )
+        .await?;
     }
     let pid = gate.proc.0.id();
     let started = Instant::now();
     let cpu0 = cpu_ns(pid);
     let mut bytes = 0;
     for _ in 0..calls {
-        let (_, answer) =
-            mcp_post(&client, &gate.url, Some(&sid), Some("bench-token"), body.into()).await?;
+        let (_, answer) = mcp_post(
+            &client,
+            &gate.url,
+            Some(&sid),
+            Some("bench-token"),
+            body.into(),
+        )
+        .await?;
         bytes = answer.len();
         if started.elapsed() > DEADLINE {
             return Err(format!("{}: over {DEADLINE:?}", gate.name));

@@ -226,7 +226,9 @@ pub fn run(
         .collect();
     let mut notes: Vec<String> = [&a, &b]
         .iter()
-        .filter_map(|side| crate::report::beyond_tools_note(&side.src, &side.policy, catalog.as_ref()))
+        .filter_map(|side| {
+            crate::report::beyond_tools_note(&side.src, &side.policy, catalog.as_ref())
+        })
         .collect();
     notes.dedup(); // a file diffed against itself
 

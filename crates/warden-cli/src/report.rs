@@ -79,7 +79,9 @@ pub fn beyond_tools_note(
     });
     let keep = match warden_dsl::is_pol(&src.name()) {
         Some(true) => "`default allow resources, prompts, methods`",
-        _ => "`\"defaults\": {\"resources\": \"allow\", \"prompts\": \"allow\", \"methods\": \"allow\"}`",
+        _ => {
+            "`\"defaults\": {\"resources\": \"allow\", \"prompts\": \"allow\", \"methods\": \"allow\"}`"
+        }
     };
     Some(format!(
         "note: {}: the policy says nothing of resources, prompts or other methods, so its default (deny) denies them too (resources/read, prompts/get, and methods the gate does not know){listed}\n  to keep them open as before, add {keep}",

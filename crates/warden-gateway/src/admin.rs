@@ -6,11 +6,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Json;
-use bytes::Bytes;
 use axum::extract::{Path, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use bytes::Bytes;
 use http::{StatusCode, header};
 use serde_json::{Value, json};
 use warden_tower::{Answer, ApprovalDesk};
@@ -163,12 +163,13 @@ fn note_of(body: &Bytes) -> Result<Option<String>, Box<Response>> {
         return Ok(None);
     }
     let refuse = |why: String| {
-        let why = format!("the body must be empty or a JSON object such as {{\"note\": \"…\"}}: {why}");
+        let why =
+            format!("the body must be empty or a JSON object such as {{\"note\": \"…\"}}: {why}");
         Box::new((StatusCode::BAD_REQUEST, Json(json!({"error": why}))).into_response())
     };
     let b: Value = serde_json::from_slice(body).map_err(|e| refuse(e.to_string()))?;
     if !b.is_object() {
-        return Err(refuse(format!("found {}", json_kind(&b))));
+        return Err(refuse(format!("found {}", warden_policy::json_kind(&b))));
     }
     Ok(["note", "reason"]
         .iter()
@@ -176,33 +177,14 @@ fn note_of(body: &Bytes) -> Result<Option<String>, Box<Response>> {
         .map(str::to_owned))
 }
 
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
-}
-
-async fn approve(
-    State(admin): State<Arc<Admin>>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
+async fn approve(State(admin): State<Arc<Admin>>, Path(id): Path<String>, body: Bytes) -> Response {
     match note_of(&body) {
         Ok(note) => api_answer(&admin, &id, Answer::Approved, note.as_deref()).await,
         Err(refused) => *refused,
     }
 }
 
-async fn deny(
-    State(admin): State<Arc<Admin>>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
+async fn deny(State(admin): State<Arc<Admin>>, Path(id): Path<String>, body: Bytes) -> Response {
     match note_of(&body) {
         Ok(note) => api_answer(&admin, &id, Answer::Denied(note.clone()), note.as_deref()).await,
         Err(refused) => *refused,

@@ -227,6 +227,32 @@ fn names_in(answer: &Value, key: &str, name: &str) -> (Vec<String>, Option<Strin
     (names, next)
 }
 
+/// The server's resource URIs and prompt names, page by page (at most 100 pages each);
+/// `ask(request, id)` sends one request and gives its answer, `None` when there is none.
+async fn other_lists(
+    mut ask: impl AsyncFnMut(String, u64) -> Option<Value>,
+) -> (Vec<String>, Vec<String>) {
+    let mut next = 200;
+    let mut found: [Vec<String>; 2] = Default::default();
+    for ((method, key, name), out) in OTHER_LISTS.iter().zip(found.iter_mut()) {
+        let mut cursor: Option<String> = None;
+        for _ in 0..100 {
+            next += 1;
+            let Some(v) = ask(list_of(method, next, cursor.as_deref()), next).await else {
+                break;
+            };
+            let (names, more) = names_in(&v, key, name);
+            out.extend(names);
+            match more {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+    }
+    let [resources, prompts] = found;
+    (resources, prompts)
+}
+
 /// Collects pages of `tools/list` until there is no `nextCursor` (at most 100 pages).
 async fn paginate<F, Fut>(mut ask: F) -> Result<Catalog, Error>
 where
@@ -317,31 +343,11 @@ pub async fn scan_http(url: &Uri, headers: &[(HeaderName, HeaderValue)]) -> Resu
         }
     })
     .await?;
-    let mut next = 200;
-    for (method, key, name) in OTHER_LISTS {
-        let mut cursor: Option<String> = None;
-        let mut found = Vec::new();
-        for _ in 0..100 {
-            next += 1;
-            let Ok((_, body)) = post(list_of(method, next, cursor.as_deref()), session.clone()).await
-            else {
-                break;
-            };
-            let Some(v) = first_message(&body) else {
-                break;
-            };
-            let (names, more) = names_in(&v, key, name);
-            found.extend(names);
-            match more {
-                Some(c) => cursor = Some(c),
-                None => break,
-            }
-        }
-        match key {
-            "resources" => catalog.resources = found,
-            _ => catalog.prompts = found,
-        }
-    }
+    (catalog.resources, catalog.prompts) = other_lists(async |line, _| {
+        let (_, body) = post(line, session.clone()).await.ok()?;
+        first_message(&body)
+    })
+    .await;
     Ok(catalog)
 }
 
@@ -429,30 +435,11 @@ pub async fn scan_stdio(command: &[String]) -> Result<Catalog, Error> {
                     tools,
                     ..Catalog::default()
                 };
-                let mut next = 200;
-                for (method, key, name) in OTHER_LISTS {
-                    let mut cursor: Option<String> = None;
-                    let mut found = Vec::new();
-                    for _ in 0..100 {
-                        next += 1;
-                        if send(list_of(method, next, cursor.as_deref())).await.is_err() {
-                            break;
-                        }
-                        let Ok(v) = answer(&mut lines, next).await else {
-                            break;
-                        };
-                        let (names, more) = names_in(&v, key, name);
-                        found.extend(names);
-                        match more {
-                            Some(c) => cursor = Some(c),
-                            None => break,
-                        }
-                    }
-                    match key {
-                        "resources" => catalog.resources = found,
-                        _ => catalog.prompts = found,
-                    }
-                }
+                (catalog.resources, catalog.prompts) = other_lists(async |line, id| {
+                    send(line).await.ok()?;
+                    answer(&mut lines, id).await.ok()
+                })
+                .await;
                 let _ = child.kill().await;
                 return Ok(catalog);
             }

@@ -327,7 +327,13 @@ impl Builder {
             self.rules(all.and_then(|a| a.deny_if.as_deref()), "/all_tools/deny_if");
         let default_require =
             self.rules(all.and_then(|a| a.require.as_deref()), "/all_tools/require");
-        let tools = self.section(p, Kind::Tool, default_limits, default_deny_if, default_require);
+        let tools = self.section(
+            p,
+            Kind::Tool,
+            default_limits,
+            default_deny_if,
+            default_require,
+        );
         let [resources, prompts, methods, server_requests] = [
             Kind::Resource,
             Kind::Prompt,

@@ -6,9 +6,9 @@ use std::net::IpAddr;
 use serde_json::Value;
 
 use crate::compiled::{CompiledLimit, CompiledPolicy, CompiledRule};
+use crate::compiled::{Entry, Section};
 use crate::condition::{Num, Truth};
 use crate::explain::{Step, Trace, Untraced};
-use crate::compiled::{Entry, Section};
 use crate::model::{Approval, Kind, Scope};
 
 /// One call as the engine sees it: a tool call, a resource read, a prompt, another method,
@@ -216,18 +216,32 @@ impl CompiledPolicy {
         let Some(entry) = entry else {
             if !section.default_allow {
                 trace.step(|| {
-                    Step::new(DEFAULT_DENY, format!("no {noun} entry matches `{}`", call.tool))
+                    Step::new(
+                        DEFAULT_DENY,
+                        format!("no {noun} entry matches `{}`", call.tool),
+                    )
                 });
                 let message = format!("{noun} `{}` is not allowed by this policy", call.tool);
                 return Decision::deny(DEFAULT_DENY, message, self.shadow);
             }
             trace.step(|| {
-                Step::new(DEFAULT_ALLOW, format!("no {noun} entry matches `{}`", call.tool))
+                Step::new(
+                    DEFAULT_ALLOW,
+                    format!("no {noun} entry matches `{}`", call.tool),
+                )
             });
-            if let Some(rule) = section.default_deny_if.iter().find(|r| fires(r, call, trace)) {
+            if let Some(rule) = section
+                .default_deny_if
+                .iter()
+                .find(|r| fires(r, call, trace))
+            {
                 return Decision::deny(&rule.pointer, rule.message.as_str(), self.shadow);
             }
-            if let Some(rule) = section.default_require.iter().find(|r| !holds(r, call, trace)) {
+            if let Some(rule) = section
+                .default_require
+                .iter()
+                .find(|r| !holds(r, call, trace))
+            {
                 return Decision::deny(&rule.pointer, rule.message.as_str(), self.shadow);
             }
             return self.permit(

@@ -98,7 +98,11 @@ impl Lowering<'_> {
             ("hide_prompts", p.hide_prompts.is_some(), "prompts"),
             ("resources", p.resources.is_some(), "resources"),
             ("prompts", p.prompts.is_some(), "prompts"),
-            ("server_requests", p.server_requests.is_some(), "rules for server requests"),
+            (
+                "server_requests",
+                p.server_requests.is_some(),
+                "rules for server requests",
+            ),
         ];
         for (key, present, what) in beyond {
             if present {

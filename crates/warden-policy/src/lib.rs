@@ -61,7 +61,7 @@ pub use explain::{Explanation, Step};
 pub use glob::Glob;
 pub use hosted::{APPROVAL_MESSAGE, to_policylayer, to_policylayer_json};
 pub use lint::lint;
-pub use load::faq_notes;
+pub use load::{faq_notes, kind as json_kind};
 pub use model::{
     AllTools, Approval, ApprovalVia, Condition, DefaultAction, Defaults, Kind, Limit, Lists, Mode,
     OnTimeout, Op, Policy, Rule, SERVER_REQUESTS, Scope, ToolRule, Window,

@@ -40,7 +40,13 @@ const POLICY_KEYS: &[&str] = &[
     "prompts",
     "server_requests",
 ];
-const DEFAULTS_KEYS: &[&str] = &["tools", "resources", "prompts", "methods", "server_requests"];
+const DEFAULTS_KEYS: &[&str] = &[
+    "tools",
+    "resources",
+    "prompts",
+    "methods",
+    "server_requests",
+];
 const ALL_TOOLS_KEYS: &[&str] = &["require", "deny_if", "limits"];
 const TOOL_KEYS: &[&str] = &[
     "require",
@@ -130,7 +136,9 @@ impl Loader {
         let m = self.object(v, at, "an object of kinds: `{\"resources\": \"allow\"}`")?;
         self.known_keys(m, at, DEFAULTS_KEYS);
         let mut one = |key: &str| {
-            self.optional_at(m, at, key, |l, v, at| l.keyword(v, at, DefaultAction::NAMES))
+            self.optional_at(m, at, key, |l, v, at| {
+                l.keyword(v, at, DefaultAction::NAMES)
+            })
         };
         let tools = one("tools");
         let resources = one("resources");
@@ -508,7 +516,8 @@ fn quoted(names: &[&str]) -> String {
         .join(", ")
 }
 
-pub(crate) fn kind(v: &Value) -> &'static str {
+/// What a JSON value is, for messages: "a number", "a list", ...
+pub fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -156,7 +156,8 @@ impl std::fmt::Display for Kind {
 }
 
 /// The server-to-client requests a `server_requests` entry can name.
-pub const SERVER_REQUESTS: &[&str] = &["sampling/createMessage", "elicitation/create", "roots/list"];
+pub const SERVER_REQUESTS: &[&str] =
+    &["sampling/createMessage", "elicitation/create", "roots/list"];
 
 /// Rules and limits that apply to every call a tool entry (or `default: allow`) lets
 /// through, after the tool's own.

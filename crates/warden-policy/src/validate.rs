@@ -34,11 +34,16 @@ struct Validator<'p> {
 impl<'p> Validator<'p> {
     fn policy(&mut self, p: &'p Policy) {
         let all_limits = p.all_tools.iter().flat_map(|a| a.limits.iter().flatten());
-        let tool_limits = [Kind::Tool, Kind::Resource, Kind::Prompt, Kind::ServerRequest]
-            .into_iter()
-            .filter_map(|k| p.entries(k))
-            .flatten()
-            .flat_map(|(_, t)| t.limits.iter().flatten());
+        let tool_limits = [
+            Kind::Tool,
+            Kind::Resource,
+            Kind::Prompt,
+            Kind::ServerRequest,
+        ]
+        .into_iter()
+        .filter_map(|k| p.entries(k))
+        .flatten()
+        .flat_map(|(_, t)| t.limits.iter().flatten());
         self.declared = all_limits
             .chain(tool_limits)
             .map(|l| l.counter.as_str())

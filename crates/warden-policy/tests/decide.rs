@@ -375,29 +375,59 @@ fn default_deny_covers_every_kind_but_server_requests() {
         (Kind::Method, "experimental/thing"),
     ] {
         let (o, rule, message) = decide_as(&p, kind, name, json!({}));
-        assert_eq!((o, rule.as_str()), (Outcome::Deny, "(default deny)"), "{kind}");
-        assert_eq!(message, format!("{kind} `{name}` is not allowed by this policy"));
+        assert_eq!(
+            (o, rule.as_str()),
+            (Outcome::Deny, "(default deny)"),
+            "{kind}"
+        );
+        assert_eq!(
+            message,
+            format!("{kind} `{name}` is not allowed by this policy")
+        );
     }
     let (o, ..) = decide_as(&p, Kind::ServerRequest, "sampling/createMessage", json!({}));
-    assert_eq!(o, Outcome::Allow, "server requests pass unless a policy says otherwise");
+    assert_eq!(
+        o,
+        Outcome::Allow,
+        "server requests pass unless a policy says otherwise"
+    );
     // A tool named like a resource is still a tool: the sections do not mix.
-    assert_eq!(decide_as(&p, Kind::Prompt, "echo", json!({})).0, Outcome::Deny);
+    assert_eq!(
+        decide_as(&p, Kind::Prompt, "echo", json!({})).0,
+        Outcome::Deny
+    );
 }
 
 #[test]
 fn a_default_per_kind_overrides_the_policys() {
     let p = compile(json!({"version": "1", "default": "deny",
         "defaults": {"resources": "allow", "server_requests": "deny"}}));
-    assert_eq!(decide_as(&p, Kind::Resource, "file:///a", json!({})).1, "(default allow)");
-    assert_eq!(decide_as(&p, Kind::Prompt, "p", json!({})).1, "(default deny)");
-    assert_eq!(decide_as(&p, Kind::Tool, "t", json!({})).1, "(default deny)");
+    assert_eq!(
+        decide_as(&p, Kind::Resource, "file:///a", json!({})).1,
+        "(default allow)"
+    );
+    assert_eq!(
+        decide_as(&p, Kind::Prompt, "p", json!({})).1,
+        "(default deny)"
+    );
+    assert_eq!(
+        decide_as(&p, Kind::Tool, "t", json!({})).1,
+        "(default deny)"
+    );
     assert_eq!(
         decide_as(&p, Kind::ServerRequest, "roots/list", json!({})).1,
         "(default deny)"
     );
-    let open = compile(json!({"version": "1", "default": "allow", "defaults": {"methods": "deny"}}));
-    assert_eq!(decide_as(&open, Kind::Method, "x/y", json!({})).0, Outcome::Deny);
-    assert_eq!(decide_as(&open, Kind::Prompt, "p", json!({})).0, Outcome::Allow);
+    let open =
+        compile(json!({"version": "1", "default": "allow", "defaults": {"methods": "deny"}}));
+    assert_eq!(
+        decide_as(&open, Kind::Method, "x/y", json!({})).0,
+        Outcome::Deny
+    );
+    assert_eq!(
+        decide_as(&open, Kind::Prompt, "p", json!({})).0,
+        Outcome::Allow
+    );
 }
 
 #[test]
@@ -429,17 +459,29 @@ fn resources_by_uri_glob_prompts_by_name_with_the_verbs_of_tools() {
         )
     );
     assert_eq!(r("secret://keys").1, "(hidden)");
-    assert_eq!(r("secret://keys").2, "resource `secret://keys` is not available");
+    assert_eq!(
+        r("secret://keys").2,
+        "resource `secret://keys` is not available"
+    );
     assert_eq!(r("demo://resource/dynamic/1").1, "(default deny)");
     assert_eq!(r("file:///srv/ledger").0, Outcome::Approval);
     // The tool and the resource name one counter: they share one bucket.
     let read = p.decide(&Call::of(Kind::Resource, "file:///srv/docs/a").grant("g"));
     let tool = p.decide(&Call::new("get").grant("g"));
-    assert_eq!(read.charges()[0].limit.counter, tool.charges()[0].limit.counter);
+    assert_eq!(
+        read.charges()[0].limit.counter,
+        tool.charges()[0].limit.counter
+    );
 
     let prompt = |name: &str, args: Value| decide_as(&p, Kind::Prompt, name, args);
-    assert_eq!(prompt("complex_prompt", json!({"temperature": "0.5"})).0, Outcome::Allow);
-    assert_eq!(prompt("complex_prompt", json!({"temperature": "2"})).2, "too hot");
+    assert_eq!(
+        prompt("complex_prompt", json!({"temperature": "0.5"})).0,
+        Outcome::Allow
+    );
+    assert_eq!(
+        prompt("complex_prompt", json!({"temperature": "2"})).2,
+        "too hot"
+    );
     assert_eq!(prompt("simple-prompt", json!({})).0, Outcome::Allow);
     assert_eq!(prompt("resource-prompt", json!({})).1, "(default deny)");
 }
@@ -447,29 +489,38 @@ fn resources_by_uri_glob_prompts_by_name_with_the_verbs_of_tools() {
 #[test]
 fn lists_keep_what_this_caller_could_ever_call() {
     let p = compile(json!({"version": "1", "default": "deny",
-        "hide": ["delete_*"],
-        "tools": {
-            "echo": {},
-            "delete_all": {},
-            "ops_only": {"require": [{"conditions": [
-                {"path": "caller.claims.team", "op": "eq", "value": "ops"}]}]},
-            "not_for_bots": {"deny_if": [{"conditions": [
-                {"path": "caller.grant", "op": "eq", "value": "bot"}]}]},
-            "blocked": {"deny_if": [{"conditions": [], "on_deny": "never"}]},
-            "by_argument": {"deny_if": [{"conditions": [
-                {"path": "args.x", "op": "eq", "value": 1}]}]},
-            "mixed": {"require": [{"conditions": [
-                {"path": "caller.grant", "op": "eq", "value": "alice"},
-                {"path": "args.x", "op": "exists", "value": true}]}]},
-            "limited": {"limits": [{"counter": "c", "window": "minute", "max": 1}]},
-            "approved": {"approval": {}},
-            "tried": {"mode": "shadow", "deny_if": [{"conditions": [], "on_deny": "no"}]}
-        }}));
+    "hide": ["delete_*"],
+    "tools": {
+        "echo": {},
+        "delete_all": {},
+        "ops_only": {"require": [{"conditions": [
+            {"path": "caller.claims.team", "op": "eq", "value": "ops"}]}]},
+        "not_for_bots": {"deny_if": [{"conditions": [
+            {"path": "caller.grant", "op": "eq", "value": "bot"}]}]},
+        "blocked": {"deny_if": [{"conditions": [], "on_deny": "never"}]},
+        "by_argument": {"deny_if": [{"conditions": [
+            {"path": "args.x", "op": "eq", "value": 1}]}]},
+        "mixed": {"require": [{"conditions": [
+            {"path": "caller.grant", "op": "eq", "value": "alice"},
+            {"path": "args.x", "op": "exists", "value": true}]}]},
+        "limited": {"limits": [{"counter": "c", "window": "minute", "max": 1}]},
+        "approved": {"approval": {}},
+        "tried": {"mode": "shadow", "deny_if": [{"conditions": [], "on_deny": "no"}]}
+    }}));
     let ops = json!({"team": "ops"});
     let seen = |grant: &str, claims: &Value| -> Vec<&str> {
         [
-            "echo", "delete_all", "ops_only", "not_for_bots", "blocked", "by_argument", "mixed",
-            "limited", "approved", "tried", "unnamed",
+            "echo",
+            "delete_all",
+            "ops_only",
+            "not_for_bots",
+            "blocked",
+            "by_argument",
+            "mixed",
+            "limited",
+            "approved",
+            "tried",
+            "unnamed",
         ]
         .into_iter()
         .filter(|t| p.visible(&Call::new(t).grant(grant).claims(claims)))
@@ -477,7 +528,16 @@ fn lists_keep_what_this_caller_could_ever_call() {
     };
     assert_eq!(
         seen("alice", &ops),
-        ["echo", "ops_only", "not_for_bots", "by_argument", "mixed", "limited", "approved", "tried"]
+        [
+            "echo",
+            "ops_only",
+            "not_for_bots",
+            "by_argument",
+            "mixed",
+            "limited",
+            "approved",
+            "tried"
+        ]
     );
     assert_eq!(
         seen("bot", &json!({})),

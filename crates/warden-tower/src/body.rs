@@ -5,11 +5,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
+use crate::view::View;
 use bytes::{Bytes, BytesMut};
 use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use serde_json::Value;
-use crate::view::View;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -489,7 +489,11 @@ mod tests {
         )
         .unwrap();
         let policy = Arc::new(warden_policy::CompiledPolicy::new(&p).unwrap());
-        Arc::new(View::new(policy, vec![(json!(id), crate::List::Tools)], None))
+        Arc::new(View::new(
+            policy,
+            vec![(json!(id), crate::List::Tools)],
+            None,
+        ))
     }
 
     /// Frames delivered one poll at a time, as a network would.

@@ -16,11 +16,11 @@ use crate::elicit;
 use crate::inspect::{self, Fields, Message, Refusal};
 use crate::layer::{Enforcer, Shared};
 use crate::limit::{Charge, Charged};
-use crate::view::{List, View};
 use crate::methods::Ruled;
 use crate::observe;
 use crate::refund;
 use crate::service::{Caller, HeaderText, Verdict, boxed, header_str, log, names, read_body};
+use crate::view::{List, View};
 
 pub(crate) async fn mcp<S, ReqB, ResB>(
     shared: Arc<Shared>,
@@ -62,8 +62,7 @@ where
                 .clone()
                 .call(Request::from_parts(parts, Body::new(body)))
                 .await?;
-            if crate::body::content_kind(resp.headers()) != crate::body::ContentKind::EventStream
-            {
+            if crate::body::content_kind(resp.headers()) != crate::body::ContentKind::EventStream {
                 return Ok(boxed(resp));
             }
             let resp = if policy.rules_server_requests() {
@@ -393,7 +392,10 @@ where
     }
     let resp = match head {
         // The server may ask the client things on this call's stream.
-        Some(head) if crate::body::content_kind(resp.headers()) == crate::body::ContentKind::EventStream => {
+        Some(head)
+            if crate::body::content_kind(resp.headers())
+                == crate::body::ContentKind::EventStream =>
+        {
             let view = View::of(enforcer.policy.clone(), lists, &caller);
             guard_stream(resp, view, inner, head)
         }
@@ -419,12 +421,18 @@ fn answer_head(parts: &http::request::Parts) -> http::request::Parts {
     for (name, value) in &parts.headers {
         if !matches!(
             *name,
-            header::CONTENT_LENGTH | header::CONTENT_TYPE | header::ACCEPT | header::TRANSFER_ENCODING
+            header::CONTENT_LENGTH
+                | header::CONTENT_TYPE
+                | header::ACCEPT
+                | header::TRANSFER_ENCODING
         ) {
             headers.append(name.clone(), value.clone());
         }
     }
-    headers.insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     headers.insert(
         header::ACCEPT,
         http::HeaderValue::from_static("application/json, text/event-stream"),
@@ -467,7 +475,10 @@ where
     });
     let (mut parts, body) = resp.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
-    Response::from_parts(parts, Body::sse_guarded(Body::new(body), Arc::new(view), Some(tx)))
+    Response::from_parts(
+        parts,
+        Body::sse_guarded(Body::new(body), Arc::new(view), Some(tx)),
+    )
 }
 
 /// A standalone stream that also carries `notifications/*/list_changed` after each reload
@@ -566,9 +577,7 @@ fn decided<'m>(
 }
 
 /// For each verdict: the params of its `tools/call` (`None` for the other kinds).
-fn call_params<'m>(
-    messages: &'m [Message<'_>],
-) -> impl Iterator<Item = Option<&'m Fields<'m>>> {
+fn call_params<'m>(messages: &'m [Message<'_>]) -> impl Iterator<Item = Option<&'m Fields<'m>>> {
     decided(messages).map(|(m, ..)| m.tool_call().map(|(_, p)| p))
 }
 
@@ -628,14 +637,9 @@ fn decide_all<'a>(
                     None => (warden_policy::Kind::Method, "subscriptions/listen"),
                 };
                 match kind {
-                    warden_policy::Kind::Resource => Verdict::completion(
-                        enforcer,
-                        caller,
-                        id.clone(),
-                        kind,
-                        name,
-                        force_shadow,
-                    ),
+                    warden_policy::Kind::Resource => {
+                        Verdict::completion(enforcer, caller, id.clone(), kind, name, force_shadow)
+                    }
                     _ => Verdict::passing(id.clone(), name),
                 }
             }
@@ -783,9 +787,10 @@ where
     let Some((head, rest)) = shared.list_cache.filter(&view, revision, &bytes) else {
         return Response::from_parts(parts, Body::full(bytes));
     };
-    parts
-        .headers
-        .insert(header::CONTENT_LENGTH, http::HeaderValue::from(head.len() + rest.len()));
+    parts.headers.insert(
+        header::CONTENT_LENGTH,
+        http::HeaderValue::from(head.len() + rest.len()),
+    );
     // Two pieces: the rest is shared with the cache, not copied.
     let (tx, rx) = tokio::sync::mpsc::channel(2);
     let _ = tx.try_send(head);

@@ -182,7 +182,11 @@ pub(crate) fn check_params(method: &str, params: Option<&Params<'_>>) -> Result<
         Some(Params::Object(f)) => Some(f),
         _ => None,
     };
-    let string = |key: &str| params.and_then(|p| p.get(key)).is_some_and(Value::is_string);
+    let string = |key: &str| {
+        params
+            .and_then(|p| p.get(key))
+            .is_some_and(Value::is_string)
+    };
     match method {
         "resources/read" | "resources/subscribe" if !string("uri") => {
             Err(format!("{method} needs params with a string `uri`"))
@@ -252,17 +256,47 @@ mod tests {
     #[test]
     fn each_method_is_ruled_as_the_docs_say() {
         let cases = [
-            (r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///a"}}"#, "Decide { kind: Resource, name: \"file:///a\", args: None }"),
-            (r#"{"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"x://y"}}"#, "Decide { kind: Resource, name: \"x://y\", args: None }"),
-            (r#"{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"p","arguments":{"a":"1"}}}"#, "Decide { kind: Prompt, name: \"p\", args: Some(Object {\"a\": String(\"1\")}) }"),
-            (r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/resource","uri":"t://{x}"},"argument":{"name":"x","value":""}}}"#, "Completes { kind: Resource, name: \"t://{x}\" }"),
-            (r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"p"},"argument":{"name":"x","value":""}}}"#, "Completes { kind: Prompt, name: \"p\" }"),
-            (r#"{"jsonrpc":"2.0","id":1,"method":"resources/templates/list"}"#, "List(ResourceTemplates)"),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///a"}}"#,
+                "Decide { kind: Resource, name: \"file:///a\", args: None }",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"x://y"}}"#,
+                "Decide { kind: Resource, name: \"x://y\", args: None }",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"p","arguments":{"a":"1"}}}"#,
+                "Decide { kind: Prompt, name: \"p\", args: Some(Object {\"a\": String(\"1\")}) }",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/resource","uri":"t://{x}"},"argument":{"name":"x","value":""}}}"#,
+                "Completes { kind: Resource, name: \"t://{x}\" }",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"p"},"argument":{"name":"x","value":""}}}"#,
+                "Completes { kind: Prompt, name: \"p\" }",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"resources/templates/list"}"#,
+                "List(ResourceTemplates)",
+            ),
             (r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#, "Pass"),
-            (r#"{"jsonrpc":"2.0","id":1,"method":"server/discover","params":{}}"#, "Pass"),
-            (r#"{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"resourceSubscriptions":["a://b"]}}}"#, "Listens([String(\"a://b\")])"),
-            (r#"{"jsonrpc":"2.0","id":1,"method":"logging/setLevel","params":{"level":"info"}}"#, "Pass"),
-            (r#"{"jsonrpc":"2.0","id":1,"method":"future/thing"}"#, "Decide { kind: Method, name: \"future/thing\", args: None }"),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"server/discover","params":{}}"#,
+                "Pass",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"resourceSubscriptions":["a://b"]}}}"#,
+                "Listens([String(\"a://b\")])",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"logging/setLevel","params":{"level":"info"}}"#,
+                "Pass",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"future/thing"}"#,
+                "Decide { kind: Method, name: \"future/thing\", args: None }",
+            ),
         ];
         for (body, want) in cases {
             assert_eq!(ruled(body), want, "{body}");
@@ -272,17 +306,39 @@ mod tests {
     #[test]
     fn params_the_gate_cannot_decide_on_are_found() {
         for (body, why) in [
-            (r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":7}}"#, "string `uri`"),
-            (r#"{"jsonrpc":"2.0","id":1,"method":"resources/read"}"#, "string `uri`"),
-            (r#"{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{}}"#, "string `name`"),
-            (r#"{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"p","arguments":[1]}}"#, "must be an object"),
-            (r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt"}}}"#, "`ref`"),
-            (r#"{"jsonrpc":"2.0","method":"resources/read","params":{"uri":"a"}}"#, "Invalid"),
-            (r#"{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"resourceSubscriptions":[1]}}}"#, "URI strings"),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":7}}"#,
+                "string `uri`",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"resources/read"}"#,
+                "string `uri`",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{}}"#,
+                "string `name`",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"p","arguments":[1]}}"#,
+                "must be an object",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt"}}}"#,
+                "`ref`",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","method":"resources/read","params":{"uri":"a"}}"#,
+                "Invalid",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"resourceSubscriptions":[1]}}}"#,
+                "URI strings",
+            ),
         ] {
             let out = ruled(body);
             assert!(
-                (out.contains("Malformed") || out.contains("not a notification")) && out.contains(why),
+                (out.contains("Malformed") || out.contains("not a notification"))
+                    && out.contains(why),
                 "{body}: {out}"
             );
         }

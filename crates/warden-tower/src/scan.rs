@@ -164,7 +164,10 @@ mod tests {
         let mut out = Vec::new();
         let end = fields(b, 0, |k, at| {
             let end = value_end(b, at)?;
-            out.push((k.into_owned(), String::from_utf8_lossy(&b[at..end]).into_owned()));
+            out.push((
+                k.into_owned(),
+                String::from_utf8_lossy(&b[at..end]).into_owned(),
+            ));
             Some(end)
         })?;
         ends_at(b, end).then_some(out)

@@ -315,11 +315,21 @@ impl<'a> Verdict<'a> {
         let call = caller.call_as(kind, name, None);
         let policy = &enforcer.policy;
         let (outcome, rule, message, shadow) = if policy.visible(&call) {
-            (Outcome::Allow, Cow::Borrowed("(visible)"), Cow::Borrowed("allowed"), false)
+            (
+                Outcome::Allow,
+                Cow::Borrowed("(visible)"),
+                Cow::Borrowed("allowed"),
+                false,
+            )
         } else {
             let d = policy.decide(&call);
             let rule = Cow::Borrowed(d.rule());
-            (Outcome::Deny, rule, Cow::Owned(d.message().to_owned()), d.is_shadow())
+            (
+                Outcome::Deny,
+                rule,
+                Cow::Owned(d.message().to_owned()),
+                d.is_shadow(),
+            )
         };
         Verdict {
             id,

@@ -204,7 +204,11 @@ impl View {
                         if ek == name_key {
                             // A repeated name key: which one a client reads is its own
                             // business; neither can be vouched for.
-                            name = if name.is_none() { Some(Some(eat..end)) } else { Some(None) };
+                            name = if name.is_none() {
+                                Some(Some(eat..end))
+                            } else {
+                                Some(None)
+                            };
                         }
                         Some(end)
                     })?;
@@ -245,7 +249,8 @@ impl View {
         }
         // `{"id":` and the id come first, so a later answer that differs only in its id
         // can reuse `rest`.
-        let mut rest: Vec<u8> = Vec::with_capacity(kept.iter().map(|e| e.len() + 1).sum::<usize>() + 64);
+        let mut rest: Vec<u8> =
+            Vec::with_capacity(kept.iter().map(|e| e.len() + 1).sum::<usize>() + 64);
         let mut push = |s: &[u8]| rest.extend_from_slice(s);
         for (k, r) in top.iter().filter(|(k, _)| k != "id") {
             push(b",");
@@ -280,7 +285,9 @@ impl View {
     /// answers one of the ids. True if anything was removed.
     pub fn filter(&self, msg: &mut Value) -> bool {
         match msg {
-            Value::Array(items) => items.iter_mut().fold(false, |changed, m| self.filter(m) | changed),
+            Value::Array(items) => items
+                .iter_mut()
+                .fold(false, |changed, m| self.filter(m) | changed),
             Value::Object(m) => {
                 let Some(list) = m
                     .get("id")
@@ -575,20 +582,41 @@ mod tests {
                 "prompts": {"simple-prompt": {}}}),
             "alice",
         );
-        assert_eq!(names(&v, 1, "tools", "name", &["echo", "admin", "add"]), ["echo"]);
         assert_eq!(
-            names(&v, 2, "resources", "uri", &["demo://resource/static/a", "file:///etc/passwd"]),
+            names(&v, 1, "tools", "name", &["echo", "admin", "add"]),
+            ["echo"]
+        );
+        assert_eq!(
+            names(
+                &v,
+                2,
+                "resources",
+                "uri",
+                &["demo://resource/static/a", "file:///etc/passwd"]
+            ),
             ["demo://resource/static/a"]
         );
         assert_eq!(
-            names(&v, 3, "resourceTemplates", "uriTemplate", &[
-                "demo://resource/static/{name}",
-                "demo://resource/dynamic/{id}"
-            ]),
+            names(
+                &v,
+                3,
+                "resourceTemplates",
+                "uriTemplate",
+                &[
+                    "demo://resource/static/{name}",
+                    "demo://resource/dynamic/{id}"
+                ]
+            ),
             ["demo://resource/static/{name}"]
         );
         assert_eq!(
-            names(&v, 4, "prompts", "name", &["simple-prompt", "complex_prompt"]),
+            names(
+                &v,
+                4,
+                "prompts",
+                "name",
+                &["simple-prompt", "complex_prompt"]
+            ),
             ["simple-prompt"]
         );
         // An answer to another request is left alone.
@@ -624,8 +652,14 @@ mod tests {
             assert_eq!(scanned, general, "{text}");
         }
         // Not an answer to a list request, or nothing to remove: untouched.
-        assert!(v.filter_bytes(br#"{"jsonrpc":"2.0","id":9,"result":{"tools":[]}}"#).is_none());
-        assert!(v.filter_bytes(br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"keep"}]}}"#).is_none());
+        assert!(
+            v.filter_bytes(br#"{"jsonrpc":"2.0","id":9,"result":{"tools":[]}}"#)
+                .is_none()
+        );
+        assert!(
+            v.filter_bytes(br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"keep"}]}}"#)
+                .is_none()
+        );
     }
 
     #[test]
@@ -636,11 +670,23 @@ mod tests {
             "g",
         );
         assert_eq!(
-            names(&open, 3, "resourceTemplates", "uriTemplate", &["a://{x}", "secret://{k}"]),
+            names(
+                &open,
+                3,
+                "resourceTemplates",
+                "uriTemplate",
+                &["a://{x}", "secret://{k}"]
+            ),
             ["a://{x}"]
         );
-        let all = view(json!({"version": "1", "default": "deny", "lists": "all"}), "g");
-        assert_eq!(names(&all, 3, "resourceTemplates", "uriTemplate", &["a://{x}"]), ["a://{x}"]);
+        let all = view(
+            json!({"version": "1", "default": "deny", "lists": "all"}),
+            "g",
+        );
+        assert_eq!(
+            names(&all, 3, "resourceTemplates", "uriTemplate", &["a://{x}"]),
+            ["a://{x}"]
+        );
         assert_eq!(names(&all, 1, "tools", "name", &["t"]), ["t"]);
     }
 }
