@@ -22,6 +22,7 @@ use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc;
 use tower::{Layer, ServiceExt};
+use warden_tower::view::Guarded;
 use warden_tower::{Body, Grant, List, View};
 
 use crate::Error;
@@ -255,18 +256,22 @@ async fn relay_server(out: tokio::process::ChildStdout, relay: Relay) {
     let mut reader = BufReader::new(out);
     while let Ok(Some(line)) = crate::framing::next_line(&mut reader, max).await {
         let out = match line {
-            Line::Message(line) => match std::str::from_utf8(&line)
-                .ok()
-                .map(|text| ruled_server_line(text, &relay))
+            // Clients decode lines as UTF-8 with replacement: so does the gate.
+            Line::Message(line) => match ruled_server_line(&String::from_utf8_lossy(&line), &relay)
             {
-                Some(Ruling::Rewritten(rewritten)) => Bytes::from(rewritten),
-                Some(Ruling::Refused(answer)) => {
+                Ruling::Rewritten(rewritten) => Bytes::from(rewritten),
+                Ruling::Refused(answers, rest) => {
                     if let Some(tx) = relay.to_server.upgrade() {
-                        let _ = tx.send(Bytes::from(answer)).await;
+                        for answer in answers {
+                            let _ = tx.send(Bytes::from(answer)).await;
+                        }
                     }
-                    continue;
+                    match rest {
+                        Some(rest) => Bytes::from(rest),
+                        None => continue,
+                    }
                 }
-                Some(Ruling::Unchanged) | None => line,
+                Ruling::Unchanged => line,
             },
             Line::TooLong { id, bytes } => {
                 tracing::warn!(target: "warden::gateway", bytes, max, "server message over the limit dropped");
@@ -290,8 +295,9 @@ enum Ruling {
     Unchanged,
     /// A list answer, filtered.
     Rewritten(String),
-    /// A request of the server's that the policy refuses: the error to answer it with.
-    Refused(String),
+    /// Requests of the server's that the policy refuses (a batch may hold several): the
+    /// errors to answer them with, and what is left of the line for the client, if anything.
+    Refused(Vec<String>, Option<String>),
 }
 
 /// What becomes of one line from the server.
@@ -308,13 +314,25 @@ fn ruled_server_line(line: &str, relay: &Relay) -> Ruling {
     if pending.is_empty() && !policy.rules_server_requests() {
         return Ruling::Unchanged;
     }
+    let view = View::new(policy, pending, Some(&relay.grant));
+    match view.guard(line) {
+        Guarded::Pass => {}
+        Guarded::Dropped => return Ruling::Refused(Vec::new(), None),
+        Guarded::Refused(refused, rest) => {
+            let answers = refused
+                .iter()
+                .map(|(id, why)| warden_tower::view::refusal(id, why).to_string())
+                .collect();
+            let rest = rest.map(|mut v| {
+                view.filter(&mut v);
+                v.to_string()
+            });
+            return Ruling::Refused(answers, rest);
+        }
+    }
     let Ok(mut v) = serde_json::from_str::<Value>(line) else {
         return Ruling::Unchanged;
     };
-    let view = View::new(policy, pending, Some(&relay.grant));
-    if let Some((id, why)) = view.refuses(&v) {
-        return Ruling::Refused(warden_tower::view::refusal(&id, &why).to_string());
-    }
     if v.get("method").is_none() {
         if let (Some(id), Ok(mut map)) = (v.get("id").map(Value::to_string), relay.ids.lock()) {
             map.remove(&id);
@@ -335,5 +353,58 @@ async fn write_lines<W: tokio::io::AsyncWrite + Unpin>(mut w: W, mut rx: mpsc::R
         {
             break;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Found by tests/fuzz (server_requests, on the SSE side; stdio reads the server's
+    /// messages the same way): a refused request in a batch, or in JSON that only a lenient
+    /// reader takes, reached the client.
+    #[tokio::test]
+    async fn refused_requests_in_batches_and_lenient_json_are_answered_not_passed() {
+        let p = warden_policy::Policy::from_value(&json!({"version": "1", "default": "allow",
+            "server_requests": {"sampling/createMessage": {"deny_if": [{"conditions": []}]}}}))
+        .unwrap();
+        let layer = warden_tower::PolicyLayer::new(warden_policy::CompiledPolicy::new(&p).unwrap());
+        let (to_client, _client) = mpsc::channel(1);
+        let (to_server, _server) = mpsc::channel(1);
+        let relay = Relay {
+            to_client,
+            to_server: to_server.downgrade(),
+            ids: Arc::default(),
+            live: Live::new(PathBuf::from("policy.json"), String::new(), layer.handle()),
+            grant: "g".into(),
+            max: 1 << 20,
+        };
+        let batch = r#"[{"jsonrpc":"2.0","id":6,"method":"sampling/createMessage"},{"jsonrpc":"2.0","method":"notifications/message"}]"#;
+        let Ruling::Refused(answers, rest) = ruled_server_line(batch, &relay) else {
+            panic!("the batch's sampling request passed");
+        };
+        assert_eq!(answers.len(), 1);
+        let answer: Value = serde_json::from_str(&answers[0]).unwrap();
+        assert_eq!(answer["id"], 6);
+        let rest: Value = serde_json::from_str(&rest.unwrap()).unwrap();
+        assert_eq!(
+            rest,
+            json!([{"jsonrpc": "2.0", "method": "notifications/message"}])
+        );
+        let lone =
+            r#"{"jsonrpc":"2.0","id":3,"method":"sampling/createMessage","params":{"t":"\ud800"}}"#;
+        assert!(
+            matches!(ruled_server_line(lone, &relay), Ruling::Refused(a, None) if a.len() == 1)
+        );
+        let twice = r#"{"jsonrpc":"2.0","id":4,"method":"sampling/createMessage","method":"ping"}"#;
+        assert!(
+            matches!(ruled_server_line(twice, &relay), Ruling::Refused(a, None) if a.is_empty())
+        );
+        let allowed = r#"{"jsonrpc":"2.0","id":5,"method":"roots/list"}"#;
+        assert!(matches!(
+            ruled_server_line(allowed, &relay),
+            Ruling::Unchanged
+        ));
     }
 }

@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use crate::view::View;
+use crate::view::{Guarded, View};
 use bytes::{Bytes, BytesMut};
 use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
@@ -287,11 +287,13 @@ impl SseFilter {
     fn rewrite(&self, event: &str) -> Option<String> {
         match rewrite_event(event, &self.view)? {
             Rewritten::Event(e) => Some(e),
-            Rewritten::Refused(id, why) => {
+            Rewritten::Refused(refused, rest) => {
                 if let Some(tx) = &self.refusals {
-                    let _ = tx.send(crate::view::refusal(&id, &why));
+                    for (id, why) in refused {
+                        let _ = tx.send(crate::view::refusal(&id, &why));
+                    }
                 }
-                Some(String::new())
+                Some(rest.unwrap_or_default())
             }
         }
     }
@@ -301,8 +303,9 @@ impl SseFilter {
 enum Rewritten {
     /// The event with its message rewritten.
     Event(String),
-    /// A request of the server's that the policy refuses: its id and why.
-    Refused(Value, String),
+    /// Requests of the server's that the policy refuses (each one's id and why), and the
+    /// event with what is left of the message (the rest of a batch), if anything.
+    Refused(Vec<(Value, String)>, Option<String>),
 }
 
 /// The length of the first complete event (through the empty line that ends it), if any.
@@ -372,13 +375,23 @@ fn rewrite_event(event: &str, view: &View) -> Option<Rewritten> {
     }
     let joined = data.join("\n");
     // The server's own requests are looked at only under a policy that rules them.
-    if view.guards_server_requests() {
-        let msg: Value = serde_json::from_str(&joined).ok()?;
-        if let Some((id, why)) = view.refuses(&msg) {
-            return Some(Rewritten::Refused(id, why));
+    match view.guard(&joined) {
+        Guarded::Pass => {}
+        Guarded::Dropped => return Some(Rewritten::Refused(Vec::new(), None)),
+        Guarded::Refused(refused, rest) => {
+            let rest = rest.map(|mut v| {
+                view.filter(&mut v);
+                with_data(event, &v.to_string())
+            });
+            return Some(Rewritten::Refused(refused, rest));
         }
     }
     let rewritten = view.filter_bytes(joined.as_bytes())?;
+    Some(Rewritten::Event(with_data(event, &rewritten)))
+}
+
+/// `event` with `rewritten` as its data.
+fn with_data(event: &str, rewritten: &str) -> String {
     // Other fields (event, id, retry, comments) keep their place; the data lines go where
     // the first one was. Kept entries are copied as the server wrote them, line breaks
     // included: each line of the message is a data line of its own.
@@ -400,7 +413,7 @@ fn rewrite_event(event: &str, view: &View) -> Option<Rewritten> {
         }
     }
     out.push('\n');
-    Some(Rewritten::Event(out))
+    out
 }
 
 /// Why [`collect`] gave up.
@@ -595,6 +608,64 @@ mod tests {
                 "{prefix:?}: {out}"
             );
         }
+    }
+
+    /// Found by tests/fuzz (server_requests): a sampling request in a batch, or in JSON only
+    /// a lenient reader takes, passed to the client unanswered.
+    #[tokio::test]
+    async fn refused_requests_in_batches_and_lenient_json_are_answered_not_passed() {
+        let p = warden_policy::Policy::from_value(&json!({"version": "1", "default": "allow",
+            "hide": ["delete_*"],
+            "server_requests": {"sampling/createMessage": {"deny_if": [{"conditions": []}]}}}))
+        .unwrap();
+        let policy = Arc::new(warden_policy::CompiledPolicy::new(&p).unwrap());
+        let view = Arc::new(View::new(
+            policy,
+            vec![(json!(1), crate::List::Tools)],
+            None,
+        ));
+        let stream = concat!(
+            r#"id: 1"#,
+            "\n",
+            r#"data: [{"jsonrpc":"2.0","id":6,"method":"sampling/createMessage"},"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"delete_a"},{"name":"get_a"}]}}]"#,
+            "\n\n",
+            r#"data: {"jsonrpc":"2.0","id":3,"method":"sampling/createMessage","params":{"t":"\ud800"}}"#,
+            "\n\n",
+            r#"data: {"jsonrpc":"2.0","id":4,"method":"sampling/createMessage","method":"ping"}"#,
+            "\n\n",
+            r#"data: {"jsonrpc":"2.0","id":5,"method":"roots/list"}"#,
+            "\n\n",
+        );
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let out = Body::sse_guarded(Body::full(stream), view, Some(tx))
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes();
+        let out = String::from_utf8(out.to_vec()).unwrap();
+        let events: Vec<&str> = out.split_terminator("\n\n").collect();
+        let data = |e: &str| -> Value {
+            serde_json::from_str(e.lines().find_map(|l| l.strip_prefix("data: ")).unwrap()).unwrap()
+        };
+        assert_eq!(events.len(), 2, "{out}");
+        assert!(events[0].starts_with("id: 1\n"), "{out}");
+        assert_eq!(
+            data(events[0]),
+            json!([{"jsonrpc": "2.0", "id": 1, "result": {"tools": [{"name": "get_a"}]}}])
+        );
+        assert_eq!(
+            events[1],
+            r#"data: {"jsonrpc":"2.0","id":5,"method":"roots/list"}"#
+        );
+        let mut answered = Vec::new();
+        while let Ok(a) = rx.try_recv() {
+            let message = a["error"]["message"].as_str().unwrap();
+            assert!(message.starts_with(crate::DENIED_PREFIX), "{a}");
+            answered.push(a["id"].clone());
+        }
+        // The repeated `method` is dropped: there is no id to answer for certain.
+        assert_eq!(answered, [json!(6), json!(3)]);
     }
 
     #[tokio::test]

@@ -155,6 +155,94 @@ pub(crate) fn string(b: &[u8], range: Range<usize>) -> Option<Cow<'_, str>> {
     key(b, range)
 }
 
+/// `b` as JSON, read as JavaScript's `JSON.parse` reads it (the reader of most MCP
+/// clients) where serde_json refuses it: text that is not UTF-8 decoded with replacement, a
+/// lone surrogate escape taken (here as U+FFFD), a number beyond f64 taken as infinite (here
+/// as the largest finite one). `None` when it is not JSON even so.
+pub(crate) fn lenient(b: &[u8]) -> Option<serde_json::Value> {
+    if let Ok(v) = serde_json::from_slice(b) {
+        return Some(v);
+    }
+    let text = String::from_utf8_lossy(b);
+    serde_json::from_str(&as_javascript_reads(&text)).ok()
+}
+
+/// `text` with what JavaScript reads and serde_json refuses made readable to serde_json.
+fn as_javascript_reads(text: &str) -> String {
+    let b = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let hex = |at: usize| {
+        b.get(at..at + 4)
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|h| u32::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok())
+    };
+    let mut i = 0;
+    let mut copied = 0;
+    let mut in_string = false;
+    while i < b.len() {
+        match (b[i], in_string) {
+            (b'"', _) => {
+                in_string = !in_string;
+                i += 1;
+            }
+            (b'\\', true) if b.get(i + 1) == Some(&b'u') => {
+                let lone = match hex(i + 2) {
+                    Some(0xD800..=0xDBFF) => {
+                        let pair = b.get(i + 6..i + 8) == Some(&b"\\u"[..]);
+                        !(pair && matches!(hex(i + 8), Some(0xDC00..=0xDFFF)))
+                    }
+                    Some(0xDC00..=0xDFFF) => true,
+                    _ => false,
+                };
+                if lone {
+                    out.push_str(&text[copied..i]);
+                    out.push_str("\\ufffd");
+                    copied = i + 6;
+                    i += 6;
+                } else {
+                    // A pair is taken whole: its low half is not lone.
+                    i += if matches!(hex(i + 2), Some(0xD800..=0xDBFF)) {
+                        12
+                    } else {
+                        2
+                    };
+                }
+            }
+            (b'\\', true) => i += 2,
+            (b'-' | b'0'..=b'9', false) => {
+                let end = b[i..]
+                    .iter()
+                    .position(|c| !matches!(c, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'))
+                    .map_or(b.len(), |n| i + n);
+                if let Some(f) = text[i..end].parse::<f64>().ok().filter(|f| f.is_infinite()) {
+                    out.push_str(&text[copied..i]);
+                    out.push_str(if f < 0.0 {
+                        "-1.7976931348623157e308"
+                    } else {
+                        "1.7976931348623157e308"
+                    });
+                    copied = end;
+                }
+                i = end;
+            }
+            _ => i += 1,
+        }
+    }
+    out.push_str(text.get(copied..).unwrap_or_default());
+    out
+}
+
+/// Whether `b` is one object (as far as the scanner follows it) with no `method` key: a
+/// response, not a request or a notification.
+pub(crate) fn is_response(b: &[u8]) -> bool {
+    let mut method = false;
+    let end = fields(b, ws(b, 0), |k, at| {
+        method |= k == "method";
+        value_end(b, at)
+    });
+    end.is_some_and(|e| ends_at(b, e)) && !method
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

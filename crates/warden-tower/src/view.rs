@@ -84,6 +84,56 @@ impl View {
         refused.then(|| (id.clone(), d.message().to_owned()))
     }
 
+    /// What the guard of the server's requests makes of `text`, one message from the server
+    /// (an SSE event's data, a line of `warden stdio`): the requests this caller's policy
+    /// refuses, a batch's among them, are taken out. The message is read as clients may
+    /// read it: where serde_json refuses what JavaScript's `JSON.parse` takes (a lone
+    /// surrogate, a number beyond f64), as JavaScript does; a message that may hold a
+    /// request but cannot be read with certainty (a repeated key, or text no reader takes)
+    /// does not reach the client.
+    pub fn guard(&self, text: &str) -> Guarded {
+        if !self.guards_server_requests() || text.trim_matches([' ', '\t', '\n', '\r']).is_empty() {
+            return Guarded::Pass;
+        }
+        let Some(msg) = crate::scan::lenient(text.as_bytes()) else {
+            // An answer (an object without a `method`) goes on to the list filter.
+            return if crate::scan::is_response(text.as_bytes()) {
+                Guarded::Pass
+            } else {
+                Guarded::Dropped
+            };
+        };
+        let mut refused = Vec::new();
+        let mut refuse = |m: &Value| match self.refuses(m) {
+            Some(r) => {
+                refused.push(r);
+                false
+            }
+            None => true,
+        };
+        let has_method = |m: &Value| m.get("method").is_some();
+        let (rest, requests) = match msg {
+            Value::Array(items) => {
+                let requests = items.iter().any(has_method);
+                let kept: Vec<Value> = items.into_iter().filter(|m| refuse(m)).collect();
+                ((!kept.is_empty()).then_some(Value::Array(kept)), requests)
+            }
+            one => {
+                let requests = has_method(&one);
+                (refuse(&one).then_some(one), requests)
+            }
+        };
+        if !refused.is_empty() {
+            return Guarded::Refused(refused, rest);
+        }
+        // A repeated key (or text only a lenient reader takes): which `method` a client
+        // reads is its own business.
+        if requests && warden_policy::strict_json::from_str(text).is_err() {
+            return Guarded::Dropped;
+        }
+        Guarded::Pass
+    }
+
     /// Who this view is for, as far as lists go: callers with the same grant and claims
     /// see the same lists.
     fn caller_key(&self) -> u64 {
@@ -154,7 +204,7 @@ impl View {
                 .with_id(&bytes[f.id.clone()])
                 .map(|(head, rest)| String::from_utf8_lossy(&[head, rest].concat()).into_owned()),
             Scanned::Unreadable => {
-                let mut v: Value = serde_json::from_slice(bytes).ok()?;
+                let mut v = crate::scan::lenient(bytes)?;
                 self.filter(&mut v).then(|| v.to_string())
             }
         }
@@ -314,6 +364,19 @@ impl View {
     }
 }
 
+/// What the guard of the server's requests makes of one of its messages ([`View::guard`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Guarded {
+    /// Nothing this caller's policy refuses: it goes on, to the list filter.
+    Pass,
+    /// The requests refused (each one's id, and why), and what is left of the message for
+    /// the client (the rest of a batch), if anything.
+    Refused(Vec<(Value, String)>, Option<Value>),
+    /// It may hold a request but cannot be read with certainty: it does not reach the
+    /// client, and has no id to answer.
+    Dropped,
+}
+
 /// What scanning one message came to.
 pub(crate) enum Scanned {
     /// Not an answer to one of the lists, or nothing in it to remove.
@@ -379,7 +442,7 @@ impl ListCache {
         match view.filter_scanned(bytes) {
             Scanned::Untouched => None,
             Scanned::Unreadable => {
-                let mut v: Value = serde_json::from_slice(bytes).ok()?;
+                let mut v = crate::scan::lenient(bytes)?;
                 view.filter(&mut v)
                     .then(|| (bytes::Bytes::from(v.to_string()), bytes::Bytes::new()))
             }
@@ -659,6 +722,74 @@ mod tests {
         assert!(
             v.filter_bytes(br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"keep"}]}}"#)
                 .is_none()
+        );
+    }
+
+    /// Found by tests/fuzz (server_requests): a refused request in a batch, or in JSON that
+    /// serde_json refuses but JavaScript's `JSON.parse` takes (a lone surrogate, a number
+    /// beyond f64), or with a repeated key, reached the client.
+    #[test]
+    fn the_guard_reads_batches_and_what_clients_read() {
+        let v = view(
+            json!({"version": "1", "default": "allow",
+                "server_requests": {"sampling/createMessage": {"deny_if": [{"conditions": []}]}}}),
+            "g",
+        );
+        let refused = |g: Guarded| match g {
+            Guarded::Refused(r, rest) => {
+                (r.into_iter().map(|(id, _)| id).collect::<Vec<_>>(), rest)
+            }
+            other => panic!("{other:?}"),
+        };
+        let (ids, rest) = refused(v.guard(
+            r#"[{"jsonrpc":"2.0","id":6,"method":"sampling/createMessage"},{"jsonrpc":"2.0","method":"notifications/message"},{"jsonrpc":"2.0","id":7,"method":"roots/list"}]"#,
+        ));
+        assert_eq!(ids, [json!(6)]);
+        assert_eq!(
+            rest,
+            Some(
+                json!([{"jsonrpc":"2.0","method":"notifications/message"},{"jsonrpc":"2.0","id":7,"method":"roots/list"}])
+            )
+        );
+        let (ids, rest) =
+            refused(v.guard(r#"[{"jsonrpc":"2.0","id":1,"method":"sampling/createMessage"}]"#));
+        assert_eq!((ids, rest), (vec![json!(1)], None));
+        for text in [
+            r#"{"jsonrpc":"2.0","id":3,"method":"sampling/createMessage","params":{"systemPrompt":"\ud800"}}"#,
+            r#"{"jsonrpc":"2.0","id":3,"method":"sampling/createMessage","params":{"maxTokens":1e400}}"#,
+            r#"{"jsonrpc":"2.0","id":3,"method":"roots/list","method":"sampling/createMessage"}"#,
+        ] {
+            assert_eq!(refused(v.guard(text)), (vec![json!(3)], None), "{text}");
+        }
+        // Which method a client reads is not known: not passed on a guess.
+        for text in [
+            r#"{"jsonrpc":"2.0","id":4,"method":"sampling/createMessage","method":"roots/list"}"#,
+            r#"{"jsonrpc":"2.0","id":4,"method":"roots/list","params":{"a":1,"a":2}}"#,
+            r#"{"jsonrpc":"2.0","id":4,"method":"roots/list","params":{"x":"\ud800"}}"#,
+            r#"{"jsonrpc":"2.0","id":4,"method":"sampling/createMessage","params":{"x":tru}}"#,
+        ] {
+            assert_eq!(v.guard(text), Guarded::Dropped, "{text}");
+        }
+        for text in [
+            r#"{"jsonrpc":"2.0","id":5,"result":{"tools":[{"name":"a","name":"b"}]}}"#,
+            r#"{"jsonrpc":"2.0","id":5,"result":{"x":tru}}"#,
+            r#"{"jsonrpc":"2.0","id":5,"method":"roots/list"}"#,
+            "",
+            " \n",
+        ] {
+            assert_eq!(v.guard(text), Guarded::Pass, "{text}");
+        }
+        // Answers that only JavaScript reads are filtered as it reads them.
+        let lists = view(
+            json!({"version": "1", "default": "allow", "hide": ["secret"]}),
+            "g",
+        );
+        let text = r#"[{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"secret"},{"name":"ok","d":"\udc00"}]}}]"#;
+        let out: Value =
+            serde_json::from_str(&lists.filter_bytes(text.as_bytes()).unwrap()).unwrap();
+        assert_eq!(
+            out[0]["result"]["tools"],
+            json!([{"name": "ok", "d": "\u{fffd}"}])
         );
     }
 
