@@ -1,5 +1,7 @@
 //! JSON-RPC bodies built to be almost valid: keys repeated, escaped, reordered; ids of every
-//! type; batches; odd whitespace and numbers. Same invariant as `inspect`.
+//! type; batches; odd whitespace and numbers; every method the gate rules (tools, resources,
+//! prompts, completions, subscriptions, unknown ones) with params of the right and the wrong
+//! shape. Same invariant as `inspect`.
 #![no_main]
 
 mod common;
@@ -32,6 +34,10 @@ struct Msg {
     name_key: Key,
     args_key: Key,
     args: Vec<(u8, u8)>,
+    /// Other params (`uri`, `ref`, `notifications`, ...), each under a key written as told.
+    more: Vec<(u8, Key)>,
+    /// `params` as an array instead of an object.
+    positional: bool,
     extra: Option<String>,
     reorder: bool,
 }
@@ -43,6 +49,51 @@ const METHODS: &[&str] = &[
     "tools/cal\\u006c",
     "TOOLS/CALL",
     "tools/call ",
+    "resources/read",
+    "resources/subscribe",
+    "resources/re\\u0061d",
+    "prompts/get",
+    "completion/complete",
+    "subscriptions/listen",
+    "server/discover",
+    "resources/unsubscribe",
+    "prompts/list",
+    "resources/templates/list",
+    "future/thing",
+    "Resources/read",
+];
+/// Keys and values of other params.
+const MORE: &[(&str, &str)] = &[
+    ("uri", "\"file:///srv/a\""),
+    ("uri", "\"fil\\u0065:///secret/x\""),
+    ("uri", "7"),
+    ("uri", "null"),
+    ("ref", "{\"type\":\"ref/prompt\",\"name\":\"danger\"}"),
+    ("ref", "{\"type\":\"ref/resource\",\"uri\":\"t://{x}\"}"),
+    ("ref", "{\"type\":\"ref/resource\",\"name\":\"p\"}"),
+    (
+        "ref",
+        "{\"type\":\"ref/pr\\u006fmpt\",\"name\":\"d\\u0061nger\"}",
+    ),
+    (
+        "ref",
+        "{\"type\":\"ref/prompt\",\"name\":\"a\",\"name\":\"b\"}",
+    ),
+    ("ref", "[\"ref/prompt\"]"),
+    ("argument", "{\"name\":\"x\",\"value\":\"\"}"),
+    (
+        "notifications",
+        "{\"resourceSubscriptions\":[\"a://b\",\"secret://k\"]}",
+    ),
+    ("notifications", "{\"resourceSubscriptions\":[1]}"),
+    ("notifications", "{\"resourceSubscriptions\":null}"),
+    (
+        "notifications",
+        "{\"res\\u006furceSubscriptions\":[\"secret://k\"]}",
+    ),
+    ("notifications", "[]"),
+    ("_meta", "{\"progressToken\":1}"),
+    ("cursor", "\"c\""),
 ];
 const NAMES: &[&str] = &[
     "safe",
@@ -107,10 +158,23 @@ fn message(m: &Msg) -> String {
     for k in key(&m.args_key, "arguments") {
         params.push(format!("{k}:{{{}}}", args.join(",")));
     }
+    for (which, k) in &m.more {
+        let (name, value) = MORE[*which as usize % MORE.len()];
+        params.extend(key(k, name).into_iter().map(|k| format!("{k}:{value}")));
+    }
     if m.reorder {
         params.reverse();
     }
-    fields.push(format!("\"params\":{{{}}}", params.join(" ,\n\t")));
+    if m.positional {
+        let values: Vec<&str> = params
+            .iter()
+            .filter_map(|p| p.split_once(':'))
+            .map(|(_, v)| v)
+            .collect();
+        fields.push(format!("\"params\":[{}]", values.join(",")));
+    } else {
+        fields.push(format!("\"params\":{{{}}}", params.join(" ,\n\t")));
+    }
     if let Some(extra) = &m.extra {
         fields.push(format!(
             "\"x\":{}",

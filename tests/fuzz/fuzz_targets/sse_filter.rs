@@ -3,6 +3,8 @@
 //! following the SSE spec would dispatch.
 #![no_main]
 
+mod sse;
+
 use std::sync::{Arc, OnceLock};
 
 use arbitrary::{Arbitrary, Unstructured};
@@ -28,50 +30,6 @@ fn runtime() -> &'static tokio::runtime::Runtime {
             .build()
             .expect("runtime")
     })
-}
-
-/// The events a client dispatches, per the SSE spec: lines end in CRLF, LF or CR; `data`
-/// lines join with LF; an event is dispatched at a blank line (one cut off by the end of
-/// the stream is not).
-fn dispatched(stream: &[u8]) -> Vec<String> {
-    let text = String::from_utf8_lossy(stream);
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    let mut events = Vec::new();
-    let mut data: Option<String> = None;
-    let mut data_lines = 0;
-    let mut rest: &str = text;
-    loop {
-        let Some(end) = rest.find(['\r', '\n']) else {
-            break;
-        };
-        let line = &rest[..end];
-        let skip = if rest[end..].starts_with("\r\n") {
-            2
-        } else {
-            1
-        };
-        rest = &rest[end + skip..];
-        if line.is_empty() {
-            if let Some(d) = data.take() {
-                events.push(d);
-            }
-            data_lines = 0;
-            continue;
-        }
-        let (field, value) = match line.split_once(':') {
-            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
-            None => (line, ""),
-        };
-        if field == "data" {
-            let d = data.get_or_insert_with(String::new);
-            if data_lines > 0 {
-                d.push('\n');
-            }
-            data_lines += 1;
-            d.push_str(value);
-        }
-    }
-    events
 }
 
 #[derive(Arbitrary, Debug)]
@@ -178,7 +136,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         String::from_utf8_lossy(&cut),
         "the output depends on where the stream was cut"
     );
-    for event in dispatched(&cut) {
+    for event in sse::dispatched(&cut) {
         let Ok(v) = serde_json::from_str::<Value>(&event) else {
             continue;
         };
