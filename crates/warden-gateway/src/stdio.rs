@@ -330,18 +330,22 @@ fn ruled_server_line(line: &str, relay: &Relay) -> Ruling {
             return Ruling::Refused(answers, rest);
         }
     }
-    let Ok(mut v) = serde_json::from_str::<Value>(line) else {
-        return Ruling::Unchanged;
-    };
-    if v.get("method").is_none() {
-        if let (Some(id), Ok(mut map)) = (v.get("id").map(Value::to_string), relay.ids.lock()) {
-            map.remove(&id);
+    // An answer ends its request's wait, whatever it holds.
+    if let Ok(v) = serde_json::from_str::<Value>(line) {
+        if v.get("method").is_none() {
+            if let (Some(id), Ok(mut map)) = (v.get("id").map(Value::to_string), relay.ids.lock())
+            {
+                map.remove(&id);
+            }
         }
     }
-    if view.filter(&mut v) {
-        Ruling::Rewritten(v.to_string())
-    } else {
-        Ruling::Unchanged
+    // The same reading as over HTTP: scanned, or as a client's JSON reader takes it when
+    // serde_json does not (a list answer it refuses is filtered all the same).
+    match view.filter_bytes(line.as_bytes()) {
+        // Kept entries are copied as the server wrote them: a line break inside one (JSON
+        // whitespace) would end the line early.
+        Some(rewritten) => Ruling::Rewritten(rewritten.replace(['\n', '\r'], " ")),
+        None => Ruling::Unchanged,
     }
 }
 
@@ -401,6 +405,20 @@ mod tests {
         assert!(
             matches!(ruled_server_line(twice, &relay), Ruling::Refused(a, None) if a.is_empty())
         );
+        // A list answer serde_json refuses (a lone surrogate) is filtered as a client reads
+        // it, and a pretty-printed one stays on one line.
+        relay.ids.lock().unwrap().insert("7".into(), List::Tools);
+        let hidden = serde_json::json!({"version": "1", "default": "allow", "hide": ["secret"]});
+        let hidden = warden_policy::CompiledPolicy::new(
+            &warden_policy::Policy::from_value(&hidden).unwrap(),
+        )
+        .unwrap();
+        relay.live.handle.swap(hidden);
+        let lenient = "{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"tools\":[{\"name\":\"secret\"},\n {\"name\":\"ok\",\"description\":\"\\ud800\"}]}}";
+        let Ruling::Rewritten(out) = ruled_server_line(lenient, &relay) else {
+            panic!("the list answer was not filtered");
+        };
+        assert!(!out.contains("secret") && out.contains("\"ok\"") && !out.contains('\n'), "{out}");
         let allowed = r#"{"jsonrpc":"2.0","id":5,"method":"roots/list"}"#;
         assert!(matches!(
             ruled_server_line(allowed, &relay),
