@@ -453,3 +453,63 @@ server_request "sampling/createMessage" {
     );
     assert!(gate.finish().success());
 }
+
+#[test]
+fn a_stream_opened_after_a_reload_is_told_at_once_to_list_again() {
+    let Some((warden, js, _)) = peers() else {
+        return;
+    };
+    let dir = support::scratch("methods-stale-list");
+    let policy = dir.join("policy.json");
+    std::fs::write(&policy, POLICY).unwrap();
+    let upstream = support::start_everything(&js);
+    let gw = serve(&warden, &policy, &upstream.url, support::free_port());
+    let sid = support::session(&gw.url, "alice-token");
+    let h = support::mcp_headers("Bearer alice-token", Some(&sid));
+    let (status, _, body) = support::http(
+        &gw.url,
+        "POST",
+        "/mcp",
+        &h,
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+    );
+    assert!(status == 200 && body.contains("\"echo\""), "{body}");
+    // The policy changes before the session opens its standalone stream.
+    std::fs::write(&policy, POLICY.replace(r#""echo": {},"#, "")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for id in 3.. {
+        let text = support::call_text(
+            &gw.url,
+            "alice-token",
+            &sid,
+            id,
+            "echo",
+            json!({"message": "m"}),
+        );
+        if text.starts_with("[POLICY DENIED]") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the edit was not picked up");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let stream = support::send(
+        &gw.url,
+        "GET",
+        "/mcp",
+        &[
+            ("authorization", "Bearer alice-token"),
+            ("accept", "text/event-stream"),
+            ("mcp-session-id", &sid),
+            ("mcp-protocol-version", "2025-11-25"),
+        ],
+        "",
+    );
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let told = std::io::BufRead::lines(std::io::BufReader::new(stream))
+        .map_while(Result::ok)
+        .take(50)
+        .any(|l| l.contains("notifications/tools/list_changed"));
+    assert!(told, "the stream was not told that its tool list changed");
+}

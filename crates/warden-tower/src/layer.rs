@@ -70,7 +70,9 @@ pub(crate) struct Shared {
     /// The lists a reload changed, for the `list_changed` notifications of open streams.
     pub(crate) lists_changed: crate::view::Changes,
     /// List answers filtered lately, to answer the same list again without scanning it.
-    pub(crate) list_cache: crate::view::ListCache,
+    pub(crate) list_cache: Arc<crate::view::ListCache>,
+    /// Which lists each session holds, for streams opened after a reload.
+    pub(crate) listed: Arc<crate::view::Listed>,
 }
 
 /// Enforces a Warden policy on every MCP tool call (or HTTP route) of the wrapped service.
@@ -109,6 +111,9 @@ pub struct PolicyLayer {
     custom_store: bool,
     elicit: Arc<crate::elicit::Book>,
     lists_changed: crate::view::Changes,
+    // Shared by every service the layer makes (the gateway makes one per connection).
+    list_cache: Arc<crate::view::ListCache>,
+    listed: Arc<crate::view::Listed>,
 }
 
 impl std::fmt::Debug for PolicyLayer {
@@ -150,6 +155,8 @@ impl PolicyLayer {
             custom_store: false,
             elicit: Arc::default(),
             lists_changed: crate::view::Changes::default(),
+            list_cache: Arc::default(),
+            listed: Arc::default(),
         }
     }
 
@@ -243,7 +250,8 @@ impl<S> Layer<S> for PolicyLayer {
                 store: self.store.clone(),
                 elicit: self.elicit.clone(),
                 lists_changed: self.lists_changed.clone(),
-                list_cache: crate::view::ListCache::default(),
+                list_cache: self.list_cache.clone(),
+                listed: self.listed.clone(),
             }),
         }
     }

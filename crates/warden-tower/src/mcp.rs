@@ -55,8 +55,17 @@ where
         // The standalone stream carries the server's own requests, guarded when the policy
         // rules them, and the gateway's `list_changed` when a reload changes the lists.
         if parts.method == Method::GET {
-            let policy = shared.state.load().policy.clone();
+            let (policy, revision) = {
+                let e = shared.state.load();
+                (e.policy.clone(), e.revision)
+            };
             let caller = Caller::of(&shared, &parts);
+            // Lists the session got under an older policy: told at once.
+            let stale = caller
+                .session
+                .as_deref()
+                .map(|s| shared.listed.stale(s, revision))
+                .unwrap_or_default();
             let head = answer_head(&parts);
             let resp = inner
                 .clone()
@@ -70,7 +79,11 @@ where
             } else {
                 boxed(resp)
             };
-            return Ok(with_list_changes(resp, shared.lists_changed.subscribe()));
+            return Ok(with_list_changes(
+                resp,
+                shared.lists_changed.subscribe(),
+                stale,
+            ));
         }
         let resp = inner
             .call(Request::from_parts(parts, Body::new(body)))
@@ -370,6 +383,13 @@ where
         bytes
     };
     let mut lists = crate::methods::lists(&parsed.messages);
+    // Which lists this session holds, under which policy: a standalone stream it opens
+    // after a reload is told to list again.
+    if let (Some(session), false) = (caller.session.as_deref(), lists.is_empty()) {
+        shared
+            .listed
+            .note(session, enforcer.revision, lists.iter().map(|(_, l)| *l));
+    }
     // A list this policy can take nothing from passes untouched (not even parsed).
     lists.retain(|(_, l)| enforcer.policy.may_drop_from_lists(l.kind()));
     let init_caps = parsed.messages.iter().find_map(|m| match m {
@@ -486,10 +506,15 @@ where
 fn with_list_changes(
     resp: Response<Body>,
     mut changes: tokio::sync::watch::Receiver<Vec<List>>,
+    stale: Vec<List>,
 ) -> Response<Body> {
     let (parts, body) = resp.into_parts();
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
     changes.mark_unchanged();
+    for l in stale {
+        let event = format!("data: {}\n\n", crate::view::list_changed(l));
+        let _ = tx.try_send(Bytes::from(event));
+    }
     tokio::spawn(async move {
         let mut body = std::pin::pin!(body);
         // False once the layer is gone: the server's stream is still relayed.

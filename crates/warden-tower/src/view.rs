@@ -523,6 +523,54 @@ fn samples_agree(a: &[u8], b: &[u8]) -> bool {
     })
 }
 
+/// The lists each session was last answered, and under which policy revision, so that a
+/// standalone stream opened after a reload can be told at once to list again.
+#[derive(Debug, Default)]
+pub(crate) struct Listed(std::sync::Mutex<std::collections::HashMap<String, (u64, Vec<List>)>>);
+
+impl Listed {
+    /// Sessions remembered at most; past it the book starts afresh (a stream then misses
+    /// one early notice, never a decision).
+    const SESSIONS: usize = 100_000;
+
+    pub(crate) fn note(&self, session: &str, revision: u64, lists: impl Iterator<Item = List>) {
+        let Ok(mut book) = self.0.lock() else {
+            return;
+        };
+        if book.len() >= Self::SESSIONS && !book.contains_key(session) {
+            book.clear();
+        }
+        let entry = book
+            .entry(session.to_owned())
+            .or_insert_with(|| (revision, Vec::new()));
+        if entry.0 != revision {
+            *entry = (revision, Vec::new());
+        }
+        for l in lists {
+            let l = match l {
+                List::ResourceTemplates => List::Resources,
+                l => l,
+            };
+            if !entry.1.contains(&l) {
+                entry.1.push(l);
+            }
+        }
+    }
+
+    /// The lists `session` holds from a policy other than `revision` (taken: told once).
+    pub(crate) fn stale(&self, session: &str, revision: u64) -> Vec<List> {
+        let Ok(mut book) = self.0.lock() else {
+            return Vec::new();
+        };
+        match book.get(session) {
+            Some((r, _)) if *r != revision => {
+                book.remove(session).map(|(_, l)| l).unwrap_or_default()
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
 /// Tells open standalone streams which lists a reload changed.
 #[derive(Debug, Clone)]
 pub(crate) struct Changes(Arc<tokio::sync::watch::Sender<Vec<List>>>);
