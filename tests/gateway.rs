@@ -365,8 +365,16 @@ fn scan_writes_a_starter_policy_that_checks_clean_against_the_server() {
         check.status.success() && !stdout.contains("warning"),
         "{stdout}{stderr}"
     );
-    // The saved scan holds the server's resources and prompts: check names those the
-    // starter policy's `default deny` now denies.
+    // The starter policy allows the resources and prompts the server lists, by name.
+    assert!(
+        text.contains("allow resource \"demo://resource/static/document/")
+            && text.contains("allow prompt ")
+            && text.contains("simple-prompt"),
+        "{text}"
+    );
+    assert!(!stderr.contains("note:"), "{stderr}");
+    // The saved scan holds them too: check names those a tools-only policy's `default deny`
+    // now denies.
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(&tools).unwrap()).unwrap();
     assert_eq!(
         saved["prompts"].as_array().map(Vec::len),
@@ -378,6 +386,16 @@ fn scan_writes_a_starter_policy_that_checks_clean_against_the_server() {
         Some(7),
         "{saved}"
     );
+    let old = dir.join("tools-only.pol");
+    std::fs::write(&old, "version 1\ndefault deny\nallow echo\n").unwrap();
+    let check = Command::new(&warden)
+        .arg("check")
+        .arg(&old)
+        .arg("--tools")
+        .arg(&tools)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&check.stderr);
     assert!(
         stderr.contains("the server's resources it denies (7): demo://resource/static/document/")
             && stderr.contains("the server's prompts it denies (4): ")

@@ -152,6 +152,33 @@ pub fn starter_policy(server: &str, catalog: &Catalog) -> Result<String, Error> 
             names(&executes)
         ),
     );
+    // Resources and prompts are reads: the ones the server listed are allowed by name, so
+    // that `default deny` does not deny them (templates' URIs and anything added later are).
+    for (title, kind, names) in [
+        (
+            "Resources the server lists (reads): allowed. Reads of other URIs are denied.",
+            warden_policy::Kind::Resource,
+            &catalog.resources,
+        ),
+        (
+            "Prompts the server lists: allowed.",
+            warden_policy::Kind::Prompt,
+            &catalog.prompts,
+        ),
+    ] {
+        if names.is_empty() {
+            continue;
+        }
+        let listed: Vec<String> = names
+            .iter()
+            .map(|n| warden_dsl::entry_name(kind, n))
+            .collect();
+        out.push_str(&format!(
+            "\n# {title}\nallow {} {}\n",
+            kind.noun(),
+            listed.join(", ")
+        ));
+    }
     // Compiling proves the text is a valid policy; a failure here is our bug.
     match warden_dsl::compile(&out) {
         Ok(_) => Ok(out),
