@@ -398,21 +398,22 @@ where
         ),
         _ => None,
     });
-    let guards = enforcer.policy.rules_server_requests();
-    let head = guards.then(|| answer_head(&parts));
-    let resp = inner
-        .clone()
-        .call(forward_request(parts, &parsed, bytes))
-        .await?;
+    // The head and a handle on the inner service to answer the server's refused requests
+    // with: only under a policy that rules them (the usual call clones nothing).
+    let guard = enforcer
+        .policy
+        .rules_server_requests()
+        .then(|| (answer_head(&parts), inner.clone()));
+    let resp = inner.call(forward_request(parts, &parsed, bytes)).await?;
     // What the client can be asked is learnt once per session, when it is created.
     if let Some(caps) = init_caps {
         if let Some(session) = header_str(resp.headers(), &names::MCP_SESSION_ID) {
             shared.elicit.remember(session, caps);
         }
     }
-    let resp = match head {
+    let resp = match guard {
         // The server may ask the client things on this call's stream.
-        Some(head)
+        Some((head, inner))
             if crate::body::content_kind(resp.headers())
                 == crate::body::ContentKind::EventStream =>
         {
@@ -609,7 +610,12 @@ fn call_params<'m>(messages: &'m [Message<'_>]) -> impl Iterator<Item = Option<&
 /// For each verdict, the arguments a resource read is decided with (`{"uri": URI}`), when
 /// the policy reads arguments at all; else nothing.
 fn resource_args(enforcer: &Enforcer, messages: &[Message<'_>]) -> Vec<Option<Value>> {
-    if !enforcer.policy.reads_arguments() {
+    let reads = |m: &Message<'_>| {
+        matches!(m, Message::Request { method, .. }
+            if method == "resources/read" || method == "resources/subscribe")
+    };
+    // The usual body holds a tool call: nothing to build, nothing allocated.
+    if !enforcer.policy.reads_arguments() || !messages.iter().any(reads) {
         return Vec::new();
     }
     decided(messages)
