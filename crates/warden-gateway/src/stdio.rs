@@ -333,8 +333,7 @@ fn ruled_server_line(line: &str, relay: &Relay) -> Ruling {
     // An answer ends its request's wait, whatever it holds.
     if let Ok(v) = serde_json::from_str::<Value>(line) {
         if v.get("method").is_none() {
-            if let (Some(id), Ok(mut map)) = (v.get("id").map(Value::to_string), relay.ids.lock())
-            {
+            if let (Some(id), Ok(mut map)) = (v.get("id").map(Value::to_string), relay.ids.lock()) {
                 map.remove(&id);
             }
         }
@@ -418,7 +417,10 @@ mod tests {
         let Ruling::Rewritten(out) = ruled_server_line(lenient, &relay) else {
             panic!("the list answer was not filtered");
         };
-        assert!(!out.contains("secret") && out.contains("\"ok\"") && !out.contains('\n'), "{out}");
+        assert!(
+            !out.contains("secret") && out.contains("\"ok\"") && !out.contains('\n'),
+            "{out}"
+        );
         let allowed = r#"{"jsonrpc":"2.0","id":5,"method":"roots/list"}"#;
         assert!(matches!(
             ruled_server_line(allowed, &relay),

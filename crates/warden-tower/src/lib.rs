@@ -25,7 +25,6 @@ mod inspect;
 #[cfg(feature = "jwt")]
 pub mod jwt;
 mod layer;
-pub mod view;
 pub mod limit;
 mod mcp;
 mod methods;
@@ -36,6 +35,7 @@ mod refund;
 mod rest;
 mod scan;
 mod service;
+pub mod view;
 
 pub use answer::{DENIED_PREFIX, DenyStyle, Forwarded, POLICY_DENIED_CODE};
 pub use approval::{
@@ -43,7 +43,6 @@ pub use approval::{
     Refuse, Webhook,
 };
 pub use body::{Body, BoxError, Uncollected, collect};
-pub use view::{List, View};
 pub use grant::{
     BearerGrant, Claims, DefaultGrant, Grant, GrantExtractor, HeaderGrant, bearer_token, short_hash,
 };
@@ -52,6 +51,7 @@ pub use limit::{CounterStore, MemoryStore};
 pub use observe::Record;
 pub use observe::{RecordedCall, Recorder};
 pub use service::{ClientAddr, PolicyService, ResponseFuture};
+pub use view::{List, View};
 
 /// Configuration mistakes found when building the layer's parts.
 #[derive(Debug, thiserror::Error)]

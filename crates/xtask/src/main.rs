@@ -118,9 +118,10 @@ fn test(args: &[String]) -> Result<ExitCode> {
         "end-to-end upstream: @modelcontextprotocol/server-everything",
         || peers::everything(&root),
     )?;
-    step("end-to-end upstream: the Linode MCP server (shared/reference)", || {
-        peers::linode(&root)
-    })?;
+    step(
+        "end-to-end upstream: the Linode MCP server (shared/reference)",
+        || peers::linode(&root),
+    )?;
     step("redis-server", || peers::redis(&root))?;
     step(
         "console browser tests: Chromium and playwright-core",

@@ -141,7 +141,11 @@ pub fn linode(root: &Path) -> Result<()> {
     require(root, "npm", "npm (e.g. `apt-get install npm`)")?;
     let dir = root.join(LINODE_DIR);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    run(command(root, "tar").arg("xzf").arg(&tarball).arg("-C").arg(&dir))?;
+    run(command(root, "tar")
+        .arg("xzf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&dir))?;
     run(command(&dir, "npm").args(["ci", "--omit=dev", "--no-audit", "--no-fund"]))?;
     if !root.join(LINODE_JS).is_file() {
         return Err(format!("npm ci finished but {LINODE_JS} is missing"));
