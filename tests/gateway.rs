@@ -212,24 +212,7 @@ fn serve_reloads_an_edited_policy_without_dropping_the_session() {
 
     // Take `echo` out of the policy: within a few seconds, the same session is refused.
     std::fs::write(&policy, POLICY.replace("allow echo, ", "allow ")).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut id = 3;
-    loop {
-        let text = support::call_text(
-            &gw.url,
-            "alice-token",
-            &sid,
-            id,
-            "echo",
-            json!({"message": "two"}),
-        );
-        if text.starts_with("[POLICY DENIED]") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "edit not picked up: {text}");
-        std::thread::sleep(Duration::from_millis(200));
-        id += 1;
-    }
+    support::until_echo_denied(&gw.url, "alice-token", &sid, 3);
     // A broken edit keeps the policy in force: echo still denied, get-sum still allowed.
     std::fs::write(
         &policy,

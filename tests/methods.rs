@@ -476,22 +476,7 @@ fn a_stream_opened_after_a_reload_is_told_at_once_to_list_again() {
     assert!(status == 200 && body.contains("\"echo\""), "{body}");
     // The policy changes before the session opens its standalone stream.
     std::fs::write(&policy, POLICY.replace(r#""echo": {},"#, "")).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    for id in 3.. {
-        let text = support::call_text(
-            &gw.url,
-            "alice-token",
-            &sid,
-            id,
-            "echo",
-            json!({"message": "m"}),
-        );
-        if text.starts_with("[POLICY DENIED]") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the edit was not picked up");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    support::until_echo_denied(&gw.url, "alice-token", &sid, 3);
     let stream = support::send(
         &gw.url,
         "GET",

@@ -523,3 +523,23 @@ pub fn linode() -> Option<PathBuf> {
     missing(&format!("no Linode MCP server at {}", js.display()));
     None
 }
+
+/// Calls `echo` on the session (ids from `first_id` up) until the gateway denies it, for at
+/// most 15 s: how a test waits for a policy edit that takes `echo` out to be picked up.
+/// Returns the next unused id.
+pub fn until_echo_denied(url: &str, token: &str, sid: &str, first_id: u32) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut id = first_id;
+    loop {
+        let text = call_text(url, token, sid, id, "echo", json!({"message": "m"}));
+        id += 1;
+        if text.starts_with("[POLICY DENIED]") {
+            return id;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the edit was not picked up: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

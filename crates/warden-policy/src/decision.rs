@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::compiled::{CompiledLimit, CompiledPolicy, CompiledRule};
 use crate::compiled::{Entry, Section};
-use crate::condition::{Num, Truth};
+use crate::condition::{CompiledCondition, Num, Truth};
 use crate::explain::{Step, Trace, Untraced};
 use crate::model::{Approval, Kind, Scope};
 
@@ -301,24 +301,19 @@ impl CompiledPolicy {
         if shadow {
             return true;
         }
-        let about_caller = |r: &CompiledRule| {
+        // Conditions on the caller alone have the same answer for every call it makes.
+        let on_caller = |c: &CompiledCondition| !c.reads_arguments() && c.counter_read().is_none();
+        // A deny_if on the caller alone that fires denies every call.
+        let always_denies = |r: &CompiledRule| {
+            r.conditions.iter().all(|(_, c)| on_caller(c)) && fires(r, call, &mut Untraced)
+        };
+        // A require with a condition on the caller that fails can never hold.
+        let never_holds = |r: &CompiledRule| {
             r.conditions
                 .iter()
-                .all(|(_, c)| !c.reads_arguments() && c.counter_read().is_none())
+                .any(|(_, c)| on_caller(c) && c.eval(call) != Truth::True)
         };
-        // A deny_if on the caller alone that fires denies every call.
-        if deny_if
-            .iter()
-            .any(|r| about_caller(r) && fires(r, call, &mut Untraced))
-        {
-            return false;
-        }
-        // A require with a condition on the caller that fails can never hold.
-        !require.iter().any(|r| {
-            r.conditions.iter().any(|(_, c)| {
-                !c.reads_arguments() && c.counter_read().is_none() && c.eval(call) != Truth::True
-            })
-        })
+        !deny_if.iter().any(always_denies) && !require.iter().any(never_holds)
     }
 
     fn hidden<'p, T: Trace>(

@@ -59,25 +59,29 @@ where
                 let e = shared.state.load();
                 (e.policy.clone(), e.revision)
             };
-            let caller = Caller::of(&shared, &parts);
             // Lists the session got under an older policy: told at once.
-            let stale = caller
-                .session
-                .as_deref()
-                .map(|s| shared.listed.stale(s, revision))
+            let stale = HeaderText::of(&parts.headers, &names::MCP_SESSION_ID)
+                .map(|s| shared.listed.stale(&s, revision))
                 .unwrap_or_default();
-            let head = answer_head(&parts);
+            // Who is asked, and how to answer the server, only when its requests are ruled.
+            let guard = policy.rules_server_requests().then(|| {
+                (
+                    Caller::of(&shared, &parts),
+                    answer_head(&parts),
+                    inner.clone(),
+                )
+            });
             let resp = inner
-                .clone()
                 .call(Request::from_parts(parts, Body::new(body)))
                 .await?;
             if crate::body::content_kind(resp.headers()) != crate::body::ContentKind::EventStream {
                 return Ok(boxed(resp));
             }
-            let resp = if policy.rules_server_requests() {
-                guard_stream(resp, View::of(policy, Vec::new(), &caller), inner, head)
-            } else {
-                boxed(resp)
+            let resp = match guard {
+                Some((caller, head, inner)) => {
+                    guard_stream(resp, View::of(policy, Vec::new(), &caller), inner, head)
+                }
+                None => boxed(resp),
             };
             return Ok(with_list_changes(
                 resp,
@@ -461,9 +465,9 @@ fn answer_head(parts: &http::request::Parts) -> http::request::Parts {
     req.into_parts().0
 }
 
-/// An event stream from the server with its lists filtered and the requests the policy
-/// refuses taken out; each refused request is answered to the server, as the client would
-/// answer it, by a POST made with `head`.
+/// An event stream from the server (the caller checked that it is one) with its lists
+/// filtered and the requests the policy refuses taken out; each refused request is answered
+/// to the server, as the client would answer it, by a POST made with `head`.
 fn guard_stream<S, ResB>(
     resp: Response<ResB>,
     view: View,
@@ -477,9 +481,6 @@ where
     ResB: http_body::Body<Data = Bytes> + Send + 'static,
     ResB::Error: Into<BoxError>,
 {
-    if crate::body::content_kind(resp.headers()) != crate::body::ContentKind::EventStream {
-        return boxed(resp);
-    }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
     tokio::spawn(async move {
         let mut inner = inner;
@@ -663,15 +664,16 @@ fn decide_all<'a>(
                     .clone()
                     .find(|uri| !enforcer.policy.visible(&call(uri)))
                     .or_else(|| uris.clone().next());
-                let (kind, name) = match pick {
-                    Some(uri) => (warden_policy::Kind::Resource, uri),
-                    None => (warden_policy::Kind::Method, "subscriptions/listen"),
-                };
-                match kind {
-                    warden_policy::Kind::Resource => {
-                        Verdict::completion(enforcer, caller, id.clone(), kind, name, force_shadow)
-                    }
-                    _ => Verdict::passing(id.clone(), name),
+                match pick {
+                    Some(uri) => Verdict::completion(
+                        enforcer,
+                        caller,
+                        id.clone(),
+                        warden_policy::Kind::Resource,
+                        uri,
+                        force_shadow,
+                    ),
+                    None => Verdict::passing(id.clone(), "subscriptions/listen"),
                 }
             }
             Ruled::Decide { kind, name, args } => Verdict::decide(

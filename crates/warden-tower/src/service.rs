@@ -301,6 +301,32 @@ impl<'a> Verdict<'a> {
         }
     }
 
+    /// A verdict the layer reaches without charging anything: no arguments, no limits, no
+    /// approval.
+    fn uncharged(
+        id: Value,
+        kind: Kind,
+        name: &'a str,
+        outcome: Outcome,
+        rule: Cow<'a, str>,
+        message: Cow<'a, str>,
+        shadow: bool,
+    ) -> Self {
+        Verdict {
+            id,
+            kind,
+            tool: Cow::Borrowed(name),
+            args: None,
+            outcome,
+            rule,
+            message,
+            shadow,
+            charges: Vec::new(),
+            approval: None,
+            claims: None,
+        }
+    }
+
     /// `completion/complete` for a prompt or resource: allowed, uncharged, when this caller
     /// could use it at all (as its list would show it); else denied with the reason a call
     /// without arguments would get.
@@ -314,71 +340,44 @@ impl<'a> Verdict<'a> {
     ) -> Self {
         let call = caller.call_as(kind, name, None);
         let policy = &enforcer.policy;
-        let (outcome, rule, message, shadow) = if policy.visible(&call) {
-            (
-                Outcome::Allow,
-                Cow::Borrowed("(visible)"),
-                Cow::Borrowed("allowed"),
-                false,
-            )
-        } else {
-            let d = policy.decide(&call);
-            let rule = Cow::Borrowed(d.rule());
-            (
-                Outcome::Deny,
-                rule,
-                Cow::Owned(d.message().to_owned()),
-                d.is_shadow(),
-            )
-        };
-        Verdict {
+        if policy.visible(&call) {
+            let (rule, message) = (Cow::Borrowed("(visible)"), Cow::Borrowed("allowed"));
+            return Self::uncharged(id, kind, name, Outcome::Allow, rule, message, force_shadow);
+        }
+        let d = policy.decide(&call);
+        let message = Cow::Owned(d.message().to_owned());
+        let shadow = d.is_shadow() || force_shadow;
+        Self::uncharged(
             id,
             kind,
-            tool: Cow::Borrowed(name),
-            args: None,
-            outcome,
-            rule,
+            name,
+            Outcome::Deny,
+            Cow::Borrowed(d.rule()),
             message,
-            shadow: shadow || force_shadow,
-            charges: Vec::new(),
-            approval: None,
-            claims: None,
-        }
+            shadow,
+        )
     }
 
     /// A request that passes as it is (decided only by what it names, and it names nothing).
     pub(crate) fn passing(id: Value, method: &'a str) -> Self {
-        Verdict {
+        let (rule, message) = (Cow::Borrowed("(passes)"), Cow::Borrowed("allowed"));
+        Self::uncharged(
             id,
-            kind: Kind::Method,
-            tool: Cow::Borrowed(method),
-            args: None,
-            outcome: Outcome::Allow,
-            rule: Cow::Borrowed("(passes)"),
-            message: Cow::Borrowed("allowed"),
-            shadow: false,
-            charges: Vec::new(),
-            approval: None,
-            claims: None,
-        }
+            Kind::Method,
+            method,
+            Outcome::Allow,
+            rule,
+            message,
+            false,
+        )
     }
 
     /// A request of a ruled kind that names nothing the gate can decide on: denied, since
     /// the policy rules that kind.
     pub(crate) fn unreadable(id: Value, kind: Kind, method: &'a str, why: String) -> Self {
-        Verdict {
-            id,
-            kind,
-            tool: Cow::Borrowed(method),
-            args: None,
-            outcome: Outcome::Deny,
-            rule: Cow::Borrowed("(unreadable)"),
-            message: Cow::Owned(format!("{why}: the gate cannot decide it")),
-            shadow: false,
-            charges: Vec::new(),
-            approval: None,
-            claims: None,
-        }
+        let message = Cow::Owned(format!("{why}: the gate cannot decide it"));
+        let rule = Cow::Borrowed("(unreadable)");
+        Self::uncharged(id, kind, method, Outcome::Deny, rule, message, false)
     }
 
     /// Asks the approver about exactly this call, within the rule's timeout. `Err` carries

@@ -203,11 +203,15 @@ impl View {
             Scanned::Filtered(f) => f
                 .with_id(&bytes[f.id.clone()])
                 .map(|(head, rest)| String::from_utf8_lossy(&[head, rest].concat()).into_owned()),
-            Scanned::Unreadable => {
-                let mut v = crate::scan::lenient(bytes)?;
-                self.filter(&mut v).then(|| v.to_string())
-            }
+            Scanned::Unreadable => self.filter_read(bytes),
         }
+    }
+
+    /// The general path: the whole message read as a client's JSON reader reads it, then
+    /// [`View::filter`].
+    fn filter_read(&self, bytes: &[u8]) -> Option<String> {
+        let mut v = crate::scan::lenient(bytes)?;
+        self.filter(&mut v).then(|| v.to_string())
     }
 
     pub(crate) fn filter_scanned(&self, b: &[u8]) -> Scanned {
@@ -441,11 +445,9 @@ impl ListCache {
         }
         match view.filter_scanned(bytes) {
             Scanned::Untouched => None,
-            Scanned::Unreadable => {
-                let mut v = crate::scan::lenient(bytes)?;
-                view.filter(&mut v)
-                    .then(|| (bytes::Bytes::from(v.to_string()), bytes::Bytes::new()))
-            }
+            Scanned::Unreadable => view
+                .filter_read(bytes)
+                .map(|v| (bytes::Bytes::from(v), bytes::Bytes::new())),
             Scanned::Filtered(f) => {
                 let out = f.with_id(&bytes[f.id.clone()]);
                 if let Ok(mut entries) = self.0.lock() {
