@@ -397,26 +397,8 @@ impl<'a> Reader<'a> {
     /// `statement_word`: a keyword that starts a statement (the lookahead reads it without
     /// moving).
     fn at_statement_word(&mut self) -> bool {
-        const WORDS: &[&str] = &[
-            "version",
-            "defaults",
-            "default",
-            "mode",
-            "lists",
-            "hide",
-            "all",
-            "tools",
-            "resources",
-            "prompts",
-            "server_requests",
-            "allow",
-            "tool",
-            "resource",
-            "prompt",
-            "server_request",
-        ];
         let at = self.pos;
-        WORDS.iter().any(|w| {
+        super::STATEMENT_WORDS.iter().any(|w| {
             let hit = self.kw(w).is_some();
             self.pos = at;
             hit

@@ -612,7 +612,7 @@ fn syntax_error(text: &str, e: pest::error::Error<Rule>) -> Diagnostic {
     // Literal punctuation is not a rule in pest: infer it from where the parser stopped.
     let statement_start = keywords.contains(&"tool") && keywords.contains(&"hide");
     if statement_start {
-        keywords.retain(|k| !STATEMENT_WORDS.contains(k));
+        keywords.retain(|k| !super::STATEMENT_WORDS.contains(k));
         expected.retain(|x| x != "end of file");
         expected.insert(
             0,
@@ -674,26 +674,6 @@ fn syntax_error(text: &str, e: pest::error::Error<Rule>) -> Diagnostic {
     }
     d
 }
-
-/// The keywords that start a statement (the message names the statements instead).
-const STATEMENT_WORDS: &[&str] = &[
-    "version",
-    "default",
-    "defaults",
-    "mode",
-    "lists",
-    "hide",
-    "all",
-    "tools",
-    "resources",
-    "prompts",
-    "server_requests",
-    "allow",
-    "tool",
-    "resource",
-    "prompt",
-    "server_request",
-];
 
 /// A composite rule pest reports as expected, as the keywords that could start it.
 fn expand(r: Rule) -> Vec<Rule> {

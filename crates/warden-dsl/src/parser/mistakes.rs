@@ -4,6 +4,7 @@
 //! broken `resource` block. Given the statements that did read, this finds the mistake and
 //! says what was meant; [`super::grammar`] falls back on pest's message otherwise.
 
+use super::STATEMENT_WORDS;
 use warden_policy::{Kind, did_you_mean};
 
 use super::fast;
@@ -19,24 +20,6 @@ const KINDS: [&str; 5] = [
 ];
 const KINDS_HELP: &str =
     "the kinds are `tools`, `resources`, `prompts`, `methods` and `server_requests`";
-const STATEMENT_WORDS: &[&str] = &[
-    "version",
-    "default",
-    "defaults",
-    "mode",
-    "lists",
-    "hide",
-    "all",
-    "tools",
-    "resources",
-    "prompts",
-    "server_requests",
-    "allow",
-    "tool",
-    "resource",
-    "prompt",
-    "server_request",
-];
 
 /// A token: a word (letters, digits, `_`), a string in quotes, or one other character.
 #[derive(Debug, Clone, Copy)]

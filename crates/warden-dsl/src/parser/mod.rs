@@ -14,6 +14,27 @@ mod mistakes;
 mod differential;
 
 use crate::ast::File;
+
+/// The keywords that start a statement: both readers stop a list of names at one, and
+/// diagnostics name the statements instead of listing these.
+pub(crate) const STATEMENT_WORDS: &[&str] = &[
+    "version",
+    "default",
+    "defaults",
+    "mode",
+    "lists",
+    "hide",
+    "all",
+    "tools",
+    "resources",
+    "prompts",
+    "server_requests",
+    "allow",
+    "tool",
+    "resource",
+    "prompt",
+    "server_request",
+];
 use crate::diagnostic::Diagnostic;
 
 /// Larger inputs are refused up front: a policy is configuration, not data.
