@@ -255,6 +255,8 @@ pub enum Command {
         /// A header for the server (credentials). Repeatable.
         #[arg(long = "header", value_name = "NAME: VALUE")]
         headers: Vec<String>,
+        #[command(flatten)]
+        upstream_tls: UpstreamTlsArgs,
         /// Write the policy here instead of stdout (an existing file is not overwritten).
         #[arg(short, long, value_name = "FILE.pol")]
         output: Option<PathBuf>,
@@ -272,12 +274,28 @@ pub struct ServeArgs {
     /// The policy (`.pol` or `.json`).
     #[arg(long, value_name = "FILE")]
     pub policy: PathBuf,
-    /// The MCP server's endpoint, e.g. http://127.0.0.1:3001/mcp.
+    /// The MCP server's endpoint, e.g. http://127.0.0.1:3001/mcp or
+    /// https://mcp.example.com/mcp (verified against Mozilla's roots, or --upstream-ca).
     #[arg(long, value_name = "URL")]
     pub upstream: String,
+    #[command(flatten)]
+    pub upstream_tls: UpstreamTlsArgs,
     /// Where MCP clients connect.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8787")]
     pub listen: std::net::SocketAddr,
+    /// Serve HTTPS with this certificate chain (PEM; TLS 1.2 and 1.3). Reloaded when the
+    /// file changes (cert-manager, ACME clients); open connections keep theirs.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// The admin address's own certificate (default: --tls-cert, when given).
+    #[arg(long, value_name = "FILE", requires_all = ["admin", "admin_tls_key"])]
+    pub admin_tls_cert: Option<PathBuf>,
+    /// The private key of --admin-tls-cert.
+    #[arg(long, value_name = "FILE", requires = "admin_tls_cert")]
+    pub admin_tls_key: Option<PathBuf>,
     /// A header added to every upstream request (upstream credentials). Repeatable.
     #[arg(long = "header", value_name = "NAME: VALUE")]
     pub headers: Vec<String>,
@@ -298,9 +316,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "TOKEN", requires = "admin")]
     pub admin_token: Option<String>,
     /// POST each approval request (as JSON, with `console_url`: its page on the console) to
-    /// this http:// URL, e.g. a chat webhook; people answer on the console. Needs --admin.
+    /// this http(s):// URL, e.g. a chat webhook; people answer on the console. Needs --admin.
     #[arg(long, value_name = "URL", requires = "admin")]
     pub approval_notify: Option<String>,
+    /// The CA (PEM) that signed --approval-notify's certificate, if not a public one.
+    #[arg(long, value_name = "FILE", requires = "approval_notify")]
+    pub approval_notify_ca: Option<PathBuf>,
     /// The console's address as people open it (behind a proxy, say), for the links of
     /// --approval-notify and of approvals asked in MCP clients that can open links.
     /// Default: http://<--admin address>.
@@ -352,7 +373,7 @@ pub struct ServeArgs {
 #[derive(Debug, clap::Args)]
 pub struct JwtArgs {
     /// Accept JWTs signed by a key of this JWKS: a file (reloaded when it changes) or an
-    /// http:// URL (fetched again when a token names an unknown key, at most once a minute).
+    /// http(s):// URL (fetched again when a token names an unknown key, at most once a minute).
     /// Static --grant-token / --grants tokens keep working beside JWTs.
     #[arg(long, value_name = "FILE|URL", requires_all = ["jwt_issuer", "jwt_audience"])]
     pub jwt_jwks: Option<String>,
@@ -375,6 +396,25 @@ pub struct JwtArgs {
     /// accepted without it, so an RSA public key cannot be turned into an HMAC secret).
     #[arg(long, value_name = "FILE", requires = "jwt_jwks")]
     pub jwt_hs_secret_file: Option<PathBuf>,
+    /// The CA (PEM) that signed an https:// --jwt-jwks URL's certificate (a private IdP);
+    /// default: Mozilla's roots.
+    #[arg(long, value_name = "FILE", requires = "jwt_jwks")]
+    pub jwt_jwks_ca: Option<PathBuf>,
+}
+
+/// How an https:// upstream is verified, and the certificate Warden shows it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct UpstreamTlsArgs {
+    /// Trust only the CA certificates in this PEM bundle for an https:// upstream (a private
+    /// CA); default: Mozilla's roots. There is no option that turns verification off.
+    #[arg(long, value_name = "FILE")]
+    pub upstream_ca: Option<PathBuf>,
+    /// A client certificate chain (PEM) for upstreams that want mutual TLS.
+    #[arg(long, value_name = "FILE", requires = "upstream_client_key")]
+    pub upstream_client_cert: Option<PathBuf>,
+    /// The private key of --upstream-client-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "upstream_client_cert")]
+    pub upstream_client_key: Option<PathBuf>,
 }
 
 /// 16 MiB: room for real payloads (a file as base64 in a tool call).
@@ -416,7 +456,8 @@ pub struct StdioArgs {
 #[derive(Debug, clap::Args)]
 pub struct RedisArgs {
     /// Share rate-limit counters and the approval queue with every replica pointed at this
-    /// Redis: redis://[USER:PASSWORD@]HOST:PORT[/DB]. Without it, state lives in this process.
+    /// Redis: redis://[USER:PASSWORD@]HOST:PORT[/DB], or rediss://… over TLS. Without it,
+    /// state lives in this process.
     /// Read from WARDEN_REDIS_URL when not given (keeps a password out of `ps`).
     #[arg(
         long,
@@ -435,6 +476,16 @@ pub struct RedisArgs {
     /// default), `open` forwards it unchecked and logs a warning.
     #[arg(long, value_enum, default_value = "closed")]
     pub redis_fail: RedisFail,
+    /// For rediss://: trust only the CA certificates in this PEM bundle (default: the
+    /// system's roots).
+    #[arg(long, value_name = "FILE", requires = "redis")]
+    pub redis_ca: Option<PathBuf>,
+    /// For rediss:// servers that want a client certificate (PEM).
+    #[arg(long, value_name = "FILE", requires_all = ["redis", "redis_client_key"])]
+    pub redis_client_cert: Option<PathBuf>,
+    /// The private key of --redis-client-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "redis_client_cert")]
+    pub redis_client_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

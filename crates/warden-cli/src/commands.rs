@@ -110,10 +110,18 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Scan {
             upstream,
             headers,
+            upstream_tls,
             output,
             save_tools,
             command,
-        } => crate::gateway::scan(upstream, headers, output, save_tools, command),
+        } => crate::gateway::scan(
+            upstream,
+            headers,
+            &upstream_tls,
+            output,
+            save_tools,
+            command,
+        ),
         Command::Stdio(args) => crate::gateway::stdio(*args),
         Command::Schema => {
             std::io::stdout().write_all(warden_policy::json_schema().as_bytes())?;

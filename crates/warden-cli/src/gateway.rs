@@ -7,7 +7,9 @@ use http::header::{HeaderName, HeaderValue};
 use warden_gateway::{Grants, ServeOptions};
 use warden_tower::redis::{FailMode, RedisConfig, redact};
 
-use crate::cli::{JwtArgs, RedisArgs, RedisFail, ServeArgs, StdioArgs};
+use warden_tower::tls::ClientTls;
+
+use crate::cli::{JwtArgs, RedisArgs, RedisFail, ServeArgs, StdioArgs, UpstreamTlsArgs};
 use crate::error::CliError;
 
 pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
@@ -15,12 +17,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
         .upstream
         .parse()
         .map_err(|e| CliError::Usage(format!("--upstream {:?}: {e}", args.upstream)))?;
-    if upstream.scheme_str() != Some("http") || upstream.authority().is_none() {
-        return Err(CliError::Usage(format!(
-            "--upstream {:?}: expected an http:// URL such as http://127.0.0.1:3001/mcp",
-            args.upstream
-        )));
-    }
+    check_upstream(&upstream, &args.upstream, &args.upstream_tls)?;
     let grants = if args.no_auth {
         None
     } else {
@@ -66,23 +63,32 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     let console_url = admin.as_ref().map(|(addr, _)| {
-        args.console_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{addr}"))
+        args.console_url.clone().unwrap_or_else(|| {
+            let tls = args.admin_tls_cert.is_some() || args.tls_cert.is_some();
+            format!("{}://{addr}", if tls { "https" } else { "http" })
+        })
     });
     let notify = match (&args.approval_notify, &console_url) {
         (Some(url), Some(console)) => {
             let uri: http::Uri = url
                 .parse()
                 .ok()
-                .filter(|u: &http::Uri| u.scheme_str() == Some("http") && u.authority().is_some())
+                .filter(|u: &http::Uri| {
+                    matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some()
+                })
                 .ok_or_else(|| {
                     CliError::Usage(format!(
-                        "--approval-notify {url:?}: expected an http:// URL (put a TLS proxy in front for https)"
+                        "--approval-notify {url:?}: expected an http:// or https:// URL"
                     ))
                 })?;
+            let tls = ClientTls {
+                ca: args.approval_notify_ca.clone(),
+                identity: None,
+            };
+            check_client_tls(&tls, "--approval-notify-ca")?;
             Some(warden_gateway::state::Notify {
                 url: uri,
+                tls,
                 console: console.clone(),
             })
         }
@@ -98,7 +104,10 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
     let opts = ServeOptions {
         policy: args.policy,
         upstream,
+        upstream_tls: upstream_tls(&args.upstream_tls),
         listen: args.listen,
+        tls: args.tls_cert.zip(args.tls_key),
+        admin_tls: args.admin_tls_cert.zip(args.admin_tls_key),
         headers,
         grants,
         admin,
@@ -167,6 +176,7 @@ pub fn stdio(args: StdioArgs) -> Result<ExitCode, CliError> {
 pub fn scan(
     upstream: Option<String>,
     headers: Vec<String>,
+    tls: &UpstreamTlsArgs,
     output: Option<std::path::PathBuf>,
     save_tools: Option<std::path::PathBuf>,
     command: Vec<String>,
@@ -186,10 +196,15 @@ pub fn scan(
             let uri: http::Uri = url
                 .parse()
                 .map_err(|e| CliError::Usage(format!("--upstream {url:?}: {e}")))?;
+            check_upstream(&uri, &url, tls)?;
             eprintln!("asking {url} for its tools...");
             (
                 url.clone(),
-                runtime()?.block_on(warden_gateway::scan::scan_http(&uri, &headers))?,
+                runtime()?.block_on(warden_gateway::scan::scan_http(
+                    &uri,
+                    &upstream_tls(tls),
+                    &headers,
+                ))?,
             )
         }
         (None, false) => {
@@ -269,6 +284,11 @@ fn jwt_options(args: &JwtArgs) -> Result<Option<warden_gateway::JwtOptions>, Cli
         .map_err(|e| CliError::Usage(format!("--jwt-jwks: {e}")))?;
     let mut config = warden_tower::jwt::JwtConfig::new(source, issuer.clone(), audience.clone())
         .grant_claim(args.grant_claim.clone());
+    config.tls = ClientTls {
+        ca: args.jwt_jwks_ca.clone(),
+        identity: None,
+    };
+    check_client_tls(&config.tls, "--jwt-jwks-ca")?;
     if let Some(path) = &args.jwt_hs_secret_file {
         let secret = std::fs::read(path).map_err(|e| {
             CliError::Usage(format!("--jwt-hs-secret-file {}: {e}", path.display()))
@@ -297,10 +317,24 @@ fn redis_config(args: &RedisArgs) -> Result<Option<RedisConfig>, CliError> {
         return Ok(None);
     };
     let shown = redact(url);
-    if !url.starts_with("redis://") {
+    let tls = ClientTls {
+        ca: args.redis_ca.clone(),
+        identity: args
+            .redis_client_cert
+            .clone()
+            .zip(args.redis_client_key.clone()),
+    };
+    if url.starts_with("redis://") {
+        if tls != ClientTls::default() {
+            return Err(CliError::Usage(format!(
+                "--redis {shown}: --redis-ca and --redis-client-cert need a rediss:// (TLS) URL"
+            )));
+        }
+    } else if url.starts_with("rediss://") {
+        check_client_tls(&tls, "--redis-ca/--redis-client-cert")?;
+    } else {
         return Err(CliError::Usage(format!(
-            "--redis {shown}: expected redis://[USER:PASSWORD@]HOST:PORT[/DB] \
-             (TLS is not built in; use a local TLS tunnel such as stunnel)"
+            "--redis {shown}: expected redis://[USER:PASSWORD@]HOST:PORT[/DB] or rediss://… (TLS)"
         )));
     }
     if args.redis_timeout_ms == 0 {
@@ -315,8 +349,51 @@ fn redis_config(args: &RedisArgs) -> Result<Option<RedisConfig>, CliError> {
             .fail(match args.redis_fail {
                 RedisFail::Closed => FailMode::Closed,
                 RedisFail::Open => FailMode::Open,
-            }),
+            })
+            .tls(tls),
     ))
+}
+
+/// `--upstream`: an http:// or https:// URL with a host; the TLS flags only with https.
+fn check_upstream(uri: &http::Uri, text: &str, tls: &UpstreamTlsArgs) -> Result<(), CliError> {
+    let https = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => {
+            return Err(CliError::Usage(format!(
+                "--upstream {text:?}: expected an http:// or https:// URL such as http://127.0.0.1:3001/mcp"
+            )));
+        }
+    };
+    if uri.authority().is_none() {
+        return Err(CliError::Usage(format!(
+            "--upstream {text:?}: the URL has no host"
+        )));
+    }
+    let client = upstream_tls(tls);
+    if !https && client != ClientTls::default() {
+        return Err(CliError::Usage(format!(
+            "--upstream {text:?}: --upstream-ca and --upstream-client-cert are for an https:// upstream"
+        )));
+    }
+    check_client_tls(&client, "--upstream-ca/--upstream-client-cert")
+}
+
+fn upstream_tls(args: &UpstreamTlsArgs) -> ClientTls {
+    ClientTls {
+        ca: args.upstream_ca.clone(),
+        identity: args
+            .upstream_client_cert
+            .clone()
+            .zip(args.upstream_client_key.clone()),
+    }
+}
+
+/// The files load: a wrong path or a key that does not fit stops the start, named.
+fn check_client_tls(tls: &ClientTls, flags: &str) -> Result<(), CliError> {
+    tls.config(&[])
+        .map(drop)
+        .map_err(|e| CliError::Usage(format!("{flags}: {e}")))
 }
 
 pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use warden_tower::{Answer, ApprovalDesk};
 
 use crate::policy_file::Live;
+use crate::tls::ServerTls;
 use crate::{Error, console};
 
 pub(crate) struct Admin {
@@ -25,6 +26,8 @@ pub(crate) struct Admin {
     pub(crate) live: Live,
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     pub(crate) sessions: console::Sessions,
+    /// Served over TLS: the console's cookie is `Secure` without any proxy saying so.
+    pub(crate) tls: bool,
 }
 
 /// Binds the admin address and serves it in the background.
@@ -33,6 +36,7 @@ pub async fn start(
     token: String,
     desk: Option<Arc<dyn ApprovalDesk>>,
     live: Live,
+    tls: Option<ServerTls>,
 ) -> Result<SocketAddr, Error> {
     if token.is_empty() {
         return Err(Error::Config(
@@ -49,6 +53,7 @@ pub async fn start(
         live,
         metrics,
         sessions: console::Sessions::default(),
+        tls: tls.is_some(),
     });
     let app = axum::Router::new()
         .route("/healthz", get(health))
@@ -69,13 +74,42 @@ pub async fn start(
     let bound = listener
         .local_addr()
         .map_err(|e| Error::Io(e.to_string()))?;
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(target: "warden::gateway", error = %e, "admin server stopped");
-        }
-    });
+    tokio::spawn(serve(listener, app, tls));
     Ok(bound)
 }
+
+/// Each connection over hyper (HTTP/1.1 or h2), through TLS when it is on.
+async fn serve(listener: tokio::net::TcpListener, app: axum::Router, tls: Option<ServerTls>) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::service::TowerToHyperService;
+    loop {
+        let tcp = match listener.accept().await {
+            Ok((tcp, _)) => tcp,
+            Err(e) => {
+                tracing::warn!(target: "warden::gateway", error = %e, "admin accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let (app, tls) = (TowerToHyperService::new(app.clone()), tls.clone());
+        tokio::spawn(async move {
+            let http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let served = match tls {
+                None => http.serve_connection(TokioIo::new(tcp), app).await,
+                Some(tls) => match tls.accept(tcp, HANDSHAKE_DEADLINE).await {
+                    Some(s) => http.serve_connection(TokioIo::new(s), app).await,
+                    None => return,
+                },
+            };
+            if let Err(e) = served {
+                tracing::debug!(target: "warden::gateway", error = %e, "admin connection ended");
+            }
+        });
+    }
+}
+
+/// How long a client of the admin address may take over its TLS handshake.
+const HANDSHAKE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 async fn check_token(State(admin): State<Arc<Admin>>, req: Request, next: Next) -> Response {
     if console::is_public(req.uri().path()) {

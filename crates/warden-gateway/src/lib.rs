@@ -34,6 +34,7 @@ pub mod scan;
 pub mod serve;
 pub mod state;
 pub mod stdio;
+pub mod tls;
 
 pub use auth::Grants;
 pub use callers::JwtOptions;

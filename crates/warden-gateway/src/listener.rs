@@ -1,4 +1,4 @@
-//! Accepting clients: at most `max_connections` at once (beyond it new ones wait in the
+//! Accepting clients (over TLS with `--tls-cert`): at most `max_connections` at once (beyond it new ones wait in the
 //! listen backlog; open ones keep working), a deadline for request headers and for idle
 //! keep-alive connections, and a graceful stop that lets calls in flight finish.
 
@@ -14,6 +14,7 @@ use tower::Service;
 use warden_tower::{Body, BoxError};
 
 use crate::http1::server::{self, Settings};
+use crate::tls::ServerTls;
 
 /// How the gateway treats slow, idle and numerous clients.
 #[derive(Debug, Clone, Copy)]
@@ -45,6 +46,7 @@ pub async fn run<S, B>(
     max_body: usize,
     permits: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
+    tls: Option<ServerTls>,
 ) where
     S: Service<Request<Body>, Response = Response<B>, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send,
@@ -82,9 +84,17 @@ pub async fn run<S, B>(
         };
         let _ = stream.set_nodelay(true);
         accepted.increment(1);
-        let (app, stop) = (app.clone(), stop.clone());
+        let (app, stop, tls) = (app.clone(), stop.clone(), tls.clone());
         tokio::spawn(async move {
-            server::connection(stream, addr, app, settings, stop).await;
+            match tls {
+                None => server::connection(stream, addr, app, settings, stop).await,
+                // The handshake is held to the same deadline as a request head.
+                Some(tls) => {
+                    if let Some(s) = tls.accept(stream, settings.header_read_timeout).await {
+                        server::connection(s, addr, app, settings, stop).await;
+                    }
+                }
+            }
             drop(permit);
         });
     }

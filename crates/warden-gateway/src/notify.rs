@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
+use warden_tower::tls::{ClientTls, HttpsClient, https_client};
 use warden_tower::{Answer, AnswerFuture, ApprovalDesk, ApprovalRequest, Approver, DeskFuture};
 
 /// How long one notification may take.
@@ -20,18 +19,24 @@ pub struct Notified {
     url: http::Uri,
     /// The console's base URL, as people open it.
     console: String,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: HttpsClient<Full<Bytes>>,
 }
 
 impl Notified {
-    pub fn new(inner: Arc<dyn ApprovalDesk>, url: http::Uri, console: String) -> Notified {
-        let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-        Notified {
+    /// An `https://` URL is verified as `tls` says.
+    pub fn new(
+        inner: Arc<dyn ApprovalDesk>,
+        url: http::Uri,
+        tls: &ClientTls,
+        console: String,
+    ) -> Result<Notified, crate::Error> {
+        let client = https_client(tls).map_err(|e| crate::Error::Config(e.to_string()))?;
+        Ok(Notified {
             inner,
             url,
             console: console.trim_end_matches('/').to_owned(),
             client,
-        }
+        })
     }
 
     /// The request as JSON, with `console_url`: the page where it is answered.
@@ -54,7 +59,9 @@ impl Approver for Notified {
                     Ok(req) => match tokio::time::timeout(DEADLINE, client.request(req)).await {
                         Ok(Ok(resp)) if resp.status().is_success() => Ok(()),
                         Ok(Ok(resp)) => Err(format!("answered {}", resp.status())),
-                        Ok(Err(e)) => Err(e.to_string()),
+                        Ok(Err(e)) => {
+                            Err(warden_tower::tls::explain(&e).unwrap_or_else(|| e.to_string()))
+                        }
                         Err(_) => Err(format!("no answer within {} s", DEADLINE.as_secs())),
                     },
                     Err(e) => Err(e.to_string()),

@@ -13,9 +13,11 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use smallvec::SmallVec;
 use tower::Service;
+use warden_tower::tls::ClientTls;
 use warden_tower::{Body, Forwarded, Uncollected};
 
 use crate::http1::client::Pool;
+use crate::tls::Connector;
 
 /// Headers that belong to one connection, never forwarded (RFC 9110 §7.6.1).
 const HOP_BY_HOP: &[&str] = &[
@@ -35,6 +37,8 @@ const HOP_BY_HOP: &[&str] = &[
 struct Target {
     /// `host:port`, to connect to.
     addr: String,
+    /// For an `https://` URL.
+    tls: Option<Connector>,
     /// The `Host` header the upstream gets.
     host: HeaderValue,
     path: String,
@@ -66,26 +70,42 @@ impl Upstream {
     /// The default of `--upstream-timeout`.
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
-    /// `url` must be `http://host[:port]/path`; anything else is a configuration error.
+    /// `url` must be `http://` or `https://host[:port]/path`; anything else is a
+    /// configuration error. An `https://` upstream is verified as `tls` says.
     pub fn new(
         url: &Uri,
+        tls: &ClientTls,
         extra: Vec<(HeaderName, HeaderValue)>,
         strip_authorization: bool,
     ) -> Result<Upstream, String> {
-        if url.scheme_str() != Some("http") {
-            return Err(format!(
-                "the upstream URL {url} must start with http:// (put TLS in front of warden, not behind it)"
-            ));
-        }
+        let https = match url.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => {
+                return Err(format!(
+                    "the upstream URL {url} must start with http:// or https://"
+                ));
+            }
+        };
         let authority = url
             .authority()
             .ok_or_else(|| format!("the upstream URL {url} has no host"))?;
+        if !https && *tls != ClientTls::default() {
+            return Err(format!(
+                "--upstream-ca and --upstream-client-cert are for an https:// upstream, not {url}"
+            ));
+        }
         let target = Target {
             addr: format!(
                 "{}:{}",
                 authority.host(),
-                authority.port_u16().unwrap_or(80)
+                authority.port_u16().unwrap_or(if https { 443 } else { 80 })
             ),
+            tls: if https {
+                Some(Connector::new(authority.host(), tls)?)
+            } else {
+                None
+            },
             host: HeaderValue::from_str(authority.as_str())
                 .map_err(|_| format!("the upstream URL {url} has an invalid host"))?,
             path: url.path().to_owned(),
@@ -219,9 +239,12 @@ impl Service<Request<Body>> for Upstream {
             let mut request = Vec::with_capacity(512 + body.len());
             this.head(&parts, body.len(), &mut request);
             request.extend_from_slice(&body);
-            let sent = this
-                .pool
-                .send(&this.target.addr, &request, parts.method == Method::HEAD);
+            let sent = this.pool.send(
+                &this.target.addr,
+                this.target.tls.as_ref(),
+                &request,
+                parts.method == Method::HEAD,
+            );
             match tokio::time::timeout(this.timeout, sent).await {
                 Ok(Ok((mut head, body))) => {
                     strip_hop_by_hop(&mut head.headers);

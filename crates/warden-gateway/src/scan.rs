@@ -10,11 +10,10 @@ use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::{Request, Uri, header};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use warden_policy::{Catalog, CatalogTool};
+use warden_tower::tls::{ClientTls, HttpsClient, explain, https_client};
 
 use crate::Error;
 
@@ -312,9 +311,14 @@ where
     ))
 }
 
-/// The tools of a server reached over Streamable HTTP.
-pub async fn scan_http(url: &Uri, headers: &[(HeaderName, HeaderValue)]) -> Result<Catalog, Error> {
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+/// The tools of a server reached over Streamable HTTP (`https://` verified as `tls` says).
+pub async fn scan_http(
+    url: &Uri,
+    tls: &ClientTls,
+    headers: &[(HeaderName, HeaderValue)],
+) -> Result<Catalog, Error> {
+    let client: HttpsClient<Full<Bytes>> =
+        https_client(tls).map_err(|e| Error::Config(e.to_string()))?;
     let post = |body: String, session: Option<String>| {
         let client = client.clone();
         let url = url.clone();
@@ -336,7 +340,12 @@ pub async fn scan_http(url: &Uri, headers: &[(HeaderName, HeaderValue)]) -> Resu
             let resp = tokio::time::timeout(Duration::from_secs(30), client.request(req))
                 .await
                 .map_err(|_| Error::Io("the server did not answer within 30 s".into()))?
-                .map_err(|e| Error::Io(format!("cannot reach the server: {e}")))?;
+                .map_err(|e| {
+                    Error::Io(format!(
+                        "cannot reach the server: {}",
+                        explain(&e).unwrap_or_else(|| e.to_string())
+                    ))
+                })?;
             let status = resp.status();
             let session = resp
                 .headers()

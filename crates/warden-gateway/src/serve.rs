@@ -23,6 +23,7 @@ use tower_http::request_id::{
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use warden_tower::jwt::JwtVerifier;
 use warden_tower::redis::RedisConfig;
+use warden_tower::tls::ClientTls;
 use warden_tower::{Body, PolicyService};
 
 use crate::auth::Grants;
@@ -30,6 +31,7 @@ use crate::callers::{Admission, Callers, JwtOptions, METADATA_PATH, protected_re
 use crate::listener::{self, Limits};
 use crate::policy_file::{self, Live};
 use crate::proxy::Upstream;
+use crate::tls::ServerTls;
 use crate::{Error, admin};
 
 /// Everything `warden serve` is told on the command line.
@@ -37,7 +39,13 @@ use crate::{Error, admin};
 pub struct ServeOptions {
     pub policy: PathBuf,
     pub upstream: Uri,
+    /// How an `https://` upstream is verified, and the client certificate it is shown.
+    pub upstream_tls: ClientTls,
     pub listen: SocketAddr,
+    /// Serve TLS with this certificate chain and key (PEM), reloaded when they change.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// The admin address's own pair; without it, the admin address uses `tls`.
+    pub admin_tls: Option<(PathBuf, PathBuf)>,
     /// Added to every upstream request (upstream credentials).
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// `None`: `--no-auth`, every caller is the grant `anonymous`.
@@ -132,9 +140,14 @@ async fn run(opts: ServeOptions, workers: usize) -> Result<(), Error> {
         None => None,
     };
     // Checked once here; every worker takes a client with its own connections from it.
-    let upstream = Upstream::new(&opts.upstream, opts.headers.clone(), auth)
-        .map_err(Error::Config)?
-        .timeout(opts.upstream_timeout);
+    let upstream = Upstream::new(
+        &opts.upstream,
+        &opts.upstream_tls,
+        opts.headers.clone(),
+        auth,
+    )
+    .map_err(Error::Config)?
+    .timeout(opts.upstream_timeout);
     let stack = Arc::new(Stack {
         layer,
         callers: Arc::new(Callers {
@@ -152,9 +165,34 @@ async fn run(opts: ServeOptions, workers: usize) -> Result<(), Error> {
     let addr = listener
         .local_addr()
         .map_err(|e| Error::Io(e.to_string()))?;
+    let tls = opts
+        .tls
+        .as_ref()
+        .map(|(cert, key)| ServerTls::load(cert, key))
+        .transpose()?;
+    if let Some(t) = &tls {
+        t.watch(opts.reload_every);
+    }
+    let scheme = if tls.is_some() { "https" } else { "http" };
     if let Some((admin_addr, token)) = &opts.admin {
-        let bound = admin::start(*admin_addr, token.clone(), stores.desk, live.clone()).await?;
-        println!("admin on http://{bound}/");
+        let admin_tls = match &opts.admin_tls {
+            Some((cert, key)) => {
+                let t = ServerTls::load(cert, key)?;
+                t.watch(opts.reload_every);
+                Some(t)
+            }
+            None => tls.clone(),
+        };
+        let scheme = if admin_tls.is_some() { "https" } else { "http" };
+        let bound = admin::start(
+            *admin_addr,
+            token.clone(),
+            stores.desk,
+            live.clone(),
+            admin_tls,
+        )
+        .await?;
+        println!("admin on {scheme}://{bound}/");
     }
 
     // One signal stops every worker; each drains its own connections.
@@ -169,12 +207,13 @@ async fn run(opts: ServeOptions, workers: usize) -> Result<(), Error> {
         let socket = listener
             .try_clone()
             .map_err(|e| Error::Io(format!("cannot share the listening socket: {e}")))?;
-        let (stack, permits, stop, limits, max_body) = (
+        let (stack, permits, stop, limits, max_body, tls) = (
             stack.clone(),
             permits.clone(),
             stop_rx.clone(),
             opts.limits,
             opts.max_message_bytes,
+            tls.clone(),
         );
         let rt = runtime()?;
         let thread = std::thread::Builder::new()
@@ -182,7 +221,7 @@ async fn run(opts: ServeOptions, workers: usize) -> Result<(), Error> {
             .spawn(move || {
                 rt.block_on(async move {
                     match tokio::net::TcpListener::from_std(socket) {
-                        Ok(l) => listener::run(l, stack.service(), limits, max_body, permits, stop).await,
+                        Ok(l) => listener::run(l, stack.service(), limits, max_body, permits, stop, tls).await,
                         Err(e) => tracing::error!(target: "warden::gateway", error = %e, worker = i, "worker cannot accept"),
                     }
                 });
@@ -192,7 +231,7 @@ async fn run(opts: ServeOptions, workers: usize) -> Result<(), Error> {
     }
     let listener =
         tokio::net::TcpListener::from_std(listener).map_err(|e| Error::Io(e.to_string()))?;
-    println!("listening on http://{addr}/ -> {}", opts.upstream);
+    println!("listening on {scheme}://{addr}/ -> {}", opts.upstream);
     tracing::info!(target: "warden::gateway", %addr, upstream = %opts.upstream, auth, workers, state = %stores.description, "serving");
     listener::run(
         listener,
@@ -201,6 +240,7 @@ async fn run(opts: ServeOptions, workers: usize) -> Result<(), Error> {
         opts.max_message_bytes,
         permits,
         stop_rx,
+        tls,
     )
     .await;
     // The other workers may still need this runtime (the Redis connection lives here)

@@ -14,6 +14,8 @@ use crate::Error;
 #[derive(Debug, Clone)]
 pub struct Notify {
     pub url: http::Uri,
+    /// How an `https://` URL is verified.
+    pub tls: warden_tower::tls::ClientTls,
     pub console: String,
 }
 
@@ -53,20 +55,21 @@ pub fn build(
 ) -> Result<Stores, Error> {
     let layer = PolicyLayer::new(policy);
     // Each request announced to a URL, with a link to the console (the desk stays the judge).
-    let announce = |desk: Arc<dyn ApprovalDesk>| -> Arc<dyn ApprovalDesk> {
-        match notify {
+    let announce = |desk: Arc<dyn ApprovalDesk>| -> Result<Arc<dyn ApprovalDesk>, Error> {
+        Ok(match notify {
             Some(n) => Arc::new(crate::notify::Notified::new(
                 desk,
                 n.url.clone(),
+                &n.tls,
                 n.console.clone(),
-            )),
+            )?),
             None => desk,
-        }
+        })
     };
     match redis {
         Some(config) => {
             let redis = Redis::connect(config.clone()).map_err(|e| Error::Config(e.to_string()))?;
-            let desk = announce(Arc::new(RedisApprovals::new(redis.clone())));
+            let desk = announce(Arc::new(RedisApprovals::new(redis.clone())))?;
             let description = format!(
                 "counters and approvals in Redis {} (prefix {:?}, {} ms deadline, fail {})",
                 config.display_url(),
@@ -87,7 +90,7 @@ pub fn build(
             })
         }
         None if local_admin => {
-            let queue = announce(Arc::new(ApprovalQueue::new()));
+            let queue = announce(Arc::new(ApprovalQueue::new()))?;
             Ok(Stores {
                 layer: layer.approver(queue.clone()),
                 desk: Some(queue),

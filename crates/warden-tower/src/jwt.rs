@@ -41,22 +41,21 @@ pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 pub enum JwksSource {
     /// A JWKS document on disk, reloaded when it changes.
     File(PathBuf),
-    /// An `http://` URL, fetched at start and again (at most once a minute) when a token
-    /// names a key it does not know.
+    /// An `http://` or (feature `tls`) `https://` URL, fetched at start and again (at most
+    /// once a minute) when a token names a key it does not know.
     Url(http::Uri),
 }
 
 impl JwksSource {
-    /// A path, or an `http://` URL (`https://` needs a TLS stack Warden does not build in:
-    /// fetch the document to a file, which is reloaded on change).
+    /// A path, or a URL.
     pub fn parse(text: &str) -> Result<JwksSource, crate::Error> {
-        if text.starts_with("https://") {
+        if cfg!(not(feature = "tls")) && text.starts_with("https://") {
             return Err(crate::Error::Config(format!(
-                "JWKS {text}: https is not built in; save the document to a file \
-                 (`curl -o jwks.json {text}`) and pass the file: it is reloaded when it changes"
+                "JWKS {text}: https needs warden-tower's `tls` feature; or save the document \
+                 to a file (`curl -o jwks.json {text}`) and pass the file: it is reloaded when it changes"
             )));
         }
-        if text.starts_with("http://") {
+        if text.starts_with("http://") || text.starts_with("https://") {
             let uri = text
                 .parse::<http::Uri>()
                 .map_err(|e| crate::Error::Config(format!("JWKS URL {text}: {e}")))?;
@@ -80,6 +79,9 @@ pub struct JwtConfig {
     pub hs_secret: Option<Vec<u8>>,
     /// A JWKS URL is fetched again for an unknown `kid` at most this often.
     pub refetch_every: Duration,
+    /// How an `https://` JWKS URL is verified (a private CA for an in-house IdP).
+    #[cfg(feature = "tls")]
+    pub tls: crate::tls::ClientTls,
 }
 
 impl JwtConfig {
@@ -92,6 +94,8 @@ impl JwtConfig {
             leeway: Duration::from_secs(30),
             hs_secret: None,
             refetch_every: Duration::from_secs(60),
+            #[cfg(feature = "tls")]
+            tls: crate::tls::ClientTls::default(),
         }
     }
 
@@ -182,7 +186,7 @@ impl JwtVerifier {
     /// Loads the JWKS now: a source that cannot be read, or holds no usable key, is an error
     /// (the gateway refuses to start without keys).
     pub async fn new(config: JwtConfig) -> Result<JwtVerifier, crate::Error> {
-        let keys = load(&config.jwks).await?;
+        let keys = load(&config).await?;
         if keys.by_kid.is_empty() && keys.unnamed.is_empty() {
             return Err(crate::Error::Config(format!(
                 "JWKS {}: no usable signing key (RSA, EC P-256/P-384 or Ed25519)",
@@ -218,7 +222,7 @@ impl JwtVerifier {
                 if stamp(&path) == inner.keys.load().stamp {
                     continue;
                 }
-                match load(&inner.config.jwks).await {
+                match load(&inner.config).await {
                     Ok(keys) => {
                         inner.keys.store(Arc::new(keys));
                         tracing::info!(target: "warden::gateway", path = %path.display(), "JWKS reloaded");
@@ -311,7 +315,7 @@ impl JwtVerifier {
             }
             *last = Some(Instant::now());
         }
-        match load(&self.inner.config.jwks).await {
+        match load(&self.inner.config).await {
             Ok(keys) => {
                 self.inner.keys.store(Arc::new(keys));
                 tracing::info!(target: "warden::gateway", "JWKS fetched again for an unknown kid");
@@ -490,6 +494,15 @@ fn jwk_algorithm(jwk: &Jwk) -> Option<Algorithm> {
     }
 }
 
+/// Why a URL could not be fetched; a certificate problem in words.
+fn unreachable(e: &(dyn std::error::Error + 'static)) -> String {
+    #[cfg(feature = "tls")]
+    if let Some(why) = crate::tls::explain(e) {
+        return why;
+    }
+    format!("unreachable ({e})")
+}
+
 fn describe(source: &JwksSource) -> String {
     match source {
         JwksSource::File(p) => p.display().to_string(),
@@ -503,7 +516,8 @@ fn stamp(path: &std::path::Path) -> Option<(SystemTime, u64)> {
 }
 
 /// Reads and parses a JWKS; unusable keys (symmetric, unknown curves) are skipped.
-async fn load(source: &JwksSource) -> Result<Keys, crate::Error> {
+async fn load(config: &JwtConfig) -> Result<Keys, crate::Error> {
+    let source = &config.jwks;
     let fail = |why: String| crate::Error::Config(format!("JWKS {}: {why}", describe(source)));
     let (bytes, stamp) = match source {
         JwksSource::File(path) => {
@@ -512,7 +526,7 @@ async fn load(source: &JwksSource) -> Result<Keys, crate::Error> {
                 .map_err(|e| fail(e.to_string()))?;
             (bytes, stamp(path))
         }
-        JwksSource::Url(uri) => (fetch(uri).await.map_err(fail)?, None),
+        JwksSource::Url(uri) => (fetch(uri, config).await.map_err(fail)?, None),
     };
     let set: JwkSet =
         serde_json::from_slice(&bytes).map_err(|e| fail(format!("not a JWKS: {e}")))?;
@@ -535,10 +549,17 @@ async fn load(source: &JwksSource) -> Result<Keys, crate::Error> {
     Ok(keys)
 }
 
-async fn fetch(uri: &http::Uri) -> Result<Vec<u8>, String> {
+async fn fetch(uri: &http::Uri, config: &JwtConfig) -> Result<Vec<u8>, String> {
     use http_body_util::BodyExt;
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    #[cfg(feature = "tls")]
+    let client = crate::tls::https_client::<http_body_util::Empty<bytes::Bytes>>(&config.tls)
+        .map_err(|e| e.to_string())?;
+    #[cfg(not(feature = "tls"))]
+    let client = {
+        let _ = config;
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http::<http_body_util::Empty<bytes::Bytes>>()
+    };
     let req = http::Request::get(uri.clone())
         .header(http::header::ACCEPT, "application/json")
         .body(http_body_util::Empty::new())
@@ -546,7 +567,7 @@ async fn fetch(uri: &http::Uri) -> Result<Vec<u8>, String> {
     let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
         .await
         .map_err(|_| "no answer within 10 s".to_owned())?
-        .map_err(|e| format!("unreachable ({e})"))?;
+        .map_err(|e| unreachable(&e))?;
     if !resp.status().is_success() {
         return Err(format!("answered {}", resp.status()));
     }

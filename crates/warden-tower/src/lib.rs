@@ -35,6 +35,8 @@ mod refund;
 mod rest;
 mod scan;
 mod service;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod view;
 
 pub use answer::{DENIED_PREFIX, DenyStyle, Forwarded, POLICY_DENIED_CODE};

@@ -2,7 +2,7 @@
 //! approves), the decisions as they happen, the limits and the policy in force.
 //!
 //! A person logs in with the admin token and gets a session cookie (`HttpOnly`,
-//! `SameSite=Strict`, `Secure` behind a TLS proxy that says `X-Forwarded-Proto: https`).
+//! `SameSite=Strict`, `Secure` when served over TLS, or behind a TLS proxy that says `X-Forwarded-Proto: https`).
 //! Every POST made with the cookie carries the session's CSRF token (a form field, or the
 //! `X-CSRF-Token` header for the JSON API); scripts keep using `Authorization: Bearer`. The
 //! agents' tokens open nothing here: only the admin token does.
@@ -187,9 +187,10 @@ async fn login(
             .into_response();
     }
     let (id, _) = admin.sessions.open();
-    let tls = headers
-        .get("x-forwarded-proto")
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+    let tls = admin.tls
+        || headers
+            .get("x-forwarded-proto")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
     let cookie = format!(
         "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
         SESSION_TTL.as_secs(),

@@ -14,8 +14,10 @@ use std::task::{Context, Poll, Waker, ready};
 use bytes::{Bytes, BytesMut};
 use http::{StatusCode, Version};
 use http_body::{Frame, SizeHint};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+
+use crate::tls::Connector;
 
 use super::chunked::{self, Step};
 use super::{Framing, Lines, Unreadable};
@@ -30,6 +32,10 @@ pub enum Failure {
     Connect(std::io::Error),
     #[error("connection lost: {0}")]
     Io(std::io::Error),
+    /// The handshake failed, or the server refused the connection in TLS terms (a client
+    /// certificate it does not accept is only told after the handshake, on the first read).
+    #[error("{0}")]
+    Tls(String),
     #[error("the upstream closed the connection before its answer was complete")]
     Closed,
     #[error("invalid answer: {0}")]
@@ -45,11 +51,67 @@ impl From<Unreadable> for Failure {
     }
 }
 
+impl Failure {
+    /// A read or write error, named as a TLS failure when it is one.
+    fn io(e: std::io::Error) -> Failure {
+        match warden_tower::tls::explain(&e) {
+            Some(why) => Failure::Tls(why),
+            None => Failure::Io(e),
+        }
+    }
+}
+
+/// A connection to the upstream: plain, or TLS over TCP for an `https://` URL.
+pub enum Conn {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Tls(s) => Pin::new(&mut **s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(s) => Pin::new(&mut **s).poll_shutdown(cx),
+        }
+    }
+}
+
 /// Kept-alive connections to one upstream, for one worker.
 #[derive(Clone, Default)]
 pub struct Pool {
     /// Each with its read buffer, kept for the next answer.
-    idle: Arc<Mutex<Vec<(TcpStream, BytesMut)>>>,
+    idle: Arc<Mutex<Vec<(Conn, BytesMut)>>>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -68,6 +130,7 @@ impl Pool {
     pub async fn send(
         &self,
         addr: &str,
+        tls: Option<&Connector>,
         request: &[u8],
         head_request: bool,
     ) -> Result<(http::response::Parts, UpstreamBody), Failure> {
@@ -75,14 +138,18 @@ impl Pool {
             let (mut conn, mut buf, reused) = match self.take() {
                 Some((c, buf)) => (c, buf, true),
                 None => (
-                    connect(addr).await?,
+                    connect(addr, tls).await?,
                     BytesMut::with_capacity(8 * 1024),
                     false,
                 ),
             };
-            let answer = match conn.write_all(request).await {
+            let written = match conn.write_all(request).await {
+                Ok(()) => conn.flush().await,
+                Err(e) => Err(e),
+            };
+            let answer = match written {
                 Ok(()) => read_head(&mut conn, &mut buf).await,
-                Err(e) => Err(Failure::Io(e)),
+                Err(e) => Err(Failure::io(e)),
             };
             match answer {
                 Ok((parts, framing, keep_alive)) => {
@@ -103,20 +170,20 @@ impl Pool {
         }
     }
 
-    fn take(&self) -> Option<(TcpStream, BytesMut)> {
+    fn take(&self) -> Option<(Conn, BytesMut)> {
         loop {
-            let conn = self
+            let mut conn = self
                 .idle
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .pop()?;
-            if idle_and_open(&conn.0) {
+            if idle_and_open(&mut conn.0) {
                 return Some(conn);
             }
         }
     }
 
-    fn put(&self, conn: TcpStream, buf: BytesMut) {
+    fn put(&self, conn: Conn, buf: BytesMut) {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         if idle.len() < MAX_IDLE {
             idle.push((conn, buf));
@@ -127,23 +194,45 @@ impl Pool {
 /// An idle connection with nothing to read is still usable; one that became readable has
 /// been closed (or sent something unasked) and is not. Asked of the runtime's readiness
 /// first, so the usual case costs no system call.
-fn idle_and_open(conn: &TcpStream) -> bool {
+fn idle_and_open(conn: &mut Conn) -> bool {
     let mut cx = Context::from_waker(Waker::noop());
-    match conn.poll_read_ready(&mut cx) {
+    let tcp = match conn {
+        Conn::Plain(s) => s,
+        Conn::Tls(s) => s.get_ref().0,
+    };
+    match tcp.poll_read_ready(&mut cx) {
         Poll::Pending => true,
         Poll::Ready(Err(_)) => false,
-        Poll::Ready(Ok(())) => {
-            let mut byte = [0u8; 1];
-            matches!(conn.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-        }
+        Poll::Ready(Ok(())) => match conn {
+            Conn::Plain(s) => {
+                let mut byte = [0u8; 1];
+                matches!(s.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+            }
+            // A TLS server may send records that carry no data (session tickets, a key
+            // update): read through them; only a read with nothing to give is still open.
+            Conn::Tls(s) => {
+                let mut byte = [0u8; 1];
+                let mut buf = ReadBuf::new(&mut byte);
+                Pin::new(&mut **s).poll_read(&mut cx, &mut buf).is_pending()
+            }
+        },
     }
 }
 
-async fn connect(addr: &str) -> Result<TcpStream, Failure> {
-    let conn = TcpStream::connect(addr).await.map_err(Failure::Connect)?;
+async fn connect(addr: &str, tls: Option<&Connector>) -> Result<Conn, Failure> {
+    let tcp = TcpStream::connect(addr).await.map_err(Failure::Connect)?;
     // An SSE answer written in two small pieces stalls ~40 ms under Nagle + delayed ACK.
-    let _ = conn.set_nodelay(true);
-    Ok(conn)
+    let _ = tcp.set_nodelay(true);
+    match tls {
+        None => Ok(Conn::Plain(tcp)),
+        Some(c) => match c.connect(tcp).await {
+            Ok(s) => Ok(Conn::Tls(Box::new(s))),
+            Err(e) => Err(Failure::Tls(
+                warden_tower::tls::explain(&e)
+                    .unwrap_or_else(|| format!("TLS handshake failed: {e}")),
+            )),
+        },
+    }
 }
 
 fn reserve(buf: &mut BytesMut) {
@@ -155,7 +244,7 @@ fn reserve(buf: &mut BytesMut) {
 /// The answer's head (interim 1xx answers skipped), how its body is framed, and whether the
 /// connection may carry another request after it.
 async fn read_head(
-    conn: &mut TcpStream,
+    conn: &mut Conn,
     buf: &mut BytesMut,
 ) -> Result<(http::response::Parts, Framing, bool), Failure> {
     loop {
@@ -170,7 +259,7 @@ async fn read_head(
         match conn.read_buf(buf).await {
             Ok(0) => return Err(Failure::Closed),
             Ok(_) => {}
-            Err(e) => return Err(Failure::Io(e)),
+            Err(e) => return Err(Failure::io(e)),
         }
     }
 }
@@ -219,7 +308,7 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Parsed>, Failure> {
 
 /// An answer's body, read from its connection as it is polled.
 pub struct UpstreamBody {
-    conn: Option<TcpStream>,
+    conn: Option<Conn>,
     buf: BytesMut,
     state: State,
     /// Where the connection goes when the answer has been read to its end.
@@ -234,7 +323,7 @@ enum State {
 }
 
 impl UpstreamBody {
-    fn new(conn: TcpStream, buf: BytesMut, framing: Framing, pool: Option<Pool>) -> Self {
+    fn new(conn: Conn, buf: BytesMut, framing: Framing, pool: Option<Pool>) -> Self {
         let state = match framing {
             Framing::Empty | Framing::Length(0) => State::Done,
             Framing::Length(n) => State::Length(n),
@@ -324,7 +413,7 @@ impl http_body::Body for UpstreamBody {
                 }
                 Ok(0) => return this.fail(Failure::Closed),
                 Ok(_) => {}
-                Err(e) => return this.fail(Failure::Io(e)),
+                Err(e) => return this.fail(Failure::io(e)),
             }
         }
     }

@@ -19,8 +19,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderName};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 use tower::Service;
@@ -49,13 +48,14 @@ pub struct Settings {
 
 /// Serves `stream` until the client closes it, breaks the protocol, idles past the
 /// deadline, or `stop` turns true while it is between requests.
-pub async fn connection<S, B>(
-    stream: TcpStream,
+pub async fn connection<IO, S, B>(
+    stream: IO,
     peer: SocketAddr,
     mut svc: S,
     settings: Settings,
     stop: watch::Receiver<bool>,
 ) where
+    IO: AsyncRead + AsyncWrite + Unpin,
     S: Service<Request<Body>, Response = Response<B>, Error = Infallible>,
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<BoxError>,
@@ -136,8 +136,9 @@ impl From<Unreadable> for Refusal {
     }
 }
 
-struct Conn {
-    stream: TcpStream,
+/// Over a TCP stream, or a TLS stream over one (`crate::tls`).
+struct Conn<IO> {
+    stream: IO,
     /// Bytes read and not yet used: the rest of a request, or the next (pipelined) one.
     buf: BytesMut,
     out: Vec<u8>,
@@ -147,7 +148,7 @@ struct Conn {
     timeout: Duration,
 }
 
-impl Conn {
+impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
     fn stopping(&self) -> bool {
         self.stop.has_changed().unwrap_or(true)
     }
@@ -205,8 +206,7 @@ impl Conn {
             Framing::Chunked => None,
         };
         if head.expect_continue && needed.is_none_or(|n| self.buf.len() < n) {
-            self.stream
-                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            write(&mut self.stream, b"HTTP/1.1 100 Continue\r\n\r\n")
                 .await
                 .map_err(|_| None)?;
         }
@@ -384,7 +384,7 @@ impl Conn {
         out.extend_from_slice(b"\r\n");
         let chunked = streaming && version == Version::HTTP_11;
         put(&mut out, gathered, chunked);
-        let mut ok = self.stream.write_all(&out).await.is_ok();
+        let mut ok = write(&mut self.stream, &out).await.is_ok();
         let mut watching = true;
         while ok && streaming {
             gathered.clear();
@@ -408,7 +408,7 @@ impl Conn {
                     if chunked {
                         out.extend_from_slice(chunked::END);
                     }
-                    ok = self.stream.write_all(&out).await.is_ok() && !close;
+                    ok = write(&mut self.stream, &out).await.is_ok() && !close;
                     self.out = out;
                     return ok;
                 }
@@ -416,12 +416,12 @@ impl Conn {
                     // Cut without the last chunk, so the client knows the answer is incomplete.
                     let e: BoxError = e;
                     tracing::warn!(target: "warden::gateway", error = %e, "an answer stream failed");
-                    let _ = self.stream.write_all(&out).await;
+                    let _ = write(&mut self.stream, &out).await;
                     self.out = out;
                     return false;
                 }
             }
-            ok = self.stream.write_all(&out).await.is_ok();
+            ok = write(&mut self.stream, &out).await.is_ok();
         }
         self.out = out;
         ok && !streaming
@@ -452,9 +452,16 @@ impl Conn {
         super::length_line(body.len(), &mut out);
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(body.as_bytes());
-        let _ = self.stream.write_all(&out).await;
+        let _ = write(&mut self.stream, &out).await;
         let _ = self.stream.shutdown().await;
     }
+}
+
+/// Writes `bytes` and pushes them out: a TLS stream may hold written data in its session
+/// until flushed (a no-op on TCP).
+async fn write<IO: AsyncWrite + Unpin>(stream: &mut IO, bytes: &[u8]) -> std::io::Result<()> {
+    stream.write_all(bytes).await?;
+    stream.flush().await
 }
 
 fn reserve(buf: &mut BytesMut) {

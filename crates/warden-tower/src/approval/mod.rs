@@ -283,11 +283,16 @@ impl ApprovalDesk for ApprovalQueue {
 #[derive(Clone)]
 pub struct Webhook {
     url: http::Uri,
-    client: hyper_util::client::legacy::Client<
-        hyper_util::client::legacy::connect::HttpConnector,
-        http_body_util::Full<bytes::Bytes>,
-    >,
+    client: WebhookClient,
 }
+
+#[cfg(feature = "tls")]
+type WebhookClient = crate::tls::HttpsClient<http_body_util::Full<bytes::Bytes>>;
+#[cfg(not(feature = "tls"))]
+type WebhookClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    http_body_util::Full<bytes::Bytes>,
+>;
 
 impl std::fmt::Debug for Webhook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -296,20 +301,40 @@ impl std::fmt::Debug for Webhook {
 }
 
 impl Webhook {
-    /// An `http://` URL (put a TLS-terminating proxy in front for anything else).
+    /// An `http://` URL, or (feature `tls`) an `https://` one verified against Mozilla's
+    /// roots.
     pub fn new(url: &str) -> Result<Webhook, crate::Error> {
         let url: http::Uri = url
             .parse()
             .map_err(|e| crate::Error::Config(format!("webhook URL {url:?}: {e}")))?;
-        if url.scheme_str() != Some("http") {
-            return Err(crate::Error::Config(format!(
-                "webhook URL {url}: only http:// is supported"
-            )));
+        match url.scheme_str() {
+            Some("http") => {}
+            Some("https") if cfg!(feature = "tls") => {}
+            _ => {
+                return Err(crate::Error::Config(format!(
+                    "webhook URL {url}: only {} supported",
+                    if cfg!(feature = "tls") {
+                        "http:// and https:// are"
+                    } else {
+                        "http:// is"
+                    }
+                )));
+            }
         }
+        #[cfg(feature = "tls")]
+        let client = crate::tls::https_client(&crate::tls::ClientTls::default())?;
+        #[cfg(not(feature = "tls"))]
         let client =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .build_http();
         Ok(Webhook { url, client })
+    }
+
+    /// The same webhook, verifying an `https://` URL as `tls` says (a private CA).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: &crate::tls::ClientTls) -> Result<Webhook, crate::Error> {
+        self.client = crate::tls::https_client(tls)?;
+        Ok(self)
     }
 }
 
@@ -329,7 +354,15 @@ impl Approver for Webhook {
             };
             let resp = match this.client.request(req).await {
                 Ok(r) => r,
-                Err(_) => return refuse("unreachable"),
+                Err(e) => {
+                    // A certificate problem is worth naming: someone has to fix it.
+                    #[cfg(feature = "tls")]
+                    if let Some(why) = crate::tls::explain(&e) {
+                        return refuse(&format!("unreachable ({why})"));
+                    }
+                    let _ = e;
+                    return refuse("unreachable");
+                }
             };
             if !resp.status().is_success() {
                 return refuse(&format!("answered {}", resp.status()));

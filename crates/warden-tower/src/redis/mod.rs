@@ -61,6 +61,10 @@ pub struct RedisConfig {
     /// The deadline of one command, connection included.
     pub timeout: Duration,
     pub fail: FailMode,
+    /// For `rediss://`: the CA that signed the server's certificate (Mozilla's roots when
+    /// absent) and a client certificate if the server asks for one.
+    #[cfg(feature = "tls")]
+    pub tls: crate::tls::ClientTls,
 }
 
 impl std::fmt::Debug for RedisConfig {
@@ -85,7 +89,16 @@ impl RedisConfig {
             prefix: Self::DEFAULT_PREFIX.to_owned(),
             timeout: Self::DEFAULT_TIMEOUT,
             fail: FailMode::Closed,
+            #[cfg(feature = "tls")]
+            tls: crate::tls::ClientTls::default(),
         }
+    }
+
+    /// How a `rediss://` connection verifies the server and identifies itself.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::tls::ClientTls) -> Self {
+        self.tls = tls;
+        self
     }
 
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
@@ -128,6 +141,31 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// `redis://` as it is; `rediss://` over rustls, trusting what `config.tls` names.
+fn client(config: &RedisConfig) -> Result<::redis::Client, crate::Error> {
+    let bad = |e: ::redis::RedisError| {
+        crate::Error::Config(format!("Redis URL {}: {e}", config.display_url()))
+    };
+    if config.url.starts_with("rediss://") {
+        #[cfg(feature = "tls")]
+        return ::redis::Client::build_with_tls(config.url.as_str(), config.tls.for_redis()?)
+            .map_err(bad);
+        #[cfg(not(feature = "tls"))]
+        return Err(crate::Error::Config(format!(
+            "Redis URL {}: rediss:// needs warden-tower's `tls` feature",
+            config.display_url()
+        )));
+    }
+    #[cfg(feature = "tls")]
+    if config.tls != crate::tls::ClientTls::default() {
+        return Err(crate::Error::Config(format!(
+            "Redis URL {}: a CA or client certificate was given for a plain redis:// URL (use rediss://)",
+            config.display_url()
+        )));
+    }
+    ::redis::Client::open(config.url.as_str()).map_err(bad)
+}
+
 /// A shared, self-reconnecting connection to Redis. Cloning shares it.
 #[derive(Clone)]
 pub struct Redis {
@@ -158,9 +196,7 @@ impl Redis {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             crate::Error::Config("Redis::connect must be called inside a tokio runtime".into())
         })?;
-        let client = ::redis::Client::open(config.url.as_str()).map_err(|e| {
-            crate::Error::Config(format!("Redis URL {}: {e}", config.display_url()))
-        })?;
+        let client = client(&config)?;
         // Few, quick retries: a caller waits at most `timeout` anyway, and the next command
         // (or the health ping) starts a new attempt.
         let manager_config = ConnectionManagerConfig::new()
@@ -309,6 +345,11 @@ impl Redis {
 
 /// A Redis error without anything that could hold a secret.
 fn describe(e: &::redis::RedisError) -> String {
+    // A certificate problem is what an operator must fix; say it, not "connection lost".
+    #[cfg(feature = "tls")]
+    if let Some(why) = crate::tls::explain(e) {
+        return why;
+    }
     if e.is_connection_refusal() {
         "connection refused".into()
     } else if e.is_io_error() || e.is_connection_dropped() {
