@@ -8,12 +8,15 @@ Usage: gateway_scenario.py URL MODE TOKEN [CALLS]
 Output: {"protocol_version", "tools": [sorted names], "echo": {"text", "is_error"},
          "calls": [{"tool", "text", "is_error", "code"}]}
 `code` is the JSON-RPC error code when a call is refused as a protocol error (else null).
+With WARDEN_E2E_CA set to a PEM file, an https URL is verified against that CA only.
 If any HTTP response is a 401, prints {"error": "unauthorized"} and exits 0: the SDK turns a
 401 into a generic MCPError(-32603) inside an ExceptionGroup, so the status is caught by an
 httpx2 response hook instead."""
 
 import asyncio
 import json
+import os
+import ssl
 import sys
 
 import httpx2
@@ -31,7 +34,10 @@ async def record_status(response):
 
 
 async def main():
+    ca = os.environ.get("WARDEN_E2E_CA")
+    tls = {"verify": ssl.create_default_context(cafile=ca)} if ca else {}
     http = httpx2.AsyncClient(
+        **tls,
         headers={"Authorization": f"Bearer {TOKEN}"},
         timeout=httpx2.Timeout(30, read=300),
         event_hooks={"response": [record_status]},

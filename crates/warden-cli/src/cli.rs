@@ -400,6 +400,10 @@ pub struct JwtArgs {
     /// default: Mozilla's roots.
     #[arg(long, value_name = "FILE", requires = "jwt_jwks")]
     pub jwt_jwks_ca: Option<PathBuf>,
+    /// A JWKS URL is fetched again, when a token names a key it does not hold, at most once
+    /// in this many seconds (the provider is never hammered by tokens with made-up kids).
+    #[arg(long, value_name = "SECS", default_value_t = 60, requires = "jwt_jwks")]
+    pub jwt_jwks_refetch: u64,
 }
 
 /// How an https:// upstream is verified, and the certificate Warden shows it.

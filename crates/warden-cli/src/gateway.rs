@@ -289,6 +289,7 @@ fn jwt_options(args: &JwtArgs) -> Result<Option<warden_gateway::JwtOptions>, Cli
         identity: None,
     };
     check_client_tls(&config.tls, "--jwt-jwks-ca")?;
+    config.refetch_every = Duration::from_secs(args.jwt_jwks_refetch.max(1));
     if let Some(path) = &args.jwt_hs_secret_file {
         let secret = std::fs::read(path).map_err(|e| {
             CliError::Usage(format!("--jwt-hs-secret-file {}: {e}", path.display()))

@@ -142,8 +142,9 @@ where
     B: http_body::Body + Send,
     B::Data: Send,
 {
+    // hyper-rustls sets ALPN itself (and refuses a config that already has it).
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config((*tls.config(&[b"http/1.1"])?).clone())
+        .with_tls_config((*tls.config(&[])?).clone())
         .https_or_http()
         .enable_http1()
         .build();
@@ -198,13 +199,18 @@ pub fn explain(err: &(dyn std::error::Error + 'static)) -> Option<String> {
         if let Some(t) = e.downcast_ref::<rustls::Error>() {
             return Some(words(t));
         }
-        // io::Error's `source()` skips the error it wraps; look at it directly.
-        if let Some(t) = e
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        {
-            return Some(words(t));
+        // io::Error's `source()` skips the error it wraps, and so does an `Arc`'s (the
+        // `redis` crate shares its errors that way): look inside both directly.
+        let inner: Option<&(dyn std::error::Error + 'static)> =
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                io.get_ref().map(|i| i as _)
+            } else if let Some(arc) = e.downcast_ref::<Arc<dyn std::error::Error + Send + Sync>>() {
+                Some(&**arc as _)
+            } else {
+                None
+            };
+        if let Some(found) = inner.and_then(|i| explain(i)) {
+            return Some(found);
         }
         next = e.source();
     }
@@ -278,6 +284,12 @@ mod tests {
         assert!(err.contains("no PEM certificate"), "{err}");
     }
 
+    #[tokio::test]
+    async fn an_https_client_builds_from_the_default_trust() {
+        let client = https_client::<http_body_util::Empty<bytes::Bytes>>(&ClientTls::default());
+        assert!(client.is_ok());
+    }
+
     #[test]
     fn tls_errors_are_found_inside_io_errors() {
         let io = std::io::Error::new(
@@ -288,5 +300,8 @@ mod tests {
         assert!(text.contains("unknown authority"), "{text}");
         let plain = std::io::Error::other("connection reset");
         assert_eq!(explain(&plain), None);
+        // Shared the way the `redis` crate shares its I/O errors.
+        let shared: Arc<dyn std::error::Error + Send + Sync> = Arc::new(io);
+        assert!(explain(&shared).is_some());
     }
 }
