@@ -1,14 +1,16 @@
 //! `warden serve` in front of upstreams that fail (fake ones, written here): every failure
 //! gets a JSON-RPC answer naming the request's id, with an HTTP status for plain clients,
-//! and the gateway keeps serving meanwhile.
+//! and the gateway keeps serving meanwhile. The HTTP/1 strictness (smuggling) and upstream
+//! failure tests run twice: on a plain listener and on a TLS one (`--tls-cert`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod pki;
 mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -42,6 +44,50 @@ fn fake(answer: fn(&mut TcpStream, &str)) -> String {
     url
 }
 
+/// How the tests reach the gateway: in the clear, or over TLS trusting this CA file.
+#[derive(Clone, Copy)]
+enum Via<'a> {
+    Plain,
+    Tls(&'a Path),
+}
+
+/// A gateway with a TLS listener (a new test CA in its own directory); the CA file.
+fn tls_gateway(warden: &Path, upstream: &str, extra: &[&str]) -> (support::Running, PathBuf) {
+    let dir = support::scratch(&format!("failures-tls-{}", support::free_port()));
+    let ca = pki::Ca::new(&dir, "test");
+    let pair = ca.issue("gateway", pki::Leaf::Server);
+    let mut args = vec![
+        "--tls-cert",
+        pair.cert.to_str().unwrap(),
+        "--tls-key",
+        pair.key.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    (gateway(warden, upstream, &args), ca.cert_path("test"))
+}
+
+trait Io: Read + Write {}
+impl<T: Read + Write> Io for T {}
+
+/// A connection to `addr` (`127.0.0.1:PORT`), reads time out after 5 s.
+fn open(addr: &str, via: Via<'_>) -> Box<dyn Io> {
+    match via {
+        Via::Plain => {
+            let s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            Box::new(s)
+        }
+        Via::Tls(ca) => {
+            let port = addr.rsplit(':').next().unwrap().parse().unwrap();
+            let s = pki::connect(port, ca);
+            s.sock
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            Box::new(s)
+        }
+    }
+}
+
 fn gateway(warden: &Path, upstream: &str, extra: &[&str]) -> support::Running {
     // A directory per gateway: tests run in parallel, and `scratch` empties its directory.
     let dir = support::scratch(&format!("failures-{}", support::free_port()));
@@ -72,6 +118,17 @@ fn rpc_error(body: &str) -> Value {
 
 #[test]
 fn an_unreachable_resetting_or_garbled_upstream_is_a_json_rpc_502_with_the_id() {
+    failing_upstreams(false);
+}
+
+#[test]
+fn an_unreachable_resetting_or_garbled_upstream_is_a_json_rpc_502_over_tls_too() {
+    failing_upstreams(true);
+}
+
+/// Each failing upstream behind a gateway (with a TLS listener when `tls`; then also an
+/// `https://` upstream that does not speak TLS).
+fn failing_upstreams(tls: bool) {
     let warden = support::warden().expect("warden binary");
     let refused = format!("http://127.0.0.1:{}/mcp", support::free_port());
     let resetting = fake(|conn, _| {
@@ -80,13 +137,31 @@ fn an_unreachable_resetting_or_garbled_upstream_is_a_json_rpc_502_with_the_id() 
     let garbled = fake(|conn, _| {
         let _ = conn.write_all(b"SSH-2.0-OpenSSH_9.2\r\n\r\n");
     });
-    for (name, upstream) in [
+    let mut cases = vec![
         ("refused", refused),
-        ("reset", resetting),
+        ("reset", resetting.clone()),
         ("garbage", garbled),
-    ] {
-        let gw = gateway(&warden, &upstream, &[]);
-        let (status, _, body) = post(&gw.url, &call(41, "echo"), &[]);
+    ];
+    if tls {
+        cases.push((
+            "no TLS at an https URL",
+            resetting.replace("http://", "https://"),
+        ));
+    }
+    for (name, upstream) in cases {
+        let (gw, ca) = if tls {
+            let (gw, ca) = tls_gateway(&warden, &upstream, &[]);
+            (gw, Some(ca))
+        } else {
+            (gateway(&warden, &upstream, &[]), None)
+        };
+        let via = ca.as_deref().map_or(Via::Plain, Via::Tls);
+        let addr = authority(&gw.url);
+        let (status, body) = exchange(
+            &addr,
+            via,
+            &head(&call(41, "echo"), "connection: close\r\n"),
+        );
         assert_eq!(status, 502, "{name}: {body}");
         let v = rpc_error(&body);
         assert_eq!(v["jsonrpc"], "2.0", "{name}: {body}");
@@ -98,7 +173,7 @@ fn an_unreachable_resetting_or_garbled_upstream_is_a_json_rpc_502_with_the_id() 
         );
         // A batch gets one error per request.
         let batch = format!("[{},{}]", call(1, "echo"), call(2, "echo"));
-        let (status, _, body) = post(&gw.url, &batch, &[]);
+        let (status, body) = exchange(&addr, via, &head(&batch, "connection: close\r\n"));
         assert_eq!(status, 502, "{name}: {body}");
         let ids: Vec<Value> = rpc_error(&body)
             .as_array()
@@ -108,6 +183,18 @@ fn an_unreachable_resetting_or_garbled_upstream_is_a_json_rpc_502_with_the_id() 
             .collect();
         assert_eq!(ids, [json!(1), json!(2)], "{name}: {body}");
     }
+}
+
+/// One request, written as given; the answer's status and body.
+fn exchange(addr: &str, via: Via<'_>, request: &str) -> (u16, String) {
+    let answer = raw_via(addr, via, request.as_bytes());
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_owned())
 }
 
 #[test]
@@ -302,7 +389,8 @@ fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
 }
 
 fn authority(url: &str) -> String {
-    url.trim_start_matches("http://")
+    url.trim_start_matches("https://")
+        .trim_start_matches("http://")
         .trim_end_matches('/')
         .to_owned()
 }
@@ -727,11 +815,12 @@ fn body_length(conn: &mut TcpStream, body: &str) {
 }
 
 /// Writes `bytes` to the gateway and reads until it closes (or 5 s pass).
-fn raw(addr: &str, bytes: &[u8]) -> String {
-    let mut s = TcpStream::connect(addr).unwrap();
+fn raw_via(addr: &str, via: Via<'_>, bytes: &[u8]) -> String {
+    let mut s = open(addr, via);
     s.write_all(bytes).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.flush().unwrap();
     let mut out = Vec::new();
+    // A TLS peer that closes without close_notify is an error to rustls; what came counts.
     let _ = s.read_to_end(&mut out);
     String::from_utf8_lossy(&out).into_owned()
 }
@@ -747,7 +836,19 @@ fn head(body: &str, extra: &str) -> String {
 fn requests_are_read_strictly_chunked_pipelined_continued_and_in_http_1_0() {
     let warden = support::warden().expect("warden binary");
     let gw = gateway(&warden, &fake(body_length), &[]);
-    let addr = authority(&gw.url);
+    strict_reading(&authority(&gw.url), Via::Plain);
+}
+
+#[test]
+fn requests_are_read_as_strictly_over_tls() {
+    let warden = support::warden().expect("warden binary");
+    let (gw, ca) = tls_gateway(&warden, &fake(body_length), &[]);
+    strict_reading(&authority(&gw.url), Via::Tls(&ca));
+}
+
+fn strict_reading(addr: &str, via: Via<'_>) {
+    let raw = |addr: &str, bytes: &[u8]| raw_via(addr, via, bytes);
+    let addr = addr.to_owned();
 
     // A chunked body is read whole, decided, and forwarded with its length.
     let body = call(1, "echo");
@@ -785,15 +886,16 @@ fn requests_are_read_strictly_chunked_pipelined_continued_and_in_http_1_0() {
 
     // `Expect: 100-continue`: the client is told to go on before it sends the body.
     let body = call(9, "echo");
-    let mut s = TcpStream::connect(&addr).unwrap();
+    let mut s = open(&addr, via);
     let request = head(&body, "expect: 100-continue\r\nconnection: close\r\n");
     let (head_only, _) = request.split_at(request.len() - body.len());
     s.write_all(head_only.as_bytes()).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.flush().unwrap();
     let mut interim = [0u8; 25];
     s.read_exact(&mut interim).unwrap();
     assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
     s.write_all(body.as_bytes()).unwrap();
+    s.flush().unwrap();
     let mut rest = String::new();
     let _ = s.read_to_string(&mut rest);
     assert!(rest.starts_with("HTTP/1.1 200 OK\r\n"), "{rest}");

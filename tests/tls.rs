@@ -84,40 +84,13 @@ fn port_of(url: &str) -> u16 {
         .unwrap()
 }
 
-/// A rustls client trusting `ca`, for requests made by the test itself.
-fn client_config(ca: &Path) -> Arc<rustls::ClientConfig> {
-    use rustls_pki_types::CertificateDer;
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(ca).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Arc::new(config)
-}
-
-type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+type TlsStream = pki::TlsStream;
 
 fn tls_connect(port: u16, ca: &Path) -> TlsStream {
-    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
-    let conn = rustls::ClientConnection::new(client_config(ca), name).unwrap();
-    let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut s = rustls::StreamOwned::new(conn, tcp);
-    // Finish the handshake now, so the peer's certificate can be looked at.
-    while s.conn.is_handshaking() {
-        s.conn.complete_io(&mut s.sock).unwrap();
-    }
-    s
+    pki::connect(port, ca)
 }
 
-/// The serial of the certificate a server presents to a new connection.
+/// The certificate a server presents to a new connection (DER).
 fn served_certificate(port: u16, ca: &Path) -> Vec<u8> {
     let s = tls_connect(port, ca);
     s.conn.peer_certificates().unwrap()[0].to_vec()
