@@ -17,7 +17,6 @@ mod redis_server;
 mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -229,6 +228,29 @@ fn an_https_upstream_is_verified_pooled_and_every_bad_certificate_is_a_json_rpc_
         "{out}"
     );
     assert_eq!(out["echo"]["text"], "Echo: hello", "{out}");
+
+    // `warden scan` over the same https URL: a starter policy; without the CA, the reason.
+    let scanned = Command::new(&warden)
+        .args(["scan", "--upstream", &url, "--upstream-ca"])
+        .arg(good.cert_path("good"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&scanned.stdout);
+    assert!(
+        scanned.status.success(),
+        "{}",
+        String::from_utf8_lossy(&scanned.stderr)
+    );
+    assert!(text.contains("echo"), "{text}");
+    let refused = Command::new(&warden)
+        .args(["scan", "--upstream", &url])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && err.contains("unknown authority"),
+        "{err}"
+    );
 
     // Pooled: forty calls one after another open no new upstream connection each.
     let sid = support::session(&gw.url, "unused");

@@ -4,11 +4,12 @@
 //! - [`stdio`]: wraps a stdio MCP server it launches (`warden stdio`).
 //! - [`scan`]: lists a server's tools and writes a starter `.pol` (`warden scan`).
 //!
-//! The server stack: [`listener`] accepts (connection cap, graceful stop), [`http1`] reads
+//! The server stack: [`listener`] accepts (connection cap, graceful stop; the TLS handshake
+//! with `--tls-cert`, [`tls`]), [`http1`] reads
 //! each connection's requests (header and idle deadlines) and writes the answers, tower-http
 //! layers (catch-panic, CORS, sensitive headers, request ids), [`callers`] authenticates,
 //! then `warden_tower::PolicyLayer`, then [`proxy`], whose requests [`http1`] writes to the
-//! upstream.
+//! upstream (over TLS for an `https://` URL, [`tls`] again).
 //!
 //! Counters and approvals live in this process, or with `--redis` in a Redis shared by
 //! every replica ([`state`]).

@@ -202,14 +202,13 @@ pub fn explain(err: &(dyn std::error::Error + 'static)) -> Option<String> {
         // io::Error's `source()` skips the error it wraps, and so does an `Arc`'s (the
         // `redis` crate shares its errors that way): look inside both directly.
         let inner: Option<&(dyn std::error::Error + 'static)> =
-            if let Some(io) = e.downcast_ref::<std::io::Error>() {
-                io.get_ref().map(|i| i as _)
-            } else if let Some(arc) = e.downcast_ref::<Arc<dyn std::error::Error + Send + Sync>>() {
-                Some(&**arc as _)
-            } else {
-                None
+            match e.downcast_ref::<std::io::Error>() {
+                Some(io) => io.get_ref().map(|i| i as _),
+                None => e
+                    .downcast_ref::<Arc<dyn std::error::Error + Send + Sync>>()
+                    .map(|arc| &**arc as _),
             };
-        if let Some(found) = inner.and_then(|i| explain(i)) {
+        if let Some(found) = inner.and_then(explain) {
             return Some(found);
         }
         next = e.source();

@@ -18,6 +18,31 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## TLS
+//!
+//! The layer needs none: it sits behind whatever terminates TLS for the service. With
+//! axum, [axum-server](https://docs.rs/axum-server) over rustls does it in one call:
+//!
+//! ```no_run
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use axum::routing::post;
+//! use axum_server::tls_rustls::RustlsConfig;
+//!
+//! // The provider `warden serve` uses (post-quantum key exchange first).
+//! let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+//! let gate = warden::PolicyLayer::from_path("policy.pol")?;
+//! let app: axum::Router = axum::Router::new()
+//!     .route("/mcp", post(|| async { "an MCP server here" }))
+//!     .layer(gate);
+//! let tls = RustlsConfig::from_pem_file("cert.pem", "key.pem").await?;
+//! // A renewed certificate: `tls.reload_from_pem_file(...)`, from a timer or a file watcher;
+//! // connections already open keep theirs.
+//! axum_server::bind_rustls("0.0.0.0:8443".parse()?, tls)
+//!     .serve(app.into_make_service())
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
 //! For plain HTTP routes (each `METHOD /route` a tool) add `.http_mode()`. Everything the
 //! tower crate offers stays reachable: [`tower_layer`] re-exports it, [`policy`] the model
 //! and [`dsl`] the language.

@@ -16,9 +16,11 @@
 //! writes the request to a pooled upstream connection it owns for the call, reads the answer
 //! from that connection as its body is polled, and writes what has arrived in one `write`.
 //!
+//! TLS sits below both ends (`crate::tls`): the server reads from whatever stream the
+//! listener hands it, plain or TLS, and the client's pooled connections are either.
+//!
 //! What is deliberately not here: HTTP/2 and upgrades (MCP's Streamable HTTP is HTTP/1.1
-//! POSTs and SSE), TLS (put the gateway behind a terminating proxy, or on loopback), and
-//! leniency: anything two HTTP readers could read two ways (both `Content-Length` and
+//! POSTs and SSE), and leniency: anything two HTTP readers could read two ways (both `Content-Length` and
 //! `Transfer-Encoding`, a transfer coding other than `chunked`, bare LFs in chunk lines,
 //! differing lengths) is refused with 400, never guessed at.
 
