@@ -650,3 +650,111 @@ fn the_pgo_training_load_gets_the_answers_it_expects_and_stops_the_gateway_clean
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn serve_reads_its_flags_from_warden_toml_and_the_command_line_wins() {
+    let (warden, everything) = peers().expect("peers");
+    let dir = support::scratch("gateway-config");
+    std::fs::write(dir.join("policy.pol"), POLICY).unwrap();
+    let upstream = support::start_everything(&everything);
+    let config = dir.join("warden.toml");
+    // The file's listen address is taken; the command line's replaces it. The token comes
+    // from the environment.
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:1\"\ngrant-token = [\"alice=${{WARDEN_E2E_ALICE}}\"]\nupstream-timeout = 30\n\n[servers.everything]\nurl = \"{}\"\npolicy = \"policy.pol\"\nheaders = {{ X-Upstream-Key = \"k\" }}\n",
+            upstream.url
+        ),
+    )
+    .unwrap();
+    let out = Command::new(&warden)
+        .arg("check")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("1 server(s): everything with"), "{stdout}");
+    assert!(stdout.contains("policy.pol: ok"), "{stdout}");
+
+    let mut cmd = Command::new(&warden);
+    cmd.args(["serve", "--config"])
+        .arg(&config)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("WARDEN_E2E_ALICE", "from-the-environment")
+        .env("WARDEN_LOG", "warn");
+    let gw = support::start(cmd);
+    let sid = support::session(&gw.url, "from-the-environment");
+    let text = support::call_text(
+        &gw.url,
+        "from-the-environment",
+        &sid,
+        2,
+        "echo",
+        json!({"message": "toml"}),
+    );
+    assert!(text.contains("Echo: toml"), "{text}");
+
+    // A broken file: every problem at its line and column, nothing started.
+    std::fs::write(
+        &config,
+        "listn = \"127.0.0.1:0\"\n[servers.a]\nurl = \"ftp://x\"\npolicy = \"missing.pol\"\n",
+    )
+    .unwrap();
+    let out = Command::new(&warden)
+        .arg("check")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    for expected in [
+        "warden.toml:1:1: unknown key `listn`",
+        "did you mean `listen`?",
+        "warden.toml:3:7: \"ftp://x\" is not an http:// or https:// URL",
+        "missing.pol does not exist",
+    ] {
+        assert!(stderr.contains(expected), "{expected:?} not in:\n{stderr}");
+    }
+    let out = Command::new(&warden)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown key `listn`"));
+    // An unset variable is named where it is used.
+    std::fs::write(
+        &config,
+        format!("grant-token = [\"a=${{WARDEN_E2E_SURELY_UNSET}}\"]\n[servers.a]\nurl = \"{}\"\npolicy = \"policy.pol\"\n", upstream.url),
+    )
+    .unwrap();
+    // `check` (in CI, without the secrets) says so and passes; `serve` refuses to start.
+    let out = Command::new(&warden)
+        .arg("check")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warden.toml:1:16: ${WARDEN_E2E_SURELY_UNSET} is not set"),
+        "{stderr}"
+    );
+    let out = Command::new(&warden)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("${WARDEN_E2E_SURELY_UNSET} is not set"),
+        "{stderr}"
+    );
+}

@@ -270,7 +270,15 @@ pub enum Command {
 }
 
 #[derive(Debug, clap::Args)]
+// A flag given twice (once by --config's file, once on the command line) takes the last.
+#[command(args_override_self = true)]
 pub struct ServeArgs {
+    /// Read these flags from a TOML file (warden.toml): each flag is a key of the same
+    /// name, the server a [servers.NAME] table with `url` and `policy`; `${VAR}` reads the
+    /// environment. Flags on the command line win over the file's. Check it with
+    /// `warden check warden.toml`.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// The policy (`.pol` or `.json`).
     #[arg(long, value_name = "FILE")]
     pub policy: PathBuf,

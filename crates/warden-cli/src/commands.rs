@@ -133,7 +133,42 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
 fn check(files: &[PathBuf], tools: Option<&Path>) -> Result<ExitCode, CliError> {
     let catalog = tools.map(source::catalog).transpose()?;
     let mut failed = 0;
+    // A warden.toml is checked, then each policy it names like a file given here.
+    let mut policies = Vec::new();
     for file in files {
+        if file.extension().is_some_and(|e| e == "toml") {
+            match crate::config::load(file, crate::config::Env::Optional) {
+                Ok((config, text)) => {
+                    let name = file.display().to_string();
+                    for d in &config.warnings {
+                        eprintln!("{}", d.render(&name, &text, report::color()));
+                    }
+                    println!(
+                        "{}: ok ({} server(s): {})",
+                        file.display(),
+                        config.servers.len(),
+                        config
+                            .servers
+                            .iter()
+                            .map(|(n, p)| format!("{n} with {}", p.display()))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                    policies.extend(config.servers.into_iter().map(|(_, p)| p));
+                }
+                Err((problems, text)) => {
+                    let name = file.display().to_string();
+                    for d in &problems {
+                        eprintln!("{}", d.render(&name, &text, report::color()));
+                    }
+                    failed += 1;
+                }
+            }
+        } else {
+            policies.push(file.clone());
+        }
+    }
+    for file in &policies {
         let checked = source::load(file).and_then(|(src, policy)| {
             let compiled = source::compiled(&src, &policy)?;
             let warnings = warden_policy::lint(&compiled, catalog.as_ref());

@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod config;
 mod diff;
 mod error;
 mod gateway;
@@ -20,7 +21,16 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    // `serve --config FILE`: the file's flags first, the command line's after them (and
+    // winning).
+    let argv = match config::expand_serve(std::env::args_os().collect()) {
+        Ok(a) => a,
+        Err(e) => {
+            report::error(&e);
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    let cli = cli::Cli::parse_from(argv);
     report::set_color(cli.color);
     match commands::run(cli) {
         Ok(code) => code,

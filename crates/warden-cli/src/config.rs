@@ -1,0 +1,538 @@
+//! `warden.toml`: `warden serve`'s flags as a file (`warden serve --config warden.toml`).
+//!
+//! Every flag of `serve` is a key of the same name (`upstream-timeout = 30`,
+//! `grant-token = ["alice=${ALICE_TOKEN}"]`): the keys are read off the command-line
+//! definition itself, so a new flag is a new key with nothing to keep in step. A file is
+//! turned into the arguments it stands for, placed before the command line's, and the
+//! command line wins: a flag given there replaces the file's value (list flags add to the
+//! file's). `${VAR}` in a string reads the environment, so secrets stay out of the file;
+//! `$$` is a literal `$`.
+//!
+//! The MCP server is a `[servers.NAME]` table (`url`, `policy`, `headers`, `timeout`, and
+//! the upstream TLS keys); several servers behind one gateway are issue 28's next step.
+//!
+//! Every problem is a [`Diagnostic`] at its line and column: a key no flag has (with the
+//! nearest one), a value of the wrong type, an unset variable, a policy file that is not
+//! there, a URL that is not http(s).
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use clap::CommandFactory;
+use toml_edit::{Document, Item, Value};
+use warden_dsl::Diagnostic;
+
+/// The keys of a `[servers.NAME]` table and the flag each stands for.
+const SERVER_KEYS: &[(&str, &str)] = &[
+    ("url", "upstream"),
+    ("policy", "policy"),
+    ("headers", "header"),
+    ("timeout", "upstream-timeout"),
+    ("upstream-ca", "upstream-ca"),
+    ("upstream-client-cert", "upstream-client-cert"),
+    ("upstream-client-key", "upstream-client-key"),
+];
+
+/// Keys that belong to one server, refused at the top level with a pointer to the table.
+const SERVER_ONLY: &[&str] = &["upstream", "policy", "header"];
+
+/// What a `warden.toml` stands for.
+#[derive(Debug, Default)]
+pub struct Config {
+    /// The `serve` arguments, in order.
+    pub args: Vec<OsString>,
+    /// Each server's name and policy file (resolved against the file's directory).
+    pub servers: Vec<(String, PathBuf)>,
+    /// Variables unset where the file is only checked (CI has no secrets): said, not fatal.
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Whether the environment must hold every `${VAR}` (serving) or may not (checking).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Env {
+    Required,
+    Optional,
+}
+
+/// How a flag takes its value.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Takes {
+    /// `--flag` alone: a boolean key.
+    Switch,
+    /// `--flag VALUE`, once.
+    One,
+    /// `--flag VALUE`, repeatable: a list (or one value).
+    Many,
+}
+
+/// `serve`'s flags (long name → what it takes), `--config` and `--help` aside.
+fn flags() -> Vec<(String, Takes)> {
+    let cli = crate::cli::Cli::command();
+    let Some(serve) = cli.find_subcommand("serve") else {
+        return Vec::new();
+    };
+    serve
+        .get_arguments()
+        .filter_map(|a| {
+            let long = a.get_long()?;
+            let takes = match a.get_action() {
+                clap::ArgAction::SetTrue => Takes::Switch,
+                clap::ArgAction::Append => Takes::Many,
+                clap::ArgAction::Set => Takes::One,
+                _ => return None,
+            };
+            Some((long.to_owned(), takes))
+        })
+        .filter(|(long, _)| long != "config")
+        .collect()
+}
+
+/// Reads `path`; `Err` holds every problem found (the text is returned for rendering).
+pub fn load(path: &Path, env: Env) -> Result<(Config, String), (Vec<Diagnostic>, String)> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            return Err((
+                vec![Diagnostic::new(0..0, format!("cannot read the file: {e}"))],
+                String::new(),
+            ));
+        }
+    };
+    let base = path.parent().unwrap_or(Path::new("."));
+    match read(&text, base, env) {
+        Ok(c) => Ok((c, text)),
+        Err(d) => Err((d, text)),
+    }
+}
+
+/// The file's arguments, or its problems.
+fn read(text: &str, base: &Path, env: Env) -> Result<Config, Vec<Diagnostic>> {
+    let doc = Document::parse(text).map_err(|e| {
+        vec![Diagnostic::new(
+            e.span().unwrap_or(0..0),
+            format!("not valid TOML: {}", e.message().trim_end()),
+        )]
+    })?;
+    let mut out = Reader {
+        flags: flags(),
+        config: Config::default(),
+        problems: Vec::new(),
+        base,
+        env,
+    };
+    let root = doc.as_table();
+    for (key, item) in root.iter() {
+        let key_span = root.key(key).and_then(|k| k.span()).unwrap_or(0..0);
+        if key == "servers" {
+            out.servers(item, key_span);
+            continue;
+        }
+        if SERVER_ONLY.contains(&key) {
+            out.problems.push(
+                Diagnostic::new(key_span, format!("`{key}` belongs to a server")).with_help(
+                    format!(
+                        "put it in a [servers.NAME] table as `{}`",
+                        SERVER_KEYS
+                            .iter()
+                            .find(|(_, flag)| *flag == key)
+                            .map_or(key, |(k, _)| k)
+                    ),
+                ),
+            );
+            continue;
+        }
+        out.flag(key, key, item, key_span);
+    }
+    if out.config.servers.is_empty() && out.problems.is_empty() {
+        out.problems.push(
+            Diagnostic::new(0..0, "no server: the file names none")
+                .with_help("add a [servers.NAME] table with `url` and `policy`"),
+        );
+    }
+    if out.problems.is_empty() {
+        Ok(out.config)
+    } else {
+        Err(out.problems)
+    }
+}
+
+struct Reader<'a> {
+    flags: Vec<(String, Takes)>,
+    config: Config,
+    problems: Vec<Diagnostic>,
+    base: &'a Path,
+    env: Env,
+}
+
+impl Reader<'_> {
+    /// One key as the flag `flag`.
+    fn flag(&mut self, key: &str, flag: &str, item: &Item, key_span: std::ops::Range<usize>) {
+        let Some(takes) = self.flags.iter().find(|(f, _)| f == flag).map(|(_, t)| *t) else {
+            let known = self.flags.iter().map(|(f, _)| f.as_str());
+            let mut d = Diagnostic::new(key_span, format!("unknown key `{key}`"));
+            let guess = warden_policy::did_you_mean(&key.replace('_', "-"), known);
+            d = match guess {
+                Some(g) => d.with_help(format!("did you mean `{g}`?")),
+                None => d.with_help("the keys are `warden serve`'s flags, without the dashes"),
+            };
+            self.problems.push(d);
+            return;
+        };
+        let span = item.span().unwrap_or(key_span.clone());
+        let Some(value) = item.as_value() else {
+            self.problems.push(Diagnostic::new(
+                span,
+                format!("`{key}` takes a value, not a table"),
+            ));
+            return;
+        };
+        let arg = format!("--{flag}");
+        match (takes, value) {
+            (Takes::Switch, Value::Boolean(b)) => {
+                if *b.value() {
+                    self.config.args.push(arg.into());
+                }
+            }
+            (Takes::Switch, _) => self
+                .problems
+                .push(Diagnostic::new(span, format!("`{key}` is true or false"))),
+            (Takes::Many, Value::Array(list)) => {
+                for v in list.iter() {
+                    if let Some(text) = self.scalar(key, v) {
+                        self.config.args.push(arg.clone().into());
+                        self.config.args.push(text.into());
+                    }
+                }
+            }
+            (_, Value::Array(_)) => self.problems.push(Diagnostic::new(
+                span,
+                format!("`{key}` takes one value, not a list"),
+            )),
+            (_, v) => {
+                if let Some(text) = self.scalar(key, v) {
+                    self.config.args.push(arg.into());
+                    self.config.args.push(text.into());
+                }
+            }
+        }
+    }
+
+    /// A string (with `${VAR}` expanded), a number or a boolean, as the flag's text.
+    fn scalar(&mut self, key: &str, v: &Value) -> Option<String> {
+        let span = v.span().unwrap_or(0..0);
+        match v {
+            Value::String(s) => match expand(s.value()) {
+                Ok(t) => Some(t),
+                Err(var) => {
+                    let d =
+                        Diagnostic::new(span, format!("${{{var}}} is not set in the environment"))
+                            .with_help(format!("export {var}=… before starting warden"));
+                    match self.env {
+                        Env::Required => self.problems.push(d),
+                        Env::Optional => self.config.warnings.push(d.warning()),
+                    }
+                    None
+                }
+            },
+            Value::Integer(i) => Some(i.value().to_string()),
+            Value::Float(f) => Some(f.value().to_string()),
+            Value::Boolean(b) => Some(b.value().to_string()),
+            _ => {
+                self.problems.push(Diagnostic::new(
+                    span,
+                    format!("`{key}` takes a string or a number"),
+                ));
+                None
+            }
+        }
+    }
+
+    fn servers(&mut self, item: &Item, key_span: std::ops::Range<usize>) {
+        let Some(table) = item.as_table_like() else {
+            self.problems.push(
+                Diagnostic::new(key_span, "`servers` is a table of servers")
+                    .with_help("write [servers.NAME] with `url` and `policy`"),
+            );
+            return;
+        };
+        for (name, server) in table.iter() {
+            let name_span = table
+                .key(name)
+                .and_then(|k| k.span())
+                .unwrap_or(key_span.clone());
+            if !self.config.servers.is_empty() {
+                self.problems.push(
+                    Diagnostic::new(
+                        name_span,
+                        format!("a second server, `{name}`: one gateway fronts one server so far"),
+                    )
+                    .with_help("run a gateway per server for now; several servers behind one /mcp are planned (issue 28)"),
+                );
+                continue;
+            }
+            let Some(server) = server.as_table_like() else {
+                self.problems.push(Diagnostic::new(
+                    name_span,
+                    format!("`servers.{name}` is a table (`url`, `policy`, ...)"),
+                ));
+                continue;
+            };
+            self.server(name, server, name_span);
+        }
+    }
+
+    fn server(
+        &mut self,
+        name: &str,
+        table: &dyn toml_edit::TableLike,
+        name_span: std::ops::Range<usize>,
+    ) {
+        let before = self.problems.len();
+        let mut policy = None;
+        let mut url = false;
+        for (key, item) in table.iter() {
+            let span = table.key(key).and_then(|k| k.span()).unwrap_or(0..0);
+            let Some((_, flag)) = SERVER_KEYS.iter().find(|(k, _)| *k == key) else {
+                if key == "command" {
+                    self.problems.push(
+                        Diagnostic::new(
+                            span,
+                            "stdio servers launched by `serve` are not built yet",
+                        )
+                        .with_help(
+                            "use `warden stdio --policy FILE -- CMD ARGS...` for a stdio server",
+                        ),
+                    );
+                    continue;
+                }
+                let mut d = Diagnostic::new(span, format!("unknown key `{key}` in servers.{name}"));
+                if let Some(g) = warden_policy::did_you_mean(
+                    key,
+                    SERVER_KEYS.iter().map(|(k, _)| *k).chain(["command"]),
+                ) {
+                    d = d.with_help(format!("did you mean `{g}`?"));
+                }
+                self.problems.push(d);
+                continue;
+            };
+            match key {
+                "headers" => self.headers(name, item, span),
+                "url" => {
+                    url = true;
+                    self.check_url(item);
+                    self.flag(key, flag, item, span);
+                }
+                "policy" => {
+                    policy = self.path(item);
+                    if let Some(p) = &policy {
+                        self.config.args.push("--policy".into());
+                        self.config.args.push(p.clone().into());
+                    }
+                }
+                "upstream-ca" | "upstream-client-cert" | "upstream-client-key" => {
+                    if let Some(p) = self.path(item) {
+                        self.config.args.push(format!("--{flag}").into());
+                        self.config.args.push(p.into());
+                    }
+                }
+                _ => self.flag(key, flag, item, span),
+            }
+        }
+        for (missing, what) in [
+            (!url, "url"),
+            (policy.is_none() && self.problems.len() == before, "policy"),
+        ] {
+            if missing {
+                self.problems.push(
+                    Diagnostic::new(name_span.clone(), format!("servers.{name} has no `{what}`"))
+                        .with_help(if what == "url" {
+                            "url = \"http://127.0.0.1:3001/mcp\""
+                        } else {
+                            "policy = \"policy.pol\" (a .pol or .json file)"
+                        }),
+                );
+            }
+        }
+        if let Some(p) = policy {
+            self.config.servers.push((name.to_owned(), p));
+        }
+    }
+
+    /// A file named by the config: relative to the config's directory, and it must exist.
+    fn path(&mut self, item: &Item) -> Option<PathBuf> {
+        let span = item.span().unwrap_or(0..0);
+        let text = match item.as_value() {
+            Some(v @ Value::String(_)) => self.scalar("path", v)?,
+            _ => {
+                self.problems
+                    .push(Diagnostic::new(span, "expected a file name (a string)"));
+                return None;
+            }
+        };
+        let path = self.base.join(&text);
+        if !path.is_file() {
+            self.problems.push(Diagnostic::new(
+                span,
+                format!("{} does not exist", path.display()),
+            ));
+            return None;
+        }
+        Some(path)
+    }
+
+    fn check_url(&mut self, item: &Item) {
+        let span = item.span().unwrap_or(0..0);
+        let Some(Value::String(s)) = item.as_value() else {
+            return;
+        };
+        let Ok(url) = expand(s.value()) else { return };
+        let ok = url
+            .parse::<http::Uri>()
+            .ok()
+            .filter(|u| u.authority().is_some())
+            .is_some_and(|u| matches!(u.scheme_str(), Some("http" | "https")));
+        if !ok {
+            self.problems.push(
+                Diagnostic::new(span, format!("{url:?} is not an http:// or https:// URL"))
+                    .with_help("the server's MCP endpoint, e.g. http://127.0.0.1:3001/mcp"),
+            );
+        }
+    }
+
+    /// `headers = { Authorization = "Bearer ${TOKEN}" }` → `--header "Authorization: …"`.
+    fn headers(&mut self, name: &str, item: &Item, span: std::ops::Range<usize>) {
+        let Some(table) = item.as_table_like() else {
+            self.problems.push(Diagnostic::new(
+                item.span().unwrap_or(span),
+                format!("servers.{name}.headers is a table of header names and values"),
+            ));
+            return;
+        };
+        for (header, value) in table.iter() {
+            let Some(v) = value.as_value() else { continue };
+            if let Some(text) = self.scalar(header, v) {
+                self.config.args.push("--header".into());
+                self.config.args.push(format!("{header}: {text}").into());
+            }
+        }
+    }
+}
+
+/// `${VAR}` from the environment, `$$` as `$`; `Err(VAR)` for an unset variable.
+fn expand(text: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(r) = after.strip_prefix('$') {
+            out.push('$');
+            rest = r;
+        } else if let Some((var, r)) = after.strip_prefix('{').and_then(|a| a.split_once('}')) {
+            out.push_str(&std::env::var(var).map_err(|_| var.to_owned())?);
+            rest = r;
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// `warden serve … --config FILE …`: the file's arguments spliced in before the command
+/// line's (which win); any other command line unchanged.
+pub fn expand_serve(argv: Vec<OsString>) -> Result<Vec<OsString>, crate::error::CliError> {
+    if argv.get(1).and_then(|a| a.to_str()) != Some("serve") {
+        return Ok(argv);
+    }
+    let mut path = None;
+    let mut rest = Vec::new();
+    let mut it = argv.iter().skip(2);
+    while let Some(a) = it.next() {
+        match a.to_str() {
+            Some("--config") => path = it.next().cloned(),
+            Some(s) if s.starts_with("--config=") => path = Some(s["--config=".len()..].into()),
+            Some("--") => {
+                rest.push(a.clone());
+                rest.extend(it.by_ref().cloned());
+            }
+            _ => rest.push(a.clone()),
+        }
+    }
+    let Some(path) = path.map(PathBuf::from) else {
+        return Ok(argv);
+    };
+    let (config, _) = load(&path, Env::Required).map_err(|(problems, text)| {
+        let name = path.display().to_string();
+        for d in &problems {
+            eprintln!("{}", d.render(&name, &text, crate::report::color()));
+        }
+        crate::error::CliError::Invalid {
+            path: path.clone(),
+            count: problems.len(),
+        }
+    })?;
+    let mut out = vec![argv[0].clone(), "serve".into()];
+    out.extend(config.args);
+    out.extend(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(text: &str) -> Vec<String> {
+        read(text, Path::new("/nonexistent"), Env::Required)
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(|d| {
+                let (l, c) = d.line_col(text);
+                format!(
+                    "{l}:{c}: {}{}",
+                    d.message,
+                    d.help
+                        .as_ref()
+                        .map(|h| format!(" ({h})"))
+                        .unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_serve_flag_is_a_key() {
+        let f = flags();
+        for key in [
+            "listen",
+            "tls-cert",
+            "grant-token",
+            "no-auth",
+            "redis",
+            "workers",
+            "jwt-jwks",
+        ] {
+            assert!(f.iter().any(|(k, _)| k == key), "{key} missing");
+        }
+        assert!(!f.iter().any(|(k, _)| k == "config" || k == "help"));
+    }
+
+    #[test]
+    fn located_problems_with_did_you_mean() {
+        let text = "listn = \"127.0.0.1:1\"\nno-auth = \"yes\"\nworkers = [1, 2]\npolicy = \"p.pol\"\n[servers.a]\nurl = \"ftp://x/mcp\"\npolicy = \"p.pol\"\ncomand = [\"node\"]\n";
+        insta::assert_snapshot!(problems(text).join("\n"));
+    }
+
+    #[test]
+    fn variables_come_from_the_environment() {
+        assert_eq!(expand("a$$b").unwrap(), "a$b");
+        assert_eq!(
+            expand("${WARDEN_SURELY_UNSET_VAR}").unwrap_err(),
+            "WARDEN_SURELY_UNSET_VAR"
+        );
+        let path = std::env::var("PATH").unwrap();
+        assert_eq!(expand("x${PATH}y").unwrap(), format!("x{path}y"));
+    }
+}
