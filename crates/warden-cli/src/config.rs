@@ -480,6 +480,7 @@ pub fn expand_serve(argv: Vec<OsString>) -> Result<Vec<OsString>, crate::error::
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
