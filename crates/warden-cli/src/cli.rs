@@ -279,13 +279,14 @@ pub struct ServeArgs {
     /// `warden check warden.toml`.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// The policy (`.pol` or `.json`).
+    /// The policy (`.pol` or `.json`). Required unless --config names the servers.
     #[arg(long, value_name = "FILE")]
-    pub policy: PathBuf,
+    pub policy: Option<PathBuf>,
     /// The MCP server's endpoint, e.g. http://127.0.0.1:3001/mcp or
     /// https://mcp.example.com/mcp (verified against Mozilla's roots, or --upstream-ca).
+    /// Required unless --config names the servers.
     #[arg(long, value_name = "URL")]
-    pub upstream: String,
+    pub upstream: Option<String>,
     #[command(flatten)]
     pub upstream_tls: UpstreamTlsArgs,
     /// Where MCP clients connect.

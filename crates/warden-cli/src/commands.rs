@@ -150,11 +150,11 @@ fn check(files: &[PathBuf], tools: Option<&Path>) -> Result<ExitCode, CliError> 
                         config
                             .servers
                             .iter()
-                            .map(|(n, p)| format!("{n} with {}", p.display()))
+                            .map(|s| format!("{} with {}", s.name, s.policy.display()))
                             .collect::<Vec<_>>()
                             .join(", ")
                     );
-                    policies.extend(config.servers.into_iter().map(|(_, p)| p));
+                    policies.extend(config.servers.into_iter().map(|s| s.policy));
                 }
                 Err((problems, text)) => {
                     let name = file.display().to_string();

@@ -8,8 +8,9 @@
 //! file's). `${VAR}` in a string reads the environment, so secrets stay out of the file;
 //! `$$` is a literal `$`.
 //!
-//! The MCP server is a `[servers.NAME]` table (`url`, `policy`, `headers`, `timeout`, and
-//! the upstream TLS keys); several servers behind one gateway are issue 28's next step.
+//! Each MCP server is a `[servers.NAME]` table (`url`, `policy`, `headers`, `timeout`, and
+//! the upstream TLS keys). One server is served as `--upstream` serves it; several are each
+//! at `/mcp/NAME`, with their own policy and counters.
 //!
 //! Every problem is a [`Diagnostic`] at its line and column: a key no flag has (with the
 //! nearest one), a value of the wrong type, an unset variable, a policy file that is not
@@ -22,15 +23,15 @@ use clap::CommandFactory;
 use toml_edit::{Document, Item, Value};
 use warden_dsl::Diagnostic;
 
-/// The keys of a `[servers.NAME]` table and the flag each stands for.
-const SERVER_KEYS: &[(&str, &str)] = &[
-    ("url", "upstream"),
-    ("policy", "policy"),
-    ("headers", "header"),
-    ("timeout", "upstream-timeout"),
-    ("upstream-ca", "upstream-ca"),
-    ("upstream-client-cert", "upstream-client-cert"),
-    ("upstream-client-key", "upstream-client-key"),
+/// The keys of a `[servers.NAME]` table.
+const SERVER_KEYS: &[&str] = &[
+    "url",
+    "policy",
+    "headers",
+    "timeout",
+    "upstream-ca",
+    "upstream-client-cert",
+    "upstream-client-key",
 ];
 
 /// Keys that belong to one server, refused at the top level with a pointer to the table.
@@ -41,10 +42,25 @@ const SERVER_ONLY: &[&str] = &["upstream", "policy", "header"];
 pub struct Config {
     /// The `serve` arguments, in order.
     pub args: Vec<OsString>,
-    /// Each server's name and policy file (resolved against the file's directory).
-    pub servers: Vec<(String, PathBuf)>,
+    /// The servers, in the file's order.
+    pub servers: Vec<ServerSpec>,
     /// Variables unset where the file is only checked (CI has no secrets): said, not fatal.
     pub warnings: Vec<Diagnostic>,
+}
+
+/// One `[servers.NAME]` table; paths resolved against the file's directory.
+#[derive(Debug, Clone, Default)]
+pub struct ServerSpec {
+    pub name: String,
+    pub url: String,
+    pub policy: PathBuf,
+    /// `Name: value` lines.
+    pub headers: Vec<String>,
+    /// Seconds; `None`: `upstream-timeout`'s.
+    pub timeout: Option<u64>,
+    pub upstream_ca: Option<PathBuf>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
 }
 
 /// Whether the environment must hold every `${VAR}` (serving) or may not (checking).
@@ -132,10 +148,11 @@ fn read(text: &str, base: &Path, env: Env) -> Result<Config, Vec<Diagnostic>> {
                 Diagnostic::new(key_span, format!("`{key}` belongs to a server")).with_help(
                     format!(
                         "put it in a [servers.NAME] table as `{}`",
-                        SERVER_KEYS
-                            .iter()
-                            .find(|(_, flag)| *flag == key)
-                            .map_or(key, |(k, _)| k)
+                        match key {
+                            "upstream" => "url",
+                            "header" => "headers",
+                            k => k,
+                        }
                     ),
                 ),
             );
@@ -260,13 +277,17 @@ impl Reader<'_> {
                 .key(name)
                 .and_then(|k| k.span())
                 .unwrap_or(key_span.clone());
-            if !self.config.servers.is_empty() {
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
                 self.problems.push(
                     Diagnostic::new(
                         name_span,
-                        format!("a second server, `{name}`: one gateway fronts one server so far"),
+                        format!("server name {name:?} cannot be a path segment"),
                     )
-                    .with_help("run a gateway per server for now; several servers behind one /mcp are planned (issue 28)"),
+                    .with_help("use letters, digits, `-` and `_`: it is served at /mcp/NAME"),
                 );
                 continue;
             }
@@ -287,74 +308,92 @@ impl Reader<'_> {
         table: &dyn toml_edit::TableLike,
         name_span: std::ops::Range<usize>,
     ) {
-        let before = self.problems.len();
-        let mut policy = None;
-        let mut url = false;
+        let mut spec = ServerSpec {
+            name: name.to_owned(),
+            ..ServerSpec::default()
+        };
+        let (mut url, mut policy) = (false, false);
         for (key, item) in table.iter() {
             let span = table.key(key).and_then(|k| k.span()).unwrap_or(0..0);
-            let Some((_, flag)) = SERVER_KEYS.iter().find(|(k, _)| *k == key) else {
-                if key == "command" {
-                    self.problems.push(
-                        Diagnostic::new(
-                            span,
-                            "stdio servers launched by `serve` are not built yet",
-                        )
+            match key {
+                "url" => {
+                    url = true;
+                    if let Some(u) = self.string(key, item) {
+                        self.check_url(&u, item.span().unwrap_or(span));
+                        spec.url = u;
+                    }
+                }
+                "policy" => {
+                    policy = true;
+                    spec.policy = self.path(item).unwrap_or_default();
+                }
+                "headers" => spec.headers = self.headers(name, item, span),
+                "timeout" => match item.as_integer() {
+                    Some(t) if t > 0 => spec.timeout = u64::try_from(t).ok(),
+                    _ => self.problems.push(Diagnostic::new(
+                        item.span().unwrap_or(span),
+                        "`timeout` is a number of seconds (at least 1)",
+                    )),
+                },
+                "upstream-ca" => spec.upstream_ca = self.path(item),
+                "upstream-client-cert" => spec.client_cert = self.path(item),
+                "upstream-client-key" => spec.client_key = self.path(item),
+                "command" => self.problems.push(
+                    Diagnostic::new(span, "stdio servers launched by `serve` are not built yet")
                         .with_help(
                             "use `warden stdio --policy FILE -- CMD ARGS...` for a stdio server",
                         ),
-                    );
-                    continue;
-                }
-                let mut d = Diagnostic::new(span, format!("unknown key `{key}` in servers.{name}"));
-                if let Some(g) = warden_policy::did_you_mean(
-                    key,
-                    SERVER_KEYS.iter().map(|(k, _)| *k).chain(["command"]),
-                ) {
-                    d = d.with_help(format!("did you mean `{g}`?"));
-                }
-                self.problems.push(d);
-                continue;
-            };
-            match key {
-                "headers" => self.headers(name, item, span),
-                "url" => {
-                    url = true;
-                    self.check_url(item);
-                    self.flag(key, flag, item, span);
-                }
-                "policy" => {
-                    policy = self.path(item);
-                    if let Some(p) = &policy {
-                        self.config.args.push("--policy".into());
-                        self.config.args.push(p.clone().into());
+                ),
+                _ => {
+                    let mut d =
+                        Diagnostic::new(span, format!("unknown key `{key}` in servers.{name}"));
+                    if let Some(g) = warden_policy::did_you_mean(
+                        key,
+                        SERVER_KEYS.iter().copied().chain(["command"]),
+                    ) {
+                        d = d.with_help(format!("did you mean `{g}`?"));
                     }
+                    self.problems.push(d);
                 }
-                "upstream-ca" | "upstream-client-cert" | "upstream-client-key" => {
-                    if let Some(p) = self.path(item) {
-                        self.config.args.push(format!("--{flag}").into());
-                        self.config.args.push(p.into());
-                    }
-                }
-                _ => self.flag(key, flag, item, span),
             }
         }
-        for (missing, what) in [
-            (!url, "url"),
-            (policy.is_none() && self.problems.len() == before, "policy"),
+        if spec.client_cert.is_some() != spec.client_key.is_some() {
+            self.problems.push(Diagnostic::new(
+                name_span.clone(),
+                format!(
+                    "servers.{name}: `upstream-client-cert` and `upstream-client-key` go together"
+                ),
+            ));
+        }
+        for (missing, what, help) in [
+            (!url, "url", "url = \"http://127.0.0.1:3001/mcp\""),
+            (
+                !policy,
+                "policy",
+                "policy = \"policy.pol\" (a .pol or .json file)",
+            ),
         ] {
             if missing {
                 self.problems.push(
                     Diagnostic::new(name_span.clone(), format!("servers.{name} has no `{what}`"))
-                        .with_help(if what == "url" {
-                            "url = \"http://127.0.0.1:3001/mcp\""
-                        } else {
-                            "policy = \"policy.pol\" (a .pol or .json file)"
-                        }),
+                        .with_help(help),
                 );
             }
         }
-        if let Some(p) = policy {
-            self.config.servers.push((name.to_owned(), p));
+        self.config.servers.push(spec);
+    }
+
+    /// A string value, `${VAR}`s expanded.
+    fn string(&mut self, key: &str, item: &Item) -> Option<String> {
+        match item.as_value() {
+            Some(v @ Value::String(_)) => self.scalar(key, v),
+            _ => {
+                self.problems.push(Diagnostic::new(
+                    item.span().unwrap_or(0..0),
+                    format!("`{key}` is a string"),
+                ));
+                None
+            }
         }
     }
 
@@ -380,12 +419,7 @@ impl Reader<'_> {
         Some(path)
     }
 
-    fn check_url(&mut self, item: &Item) {
-        let span = item.span().unwrap_or(0..0);
-        let Some(Value::String(s)) = item.as_value() else {
-            return;
-        };
-        let Ok(url) = expand(s.value()) else { return };
+    fn check_url(&mut self, url: &str, span: std::ops::Range<usize>) {
         let ok = url
             .parse::<http::Uri>()
             .ok()
@@ -399,22 +433,23 @@ impl Reader<'_> {
         }
     }
 
-    /// `headers = { Authorization = "Bearer ${TOKEN}" }` → `--header "Authorization: …"`.
-    fn headers(&mut self, name: &str, item: &Item, span: std::ops::Range<usize>) {
+    /// `headers = { Authorization = "Bearer ${TOKEN}" }` → `Authorization: …`.
+    fn headers(&mut self, name: &str, item: &Item, span: std::ops::Range<usize>) -> Vec<String> {
         let Some(table) = item.as_table_like() else {
             self.problems.push(Diagnostic::new(
                 item.span().unwrap_or(span),
                 format!("servers.{name}.headers is a table of header names and values"),
             ));
-            return;
+            return Vec::new();
         };
+        let mut out = Vec::new();
         for (header, value) in table.iter() {
             let Some(v) = value.as_value() else { continue };
             if let Some(text) = self.scalar(header, v) {
-                self.config.args.push("--header".into());
-                self.config.args.push(format!("{header}: {text}").into());
+                out.push(format!("{header}: {text}"));
             }
         }
+        out
     }
 }
 
@@ -440,8 +475,9 @@ fn expand(text: &str) -> Result<String, String> {
     Ok(out)
 }
 
-/// `warden serve … --config FILE …`: the file's arguments spliced in before the command
-/// line's (which win); any other command line unchanged.
+/// `warden serve … --config FILE …`: the file's flags spliced in before the command line's
+/// (which win); its servers are read again by `serve` ([`load`]). Any other command line
+/// is unchanged.
 pub fn expand_serve(argv: Vec<OsString>) -> Result<Vec<OsString>, crate::error::CliError> {
     if argv.get(1).and_then(|a| a.to_str()) != Some("serve") {
         return Ok(argv);
@@ -451,8 +487,15 @@ pub fn expand_serve(argv: Vec<OsString>) -> Result<Vec<OsString>, crate::error::
     let mut it = argv.iter().skip(2);
     while let Some(a) = it.next() {
         match a.to_str() {
-            Some("--config") => path = it.next().cloned(),
-            Some(s) if s.starts_with("--config=") => path = Some(s["--config=".len()..].into()),
+            Some("--config") => {
+                path = it.next().cloned();
+                rest.push(a.clone());
+                rest.extend(path.clone());
+            }
+            Some(s) if s.starts_with("--config=") => {
+                path = Some(s["--config=".len()..].into());
+                rest.push(a.clone());
+            }
             Some("--") => {
                 rest.push(a.clone());
                 rest.extend(it.by_ref().cloned());

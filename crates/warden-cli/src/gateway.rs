@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue};
+use warden_gateway::serve::ServerOptions;
 use warden_gateway::{Grants, ServeOptions};
 use warden_tower::redis::{FailMode, RedisConfig, redact};
 
@@ -13,11 +14,7 @@ use crate::cli::{JwtArgs, RedisArgs, RedisFail, ServeArgs, StdioArgs, UpstreamTl
 use crate::error::CliError;
 
 pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
-    let upstream: http::Uri = args
-        .upstream
-        .parse()
-        .map_err(|e| CliError::Usage(format!("--upstream {:?}: {e}", args.upstream)))?;
-    check_upstream(&upstream, &args.upstream, &args.upstream_tls)?;
+    let servers = servers(&args)?;
     let grants = if args.no_auth {
         None
     } else {
@@ -37,11 +34,6 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
         }
         Some(g)
     };
-    let headers = args
-        .headers
-        .iter()
-        .map(|h| header(h))
-        .collect::<Result<Vec<_>, _>>()?;
     let admin = match (args.admin, args.admin_token) {
         (Some(addr), Some(token)) => Some((addr, token)),
         (Some(_), None) => return Err(CliError::Usage("--admin needs --admin-token".into())),
@@ -102,20 +94,16 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
     }
     warden_gateway::logging::init(args.audit.as_deref(), admin.is_some())?;
     let opts = ServeOptions {
-        policy: args.policy,
-        upstream,
-        upstream_tls: upstream_tls(&args.upstream_tls),
+        servers,
         listen: args.listen,
         tls: args.tls_cert.zip(args.tls_key),
         admin_tls: args.admin_tls_cert.zip(args.admin_tls_key),
-        headers,
         grants,
         admin,
         shadow: args.shadow,
         reload_every: Duration::from_secs(1),
         redis,
         jwt,
-        upstream_timeout: Duration::from_secs(args.upstream_timeout.max(1)),
         max_message_bytes: args.max_message_bytes.max(1),
         limits: warden_gateway::listener::Limits {
             header_read_timeout: Duration::from_secs(args.header_read_timeout.max(1)),
@@ -130,6 +118,94 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
     };
     warden_gateway::serve(opts)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The MCP servers: `--upstream` and `--policy`, or `--config`'s `[servers.NAME]` tables
+/// (each defaulting to the top-level `--upstream-ca`, … and `--upstream-timeout`).
+fn servers(args: &ServeArgs) -> Result<Vec<ServerOptions>, CliError> {
+    let headers = args
+        .headers
+        .iter()
+        .map(|h| header(h))
+        .collect::<Result<Vec<_>, _>>()?;
+    let timeout = Duration::from_secs(args.upstream_timeout.max(1));
+    match (&args.config, &args.upstream, &args.policy) {
+        (None, Some(text), Some(policy)) => {
+            let upstream: http::Uri = text
+                .parse()
+                .map_err(|e| CliError::Usage(format!("--upstream {text:?}: {e}")))?;
+            check_upstream(&upstream, text, &args.upstream_tls)?;
+            Ok(vec![ServerOptions {
+                name: None,
+                policy: policy.clone(),
+                upstream,
+                upstream_tls: upstream_tls(&args.upstream_tls),
+                headers,
+                upstream_timeout: timeout,
+            }])
+        }
+        (None, _, _) => Err(CliError::Usage(
+            "say which server: --upstream URL --policy FILE, or --config warden.toml".into(),
+        )),
+        (Some(path), None, None) => {
+            // Read once already (its flags are in `args`); its problems were reported then.
+            let (config, _) = crate::config::load(path, crate::config::Env::Required).map_err(
+                |(problems, _)| CliError::Invalid {
+                    path: path.clone(),
+                    count: problems.len(),
+                },
+            )?;
+            config
+                .servers
+                .into_iter()
+                .map(|s| {
+                    let upstream: http::Uri = s.url.parse().map_err(|e| {
+                        CliError::Usage(format!("servers.{}: url {:?}: {e}", s.name, s.url))
+                    })?;
+                    let tls = ClientTls {
+                        ca: s
+                            .upstream_ca
+                            .or_else(|| args.upstream_tls.upstream_ca.clone()),
+                        identity: s.client_cert.zip(s.client_key).or_else(|| {
+                            args.upstream_tls
+                                .upstream_client_cert
+                                .clone()
+                                .zip(args.upstream_tls.upstream_client_key.clone())
+                        }),
+                    };
+                    if upstream.scheme_str() == Some("https") {
+                        check_client_tls(&tls, &format!("servers.{}", s.name))?;
+                    }
+                    let mut h = headers.clone();
+                    for line in &s.headers {
+                        h.push(header(line)?);
+                    }
+                    Ok(ServerOptions {
+                        // A lone server is served as `--upstream` serves it (at any path),
+                        // and still named in the audit.
+                        name: Some(s.name),
+                        policy: s.policy,
+                        upstream,
+                        upstream_tls: if upstream_is_https(&s.url) {
+                            tls
+                        } else {
+                            ClientTls::default()
+                        },
+                        headers: h,
+                        upstream_timeout: s.timeout.map_or(timeout, Duration::from_secs),
+                    })
+                })
+                .collect()
+        }
+        (Some(_), _, _) => Err(CliError::Usage(
+            "name the servers in one place: --upstream/--policy, or --config's [servers] tables"
+                .into(),
+        )),
+    }
+}
+
+fn upstream_is_https(url: &str) -> bool {
+    url.starts_with("https://")
 }
 
 pub fn stdio(args: StdioArgs) -> Result<ExitCode, CliError> {

@@ -24,6 +24,8 @@ pub(crate) struct Admin {
     /// `None`: this process refuses approvals, so there is nothing to answer here.
     pub(crate) desk: Option<Arc<dyn ApprovalDesk>>,
     pub(crate) live: Live,
+    /// Every server's policy, by name, when the gateway fronts several (`/policy?server=`).
+    pub(crate) lives: Vec<(Option<String>, Live)>,
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     pub(crate) sessions: console::Sessions,
     /// Served over TLS: the console's cookie is `Secure` without any proxy saying so.
@@ -36,6 +38,7 @@ pub async fn start(
     token: String,
     desk: Option<Arc<dyn ApprovalDesk>>,
     live: Live,
+    lives: Vec<(Option<String>, Live)>,
     tls: Option<ServerTls>,
 ) -> Result<SocketAddr, Error> {
     if token.is_empty() {
@@ -51,6 +54,7 @@ pub async fn start(
         token_digest: crate::auth::digest(&token),
         desk,
         live,
+        lives,
         metrics,
         sessions: console::Sessions::default(),
         tls: tls.is_some(),
@@ -273,10 +277,43 @@ async fn api_answer(admin: &Admin, id: &str, a: Answer, note: Option<&str>) -> R
     }
 }
 
-async fn policy(State(admin): State<Arc<Admin>>) -> Json<Value> {
+#[derive(serde::Deserialize)]
+struct Which {
+    server: Option<String>,
+}
+
+/// The policy in force: the first server's, or `?server=NAME`'s (with `servers`, every name).
+async fn policy(
+    State(admin): State<Arc<Admin>>,
+    axum::extract::Query(which): axum::extract::Query<Which>,
+) -> Response {
+    let live = match &which.server {
+        None => &admin.live,
+        Some(name) => match admin
+            .lives
+            .iter()
+            .find(|(n, _)| n.as_deref() == Some(name.as_str()))
+        {
+            Some((_, l)) => l,
+            None => {
+                return (
+                    StatusCode::NOT_FOUND,
+                    Json(json!({"error": format!("no server named {name:?}")})),
+                )
+                    .into_response();
+            }
+        },
+    };
+    let servers: Vec<&str> = admin
+        .lives
+        .iter()
+        .filter_map(|(n, _)| n.as_deref())
+        .collect();
     Json(json!({
-        "path": admin.live.path.display().to_string(),
-        "source": admin.live.source(),
-        "policy": admin.live.handle.current().policy().to_value(),
+        "path": live.path.display().to_string(),
+        "source": live.source(),
+        "policy": live.handle.current().policy().to_value(),
+        "servers": servers,
     }))
+    .into_response()
 }

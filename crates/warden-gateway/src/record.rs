@@ -13,7 +13,13 @@ use warden_tower::{RecordedCall, Recorder};
 
 use crate::Error;
 
+/// Clones write to the same file (a gateway of several servers records them all in one).
+#[derive(Clone)]
 pub struct FileRecorder {
+    inner: std::sync::Arc<Inner>,
+}
+
+struct Inner {
     out: Mutex<BufWriter<File>>,
     /// One warning if writing fails, not one per call.
     failed: AtomicBool,
@@ -35,15 +41,17 @@ impl FileRecorder {
             ))
         })?;
         Ok(FileRecorder {
-            out: Mutex::new(BufWriter::new(file)),
-            failed: AtomicBool::new(false),
+            inner: std::sync::Arc::new(Inner {
+                out: Mutex::new(BufWriter::new(file)),
+                failed: AtomicBool::new(false),
+            }),
         })
     }
 }
 
 impl Recorder for FileRecorder {
     fn record(&self, call: &RecordedCall) {
-        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = self.inner.out.lock().unwrap_or_else(|e| e.into_inner());
         // A whole line or nothing a reader would mistake for one; flushed per call so a
         // crash loses at most the call in flight.
         let written = serde_json::to_writer(&mut *out, call)
@@ -51,7 +59,7 @@ impl Recorder for FileRecorder {
             .and_then(|()| out.write_all(b"\n"))
             .and_then(|()| out.flush());
         if let Err(e) = written {
-            if !self.failed.swap(true, Ordering::Relaxed) {
+            if !self.inner.failed.swap(true, Ordering::Relaxed) {
                 tracing::warn!(target: "warden::gateway", error = %e, "cannot write the record file; calls are no longer recorded");
             }
         }

@@ -34,20 +34,33 @@ use crate::proxy::Upstream;
 use crate::tls::ServerTls;
 use crate::{Error, admin};
 
-/// Everything `warden serve` is told on the command line.
+/// One MCP server behind the gateway, with its own policy.
 #[derive(Debug, Clone)]
-pub struct ServeOptions {
+pub struct ServerOptions {
+    /// Its name (`warden.toml`'s `[servers.NAME]`): with several servers it is served at
+    /// `/mcp/NAME`, and its name is in every audit line and recorded call and keys its
+    /// counters. `None`: the one server of `--upstream`, served at any path.
+    pub name: Option<String>,
     pub policy: PathBuf,
     pub upstream: Uri,
     /// How an `https://` upstream is verified, and the client certificate it is shown.
     pub upstream_tls: ClientTls,
+    /// Added to every upstream request (upstream credentials).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// How long the upstream may take to send response headers.
+    pub upstream_timeout: Duration,
+}
+
+/// Everything `warden serve` is told on the command line (or in `warden.toml`).
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// At least one; several are each at `/mcp/NAME`.
+    pub servers: Vec<ServerOptions>,
     pub listen: SocketAddr,
     /// Serve TLS with this certificate chain and key (PEM), reloaded when they change.
     pub tls: Option<(PathBuf, PathBuf)>,
     /// The admin address's own pair; without it, the admin address uses `tls`.
     pub admin_tls: Option<(PathBuf, PathBuf)>,
-    /// Added to every upstream request (upstream credentials).
-    pub headers: Vec<(HeaderName, HeaderValue)>,
     /// `None`: `--no-auth`, every caller is the grant `anonymous`.
     pub grants: Option<Grants>,
     pub admin: Option<(SocketAddr, String)>,
@@ -57,8 +70,6 @@ pub struct ServeOptions {
     pub redis: Option<RedisConfig>,
     /// Callers with JWTs from an identity provider, beside (or instead of) static tokens.
     pub jwt: Option<JwtOptions>,
-    /// How long the upstream may take to send response headers.
-    pub upstream_timeout: Duration,
     /// The largest request body; a larger one is answered 413 with a JSON-RPC error.
     pub max_message_bytes: usize,
     /// Slow, idle and numerous clients; the graceful stop.
@@ -106,29 +117,69 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
 }
 
 async fn run(opts: ServeOptions, workers: usize) -> Result<(), Error> {
-    let (compiled, text) = policy_file::load(&opts.policy).map_err(Error::Policy)?;
+    let Some(first) = opts.servers.first() else {
+        return Err(Error::Config("no MCP server to stand in front of".into()));
+    };
+    let (compiled, text) = policy_file::load(&first.policy).map_err(Error::Policy)?;
     let stores = crate::state::build(
         compiled,
+        first.name.as_deref(),
         opts.redis.as_ref(),
         opts.admin.is_some(),
         opts.notify.as_ref(),
     )?;
     stores.check().await;
-    let mut layer = stores
-        .layer
-        .shadow(opts.shadow)
-        .max_body_bytes(opts.max_message_bytes);
-    if let Some(url) = &opts.console_url {
-        layer = layer.console_url(url.clone());
-    }
-    if let Some(path) = &opts.record {
-        layer = layer.recorder(crate::record::FileRecorder::open(path)?);
-        tracing::warn!(target: "warden::gateway", path = %path.display(), "recording every call with its arguments (sensitive; --record)");
-    }
-    let live = Live::new(opts.policy.clone(), text, layer.handle());
-    live.clone().watch(opts.reload_every);
-
+    let recorder = match &opts.record {
+        Some(path) => {
+            tracing::warn!(target: "warden::gateway", path = %path.display(), "recording every call with its arguments (sensitive; --record)");
+            Some(crate::record::FileRecorder::open(path)?)
+        }
+        None => None,
+    };
     let auth = opts.grants.is_some() || opts.jwt.is_some();
+    // Each server: its layer (policy, counters), its policy file watched, its upstream.
+    let mut servers = Vec::with_capacity(opts.servers.len());
+    let mut lives = Vec::with_capacity(opts.servers.len());
+    for (i, server) in opts.servers.iter().enumerate() {
+        let (layer, text) = if i == 0 {
+            (stores.layer.clone(), text.clone())
+        } else {
+            let (compiled, text) = policy_file::load(&server.policy).map_err(Error::Policy)?;
+            let name = server.name.as_deref().unwrap_or_default();
+            (stores.layer_for(name, compiled), text)
+        };
+        let mut layer = layer
+            .shadow(opts.shadow)
+            .max_body_bytes(opts.max_message_bytes);
+        if let Some(url) = &opts.console_url {
+            layer = layer.console_url(url.clone());
+        }
+        if let Some(r) = &recorder {
+            layer = layer.recorder(r.clone());
+        }
+        let live = Live::new(server.policy.clone(), text, layer.handle());
+        live.clone().watch(opts.reload_every);
+        // Checked once here; every worker takes a client with its own connections from it.
+        let upstream = Upstream::new(
+            &server.upstream,
+            &server.upstream_tls,
+            server.headers.clone(),
+            auth,
+        )
+        .map_err(|e| match &server.name {
+            Some(n) => Error::Config(format!("servers.{n}: {e}")),
+            None => Error::Config(e),
+        })?
+        .timeout(server.upstream_timeout);
+        lives.push((server.name.clone(), live));
+        servers.push(Backend {
+            name: server.name.as_deref().map(Arc::from),
+            layer,
+            upstream,
+        });
+    }
+    let live = lives[0].1.clone();
+
     let jwt = match &opts.jwt {
         Some(j) => {
             let v = JwtVerifier::new(j.config.clone())
@@ -139,23 +190,13 @@ async fn run(opts: ServeOptions, workers: usize) -> Result<(), Error> {
         }
         None => None,
     };
-    // Checked once here; every worker takes a client with its own connections from it.
-    let upstream = Upstream::new(
-        &opts.upstream,
-        &opts.upstream_tls,
-        opts.headers.clone(),
-        auth,
-    )
-    .map_err(Error::Config)?
-    .timeout(opts.upstream_timeout);
     let stack = Arc::new(Stack {
-        layer,
+        servers,
         callers: Arc::new(Callers {
             tokens: opts.grants.clone(),
             jwt,
             discovery: opts.jwt.clone(),
         }),
-        upstream,
         cors_origins: opts.cors_origins.clone(),
     });
 
@@ -187,8 +228,9 @@ async fn run(opts: ServeOptions, workers: usize) -> Result<(), Error> {
         let bound = admin::start(
             *admin_addr,
             token.clone(),
-            stores.desk,
+            stores.desk.clone(),
             live.clone(),
+            lives,
             admin_tls,
         )
         .await?;
@@ -231,8 +273,17 @@ async fn run(opts: ServeOptions, workers: usize) -> Result<(), Error> {
     }
     let listener =
         tokio::net::TcpListener::from_std(listener).map_err(|e| Error::Io(e.to_string()))?;
-    println!("listening on {scheme}://{addr}/ -> {}", opts.upstream);
-    tracing::info!(target: "warden::gateway", %addr, upstream = %opts.upstream, auth, workers, state = %stores.description, "serving");
+    let upstreams = opts
+        .servers
+        .iter()
+        .map(|s| match &s.name {
+            Some(n) if opts.servers.len() > 1 => format!("/mcp/{n} -> {}", s.upstream),
+            _ => s.upstream.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    println!("listening on {scheme}://{addr}/ -> {upstreams}");
+    tracing::info!(target: "warden::gateway", %addr, upstream = %upstreams, auth, workers, state = %stores.description, "serving");
     listener::run(
         listener,
         stack.service(),
@@ -254,13 +305,19 @@ async fn run(opts: ServeOptions, workers: usize) -> Result<(), Error> {
     Ok(())
 }
 
-/// What every worker builds its router from; the policy, counters and callers are shared,
-/// the upstream connection pool is the worker's own.
+/// What every worker builds its router from; the policies, counters and callers are
+/// shared, the upstream connection pools are the worker's own.
 struct Stack {
-    layer: warden_tower::PolicyLayer,
+    servers: Vec<Backend>,
     callers: Arc<Callers>,
-    upstream: Upstream,
     cors_origins: Vec<HeaderValue>,
+}
+
+/// One server's gate: its policy layer in front of its upstream.
+struct Backend {
+    name: Option<Arc<str>>,
+    layer: warden_tower::PolicyLayer,
+    upstream: Upstream,
 }
 
 impl Stack {
@@ -279,10 +336,23 @@ impl Stack {
     > + Clone
     + Send
     + 'static {
+        let gates: Vec<_> = self
+            .servers
+            .iter()
+            .map(|b| (b.name.clone(), b.layer.layer(b.upstream.for_worker())))
+            .collect();
+        let routes = match <[_; 1]>::try_from(gates) {
+            Ok([(_, one)]) => Routes::One(one),
+            Err(several) => Routes::Named(several),
+        };
+        let mcp_path: Arc<str> = match &routes {
+            Routes::One(_) => self.servers[0].upstream.path().into(),
+            Routes::Named(_) => "/mcp".into(),
+        };
         let gate = Gate {
             callers: self.callers.clone(),
-            policy: self.layer.layer(self.upstream.for_worker()),
-            mcp_path: self.upstream.path().into(),
+            routes,
+            mcp_path,
         };
         // tower-http around it all, outermost first: a panic is a JSON-RPC 500, not a dropped
         // connection; CORS answers preflights before anything asks for a token; tokens are
@@ -301,12 +371,56 @@ impl Stack {
 }
 
 /// Routes the discovery document, admits callers ([`crate::callers`]), and hands every
-/// other request to the policy layer in front of the upstream.
+/// other request to the policy layer in front of its server's upstream.
 #[derive(Clone)]
 struct Gate {
     callers: Arc<Callers>,
-    policy: PolicyService<Upstream>,
+    routes: Routes,
     mcp_path: Arc<str>,
+}
+
+/// Which server a request is for.
+#[derive(Clone)]
+enum Routes {
+    /// The one server: every path goes to it (its own MCP path upstream).
+    One(PolicyService<Upstream>),
+    /// Several: `/mcp/NAME` is server NAME's endpoint.
+    Named(Vec<(Option<Arc<str>>, PolicyService<Upstream>)>),
+}
+
+impl Routes {
+    /// The server's gate for `path`.
+    fn route(&mut self, path: &str) -> Option<&mut PolicyService<Upstream>> {
+        match self {
+            Routes::One(gate) => Some(gate),
+            Routes::Named(gates) => {
+                let wanted = path.strip_prefix("/mcp/").map(|n| n.trim_end_matches('/'));
+                gates
+                    .iter_mut()
+                    .find(|(n, _)| n.as_deref().is_some_and(|n| Some(n) == wanted))
+                    .map(|(_, gate)| gate)
+            }
+        }
+    }
+
+    /// A 404 that lists the endpoints there are.
+    fn not_found(&self, path: &str) -> Response<Body> {
+        let endpoints = match self {
+            Routes::One(_) => String::new(),
+            Routes::Named(gates) => gates
+                .iter()
+                .filter_map(|(n, _)| n.as_deref().map(|n| format!("/mcp/{n}")))
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        warden_tower::answer::json(
+            StatusCode::NOT_FOUND,
+            &serde_json::json!({"jsonrpc": "2.0", "id": null, "error": {
+                "code": -32601,
+                "message": format!("no MCP server at {path}; this gateway serves {endpoints}"),
+            }}),
+        )
+    }
 }
 
 type BoxedAnswer = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
@@ -335,7 +449,9 @@ impl Service<Request<Body>> for Gate {
                 r
             });
         }
-        let policy = &mut self.policy;
+        let Some(policy) = self.routes.route(req.uri().path()) else {
+            return answer(self.routes.not_found(req.uri().path()));
+        };
         match self.callers.admit_now(&mut req) {
             Admission::Admitted => Either::Right(Either::Left(policy.call(req))),
             Admission::Refused(r) => answer(r),

@@ -48,7 +48,7 @@ pub struct StdioOptions {
 /// Runs until the client closes stdin or the server exits; returns the server's exit code.
 pub async fn stdio(opts: StdioOptions) -> Result<i32, Error> {
     let (compiled, text) = policy_file::load(&opts.policy).map_err(Error::Policy)?;
-    let stores = crate::state::build(compiled, opts.redis.as_ref(), false, None)?;
+    let stores = crate::state::build(compiled, None, opts.redis.as_ref(), false, None)?;
     stores.check().await;
     tracing::info!(target: "warden::gateway", state = %stores.description, "stdio gate");
     let layer = stores

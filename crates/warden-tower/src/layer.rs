@@ -32,6 +32,9 @@ pub(crate) struct Config {
     pub(crate) recorder: Option<RecorderRef>,
     /// Where the console is, for links in URL-mode elicitations.
     pub(crate) console_url: Option<String>,
+    /// The server this gate stands in front of, when a gateway fronts several: named in
+    /// every audit line and recorded call.
+    pub(crate) server: Option<Arc<str>>,
 }
 
 /// The recorder, shared; shown only as present in debug output.
@@ -140,6 +143,7 @@ impl PolicyLayer {
             shadow: false,
             recorder: None,
             console_url: None,
+            server: None,
         };
         let counters = Counters::new(&policy);
         PolicyLayer {
@@ -199,6 +203,13 @@ impl PolicyLayer {
     /// traffic against another policy). Off by default: arguments are sensitive.
     pub fn recorder(mut self, recorder: impl crate::observe::Recorder) -> Self {
         self.config.recorder = Some(RecorderRef(Arc::new(recorder)));
+        self
+    }
+
+    /// Names the server behind this layer in every decision event and recorded call (a
+    /// gateway in front of several servers has a layer per server).
+    pub fn server(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.config.server = Some(name.into());
         self
     }
 

@@ -24,6 +24,8 @@ pub struct Record<'a> {
     pub claims: Option<&'a str>,
     /// The request's `x-request-id`, when it has one.
     pub request_id: Option<&'a str>,
+    /// The server the call was for, when the layer is named (a gateway of several).
+    pub server: Option<&'a str>,
     pub latency: Duration,
     /// Shadow mode: the call was forwarded although the decision would have blocked it.
     pub would_block: bool,
@@ -74,6 +76,7 @@ pub(crate) fn record(r: &Record<'_>) {
         arg_keys = %keys,
         claims = r.claims.unwrap_or("-"),
         request_id = r.request_id.unwrap_or("-"),
+        server = r.server.unwrap_or("-"),
         latency_us = r.latency.as_micros() as u64,
         would_block = r.would_block,
         "{} call {}", r.kind.noun(), r.decision
@@ -146,6 +149,9 @@ pub struct RecordedCall {
     /// As in the audit log: `allow`, `deny`, `limited`, `approval`, `approved`, `refused`.
     pub decision: String,
     pub rule: String,
+    /// The server it was for, in a gateway of several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
 }
 
 /// Gets every decided call, arguments included (`warden serve --record`, `warden replay`).

@@ -100,6 +100,8 @@ pub(crate) struct Caller {
     /// `x-request-id` (the gateway sets one), so an audit line can be matched to a request.
     pub(crate) request_id: Option<HeaderText>,
     pub(crate) recorder: Option<crate::layer::RecorderRef>,
+    /// The server behind the layer, when it is named.
+    pub(crate) server: Option<Arc<str>>,
     /// What the caller has used of the counters conditions read (`counter.NAME`).
     pub(crate) counters: Option<warden_policy::CounterValues>,
 }
@@ -124,6 +126,7 @@ impl Caller {
             claims,
             request_id: HeaderText::of(&parts.headers, &names::X_REQUEST_ID),
             recorder: shared.config.recorder.clone(),
+            server: shared.config.server.clone(),
             counters: None,
         }
     }
@@ -437,6 +440,7 @@ pub(crate) fn log(
         args: v.args,
         claims: v.claims.as_deref(),
         request_id: caller.request_id.as_deref(),
+        server: caller.server.as_deref(),
         latency,
         would_block,
     });
@@ -453,6 +457,7 @@ pub(crate) fn log(
             args: v.args.cloned(),
             decision: decision.to_owned(),
             rule: rule.to_owned(),
+            server: caller.server.as_deref().map(str::to_owned),
         });
     }
 }

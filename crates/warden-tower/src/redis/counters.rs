@@ -18,6 +18,8 @@ use crate::limit::{
 #[derive(Clone)]
 pub struct RedisStore {
     redis: Redis,
+    /// A gateway in front of several servers keeps each server's buckets apart.
+    server: Option<Arc<str>>,
     charge: Arc<Script>,
     refund: Arc<Script>,
     used: Arc<Script>,
@@ -35,15 +37,28 @@ impl RedisStore {
     pub fn new(redis: Redis) -> Self {
         RedisStore {
             redis,
+            server: None,
             charge: Arc::new(Script::new(include_str!("gcra.lua"))),
             refund: Arc::new(Script::new(include_str!("refund.lua"))),
             used: Arc::new(Script::new(include_str!("used.lua"))),
         }
     }
 
+    /// The same store with every bucket under `server:NAME:`, so a limit in one server's
+    /// policy never charges another server's calls.
+    pub fn for_server(mut self, name: &str) -> Self {
+        self.server = Some(name.into());
+        self
+    }
+
     /// The Redis key of one bucket.
     pub fn bucket_key(&self, spec: &CounterSpec, key: &str) -> String {
-        self.redis.key(&[&spec.name, spec.quota_id(), key])
+        match &self.server {
+            Some(server) => self
+                .redis
+                .key(&["server", server, &spec.name, spec.quota_id(), key]),
+            None => self.redis.key(&[&spec.name, spec.quota_id(), key]),
+        }
     }
 
     async fn charge_all(&self, charges: &[Charge]) -> Result<Charged, Refusal> {

@@ -1,0 +1,189 @@
+//! One `warden serve` in front of several MCP servers from one `warden.toml` (issue 28, as
+//! far as it goes): server-everything and the rmcp example, each at `/mcp/NAME` with its
+//! own policy; a limit in one server's policy never charges the other's calls (in Redis,
+//! where both policies name the same counter); every audit line names its server.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod redis_server;
+mod support;
+
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+const EVERYTHING: &str = "version 1\ndefault deny\nallow echo\ntool get-sum {\n  limit 2 per minute per grant as calls\n}\n";
+const RMCP: &str =
+    "version 1\ndefault deny\ntool add {\n  limit 2 per minute per grant as calls\n}\n";
+
+#[test]
+fn two_servers_behind_one_gateway_each_with_its_policy_and_counters() {
+    let warden = support::warden().expect("warden binary");
+    let everything = support::everything().expect("server-everything");
+    let redis = redis_server::RedisServer::start();
+    let dir = support::scratch("servers");
+    std::fs::write(dir.join("everything.pol"), EVERYTHING).unwrap();
+    std::fs::write(dir.join("rmcp.pol"), RMCP).unwrap();
+    let ev = support::start_everything(&everything);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_axum_mcp"));
+    cmd.args(["--listen", "127.0.0.1:0", "--no-policy"]);
+    let rmcp = support::start(cmd);
+    let config = dir.join("warden.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"listen = "127.0.0.1:0"
+grant-token = ["alice=alice-token"]
+audit = "{audit}"
+redis = "{redis}"
+redis-prefix = "servers-e2e:"
+admin = "127.0.0.1:{admin}"
+admin-token = "admin-secret"
+
+[servers.everything]
+url = "{ev}"
+policy = "everything.pol"
+
+[servers.rmcp]
+url = "{rmcp}"
+policy = "rmcp.pol"
+timeout = 20
+"#,
+            audit = dir.join("audit.jsonl").display(),
+            redis = redis.url(),
+            admin = support::free_port(),
+            ev = ev.url,
+            rmcp = rmcp.url,
+        ),
+    )
+    .unwrap();
+    let out = Command::new(&warden)
+        .arg("check")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("2 server(s): everything with"), "{stdout}");
+
+    let mut cmd = Command::new(&warden);
+    cmd.args(["serve", "--config"])
+        .arg(&config)
+        .env("WARDEN_LOG", "warn");
+    let gw = support::start(cmd);
+    let (ev_url, rmcp_url) = (
+        format!("{}/mcp/everything", gw.url),
+        format!("{}/mcp/rmcp", gw.url),
+    );
+
+    // Each endpoint is its own server, under its own policy.
+    let call = |base: &str, sid: &str, id: u32, tool: &str, args: Value| {
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": tool, "arguments": args}})
+        .to_string();
+        let auth = "Bearer alice-token".to_owned();
+        let h = support::mcp_headers(&auth, Some(sid));
+        let path = base.trim_start_matches(&gw.url).to_owned();
+        let (status, _, text) = support::http(&gw.url, "POST", &path, &h, &body);
+        assert_eq!(status, 200, "{text}");
+        text
+    };
+    let ev_sid = session(&gw.url, "/mcp/everything");
+    let rmcp_sid = session(&gw.url, "/mcp/rmcp");
+    let text = call(&ev_url, &ev_sid, 2, "echo", json!({"message": "one"}));
+    assert!(text.contains("Echo: one"), "{text}");
+    let text = call(&rmcp_url, &rmcp_sid, 2, "echo", json!({"text": "two"}));
+    assert!(
+        text.contains("POLICY DENIED"),
+        "rmcp's policy allows no echo: {text}"
+    );
+    let text = call(&rmcp_url, &rmcp_sid, 3, "add", json!({"a": 2, "b": 3}));
+    assert!(text.contains('5'), "{text}");
+
+    // Both policies limit a counter named `calls` to 2 a minute: each server has its own.
+    let text = call(&rmcp_url, &rmcp_sid, 4, "add", json!({"a": 1, "b": 1}));
+    assert!(!text.contains("POLICY DENIED"), "{text}");
+    let text = call(&rmcp_url, &rmcp_sid, 5, "add", json!({"a": 1, "b": 1}));
+    assert!(
+        text.contains("POLICY DENIED"),
+        "the third add passed: {text}"
+    );
+    for id in 10..12 {
+        let text = call(&ev_url, &ev_sid, id, "get-sum", json!({"a": 1, "b": 2}));
+        assert!(
+            text.contains('3') && !text.contains("POLICY DENIED"),
+            "rmcp's calls charged everything's: {text}"
+        );
+    }
+    let text = call(&ev_url, &ev_sid, 12, "get-sum", json!({"a": 1, "b": 2}));
+    assert!(text.contains("POLICY DENIED"), "{text}");
+
+    // Another path: a 404 that lists the endpoints.
+    let (status, _, body) = support::http(
+        &gw.url,
+        "POST",
+        "/mcp/nope",
+        &[
+            ("authorization", "Bearer alice-token"),
+            ("content-type", "application/json"),
+        ],
+        "{}",
+    );
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("/mcp/everything, /mcp/rmcp"), "{body}");
+
+    // Every audit line names its server.
+    let audit = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap();
+    let lines: Vec<Value> = audit
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let server_of = |tool: &str| -> Vec<String> {
+        lines
+            .iter()
+            .filter(|l| l.to_string().contains(&format!("\"{tool}\"")))
+            .map(|l| l.to_string())
+            .collect()
+    };
+    assert!(
+        server_of("get-sum")
+            .iter()
+            .all(|l| l.contains(r#""server":"everything""#)),
+        "{audit}"
+    );
+    assert!(
+        server_of("add")
+            .iter()
+            .all(|l| l.contains(r#""server":"rmcp""#)),
+        "{audit}"
+    );
+    assert!(!server_of("add").is_empty(), "{audit}");
+}
+
+/// Initializes a session at `path`; its id.
+fn session(base: &str, path: &str) -> String {
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"e2e","version":"0"}}}"#;
+    let auth = "Bearer alice-token".to_owned();
+    let h = support::mcp_headers(&auth, None);
+    let (status, headers, body) = support::http(base, "POST", path, &h, init);
+    assert_eq!(status, 200, "{body}");
+    let sid = headers
+        .iter()
+        .find(|(k, _)| k == "mcp-session-id")
+        .map(|(_, v)| v.clone())
+        .expect("session id");
+    let h = support::mcp_headers(&auth, Some(&sid));
+    let (status, _, _) = support::http(
+        base,
+        "POST",
+        path,
+        &h,
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+    );
+    assert_eq!(status, 202);
+    sid
+}
