@@ -187,3 +187,178 @@ fn session(base: &str, path: &str) -> String {
     assert_eq!(status, 202);
     sid
 }
+
+/// server-everything on `port` (the same one again after a restart).
+fn everything_on(js: &std::path::Path, port: u16) -> support::Running {
+    let child = Command::new("node")
+        .arg(js)
+        .arg("streamableHttp")
+        .env("PORT", port.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start server-everything");
+    support::wait_for_port(port);
+    support::Running {
+        child,
+        url: format!("http://127.0.0.1:{port}/mcp"),
+    }
+}
+
+fn wait_for_file(path: &std::path::Path, text: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while std::fs::read_to_string(path).unwrap_or_default().trim() != text {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never said {text:?}",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn one_mcp_endpoint_for_linode_everything_and_rmcp_through_the_python_sdk() {
+    let warden = support::warden().expect("warden binary");
+    let everything = support::everything().expect("server-everything");
+    let linode = support::linode().expect("the Linode MCP server");
+    let python = support::python().expect("python with the mcp SDK");
+    let dir = support::scratch("servers-aggregate");
+    std::fs::write(dir.join("linode.json"), support::page_policy()).unwrap();
+    std::fs::write(
+        dir.join("everything.pol"),
+        "version 1\ndefault deny\nallow echo\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("rmcp.pol"), "version 1\ndefault deny\nallow add\n").unwrap();
+
+    // The real Linode server over HTTP, its API a fake that counts the tokens created.
+    let (api, tokens) = support::fake_linode_api();
+    let linode_port = support::free_port();
+    let mut cmd = Command::new("node");
+    cmd.arg(&linode)
+        .args(["--transport", "http", "--port", &linode_port.to_string()])
+        .env("LINODE_API_TOKEN", "x")
+        .env("LINODE_API_ROOT", &api)
+        .stdout(std::process::Stdio::null());
+    let _linode = support::Running {
+        child: cmd.spawn().expect("node"),
+        url: String::new(),
+    };
+    support::wait_for_port(linode_port);
+    let ev_port = support::free_port();
+    let mut ev = everything_on(&everything, ev_port);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_axum_mcp"));
+    cmd.args(["--listen", "127.0.0.1:0", "--no-policy"]);
+    let rmcp = support::start(cmd);
+    let config = dir.join("warden.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "grant-token = [\"alice=alice-token\"]\n\n[servers.linode]\nurl = \"http://127.0.0.1:{linode_port}/mcp\"\npolicy = \"linode.json\"\n\n[servers.everything]\nurl = \"{}\"\npolicy = \"everything.pol\"\n\n[servers.rmcp]\nurl = \"{}\"\npolicy = \"rmcp.pol\"\n",
+            ev.url, rmcp.url
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(&warden);
+    cmd.args(["serve", "--config"])
+        .arg(&config)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("WARDEN_LOG", "warn");
+    let gw = support::start(cmd);
+
+    let mut calls: Vec<Value> = vec![
+        json!(["everything_echo", {"message": "hi"}]),
+        json!(["rmcp_add", {"a": 2, "b": 3}]),
+    ];
+    calls.extend((0..100).map(
+        |_| json!(["linode_create_personal_access_token", {"label": "agent", "scopes": ["*"]}]),
+    ));
+    let control = dir.join("control");
+    std::fs::write(&control, "").unwrap();
+    let url = format!("{}/mcp", gw.url);
+    let calls = Value::Array(calls).to_string();
+    let script = {
+        let (python, url, calls, control) =
+            (python.clone(), url.clone(), calls.clone(), control.clone());
+        std::thread::spawn(move || {
+            support::run_python(
+                &python,
+                "aggregate_scenario.py",
+                &[&url, "alice-token", &calls, control.to_str().unwrap(), "3"],
+            )
+        })
+    };
+    // Round 2 with server-everything down, round 3 with it back on its port.
+    wait_for_file(&control, "paused 1");
+    drop(ev);
+    std::fs::write(&control, "go 1").unwrap();
+    wait_for_file(&control, "paused 2");
+    ev = everything_on(&everything, ev_port);
+    std::fs::write(&control, "go 2").unwrap();
+    let out = script.join().unwrap();
+    drop(ev);
+
+    // One list of every server's tools, each filtered by its own policy.
+    assert_eq!(
+        out["tools"],
+        json!([
+            "everything_echo",
+            "linode_create_personal_access_token",
+            "rmcp_add"
+        ]),
+        "{out}"
+    );
+    let texts = |round: &Value| -> Vec<String> {
+        round
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["text"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let first = texts(&out["calls"]);
+    assert_eq!(first[0], "Echo: hi");
+    assert_eq!(first[1], "5");
+    // The page's policy on the Linode server: 30 of 100 pass.
+    let passed = first[2..]
+        .iter()
+        .filter(|t| !t.starts_with("[POLICY DENIED]"))
+        .count();
+    assert_eq!(passed, 30, "{first:?}");
+    assert!(
+        first[32].contains("rate limit `create_personal_access_token_rate` reached"),
+        "{}",
+        first[32]
+    );
+
+    // server-everything down: its call fails naming it; the others answer.
+    let down = texts(&out["rounds"][0]);
+    assert!(down[0].contains("server everything"), "{}", down[0]);
+    assert_eq!(out["rounds"][0][0]["is_error"], true);
+    assert_eq!(down[1], "5");
+    // (Linode's limit refills as GCRA does, one call per two seconds: a later round may
+    // get one or two through.)
+    // Back: used again in the same client session.
+    let back = texts(&out["rounds"][1]);
+    assert_eq!(back[0], "Echo: hi", "{back:?}");
+    assert_eq!(back[1], "5");
+    let later = [&down, &back]
+        .iter()
+        .map(|r| {
+            r[2..]
+                .iter()
+                .filter(|t| !t.starts_with("[POLICY DENIED]"))
+                .count()
+        })
+        .sum::<usize>();
+    assert!(
+        later <= 10,
+        "the limit did not hold in the later rounds: {later} passed"
+    );
+    assert_eq!(
+        tokens.load(std::sync::atomic::Ordering::SeqCst),
+        30 + later,
+        "tokens the Linode API created against the calls the gate let through"
+    );
+}

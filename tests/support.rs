@@ -2,9 +2,12 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -542,4 +545,80 @@ pub fn until_echo_denied(url: &str, token: &str, sid: &str, first_id: u32) -> u3
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// The policy.json the hosted page shows, read from the page itself.
+pub fn page_policy() -> String {
+    let page = repo().join("../shared/reference/policylayer-tool-page.txt");
+    let text = std::fs::read_to_string(&page)
+        .unwrap_or_else(|e| panic!("{}: {e} (the project's shared/reference/)", page.display()));
+    let start = text
+        .find("policy.json\n{")
+        .expect("the page shows a policy.json")
+        + 12;
+    // The document ends at the first line that is a lone closing brace.
+    let end = start + text[start..].find("\n}\n").expect("end of the policy") + 2;
+    let policy = &text[start..end];
+    serde_json::from_str::<Value>(policy).expect("the page's policy is JSON");
+    policy.to_owned()
+}
+
+/// A fake Linode API: answers every request with a token-shaped object and counts the
+/// `POST /v4/profile/tokens` that reach it.
+pub fn fake_linode_api() -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v4", listener.local_addr().unwrap());
+    let tokens = Arc::new(AtomicUsize::new(0));
+    let counted = tokens.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            let counted = counted.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut stream = stream;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let request = line.trim().to_owned();
+                    let mut length = 0;
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if h.trim().is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = h.split_once(':') {
+                            if k.eq_ignore_ascii_case("content-length") {
+                                length = v.trim().parse().unwrap_or(0);
+                            }
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    if request.starts_with("POST /v4/profile/tokens") {
+                        counted.fetch_add(1, Ordering::SeqCst);
+                    }
+                    let answer = json!({"id": 1, "label": "agent", "scopes": "*",
+                        "token": "fake-token", "created": "2026-12-07T00:00:00", "expiry": null})
+                    .to_string();
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                        answer.len()
+                    );
+                    if stream.write_all(head.as_bytes()).is_err()
+                        || stream.write_all(answer.as_bytes()).is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, tokens)
 }

@@ -56,6 +56,8 @@ pub struct Upstream {
     /// How long the upstream may take to send its response headers (a stream after them is
     /// never cut).
     timeout: Duration,
+    /// The server's name in a gateway of several, for the log.
+    server: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -117,6 +119,7 @@ impl Upstream {
             extra: Arc::new(extra),
             strip_authorization,
             timeout: Self::DEFAULT_TIMEOUT,
+            server: None,
         })
     }
 
@@ -132,6 +135,12 @@ impl Upstream {
     /// The path of the MCP endpoint.
     pub fn path(&self) -> &str {
         &self.target.path
+    }
+
+    /// Names the server in the log lines of its failures.
+    pub fn server(mut self, name: Option<&str>) -> Upstream {
+        self.server = name.map(Arc::from);
+        self
     }
 
     pub fn timeout(mut self, timeout: Duration) -> Upstream {
@@ -253,7 +262,7 @@ impl Service<Request<Body>> for Upstream {
                     Ok(Response::from_parts(head, Body::new(body)))
                 }
                 Ok(Err(e)) => {
-                    tracing::warn!(target: "warden::gateway", error = %e, "upstream failed");
+                    tracing::warn!(target: "warden::gateway", server = this.server.as_deref().unwrap_or("-"), error = %e, "upstream failed");
                     Ok(failure(
                         StatusCode::BAD_GATEWAY,
                         &forwarded,
@@ -261,7 +270,7 @@ impl Service<Request<Body>> for Upstream {
                     ))
                 }
                 Err(_) => {
-                    tracing::warn!(target: "warden::gateway", timeout_s = this.timeout.as_secs(), "upstream timed out");
+                    tracing::warn!(target: "warden::gateway", server = this.server.as_deref().unwrap_or("-"), timeout_s = this.timeout.as_secs(), "upstream timed out");
                     Ok(failure(
                         StatusCode::GATEWAY_TIMEOUT,
                         &forwarded,

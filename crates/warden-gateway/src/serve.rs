@@ -26,6 +26,7 @@ use warden_tower::redis::RedisConfig;
 use warden_tower::tls::ClientTls;
 use warden_tower::{Body, PolicyService};
 
+use crate::aggregate::Aggregate;
 use crate::auth::Grants;
 use crate::callers::{Admission, Callers, JwtOptions, METADATA_PATH, protected_resource};
 use crate::listener::{self, Limits};
@@ -170,7 +171,8 @@ async fn run(opts: ServeOptions, workers: usize) -> Result<(), Error> {
             Some(n) => Error::Config(format!("servers.{n}: {e}")),
             None => Error::Config(e),
         })?
-        .timeout(server.upstream_timeout);
+        .timeout(server.upstream_timeout)
+        .server(server.name.as_deref());
         lives.push((server.name.clone(), live));
         servers.push(Backend {
             name: server.name.as_deref().map(Arc::from),
@@ -198,6 +200,7 @@ async fn run(opts: ServeOptions, workers: usize) -> Result<(), Error> {
             discovery: opts.jwt.clone(),
         }),
         cors_origins: opts.cors_origins.clone(),
+        sessions: Arc::default(),
     });
 
     let listener = std::net::TcpListener::bind(opts.listen)
@@ -311,6 +314,8 @@ struct Stack {
     servers: Vec<Backend>,
     callers: Arc<Callers>,
     cors_origins: Vec<HeaderValue>,
+    /// The aggregated endpoint's sessions, shared by every worker.
+    sessions: Arc<crate::aggregate::Sessions>,
 }
 
 /// One server's gate: its policy layer in front of its upstream.
@@ -343,11 +348,25 @@ impl Stack {
             .collect();
         let routes = match <[_; 1]>::try_from(gates) {
             Ok([(_, one)]) => Routes::One(one),
-            Err(several) => Routes::Named(several),
+            Err(several) => {
+                let names: Arc<[Arc<str>]> = several
+                    .iter()
+                    .map(|(n, _)| n.clone().unwrap_or_else(|| "".into()))
+                    .collect();
+                let all = Aggregate::new(
+                    names,
+                    several.iter().map(|(_, g)| g.clone()).collect(),
+                    self.sessions.clone(),
+                );
+                Routes::Named {
+                    gates: several,
+                    all,
+                }
+            }
         };
         let mcp_path: Arc<str> = match &routes {
             Routes::One(_) => self.servers[0].upstream.path().into(),
-            Routes::Named(_) => "/mcp".into(),
+            Routes::Named { .. } => "/mcp".into(),
         };
         let gate = Gate {
             callers: self.callers.clone(),
@@ -384,8 +403,11 @@ struct Gate {
 enum Routes {
     /// The one server: every path goes to it (its own MCP path upstream).
     One(PolicyService<Upstream>),
-    /// Several: `/mcp/NAME` is server NAME's endpoint.
-    Named(Vec<(Option<Arc<str>>, PolicyService<Upstream>)>),
+    /// Several: `/mcp/NAME` is server NAME's endpoint, `/mcp` all of them at once.
+    Named {
+        gates: Vec<(Option<Arc<str>>, PolicyService<Upstream>)>,
+        all: Aggregate,
+    },
 }
 
 impl Routes {
@@ -393,7 +415,7 @@ impl Routes {
     fn route(&mut self, path: &str) -> Option<&mut PolicyService<Upstream>> {
         match self {
             Routes::One(gate) => Some(gate),
-            Routes::Named(gates) => {
+            Routes::Named { gates, .. } => {
                 let wanted = path.strip_prefix("/mcp/").map(|n| n.trim_end_matches('/'));
                 gates
                     .iter_mut()
@@ -407,9 +429,12 @@ impl Routes {
     fn not_found(&self, path: &str) -> Response<Body> {
         let endpoints = match self {
             Routes::One(_) => String::new(),
-            Routes::Named(gates) => gates
-                .iter()
-                .filter_map(|(n, _)| n.as_deref().map(|n| format!("/mcp/{n}")))
+            Routes::Named { gates, .. } => std::iter::once("/mcp (all)".to_owned())
+                .chain(
+                    gates
+                        .iter()
+                        .filter_map(|(n, _)| n.as_deref().map(|n| format!("/mcp/{n}"))),
+                )
                 .collect::<Vec<_>>()
                 .join(", "),
         };
@@ -448,6 +473,24 @@ impl Service<Request<Body>> for Gate {
                 *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
                 r
             });
+        }
+        if let Routes::Named { all, .. } = &self.routes {
+            if matches!(req.uri().path(), "/mcp" | "/mcp/") {
+                let mut all = all.clone();
+                return match self.callers.admit_now(&mut req) {
+                    Admission::Admitted => Either::Right(Either::Right(all.call(req))),
+                    Admission::Refused(r) => answer(r),
+                    Admission::Jwt(token) => {
+                        let callers = self.callers.clone();
+                        Either::Right(Either::Right(Box::pin(async move {
+                            match callers.admit_jwt(&token, &mut req).await {
+                                Ok(()) => all.call(req).await,
+                                Err(r) => Ok(r),
+                            }
+                        })))
+                    }
+                };
+            }
         }
         let Some(policy) = self.routes.route(req.uri().path()) else {
             return answer(self.routes.not_found(req.uri().path()));

@@ -1,0 +1,792 @@
+//! `/mcp` in front of several servers: one MCP session for the client, one upstream session
+//! per server behind it, every message passed through that server's own gate.
+//!
+//! ```text
+//! client ──▶ Aggregate ──┬─▶ gate "linode"     (PolicyLayer: linode.json) ──▶ upstream
+//!   /mcp    (names, ids,  ├─▶ gate "everything" (PolicyLayer: everything.pol) ──▶ upstream
+//!            sessions)    └─▶ gate "rmcp"       (PolicyLayer: rmcp.pol) ──▶ upstream
+//! ```
+//!
+//! - `initialize` is answered here, from the servers' own answers: their capabilities
+//!   merged, the server opened in the same step for each (a server that cannot be reached
+//!   then is opened again when next needed).
+//! - `tools/list` and `prompts/list` are every server's list (each filtered by its own
+//!   policy, for this caller), each entry named `<server>_<name>`; `resources/list` and
+//!   `resources/templates/list` are merged as they are (URIs are not renamed) and remember
+//!   which server listed which URI.
+//! - `tools/call`, `prompts/get` and `completion/complete` go to the server their name
+//!   starts with, under the name the server knows (its policy names its tools as it does);
+//!   `resources/read` and `subscribe` to the server that listed the URI. The answer (JSON
+//!   or an SSE stream) comes back as the server sent it: the request's id is the client's.
+//! - Notifications go to every server; `ping` and `logging/setLevel` are answered here
+//!   (the latter after telling every server).
+//! - A server that is down answers its own calls with a JSON-RPC error naming it; its
+//!   entries vanish from lists until it is back (an agent should not plan with tools it
+//!   cannot call), and the others go on. A server that lost the session (restarted) is
+//!   opened again and the request sent once more.
+//!
+//! Not here yet: the standalone GET stream (answered 405, which the spec allows: clients
+//! then get no `list_changed`), requests the servers send the client (sampling,
+//! elicitation: their ids would need mapping between servers), batches, and protocol
+//! 2026-07-28 (answered 400, which makes clients fall back to 2025-11-25).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use serde_json::{Map, Value, json};
+use tower::Service;
+use warden_tower::{Body, PolicyService};
+
+use crate::proxy::Upstream;
+
+const SESSION: &str = "mcp-session-id";
+const VERSION: &str = "mcp-protocol-version";
+/// Sessions kept at once; past it the longest idle is forgotten.
+const MAX_SESSIONS: usize = 10_000;
+/// Pages of one list read from one server before giving up on the rest.
+const MAX_PAGES: usize = 100;
+/// The largest answer read whole (a list, an error).
+const MAX_ANSWER: usize = 16 << 20;
+
+/// The aggregated endpoint of one worker: every server's gate, and the sessions all
+/// workers share.
+#[derive(Clone)]
+pub(crate) struct Aggregate {
+    names: Arc<[Arc<str>]>,
+    gates: Vec<PolicyService<Upstream>>,
+    sessions: Arc<Sessions>,
+}
+
+/// Client sessions of the aggregated endpoint, by the id this gateway gave them.
+#[derive(Default)]
+pub(crate) struct Sessions {
+    map: Mutex<HashMap<Arc<str>, Arc<Session>>>,
+}
+
+/// One client session: the upstream session each server gave it.
+struct Session {
+    /// The client's `initialize`, sent again to a server opened later.
+    initialize: Bytes,
+    servers: Mutex<Vec<Upstreams>>,
+    /// Which server listed which resource URI.
+    uris: Mutex<HashMap<String, usize>>,
+    touched: Mutex<Instant>,
+}
+
+/// What one server knows of a client session.
+#[derive(Clone, Default)]
+struct Upstreams {
+    session: Option<HeaderValue>,
+    version: Option<HeaderValue>,
+    /// What the server said it offers (`tools`, `prompts`, `resources`, ...): a list it
+    /// does not offer is not asked for.
+    capabilities: Option<Arc<Value>>,
+}
+
+impl Aggregate {
+    pub(crate) fn new(
+        names: Arc<[Arc<str>]>,
+        gates: Vec<PolicyService<Upstream>>,
+        sessions: Arc<Sessions>,
+    ) -> Aggregate {
+        Aggregate {
+            names,
+            gates,
+            sessions,
+        }
+    }
+}
+
+type Answer = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+impl Service<Request<Body>> for Aggregate {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Answer;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Answer {
+        let this = self.clone();
+        Box::pin(async move { Ok(this.handle(req).await) })
+    }
+}
+
+/// A JSON-RPC error answer.
+fn error(status: StatusCode, id: &Value, code: i64, message: &str) -> Response<Body> {
+    warden_tower::answer::json(
+        status,
+        &json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}),
+    )
+}
+
+fn result(id: &Value, result: Value) -> Response<Body> {
+    warden_tower::answer::json(
+        StatusCode::OK,
+        &json!({"jsonrpc": "2.0", "id": id, "result": result}),
+    )
+}
+
+impl Aggregate {
+    async fn handle(self, req: Request<Body>) -> Response<Body> {
+        let (parts, body) = req.into_parts();
+        if parts
+            .headers
+            .get(VERSION)
+            .is_some_and(|v| v.as_bytes() >= &b"2026-"[..])
+        {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &Value::Null,
+                -32600,
+                "the aggregated endpoint speaks MCP 2025-11-25 (and earlier); per-server endpoints /mcp/NAME speak every version",
+            );
+        }
+        match parts.method {
+            Method::POST => {}
+            Method::DELETE => return self.close(&parts).await,
+            _ => {
+                let mut r = error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    &Value::Null,
+                    -32600,
+                    "the aggregated endpoint offers no standalone stream: POST or DELETE",
+                );
+                r.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("POST, DELETE"));
+                return r;
+            }
+        }
+        let bytes = match warden_tower::collect(body, MAX_ANSWER).await {
+            Ok(b) => b,
+            Err(_) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &Value::Null,
+                    -32700,
+                    "unreadable body",
+                );
+            }
+        };
+        let Ok(message) = serde_json::from_slice::<Value>(&bytes) else {
+            return error(StatusCode::BAD_REQUEST, &Value::Null, -32700, "not JSON");
+        };
+        let Some(obj) = message.as_object() else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &Value::Null,
+                -32600,
+                "batches are not accepted by the aggregated endpoint",
+            );
+        };
+        let id = obj.get("id").cloned();
+        let Some(method) = obj.get("method").and_then(Value::as_str) else {
+            // The client's answer to a request a server sent it: which server asked is not
+            // known here (see the module's notes).
+            tracing::warn!(target: "warden::gateway", "a client's answer to a server request reached the aggregated endpoint; dropped");
+            return accepted();
+        };
+        let method = method.to_owned();
+        if method == "initialize" {
+            return self
+                .initialize(&parts, &bytes, id.unwrap_or(Value::Null))
+                .await;
+        }
+        let Some(session) = self.session(&parts.headers) else {
+            return error(
+                StatusCode::NOT_FOUND,
+                id.as_ref().unwrap_or(&Value::Null),
+                -32001,
+                "unknown or missing session: initialize first",
+            );
+        };
+        let Some(id) = id else {
+            // A notification: every server open for this session hears it.
+            self.broadcast(&parts, &session, &bytes).await;
+            return accepted();
+        };
+        let params = obj.get("params").cloned().unwrap_or(Value::Null);
+        match method.as_str() {
+            "ping" => result(&id, json!({})),
+            "logging/setLevel" => {
+                self.broadcast(&parts, &session, &bytes).await;
+                result(&id, json!({}))
+            }
+            "tools/list" => {
+                self.list(&parts, &session, &id, &method, "tools", true)
+                    .await
+            }
+            "prompts/list" => {
+                self.list(&parts, &session, &id, &method, "prompts", true)
+                    .await
+            }
+            "resources/list" => {
+                self.list(&parts, &session, &id, &method, "resources", false)
+                    .await
+            }
+            "resources/templates/list" => {
+                self.list(&parts, &session, &id, &method, "resourceTemplates", false)
+                    .await
+            }
+            "tools/call" | "prompts/get" => {
+                let name = params.get("name").and_then(Value::as_str).unwrap_or("");
+                match self.by_prefix(name) {
+                    Some((i, bare)) => {
+                        let mut m = message.clone();
+                        m["params"]["name"] = bare.into();
+                        self.forward(&parts, &session, i, &m, &id).await
+                    }
+                    None => self.unknown(&id, &method, name),
+                }
+            }
+            "completion/complete" => {
+                let reference = params.get("ref").cloned().unwrap_or(Value::Null);
+                let routed = match reference.get("type").and_then(Value::as_str) {
+                    Some("ref/prompt") => {
+                        let name = reference.get("name").and_then(Value::as_str).unwrap_or("");
+                        self.by_prefix(name).map(|(i, bare)| {
+                            let mut m = message.clone();
+                            m["params"]["ref"]["name"] = bare.into();
+                            (i, m)
+                        })
+                    }
+                    _ => {
+                        let uri = reference.get("uri").and_then(Value::as_str).unwrap_or("");
+                        self.owner(&session, uri).map(|i| (i, message.clone()))
+                    }
+                };
+                match routed {
+                    Some((i, m)) => self.forward(&parts, &session, i, &m, &id).await,
+                    None => self.unknown(&id, &method, &reference.to_string()),
+                }
+            }
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                let uri = params.get("uri").and_then(Value::as_str).unwrap_or("");
+                match self.owner(&session, uri) {
+                    Some(i) => self.forward(&parts, &session, i, &message, &id).await,
+                    None => self.unknown(&id, &method, uri),
+                }
+            }
+            other => error(
+                StatusCode::OK,
+                &id,
+                -32601,
+                &format!("{other} is not available on the aggregated endpoint"),
+            ),
+        }
+    }
+
+    fn unknown(&self, id: &Value, method: &str, what: &str) -> Response<Body> {
+        let names: Vec<&str> = self.names.iter().map(|n| &**n).collect();
+        error(
+            StatusCode::OK,
+            id,
+            -32602,
+            &format!(
+                "{method}: {what:?} belongs to no server here (names are <server>_<name>; the servers are {}; a resource is read from the server that listed it)",
+                names.join(", ")
+            ),
+        )
+    }
+
+    /// The server a `<server>_<name>` belongs to (the longest server name that fits), and
+    /// the name as the server knows it.
+    fn by_prefix<'n>(&self, name: &'n str) -> Option<(usize, &'n str)> {
+        self.names
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let rest = name.strip_prefix(&**s)?.strip_prefix('_')?;
+                Some((i, s.len(), rest))
+            })
+            .max_by_key(|(_, len, _)| *len)
+            .map(|(i, _, rest)| (i, rest))
+    }
+
+    /// The server that listed `uri` to this session.
+    fn owner(&self, session: &Session, uri: &str) -> Option<usize> {
+        let uris = session.uris.lock().unwrap_or_else(PoisonError::into_inner);
+        uris.get(uri).copied()
+    }
+
+    fn session(&self, headers: &HeaderMap) -> Option<Arc<Session>> {
+        let id = headers.get(SESSION)?.to_str().ok()?;
+        let map = self
+            .sessions
+            .map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let s = map.get(id)?.clone();
+        *s.touched.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+        Some(s)
+    }
+
+    /// Sends `body` to server `i` as this client, in the client's session with it.
+    async fn send(
+        &self,
+        template: &http::request::Parts,
+        up: &Upstreams,
+        i: usize,
+        body: Bytes,
+    ) -> Response<Body> {
+        let mut req = Request::new(Body::full(body));
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = template.uri.clone();
+        *req.headers_mut() = template.headers.clone();
+        *req.extensions_mut() = template.extensions.clone();
+        let h = req.headers_mut();
+        h.remove(header::CONTENT_LENGTH);
+        h.remove(SESSION);
+        h.remove(VERSION);
+        if let Some(s) = &up.session {
+            h.insert(SESSION, s.clone());
+        }
+        if let Some(v) = &up.version {
+            h.insert(VERSION, v.clone());
+        }
+        let mut gate = self.gates[i].clone();
+        match gate.call(req).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        }
+    }
+
+    /// Opens server `i` for `session` (its `initialize` and `initialized`); its
+    /// capabilities, or why not.
+    async fn open(
+        &self,
+        template: &http::request::Parts,
+        session: &Session,
+        i: usize,
+    ) -> Result<Value, String> {
+        let answer = self
+            .send(
+                template,
+                &Upstreams::default(),
+                i,
+                session.initialize.clone(),
+            )
+            .await;
+        let status = answer.status();
+        let sid = answer.headers().get(SESSION).cloned();
+        let message = read_answer(answer).await;
+        let result = match message.as_ref().and_then(|m| m.get("result")) {
+            Some(r) if status.is_success() => r.clone(),
+            _ => {
+                return Err(message
+                    .as_ref()
+                    .and_then(|m| m["error"]["message"].as_str())
+                    .map_or_else(|| format!("answered {status}"), str::to_owned));
+            }
+        };
+        let up = Upstreams {
+            session: sid,
+            version: result
+                .get("protocolVersion")
+                .and_then(Value::as_str)
+                .and_then(|v| HeaderValue::from_str(v).ok()),
+            capabilities: Some(Arc::new(result["capabilities"].clone())),
+        };
+        let initialized =
+            Bytes::from_static(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+        let _ = read_answer(self.send(template, &up, i, initialized).await).await;
+        session
+            .servers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)[i] = up;
+        Ok(result)
+    }
+
+    async fn initialize(
+        &self,
+        parts: &http::request::Parts,
+        bytes: &Bytes,
+        id: Value,
+    ) -> Response<Body> {
+        let session = Arc::new(Session {
+            initialize: bytes.clone(),
+            servers: Mutex::new(vec![Upstreams::default(); self.names.len()]),
+            uris: Mutex::default(),
+            touched: Mutex::new(Instant::now()),
+        });
+        let opened = futures_util::future::join_all(
+            (0..self.names.len()).map(|i| self.open(parts, &session, i)),
+        )
+        .await;
+        let mut capabilities = Map::new();
+        let mut version = None;
+        let mut instructions = Vec::new();
+        for (i, r) in opened.iter().enumerate() {
+            match r {
+                Ok(result) => {
+                    merge(&mut capabilities, &result["capabilities"]);
+                    version =
+                        version.or_else(|| result["protocolVersion"].as_str().map(str::to_owned));
+                    if let Some(text) = result["instructions"].as_str() {
+                        instructions.push(format!("{}: {text}", self.names[i]));
+                    }
+                }
+                Err(why) => {
+                    tracing::warn!(target: "warden::gateway", server = %self.names[i], error = %why, "server not opened for a new session; tried again when next needed");
+                }
+            }
+        }
+        let Some(version) = version else {
+            return error(
+                StatusCode::BAD_GATEWAY,
+                &id,
+                -32603,
+                "no server behind this gateway could be reached",
+            );
+        };
+        let sid: Arc<str> = uuid::Uuid::new_v4().to_string().into();
+        self.sessions.insert(sid.clone(), session);
+        let mut info = json!({
+            "protocolVersion": version,
+            "capabilities": capabilities,
+            "serverInfo": {"name": "warden", "version": env!("CARGO_PKG_VERSION")},
+        });
+        if !instructions.is_empty() {
+            info["instructions"] = instructions.join("\n\n").into();
+        }
+        let mut r = result(&id, info);
+        if let Ok(v) = HeaderValue::from_str(&sid) {
+            r.headers_mut().insert(SESSION, v);
+        }
+        r
+    }
+
+    /// Server `i`'s session for this client, opened now if it is not yet.
+    async fn upstream(
+        &self,
+        parts: &http::request::Parts,
+        session: &Session,
+        i: usize,
+    ) -> Result<Upstreams, String> {
+        let up = session
+            .servers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)[i]
+            .clone();
+        if up.version.is_some() {
+            return Ok(up);
+        }
+        self.open(parts, session, i).await?;
+        Ok(session
+            .servers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)[i]
+            .clone())
+    }
+
+    /// Sends a request to server `i` and passes its answer back as it comes; a server that
+    /// lost the session is opened again and asked once more.
+    async fn forward(
+        &self,
+        parts: &http::request::Parts,
+        session: &Session,
+        i: usize,
+        message: &Value,
+        id: &Value,
+    ) -> Response<Body> {
+        let body = Bytes::from(message.to_string());
+        for attempt in 0..2 {
+            let up = match self.upstream(parts, session, i).await {
+                Ok(up) => up,
+                Err(why) => return self.down(i, id, &why),
+            };
+            let answer = self.send(parts, &up, i, body.clone()).await;
+            match answer.status() {
+                StatusCode::NOT_FOUND if attempt == 0 && up.session.is_some() => {
+                    // The server forgot the session (it restarted): open it again.
+                    session
+                        .servers
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)[i] = Upstreams::default();
+                    continue;
+                }
+                StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT => {
+                    let why = read_answer(answer)
+                        .await
+                        .and_then(|m| m["error"]["message"].as_str().map(str::to_owned))
+                        .unwrap_or_else(|| "no answer".into());
+                    session
+                        .servers
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)[i] = Upstreams::default();
+                    return self.down(i, id, &why);
+                }
+                _ => return without_session(answer),
+            }
+        }
+        self.down(i, id, "the server lost the session twice")
+    }
+
+    fn down(&self, i: usize, id: &Value, why: &str) -> Response<Body> {
+        error(
+            StatusCode::BAD_GATEWAY,
+            id,
+            -32603,
+            &format!("server {}: {why}", self.names[i]),
+        )
+    }
+
+    /// Every server's list, its entries named `<server>_<name>` when `rename`.
+    async fn list(
+        &self,
+        parts: &http::request::Parts,
+        session: &Session,
+        id: &Value,
+        method: &str,
+        field: &str,
+        rename: bool,
+    ) -> Response<Body> {
+        let lists = futures_util::future::join_all((0..self.names.len()).map(|i| async move {
+            let mut entries = Vec::new();
+            let mut cursor: Option<String> = None;
+            let offered = match field {
+                "resourceTemplates" => "resources",
+                f => f,
+            };
+            for _ in 0..MAX_PAGES {
+                let up = self.upstream(parts, session, i).await?;
+                if up
+                    .capabilities
+                    .as_ref()
+                    .is_some_and(|c| c.get(offered).is_none())
+                {
+                    break;
+                }
+                let mut request =
+                    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": {}});
+                if let Some(c) = &cursor {
+                    request["params"]["cursor"] = c.clone().into();
+                }
+                let answer = self
+                    .send(parts, &up, i, Bytes::from(request.to_string()))
+                    .await;
+                let status = answer.status();
+                let message = read_answer(answer).await;
+                let Some(result) = message.as_ref().and_then(|m| m.get("result")) else {
+                    return Err(message
+                        .as_ref()
+                        .and_then(|m| m["error"]["message"].as_str())
+                        .map_or_else(|| format!("answered {status}"), str::to_owned));
+                };
+                entries.extend(result[field].as_array().cloned().unwrap_or_default());
+                match result.get("nextCursor").and_then(Value::as_str) {
+                    Some(c) if !c.is_empty() => cursor = Some(c.to_owned()),
+                    _ => break,
+                }
+            }
+            Ok::<_, String>(entries)
+        }))
+        .await;
+        let mut merged = Vec::new();
+        let mut uris = HashMap::new();
+        for (i, list) in lists.into_iter().enumerate() {
+            match list {
+                Ok(entries) => {
+                    for mut e in entries {
+                        if rename {
+                            if let Some(name) = e.get("name").and_then(Value::as_str) {
+                                e["name"] = format!("{}_{name}", self.names[i]).into();
+                            }
+                        } else if let Some(uri) = e
+                            .get("uri")
+                            .or_else(|| e.get("uriTemplate"))
+                            .and_then(Value::as_str)
+                        {
+                            uris.insert(uri.to_owned(), i);
+                        }
+                        merged.push(e);
+                    }
+                }
+                Err(why) => {
+                    tracing::warn!(target: "warden::gateway", server = %self.names[i], method, error = %why, "server left out of a merged list");
+                }
+            }
+        }
+        if !uris.is_empty() {
+            session
+                .uris
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend(uris);
+        }
+        result(id, json!({ field: merged }))
+    }
+
+    /// A notification (or `logging/setLevel`) for every server open for this session.
+    async fn broadcast(&self, parts: &http::request::Parts, session: &Session, bytes: &Bytes) {
+        let open: Vec<(usize, Upstreams)> = session
+            .servers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .enumerate()
+            .filter(|(_, u)| u.version.is_some())
+            .collect();
+        futures_util::future::join_all(open.iter().map(|(i, up)| async move {
+            let _ = read_answer(self.send(parts, up, *i, bytes.clone()).await).await;
+        }))
+        .await;
+    }
+
+    /// `DELETE /mcp`: every upstream session closed, then the client's.
+    async fn close(&self, parts: &http::request::Parts) -> Response<Body> {
+        let Some(id) = parts.headers.get(SESSION).and_then(|v| v.to_str().ok()) else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &Value::Null,
+                -32600,
+                "no session to close",
+            );
+        };
+        let Some(session) = self.sessions.remove(id) else {
+            return error(
+                StatusCode::NOT_FOUND,
+                &Value::Null,
+                -32001,
+                "unknown session",
+            );
+        };
+        let open: Vec<(usize, Upstreams)> = session
+            .servers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .enumerate()
+            .filter(|(_, u)| u.session.is_some())
+            .collect();
+        futures_util::future::join_all(open.into_iter().map(|(i, up)| async move {
+            let mut req = Request::new(Body::empty());
+            *req.method_mut() = Method::DELETE;
+            *req.uri_mut() = parts.uri.clone();
+            *req.headers_mut() = parts.headers.clone();
+            *req.extensions_mut() = parts.extensions.clone();
+            if let Some(s) = up.session {
+                req.headers_mut().insert(SESSION, s);
+            }
+            if let Some(v) = up.version {
+                req.headers_mut().insert(VERSION, v);
+            }
+            let mut gate = self.gates[i].clone();
+            let Ok(r) = gate.call(req).await;
+            let _ = warden_tower::collect(r.into_body(), MAX_ANSWER).await;
+        }))
+        .await;
+        let mut r = Response::new(Body::empty());
+        *r.status_mut() = StatusCode::NO_CONTENT;
+        r
+    }
+}
+
+impl Sessions {
+    fn insert(&self, id: Arc<str>, session: Arc<Session>) {
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= MAX_SESSIONS {
+            // The longest idle goes (its client re-initializes on the 404 it then gets).
+            let oldest = map
+                .iter()
+                .min_by_key(|(_, s)| *s.touched.lock().unwrap_or_else(PoisonError::into_inner))
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                map.remove(&k);
+            }
+        }
+        map.insert(id, session);
+    }
+
+    fn remove(&self, id: &str) -> Option<Arc<Session>> {
+        self.map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id)
+    }
+}
+
+fn accepted() -> Response<Body> {
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::ACCEPTED;
+    r
+}
+
+/// The server's answer without its own session id (the client's is this gateway's).
+fn without_session(mut r: Response<Body>) -> Response<Body> {
+    r.headers_mut().remove(SESSION);
+    r
+}
+
+/// The JSON-RPC answer in a body that is JSON or server-sent events (the last message
+/// with a `result` or an `error`).
+async fn read_answer(r: Response<Body>) -> Option<Value> {
+    let bytes = warden_tower::collect(r.into_body(), MAX_ANSWER)
+        .await
+        .ok()?;
+    if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
+        return Some(v);
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    text.lines()
+        .rev()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+        .find(|v| v.get("result").is_some() || v.get("error").is_some())
+}
+
+/// Capabilities of several servers as one: every capability any server has, a flag
+/// (`listChanged`, `subscribe`) on if any server's is.
+fn merge(into: &mut Map<String, Value>, caps: &Value) {
+    let Some(caps) = caps.as_object() else { return };
+    for (k, v) in caps {
+        match (into.get_mut(k), v) {
+            (Some(Value::Object(have)), Value::Object(more)) => {
+                for (flag, on) in more {
+                    let keep = have.get(flag).and_then(Value::as_bool).unwrap_or(false);
+                    if !keep {
+                        have.insert(flag.clone(), on.clone());
+                    }
+                }
+            }
+            (Some(_), _) => {}
+            (None, v) => {
+                into.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capabilities_merge_as_a_union() {
+        let mut m = Map::new();
+        merge(
+            &mut m,
+            &json!({"tools": {"listChanged": false}, "logging": {}}),
+        );
+        merge(
+            &mut m,
+            &json!({"tools": {"listChanged": true}, "prompts": {"listChanged": true}}),
+        );
+        assert_eq!(
+            Value::Object(m),
+            json!({"tools": {"listChanged": true}, "logging": {}, "prompts": {"listChanged": true}})
+        );
+    }
+}
