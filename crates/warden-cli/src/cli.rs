@@ -59,12 +59,17 @@ pub enum Command {
     /// tool of the server; and notes when `default deny` denies resources and prompts a
     /// policy says nothing of. Exits 0 when all files are valid (warnings or not), 1 otherwise.
     Check {
-        /// Policy files (`.pol` or `.json`).
-        #[arg(required = true, value_name = "FILE")]
+        /// Policy files (`.pol` or `.json`), or a warden.toml (checked, then each policy it
+        /// names).
+        #[arg(required_unless_present = "config", value_name = "FILE")]
         files: Vec<PathBuf>,
         /// The server's `tools/list` answer, to check tool names against.
         #[arg(long, value_name = "TOOLS.json")]
         tools: Option<PathBuf>,
+        /// A warden.toml: each server's policy is checked against the tools the server
+        /// lists now (it is asked over the network).
+        #[arg(long, value_name = "FILE", conflicts_with = "tools")]
+        config: Option<PathBuf>,
     },
     /// Show how a policy decides one call (of a tool, a resource or a prompt), step by step.
     ///
@@ -252,6 +257,10 @@ pub enum Command {
         /// The server's Streamable HTTP endpoint.
         #[arg(long, value_name = "URL", conflicts_with = "command")]
         upstream: Option<String>,
+        /// Scan every server of a warden.toml, each into the policy file its table names
+        /// (a file that exists is left alone).
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["upstream", "command", "output", "save_tools"])]
+        config: Option<PathBuf>,
         /// A header for the server (credentials). Repeatable.
         #[arg(long = "header", value_name = "NAME: VALUE")]
         headers: Vec<String>,

@@ -28,7 +28,11 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { files, tools } => check(&files, tools.as_deref()),
+        Command::Check {
+            files,
+            tools,
+            config,
+        } => check(&files, tools.as_deref(), config.as_deref()),
         Command::Explain {
             file,
             tool,
@@ -108,12 +112,19 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         }
         Command::Serve(args) => crate::gateway::serve(*args),
         Command::Scan {
+            config: Some(config),
+            headers,
+            upstream_tls,
+            ..
+        } => crate::gateway::scan_config(&config, headers, &upstream_tls),
+        Command::Scan {
             upstream,
             headers,
             upstream_tls,
             output,
             save_tools,
             command,
+            config: None,
         } => crate::gateway::scan(
             upstream,
             headers,
@@ -130,14 +141,30 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
     }
 }
 
-fn check(files: &[PathBuf], tools: Option<&Path>) -> Result<ExitCode, CliError> {
+fn check(
+    files: &[PathBuf],
+    tools: Option<&Path>,
+    config: Option<&Path>,
+) -> Result<ExitCode, CliError> {
     let catalog = tools.map(source::catalog).transpose()?;
     let mut failed = 0;
-    // A warden.toml is checked, then each policy it names like a file given here.
-    let mut policies = Vec::new();
-    for file in files {
-        if file.extension().is_some_and(|e| e == "toml") {
-            match crate::config::load(file, crate::config::Env::Optional) {
+    // A warden.toml is checked, then each policy it names like a file given here (with
+    // --config, against the tools its server lists now).
+    let mut policies: Vec<(PathBuf, Option<warden_policy::Catalog>)> = Vec::new();
+    let configs = files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "toml"))
+        .map(|f| (f.as_path(), false))
+        .chain(config.map(|c| (c, true)));
+    for file in files
+        .iter()
+        .filter(|f| !f.extension().is_some_and(|e| e == "toml"))
+    {
+        policies.push((file.clone(), catalog.clone()));
+    }
+    for (file, live) in configs {
+        {
+            match crate::config::load(file, crate::config::Purpose::Check) {
                 Ok((config, text)) => {
                     let name = file.display().to_string();
                     for d in &config.warnings {
@@ -154,7 +181,27 @@ fn check(files: &[PathBuf], tools: Option<&Path>) -> Result<ExitCode, CliError> 
                             .collect::<Vec<_>>()
                             .join(", ")
                     );
-                    policies.extend(config.servers.into_iter().map(|s| s.policy));
+                    for server in config.servers {
+                        if !live {
+                            policies.push((server.policy, catalog.clone()));
+                            continue;
+                        }
+                        match crate::gateway::server_catalog(&server) {
+                            Ok(c) => {
+                                eprintln!(
+                                    "servers.{}: {} tools listed by {}",
+                                    server.name,
+                                    c.tools.len(),
+                                    server.url
+                                );
+                                policies.push((server.policy, Some(c)));
+                            }
+                            Err(e) => {
+                                failed += 1;
+                                eprintln!("error: servers.{}: {e}", server.name);
+                            }
+                        }
+                    }
                 }
                 Err((problems, text)) => {
                     let name = file.display().to_string();
@@ -164,11 +211,9 @@ fn check(files: &[PathBuf], tools: Option<&Path>) -> Result<ExitCode, CliError> 
                     failed += 1;
                 }
             }
-        } else {
-            policies.push(file.clone());
         }
     }
-    for file in &policies {
+    for (file, catalog) in &policies {
         let checked = source::load(file).and_then(|(src, policy)| {
             let compiled = source::compiled(&src, &policy)?;
             let warnings = warden_policy::lint(&compiled, catalog.as_ref());

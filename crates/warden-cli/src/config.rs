@@ -63,11 +63,14 @@ pub struct ServerSpec {
     pub client_key: Option<PathBuf>,
 }
 
-/// Whether the environment must hold every `${VAR}` (serving) or may not (checking).
+/// What the file is read for: serving wants every `${VAR}` set and every file there;
+/// checking (in CI, without the secrets) only warns of an unset variable; scanning writes
+/// the policies, so they need not exist yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Env {
-    Required,
-    Optional,
+pub enum Purpose {
+    Serve,
+    Check,
+    Scan,
 }
 
 /// How a flag takes its value.
@@ -104,7 +107,7 @@ fn flags() -> Vec<(String, Takes)> {
 }
 
 /// Reads `path`; `Err` holds every problem found (the text is returned for rendering).
-pub fn load(path: &Path, env: Env) -> Result<(Config, String), (Vec<Diagnostic>, String)> {
+pub fn load(path: &Path, purpose: Purpose) -> Result<(Config, String), (Vec<Diagnostic>, String)> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
@@ -115,14 +118,14 @@ pub fn load(path: &Path, env: Env) -> Result<(Config, String), (Vec<Diagnostic>,
         }
     };
     let base = path.parent().unwrap_or(Path::new("."));
-    match read(&text, base, env) {
+    match read(&text, base, purpose) {
         Ok(c) => Ok((c, text)),
         Err(d) => Err((d, text)),
     }
 }
 
 /// The file's arguments, or its problems.
-fn read(text: &str, base: &Path, env: Env) -> Result<Config, Vec<Diagnostic>> {
+fn read(text: &str, base: &Path, purpose: Purpose) -> Result<Config, Vec<Diagnostic>> {
     let doc = Document::parse(text).map_err(|e| {
         vec![Diagnostic::new(
             e.span().unwrap_or(0..0),
@@ -134,7 +137,7 @@ fn read(text: &str, base: &Path, env: Env) -> Result<Config, Vec<Diagnostic>> {
         config: Config::default(),
         problems: Vec::new(),
         base,
-        env,
+        purpose,
     };
     let root = doc.as_table();
     for (key, item) in root.iter() {
@@ -178,7 +181,7 @@ struct Reader<'a> {
     config: Config,
     problems: Vec<Diagnostic>,
     base: &'a Path,
-    env: Env,
+    purpose: Purpose,
 }
 
 impl Reader<'_> {
@@ -244,9 +247,9 @@ impl Reader<'_> {
                     let d =
                         Diagnostic::new(span, format!("${{{var}}} is not set in the environment"))
                             .with_help(format!("export {var}=… before starting warden"));
-                    match self.env {
-                        Env::Required => self.problems.push(d),
-                        Env::Optional => self.config.warnings.push(d.warning()),
+                    match self.purpose {
+                        Purpose::Check => self.config.warnings.push(d.warning()),
+                        Purpose::Serve | Purpose::Scan => self.problems.push(d),
                     }
                     None
                 }
@@ -325,7 +328,9 @@ impl Reader<'_> {
                 }
                 "policy" => {
                     policy = true;
-                    spec.policy = self.path(item).unwrap_or_default();
+                    // A scan writes the policies: they need not be there yet.
+                    let scanning = self.purpose == Purpose::Scan;
+                    spec.policy = self.file(item, !scanning).unwrap_or_default();
                 }
                 "headers" => spec.headers = self.headers(name, item, span),
                 "timeout" => match item.as_integer() {
@@ -399,6 +404,11 @@ impl Reader<'_> {
 
     /// A file named by the config: relative to the config's directory, and it must exist.
     fn path(&mut self, item: &Item) -> Option<PathBuf> {
+        self.file(item, true)
+    }
+
+    /// A file named by the config, relative to its directory; `must_exist` or not.
+    fn file(&mut self, item: &Item, must_exist: bool) -> Option<PathBuf> {
         let span = item.span().unwrap_or(0..0);
         let text = match item.as_value() {
             Some(v @ Value::String(_)) => self.scalar("path", v)?,
@@ -409,7 +419,7 @@ impl Reader<'_> {
             }
         };
         let path = self.base.join(&text);
-        if !path.is_file() {
+        if must_exist && !path.is_file() {
             self.problems.push(Diagnostic::new(
                 span,
                 format!("{} does not exist", path.display()),
@@ -506,7 +516,7 @@ pub fn expand_serve(argv: Vec<OsString>) -> Result<Vec<OsString>, crate::error::
     let Some(path) = path.map(PathBuf::from) else {
         return Ok(argv);
     };
-    let (config, _) = load(&path, Env::Required).map_err(|(problems, text)| {
+    let (config, _) = load(&path, Purpose::Serve).map_err(|(problems, text)| {
         let name = path.display().to_string();
         for d in &problems {
             eprintln!("{}", d.render(&name, &text, crate::report::color()));
@@ -528,7 +538,7 @@ mod tests {
     use super::*;
 
     fn problems(text: &str) -> Vec<String> {
-        read(text, Path::new("/nonexistent"), Env::Required)
+        read(text, Path::new("/nonexistent"), Purpose::Serve)
             .err()
             .unwrap_or_default()
             .iter()

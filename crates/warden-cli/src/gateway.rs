@@ -149,7 +149,7 @@ fn servers(args: &ServeArgs) -> Result<Vec<ServerOptions>, CliError> {
         )),
         (Some(path), None, None) => {
             // Read once already (its flags are in `args`); its problems were reported then.
-            let (config, _) = crate::config::load(path, crate::config::Env::Required).map_err(
+            let (config, _) = crate::config::load(path, crate::config::Purpose::Serve).map_err(
                 |(problems, _)| CliError::Invalid {
                     path: path.clone(),
                     count: problems.len(),
@@ -159,39 +159,16 @@ fn servers(args: &ServeArgs) -> Result<Vec<ServerOptions>, CliError> {
                 .servers
                 .into_iter()
                 .map(|s| {
-                    let upstream: http::Uri = s.url.parse().map_err(|e| {
-                        CliError::Usage(format!("servers.{}: url {:?}: {e}", s.name, s.url))
-                    })?;
-                    let tls = ClientTls {
-                        ca: s
-                            .upstream_ca
-                            .or_else(|| args.upstream_tls.upstream_ca.clone()),
-                        identity: s.client_cert.zip(s.client_key).or_else(|| {
-                            args.upstream_tls
-                                .upstream_client_cert
-                                .clone()
-                                .zip(args.upstream_tls.upstream_client_key.clone())
-                        }),
-                    };
-                    if upstream.scheme_str() == Some("https") {
-                        check_client_tls(&tls, &format!("servers.{}", s.name))?;
-                    }
-                    let mut h = headers.clone();
-                    for line in &s.headers {
-                        h.push(header(line)?);
-                    }
+                    let (upstream, upstream_tls, headers) =
+                        server_client(&s, &args.headers, &args.upstream_tls)?;
                     Ok(ServerOptions {
                         // A lone server is served as `--upstream` serves it (at any path),
                         // and still named in the audit.
                         name: Some(s.name),
                         policy: s.policy,
                         upstream,
-                        upstream_tls: if upstream_is_https(&s.url) {
-                            tls
-                        } else {
-                            ClientTls::default()
-                        },
-                        headers: h,
+                        upstream_tls,
+                        headers,
                         upstream_timeout: s.timeout.map_or(timeout, Duration::from_secs),
                     })
                 })
@@ -202,10 +179,6 @@ fn servers(args: &ServeArgs) -> Result<Vec<ServerOptions>, CliError> {
                 .into(),
         )),
     }
-}
-
-fn upstream_is_https(url: &str) -> bool {
-    url.starts_with("https://")
 }
 
 pub fn stdio(args: StdioArgs) -> Result<ExitCode, CliError> {
@@ -347,6 +320,109 @@ pub fn scan(
         None => std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes())?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A `[servers.NAME]` table's client pieces: the URL, its TLS, its headers.
+fn server_client(
+    s: &crate::config::ServerSpec,
+    extra: &[String],
+    tls: &UpstreamTlsArgs,
+) -> Result<(http::Uri, ClientTls, Vec<(HeaderName, HeaderValue)>), CliError> {
+    let uri: http::Uri = s
+        .url
+        .parse()
+        .map_err(|e| CliError::Usage(format!("servers.{}: url {:?}: {e}", s.name, s.url)))?;
+    let client = ClientTls {
+        ca: s.upstream_ca.clone().or_else(|| tls.upstream_ca.clone()),
+        identity: s.client_cert.clone().zip(s.client_key.clone()).or_else(|| {
+            tls.upstream_client_cert
+                .clone()
+                .zip(tls.upstream_client_key.clone())
+        }),
+    };
+    let client = if uri.scheme_str() == Some("https") {
+        check_client_tls(&client, &format!("servers.{}", s.name))?;
+        client
+    } else {
+        ClientTls::default()
+    };
+    let headers = extra
+        .iter()
+        .chain(&s.headers)
+        .map(|h| header(h))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((uri, client, headers))
+}
+
+/// The tools (resources, prompts) a config's server lists now.
+pub fn server_catalog(s: &crate::config::ServerSpec) -> Result<warden_policy::Catalog, CliError> {
+    let none = UpstreamTlsArgs {
+        upstream_ca: None,
+        upstream_client_cert: None,
+        upstream_client_key: None,
+    };
+    let (uri, tls, headers) = server_client(s, &[], &none)?;
+    Ok(runtime()?.block_on(warden_gateway::scan::scan_http(&uri, &tls, &headers))?)
+}
+
+/// `warden scan --config warden.toml`: each server into its own starter policy.
+pub fn scan_config(
+    path: &std::path::Path,
+    headers: Vec<String>,
+    tls: &UpstreamTlsArgs,
+) -> Result<ExitCode, CliError> {
+    let (config, _) =
+        crate::config::load(path, crate::config::Purpose::Scan).map_err(|(problems, text)| {
+            let name = path.display().to_string();
+            for d in &problems {
+                eprintln!("{}", d.render(&name, &text, crate::report::color()));
+            }
+            CliError::Invalid {
+                path: path.to_owned(),
+                count: problems.len(),
+            }
+        })?;
+    let rt = runtime()?;
+    let mut failed = 0;
+    for s in &config.servers {
+        if s.policy.exists() {
+            eprintln!(
+                "servers.{}: {} exists; left alone",
+                s.name,
+                s.policy.display()
+            );
+            continue;
+        }
+        let (uri, client, h) = server_client(s, &headers, tls)?;
+        eprintln!("servers.{}: asking {} for its tools...", s.name, s.url);
+        let written = rt
+            .block_on(warden_gateway::scan::scan_http(&uri, &client, &h))
+            .map_err(CliError::from)
+            .and_then(|catalog| {
+                let text = warden_gateway::scan::starter_policy(&s.url, &catalog)?;
+                std::fs::write(&s.policy, text).map_err(|source| CliError::Write {
+                    path: s.policy.clone(),
+                    source,
+                })?;
+                Ok(catalog.tools.len())
+            });
+        match written {
+            Ok(n) => eprintln!(
+                "servers.{}: wrote {} ({n} tools)",
+                s.name,
+                s.policy.display()
+            ),
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: servers.{}: {e}", s.name);
+            }
+        }
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// `--jwt-*`, checked before anything starts.
