@@ -158,7 +158,7 @@ fn check(
         .chain(config.map(|c| (c, true)));
     for file in files
         .iter()
-        .filter(|f| !f.extension().is_some_and(|e| e == "toml"))
+        .filter(|f| f.extension().is_none_or(|e| e != "toml"))
     {
         policies.push((file.clone(), catalog.clone()));
     }

@@ -322,12 +322,15 @@ pub fn scan(
     Ok(ExitCode::SUCCESS)
 }
 
-/// A `[servers.NAME]` table's client pieces: the URL, its TLS, its headers.
+/// How to reach one server: its URL, its TLS, its headers.
+type Client = (http::Uri, ClientTls, Vec<(HeaderName, HeaderValue)>);
+
+/// A `[servers.NAME]` table's client pieces.
 fn server_client(
     s: &crate::config::ServerSpec,
     extra: &[String],
     tls: &UpstreamTlsArgs,
-) -> Result<(http::Uri, ClientTls, Vec<(HeaderName, HeaderValue)>), CliError> {
+) -> Result<Client, CliError> {
     let uri: http::Uri = s
         .url
         .parse()
