@@ -251,15 +251,26 @@ fn one_mcp_endpoint_for_linode_everything_and_rmcp_through_the_python_sdk() {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_axum_mcp"));
     cmd.args(["--listen", "127.0.0.1:0", "--no-policy"]);
     let rmcp = support::start(cmd);
+    let admin = support::free_port();
     let config = dir.join("warden.toml");
     std::fs::write(
         &config,
         format!(
-            "grant-token = [\"alice=alice-token\"]\n\n[servers.linode]\nurl = \"http://127.0.0.1:{linode_port}/mcp\"\npolicy = \"linode.json\"\n\n[servers.everything]\nurl = \"{}\"\npolicy = \"everything.pol\"\n\n[servers.rmcp]\nurl = \"{}\"\npolicy = \"rmcp.pol\"\n",
+            "grant-token = [\"alice=alice-token\"]\nadmin = \"127.0.0.1:{admin}\"\nadmin-token = \"admin-secret\"\n\n[servers.linode]\nurl = \"http://127.0.0.1:{linode_port}/mcp\"\npolicy = \"linode.json\"\n\n[servers.everything]\nurl = \"{}\"\npolicy = \"everything.pol\"\n\n[servers.rmcp]\nurl = \"{}\"\npolicy = \"rmcp.pol\"\n",
             ev.url, rmcp.url
         ),
     )
     .unwrap();
+    let health = || {
+        let (_, _, body) = support::http(
+            &format!("http://127.0.0.1:{admin}"),
+            "GET",
+            "/healthz",
+            &[("authorization", "Bearer admin-secret")],
+            "",
+        );
+        serde_json::from_str::<Value>(&body).unwrap()
+    };
     let mut cmd = Command::new(&warden);
     cmd.args(["serve", "--config"])
         .arg(&config)
@@ -294,9 +305,28 @@ fn one_mcp_endpoint_for_linode_everything_and_rmcp_through_the_python_sdk() {
     drop(ev);
     std::fs::write(&control, "go 1").unwrap();
     wait_for_file(&control, "paused 2");
+    // /healthz names the server that is down, and why; the gateway stays in rotation.
+    let h = health();
+    let down: Vec<&Value> = h["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["ok"] == false)
+        .collect();
+    assert_eq!(down.len(), 1, "{h}");
+    assert_eq!(down[0]["name"], "everything", "{h}");
+    assert!(
+        down[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("cannot connect"),
+        "{h}"
+    );
     ev = everything_on(&everything, ev_port);
     std::fs::write(&control, "go 2").unwrap();
     let out = script.join().unwrap();
+    let h = health();
+    assert_eq!(h["status"], "ok", "{h}");
     drop(ev);
 
     // One list of every server's tools, each filtered by its own policy.

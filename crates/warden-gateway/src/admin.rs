@@ -24,8 +24,8 @@ pub(crate) struct Admin {
     /// `None`: this process refuses approvals, so there is nothing to answer here.
     pub(crate) desk: Option<Arc<dyn ApprovalDesk>>,
     pub(crate) live: Live,
-    /// Every server's policy, by name, when the gateway fronts several (`/policy?server=`).
-    pub(crate) lives: Vec<(Option<String>, Live)>,
+    /// Every server's policy and health, by name (`/policy?server=`, `/healthz`).
+    pub(crate) lives: Vec<(Option<String>, Live, crate::proxy::Health)>,
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     pub(crate) sessions: console::Sessions,
     /// Served over TLS: the console's cookie is `Secure` without any proxy saying so.
@@ -38,7 +38,7 @@ pub async fn start(
     token: String,
     desk: Option<Arc<dyn ApprovalDesk>>,
     live: Live,
-    lives: Vec<(Option<String>, Live)>,
+    lives: Vec<(Option<String>, Live, crate::proxy::Health)>,
     tls: Option<ServerTls>,
 ) -> Result<SocketAddr, Error> {
     if token.is_empty() {
@@ -167,9 +167,21 @@ async fn health(State(admin): State<Arc<Admin>>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    // A server that does not answer is reported, but keeps the gateway in rotation: its
+    // calls fail on their own, the other servers' go on.
+    let servers: Vec<Value> = admin
+        .lives
+        .iter()
+        .map(|(name, _, health)| {
+            let failure = health.failure();
+            json!({"name": name, "ok": failure.is_none(), "detail": failure})
+        })
+        .collect();
+    let all_up = servers.iter().all(|s| s["ok"] == true);
     let body = json!({
-        "status": if store.ok { "ok" } else { "degraded" },
+        "status": if store.ok && all_up { "ok" } else { "degraded" },
         "store": store,
+        "servers": servers,
     });
     (status, Json(body)).into_response()
 }
@@ -292,9 +304,9 @@ async fn policy(
         Some(name) => match admin
             .lives
             .iter()
-            .find(|(n, _)| n.as_deref() == Some(name.as_str()))
+            .find(|(n, _, _)| n.as_deref() == Some(name.as_str()))
         {
-            Some((_, l)) => l,
+            Some((_, l, _)) => l,
             None => {
                 return (
                     StatusCode::NOT_FOUND,
@@ -307,7 +319,7 @@ async fn policy(
     let servers: Vec<&str> = admin
         .lives
         .iter()
-        .filter_map(|(n, _)| n.as_deref())
+        .filter_map(|(n, _, _)| n.as_deref())
         .collect();
     Json(json!({
         "path": live.path.display().to_string(),

@@ -58,6 +58,38 @@ pub struct Upstream {
     timeout: Duration,
     /// The server's name in a gateway of several, for the log.
     server: Option<Arc<str>>,
+    /// The last call's outcome, shared by every worker's client: what `/healthz` says.
+    health: Health,
+}
+
+/// Whether the upstream answered the last call, and why not.
+#[derive(Clone, Default, Debug)]
+pub struct Health(Arc<std::sync::Mutex<Option<String>>>);
+
+impl Health {
+    /// `None` while the upstream answers; the reason of its last failure otherwise.
+    pub fn failure(&self) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set(&self, failure: Option<String>, server: Option<&str>) {
+        let mut now = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Most calls find it as it was: nothing to write, nothing to count.
+        if now.is_none() && failure.is_none() {
+            return;
+        }
+        let up = failure.is_none();
+        *now = failure;
+        drop(now);
+        metrics::gauge!("warden_upstream_up", "server" => server.unwrap_or("-").to_owned())
+            .set(if up { 1.0 } else { 0.0 });
+    }
 }
 
 impl std::fmt::Debug for Upstream {
@@ -120,6 +152,7 @@ impl Upstream {
             strip_authorization,
             timeout: Self::DEFAULT_TIMEOUT,
             server: None,
+            health: Health::default(),
         })
     }
 
@@ -135,6 +168,11 @@ impl Upstream {
     /// The path of the MCP endpoint.
     pub fn path(&self) -> &str {
         &self.target.path
+    }
+
+    /// Whether it answered the last call (every worker's client shares it).
+    pub fn health(&self) -> Health {
+        self.health.clone()
     }
 
     /// Names the server in the log lines of its failures.
@@ -256,6 +294,7 @@ impl Service<Request<Body>> for Upstream {
             );
             match tokio::time::timeout(this.timeout, sent).await {
                 Ok(Ok((mut head, body))) => {
+                    this.health.set(None, this.server.as_deref());
                     strip_hop_by_hop(&mut head.headers);
                     // Status and body pass through: clients need the upstream's 400 to
                     // fall back to an older protocol.
@@ -263,6 +302,7 @@ impl Service<Request<Body>> for Upstream {
                 }
                 Ok(Err(e)) => {
                     tracing::warn!(target: "warden::gateway", server = this.server.as_deref().unwrap_or("-"), error = %e, "upstream failed");
+                    this.health.set(Some(e.to_string()), this.server.as_deref());
                     Ok(failure(
                         StatusCode::BAD_GATEWAY,
                         &forwarded,
@@ -271,6 +311,10 @@ impl Service<Request<Body>> for Upstream {
                 }
                 Err(_) => {
                     tracing::warn!(target: "warden::gateway", server = this.server.as_deref().unwrap_or("-"), timeout_s = this.timeout.as_secs(), "upstream timed out");
+                    this.health.set(
+                        Some(format!("no answer within {} s", this.timeout.as_secs())),
+                        this.server.as_deref(),
+                    );
                     Ok(failure(
                         StatusCode::GATEWAY_TIMEOUT,
                         &forwarded,

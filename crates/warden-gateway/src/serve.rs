@@ -173,7 +173,7 @@ async fn run(opts: ServeOptions, workers: usize) -> Result<(), Error> {
         })?
         .timeout(server.upstream_timeout)
         .server(server.name.as_deref());
-        lives.push((server.name.clone(), live));
+        lives.push((server.name.clone(), live, upstream.health()));
         servers.push(Backend {
             name: server.name.as_deref().map(Arc::from),
             layer,
