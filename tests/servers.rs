@@ -232,20 +232,9 @@ fn one_mcp_endpoint_for_linode_everything_and_rmcp_through_the_python_sdk() {
     .unwrap();
     std::fs::write(dir.join("rmcp.pol"), "version 1\ndefault deny\nallow add\n").unwrap();
 
-    // The real Linode server over HTTP, its API a fake that counts the tokens created.
+    // The real Linode server as a stdio child of the gateway (one per client session), its
+    // API a fake that counts the tokens created.
     let (api, tokens) = support::fake_linode_api();
-    let linode_port = support::free_port();
-    let mut cmd = Command::new("node");
-    cmd.arg(&linode)
-        .args(["--transport", "http", "--port", &linode_port.to_string()])
-        .env("LINODE_API_TOKEN", "x")
-        .env("LINODE_API_ROOT", &api)
-        .stdout(std::process::Stdio::null());
-    let _linode = support::Running {
-        child: cmd.spawn().expect("node"),
-        url: String::new(),
-    };
-    support::wait_for_port(linode_port);
     let ev_port = support::free_port();
     let mut ev = everything_on(&everything, ev_port);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_axum_mcp"));
@@ -256,7 +245,7 @@ fn one_mcp_endpoint_for_linode_everything_and_rmcp_through_the_python_sdk() {
     std::fs::write(
         &config,
         format!(
-            "grant-token = [\"alice=alice-token\"]\nadmin = \"127.0.0.1:{admin}\"\nadmin-token = \"admin-secret\"\n\n[servers.linode]\nurl = \"http://127.0.0.1:{linode_port}/mcp\"\npolicy = \"linode.json\"\n\n[servers.everything]\nurl = \"{}\"\npolicy = \"everything.pol\"\n\n[servers.rmcp]\nurl = \"{}\"\npolicy = \"rmcp.pol\"\n",
+            "grant-token = [\"alice=alice-token\"]\nadmin = \"127.0.0.1:{admin}\"\nadmin-token = \"admin-secret\"\n\n[servers.linode]\ncommand = [\"node\", {linode:?}]\nenv = {{ LINODE_API_TOKEN = \"x\", LINODE_API_ROOT = \"{api}\" }}\npolicy = \"linode.json\"\n\n[servers.everything]\nurl = \"{}\"\npolicy = \"everything.pol\"\n\n[servers.rmcp]\nurl = \"{}\"\npolicy = \"rmcp.pol\"\n",
             ev.url, rmcp.url
         ),
     )
@@ -391,4 +380,142 @@ fn one_mcp_endpoint_for_linode_everything_and_rmcp_through_the_python_sdk() {
         30 + later,
         "tokens the Linode API created against the calls the gate let through"
     );
+}
+
+/// A stdio MCP server for the failure cases: answers `initialize` and `tools/list`, and
+/// exits without answering `tools/call`.
+const DYING: &str = r#"
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("method") == "initialize":
+        print(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": {"protocolVersion": "2025-11-25", "capabilities": {"tools": {}}, "serverInfo": {"name": "dying", "version": "0"}}}), flush=True)
+    elif m.get("method") == "tools/list":
+        print(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": {"tools": [{"name": "crash", "inputSchema": {"type": "object"}}]}}), flush=True)
+    elif m.get("method") == "tools/call":
+        sys.exit(3)
+"#;
+
+fn post(url: &str, sid: Option<&str>, body: &str) -> (u16, Vec<(String, String)>, String) {
+    let auth = "Bearer alice-token".to_owned();
+    let h = support::mcp_headers(&auth, sid);
+    support::http(url, "POST", "/mcp/echoes", &h, body)
+}
+
+const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"e2e","version":"0"}}}"#;
+
+fn sid_of(headers: &[(String, String)]) -> String {
+    headers
+        .iter()
+        .find(|(k, _)| k == "mcp-session-id")
+        .map(|(_, v)| v.clone())
+        .expect("session id")
+}
+
+#[test]
+fn launched_stdio_servers_get_a_child_per_session_bounded_and_a_dead_one_owes_errors() {
+    let warden = support::warden().expect("warden binary");
+    let everything = support::everything().expect("server-everything");
+    let dir = support::scratch("servers-children");
+    std::fs::write(
+        dir.join("echoes.pol"),
+        "version 1\ndefault deny\nallow echo\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("dying.pol"), "version 1\ndefault allow\n").unwrap();
+    std::fs::write(dir.join("dying.py"), DYING).unwrap();
+    std::fs::write(
+        dir.join("warden.toml"),
+        format!(
+            "listen = \"127.0.0.1:0\"\ngrant-token = [\"alice=alice-token\"]\n\n[servers.echoes]\ncommand = [\"node\", {everything:?}, \"stdio\"]\npolicy = \"echoes.pol\"\nmax-children = 2\n\n[servers.dying]\ncommand = [\"python3\", \"dying.py\"]\ncwd = \".\"\npolicy = \"dying.pol\"\n"
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(&warden);
+    cmd.args(["serve", "--config"])
+        .arg(dir.join("warden.toml"))
+        .env("WARDEN_LOG", "warn");
+    let gw = support::start(cmd);
+
+    // Two sessions, a child each; a third is refused with a JSON-RPC error, not a fork.
+    let (status, headers, body) = post(&gw.url, None, INIT);
+    assert_eq!(status, 200, "{body}");
+    let a = sid_of(&headers);
+    let (status, headers, body) = post(&gw.url, None, INIT);
+    assert_eq!(status, 200, "{body}");
+    let b = sid_of(&headers);
+    assert_ne!(a, b);
+    let (status, _, body) = post(&gw.url, None, INIT);
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("max-children") && body.contains("\"id\":1"),
+        "{body}"
+    );
+
+    // Each session's calls reach its own child, through the policy.
+    for sid in [&a, &b] {
+        let (status, _, _) = post(
+            &gw.url,
+            Some(sid),
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        );
+        assert_eq!(status, 202);
+        let (_, _, body) = post(
+            &gw.url,
+            Some(sid),
+            r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"message":"child"}}}"#,
+        );
+        assert!(body.contains("Echo: child"), "{body}");
+        let (_, _, body) = post(
+            &gw.url,
+            Some(sid),
+            r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"get-env","arguments":{}}}"#,
+        );
+        assert!(body.contains("POLICY DENIED"), "{body}");
+    }
+
+    // Ending a session stops its child: a new session fits again.
+    let auth = "Bearer alice-token".to_owned();
+    let h = support::mcp_headers(&auth, Some(&a));
+    let (status, _, _) = support::http(&gw.url, "DELETE", "/mcp/echoes", &h, "");
+    assert_eq!(status, 204);
+    let (status, _, body) = post(
+        &gw.url,
+        Some(&a),
+        r#"{"jsonrpc":"2.0","id":4,"method":"ping"}"#,
+    );
+    assert_eq!(status, 404, "{body}");
+    let (status, _, body) = post(&gw.url, None, INIT);
+    assert_eq!(status, 200, "{body}");
+
+    // A child that dies owes its call a JSON-RPC error naming the server; the next session
+    // gets a new child.
+    let dying = |sid: Option<&str>, body: &str| {
+        let auth = "Bearer alice-token".to_owned();
+        let h = support::mcp_headers(&auth, sid);
+        support::http(&gw.url, "POST", "/mcp/dying", &h, body)
+    };
+    let (status, headers, body) = dying(None, INIT);
+    assert_eq!(status, 200, "{body}");
+    let d = sid_of(&headers);
+    let (_, _, body) = dying(
+        Some(&d),
+        r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"crash","arguments":{}}}"#,
+    );
+    assert!(
+        body.contains("\"id\":7") && body.contains("server dying") && body.contains("exited"),
+        "{body}"
+    );
+    let (status, _, _) = dying(
+        Some(&d),
+        r#"{"jsonrpc":"2.0","id":8,"method":"tools/list"}"#,
+    );
+    assert_eq!(status, 404);
+    let (status, headers, body) = dying(None, INIT);
+    assert_eq!(status, 200, "{body}");
+    let (_, _, body) = dying(
+        Some(&sid_of(&headers)),
+        r#"{"jsonrpc":"2.0","id":9,"method":"tools/list"}"#,
+    );
+    assert!(body.contains("crash"), "{body}");
 }

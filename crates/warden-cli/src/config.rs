@@ -26,6 +26,11 @@ use warden_dsl::Diagnostic;
 /// The keys of a `[servers.NAME]` table.
 const SERVER_KEYS: &[&str] = &[
     "url",
+    "command",
+    "env",
+    "cwd",
+    "shared",
+    "max-children",
     "policy",
     "headers",
     "timeout",
@@ -61,6 +66,13 @@ pub struct ServerSpec {
     pub upstream_ca: Option<PathBuf>,
     pub client_cert: Option<PathBuf>,
     pub client_key: Option<PathBuf>,
+    /// A stdio server to launch instead of a URL: the program and its arguments.
+    pub command: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<PathBuf>,
+    /// One child for every session.
+    pub shared: bool,
+    pub max_children: Option<usize>,
 }
 
 /// What the file is read for: serving wants every `${VAR}` set and every file there;
@@ -315,7 +327,7 @@ impl Reader<'_> {
             name: name.to_owned(),
             ..ServerSpec::default()
         };
-        let (mut url, mut policy) = (false, false);
+        let (mut url, mut policy, mut command) = (false, false, false);
         for (key, item) in table.iter() {
             let span = table.key(key).and_then(|k| k.span()).unwrap_or(0..0);
             match key {
@@ -343,19 +355,61 @@ impl Reader<'_> {
                 "upstream-ca" => spec.upstream_ca = self.path(item),
                 "upstream-client-cert" => spec.client_cert = self.path(item),
                 "upstream-client-key" => spec.client_key = self.path(item),
-                "command" => self.problems.push(
-                    Diagnostic::new(span, "stdio servers launched by `serve` are not built yet")
-                        .with_help(
-                            "use `warden stdio --policy FILE -- CMD ARGS...` for a stdio server",
+                "command" => {
+                    command = true;
+                    match item.as_array() {
+                        Some(list) if !list.is_empty() => {
+                            for v in list.iter() {
+                                if let Some(text) = self.scalar(key, v) {
+                                    spec.command.push(text);
+                                }
+                            }
+                        }
+                        _ => self.problems.push(
+                            Diagnostic::new(
+                                item.span().unwrap_or(span),
+                                "`command` is the program and its arguments, as a list",
+                            )
+                            .with_help("command = [\"node\", \"dist/index.js\"]"),
                         ),
-                ),
+                    }
+                }
+                "env" => match item.as_table_like() {
+                    Some(t) => {
+                        for (k, v) in t.iter() {
+                            if let Some(text) = v.as_value().and_then(|v| self.scalar(k, v)) {
+                                spec.env.push((k.to_owned(), text));
+                            }
+                        }
+                    }
+                    None => self.problems.push(Diagnostic::new(
+                        item.span().unwrap_or(span),
+                        "`env` is a table of variable names and values",
+                    )),
+                },
+                "cwd" => {
+                    if let Some(dir) = self.string(key, item) {
+                        spec.cwd = Some(self.base.join(dir));
+                    }
+                }
+                "shared" => match item.as_bool() {
+                    Some(b) => spec.shared = b,
+                    None => self.problems.push(Diagnostic::new(
+                        item.span().unwrap_or(span),
+                        "`shared` is true or false",
+                    )),
+                },
+                "max-children" => match item.as_integer() {
+                    Some(n) if n > 0 => spec.max_children = usize::try_from(n).ok(),
+                    _ => self.problems.push(Diagnostic::new(
+                        item.span().unwrap_or(span),
+                        "`max-children` is a number (at least 1)",
+                    )),
+                },
                 _ => {
                     let mut d =
                         Diagnostic::new(span, format!("unknown key `{key}` in servers.{name}"));
-                    if let Some(g) = warden_policy::did_you_mean(
-                        key,
-                        SERVER_KEYS.iter().copied().chain(["command"]),
-                    ) {
+                    if let Some(g) = warden_policy::did_you_mean(key, SERVER_KEYS.iter().copied()) {
                         d = d.with_help(format!("did you mean `{g}`?"));
                     }
                     self.problems.push(d);
@@ -370,8 +424,21 @@ impl Reader<'_> {
                 ),
             ));
         }
+        if url && command {
+            self.problems.push(
+                Diagnostic::new(
+                    name_span.clone(),
+                    format!("servers.{name} has both `url` and `command`"),
+                )
+                .with_help("a server is reached at a URL, or launched as a command: one of them"),
+            );
+        }
         for (missing, what, help) in [
-            (!url, "url", "url = \"http://127.0.0.1:3001/mcp\""),
+            (
+                !url && !command,
+                "url",
+                "url = \"http://127.0.0.1:3001/mcp\", or command = [\"node\", \"dist/index.js\"] for a stdio server",
+            ),
             (
                 !policy,
                 "policy",

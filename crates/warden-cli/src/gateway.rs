@@ -4,7 +4,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue};
-use warden_gateway::serve::ServerOptions;
+use warden_gateway::children::Launch;
+use warden_gateway::serve::{Endpoint, ServerOptions};
 use warden_gateway::{Grants, ServeOptions};
 use warden_tower::redis::{FailMode, RedisConfig, redact};
 
@@ -138,10 +139,12 @@ fn servers(args: &ServeArgs) -> Result<Vec<ServerOptions>, CliError> {
             Ok(vec![ServerOptions {
                 name: None,
                 policy: policy.clone(),
-                upstream,
-                upstream_tls: upstream_tls(&args.upstream_tls),
-                headers,
-                upstream_timeout: timeout,
+                endpoint: Endpoint::Url {
+                    upstream,
+                    tls: upstream_tls(&args.upstream_tls),
+                    headers,
+                    timeout,
+                },
             }])
         }
         (None, _, _) => Err(CliError::Usage(
@@ -159,17 +162,34 @@ fn servers(args: &ServeArgs) -> Result<Vec<ServerOptions>, CliError> {
                 .servers
                 .into_iter()
                 .map(|s| {
-                    let (upstream, upstream_tls, headers) =
-                        server_client(&s, &args.headers, &args.upstream_tls)?;
+                    let endpoint = if s.command.is_empty() {
+                        let (upstream, tls, headers) =
+                            server_client(&s, &args.headers, &args.upstream_tls)?;
+                        Endpoint::Url {
+                            upstream,
+                            tls,
+                            headers,
+                            timeout: s.timeout.map_or(timeout, Duration::from_secs),
+                        }
+                    } else {
+                        Endpoint::Command(Launch {
+                            name: s.name.clone(),
+                            command: s.command.clone(),
+                            env: s.env.clone(),
+                            cwd: s.cwd.clone(),
+                            shared: s.shared,
+                            max_children: s
+                                .max_children
+                                .unwrap_or_else(Launch::default_max_children),
+                            idle: Duration::from_secs(600),
+                        })
+                    };
                     Ok(ServerOptions {
                         // A lone server is served as `--upstream` serves it (at any path),
                         // and still named in the audit.
                         name: Some(s.name),
                         policy: s.policy,
-                        upstream,
-                        upstream_tls,
-                        headers,
-                        upstream_timeout: s.timeout.map_or(timeout, Duration::from_secs),
+                        endpoint,
                     })
                 })
                 .collect()

@@ -45,7 +45,7 @@ use serde_json::{Map, Value, json};
 use tower::Service;
 use warden_tower::{Body, PolicyService};
 
-use crate::proxy::Upstream;
+use crate::serve::Server;
 
 const SESSION: &str = "mcp-session-id";
 const VERSION: &str = "mcp-protocol-version";
@@ -61,7 +61,7 @@ const MAX_ANSWER: usize = 16 << 20;
 #[derive(Clone)]
 pub(crate) struct Aggregate {
     names: Arc<[Arc<str>]>,
-    gates: Vec<PolicyService<Upstream>>,
+    gates: Vec<PolicyService<Server>>,
     sessions: Arc<Sessions>,
 }
 
@@ -94,7 +94,7 @@ struct Upstreams {
 impl Aggregate {
     pub(crate) fn new(
         names: Arc<[Arc<str>]>,
-        gates: Vec<PolicyService<Upstream>>,
+        gates: Vec<PolicyService<Server>>,
         sessions: Arc<Sessions>,
     ) -> Aggregate {
         Aggregate {

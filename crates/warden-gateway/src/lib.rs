@@ -23,6 +23,7 @@ pub mod admin;
 mod aggregate;
 pub mod auth;
 pub mod callers;
+pub mod children;
 pub mod console;
 pub mod framing;
 pub mod http1;

@@ -29,6 +29,7 @@ use warden_tower::{Body, PolicyService};
 use crate::aggregate::Aggregate;
 use crate::auth::Grants;
 use crate::callers::{Admission, Callers, JwtOptions, METADATA_PATH, protected_resource};
+use crate::children::{Children, Launch};
 use crate::listener::{self, Limits};
 use crate::policy_file::{self, Live};
 use crate::proxy::Upstream;
@@ -43,13 +44,33 @@ pub struct ServerOptions {
     /// counters. `None`: the one server of `--upstream`, served at any path.
     pub name: Option<String>,
     pub policy: PathBuf,
-    pub upstream: Uri,
-    /// How an `https://` upstream is verified, and the client certificate it is shown.
-    pub upstream_tls: ClientTls,
-    /// Added to every upstream request (upstream credentials).
-    pub headers: Vec<(HeaderName, HeaderValue)>,
-    /// How long the upstream may take to send response headers.
-    pub upstream_timeout: Duration,
+    pub endpoint: Endpoint,
+}
+
+/// Where a server is.
+#[derive(Debug, Clone)]
+pub enum Endpoint {
+    /// Reached over Streamable HTTP.
+    Url {
+        upstream: Uri,
+        /// How an `https://` upstream is verified, and the client certificate it is shown.
+        tls: ClientTls,
+        /// Added to every upstream request (upstream credentials).
+        headers: Vec<(HeaderName, HeaderValue)>,
+        /// How long the upstream may take to send response headers.
+        timeout: Duration,
+    },
+    /// A stdio server this gateway launches ([`crate::children`]).
+    Command(Launch),
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Url { upstream, .. } => write!(f, "{upstream}"),
+            Endpoint::Command(l) => write!(f, "`{}`", l.command.join(" ")),
+        }
+    }
 }
 
 /// Everything `warden serve` is told on the command line (or in `warden.toml`).
@@ -160,19 +181,28 @@ async fn run(opts: ServeOptions, workers: usize) -> Result<(), Error> {
         }
         let live = Live::new(server.policy.clone(), text, layer.handle());
         live.clone().watch(opts.reload_every);
-        // Checked once here; every worker takes a client with its own connections from it.
-        let upstream = Upstream::new(
-            &server.upstream,
-            &server.upstream_tls,
-            server.headers.clone(),
-            auth,
-        )
-        .map_err(|e| match &server.name {
-            Some(n) => Error::Config(format!("servers.{n}: {e}")),
-            None => Error::Config(e),
-        })?
-        .timeout(server.upstream_timeout)
-        .server(server.name.as_deref());
+        let upstream = match &server.endpoint {
+            // Checked once here; every worker takes a client with its own connections.
+            Endpoint::Url {
+                upstream,
+                tls,
+                headers,
+                timeout,
+            } => Server::Http(
+                Upstream::new(upstream, tls, headers.clone(), auth)
+                    .map_err(|e| match &server.name {
+                        Some(n) => Error::Config(format!("servers.{n}: {e}")),
+                        None => Error::Config(e),
+                    })?
+                    .timeout(*timeout)
+                    .server(server.name.as_deref()),
+            ),
+            Endpoint::Command(launch) => {
+                let children = Children::new(launch.clone());
+                children.reap();
+                Server::Launched(children)
+            }
+        };
         lives.push((server.name.clone(), live, upstream.health()));
         servers.push(Backend {
             name: server.name.as_deref().map(Arc::from),
@@ -280,8 +310,8 @@ async fn run(opts: ServeOptions, workers: usize) -> Result<(), Error> {
         .servers
         .iter()
         .map(|s| match &s.name {
-            Some(n) if opts.servers.len() > 1 => format!("/mcp/{n} -> {}", s.upstream),
-            _ => s.upstream.to_string(),
+            Some(n) if opts.servers.len() > 1 => format!("/mcp/{n} -> {}", s.endpoint),
+            _ => s.endpoint.to_string(),
         })
         .collect::<Vec<_>>()
         .join(", ");
@@ -322,7 +352,55 @@ struct Stack {
 struct Backend {
     name: Option<Arc<str>>,
     layer: warden_tower::PolicyLayer,
-    upstream: Upstream,
+    upstream: Server,
+}
+
+/// A server as the policy layer's inner service: over HTTP, or launched here.
+#[derive(Clone, Debug)]
+pub(crate) enum Server {
+    Http(Upstream),
+    Launched(Children),
+}
+
+impl Server {
+    /// A worker's own: its own connection pool (launched children are everyone's).
+    fn for_worker(&self) -> Server {
+        match self {
+            Server::Http(u) => Server::Http(u.for_worker()),
+            Server::Launched(c) => Server::Launched(c.clone()),
+        }
+    }
+
+    fn path(&self) -> &str {
+        match self {
+            Server::Http(u) => u.path(),
+            Server::Launched(_) => "/mcp",
+        }
+    }
+
+    fn health(&self) -> crate::proxy::Health {
+        match self {
+            Server::Http(u) => u.health(),
+            Server::Launched(_) => crate::proxy::Health::default(),
+        }
+    }
+}
+
+impl Service<Request<Body>> for Server {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxedAnswer;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> BoxedAnswer {
+        match self {
+            Server::Http(u) => u.call(req),
+            Server::Launched(c) => c.call(req),
+        }
+    }
 }
 
 impl Stack {
@@ -402,17 +480,17 @@ struct Gate {
 #[derive(Clone)]
 enum Routes {
     /// The one server: every path goes to it (its own MCP path upstream).
-    One(PolicyService<Upstream>),
+    One(PolicyService<Server>),
     /// Several: `/mcp/NAME` is server NAME's endpoint, `/mcp` all of them at once.
     Named {
-        gates: Vec<(Option<Arc<str>>, PolicyService<Upstream>)>,
+        gates: Vec<(Option<Arc<str>>, PolicyService<Server>)>,
         all: Aggregate,
     },
 }
 
 impl Routes {
     /// The server's gate for `path`.
-    fn route(&mut self, path: &str) -> Option<&mut PolicyService<Upstream>> {
+    fn route(&mut self, path: &str) -> Option<&mut PolicyService<Server>> {
         match self {
             Routes::One(gate) => Some(gate),
             Routes::Named { gates, .. } => {
