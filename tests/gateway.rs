@@ -663,7 +663,7 @@ fn serve_reads_its_flags_from_warden_toml_and_the_command_line_wins() {
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:1\"\ngrant-token = [\"alice=${{WARDEN_E2E_ALICE}}\"]\nupstream-timeout = 30\n\n[servers.everything]\nurl = \"{}\"\npolicy = \"policy.pol\"\nheaders = {{ X-Upstream-Key = \"k\" }}\n",
+            "listen = \"127.0.0.1:1\"\ngrant-token = [\"alice=${{WARDEN_E2E_ALICE}}\"]\nupstream-timeout = 30\nserver-names = \"never\"\n\n[servers.everything]\nurl = \"{}\"\npolicy = \"policy.pol\"\nheaders = {{ X-Upstream-Key = \"k\" }}\n",
             upstream.url
         ),
     )

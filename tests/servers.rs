@@ -519,3 +519,110 @@ fn launched_stdio_servers_get_a_child_per_session_bounded_and_a_dead_one_owes_er
     );
     assert!(body.contains("crash"), "{body}");
 }
+
+/// One request to the aggregated `/mcp`; the JSON-RPC message it answered with.
+fn rpc(url: &str, sid: Option<&str>, body: &str) -> (Option<String>, Value) {
+    let auth = "Bearer alice-token".to_owned();
+    let h = support::mcp_headers(&auth, sid);
+    let (status, headers, text) = support::http(url, "POST", "/mcp", &h, body);
+    assert!(status == 200 || status == 202, "{status}: {text}");
+    let sid = headers
+        .iter()
+        .find(|(k, _)| k == "mcp-session-id")
+        .map(|(_, v)| v.clone());
+    let message = text
+        .lines()
+        .map(|l| l.strip_prefix("data: ").unwrap_or(l))
+        .filter(|l| l.starts_with('{'))
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v.get("result").is_some() || v.get("error").is_some())
+        .unwrap_or(Value::Null);
+    (sid, message)
+}
+
+#[test]
+fn names_two_servers_share_are_prefixed_on_collision_and_stop_the_start_under_never() {
+    let warden = support::warden().expect("warden binary");
+    let everything = support::everything().expect("server-everything");
+    let dir = support::scratch("servers-names");
+    std::fs::write(
+        dir.join("everything.pol"),
+        "version 1\ndefault deny\nallow echo, get-sum\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("rmcp.pol"),
+        "version 1\ndefault deny\nallow echo, add\n",
+    )
+    .unwrap();
+    let ev = support::start_everything(&everything);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_axum_mcp"));
+    cmd.args(["--listen", "127.0.0.1:0", "--no-policy"]);
+    let rmcp = support::start(cmd);
+    let config = |mode: &str| {
+        let path = dir.join(format!("{mode}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "listen = \"127.0.0.1:0\"\ngrant-token = [\"alice=alice-token\"]\nserver-names = \"{mode}\"\n\n[servers.everything]\nurl = \"{}\"\npolicy = \"everything.pol\"\n\n[servers.rmcp]\nurl = \"{}\"\npolicy = \"rmcp.pol\"\n",
+                ev.url, rmcp.url
+            ),
+        )
+        .unwrap();
+        path
+    };
+
+    // Both servers have `echo`: under `never`, the start stops and says so.
+    let out = Command::new(&warden)
+        .args(["serve", "--config"])
+        .arg(config("never"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("tool `echo` (everything, rmcp)"),
+        "{stderr}"
+    );
+
+    // `on-collision`: only `echo` is prefixed; every name still reaches its server.
+    let mut cmd = Command::new(&warden);
+    cmd.args(["serve", "--config"])
+        .arg(config("on-collision"))
+        .env("WARDEN_LOG", "warn");
+    let gw = support::start(cmd);
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"e2e","version":"0"}}}"#;
+    let (sid, answer) = rpc(&gw.url, None, init);
+    let sid = sid.expect("a session");
+    assert!(
+        answer["result"]["capabilities"]["tools"].is_object(),
+        "{answer}"
+    );
+    let (_, list) = rpc(
+        &gw.url,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+    );
+    let mut names: Vec<&str> = list["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["add", "everything_echo", "get-sum", "rmcp_echo"],
+        "{list}"
+    );
+    let call = |id: u32, name: &str, args: Value| {
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": name, "arguments": args}});
+        rpc(&gw.url, Some(&sid), &body.to_string()).1.to_string()
+    };
+    assert!(call(3, "add", json!({"a": 1, "b": 2})).contains('3'));
+    assert!(call(4, "get-sum", json!({"a": 2, "b": 2})).contains('4'));
+    assert!(call(5, "everything_echo", json!({"message": "e"})).contains("Echo: e"));
+    assert!(call(6, "rmcp_echo", json!({"text": "r"})).contains('r'));
+    let unknown = call(7, "echo", json!({}));
+    assert!(unknown.contains("belongs to no server"), "{unknown}");
+}

@@ -301,6 +301,12 @@ pub struct ServeArgs {
     /// Where MCP clients connect.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8787")]
     pub listen: std::net::SocketAddr,
+    /// With several servers (--config): how /mcp names their tools and prompts. `always`:
+    /// <server>_<name>; `on-collision`: as each server names them, prefixed only where two
+    /// servers share a name; `never`: as the servers name them, and a shared name stops
+    /// the start. The last two ask every server for its lists at start.
+    #[arg(long, value_enum, default_value = "always")]
+    pub server_names: ServerNames,
     /// Serve HTTPS with this certificate chain (PEM; TLS 1.2 and 1.3). Reloaded when the
     /// file changes (cert-manager, ACME clients); open connections keep theirs.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
@@ -508,6 +514,13 @@ pub struct RedisArgs {
     /// The private key of --redis-client-cert (PEM).
     #[arg(long, value_name = "FILE", requires = "redis_client_cert")]
     pub redis_client_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServerNames {
+    Always,
+    OnCollision,
+    Never,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -5,13 +5,15 @@ use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue};
 use warden_gateway::children::Launch;
-use warden_gateway::serve::{Endpoint, ServerOptions};
+use warden_gateway::serve::{Endpoint, NameMode, ServerOptions};
 use warden_gateway::{Grants, ServeOptions};
 use warden_tower::redis::{FailMode, RedisConfig, redact};
 
 use warden_tower::tls::ClientTls;
 
-use crate::cli::{JwtArgs, RedisArgs, RedisFail, ServeArgs, StdioArgs, UpstreamTlsArgs};
+use crate::cli::{
+    JwtArgs, RedisArgs, RedisFail, ServeArgs, ServerNames, StdioArgs, UpstreamTlsArgs,
+};
 use crate::error::CliError;
 
 pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
@@ -96,6 +98,11 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
     warden_gateway::logging::init(args.audit.as_deref(), admin.is_some())?;
     let opts = ServeOptions {
         servers,
+        server_names: match args.server_names {
+            ServerNames::Always => NameMode::Always,
+            ServerNames::OnCollision => NameMode::OnCollision,
+            ServerNames::Never => NameMode::Never,
+        },
         listen: args.listen,
         tls: args.tls_cert.zip(args.tls_key),
         admin_tls: args.admin_tls_cert.zip(args.admin_tls_key),

@@ -63,6 +63,84 @@ pub(crate) struct Aggregate {
     names: Arc<[Arc<str>]>,
     gates: Vec<PolicyService<Server>>,
     sessions: Arc<Sessions>,
+    naming: Arc<Naming>,
+}
+
+/// How tools and prompts of several servers are named in the merged lists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum NameMode {
+    /// `<server>_<name>`, always.
+    #[default]
+    Always,
+    /// As the server names it, but `<server>_<name>` where two servers use one name.
+    OnCollision,
+    /// As the server names it; two servers with one name stop the start.
+    Never,
+}
+
+/// The mode, and what the servers listed at start: which server has which name, and which
+/// names several have.
+#[derive(Debug, Default)]
+pub struct Naming {
+    pub mode: NameMode,
+    /// `tool:NAME` / `prompt:NAME` → the server that has it (names only one server has).
+    pub owners: HashMap<String, usize>,
+    /// `tool:NAME` / `prompt:NAME` that several servers have.
+    pub collide: std::collections::HashSet<String>,
+}
+
+impl Naming {
+    /// What the servers listed at start (`lists[i]`: server i's tools and prompts), or the
+    /// names two servers share, under [`NameMode::Never`].
+    pub fn new(
+        mode: NameMode,
+        names: &[Arc<str>],
+        lists: &[(Vec<String>, Vec<String>)],
+    ) -> Result<Naming, String> {
+        let mut seen: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, (tools, prompts)) in lists.iter().enumerate() {
+            let keys = tools
+                .iter()
+                .map(|t| format!("tool:{t}"))
+                .chain(prompts.iter().map(|p| format!("prompt:{p}")));
+            for k in keys {
+                let owners = seen.entry(k).or_default();
+                if !owners.contains(&i) {
+                    owners.push(i);
+                }
+            }
+        }
+        let mut naming = Naming {
+            mode,
+            ..Naming::default()
+        };
+        let mut clashes = Vec::new();
+        for (k, owners) in seen {
+            match owners.as_slice() {
+                [one] => {
+                    naming.owners.insert(k, *one);
+                }
+                several => {
+                    let who: Vec<&str> = several.iter().map(|i| &*names[*i]).collect();
+                    clashes.push(format!(
+                        "{} `{}` ({})",
+                        k.split(':').next().unwrap_or(""),
+                        k.split_once(':').map_or("", |x| x.1),
+                        who.join(", ")
+                    ));
+                    naming.collide.insert(k);
+                }
+            }
+        }
+        if mode == NameMode::Never && !clashes.is_empty() {
+            clashes.sort();
+            return Err(format!(
+                "server-names = \"never\", but servers share names: {}; use \"always\" or \"on-collision\"",
+                clashes.join(", ")
+            ));
+        }
+        Ok(naming)
+    }
 }
 
 /// Client sessions of the aggregated endpoint, by the id this gateway gave them.
@@ -78,6 +156,8 @@ struct Session {
     servers: Mutex<Vec<Upstreams>>,
     /// Which server listed which resource URI.
     uris: Mutex<HashMap<String, usize>>,
+    /// `tool:NAME` / `prompt:NAME` as this session's lists showed them, unprefixed → server.
+    bare: Mutex<HashMap<String, usize>>,
     touched: Mutex<Instant>,
 }
 
@@ -96,12 +176,47 @@ impl Aggregate {
         names: Arc<[Arc<str>]>,
         gates: Vec<PolicyService<Server>>,
         sessions: Arc<Sessions>,
+        naming: Arc<Naming>,
     ) -> Aggregate {
         Aggregate {
             names,
             gates,
             sessions,
+            naming,
         }
+    }
+
+    /// The name a client sees for server `i`'s `name` (of `kind`: `tool` or `prompt`).
+    fn shown(&self, kind: &str, i: usize, name: &str) -> String {
+        let prefixed = match self.naming.mode {
+            NameMode::Always => true,
+            NameMode::Never => false,
+            NameMode::OnCollision => self.naming.collide.contains(&format!("{kind}:{name}")),
+        };
+        if prefixed {
+            format!("{}_{name}", self.names[i])
+        } else {
+            name.to_owned()
+        }
+    }
+
+    /// The server a name a client called belongs to, and the name the server knows.
+    fn route<'n>(&self, session: &Session, kind: &str, name: &'n str) -> Option<(usize, &'n str)> {
+        if self.naming.mode != NameMode::Always {
+            let key = format!("{kind}:{name}");
+            let known = session
+                .bare
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&key)
+                .copied()
+                .or_else(|| self.naming.owners.get(&key).copied())
+                .or_else(|| (self.names.len() == 1).then_some(0));
+            if let Some(i) = known {
+                return Some((i, name));
+            }
+        }
+        self.by_prefix(name)
     }
 }
 
@@ -240,7 +355,12 @@ impl Aggregate {
             }
             "tools/call" | "prompts/get" => {
                 let name = params.get("name").and_then(Value::as_str).unwrap_or("");
-                match self.by_prefix(name) {
+                let kind = if method == "tools/call" {
+                    "tool"
+                } else {
+                    "prompt"
+                };
+                match self.route(&session, kind, name) {
                     Some((i, bare)) => {
                         let mut m = message.clone();
                         m["params"]["name"] = bare.into();
@@ -254,7 +374,7 @@ impl Aggregate {
                 let routed = match reference.get("type").and_then(Value::as_str) {
                     Some("ref/prompt") => {
                         let name = reference.get("name").and_then(Value::as_str).unwrap_or("");
-                        self.by_prefix(name).map(|(i, bare)| {
+                        self.route(&session, "prompt", name).map(|(i, bare)| {
                             let mut m = message.clone();
                             m["params"]["ref"]["name"] = bare.into();
                             (i, m)
@@ -417,6 +537,7 @@ impl Aggregate {
             initialize: bytes.clone(),
             servers: Mutex::new(vec![Upstreams::default(); self.names.len()]),
             uris: Mutex::default(),
+            bare: Mutex::default(),
             touched: Mutex::new(Instant::now()),
         });
         let opened = futures_util::future::join_all(
@@ -594,13 +715,19 @@ impl Aggregate {
         .await;
         let mut merged = Vec::new();
         let mut uris = HashMap::new();
+        let mut bare = HashMap::new();
+        let kind = if field == "tools" { "tool" } else { "prompt" };
         for (i, list) in lists.into_iter().enumerate() {
             match list {
                 Ok(entries) => {
                     for mut e in entries {
                         if rename {
                             if let Some(name) = e.get("name").and_then(Value::as_str) {
-                                e["name"] = format!("{}_{name}", self.names[i]).into();
+                                let shown = self.shown(kind, i, name);
+                                if shown == name {
+                                    bare.insert(format!("{kind}:{name}"), i);
+                                }
+                                e["name"] = shown.into();
                             }
                         } else if let Some(uri) = e
                             .get("uri")
@@ -616,6 +743,13 @@ impl Aggregate {
                     tracing::warn!(target: "warden::gateway", server = %self.names[i], method, error = %why, "server left out of a merged list");
                 }
             }
+        }
+        if !bare.is_empty() {
+            session
+                .bare
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend(bare);
         }
         if !uris.is_empty() {
             session

@@ -401,11 +401,25 @@ fn first_message(body: &[u8]) -> Option<Value> {
 
 /// The tools of a stdio server this launches (and stops again).
 pub async fn scan_stdio(command: &[String]) -> Result<Catalog, Error> {
+    scan_launched(command, &[], None).await
+}
+
+/// [`scan_stdio`] with the environment variables and working directory it is launched with.
+pub async fn scan_launched(
+    command: &[String],
+    env: &[(String, String)],
+    cwd: Option<&std::path::Path>,
+) -> Result<Catalog, Error> {
     let (program, args) = command
         .split_first()
         .ok_or_else(|| Error::Config("no server command given after --".into()))?;
-    let mut child = tokio::process::Command::new(program)
+    let mut cmd = tokio::process::Command::new(program);
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    let mut child = cmd
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())

@@ -26,7 +26,8 @@ use warden_tower::redis::RedisConfig;
 use warden_tower::tls::ClientTls;
 use warden_tower::{Body, PolicyService};
 
-use crate::aggregate::Aggregate;
+pub use crate::aggregate::NameMode;
+use crate::aggregate::{Aggregate, Naming};
 use crate::auth::Grants;
 use crate::callers::{Admission, Callers, JwtOptions, METADATA_PATH, protected_resource};
 use crate::children::{Children, Launch};
@@ -76,8 +77,11 @@ impl std::fmt::Display for Endpoint {
 /// Everything `warden serve` is told on the command line (or in `warden.toml`).
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
-    /// At least one; several are each at `/mcp/NAME`.
+    /// At least one. Named ones (from `warden.toml`) are each at `/mcp/NAME`, and all of
+    /// them at `/mcp`; one unnamed server (`--upstream`) is served at any path.
     pub servers: Vec<ServerOptions>,
+    /// How `/mcp` names the tools and prompts of several servers.
+    pub server_names: NameMode,
     pub listen: SocketAddr,
     /// Serve TLS with this certificate chain and key (PEM), reloaded when they change.
     pub tls: Option<(PathBuf, PathBuf)>,
@@ -211,6 +215,7 @@ async fn run(opts: ServeOptions, workers: usize) -> Result<(), Error> {
         });
     }
     let live = lives[0].1.clone();
+    let naming = Arc::new(naming(&opts).await?);
 
     let jwt = match &opts.jwt {
         Some(j) => {
@@ -231,6 +236,7 @@ async fn run(opts: ServeOptions, workers: usize) -> Result<(), Error> {
         }),
         cors_origins: opts.cors_origins.clone(),
         sessions: Arc::default(),
+        naming,
     });
 
     let listener = std::net::TcpListener::bind(opts.listen)
@@ -346,6 +352,45 @@ struct Stack {
     cors_origins: Vec<HeaderValue>,
     /// The aggregated endpoint's sessions, shared by every worker.
     sessions: Arc<crate::aggregate::Sessions>,
+    naming: Arc<Naming>,
+}
+
+/// How `/mcp` names entries: unless always prefixed, each server is asked at start what it
+/// has, so that names two servers share are known (and, under `never`, refused).
+async fn naming(opts: &ServeOptions) -> Result<Naming, Error> {
+    let names: Vec<Arc<str>> = opts
+        .servers
+        .iter()
+        .map(|s| Arc::from(s.name.as_deref().unwrap_or("")))
+        .collect();
+    if opts.server_names == NameMode::Always || opts.servers.len() < 2 {
+        return Naming::new(opts.server_names, &names, &[]).map_err(Error::Config);
+    }
+    let mut lists = Vec::with_capacity(opts.servers.len());
+    for s in &opts.servers {
+        let catalog = match &s.endpoint {
+            Endpoint::Url {
+                upstream,
+                tls,
+                headers,
+                ..
+            } => crate::scan::scan_http(upstream, tls, headers).await,
+            Endpoint::Command(l) => {
+                crate::scan::scan_launched(&l.command, &l.env, l.cwd.as_deref()).await
+            }
+        }
+        .map_err(|e| {
+            Error::Config(format!(
+                "servers.{}: cannot list its tools to name them ({e}); server-names = \"always\" needs no list at start",
+                s.name.as_deref().unwrap_or("")
+            ))
+        })?;
+        lists.push((
+            catalog.tools.into_iter().map(|t| t.name).collect(),
+            catalog.prompts,
+        ));
+    }
+    Naming::new(opts.server_names, &names, &lists).map_err(Error::Config)
 }
 
 /// One server's gate: its policy layer in front of its upstream.
@@ -404,6 +449,21 @@ impl Service<Request<Body>> for Server {
 }
 
 impl Stack {
+    /// Named servers: each at `/mcp/NAME`, all of them at `/mcp`.
+    fn named(&self, gates: Vec<(Option<Arc<str>>, PolicyService<Server>)>) -> Routes {
+        let names: Arc<[Arc<str>]> = gates
+            .iter()
+            .map(|(n, _)| n.clone().unwrap_or_else(|| "".into()))
+            .collect();
+        let all = Aggregate::new(
+            names,
+            gates.iter().map(|(_, g)| g.clone()).collect(),
+            self.sessions.clone(),
+            self.naming.clone(),
+        );
+        Routes::Named { gates, all }
+    }
+
     /// The worker's whole server stack, from the client's request to the upstream.
     fn service(
         &self,
@@ -425,22 +485,10 @@ impl Stack {
             .map(|b| (b.name.clone(), b.layer.layer(b.upstream.for_worker())))
             .collect();
         let routes = match <[_; 1]>::try_from(gates) {
-            Ok([(_, one)]) => Routes::One(one),
-            Err(several) => {
-                let names: Arc<[Arc<str>]> = several
-                    .iter()
-                    .map(|(n, _)| n.clone().unwrap_or_else(|| "".into()))
-                    .collect();
-                let all = Aggregate::new(
-                    names,
-                    several.iter().map(|(_, g)| g.clone()).collect(),
-                    self.sessions.clone(),
-                );
-                Routes::Named {
-                    gates: several,
-                    all,
-                }
-            }
+            // `--upstream`: the one server, at any path, as always.
+            Ok([(None, one)]) => Routes::One(one),
+            Ok(one) => self.named(Vec::from(one)),
+            Err(several) => self.named(several),
         };
         let mcp_path: Arc<str> = match &routes {
             Routes::One(_) => self.servers[0].upstream.path().into(),
