@@ -13,8 +13,7 @@ use std::process::Command;
 use serde_json::{Value, json};
 
 const EVERYTHING: &str = "version 1\ndefault deny\nallow echo\ntool get-sum {\n  limit 2 per minute per grant as calls\n}\n";
-const RMCP: &str =
-    "version 1\ndefault deny\ntool add {\n  limit 2 per minute per grant as calls\n}\n";
+const RMCP: &str = "version 1\ndefault deny\ntool add {\n  limit 2 per minute per grant as calls\n}\ntool create_token {\n  require approval timeout 20 seconds\n}\n";
 
 #[test]
 fn two_servers_behind_one_gateway_each_with_its_policy_and_counters() {
@@ -28,6 +27,7 @@ fn two_servers_behind_one_gateway_each_with_its_policy_and_counters() {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_axum_mcp"));
     cmd.args(["--listen", "127.0.0.1:0", "--no-policy"]);
     let rmcp = support::start(cmd);
+    let admin = support::free_port();
     let config = dir.join("warden.toml");
     std::fs::write(
         &config,
@@ -51,7 +51,6 @@ timeout = 20
 "#,
             audit = dir.join("audit.jsonl").display(),
             redis = redis.url(),
-            admin = support::free_port(),
             ev = ev.url,
             rmcp = rmcp.url,
         ),
@@ -120,6 +119,48 @@ timeout = 20
         );
     }
     let text = call(&ev_url, &ev_sid, 12, "get-sum", json!({"a": 1, "b": 2}));
+    assert!(text.contains("POLICY DENIED"), "{text}");
+
+    // An approval names the server the call is for.
+    let asking = {
+        let (url, sid) = (rmcp_url.clone(), rmcp_sid.clone());
+        let base = gw.url.clone();
+        std::thread::spawn(move || {
+            let body = r#"{"jsonrpc":"2.0","id":20,"method":"tools/call","params":{"name":"create_token","arguments":{"name":"t"}}}"#;
+            let auth = "Bearer alice-token".to_owned();
+            let h = support::mcp_headers(&auth, Some(&sid));
+            support::http(&base, "POST", url.trim_start_matches(&base), &h, body).2
+        })
+    };
+    let admin_url = format!("http://127.0.0.1:{admin}");
+    let bearer = [("authorization", "Bearer admin-secret")];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let pending = loop {
+        let (_, _, body) = support::http(&admin_url, "GET", "/approvals", &bearer, "");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        if let Some(p) = v["pending"].as_array().and_then(|p| p.first()).cloned() {
+            break p;
+        }
+        if asking.is_finished() || std::time::Instant::now() > deadline {
+            panic!(
+                "no approval asked: {body}; the call answered {:?}",
+                asking.join().unwrap()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(pending["server"], "rmcp", "{pending}");
+    assert_eq!(pending["tool"], "create_token", "{pending}");
+    let id = pending["id"].as_str().unwrap();
+    let (status, _, _) = support::http(
+        &admin_url,
+        "POST",
+        &format!("/approvals/{id}/deny"),
+        &bearer,
+        "",
+    );
+    assert_eq!(status, 200);
+    let text = asking.join().unwrap();
     assert!(text.contains("POLICY DENIED"), "{text}");
 
     // Another path: a 404 that lists the endpoints.

@@ -249,6 +249,7 @@ pub(crate) fn open(
     let timeout = Duration::from_secs(approval.timeout_secs());
     let mut request =
         ApprovalRequest::new(caller.grant.as_deref(), &v.tool, v.args, &v.rule, timeout);
+    request.server = caller.server.as_deref().map(str::to_owned);
     if !approval.redact.is_empty() {
         request.args = request.args.map(|a| approval.shown(&a));
     }

@@ -399,6 +399,7 @@ impl<'a> Verdict<'a> {
             &self.rule,
             timeout,
         );
+        request.server = caller.server.as_deref().map(str::to_owned);
         // The approver sees the arguments minus what the policy redacts; the call hash was
         // made from the real ones, so the answer still binds them.
         if !approval.redact.is_empty() {

@@ -31,6 +31,9 @@ pub struct Decision {
     pub rule: String,
     pub message: String,
     pub request_id: String,
+    /// The server the call was for, in a gateway of several.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub server: String,
 }
 
 /// The recent decisions and the live subscribers.
@@ -151,6 +154,7 @@ impl Visit for Fields<'_> {
             "rule" => &mut self.0.rule,
             "message" if value != "-" => &mut self.0.message,
             "request_id" if value != "-" => &mut self.0.request_id,
+            "server" if value != "-" => &mut self.0.server,
             _ => return,
         };
         *slot = value.to_owned();

@@ -120,6 +120,7 @@ pub fn approvals(nav: Nav<'_>, pending: &[ApprovalRequest], error: Option<&str>)
                 @let left = (r.asked_at + r.timeout_secs).saturating_sub(now);
                 section.card id=(r.id) data-id=(r.id) {
                     div.meta {
+                        @if let Some(server) = &r.server { span { "server " b { (server) } } }
                         span { "tool " b.tool { (r.tool) } }
                         span { "grant " b { (r.grant.as_deref().unwrap_or("-")) } }
                         span { "rule " b { (r.rule) } }
@@ -203,7 +204,7 @@ const clock = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-d
 function row(d) {
   const tr = document.createElement('tr');
   tr.dataset.grant = d.grant; tr.dataset.tool = d.tool; tr.dataset.outcome = d.decision;
-  tr.append(cell(clock.format(d.at_ms)), cell(d.grant), cell(d.tool), cell(d.decision, 'd-' + d.decision), cell(d.rule), cell(d.message));
+  tr.append(cell(clock.format(d.at_ms)), cell(d.grant), cell(d.server ? d.server + ' / ' + d.tool : d.tool), cell(d.decision, 'd-' + d.decision), cell(d.rule), cell(d.message));
   tr.hidden = !match(d);
   return tr;
 }

@@ -36,6 +36,9 @@ pub struct ApprovalRequest {
     pub timeout_secs: u64,
     /// Seconds since the Unix epoch.
     pub asked_at: u64,
+    /// The server the call is for, when the gateway fronts several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -84,6 +87,7 @@ impl ApprovalRequest {
             asked_at: SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
+            server: None,
         }
     }
 }
