@@ -231,13 +231,15 @@ pub enum Command {
     },
     /// Print the JSON Schema of the policy.json format.
     Schema,
-    /// Put the policy in front of an MCP server reached over HTTP (Streamable HTTP).
+    /// Put the policy in front of MCP servers: one reached over HTTP(S), or several (and
+    /// stdio servers it launches) from a warden.toml.
     ///
-    /// Point MCP clients at http://LISTEN/ instead of the server. The policy file is
-    /// reloaded when it changes (or on SIGHUP); an invalid edit keeps the old policy.
-    /// Example:
+    /// Point MCP clients at http://LISTEN/ instead of the server (with --config: /mcp for
+    /// every server at once, /mcp/NAME for one). Policy files are reloaded when they change
+    /// (or on SIGHUP); an invalid edit keeps the old policy. Examples:
     ///   warden serve --policy policy.pol --upstream http://127.0.0.1:3001/mcp \
     ///     --grant-token alice=s3cret --audit audit.jsonl
+    ///   warden serve --config warden.toml
     Serve(Box<ServeArgs>),
     /// Launch a stdio MCP server and put the policy between it and the client.
     ///
