@@ -667,3 +667,75 @@ fn names_two_servers_share_are_prefixed_on_collision_and_stop_the_start_under_ne
     let unknown = call(7, "echo", json!({}));
     assert!(unknown.contains("belongs to no server"), "{unknown}");
 }
+
+#[test]
+fn requests_the_servers_send_the_client_find_their_way_back_through_the_aggregated_endpoint() {
+    let warden = support::warden().expect("warden binary");
+    let python = support::python().expect("python with the mcp SDK");
+    let cf = support::conformance_server(&python);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_axum_mcp"));
+    cmd.args(["--listen", "127.0.0.1:0", "--no-policy"]);
+    let rmcp = support::start(cmd);
+    let dir = support::scratch("servers-asking");
+    std::fs::write(
+        dir.join("cf.pol"),
+        "version 1\ndefault allow\ntool test_simple_text {\n  require approval via client timeout 30 seconds\n}\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("rmcp.pol"), "version 1\ndefault allow\n").unwrap();
+    std::fs::write(
+        dir.join("warden.toml"),
+        format!(
+            "listen = \"127.0.0.1:0\"\ngrant-token = [\"alice=alice-token\"]\n\n[servers.cf]\nurl = \"{}\"\npolicy = \"cf.pol\"\n\n[servers.rmcp]\nurl = \"{}\"\npolicy = \"rmcp.pol\"\n",
+            cf.url, rmcp.url
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(&warden);
+    cmd.args(["serve", "--config"])
+        .arg(dir.join("warden.toml"))
+        .env("WARDEN_LOG", "warn");
+    let gw = support::start(cmd);
+    // The gate's own question (an approval asked in the client) and the server's (its
+    // elicitation), each on a call's stream, each answered by the person at the client.
+    let calls = json!([
+        ["cf_test_simple_text", {}],
+        ["cf_test_elicitation", {"message": "who are you?"}],
+        ["rmcp_add", {"a": 1, "b": 1}]
+    ]);
+    let out = support::run_python(
+        &python,
+        "elicit_scenario.py",
+        &[
+            &format!("{}/mcp", gw.url),
+            "legacy",
+            "alice-token",
+            r#"["accept", "accept"]"#,
+            &calls.to_string(),
+        ],
+    );
+    let asked = out["elicitations"].as_array().unwrap();
+    assert_eq!(asked.len(), 2, "{out:#}");
+    assert!(
+        asked[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Tool: test_simple_text"),
+        "{out:#}"
+    );
+    assert_eq!(asked[1]["message"], "who are you?", "{out:#}");
+    let calls = out["calls"].as_array().unwrap();
+    assert_eq!(
+        calls[0]["text"], "This is a simple text response for testing.",
+        "{out:#}"
+    );
+    assert!(
+        calls[1]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("User response"),
+        "{out:#}"
+    );
+    assert_eq!(calls[1]["is_error"], false, "{out:#}");
+    assert_eq!(calls[2]["text"], "2", "{out:#}");
+}

@@ -25,10 +25,13 @@
 //!   cannot call), and the others go on. A server that lost the session (restarted) is
 //!   opened again and the request sent once more.
 //!
+//! - Requests a server sends the client on an answer's stream (sampling, elicitation,
+//!   roots, and the approvals a gate asks in the client) are renamed `NAME/ID`, so that the
+//!   client's answer goes back to the server that asked, under its own id.
+//!
 //! Not here yet: the standalone GET stream (answered 405, which the spec allows: clients
-//! then get no `list_changed`), requests the servers send the client (sampling,
-//! elicitation: their ids would need mapping between servers), batches, and protocol
-//! 2026-07-28 (answered 400, which makes clients fall back to 2025-11-25).
+//! then get no `list_changed`, and a server's requests there are not relayed), batches, and
+//! protocol 2026-07-28 (answered 400, which makes clients fall back to 2025-11-25).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -306,10 +309,9 @@ impl Aggregate {
         };
         let id = obj.get("id").cloned();
         let Some(method) = obj.get("method").and_then(Value::as_str) else {
-            // The client's answer to a request a server sent it: which server asked is not
-            // known here (see the module's notes).
-            tracing::warn!(target: "warden::gateway", "a client's answer to a server request reached the aggregated endpoint; dropped");
-            return accepted();
+            // The client's answer to a request a server (or its gate) sent it: the id says
+            // which server asked, and what it called the request.
+            return self.answer_to_server(&parts, &message).await;
         };
         let method = method.to_owned();
         if method == "initialize" {
@@ -647,10 +649,73 @@ impl Aggregate {
                         .unwrap_or_else(PoisonError::into_inner)[i] = Upstreams::default();
                     return self.down(i, id, &why);
                 }
-                _ => return without_session(answer),
+                _ => return self.named_requests(i, without_session(answer)),
             }
         }
         self.down(i, id, "the server lost the session twice")
+    }
+
+    /// Requests server `i` (or its gate: an approval asked in the client) sends the client on
+    /// an answer's stream get ids that say whose they are: `NAME/ID`, the server's id as
+    /// JSON after the slash. Two servers' ids never collide, and the client's answer finds
+    /// its way back ([`Aggregate::answer_to_server`]).
+    fn named_requests(&self, i: usize, answer: Response<Body>) -> Response<Body> {
+        let sse = answer
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        if !sse {
+            return answer;
+        }
+        let name = self.names[i].clone();
+        let (parts, body) = answer.into_parts();
+        let body = warden_tower::map_messages(body, move |m| {
+            let is_request = m.get("method").is_some() && m.get("id").is_some();
+            if is_request {
+                m["id"] = format!("{name}/{}", m["id"]).into();
+            }
+            is_request
+        });
+        Response::from_parts(parts, body)
+    }
+
+    /// A client's answer to a request of `NAME/ID`: to server NAME's session, as `ID`.
+    async fn answer_to_server(
+        &self,
+        parts: &http::request::Parts,
+        message: &Value,
+    ) -> Response<Body> {
+        let routed = message
+            .get("id")
+            .and_then(Value::as_str)
+            .and_then(|id| id.split_once('/'))
+            .and_then(|(server, original)| {
+                let i = self.names.iter().position(|n| **n == *server)?;
+                Some((i, serde_json::from_str::<Value>(original).ok()?))
+            });
+        let (Some((i, original)), Some(session)) = (routed, self.session(&parts.headers)) else {
+            tracing::warn!(target: "warden::gateway", "an answer to a request no server here sent reached the aggregated endpoint; dropped");
+            return accepted();
+        };
+        let mut answer = message.clone();
+        answer["id"] = original;
+        let up = session
+            .servers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)[i]
+            .clone();
+        let reply = self
+            .send(parts, &up, i, Bytes::from(answer.to_string()))
+            .await;
+        let status = reply.status();
+        let _ = warden_tower::collect(reply.into_body(), MAX_ANSWER).await;
+        let mut r = Response::new(Body::empty());
+        *r.status_mut() = if status.is_success() {
+            StatusCode::ACCEPTED
+        } else {
+            status
+        };
+        r
     }
 
     fn down(&self, i: usize, id: &Value, why: &str) -> Response<Body> {

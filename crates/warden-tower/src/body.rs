@@ -416,6 +416,83 @@ fn with_data(event: &str, rewritten: &str) -> String {
     out
 }
 
+/// An event stream whose JSON messages pass through `f` on their way: an event whose
+/// message `f` changed (it returns `true`) is written again with the new message, every
+/// other byte passes as it came. A gateway in front of several servers renames the ids of
+/// their requests with it.
+pub fn map_messages<F>(body: Body, f: F) -> Body
+where
+    F: FnMut(&mut Value) -> bool + Send + Unpin + 'static,
+{
+    Body::new(MessageMap {
+        inner: body,
+        buf: BytesMut::new(),
+        f,
+        done: false,
+    })
+}
+
+struct MessageMap<F> {
+    inner: Body,
+    buf: BytesMut,
+    f: F,
+    done: bool,
+}
+
+impl<F: FnMut(&mut Value) -> bool> MessageMap<F> {
+    fn rewrite(&mut self, event: &[u8]) -> Option<String> {
+        let text = String::from_utf8_lossy(event);
+        let data: Vec<&str> = lines(&text).filter_map(data_value).collect();
+        if data.is_empty() {
+            return None;
+        }
+        let mut message: Value = serde_json::from_str(&data.join("\n")).ok()?;
+        (self.f)(&mut message).then(|| with_data(&text, &message.to_string()))
+    }
+}
+
+impl<F: FnMut(&mut Value) -> bool + Unpin> http_body::Body for MessageMap<F> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        loop {
+            if this.done {
+                return Poll::Ready(None);
+            }
+            match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => {
+                        this.buf.extend_from_slice(&data);
+                        let mut out = BytesMut::new();
+                        while let Some(end) = event_end(&this.buf) {
+                            let event = this.buf.split_to(end);
+                            match this.rewrite(&event) {
+                                Some(e) => out.extend_from_slice(e.as_bytes()),
+                                None => out.extend_from_slice(&event),
+                            }
+                        }
+                        if !out.is_empty() {
+                            return Poll::Ready(Some(Ok(Frame::data(out.freeze()))));
+                        }
+                    }
+                    Err(trailers) => return Poll::Ready(Some(Ok(trailers))),
+                },
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                None => {
+                    this.done = true;
+                    let rest = this.buf.split().freeze();
+                    return Poll::Ready((!rest.is_empty()).then(|| Ok(Frame::data(rest))));
+                }
+            }
+        }
+    }
+}
+
 /// Why [`collect`] gave up.
 #[derive(Debug)]
 pub enum Uncollected {

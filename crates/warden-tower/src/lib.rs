@@ -44,7 +44,7 @@ pub use approval::{
     Answer, AnswerFuture, ApprovalDesk, ApprovalQueue, ApprovalRequest, Approver, DeskFuture,
     Refuse, Webhook,
 };
-pub use body::{Body, BoxError, Uncollected, collect};
+pub use body::{Body, BoxError, Uncollected, collect, map_messages};
 pub use grant::{
     BearerGrant, Claims, DefaultGrant, Grant, GrantExtractor, HeaderGrant, bearer_token, short_hash,
 };
