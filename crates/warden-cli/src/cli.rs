@@ -80,7 +80,8 @@ pub enum Command {
     ///   warden explain policy.pol --prompt summarize --args '{"temperature": 2}'
     #[command(group(clap::ArgGroup::new("called").required(true).args(["tool", "resource", "prompt"])))]
     Explain {
-        /// The policy file.
+        /// The policy file, or a warden.toml: then the name is `<server>_<name>`, as the
+        /// aggregated /mcp shows it, and that server's policy decides.
         #[arg(value_name = "FILE")]
         file: PathBuf,
         /// The tool being called.

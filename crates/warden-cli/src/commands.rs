@@ -274,6 +274,54 @@ struct Caller<'a> {
     claims: Option<&'a str>,
 }
 
+/// The policy of the server a `<server>_<name>` belongs to in a warden.toml (the longest
+/// server name that fits), and the name the server knows. A resource (a URI) is not renamed:
+/// it needs `<server>_` in front here too.
+fn server_of<'n>(config: &Path, kind: Kind, name: &'n str) -> Result<(PathBuf, &'n str), CliError> {
+    let (config_file, text) = crate::config::load(config, crate::config::Purpose::Check).map_err(
+        |(problems, text)| {
+            let shown = config.display().to_string();
+            for d in &problems {
+                eprintln!("{}", d.render(&shown, &text, report::color()));
+            }
+            CliError::Invalid {
+                path: config.to_owned(),
+                count: problems.len(),
+            }
+        },
+    )?;
+    let _ = text;
+    let found = config_file
+        .servers
+        .iter()
+        .filter_map(|s| {
+            let rest = name.strip_prefix(s.name.as_str())?.strip_prefix('_')?;
+            Some((s, rest))
+        })
+        .max_by_key(|(s, _)| s.name.len());
+    match found {
+        Some((s, bare)) => {
+            eprintln!(
+                "server {} ({}), {} `{bare}`",
+                s.name,
+                s.policy.display(),
+                kind.noun()
+            );
+            Ok((s.policy.clone(), bare))
+        }
+        None => Err(CliError::Usage(format!(
+            "{name:?} names no server of {}: write <server>_<name>, the servers being {}",
+            config.display(),
+            config_file
+                .servers
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
 fn explain(
     file: &Path,
     (kind, name): (Kind, &str),
@@ -302,6 +350,16 @@ fn explain(
             Some(v)
         }
     };
+    // A warden.toml: the name as the aggregated `/mcp` shows it (`<server>_<name>`) picks
+    // the server, whose policy decides the name the server knows.
+    let (file, name) = match file.extension().is_some_and(|e| e == "toml") {
+        false => (file.to_owned(), name),
+        true => {
+            let (policy, bare) = server_of(file, kind, name)?;
+            (policy, bare)
+        }
+    };
+    let file = file.as_path();
     let (src, policy) = source::load(file)?;
     let compiled = source::compiled(&src, &policy)?;
     let mut call = Call::of(kind, name)
