@@ -164,6 +164,12 @@ struct Session {
     touched: Mutex<Instant>,
 }
 
+/// Why a server did not open a session: its status and its words.
+struct Refused {
+    status: StatusCode,
+    why: String,
+}
+
 /// What one server knows of a client session.
 #[derive(Clone, Default)]
 struct Upstreams {
@@ -396,7 +402,9 @@ impl Aggregate {
                 let uri = params.get("uri").and_then(Value::as_str).unwrap_or("");
                 match self.owner(&session, uri) {
                     Some(i) => self.forward(&parts, &session, i, &message, &id).await,
-                    None => self.unknown(&id, &method, uri),
+                    // Not listed to this session (a template's URI, or read without
+                    // listing): the servers that offer resources are asked in turn.
+                    None => self.ask_around(&parts, &session, uri, &message, &id).await,
                 }
             }
             other => error(
@@ -490,7 +498,7 @@ impl Aggregate {
         template: &http::request::Parts,
         session: &Session,
         i: usize,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, Refused> {
         let answer = self
             .send(
                 template,
@@ -505,10 +513,13 @@ impl Aggregate {
         let result = match message.as_ref().and_then(|m| m.get("result")) {
             Some(r) if status.is_success() => r.clone(),
             _ => {
-                return Err(message
-                    .as_ref()
-                    .and_then(|m| m["error"]["message"].as_str())
-                    .map_or_else(|| format!("answered {status}"), str::to_owned));
+                return Err(Refused {
+                    status,
+                    why: message
+                        .as_ref()
+                        .and_then(|m| m["error"]["message"].as_str())
+                        .map_or_else(|| format!("answered {status}"), str::to_owned),
+                });
             }
         };
         let up = Upstreams {
@@ -559,12 +570,20 @@ impl Aggregate {
                         instructions.push(format!("{}: {text}", self.names[i]));
                     }
                 }
-                Err(why) => {
-                    tracing::warn!(target: "warden::gateway", server = %self.names[i], error = %why, "server not opened for a new session; tried again when next needed");
+                Err(r) => {
+                    tracing::warn!(target: "warden::gateway", server = %self.names[i], error = %r.why, "server not opened for a new session; tried again when next needed");
                 }
             }
         }
         let Some(version) = version else {
+            // Every server refused this client the same way (its Host or Origin, say): the
+            // client hears that refusal, not a gateway error.
+            let refusals: Vec<&Refused> = opened.iter().filter_map(|r| r.as_ref().err()).collect();
+            if let Some(first) = refusals.first().filter(|f| {
+                f.status.is_client_error() && refusals.iter().all(|r| r.status == f.status)
+            }) {
+                return error(first.status, &id, -32600, &first.why);
+            }
             return error(
                 StatusCode::BAD_GATEWAY,
                 &id,
@@ -604,7 +623,7 @@ impl Aggregate {
         if up.version.is_some() {
             return Ok(up);
         }
-        self.open(parts, session, i).await?;
+        self.open(parts, session, i).await.map_err(|r| r.why)?;
         Ok(session
             .servers
             .lock()
@@ -716,6 +735,51 @@ impl Aggregate {
             status
         };
         r
+    }
+
+    /// A resource request for a URI no list showed this session: each server offering
+    /// resources is asked until one answers without an error; that server then owns it.
+    async fn ask_around(
+        &self,
+        parts: &http::request::Parts,
+        session: &Session,
+        uri: &str,
+        message: &Value,
+        id: &Value,
+    ) -> Response<Body> {
+        let mut last = None;
+        for i in 0..self.names.len() {
+            let Ok(up) = self.upstream(parts, session, i).await else {
+                continue;
+            };
+            if up
+                .capabilities
+                .as_ref()
+                .is_some_and(|c| c.get("resources").is_none())
+            {
+                continue;
+            }
+            let answer = self
+                .send(parts, &up, i, Bytes::from(message.to_string()))
+                .await;
+            let (head, body) = answer.into_parts();
+            let Ok(bytes) = warden_tower::collect(body, MAX_ANSWER).await else {
+                continue;
+            };
+            let failed = !head.status.is_success()
+                || read_message(&bytes).is_some_and(|m| m.get("error").is_some());
+            let answer = without_session(Response::from_parts(head, Body::full(bytes)));
+            if !failed {
+                session
+                    .uris
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(uri.to_owned(), i);
+                return answer;
+            }
+            last = Some(answer);
+        }
+        last.unwrap_or_else(|| self.unknown(id, "resources/read", uri))
     }
 
     fn down(&self, i: usize, id: &Value, why: &str) -> Response<Body> {
@@ -935,10 +999,14 @@ async fn read_answer(r: Response<Body>) -> Option<Value> {
     let bytes = warden_tower::collect(r.into_body(), MAX_ANSWER)
         .await
         .ok()?;
-    if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
+    read_message(&bytes)
+}
+
+fn read_message(bytes: &[u8]) -> Option<Value> {
+    if let Ok(v) = serde_json::from_slice::<Value>(bytes) {
         return Some(v);
     }
-    let text = String::from_utf8_lossy(&bytes);
+    let text = String::from_utf8_lossy(bytes);
     text.lines()
         .rev()
         .filter_map(|l| l.strip_prefix("data:"))
