@@ -2,8 +2,8 @@
 //! its server scenarios) gives the same result per scenario, and per check, directly against
 //! a conforming server and through `warden serve` with a `default allow` policy — at both
 //! protocol revisions the suite knows; and at 2025-11-25 through the aggregated `/mcp` of a
-//! `warden.toml` with that one server (every scenario the same; the checks too, but for the
-//! two that need the standalone GET stream it does not offer yet). Scenarios include the
+//! `warden.toml` with that one server (every scenario the same; the checks too, but for
+//! resuming the merged standalone stream and opening a second one, not offered yet). Scenarios include the
 //! server calling back the client (sampling, elicitation, progress, logging), SSE polling
 //! and resumption, sessions and DNS rebinding protection.
 //!
@@ -136,8 +136,8 @@ fn the_conformance_suite_sees_the_same_server_through_the_gateway() {
             "{revision}: scenarios differ through the aggregated endpoint: {:?}",
             lines_differing(&direct, &all)
         );
-        // What it does not offer yet: the standalone GET stream, so SSE resumption and a
-        // second stream are not exercised there. Every other check is the same.
+        // What it does not offer yet: resuming the merged standalone stream (Last-Event-ID)
+        // and a second standalone stream at once. Every other check is the same.
         let differing: Vec<String> = lines_differing(&direct_checks, &all_checks)
             .into_iter()
             .filter(|l| {

@@ -739,3 +739,57 @@ fn requests_the_servers_send_the_client_find_their_way_back_through_the_aggregat
     assert_eq!(calls[1]["is_error"], false, "{out:#}");
     assert_eq!(calls[2]["text"], "2", "{out:#}");
 }
+
+#[test]
+fn a_policy_reload_on_one_server_tells_the_aggregated_stream_to_list_again() {
+    let warden = support::warden().expect("warden binary");
+    let everything = support::everything().expect("server-everything");
+    let python = support::python().expect("python with the mcp SDK");
+    let dir = support::scratch("servers-list-changed");
+    std::fs::write(
+        dir.join("everything.pol"),
+        "version 1\ndefault deny\nallow echo\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("rmcp.pol"), "version 1\ndefault deny\nallow add\n").unwrap();
+    let ev = support::start_everything(&everything);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_axum_mcp"));
+    cmd.args(["--listen", "127.0.0.1:0", "--no-policy"]);
+    let rmcp = support::start(cmd);
+    std::fs::write(
+        dir.join("warden.toml"),
+        format!(
+            "listen = \"127.0.0.1:0\"\ngrant-token = [\"alice=alice-token\"]\n\n[servers.everything]\nurl = \"{}\"\npolicy = \"everything.pol\"\n\n[servers.rmcp]\nurl = \"{}\"\npolicy = \"rmcp.pol\"\n",
+            ev.url, rmcp.url
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(&warden);
+    cmd.args(["serve", "--config"])
+        .arg(dir.join("warden.toml"))
+        .env("WARDEN_LOG", "warn");
+    let gw = support::start(cmd);
+    // The merged GET stream carries everything's gate's `list_changed` after its policy
+    // changes; the next merged list lacks what that policy took away.
+    let policy = dir.join("everything.pol");
+    let out = support::run_python(
+        &python,
+        "list_changed_scenario.py",
+        &[
+            &format!("{}/mcp", gw.url),
+            "alice-token",
+            policy.to_str().unwrap(),
+            "version 1\ndefault deny\n",
+        ],
+    );
+    assert_eq!(
+        out["before"],
+        json!(["everything_echo", "rmcp_add"]),
+        "{out}"
+    );
+    assert_eq!(
+        out["notified"], true,
+        "no tools/list_changed through /mcp: {out}"
+    );
+    assert_eq!(out["after"], json!(["rmcp_add"]), "{out}");
+}

@@ -29,9 +29,12 @@
 //!   roots, and the approvals a gate asks in the client) are renamed `NAME/ID`, so that the
 //!   client's answer goes back to the server that asked, under its own id.
 //!
-//! Not here yet: the standalone GET stream (answered 405, which the spec allows: clients
-//! then get no `list_changed`, and a server's requests there are not relayed), batches, and
-//! protocol 2026-07-28 (answered 400, which makes clients fall back to 2025-11-25).
+//! - `GET /mcp` is every server's standalone stream merged into one (`list_changed` from any
+//!   server reaches the client, which lists again), with requests renamed the same way.
+//!
+//! Not here yet: resuming a stream (`Last-Event-ID`: the events of several servers have no
+//! one order to resume in), batches, and protocol 2026-07-28 (answered 400, which makes
+//! clients fall back to 2025-11-25).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -279,15 +282,16 @@ impl Aggregate {
         match parts.method {
             Method::POST => {}
             Method::DELETE => return self.close(&parts).await,
+            Method::GET => return self.listen(&parts).await,
             _ => {
                 let mut r = error(
                     StatusCode::METHOD_NOT_ALLOWED,
                     &Value::Null,
                     -32600,
-                    "the aggregated endpoint offers no standalone stream: POST or DELETE",
+                    "the aggregated endpoint takes POST, GET (the standalone stream) and DELETE",
                 );
                 r.headers_mut()
-                    .insert(header::ALLOW, HeaderValue::from_static("POST, DELETE"));
+                    .insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
                 return r;
             }
         }
@@ -696,6 +700,98 @@ impl Aggregate {
             is_request
         });
         Response::from_parts(parts, body)
+    }
+
+    /// `GET /mcp`: every open server's standalone stream, merged into one (their requests
+    /// renamed `NAME/ID` as on a call's stream). A server without one is left out; with
+    /// none at all, the answer is 405, as from a server that offers none.
+    async fn listen(&self, parts: &http::request::Parts) -> Response<Body> {
+        let Some(session) = self.session(&parts.headers) else {
+            return error(
+                StatusCode::NOT_FOUND,
+                &Value::Null,
+                -32001,
+                "unknown or missing session: initialize first",
+            );
+        };
+        let open: Vec<(usize, Upstreams)> = session
+            .servers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .enumerate()
+            .filter(|(_, u)| u.version.is_some())
+            .collect();
+        let streams = futures_util::future::join_all(open.into_iter().map(|(i, up)| async move {
+            let mut req = Request::new(Body::empty());
+            *req.method_mut() = Method::GET;
+            *req.uri_mut() = parts.uri.clone();
+            *req.headers_mut() = parts.headers.clone();
+            *req.extensions_mut() = parts.extensions.clone();
+            let h = req.headers_mut();
+            h.remove("last-event-id");
+            h.remove(SESSION);
+            if let Some(s) = up.session {
+                h.insert(SESSION, s);
+            }
+            if let Some(v) = up.version {
+                h.insert(VERSION, v);
+            }
+            let mut gate = self.gates[i].clone();
+            let Ok(r) = gate.call(req).await;
+            (i, r)
+        }))
+        .await;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+        let mut any = false;
+        for (i, r) in streams {
+            if r.status() != StatusCode::OK {
+                continue;
+            }
+            any = true;
+            let mut body = self.named_requests(i, r).into_body();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                use http_body_util::BodyExt;
+                loop {
+                    let frame = tokio::select! {
+                        f = body.frame() => f,
+                        () = tx.closed() => return,
+                    };
+                    match frame {
+                        Some(Ok(f)) => {
+                            if let Ok(data) = f.into_data() {
+                                if tx.send(data).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        _ => return,
+                    }
+                }
+            });
+        }
+        if !any {
+            let mut r = Response::new(Body::empty());
+            *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST, DELETE"));
+            return r;
+        }
+        drop(tx);
+        let events = futures_util::stream::unfold(rx, |mut rx| async move {
+            let data = rx.recv().await?;
+            Some((Ok::<_, Infallible>(http_body::Frame::data(data)), rx))
+        });
+        let mut r = Response::new(Body::new(http_body_util::StreamBody::new(events)));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        r
     }
 
     /// A client's answer to a request of `NAME/ID`: to server NAME's session, as `ID`.
