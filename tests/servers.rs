@@ -163,6 +163,18 @@ timeout = 20
     let text = asking.join().unwrap();
     assert!(text.contains("POLICY DENIED"), "{text}");
 
+    // Metrics count each server's decisions apart.
+    let (_, _, metrics) = support::http(&admin_url, "GET", "/metrics", &bearer, "");
+    for server in ["everything", "rmcp"] {
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("warden_decisions_total")
+                    && l.contains(&format!("server=\"{server}\""))),
+            "{metrics}"
+        );
+    }
+
     // Another path: a 404 that lists the endpoints.
     let (status, _, body) = support::http(
         &gw.url,

@@ -81,8 +81,14 @@ pub(crate) fn record(r: &Record<'_>) {
         would_block = r.would_block,
         "{} call {}", r.kind.noun(), r.decision
     );
-    metrics::counter!("warden_decisions_total", "decision" => r.decision, "would_block" => if r.would_block { "true" } else { "false" })
-        .increment(1);
+    let would_block = if r.would_block { "true" } else { "false" };
+    match r.server {
+        // A gateway of several servers counts each server's decisions apart.
+        Some(server) => metrics::counter!("warden_decisions_total", "decision" => r.decision, "would_block" => would_block, "server" => server.to_owned())
+            .increment(1),
+        None => metrics::counter!("warden_decisions_total", "decision" => r.decision, "would_block" => would_block)
+            .increment(1),
+    }
     metrics::histogram!("warden_decision_seconds").record(r.latency.as_secs_f64());
 }
 
