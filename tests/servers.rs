@@ -37,6 +37,7 @@ grant-token = ["alice=alice-token"]
 audit = "{audit}"
 redis = "{redis}"
 redis-prefix = "servers-e2e:"
+record = "{record}"
 admin = "127.0.0.1:{admin}"
 admin-token = "admin-secret"
 
@@ -50,6 +51,7 @@ policy = "rmcp.pol"
 timeout = 20
 "#,
             audit = dir.join("audit.jsonl").display(),
+            record = dir.join("calls.jsonl").display(),
             redis = redis.url(),
             ev = ev.url,
             rmcp = rmcp.url,
@@ -188,6 +190,41 @@ timeout = 20
     );
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("/mcp/everything, /mcp/rmcp"), "{body}");
+
+    // The recording names each call's server; replayed against the same file, every call
+    // is decided as it was, each by its server's policy and counters.
+    let out = Command::new(&warden)
+        .args(["replay", "--policy"])
+        .arg(&config)
+        .arg(dir.join("calls.jsonl"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("decided the same, 0 differently"),
+        "{stdout}"
+    );
+    // The same calls against one server's policy alone: everything's calls are not its.
+    std::fs::write(
+        dir.join("stricter.toml"),
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("policy = \"rmcp.pol\"", "policy = \"everything.pol\""),
+    )
+    .unwrap();
+    let out = Command::new(&warden)
+        .args(["replay", "--policy"])
+        .arg(dir.join("stricter.toml"))
+        .arg(dir.join("calls.jsonl"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("rmcp: add"), "{stdout}");
 
     // Every audit line names its server.
     let audit = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap();

@@ -184,7 +184,8 @@ pub enum Command {
     /// see the same pace. Bad lines are reported with their numbers and skipped. Exits 0
     /// (2 with --fail-on-change when anything would change), 1 on bad input.
     Replay {
-        /// The policy to try (`.pol` or `.json`).
+        /// The policy to try (`.pol` or `.json`), or a warden.toml: each call is replayed
+        /// against its server's policy (a recording names the server of every call).
         #[arg(long, value_name = "FILE")]
         policy: PathBuf,
         /// Recordings (several replicas' files replay together, in time order).

@@ -100,26 +100,77 @@ struct Changes {
     examples: Vec<String>,
 }
 
+/// The policy (and counters) a recorded call is replayed against: the one `--policy`, or,
+/// with a warden.toml, its server's.
+struct Target {
+    src: source::Source,
+    compiled: warden_policy::CompiledPolicy,
+    sim: Simulator,
+}
+
+/// `--policy FILE`, or every server's policy of a warden.toml by server name.
+fn targets(policy: &Path) -> Result<BTreeMap<Option<String>, Target>, CliError> {
+    let load = |path: &Path| -> Result<Target, CliError> {
+        let (src, model) = source::load(path)?;
+        let compiled = source::compiled(&src, &model)?;
+        Ok(Target {
+            src,
+            compiled,
+            sim: Simulator::new(1_000_000),
+        })
+    };
+    if policy.extension().is_none_or(|e| e != "toml") {
+        return Ok(BTreeMap::from([(None, load(policy)?)]));
+    }
+    let (config, _) = crate::config::load(policy, crate::config::Purpose::Check).map_err(
+        |(problems, text)| {
+            let name = policy.display().to_string();
+            for d in &problems {
+                eprintln!("{}", d.render(&name, &text, crate::report::color()));
+            }
+            CliError::Invalid {
+                path: policy.to_owned(),
+                count: problems.len(),
+            }
+        },
+    )?;
+    config
+        .servers
+        .iter()
+        .map(|s| Ok((Some(s.name.clone()), load(&s.policy)?)))
+        .collect()
+}
+
 pub fn run(policy: &Path, files: &[PathBuf], fail_on_change: bool) -> Result<ExitCode, CliError> {
-    let (src, model) = source::load(policy)?;
-    let compiled = source::compiled(&src, &model)?;
+    let targets = targets(policy)?;
+    let several = targets.keys().any(Option::is_some);
     let (calls, bad) = read(files)?;
-    let sim = Simulator::new(1_000_000);
     let start = calls.first().map_or(0, |c| c.at_ms);
     let mut elapsed = 0;
     // (from, to) → per tool; and per deciding rule of the new policy.
     let mut by_tool: BTreeMap<(Class, Class), BTreeMap<String, Changes>> = BTreeMap::new();
-    let mut by_rule: BTreeMap<(Class, Class), BTreeMap<String, usize>> = BTreeMap::new();
+    let mut by_rule: BTreeMap<(Class, Class), BTreeMap<(Option<String>, String), usize>> =
+        BTreeMap::new();
     let mut unknown = 0;
+    let mut elsewhere = 0;
     let mut same = 0;
     for c in &calls {
         let now = c.at_ms.saturating_sub(start);
         if now > elapsed {
-            sim.advance(Duration::from_millis(now - elapsed));
+            for t in targets.values() {
+                t.sim.advance(Duration::from_millis(now - elapsed));
+            }
             elapsed = now;
         }
         let Some(before) = recorded(&c.decision) else {
             unknown += 1;
+            continue;
+        };
+        // With a warden.toml, the call's server's policy; a call of no server there (or
+        // recorded by a one-server gateway) is left out and counted.
+        let key = if several { c.server.clone() } else { None };
+        let Some(Target { compiled, sim, .. }) = targets.get(&key) else {
+            elsewhere += 1;
             continue;
         };
         let args = crate::simulate::args_of(c.kind, &c.tool, c.args.clone());
@@ -127,7 +178,7 @@ pub fn run(policy: &Path, files: &[PathBuf], fail_on_change: bool) -> Result<Exi
         call.session = c.session.as_deref();
         call.args = args.as_ref();
         call.claims = c.claims.as_ref();
-        let (d, came) = sim.run(&compiled, &call);
+        let (d, came) = sim.run(compiled, &call);
         let after = match came {
             Came::Allow => Class::Allow,
             Came::Deny { .. } | Came::Hidden => Class::Deny,
@@ -138,10 +189,15 @@ pub fn run(policy: &Path, files: &[PathBuf], fail_on_change: bool) -> Result<Exi
             same += 1;
             continue;
         }
-        // A tool by its name; another kind's call says its kind: `resource file:///a`.
+        // A tool by its name; another kind's call says its kind: `resource file:///a`; with
+        // several servers, the server first: `rmcp: add`.
         let called = match c.kind {
             Kind::Tool => c.tool.clone(),
             kind => format!("{} {}", kind.noun(), c.tool),
+        };
+        let called = match &key {
+            Some(server) => format!("{server}: {called}"),
+            None => called,
         };
         let entry = by_tool
             .entry((before, after))
@@ -155,7 +211,7 @@ pub fn run(policy: &Path, files: &[PathBuf], fail_on_change: bool) -> Result<Exi
         *by_rule
             .entry((before, after))
             .or_default()
-            .entry(d.rule().to_owned())
+            .entry((key.clone(), d.rule().to_owned()))
             .or_default() += 1;
     }
 
@@ -167,9 +223,14 @@ pub fn run(policy: &Path, files: &[PathBuf], fail_on_change: bool) -> Result<Exi
         .sum();
     writeln!(
         out,
-        "{} recorded calls replayed against {}: {same} decided the same, {changed} differently{}{}",
+        "{} recorded calls replayed against {}: {same} decided the same, {changed} differently{}{}{}",
         calls.len(),
-        src.name(),
+        policy.display(),
+        if elsewhere > 0 {
+            format!(", {elsewhere} for a server the file does not name")
+        } else {
+            String::new()
+        },
         if unknown > 0 {
             format!(", {unknown} with a recorded decision this version does not know")
         } else {
@@ -193,9 +254,12 @@ pub fn run(policy: &Path, files: &[PathBuf], fail_on_change: bool) -> Result<Exi
         if let Some(rules) = by_rule.get(&(*from, *to)) {
             let located: Vec<String> = rules
                 .iter()
-                .map(|(r, n)| match src.location(r) {
-                    Some(at) => format!("{r} ({at}): {n}"),
-                    None => format!("{r}: {n}"),
+                .map(|((server, r), n)| {
+                    let at = targets.get(server).and_then(|t| t.src.location(r));
+                    match at {
+                        Some(at) => format!("{r} ({at}): {n}"),
+                        None => format!("{r}: {n}"),
+                    }
                 })
                 .collect();
             writeln!(out, "  decided by: {}", located.join("; "))?;
