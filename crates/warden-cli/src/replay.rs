@@ -93,6 +93,9 @@ fn read(files: &[PathBuf]) -> Result<(Vec<RecordedCall>, usize), CliError> {
     Ok((calls, bad))
 }
 
+/// A deciding rule, and whose policy it is in (with a warden.toml).
+type ServerRule = (Option<String>, String);
+
 /// One change, as counted and shown.
 #[derive(Default)]
 struct Changes {
@@ -149,8 +152,7 @@ pub fn run(policy: &Path, files: &[PathBuf], fail_on_change: bool) -> Result<Exi
     let mut elapsed = 0;
     // (from, to) → per tool; and per deciding rule of the new policy.
     let mut by_tool: BTreeMap<(Class, Class), BTreeMap<String, Changes>> = BTreeMap::new();
-    let mut by_rule: BTreeMap<(Class, Class), BTreeMap<(Option<String>, String), usize>> =
-        BTreeMap::new();
+    let mut by_rule: BTreeMap<(Class, Class), BTreeMap<ServerRule, usize>> = BTreeMap::new();
     let mut unknown = 0;
     let mut elsewhere = 0;
     let mut same = 0;
