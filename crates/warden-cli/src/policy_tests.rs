@@ -116,22 +116,83 @@ struct CaseResult {
     failure: Option<Failure>,
 }
 
+/// The policies a test file's steps are decided by: one, or (its `policy` a warden.toml)
+/// each server's, a step's name then being `<server>_<name>` as the aggregated `/mcp`
+/// shows it.
+struct Servers<'a> {
+    /// `(name, compiled, source)`; one unnamed entry for a single policy.
+    policies: Vec<(Option<String>, &'a CompiledPolicy, &'a Source)>,
+}
+
+impl<'a> Servers<'a> {
+    /// Which policy decides `name`, and the name it knows.
+    fn route<'n>(&self, name: &'n str) -> Option<(usize, &'n str)> {
+        if let [(None, _, _)] = self.policies.as_slice() {
+            return Some((0, name));
+        }
+        self.policies
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (server, _, _))| {
+                let rest = name.strip_prefix(server.as_deref()?)?.strip_prefix('_')?;
+                Some((i, server.as_deref().map_or(0, str::len), rest))
+            })
+            .max_by_key(|(_, len, _)| *len)
+            .map(|(i, _, rest)| (i, rest))
+    }
+}
+
 /// Runs one test's steps on fresh counters at virtual time zero.
 fn run_case(
-    compiled: &CompiledPolicy,
-    policy_src: &Source,
+    servers: &Servers<'_>,
     test_src: &Source,
     steps: &[Step],
     mut hits: Option<&mut Coverage>,
 ) -> (u64, Option<Failure>) {
-    let sim = Simulator::new(10_000);
+    // Each server's counters are its own, as in the gateway.
+    let sims: Vec<Simulator> = servers
+        .policies
+        .iter()
+        .map(|_| Simulator::new(10_000))
+        .collect();
     let mut calls = 0;
     for step in steps {
-        sim.advance(Duration::from_secs(step.after_secs));
-        let args = crate::simulate::args_of(step.kind, &step.tool.node, step.args.clone());
+        for sim in &sims {
+            sim.advance(Duration::from_secs(step.after_secs));
+        }
+        let Some((at, name)) = servers.route(&step.tool.node) else {
+            let (line, col) = warden_policy::locate::line_col(&test_src.text, step.tool.span.start);
+            let names: Vec<&str> = servers
+                .policies
+                .iter()
+                .filter_map(|(n, _, _)| n.as_deref())
+                .collect();
+            return (
+                calls,
+                Some(Failure {
+                    at: format!("{}:{line}:{col}", test_src.name()),
+                    call: 1,
+                    of: step.times,
+                    expected: step.expect.node.to_string(),
+                    actual: Came::Deny {
+                        message: "no server".into(),
+                    },
+                    rule: "(no server)".into(),
+                    rule_at: None,
+                    explain: format!(
+                        "{:?} names no server: write <server>_<name>, the servers being {}",
+                        step.tool.node,
+                        names.join(", ")
+                    ),
+                }),
+            );
+        };
+        let (_, compiled, policy_src) = servers.policies[at];
+        let sim = &sims[at];
+        let args = crate::simulate::args_of(step.kind, name, step.args.clone());
         for n in 1..=step.times {
             calls += 1;
-            let mut call = Call::of(step.kind, &step.tool.node)
+            let mut call = Call::of(step.kind, name)
                 .grant(step.grant.as_deref().unwrap_or("anonymous"))
                 .session("warden-test");
             call.args = args.as_ref();
@@ -139,14 +200,14 @@ fn run_case(
             let (d, actual) = sim.run(compiled, &call);
             if let Some(cov) = hits.as_deref_mut() {
                 if step.kind == Kind::Tool {
-                    cov.tools.insert(step.tool.node.clone());
+                    cov.tools.insert(name.to_owned());
                 }
                 // Every rule, condition and limit the decision looked at.
                 for s in compiled.explain(&call).steps {
                     cov.rules.insert(s.at);
                 }
                 // A hidden name: the hide entry that matched (the step says `(hidden)`).
-                if let Some(pattern) = hidden_by(compiled, step.kind, &step.tool.node)
+                if let Some(pattern) = hidden_by(compiled, step.kind, name)
                     && let Some(key) = step.kind.hide_key()
                 {
                     cov.rules.insert(format!("{key}:{pattern}"));
@@ -348,6 +409,16 @@ pub fn run(
             }
         };
         let policy_path = policy_of(file, &tests);
+        if policy_path.extension().is_some_and(|e| e == "toml") {
+            match run_servers(&policy_path, &test_src, &tests) {
+                Ok(mut r) => results.append(&mut r),
+                Err(e) => {
+                    report::error(&e);
+                    broken += 1;
+                }
+            }
+            continue;
+        }
         let (policy_src, policy) = match source::load(&policy_path) {
             Ok(p) => p,
             Err(e) => {
@@ -388,9 +459,12 @@ pub fn run(
             }
         };
         let (policy_src, _, cov) = &mut covered[slot];
+        let servers = Servers {
+            policies: vec![(None, &compiled, &*policy_src)],
+        };
         for case in &tests.tests {
             let hits = coverage.then_some(&mut *cov);
-            let (calls, failure) = run_case(&compiled, policy_src, &test_src, &case.steps, hits);
+            let (calls, failure) = run_case(&servers, &test_src, &case.steps, hits);
             results.push(CaseResult {
                 file: test_src.name(),
                 test: case.name.node.clone(),
@@ -429,6 +503,52 @@ pub fn run(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// A test file whose policy is a warden.toml: every server's policy, each step routed by
+/// its name's server.
+fn run_servers(
+    config: &Path,
+    test_src: &Source,
+    tests: &TestFile,
+) -> Result<Vec<CaseResult>, CliError> {
+    let (file, _) = crate::config::load(config, crate::config::Purpose::Check).map_err(
+        |(problems, text)| {
+            let name = config.display().to_string();
+            for d in &problems {
+                eprintln!("{}", d.render(&name, &text, report::color()));
+            }
+            CliError::Invalid {
+                path: config.to_owned(),
+                count: problems.len(),
+            }
+        },
+    )?;
+    let mut loaded = Vec::new();
+    for s in &file.servers {
+        let (src, policy) = source::load(&s.policy)?;
+        let compiled = source::compiled(&src, &policy)?;
+        loaded.push((s.name.clone(), compiled, src));
+    }
+    let servers = Servers {
+        policies: loaded
+            .iter()
+            .map(|(n, c, s)| (Some(n.clone()), c, s))
+            .collect(),
+    };
+    Ok(tests
+        .tests
+        .iter()
+        .map(|case| {
+            let (calls, failure) = run_case(&servers, test_src, &case.steps, None);
+            CaseResult {
+                file: test_src.name(),
+                test: case.name.node.clone(),
+                calls,
+                failure,
+            }
+        })
+        .collect())
 }
 
 /// Rules no test looked at (with where they are written), and catalog tools no test called.
