@@ -225,6 +225,24 @@ timeout = 20
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("rmcp: add"), "{stdout}");
+    // `diff` of the two files: server by server.
+    let out = Command::new(&warden)
+        .arg("diff")
+        .arg(&config)
+        .arg(dir.join("stricter.toml"))
+        .arg("--fail-on-change")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains("== server rmcp: ") && stdout.contains("rmcp.pol → "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("allowed → denied") || stdout.contains("→ denied"),
+        "{stdout}"
+    );
 
     // Every audit line names its server.
     let audit = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap();

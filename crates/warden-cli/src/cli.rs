@@ -166,6 +166,8 @@ pub enum Command {
     /// Compares the catalog's tools with --tools, else every exact name either policy
     /// mentions. Exits 0 (2 with --fail-on-change when anything changes), 1 on bad input.
     Diff {
+        /// A policy, or a warden.toml (then NEW is one too: each server's policy is compared
+        /// with its namesake's).
         #[arg(value_name = "OLD")]
         old: PathBuf,
         #[arg(value_name = "NEW")]

@@ -140,12 +140,75 @@ impl Side {
     }
 }
 
+/// Two warden.toml files: each server's policy against its namesake's, a server added or
+/// removed said as such.
+fn run_configs(old: &Path, new: &Path, fail_on_change: bool) -> Result<ExitCode, CliError> {
+    let servers = |path: &Path| -> Result<Vec<(String, std::path::PathBuf)>, CliError> {
+        let (config, _) = crate::config::load(path, crate::config::Purpose::Check).map_err(
+            |(problems, text)| {
+                let name = path.display().to_string();
+                for d in &problems {
+                    eprintln!("{}", d.render(&name, &text, crate::report::color()));
+                }
+                CliError::Invalid {
+                    path: path.to_owned(),
+                    count: problems.len(),
+                }
+            },
+        )?;
+        Ok(config
+            .servers
+            .into_iter()
+            .map(|s| (s.name, s.policy))
+            .collect())
+    };
+    let (a, b) = (servers(old)?, servers(new)?);
+    let mut changed = false;
+    for (name, policy) in &a {
+        if !b.iter().any(|(n, _)| n == name) {
+            println!(
+                "== server {name}: removed (its policy was {})",
+                policy.display()
+            );
+            changed = true;
+        }
+    }
+    for (name, policy) in &b {
+        match a.iter().find(|(n, _)| n == name) {
+            None => {
+                println!("== server {name}: added, with {}", policy.display());
+                changed = true;
+            }
+            Some((_, before)) => {
+                println!(
+                    "== server {name}: {} → {}",
+                    before.display(),
+                    policy.display()
+                );
+                if run(before, policy, None, true)? != ExitCode::SUCCESS {
+                    changed = true;
+                }
+                println!();
+            }
+        }
+    }
+    Ok(if changed && fail_on_change {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 pub fn run(
     old: &Path,
     new: &Path,
     tools: Option<&Path>,
     fail_on_change: bool,
 ) -> Result<ExitCode, CliError> {
+    let toml = |p: &Path| p.extension().is_some_and(|e| e == "toml");
+    if toml(old) && toml(new) {
+        return run_configs(old, new, fail_on_change);
+    }
     let catalog = tools.map(source::catalog).transpose()?;
     let (a, b) = (Side::load(old)?, Side::load(new)?);
     let mut names: Vec<String> = match &catalog {
