@@ -460,13 +460,19 @@ where
 /// opened on it (`initialize`, then `notifications/initialized`): the client and the
 /// session id.
 pub async fn open_session(url: &str, bearer: &str, name: &str) -> Result<(Http, String), String> {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    let client: Http = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(1)
-        .build(Counted(connector));
+    let client = keep_alive_client();
     let sid = open_on(&client, url, bearer, name).await?;
     Ok((client, sid))
+}
+
+/// A client that keeps one connection alive (`TCP_NODELAY`, counted into [`CONNECTIONS`]),
+/// as an agent does: [`open_session`]'s, and one that opens many sessions in turn.
+pub fn keep_alive_client() -> Http {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(1)
+        .build(Counted(connector))
 }
 
 /// [`open_session`] over TLS (an `https://` URL; `config` from [`tls_client_config`]).

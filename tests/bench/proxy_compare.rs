@@ -6,6 +6,7 @@
 //! target/release/proxy_compare                 # prints the table for docs/PERFORMANCE.md
 //! target/release/proxy_compare --workers 2    # nginx, haproxy and warden with 2 each
 //! target/release/proxy_compare --tls          # warden and nginx with TLS (below)
+//! target/release/proxy_compare --aggregate    # a warden.toml's /mcp against --upstream
 //! ```
 //!
 //! Arguments after `--` go to `warden serve`. nginx and haproxy come from Debian's packages
@@ -77,7 +78,16 @@
 //! The targets of issue 27 (CPU per call ≤ 1.1× nginx's and calls/s ≥ 0.95× nginx's for
 //! 1 and 2, connections/s ≥ 0.9× nginx's for 3) are checked at the end, from the ratios
 //! within rounds.
+//!
+//! # `--aggregate`: several servers behind one endpoint (issue 28)
+//!
+//! The aggregated `/mcp` of a `warden.toml` with three servers against a single-upstream
+//! `warden serve`, then the memory an idle client session costs: see
+//! `tests/bench/aggregate.rs`. `--only TEXT` measures only the rows whose name contains
+//! `TEXT` (in any mode), to profile one.
 
+#[path = "aggregate.rs"]
+mod aggregate;
 #[path = "common.rs"]
 mod common;
 #[path = "../pki.rs"]
@@ -97,6 +107,8 @@ use common::{
 };
 
 const TOKEN: &str = "bench-token-0123456789";
+/// The tool every client calls (under `<server>_echo` on the aggregated `/mcp`).
+const ECHO: &str = "echo";
 const DEADLINE: Duration = Duration::from_secs(120);
 
 struct Opts {
@@ -116,6 +128,12 @@ struct Opts {
     tls: bool,
     /// With `--tls`: calls on a new TLS connection each, per client and round.
     handshakes: usize,
+    /// The aggregated `/mcp` of a three-server `warden.toml` against `--upstream`.
+    aggregate: bool,
+    /// With `--aggregate`: idle sessions opened per batch for the memory figures.
+    sessions: usize,
+    /// Only the rows whose name contains this are measured: for profiling one.
+    only: Option<String>,
     warden_args: Vec<String>,
 }
 
@@ -131,6 +149,9 @@ fn opts() -> Result<Opts, String> {
         latencies: None,
         tls: false,
         handshakes: 200,
+        aggregate: false,
+        sessions: 2_000,
+        only: None,
         warden_args: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
@@ -148,8 +169,11 @@ fn opts() -> Result<Opts, String> {
             "--rounds" => o.rounds = num("--rounds")?,
             "--workers" => o.workers = num("--workers")?,
             "--handshakes" => o.handshakes = num("--handshakes")?,
+            "--sessions" => o.sessions = num("--sessions")?,
             "--warden-only" => o.warden_only = true,
             "--tls" => o.tls = true,
+            "--aggregate" => o.aggregate = true,
+            "--only" => o.only = Some(args.next().ok_or("--only takes part of a row's name")?),
             "--baseline" => {
                 o.baseline = Some(
                     args.next()
@@ -169,12 +193,15 @@ fn opts() -> Result<Opts, String> {
             }
             "-h" | "--help" => {
                 println!(
-                    "proxy_compare [--clients N] [--calls N per client] [--warmup N] [--rounds N] [--workers N] [--warden-only] [--baseline OLD-WARDEN-BINARY] [--latencies CSV-FILE] [--tls [--handshakes N per client]] [-- WARDEN SERVE ARGS]"
+                    "proxy_compare [--clients N] [--calls N per client] [--warmup N] [--rounds N] [--workers N] [--warden-only] [--baseline OLD-WARDEN-BINARY] [--latencies CSV-FILE] [--tls [--handshakes N per client]] [--aggregate [--sessions N per batch]] [--only PART-OF-A-ROW-NAME] [-- WARDEN SERVE ARGS]"
                 );
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }
+    }
+    if o.aggregate && (o.tls || o.baseline.is_some()) {
+        return Err("--aggregate goes with neither --tls nor --baseline".into());
     }
     Ok(o)
 }
@@ -512,9 +539,15 @@ struct Session {
     client: Client,
     url: Arc<str>,
     sid: String,
+    /// The tool it calls (`echo`; on the aggregated `/mcp`, `<server>_echo`).
+    tool: Arc<str>,
 }
 
-async fn open(url: Arc<str>, tls: Option<&Arc<rustls::ClientConfig>>) -> Result<Session, String> {
+async fn open(
+    url: Arc<str>,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    tool: Arc<str>,
+) -> Result<Session, String> {
     let (client, sid) = match tls {
         None => {
             let (c, sid) = open_session(&url, TOKEN, "load").await?;
@@ -525,7 +558,12 @@ async fn open(url: Arc<str>, tls: Option<&Arc<rustls::ClientConfig>>) -> Result<
             (Client::Tls(c), sid)
         }
     };
-    Ok(Session { client, url, sid })
+    Ok(Session {
+        client,
+        url,
+        sid,
+        tool,
+    })
 }
 
 /// One measured call: when it started and how long it took.
@@ -536,9 +574,9 @@ struct Call {
     took: Duration,
 }
 
-fn call_body(i: usize) -> String {
+fn call_body(i: usize, tool: &str) -> String {
     format!(
-        r#"{{"jsonrpc":"2.0","id":{},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"hello"}}}}}}"#,
+        r#"{{"jsonrpc":"2.0","id":{},"method":"tools/call","params":{{"name":"{tool}","arguments":{{"text":"hello"}}}}}}"#,
         i + 2
     )
 }
@@ -568,7 +606,7 @@ async fn calls(
         if Instant::now() > deadline {
             return Err("deadline passed".into());
         }
-        let body = call_body(i);
+        let body = call_body(i, &s.tool);
         let started = Instant::now();
         let (_, answer) = match &fresh {
             None => s.client.post(&s.url, Some(&s.sid), body).await?,
@@ -657,14 +695,17 @@ struct Row {
     load: Load,
     /// The status page of an upstream whose accepted connections are counted.
     upstream_status: Option<u16>,
+    /// The tool client `c` calls: `tools[c % tools.len()]`.
+    tools: Vec<Arc<str>>,
 }
 
 /// One round of one path: its figures, its calls as made, and when the measured ones began.
 async fn measure(row: &Row, o: &Opts) -> Result<(Run, Vec<Call>, Instant), String> {
     let url: Arc<str> = row.url.as_str().into();
     let mut sessions = Vec::new();
-    for _ in 0..o.clients {
-        sessions.push(Arc::new(open(url.clone(), row.tls.as_ref()).await?));
+    for c in 0..o.clients {
+        let tool = row.tools[c % row.tools.len()].clone();
+        sessions.push(Arc::new(open(url.clone(), row.tls.as_ref(), tool).await?));
     }
     // A client that keeps no connection: each call opens (and handshakes) its own.
     let fresh = match (row.load, &row.tls) {
@@ -748,6 +789,8 @@ struct Table {
     load: Load,
     /// Checked against issue 27's targets.
     targets: bool,
+    /// What the yardstick is called in the headers: `nginx`.
+    vs: &'static str,
 }
 
 /// The processes of a run (kept alive until it ends), what to measure, and what the
@@ -757,6 +800,8 @@ struct Setup {
     tables: Vec<Table>,
     _procs: Vec<Proc>,
     header: String,
+    /// With `--aggregate`: what the memory figures are taken of, after the rounds.
+    memory: Option<aggregate::Memory>,
 }
 
 /// Where the binaries and scratch files are.
@@ -766,8 +811,9 @@ struct Env {
     nginx: PathBuf,
     haproxy: PathBuf,
     dir: PathBuf,
-    /// `axum_mcp`'s port.
+    /// `axum_mcp`'s port and pid.
     up: u16,
+    up_pid: u32,
 }
 
 fn main() -> Result<(), String> {
@@ -791,7 +837,7 @@ fn main() -> Result<(), String> {
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
 
     let up = free_port();
-    let _upstream = spawn(
+    let upstream = spawn(
         Command::new(&axum_mcp)
             .args(["--no-policy", "--listen", &format!("127.0.0.1:{up}")])
             .env("RUST_LOG", "error"),
@@ -809,9 +855,12 @@ fn main() -> Result<(), String> {
         haproxy: haproxy_bin,
         dir: dir.clone(),
         up,
+        up_pid: upstream.0.id(),
     };
     let setup = if o.tls {
         tls_setup(&o, &env, &rt)?
+    } else if o.aggregate {
+        aggregate::setup(&o, &env)?
     } else {
         plain_setup(&o, &env)?
     };
@@ -850,7 +899,12 @@ fn main() -> Result<(), String> {
             };
             let row = &rows[i];
             let name = &row.name;
-            if o.warden_only && !name.starts_with("warden") && !name.starts_with("nginx") {
+            let skipped =
+                (o.warden_only && !name.starts_with("warden") && !name.starts_with("nginx"))
+                    || o.only
+                        .as_ref()
+                        .is_some_and(|part| !name.contains(part.as_str()));
+            if skipped {
                 runs[i].push(Run::SKIPPED);
                 continue;
             }
@@ -909,6 +963,12 @@ fn main() -> Result<(), String> {
     if o.tls {
         println!("{}", targets(&setup.tables, rows, &runs));
     }
+    if o.aggregate {
+        println!("{}", aggregate::targets(&setup.tables, rows, &runs, &hists));
+    }
+    if let Some(m) = &setup.memory {
+        println!("{}", rt.block_on(aggregate::memory(m, &o, &env))?);
+    }
     drop(setup);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
@@ -959,6 +1019,7 @@ fn plain_setup(o: &Opts, env: &Env) -> Result<Setup, String> {
             tls: None,
             load: Load::Calls,
             upstream_status: None,
+            tools: vec![ECHO.into()],
         })
         .collect();
     let header = format!(
@@ -978,10 +1039,12 @@ fn plain_setup(o: &Opts, env: &Env) -> Result<Setup, String> {
             yard: 1,
             load: Load::Calls,
             targets: false,
+            vs: "nginx",
         }],
         rows,
         _procs: procs,
         header,
+        memory: None,
     })
 }
 
@@ -1193,6 +1256,7 @@ fn tls_setup(o: &Opts, env: &Env, rt: &tokio::runtime::Runtime) -> Result<Setup,
                 tls: tls.cloned(),
                 load,
                 upstream_status: status,
+                tools: vec![ECHO.into()],
             });
         }
         tables.push(Table {
@@ -1201,6 +1265,7 @@ fn tls_setup(o: &Opts, env: &Env, rt: &tokio::runtime::Runtime) -> Result<Setup,
             yard: first,
             load,
             targets,
+            vs: "nginx",
         });
     };
     group(
@@ -1278,10 +1343,11 @@ fn tls_setup(o: &Opts, env: &Env, rt: &tokio::runtime::Runtime) -> Result<Setup,
         tables,
         _procs: procs,
         header,
+        memory: None,
     })
 }
 
-/// A table's median rounds against nginx's.
+/// A table's median rounds against nginx's (the table's yardstick).
 fn table(t: &Table, rows: &[Row], medians: &[Run]) -> String {
     let yard = medians[t.yard];
     let (unit, churn) = match t.load {
@@ -1289,8 +1355,9 @@ fn table(t: &Table, rows: &[Row], medians: &[Run]) -> String {
         Load::Connections => ("connection", "connections per call"),
     };
     let upstream = t.rows.iter().any(|&i| rows[i].upstream_status.is_some());
+    let vs = t.vs;
     let mut out = format!(
-        "| path | {unit}s/s | p50 | p99 | CPU per {unit} (proxy process) | {unit}s/s vs nginx | CPU vs nginx | p99 − nginx's | {churn} |{}\n|---|---:|---:|---:|---:|---:|---:|---:|---:|{}\n",
+        "| path | {unit}s/s | p50 | p99 | CPU per {unit} (proxy process) | {unit}s/s vs {vs} | CPU vs {vs} | p99 − {vs}'s | {churn} |{}\n|---|---:|---:|---:|---:|---:|---:|---:|---:|{}\n",
         if upstream {
             " upstream connections per 1k calls |"
         } else {
@@ -1363,8 +1430,9 @@ fn paired_ratios(t: &Table, rows: &[Row], runs: &[Vec<Run>], hists: &[Vec<Vec<u3
         Load::Calls => "call",
         Load::Connections => "connection",
     };
+    let vs = t.vs;
     let mut out = format!(
-        "\nAgainst nginx within each round (median, lowest–highest over the rounds), and p99 over every {unit} of every round:\n\n| path | CPU per {unit} vs nginx | {unit}s/s vs nginx | p99 − nginx's | p99 of all rounds − nginx's (90 % interval) |\n|---|---:|---:|---:|---:|\n",
+        "\nAgainst {vs} within each round (median, lowest–highest over the rounds), and p99 over every {unit} of every round:\n\n| path | CPU per {unit} vs {vs} | {unit}s/s vs {vs} | p99 − {vs}'s | p99 of all rounds − {vs}'s (90 % interval) |\n|---|---:|---:|---:|---:|\n",
     );
     // The median with its unit, then the range: "1.10× (0.98–1.21)", "+0.08 ms (−0.10–+0.30)".
     let spread = |mut v: Vec<f64>, unit: &str, sign: bool| {
