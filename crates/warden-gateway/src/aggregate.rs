@@ -63,9 +63,11 @@ const MAX_PAGES: usize = 100;
 const MAX_ANSWER: usize = 16 << 20;
 
 /// The aggregated endpoint of one worker: every server's gate, and the sessions all
-/// workers share.
+/// workers share. A clone (one per request) is one reference count.
 #[derive(Clone)]
-pub(crate) struct Aggregate {
+pub(crate) struct Aggregate(Arc<Inner>);
+
+pub(crate) struct Inner {
     names: Arc<[Arc<str>]>,
     gates: Vec<PolicyService<Server>>,
     sessions: Arc<Sessions>,
@@ -167,6 +169,79 @@ struct Session {
     touched: Mutex<Instant>,
 }
 
+/// A `tools/call` read without building its tree: its id and the parameters as they are
+/// written (only the name is read), so that the body can be written again with another
+/// name and the arguments copied byte for byte.
+struct Call<'a> {
+    jsonrpc: Option<&'a serde_json::value::RawValue>,
+    id: &'a serde_json::value::RawValue,
+    name: std::borrow::Cow<'a, str>,
+    params: std::collections::BTreeMap<std::borrow::Cow<'a, str>, &'a serde_json::value::RawValue>,
+}
+
+#[derive(serde::Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    jsonrpc: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow)]
+    id: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow)]
+    method: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    params: Option<&'a serde_json::value::RawValue>,
+}
+
+impl<'a> Call<'a> {
+    /// `None` for anything but a request `tools/call` with a string `name` (and for what
+    /// serde reads as invalid, such as a repeated top-level key): the general path decides.
+    fn read(bytes: &'a [u8]) -> Option<Call<'a>> {
+        let e: Envelope<'a> = serde_json::from_slice(bytes).ok()?;
+        if e.method.as_deref() != Some("tools/call") {
+            return None;
+        }
+        let params: std::collections::BTreeMap<
+            std::borrow::Cow<'a, str>,
+            &'a serde_json::value::RawValue,
+        > = serde_json::from_str(e.params?.get()).ok()?;
+        let name: std::borrow::Cow<'a, str> =
+            serde_json::from_str(params.get("name")?.get()).ok()?;
+        Some(Call {
+            jsonrpc: e.jsonrpc,
+            id: e.id?,
+            name,
+            params,
+        })
+    }
+
+    /// The request with `name` instead, every other parameter as the client wrote it.
+    fn renamed(&self, name: &str) -> Option<Bytes> {
+        let mut out = Vec::with_capacity(256);
+        out.extend_from_slice(b"{");
+        if let Some(v) = self.jsonrpc {
+            out.extend_from_slice(b"\"jsonrpc\":");
+            out.extend_from_slice(v.get().as_bytes());
+            out.extend_from_slice(b",");
+        }
+        out.extend_from_slice(b"\"id\":");
+        out.extend_from_slice(self.id.get().as_bytes());
+        out.extend_from_slice(b",\"method\":\"tools/call\",\"params\":{");
+        for (n, (k, v)) in self.params.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            serde_json::to_writer(&mut out, k).ok()?;
+            out.push(b':');
+            if k == "name" {
+                serde_json::to_writer(&mut out, name).ok()?;
+            } else {
+                out.extend_from_slice(v.get().as_bytes());
+            }
+        }
+        out.extend_from_slice(b"}}");
+        Some(Bytes::from(out))
+    }
+}
+
 /// Why a server did not open a session: its status and its words.
 struct Refused {
     status: StatusCode,
@@ -190,14 +265,16 @@ impl Aggregate {
         sessions: Arc<Sessions>,
         naming: Arc<Naming>,
     ) -> Aggregate {
-        Aggregate {
+        Aggregate(Arc::new(Inner {
             names,
             gates,
             sessions,
             naming,
-        }
+        }))
     }
+}
 
+impl Inner {
     /// The name a client sees for server `i`'s `name` (of `kind`: `tool` or `prompt`).
     fn shown(&self, kind: &str, i: usize, name: &str) -> String {
         let prefixed = match self.naming.mode {
@@ -244,7 +321,7 @@ impl Service<Request<Body>> for Aggregate {
     }
 
     fn call(&mut self, req: Request<Body>) -> Answer {
-        let this = self.clone();
+        let this = self.0.clone();
         Box::pin(async move { Ok(this.handle(req).await) })
     }
 }
@@ -264,8 +341,8 @@ fn result(id: &Value, result: Value) -> Response<Body> {
     )
 }
 
-impl Aggregate {
-    async fn handle(self, req: Request<Body>) -> Response<Body> {
+impl Inner {
+    async fn handle(&self, req: Request<Body>) -> Response<Body> {
         let (parts, body) = req.into_parts();
         if parts
             .headers
@@ -306,6 +383,11 @@ impl Aggregate {
                 );
             }
         };
+        if let Some(call) = Call::read(&bytes) {
+            if let Some(answer) = self.call_tool(&parts, &call).await {
+                return answer;
+            }
+        }
         let Ok(message) = serde_json::from_slice::<Value>(&bytes) else {
             return error(StatusCode::BAD_REQUEST, &Value::Null, -32700, "not JSON");
         };
@@ -376,7 +458,8 @@ impl Aggregate {
                     Some((i, bare)) => {
                         let mut m = message.clone();
                         m["params"]["name"] = bare.into();
-                        self.forward(&parts, &session, i, &m, &id).await
+                        let body = Bytes::from(m.to_string());
+                        self.forward(&parts, &session, i, body, &id).await
                     }
                     None => self.unknown(&id, &method, name),
                 }
@@ -398,14 +481,20 @@ impl Aggregate {
                     }
                 };
                 match routed {
-                    Some((i, m)) => self.forward(&parts, &session, i, &m, &id).await,
+                    Some((i, m)) => {
+                        let body = Bytes::from(m.to_string());
+                        self.forward(&parts, &session, i, body, &id).await
+                    }
                     None => self.unknown(&id, &method, &reference.to_string()),
                 }
             }
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
                 let uri = params.get("uri").and_then(Value::as_str).unwrap_or("");
                 match self.owner(&session, uri) {
-                    Some(i) => self.forward(&parts, &session, i, &message, &id).await,
+                    Some(i) => {
+                        let body = Bytes::from(message.to_string());
+                        self.forward(&parts, &session, i, body, &id).await
+                    }
                     // Not listed to this session (a template's URI, or read without
                     // listing): the servers that offer resources are asked in turn.
                     None => self.ask_around(&parts, &session, uri, &message, &id).await,
@@ -431,6 +520,20 @@ impl Aggregate {
                 names.join(", ")
             ),
         )
+    }
+
+    /// The hot path: a `tools/call` routed and renamed from a borrowed reading of its body
+    /// ([`Call`]); `None` when it is not one this path takes (the general path does).
+    async fn call_tool(
+        &self,
+        parts: &http::request::Parts,
+        call: &Call<'_>,
+    ) -> Option<Response<Body>> {
+        let session = self.session(&parts.headers)?;
+        let (i, bare) = self.route(&session, "tool", &call.name)?;
+        let id: Value = serde_json::from_str(call.id.get()).ok()?;
+        let body = call.renamed(bare)?;
+        Some(self.forward(parts, &session, i, body, &id).await)
     }
 
     /// The server a `<server>_<name>` belongs to (the longest server name that fits), and
@@ -642,10 +745,9 @@ impl Aggregate {
         parts: &http::request::Parts,
         session: &Session,
         i: usize,
-        message: &Value,
+        body: Bytes,
         id: &Value,
     ) -> Response<Body> {
-        let body = Bytes::from(message.to_string());
         for attempt in 0..2 {
             let up = match self.upstream(parts, session, i).await {
                 Ok(up) => up,
@@ -681,7 +783,7 @@ impl Aggregate {
     /// Requests server `i` (or its gate: an approval asked in the client) sends the client on
     /// an answer's stream get ids that say whose they are: `NAME/ID`, the server's id as
     /// JSON after the slash. Two servers' ids never collide, and the client's answer finds
-    /// its way back ([`Aggregate::answer_to_server`]).
+    /// its way back ([`Inner::answer_to_server`]).
     fn named_requests(&self, i: usize, answer: Response<Body>) -> Response<Body> {
         let sse = answer
             .headers()
@@ -692,7 +794,7 @@ impl Aggregate {
         }
         let name = self.names[i].clone();
         let (parts, body) = answer.into_parts();
-        let body = warden_tower::map_messages(body, move |m| {
+        let body = warden_tower::map_messages(body, "\"method\"", move |m| {
             let is_request = m.get("method").is_some() && m.get("id").is_some();
             if is_request {
                 m["id"] = format!("{name}/{}", m["id"]).into();
@@ -1135,6 +1237,30 @@ fn merge(into: &mut Map<String, Value>, caps: &Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_is_renamed_with_its_arguments_copied_byte_for_byte() {
+        let body = br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"na\u006de":"rmcp_add","arguments":{"a": 1,  "b":[2]},"_meta":{"progressToken":"p"}}}"#;
+        let call = Call::read(body).unwrap();
+        assert_eq!(call.name, "rmcp_add");
+        let out = call.renamed("add").unwrap();
+        let text = std::str::from_utf8(&out).unwrap();
+        assert!(text.contains(r#""arguments":{"a": 1,  "b":[2]}"#), "{text}");
+        let v: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(v["params"]["name"], "add");
+        assert_eq!(v["id"], 7);
+        assert_eq!(v["params"]["_meta"]["progressToken"], "p");
+        // Anything else is left to the general path.
+        assert!(Call::read(br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#).is_none());
+        assert!(
+            Call::read(br#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"x"}}"#)
+                .is_none()
+        );
+        assert!(
+            Call::read(br#"{"id":1,"id":2,"method":"tools/call","params":{"name":"x"}}"#).is_none()
+        );
+        assert!(Call::read(br#"{"id":1,"method":"tools/call","params":{"name":3}}"#).is_none());
+    }
 
     #[test]
     fn capabilities_merge_as_a_union() {

@@ -418,15 +418,17 @@ fn with_data(event: &str, rewritten: &str) -> String {
 
 /// An event stream whose JSON messages pass through `f` on their way: an event whose
 /// message `f` changed (it returns `true`) is written again with the new message, every
-/// other byte passes as it came. A gateway in front of several servers renames the ids of
-/// their requests with it.
-pub fn map_messages<F>(body: Body, f: F) -> Body
+/// other byte passes as it came. Only events whose data contain `needle` are read at all
+/// (a tool's result need not be parsed to learn it is not a request). A gateway in front
+/// of several servers renames the ids of their requests with it.
+pub fn map_messages<F>(body: Body, needle: &'static str, f: F) -> Body
 where
     F: FnMut(&mut Value) -> bool + Send + Unpin + 'static,
 {
     Body::new(MessageMap {
         inner: body,
         buf: BytesMut::new(),
+        needle,
         f,
         done: false,
     })
@@ -435,12 +437,14 @@ where
 struct MessageMap<F> {
     inner: Body,
     buf: BytesMut,
+    needle: &'static str,
     f: F,
     done: bool,
 }
 
 impl<F: FnMut(&mut Value) -> bool> MessageMap<F> {
     fn rewrite(&mut self, event: &[u8]) -> Option<String> {
+        memchr::memmem::find(event, self.needle.as_bytes())?;
         let text = String::from_utf8_lossy(event);
         let data: Vec<&str> = lines(&text).filter_map(data_value).collect();
         if data.is_empty() {
