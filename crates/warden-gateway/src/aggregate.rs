@@ -615,7 +615,12 @@ impl Inner {
             )
             .await;
         let status = answer.status();
-        let sid = answer.headers().get(SESSION).cloned();
+        // Copied: the header shares the read buffer of the answer's connection, which an
+        // idle session would otherwise keep alive (kilobytes per session).
+        let sid = answer
+            .headers()
+            .get(SESSION)
+            .and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok());
         let message = read_answer(answer).await;
         let result = match message.as_ref().and_then(|m| m.get("result")) {
             Some(r) if status.is_success() => r.clone(),
@@ -654,7 +659,8 @@ impl Inner {
         id: Value,
     ) -> Response<Body> {
         let session = Arc::new(Session {
-            initialize: bytes.clone(),
+            // Copied, for the same reason: the body shares the client connection's buffer.
+            initialize: Bytes::copy_from_slice(bytes),
             servers: Mutex::new(vec![Upstreams::default(); self.names.len()]),
             uris: Mutex::default(),
             bare: Mutex::default(),
