@@ -21,7 +21,7 @@ Commands:
       Install the end-to-end test peers under target/e2e/ (the Python `mcp` SDK in a venv,
       @modelcontextprotocol/server-everything, the Linode MCP server from shared/reference,
       playwright-core, Node 22 and the MCP
-      conformance suite) and check for redis-server and chromium (apt-installed when
+      conformance suite) and check for redis-server, openssl and chromium (apt-installed when
       running as root), then run
         cargo clippy --workspace --all-targets -- -D warnings
         cargo test --workspace ARGS...
@@ -123,6 +123,9 @@ fn test(args: &[String]) -> Result<ExitCode> {
         || peers::linode(&root),
     )?;
     step("redis-server", || peers::redis(&root))?;
+    step("openssl (the TLS tests' old-protocol client)", || {
+        peers::openssl(&root)
+    })?;
     step(
         "console browser tests: Chromium and playwright-core",
         || peers::browser(&root),

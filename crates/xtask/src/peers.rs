@@ -231,6 +231,21 @@ fn npm_install(root: &Path, prefix: &str, package: &str) -> Result<()> {
     Ok(())
 }
 
+/// openssl from PATH (apt-installed when we are root): the TLS tests try a TLS 1.1
+/// handshake with `openssl s_client`, which rustls must refuse.
+pub fn openssl(root: &Path) -> Result<()> {
+    let version = || output(command(root, "openssl").arg("version"));
+    let v = match version() {
+        Some(v) => v,
+        None => {
+            apt_install(root, "openssl", "PATH to include an openssl binary")?;
+            version().ok_or("openssl still does not run after `apt-get install`")?
+        }
+    };
+    println!("   {v}");
+    Ok(())
+}
+
 /// redis-server from PATH (apt-installed when we are root), or the binary in WARDEN_E2E_REDIS.
 pub fn redis(root: &Path) -> Result<()> {
     let overridden = std::env::var_os("WARDEN_E2E_REDIS").map(PathBuf::from);
