@@ -647,6 +647,17 @@ mod tests {
     }
 
     #[test]
+    fn two_servers_with_one_name_are_refused_where_the_second_is() {
+        let text = "[servers.a]\nurl = \"http://x/mcp\"\n\n[servers.a]\nurl = \"http://y/mcp\"\n";
+        let found = problems(text);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with("4:10: not valid TOML: duplicate key"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
     fn variables_come_from_the_environment() {
         assert_eq!(expand("a$$b").unwrap(), "a$b");
         assert_eq!(
