@@ -64,29 +64,41 @@ pub struct Upstream {
 
 /// Whether the upstream answered the last call, and why not.
 #[derive(Clone, Default, Debug)]
-pub struct Health(Arc<std::sync::Mutex<Option<String>>>);
+pub struct Health(Arc<HealthState>);
+
+#[derive(Default, Debug)]
+struct HealthState {
+    /// Set while the last call failed: the usual case (up, and staying up) is one atomic
+    /// read per call, no lock shared by the workers.
+    down: std::sync::atomic::AtomicBool,
+    why: std::sync::Mutex<Option<String>>,
+}
 
 impl Health {
     /// `None` while the upstream answers; the reason of its last failure otherwise.
     pub fn failure(&self) -> Option<String> {
+        if !self.0.down.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
         self.0
+            .why
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
 
     fn set(&self, failure: Option<String>, server: Option<&str>) {
-        let mut now = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // Most calls find it as it was: nothing to write, nothing to count.
-        if now.is_none() && failure.is_none() {
+        use std::sync::atomic::Ordering::Relaxed;
+        if failure.is_none() && !self.0.down.load(Relaxed) {
             return;
         }
         let up = failure.is_none();
-        *now = failure;
-        drop(now);
+        *self
+            .0
+            .why
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = failure;
+        self.0.down.store(!up, Relaxed);
         metrics::gauge!("warden_upstream_up", "server" => server.unwrap_or("-").to_owned())
             .set(if up { 1.0 } else { 0.0 });
     }
