@@ -24,9 +24,7 @@ fn two_servers_behind_one_gateway_each_with_its_policy_and_counters() {
     std::fs::write(dir.join("everything.pol"), EVERYTHING).unwrap();
     std::fs::write(dir.join("rmcp.pol"), RMCP).unwrap();
     let ev = support::start_everything(&everything);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_axum_mcp"));
-    cmd.args(["--listen", "127.0.0.1:0", "--no-policy"]);
-    let rmcp = support::start(cmd);
+    let rmcp = rmcp_example();
     let admin = support::free_port();
     let config = dir.join("warden.toml");
     std::fs::write(
@@ -71,11 +69,7 @@ timeout = 20
     );
     assert!(stdout.contains("2 server(s): everything with"), "{stdout}");
 
-    let mut cmd = Command::new(&warden);
-    cmd.args(["serve", "--config"])
-        .arg(&config)
-        .env("WARDEN_LOG", "warn");
-    let gw = support::start(cmd);
+    let gw = serve_config(&warden, &config);
     let (ev_url, rmcp_url) = (
         format!("{}/mcp/everything", gw.url),
         format!("{}/mcp/rmcp", gw.url),
@@ -345,9 +339,7 @@ fn one_mcp_endpoint_for_linode_everything_and_rmcp_through_the_python_sdk() {
     let (api, tokens) = support::fake_linode_api();
     let ev_port = support::free_port();
     let mut ev = everything_on(&everything, ev_port);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_axum_mcp"));
-    cmd.args(["--listen", "127.0.0.1:0", "--no-policy"]);
-    let rmcp = support::start(cmd);
+    let rmcp = rmcp_example();
     let admin = support::free_port();
     let config = dir.join("warden.toml");
     std::fs::write(
@@ -539,11 +531,7 @@ fn launched_stdio_servers_get_a_child_per_session_bounded_and_a_dead_one_owes_er
         ),
     )
     .unwrap();
-    let mut cmd = Command::new(&warden);
-    cmd.args(["serve", "--config"])
-        .arg(dir.join("warden.toml"))
-        .env("WARDEN_LOG", "warn");
-    let gw = support::start(cmd);
+    let gw = serve_config(&warden, &dir.join("warden.toml"));
 
     // Two sessions, a child each; a third is refused with a JSON-RPC error, not a fork.
     let (status, headers, body) = post(&gw.url, None, INIT);
@@ -664,9 +652,7 @@ fn names_two_servers_share_are_prefixed_on_collision_and_stop_the_start_under_ne
     )
     .unwrap();
     let ev = support::start_everything(&everything);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_axum_mcp"));
-    cmd.args(["--listen", "127.0.0.1:0", "--no-policy"]);
-    let rmcp = support::start(cmd);
+    let rmcp = rmcp_example();
     let config = |mode: &str| {
         let path = dir.join(format!("{mode}.toml"));
         std::fs::write(
@@ -694,11 +680,7 @@ fn names_two_servers_share_are_prefixed_on_collision_and_stop_the_start_under_ne
     );
 
     // `on-collision`: only `echo` is prefixed; every name still reaches its server.
-    let mut cmd = Command::new(&warden);
-    cmd.args(["serve", "--config"])
-        .arg(config("on-collision"))
-        .env("WARDEN_LOG", "warn");
-    let gw = support::start(cmd);
+    let gw = serve_config(&warden, &config("on-collision"));
     let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"e2e","version":"0"}}}"#;
     let (sid, answer) = rpc(&gw.url, None, init);
     let sid = sid.expect("a session");
@@ -740,9 +722,7 @@ fn requests_the_servers_send_the_client_find_their_way_back_through_the_aggregat
     let warden = support::warden().expect("warden binary");
     let python = support::python().expect("python with the mcp SDK");
     let cf = support::conformance_server(&python);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_axum_mcp"));
-    cmd.args(["--listen", "127.0.0.1:0", "--no-policy"]);
-    let rmcp = support::start(cmd);
+    let rmcp = rmcp_example();
     let dir = support::scratch("servers-asking");
     std::fs::write(
         dir.join("cf.pol"),
@@ -758,11 +738,7 @@ fn requests_the_servers_send_the_client_find_their_way_back_through_the_aggregat
         ),
     )
     .unwrap();
-    let mut cmd = Command::new(&warden);
-    cmd.args(["serve", "--config"])
-        .arg(dir.join("warden.toml"))
-        .env("WARDEN_LOG", "warn");
-    let gw = support::start(cmd);
+    let gw = serve_config(&warden, &dir.join("warden.toml"));
     // The gate's own question (an approval asked in the client) and the server's (its
     // elicitation), each on a call's stream, each answered by the person at the client.
     let calls = json!([
@@ -820,9 +796,7 @@ fn a_policy_reload_on_one_server_tells_the_aggregated_stream_to_list_again() {
     .unwrap();
     std::fs::write(dir.join("rmcp.pol"), "version 1\ndefault deny\nallow add\n").unwrap();
     let ev = support::start_everything(&everything);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_axum_mcp"));
-    cmd.args(["--listen", "127.0.0.1:0", "--no-policy"]);
-    let rmcp = support::start(cmd);
+    let rmcp = rmcp_example();
     std::fs::write(
         dir.join("warden.toml"),
         format!(
@@ -831,11 +805,7 @@ fn a_policy_reload_on_one_server_tells_the_aggregated_stream_to_list_again() {
         ),
     )
     .unwrap();
-    let mut cmd = Command::new(&warden);
-    cmd.args(["serve", "--config"])
-        .arg(dir.join("warden.toml"))
-        .env("WARDEN_LOG", "warn");
-    let gw = support::start(cmd);
+    let gw = serve_config(&warden, &dir.join("warden.toml"));
     // The merged GET stream carries everything's gate's `list_changed` after its policy
     // changes; the next merged list lacks what that policy took away.
     let policy = dir.join("everything.pol");
@@ -859,4 +829,20 @@ fn a_policy_reload_on_one_server_tells_the_aggregated_stream_to_list_again() {
         "no tools/list_changed through /mcp: {out}"
     );
     assert_eq!(out["after"], json!(["rmcp_add"]), "{out}");
+}
+
+/// The rmcp example without its own policy: an upstream of the gateway.
+fn rmcp_example() -> support::Running {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_axum_mcp"));
+    cmd.args(["--listen", "127.0.0.1:0", "--no-policy"]);
+    support::start(cmd)
+}
+
+/// `warden serve --config FILE`, logging warnings.
+fn serve_config(warden: &std::path::Path, config: &std::path::Path) -> support::Running {
+    let mut cmd = Command::new(warden);
+    cmd.args(["serve", "--config"])
+        .arg(config)
+        .env("WARDEN_LOG", "warn");
+    support::start(cmd)
 }

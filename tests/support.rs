@@ -152,7 +152,12 @@ pub fn http(
     let mut s = send(url, method, path, headers, body);
     let mut raw = String::new();
     s.read_to_string(&mut raw).expect("read");
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    parse_response(&raw)
+}
+
+/// An HTTP/1 answer read whole: its status, its headers (names lowercased) and its body.
+pub fn parse_response(raw: &str) -> (u16, Vec<(String, String)>, String) {
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw, ""));
     let mut lines = head.lines();
     let status = lines
         .next()

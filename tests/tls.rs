@@ -41,15 +41,7 @@ struct Terminator {
 }
 
 fn terminator(config: Arc<rustls::ServerConfig>, to: u16) -> Terminator {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let (rt, listener, port) = loopback();
     let accepted = Arc::new(AtomicUsize::new(0));
     let count = accepted.clone();
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
@@ -73,6 +65,20 @@ fn terminator(config: Arc<rustls::ServerConfig>, to: u16) -> Terminator {
         accepted,
         _rt: rt,
     }
+}
+
+/// A runtime of its own for a peer written here, and a listener on a free loopback port.
+fn loopback() -> (tokio::runtime::Runtime, tokio::net::TcpListener, u16) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    (rt, listener, port)
 }
 
 fn port_of(url: &str) -> u16 {
@@ -109,19 +115,7 @@ fn https(
     let mut raw = Vec::new();
     // A peer that closes without close_notify is an error to rustls; what was read counts.
     let _ = s.read_to_end(&mut raw);
-    let raw = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    (status, headers, body.to_owned())
+    support::parse_response(&String::from_utf8_lossy(&raw))
 }
 
 fn write_request(
@@ -789,15 +783,7 @@ struct Idp {
 
 fn https_idp(pair: &Pair, jwks: String) -> Idp {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let (rt, listener, port) = loopback();
     let acceptor = tokio_rustls::TlsAcceptor::from(pki::server_config(pair, None));
     let doc = Arc::new(Mutex::new(jwks));
     let hooks = Arc::new(Mutex::new(Vec::new()));

@@ -576,13 +576,29 @@ impl Inner {
         i: usize,
         body: Bytes,
     ) -> Response<Body> {
-        let mut req = Request::new(Body::full(body));
-        *req.method_mut() = Method::POST;
+        self.exchange(template, up, i, Method::POST, Body::full(body))
+            .await
+    }
+
+    /// One request to server `i`'s gate as this client (its headers, its admission), in the
+    /// client's session with that server: the ids and versions are the server's own.
+    async fn exchange(
+        &self,
+        template: &http::request::Parts,
+        up: &Upstreams,
+        i: usize,
+        method: Method,
+        body: Body,
+    ) -> Response<Body> {
+        let mut req = Request::new(body);
+        *req.method_mut() = method;
         *req.uri_mut() = template.uri.clone();
         *req.headers_mut() = template.headers.clone();
         *req.extensions_mut() = template.extensions.clone();
         let h = req.headers_mut();
         h.remove(header::CONTENT_LENGTH);
+        // An event id of the merged stream means nothing to one server's stream.
+        h.remove("last-event-id");
         h.remove(SESSION);
         h.remove(VERSION);
         if let Some(s) = &up.session {
@@ -592,10 +608,8 @@ impl Inner {
             h.insert(VERSION, v.clone());
         }
         let mut gate = self.gates[i].clone();
-        match gate.call(req).await {
-            Ok(r) => r,
-            Err(never) => match never {},
-        }
+        let Ok(r) = gate.call(req).await;
+        r
     }
 
     /// Opens server `i` for `session` (its `initialize` and `initialized`); its
@@ -822,33 +836,12 @@ impl Inner {
                 "unknown or missing session: initialize first",
             );
         };
-        let open: Vec<(usize, Upstreams)> = session
-            .servers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .cloned()
-            .enumerate()
-            .filter(|(_, u)| u.version.is_some())
-            .collect();
-        let streams = futures_util::future::join_all(open.into_iter().map(|(i, up)| async move {
-            let mut req = Request::new(Body::empty());
-            *req.method_mut() = Method::GET;
-            *req.uri_mut() = parts.uri.clone();
-            *req.headers_mut() = parts.headers.clone();
-            *req.extensions_mut() = parts.extensions.clone();
-            let h = req.headers_mut();
-            h.remove("last-event-id");
-            h.remove(SESSION);
-            if let Some(s) = up.session {
-                h.insert(SESSION, s);
-            }
-            if let Some(v) = up.version {
-                h.insert(VERSION, v);
-            }
-            let mut gate = self.gates[i].clone();
-            let Ok(r) = gate.call(req).await;
-            (i, r)
+        let open = session.opened(|u| u.version.is_some());
+        let streams = futures_util::future::join_all(open.iter().map(|(i, up)| async move {
+            let r = self
+                .exchange(parts, up, *i, Method::GET, Body::empty())
+                .await;
+            (*i, r)
         }))
         .await;
         let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
@@ -1096,15 +1089,7 @@ impl Inner {
 
     /// A notification (or `logging/setLevel`) for every server open for this session.
     async fn broadcast(&self, parts: &http::request::Parts, session: &Session, bytes: &Bytes) {
-        let open: Vec<(usize, Upstreams)> = session
-            .servers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .cloned()
-            .enumerate()
-            .filter(|(_, u)| u.version.is_some())
-            .collect();
+        let open = session.opened(|u| u.version.is_some());
         futures_util::future::join_all(open.iter().map(|(i, up)| async move {
             let _ = read_answer(self.send(parts, up, *i, bytes.clone()).await).await;
         }))
@@ -1129,35 +1114,31 @@ impl Inner {
                 "unknown session",
             );
         };
-        let open: Vec<(usize, Upstreams)> = session
-            .servers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .cloned()
-            .enumerate()
-            .filter(|(_, u)| u.session.is_some())
-            .collect();
-        futures_util::future::join_all(open.into_iter().map(|(i, up)| async move {
-            let mut req = Request::new(Body::empty());
-            *req.method_mut() = Method::DELETE;
-            *req.uri_mut() = parts.uri.clone();
-            *req.headers_mut() = parts.headers.clone();
-            *req.extensions_mut() = parts.extensions.clone();
-            if let Some(s) = up.session {
-                req.headers_mut().insert(SESSION, s);
-            }
-            if let Some(v) = up.version {
-                req.headers_mut().insert(VERSION, v);
-            }
-            let mut gate = self.gates[i].clone();
-            let Ok(r) = gate.call(req).await;
+        let open = session.opened(|u| u.session.is_some());
+        futures_util::future::join_all(open.iter().map(|(i, up)| async move {
+            let r = self
+                .exchange(parts, up, *i, Method::DELETE, Body::empty())
+                .await;
             let _ = warden_tower::collect(r.into_body(), MAX_ANSWER).await;
         }))
         .await;
         let mut r = Response::new(Body::empty());
         *r.status_mut() = StatusCode::NO_CONTENT;
         r
+    }
+}
+
+impl Session {
+    /// The servers whose session with this client `open` says is usable, with it.
+    fn opened(&self, open: fn(&Upstreams) -> bool) -> Vec<(usize, Upstreams)> {
+        self.servers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| open(u))
+            .map(|(i, u)| (i, u.clone()))
+            .collect()
     }
 }
 
