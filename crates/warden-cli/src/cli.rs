@@ -361,6 +361,13 @@ pub struct ServeArgs {
     /// time, decision — for `warden replay`. Sensitive: the file is created mode 0600.
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
+    /// Send one OpenTelemetry span per MCP message to this OTLP collector (HTTP/protobuf;
+    /// its base URL, e.g. http://localhost:4318: spans go to /v1/traces). Without it,
+    /// OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) turns traces on;
+    /// OTEL_TRACES_SAMPLER, OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_BSP_* and
+    /// OTEL_EXPORTER_OTLP_HEADERS apply as the OpenTelemetry specification defines them.
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
     /// Append one JSON line per decision here (no argument values, no tokens).
     #[arg(long, value_name = "FILE")]
     pub audit: Option<PathBuf>,
@@ -475,6 +482,13 @@ pub struct StdioArgs {
     /// streams and answered with a JSON-RPC error naming its id.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_MESSAGE)]
     pub max_message_bytes: usize,
+    /// Send one OpenTelemetry span per MCP message to this OTLP collector (HTTP/protobuf;
+    /// its base URL, e.g. http://localhost:4318: spans go to /v1/traces). Without it,
+    /// OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) turns traces on;
+    /// OTEL_TRACES_SAMPLER, OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_BSP_* and
+    /// OTEL_EXPORTER_OTLP_HEADERS apply as the OpenTelemetry specification defines them.
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
     /// With --jwt-*: the caller's JWT, from this environment variable; the grant is its
     /// claim (--grant-claim) instead of --grant. An invalid token stops the start.
     #[arg(long, value_name = "VAR", default_value = "WARDEN_TOKEN")]

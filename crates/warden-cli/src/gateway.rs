@@ -123,6 +123,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
         notify,
         console_url,
         record: args.record,
+        otlp_endpoint: args.otlp_endpoint,
     };
     warden_gateway::serve(opts)?;
     Ok(ExitCode::SUCCESS)
@@ -244,6 +245,7 @@ pub fn stdio(args: StdioArgs) -> Result<ExitCode, CliError> {
         reload_every: Duration::from_secs(1),
         redis,
         max_message_bytes: args.max_message_bytes.max(1),
+        otlp_endpoint: args.otlp_endpoint,
     };
     let code = rt.block_on(warden_gateway::stdio(opts))?;
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))

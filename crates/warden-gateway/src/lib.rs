@@ -30,6 +30,7 @@ pub mod http1;
 pub mod listener;
 pub mod logging;
 pub mod notify;
+pub mod otel;
 pub mod policy_file;
 pub mod proxy;
 pub mod record;

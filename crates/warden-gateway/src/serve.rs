@@ -111,6 +111,9 @@ pub struct ServeOptions {
     pub console_url: Option<String>,
     /// Record every decided call, arguments included, here (JSON lines, mode 0600).
     pub record: Option<PathBuf>,
+    /// `--otlp-endpoint`: the collector's base URL; the `OTEL_*` variables otherwise
+    /// ([`crate::otel`]).
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Serves until SIGTERM/SIGINT, then drains (see [`listener`]).
@@ -162,6 +165,10 @@ async fn run(opts: ServeOptions, workers: usize) -> Result<(), Error> {
         }
         None => None,
     };
+    let export = crate::otel::Export::start(opts.otlp_endpoint.as_deref())?;
+    if let Some(e) = &export {
+        tracing::info!(target: "warden::gateway", endpoint = %e.description, "exporting traces over OTLP");
+    }
     let auth = opts.grants.is_some() || opts.jwt.is_some();
     // Each server: its layer (policy, counters), its policy file watched, its upstream.
     let mut servers = Vec::with_capacity(opts.servers.len());
@@ -182,6 +189,9 @@ async fn run(opts: ServeOptions, workers: usize) -> Result<(), Error> {
         }
         if let Some(r) = &recorder {
             layer = layer.recorder(r.clone());
+        }
+        if let Some(e) = &export {
+            layer = layer.tracer(e.tracer());
         }
         let live = Live::new(server.policy.clone(), text, layer.handle());
         live.clone().watch(opts.reload_every);
@@ -338,6 +348,10 @@ async fn run(opts: ServeOptions, workers: usize) -> Result<(), Error> {
     let _ = tokio::task::spawn_blocking(move || {
         for t in threads {
             let _ = t.join();
+        }
+        // The spans still queued go to the collector (their requests run on this runtime).
+        if let Some(e) = export {
+            e.shutdown();
         }
     })
     .await;

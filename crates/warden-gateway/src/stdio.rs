@@ -43,6 +43,8 @@ pub struct StdioOptions {
     /// The largest message a client may send; a longer line is answered with a JSON-RPC
     /// error and never reaches the server.
     pub max_message_bytes: usize,
+    /// `--otlp-endpoint`: the collector's base URL; the `OTEL_*` variables otherwise.
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Runs until the client closes stdin or the server exits; returns the server's exit code.
@@ -51,10 +53,15 @@ pub async fn stdio(opts: StdioOptions) -> Result<i32, Error> {
     let stores = crate::state::build(compiled, None, opts.redis.as_ref(), false, None)?;
     stores.check().await;
     tracing::info!(target: "warden::gateway", state = %stores.description, "stdio gate");
-    let layer = stores
+    let mut layer = stores
         .layer
         .shadow(opts.shadow)
         .max_body_bytes(opts.max_message_bytes);
+    let export = crate::otel::Export::start(opts.otlp_endpoint.as_deref())?;
+    if let Some(e) = &export {
+        tracing::info!(target: "warden::gateway", endpoint = %e.description, "exporting traces over OTLP");
+        layer = layer.tracer(e.tracer());
+    }
     let live = Live::new(opts.policy.clone(), text, layer.handle());
     live.clone().watch(opts.reload_every);
 
@@ -144,6 +151,7 @@ pub async fn stdio(opts: StdioOptions) -> Result<i32, Error> {
             let mut req = Request::new(Body::full(line));
             *req.method_mut() = http::Method::POST;
             req.extensions_mut().insert(grant.clone());
+            req.extensions_mut().insert(warden_tower::Transport::Pipe);
             let Ok(resp) = svc.clone().oneshot(req).await;
             // 202: forwarded to the server. Anything else is the layer's own answer.
             if resp.status() != StatusCode::ACCEPTED {
@@ -176,6 +184,9 @@ pub async fn stdio(opts: StdioOptions) -> Result<i32, Error> {
     child_writer.abort();
     drop(writer);
     tracing::info!(target: "warden::gateway", %status, "stdio server exited");
+    if let Some(e) = export {
+        let _ = tokio::task::spawn_blocking(move || e.shutdown()).await;
+    }
     Ok(status.code().unwrap_or(1))
 }
 

@@ -357,6 +357,25 @@ fn lines(event: &str) -> impl Iterator<Item = &str> {
     })
 }
 
+/// The JSON-RPC messages of a whole answer: one JSON body, or each event's data of an event
+/// stream. What is not JSON is left out.
+pub(crate) fn messages_in(bytes: &[u8], stream: bool) -> Vec<Value> {
+    if !stream {
+        return serde_json::from_slice(bytes).into_iter().collect();
+    }
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    while let Some(end) = event_end(rest) {
+        let text = String::from_utf8_lossy(&rest[..end]);
+        let data: Vec<&str> = lines(&text).filter_map(data_value).collect();
+        if let Ok(v) = serde_json::from_str::<Value>(&data.join("\n")) {
+            out.push(v);
+        }
+        rest = &rest[end..];
+    }
+    out
+}
+
 /// The value of a `data` field line (`data: x`, `data:x`, or a bare `data`), else `None`.
 fn data_value(line: &str) -> Option<&str> {
     if line == "data" {

@@ -20,7 +20,7 @@ pub(crate) enum Message<'a> {
         params: Option<Params<'a>>,
     },
     /// `method` without `id`: nothing to answer, nothing to decide.
-    Notification,
+    Notification { method: String },
     /// `result` or `error`: the client answering the server (elicitation, sampling).
     Response {
         id: Option<Value>,
@@ -605,7 +605,7 @@ fn message<'a>(
                 None,
                 &format!("{method} must be a request with an id, not a notification"),
             )),
-            None => Ok(Message::Notification),
+            None => Ok(Message::Notification { method }),
             Some(id @ (Value::String(_) | Value::Number(_))) => {
                 if method == "tools/call" {
                     check_call(&id, params.as_ref())?;
@@ -682,7 +682,9 @@ mod tests {
         assert_eq!(
             b.messages,
             vec![
-                Message::Notification,
+                Message::Notification {
+                    method: "notifications/initialized".into()
+                },
                 Message::Response {
                     id: Some(Value::from("x")),
                     result: Some(serde_json::json!({})),

@@ -35,6 +35,10 @@ pub(crate) struct Config {
     /// The server this gate stands in front of, when a gateway fronts several: named in
     /// every audit line and recorded call.
     pub(crate) server: Option<Arc<str>>,
+    /// Where spans go, when traces are on.
+    pub(crate) tracing: Option<crate::otel::Tracing>,
+    /// The counters live in another process: their round trip gets a span of its own.
+    pub(crate) remote_store: bool,
 }
 
 /// The recorder, shared; shown only as present in debug output.
@@ -144,6 +148,8 @@ impl PolicyLayer {
             recorder: None,
             console_url: None,
             server: None,
+            tracing: None,
+            remote_store: false,
         };
         let counters = Counters::new(&policy);
         PolicyLayer {
@@ -194,6 +200,8 @@ impl PolicyLayer {
     /// Where rate-limit counters live: [`MemoryStore`] by default; a Redis store (feature
     /// `redis`) when several replicas must share one quota.
     pub fn counter_store(mut self, store: impl CounterStore) -> Self {
+        // A store that holds no keys here keeps them elsewhere.
+        self.config.remote_store = store.live_keys().is_none();
         self.store = Arc::new(store);
         self.custom_store = true;
         self
@@ -210,6 +218,13 @@ impl PolicyLayer {
     /// gateway in front of several servers has a layer per server).
     pub fn server(mut self, name: impl Into<Arc<str>>) -> Self {
         self.config.server = Some(name.into());
+        self
+    }
+
+    /// One OpenTelemetry span per MCP message, and children for the upstream call, the
+    /// counter store's round trip and an approval's wait ([`crate::otel`]). Off by default.
+    pub fn tracer(mut self, tracer: opentelemetry_sdk::trace::SdkTracer) -> Self {
+        self.config.tracing = Some(crate::otel::Tracing::new(tracer));
         self
     }
 

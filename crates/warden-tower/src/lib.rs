@@ -11,7 +11,8 @@
 //! Modules follow the request: `service` reads who is calling, `mcp` (or `rest` in HTTP mode)
 //! and `inspect` read the request, `warden_policy` decides,
 //! [`limit`] charges counters in a [`limit::CounterStore`] (memory or Redis), [`approval`] asks a person, [`answer`] builds
-//! what the client gets back, and `observe` logs one event per decision.
+//! what the client gets back, `observe` logs one event per decision, and [`otel`] makes a
+//! span of each message.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod answer;
@@ -29,6 +30,7 @@ pub mod limit;
 mod mcp;
 mod methods;
 mod observe;
+pub mod otel;
 #[cfg(feature = "redis")]
 pub mod redis;
 mod refund;
@@ -52,6 +54,7 @@ pub use layer::{Mode, PolicyHandle, PolicyLayer};
 pub use limit::{CounterStore, MemoryStore};
 pub use observe::Record;
 pub use observe::{RecordedCall, Recorder};
+pub use otel::Transport;
 pub use service::{ClientAddr, PolicyService, ResponseFuture};
 pub use view::{List, View};
 

@@ -6,6 +6,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
+use opentelemetry::KeyValue;
+use opentelemetry::trace::SpanKind;
 use serde_json::Value;
 use tower::Service;
 use warden_policy::Outcome;
@@ -137,303 +139,352 @@ where
     }
 
     let mut caller = Caller::of(&shared, &parts);
-    // The person's answer to an approval asked on a call's own stream: the layer asked, so
-    // the layer takes the answer; the upstream never sees it.
-    if let Some(r) = elicit::take_client_answer(&shared, &caller, &parsed.messages) {
-        return Ok(r);
-    }
-    caller.read_counters(&shared, &enforcer).await;
-    // A resource's `args.uri` is its URI: built only for a policy that reads arguments.
-    let uris = resource_args(&enforcer, &parsed.messages);
-    let verdicts = decide_all(
-        &enforcer,
-        &caller,
-        &parsed.messages,
-        &uris,
-        shared.config.shadow,
-    );
-    let style = shared.config.deny_style;
-    let protocol = HeaderText::of(&parts.headers, &names::MCP_PROTOCOL_VERSION);
-    let protocol = protocol.as_deref();
-    // Calls that come back (protocol 2026-07-28) with the answer to an approval asked in the
-    // client. They were charged when first asked; their ticket decides them below.
-    // Empty (no allocation) unless the protocol has such calls; indexed like `verdicts`.
-    let mut returned: Vec<Option<elicit::Returned>> =
-        if protocol.is_some_and(|v| v >= elicit::MRTR_PROTOCOL) {
-            call_params(&parsed.messages)
-                .map(|p| p.and_then(elicit::Returned::of))
-                .collect()
-        } else {
-            Vec::new()
-        };
-    let returned_any = returned.iter().any(Option::is_some);
-    let is_returned = |i: usize| returned.get(i).is_some_and(Option::is_some);
-
-    // Denials: answer locally; with a batch, nothing of it is forwarded.
-    let blocking: Vec<&Verdict> = verdicts
-        .iter()
-        .filter(|v| v.outcome == Outcome::Deny && !v.shadow)
-        .collect();
-    for v in &verdicts {
-        if v.outcome == Outcome::Deny {
-            log(&caller, v, "deny", &v.rule, started.elapsed(), v.shadow);
+    // A span for each message, when traces are on; they end with the answer's body.
+    let trace = shared
+        .config
+        .tracing
+        .as_ref()
+        .and_then(|t| crate::otel::Trace::start(t, &parts, &parsed.messages, &caller));
+    caller.trace = trace.clone();
+    let answer: Result<Response<Body>, S::Error> = async {
+        // The person's answer to an approval asked on a call's own stream: the layer asked, so
+        // the layer takes the answer; the upstream never sees it.
+        if let Some(r) = elicit::take_client_answer(&shared, &caller, &parsed.messages) {
+            return Ok(r);
         }
-    }
-    if !blocking.is_empty() {
-        let reasons: Vec<(Value, String)> = blocking
+        caller.read_counters(&shared, &enforcer).await;
+        // A resource's `args.uri` is its URI: built only for a policy that reads arguments.
+        let uris = resource_args(&enforcer, &parsed.messages);
+        let verdicts = decide_all(
+            &enforcer,
+            &caller,
+            &parsed.messages,
+            &uris,
+            shared.config.shadow,
+        );
+        let style = shared.config.deny_style;
+        let protocol = HeaderText::of(&parts.headers, &names::MCP_PROTOCOL_VERSION);
+        let protocol = protocol.as_deref();
+        // Calls that come back (protocol 2026-07-28) with the answer to an approval asked in the
+        // client. They were charged when first asked; their ticket decides them below.
+        // Empty (no allocation) unless the protocol has such calls; indexed like `verdicts`.
+        let mut returned: Vec<Option<elicit::Returned>> =
+            if protocol.is_some_and(|v| v >= elicit::MRTR_PROTOCOL) {
+                call_params(&parsed.messages)
+                    .map(|p| p.and_then(elicit::Returned::of))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+        let returned_any = returned.iter().any(Option::is_some);
+        let is_returned = |i: usize| returned.get(i).is_some_and(Option::is_some);
+
+        // Denials: answer locally; with a batch, nothing of it is forwarded.
+        let blocking: Vec<&Verdict> = verdicts
             .iter()
-            .map(|v| (v.id.clone(), v.message.to_string()))
+            .filter(|v| v.outcome == Outcome::Deny && !v.shadow)
             .collect();
-        return Ok(refuse_all(
-            &parsed,
-            &reasons,
-            "another call in this batch was denied",
-            style,
-            protocol,
-        ));
-    }
-
-    // Limits of every call that goes on, all charged together or none. One call (the usual
-    // body) is charged from its own verdict, without copying.
-    let mut going = verdicts
-        .iter()
-        .enumerate()
-        .filter(|(i, v)| v.outcome != Outcome::Deny && !is_returned(*i))
-        .map(|(_, v)| v);
-    let combined: Vec<Charge>;
-    let charges: &[Charge] = match (going.next(), going.next()) {
-        (None, _) => &[],
-        (Some(one), None) => &one.charges,
-        (Some(a), Some(b)) => {
-            combined = [a, b]
-                .into_iter()
-                .chain(going)
-                .flat_map(|v| v.charges.iter().cloned())
-                .collect();
-            &combined
+        for v in &verdicts {
+            if v.outcome == Outcome::Deny {
+                log(&caller, v, "deny", &v.rule, started.elapsed(), v.shadow);
+            }
         }
-    };
-    let charged = enforcer
-        .counters
-        .charge(&enforcer.policy, shared.store.as_ref(), charges)
-        .await;
-    if let Err(limited) = &charged {
-        let shadow = verdicts.iter().all(|v| v.shadow);
-        for v in verdicts.iter().filter(|v| v.outcome != Outcome::Deny) {
-            log(
-                &caller,
-                v,
-                "limited",
-                limited.rule(),
-                started.elapsed(),
-                shadow,
-            );
-        }
-        if !shadow {
-            observe::limited(limited);
-            let reasons: Vec<(Value, String)> = verdicts
+        if !blocking.is_empty() {
+            let reasons: Vec<(Value, String)> = blocking
                 .iter()
-                .filter(|v| v.outcome != Outcome::Deny)
-                .map(|v| (v.id.clone(), limited.message()))
+                .map(|v| (v.id.clone(), v.message.to_string()))
                 .collect();
             return Ok(refuse_all(
                 &parsed,
                 &reasons,
-                "another call in this batch was rate-limited",
+                "another call in this batch was denied",
                 style,
                 protocol,
             ));
         }
-    }
 
-    // Charges a call gives back if the server answers it with an error (`refund on error`).
-    let refundable: Vec<(Value, Vec<Charge>)> = match charged {
-        Ok(Charged::All) => verdicts
+        // Limits of every call that goes on, all charged together or none. One call (the usual
+        // body) is charged from its own verdict, without copying.
+        let mut going = verdicts
             .iter()
             .enumerate()
             .filter(|(i, v)| v.outcome != Outcome::Deny && !is_returned(*i))
-            .filter_map(|(_, v)| {
-                let back: Vec<Charge> = v
-                    .charges
-                    .iter()
-                    .filter(|c| {
-                        enforcer
-                            .policy
-                            .limits()
-                            .get(c.limit)
-                            .is_some_and(|l| l.refund_on_error)
-                    })
-                    .cloned()
+            .map(|(_, v)| v);
+        let combined: Vec<Charge>;
+        let charges: &[Charge] = match (going.next(), going.next()) {
+            (None, _) => &[],
+            (Some(one), None) => &one.charges,
+            (Some(a), Some(b)) => {
+                combined = [a, b]
+                    .into_iter()
+                    .chain(going)
+                    .flat_map(|v| v.charges.iter().cloned())
                     .collect();
-                (!back.is_empty()).then(|| (v.id.clone(), back))
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
-    let refunds = refund::Refunds::new(shared.store.clone(), refundable);
-
-    // Approvals, each bound to its exact call.
-    let single = !parsed.batch && verdicts.len() == 1;
-    // Read only for a call that needs a person's approval.
-    let accepts_sse = || {
-        header_str(&parts.headers, &header::ACCEPT).is_some_and(|a| {
-            a.as_bytes()
-                .windows(17)
-                .any(|w| w.eq_ignore_ascii_case(b"text/event-stream"))
-        })
-    };
-    let mut refused = Vec::new();
-    for (i, (v, params)) in verdicts
-        .iter()
-        .zip(call_params(&parsed.messages))
-        .enumerate()
-    {
-        if v.outcome == Outcome::Deny {
-            continue;
+                &combined
+            }
+        };
+        // The round trip to a store elsewhere (Redis) is a span of its own.
+        let store_span = match &trace {
+            Some(t) if shared.config.remote_store && !charges.is_empty() => {
+                t.child("warden counters", SpanKind::Client)
+            }
+            _ => None,
+        };
+        if let Some(s) = &store_span {
+            s.set(KeyValue::new("db.system.name", "redis"));
         }
-        if let Some(back) = returned.get_mut(i).and_then(Option::take) {
-            match Box::pin(back.redeem(&shared, &caller, v, enforcer.revision)).await {
+        let charged = enforcer
+            .counters
+            .charge(&enforcer.policy, shared.store.as_ref(), charges)
+            .await;
+        drop(store_span);
+        if let Some(t) = &trace {
+            match &charged {
+                Ok(_) => t.charged(charges, shared.store.as_ref()),
+                Err(limited) => t.limited(limited),
+            }
+        }
+        if let Err(limited) = &charged {
+            let shadow = verdicts.iter().all(|v| v.shadow);
+            for v in verdicts.iter().filter(|v| v.outcome != Outcome::Deny) {
+                log(
+                    &caller,
+                    v,
+                    "limited",
+                    limited.rule(),
+                    started.elapsed(),
+                    shadow,
+                );
+            }
+            if !shadow {
+                observe::limited(limited);
+                let reasons: Vec<(Value, String)> = verdicts
+                    .iter()
+                    .filter(|v| v.outcome != Outcome::Deny)
+                    .map(|v| (v.id.clone(), limited.message()))
+                    .collect();
+                return Ok(refuse_all(
+                    &parsed,
+                    &reasons,
+                    "another call in this batch was rate-limited",
+                    style,
+                    protocol,
+                ));
+            }
+        }
+
+        // Charges a call gives back if the server answers it with an error (`refund on error`).
+        let refundable: Vec<(Value, Vec<Charge>)> = match charged {
+            Ok(Charged::All) => verdicts
+                .iter()
+                .enumerate()
+                .filter(|(i, v)| v.outcome != Outcome::Deny && !is_returned(*i))
+                .filter_map(|(_, v)| {
+                    let back: Vec<Charge> = v
+                        .charges
+                        .iter()
+                        .filter(|c| {
+                            enforcer
+                                .policy
+                                .limits()
+                                .get(c.limit)
+                                .is_some_and(|l| l.refund_on_error)
+                        })
+                        .cloned()
+                        .collect();
+                    (!back.is_empty()).then(|| (v.id.clone(), back))
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let refunds = refund::Refunds::new(shared.store.clone(), refundable);
+
+        // Approvals, each bound to its exact call.
+        let single = !parsed.batch && verdicts.len() == 1;
+        // Read only for a call that needs a person's approval.
+        let accepts_sse = || {
+            header_str(&parts.headers, &header::ACCEPT).is_some_and(|a| {
+                a.as_bytes()
+                    .windows(17)
+                    .any(|w| w.eq_ignore_ascii_case(b"text/event-stream"))
+            })
+        };
+        let mut refused = Vec::new();
+        for (i, (v, params)) in verdicts
+            .iter()
+            .zip(call_params(&parsed.messages))
+            .enumerate()
+        {
+            if v.outcome == Outcome::Deny {
+                continue;
+            }
+            if let Some(back) = returned.get_mut(i).and_then(Option::take) {
+                match Box::pin(back.redeem(&shared, &caller, v, enforcer.revision)).await {
+                    Ok(()) => log(&caller, v, "approved", &v.rule, started.elapsed(), false),
+                    Err(reason) => {
+                        log(&caller, v, "refused", &v.rule, started.elapsed(), false);
+                        refused.push((v.id.clone(), reason));
+                    }
+                }
+                continue;
+            }
+            let Some(approval) = &v.approval else {
+                log(&caller, v, "allow", &v.rule, started.elapsed(), false);
+                continue;
+            };
+            if v.shadow {
+                log(&caller, v, "approval", &v.rule, started.elapsed(), true);
+                continue;
+            }
+            // Only a tool call can be approved in the client (the policy refuses the others).
+            let asks_client = approval.via.filter(|via| via.asks_client());
+            if let (Some(via), Some(params)) = (asks_client, params) {
+                let route = elicit::route(&shared, &caller, protocol, params, accepts_sse(), single);
+                let ticket = match route
+                    .as_ref()
+                    .map(|r| {
+                        let url = matches!(r, elicit::Route::Retry { url: true });
+                        elicit::open(&shared, &caller, v, approval, enforcer.revision, url)
+                    })
+                    .transpose()
+                {
+                    Ok(t) => t,
+                    Err(reason) => {
+                        log(&caller, v, "refused", &v.rule, started.elapsed(), false);
+                        refused.push((v.id.clone(), reason));
+                        continue;
+                    }
+                };
+                match (route, ticket) {
+                    (Some(elicit::Route::Retry { .. }), Some(t)) => {
+                        return Ok(answer::json(
+                            StatusCode::OK,
+                            &elicit::input_required(&shared, &t, &v.id),
+                        ));
+                    }
+                    (Some(elicit::Route::Stream), Some(t)) => {
+                        let streamed = elicit::Streamed {
+                            verdict: v.detached(),
+                            args: v.args.cloned(),
+                            caller,
+                            request: forward_request(parts, &parsed, bytes),
+                            started,
+                            protocol: protocol.map(str::to_owned),
+                            refunds,
+                        };
+                        return Ok(elicit::stream(shared.clone(), inner, t, streamed));
+                    }
+                    _ if elicit::fallback_to_queue(via) => {}
+                    _ => {
+                        log(&caller, v, "refused", &v.rule, started.elapsed(), false);
+                        refused.push((
+                            v.id.clone(),
+                            "this call must be approved by the person at the MCP client, and this client cannot be asked (it did not declare the elicitation capability)".into(),
+                        ));
+                        continue;
+                    }
+                }
+            }
+            let waiting = trace
+                .as_ref()
+                .and_then(|t| t.child("warden approval", SpanKind::Internal));
+            let asked = Box::pin(v.ask(&shared, &caller, approval)).await;
+            if let Some(w) = &waiting {
+                let answer = if asked.is_ok() { "approved" } else { "refused" };
+                w.set(KeyValue::new("warden.approval.answer", answer));
+                w.set(KeyValue::new("warden.approval.wait_ms", w.elapsed_ms()));
+                w.set(KeyValue::new("warden.approval.via", "queue"));
+            }
+            drop(waiting);
+            match asked {
                 Ok(()) => log(&caller, v, "approved", &v.rule, started.elapsed(), false),
                 Err(reason) => {
                     log(&caller, v, "refused", &v.rule, started.elapsed(), false);
                     refused.push((v.id.clone(), reason));
                 }
             }
-            continue;
         }
-        let Some(approval) = &v.approval else {
-            log(&caller, v, "allow", &v.rule, started.elapsed(), false);
-            continue;
-        };
-        if v.shadow {
-            log(&caller, v, "approval", &v.rule, started.elapsed(), true);
-            continue;
+        if !refused.is_empty() {
+            return Ok(refuse_all(
+                &parsed,
+                &refused,
+                "another call in this batch was not approved",
+                style,
+                protocol,
+            ));
         }
-        // Only a tool call can be approved in the client (the policy refuses the others).
-        let asks_client = approval.via.filter(|via| via.asks_client());
-        if let (Some(via), Some(params)) = (asks_client, params) {
-            let route = elicit::route(&shared, &caller, protocol, params, accepts_sse(), single);
-            let ticket = match route
-                .as_ref()
-                .map(|r| {
-                    let url = matches!(r, elicit::Route::Retry { url: true });
-                    elicit::open(&shared, &caller, v, approval, enforcer.revision, url)
-                })
-                .transpose()
-            {
-                Ok(t) => t,
-                Err(reason) => {
-                    log(&caller, v, "refused", &v.rule, started.elapsed(), false);
-                    refused.push((v.id.clone(), reason));
-                    continue;
-                }
-            };
-            match (route, ticket) {
-                (Some(elicit::Route::Retry { .. }), Some(t)) => {
-                    return Ok(answer::json(
-                        StatusCode::OK,
-                        &elicit::input_required(&shared, &t, &v.id),
-                    ));
-                }
-                (Some(elicit::Route::Stream), Some(t)) => {
-                    let streamed = elicit::Streamed {
-                        verdict: v.detached(),
-                        args: v.args.cloned(),
-                        caller,
-                        request: forward_request(parts, &parsed, bytes),
-                        started,
-                        protocol: protocol.map(str::to_owned),
-                        refunds,
-                    };
-                    return Ok(elicit::stream(shared.clone(), inner, t, streamed));
-                }
-                _ if elicit::fallback_to_queue(via) => {}
-                _ => {
-                    log(&caller, v, "refused", &v.rule, started.elapsed(), false);
-                    refused.push((
-                        v.id.clone(),
-                        "this call must be approved by the person at the MCP client, and this client cannot be asked (it did not declare the elicitation capability)".into(),
-                    ));
-                    continue;
-                }
-            }
-        }
-        match Box::pin(v.ask(&shared, &caller, approval)).await {
-            Ok(()) => log(&caller, v, "approved", &v.rule, started.elapsed(), false),
-            Err(reason) => {
-                log(&caller, v, "refused", &v.rule, started.elapsed(), false);
-                refused.push((v.id.clone(), reason));
-            }
-        }
-    }
-    if !refused.is_empty() {
-        return Ok(refuse_all(
-            &parsed,
-            &refused,
-            "another call in this batch was not approved",
-            style,
-            protocol,
-        ));
-    }
 
-    // Forward the very bytes that were inspected (less the answers to the layer's own
-    // approvals), naming their requests for failure answers.
-    let bytes = if returned_any {
-        match elicit::strip(&bytes) {
-            Some(b) => b,
+        // Forward the very bytes that were inspected (less the answers to the layer's own
+        // approvals), naming their requests for failure answers.
+        let bytes = if returned_any {
+            match elicit::strip(&bytes) {
+                Some(b) => b,
+                None => bytes,
+            }
+        } else {
+            bytes
+        };
+        let mut lists = crate::methods::lists(&parsed.messages);
+        // Which lists this session holds, under which policy: a standalone stream it opens
+        // after a reload is told to list again.
+        if let (Some(session), false) = (caller.session.as_deref(), lists.is_empty()) {
+            shared
+                .listed
+                .note(session, enforcer.revision, lists.iter().map(|(_, l)| *l));
+        }
+        // A list this policy can take nothing from passes untouched (not even parsed).
+        lists.retain(|(_, l)| enforcer.policy.may_drop_from_lists(l.kind()));
+        let init_caps = parsed.messages.iter().find_map(|m| match m {
+            Message::Request { method, params, .. } if method == "initialize" => Some(
+                elicit::Caps::of(params.as_ref().and_then(|p| p.get("capabilities"))),
+            ),
+            _ => None,
+        });
+        // The head and a handle on the inner service to answer the server's refused requests
+        // with: only under a policy that rules them (the usual call clones nothing).
+        let guard = enforcer
+            .policy
+            .rules_server_requests()
+            .then(|| (answer_head(&parts), inner.clone()));
+        // The upstream call's span, its context handed on in the request.
+        let mut parts = parts;
+        let bytes = match &trace {
+            Some(t) => t.forward(&mut parts.headers, bytes, single && !returned_any),
             None => bytes,
+        };
+        let resp = inner.call(forward_request(parts, &parsed, bytes)).await?;
+        // What the client can be asked is learnt once per session, when it is created.
+        if let Some(caps) = init_caps {
+            if let Some(session) = header_str(resp.headers(), &names::MCP_SESSION_ID) {
+                shared.elicit.remember(session, caps);
+            }
         }
-    } else {
-        bytes
-    };
-    let mut lists = crate::methods::lists(&parsed.messages);
-    // Which lists this session holds, under which policy: a standalone stream it opens
-    // after a reload is told to list again.
-    if let (Some(session), false) = (caller.session.as_deref(), lists.is_empty()) {
-        shared
-            .listed
-            .note(session, enforcer.revision, lists.iter().map(|(_, l)| *l));
+        let resp = match guard {
+            // The server may ask the client things on this call's stream.
+            Some((head, inner))
+                if crate::body::content_kind(resp.headers())
+                    == crate::body::ContentKind::EventStream =>
+            {
+                let view = View::of(enforcer.policy.clone(), lists, &caller);
+                guard_stream(resp, view, inner, head)
+            }
+            _ if lists.is_empty() => boxed(resp),
+            _ => {
+                let view = View::of(enforcer.policy.clone(), lists, &caller);
+                Box::pin(filter_list_response(resp, view, &shared, enforcer.revision)).await
+            }
+        };
+        Ok(match refunds {
+            Some(r) => Box::pin(refund::watch(resp, r, shared.config.max_body)).await,
+            None => resp,
+        })
+
     }
-    // A list this policy can take nothing from passes untouched (not even parsed).
-    lists.retain(|(_, l)| enforcer.policy.may_drop_from_lists(l.kind()));
-    let init_caps = parsed.messages.iter().find_map(|m| match m {
-        Message::Request { method, params, .. } if method == "initialize" => Some(
-            elicit::Caps::of(params.as_ref().and_then(|p| p.get("capabilities"))),
-        ),
-        _ => None,
-    });
-    // The head and a handle on the inner service to answer the server's refused requests
-    // with: only under a policy that rules them (the usual call clones nothing).
-    let guard = enforcer
-        .policy
-        .rules_server_requests()
-        .then(|| (answer_head(&parts), inner.clone()));
-    let resp = inner.call(forward_request(parts, &parsed, bytes)).await?;
-    // What the client can be asked is learnt once per session, when it is created.
-    if let Some(caps) = init_caps {
-        if let Some(session) = header_str(resp.headers(), &names::MCP_SESSION_ID) {
-            shared.elicit.remember(session, caps);
-        }
+    .await;
+    match trace {
+        Some(t) => answer.map(|r| t.finish(r)),
+        None => answer,
     }
-    let resp = match guard {
-        // The server may ask the client things on this call's stream.
-        Some((head, inner))
-            if crate::body::content_kind(resp.headers())
-                == crate::body::ContentKind::EventStream =>
-        {
-            let view = View::of(enforcer.policy.clone(), lists, &caller);
-            guard_stream(resp, view, inner, head)
-        }
-        _ if lists.is_empty() => boxed(resp),
-        _ => {
-            let view = View::of(enforcer.policy.clone(), lists, &caller);
-            Box::pin(filter_list_response(resp, view, &shared, enforcer.revision)).await
-        }
-    };
-    Ok(match refunds {
-        Some(r) => Box::pin(refund::watch(resp, r, shared.config.max_body)).await,
-        None => resp,
-    })
 }
 
 /// The head of a POST that carries the client's answer to the server: the request's own

@@ -26,6 +26,8 @@ pub struct Record<'a> {
     pub request_id: Option<&'a str>,
     /// The server the call was for, when the layer is named (a gateway of several).
     pub server: Option<&'a str>,
+    /// The trace the call's span belongs to (32 hex digits), when traces are on.
+    pub trace_id: Option<&'a str>,
     pub latency: Duration,
     /// Shadow mode: the call was forwarded although the decision would have blocked it.
     pub would_block: bool,
@@ -77,6 +79,7 @@ pub(crate) fn record(r: &Record<'_>) {
         claims = r.claims.unwrap_or("-"),
         request_id = r.request_id.unwrap_or("-"),
         server = r.server.unwrap_or("-"),
+        trace_id = r.trace_id.unwrap_or("-"),
         latency_us = r.latency.as_micros() as u64,
         would_block = r.would_block,
         "{} call {}", r.kind.noun(), r.decision

@@ -104,6 +104,8 @@ pub(crate) struct Caller {
     pub(crate) server: Option<Arc<str>>,
     /// What the caller has used of the counters conditions read (`counter.NAME`).
     pub(crate) counters: Option<warden_policy::CounterValues>,
+    /// The spans of the request's messages, when traces are on.
+    pub(crate) trace: Option<Arc<crate::otel::Trace>>,
 }
 
 impl Caller {
@@ -128,6 +130,7 @@ impl Caller {
             recorder: shared.config.recorder.clone(),
             server: shared.config.server.clone(),
             counters: None,
+            trace: None,
         }
     }
 
@@ -430,6 +433,9 @@ pub(crate) fn log(
     latency: Duration,
     would_block: bool,
 ) {
+    if let Some(t) = &caller.trace {
+        t.decided(&v.id, decision, rule, &v.message);
+    }
     observe::record(&Record {
         grant: caller.grant.as_deref(),
         session: caller.session.as_deref(),
@@ -442,6 +448,7 @@ pub(crate) fn log(
         claims: v.claims.as_deref(),
         request_id: caller.request_id.as_deref(),
         server: caller.server.as_deref(),
+        trace_id: caller.trace.as_deref().map(crate::otel::Trace::trace_id),
         latency,
         would_block,
     });

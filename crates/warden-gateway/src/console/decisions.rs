@@ -34,6 +34,10 @@ pub struct Decision {
     /// The server the call was for, in a gateway of several.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub server: String,
+    /// The call's trace (32 hex digits), when traces are exported: a person can look it up
+    /// in the tracing backend.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub trace_id: String,
 }
 
 /// The recent decisions and the live subscribers.
@@ -155,6 +159,7 @@ impl Visit for Fields<'_> {
             "message" if value != "-" => &mut self.0.message,
             "request_id" if value != "-" => &mut self.0.request_id,
             "server" if value != "-" => &mut self.0.server,
+            "trace_id" if value != "-" => &mut self.0.trace_id,
             _ => return,
         };
         *slot = value.to_owned();

@@ -179,7 +179,7 @@ pub fn decisions(nav: Nav<'_>, counts: &[(String, u64)]) -> Markup {
             }
             div.scroll {
                 table {
-                    thead { tr { th { "time" } th { "grant" } th { "tool" } th { "decision" } th { "rule" } th { "message" } } }
+                    thead { tr { th { "time" } th { "grant" } th { "tool" } th { "decision" } th { "rule" } th { "message" } th { "trace" } } }
                     tbody id="rows" {}
                 }
             }
@@ -204,7 +204,7 @@ const clock = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-d
 function row(d) {
   const tr = document.createElement('tr');
   tr.dataset.grant = d.grant; tr.dataset.tool = d.tool; tr.dataset.outcome = d.decision;
-  tr.append(cell(clock.format(d.at_ms)), cell(d.grant), cell(d.server ? d.server + ' / ' + d.tool : d.tool), cell(d.decision, 'd-' + d.decision), cell(d.rule), cell(d.message));
+  tr.append(cell(clock.format(d.at_ms)), cell(d.grant), cell(d.server ? d.server + ' / ' + d.tool : d.tool), cell(d.decision, 'd-' + d.decision), cell(d.rule), cell(d.message), cell(d.trace_id || '', 'trace'));
   tr.hidden = !match(d);
   return tr;
 }

@@ -1,0 +1,550 @@
+//! Traces: one OpenTelemetry span per MCP message the layer reads, named and attributed as
+//! the semantic conventions for MCP say, joined to the client's trace and handed on to the
+//! server's.
+//!
+//! ```
+//! use opentelemetry::trace::TracerProvider as _;
+//! use opentelemetry_sdk::trace::SdkTracerProvider;
+//! use warden_tower::PolicyLayer;
+//!
+//! let policy = warden_policy::Policy::from_json_str(
+//!     r#"{"version": "1", "default": "deny", "tools": {"get_weather": {}}}"#).unwrap();
+//! // Give the provider an exporter (opentelemetry-otlp's, say) to send the spans somewhere.
+//! let provider = SdkTracerProvider::builder().build();
+//! let layer = PolicyLayer::new(warden_policy::CompiledPolicy::new(&policy).unwrap())
+//!     .tracer(provider.tracer("warden"));
+//! ```
+//!
+//! - A message's span (kind server) is named `{mcp.method.name} {target}` (`tools/call
+//!   get_weather`), with `jsonrpc.request.id`, `mcp.session.id`, `mcp.protocol.version`,
+//!   `network.transport`, `gen_ai.tool.name` or `gen_ai.prompt.name` or `mcp.resource.uri`,
+//!   and Warden's own: `warden.decision`, `warden.rule`, `warden.grant` (the grant's name:
+//!   a hash, never the token), `warden.server`, the counters charged and the room left in
+//!   them, or the limit that refused. An answer that is a JSON-RPC error sets `error.type`
+//!   to its code; a tool result with `isError`, to `tool_error`.
+//! - Its parent is the `traceparent` (and `tracestate`) in the message's `params._meta`,
+//!   where MCP clients carry it, else the request's `traceparent` header.
+//! - Children: the upstream call (kind client, same name), the counter store's round trip
+//!   when the counters live elsewhere (Redis), and the wait for a person's approval.
+//! - The upstream request carries the upstream span's context the same two ways: the
+//!   `traceparent` header, and `params._meta.traceparent` of a single request (the only way
+//!   through a stdio server).
+//! - Never in a span: a token, an argument's value, the text of a server's error.
+//!
+//! Unsampled messages cost a span context and nothing else: no attribute is gathered, no
+//! child made, no body rewritten.
+
+use std::borrow::Cow;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context as TaskContext, Poll, ready};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, Response, StatusCode};
+use http_body::Frame;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::{SpanBuilder, SpanKind, SpanRef, Status, TraceContextExt};
+use opentelemetry::{Context, KeyValue, Value as OtelValue};
+use opentelemetry_http::{HeaderExtractor, HeaderInjector};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracer;
+use serde_json::{Map, Value};
+use smallvec::SmallVec;
+
+use crate::body::{Body, BoxError};
+use crate::inspect::{Message, Params};
+use crate::limit::{Charge, CounterStore, Limited};
+use crate::service::Caller;
+
+/// Where the layer's spans go ([`crate::PolicyLayer::tracer`]).
+#[derive(Clone)]
+pub(crate) struct Tracing {
+    tracer: SdkTracer,
+}
+
+impl Tracing {
+    pub(crate) fn new(tracer: SdkTracer) -> Self {
+        Tracing { tracer }
+    }
+}
+
+impl std::fmt::Debug for Tracing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tracing")
+    }
+}
+
+/// How the messages reached the layer: `network.transport` of their spans. An HTTP request
+/// is `tcp`; `warden stdio` marks its requests `pipe` with this extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Transport {
+    #[default]
+    Tcp,
+    Pipe,
+}
+
+impl Transport {
+    fn name(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Pipe => "pipe",
+        }
+    }
+}
+
+/// The spans of one request's messages (one, unless it is a batch).
+pub(crate) struct Trace {
+    spans: SmallVec<[Spanned; 1]>,
+    /// The upstream call's span, once the request goes on.
+    upstream: Mutex<Option<Context>>,
+    /// The first span's trace id (32 hex digits), for the audit line.
+    trace_id: String,
+    recording: bool,
+    tracer: SdkTracer,
+}
+
+struct Spanned {
+    /// The request's id; `None` for a notification.
+    id: Option<Value>,
+    name: String,
+    cx: Context,
+    /// The policy refused it: its status already says why.
+    refused: AtomicBool,
+}
+
+/// Reads a trace context from a message's `params._meta`.
+struct Meta<'a>(&'a Map<String, Value>);
+
+impl Extractor for Meta<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(Value::as_str)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(String::as_str).collect()
+    }
+}
+
+/// Writes a trace context into a message's `params._meta`.
+struct MetaInjector<'a>(&'a mut Map<String, Value>);
+
+impl Injector for MetaInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.insert(key.to_owned(), Value::String(value));
+    }
+}
+
+fn id_text(id: &Value) -> String {
+    match id {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl Trace {
+    /// A span for each request and notification of the body; `None` when there is none.
+    pub(crate) fn start(
+        tracing: &Tracing,
+        parts: &http::request::Parts,
+        messages: &[Message<'_>],
+        caller: &Caller,
+    ) -> Option<Arc<Trace>> {
+        let propagator = TraceContextPropagator::new();
+        let mut from_header: Option<Context> = None;
+        let transport = parts
+            .extensions
+            .get::<Transport>()
+            .copied()
+            .unwrap_or_default();
+        let mut spans: SmallVec<[Spanned; 1]> = SmallVec::new();
+        for m in messages {
+            let (id, method, params) = match m {
+                Message::Request { id, method, params } => {
+                    (Some(id), method.as_str(), params.as_ref())
+                }
+                Message::Notification { method } => (None, method.as_str(), None),
+                Message::Response { .. } => continue,
+            };
+            let meta = params
+                .and_then(|p| p.get("_meta"))
+                .and_then(Value::as_object)
+                .filter(|m| m.contains_key("traceparent"));
+            let parent = match meta {
+                Some(m) => propagator.extract(&Meta(m)),
+                None => from_header
+                    .get_or_insert_with(|| propagator.extract(&HeaderExtractor(&parts.headers)))
+                    .clone(),
+            };
+            let target = match method {
+                "tools/call" | "prompts/get" => params.and_then(Params::name),
+                _ => None,
+            };
+            let name = match target {
+                Some(t) => format!("{method} {t}"),
+                None => method.to_owned(),
+            };
+            let span = SpanBuilder::from_name(name.clone())
+                .with_kind(SpanKind::Server)
+                .start_with_context(&tracing.tracer, &parent);
+            let cx = parent.with_span(span);
+            let s = cx.span();
+            if s.is_recording() {
+                let mut attrs: SmallVec<[KeyValue; 12]> = SmallVec::new();
+                attrs.push(KeyValue::new("mcp.method.name", method.to_owned()));
+                if let Some(id) = id {
+                    attrs.push(KeyValue::new("jsonrpc.request.id", id_text(id)));
+                }
+                attrs.push(KeyValue::new("network.transport", transport.name()));
+                if let Some(session) = caller.session.as_deref() {
+                    attrs.push(KeyValue::new("mcp.session.id", session.to_owned()));
+                }
+                if let Some(v) = crate::service::header_str(
+                    &parts.headers,
+                    &crate::service::names::MCP_PROTOCOL_VERSION,
+                ) {
+                    attrs.push(KeyValue::new("mcp.protocol.version", v.to_owned()));
+                }
+                match (method, target) {
+                    ("tools/call", Some(t)) => {
+                        attrs.push(KeyValue::new("gen_ai.tool.name", t.to_owned()));
+                        attrs.push(KeyValue::new("gen_ai.operation.name", "execute_tool"));
+                    }
+                    ("prompts/get", Some(t)) => {
+                        attrs.push(KeyValue::new("gen_ai.prompt.name", t.to_owned()));
+                    }
+                    _ => {}
+                }
+                if method.starts_with("resources/") {
+                    if let Some(uri) = params.and_then(|p| p.get("uri")).and_then(Value::as_str) {
+                        attrs.push(KeyValue::new("mcp.resource.uri", uri.to_owned()));
+                    }
+                }
+                if let Some(g) = caller.grant.as_deref() {
+                    attrs.push(KeyValue::new("warden.grant", g.to_owned()));
+                }
+                if let Some(server) = caller.server.as_deref() {
+                    attrs.push(KeyValue::new("warden.server", server.to_owned()));
+                }
+                s.set_attributes(attrs);
+            }
+            spans.push(Spanned {
+                id: id.cloned(),
+                name,
+                cx,
+                refused: AtomicBool::new(false),
+            });
+        }
+        let first = spans.first()?;
+        let sc = first.cx.span().span_context().clone();
+        let recording = spans.iter().any(|s: &Spanned| s.cx.span().is_recording());
+        Some(Arc::new(Trace {
+            trace_id: sc.trace_id().to_string(),
+            recording,
+            tracer: tracing.tracer.clone(),
+            upstream: Mutex::new(None),
+            spans,
+        }))
+    }
+
+    /// The trace the request's first message belongs to, as 32 hex digits.
+    pub(crate) fn trace_id(&self) -> &str {
+        &self.trace_id
+    }
+
+    fn spanned(&self, id: &Value) -> Option<&Spanned> {
+        self.spans.iter().find(|s| s.id.as_ref() == Some(id))
+    }
+
+    /// What the policy decided about request `id`; `message` is the policy's own words.
+    pub(crate) fn decided(&self, id: &Value, decision: &'static str, rule: &str, message: &str) {
+        if !self.recording {
+            return;
+        }
+        let Some(spanned) = self.spanned(id) else {
+            return;
+        };
+        let s = spanned.cx.span();
+        s.set_attribute(KeyValue::new("warden.decision", decision));
+        s.set_attribute(KeyValue::new("warden.rule", rule.to_owned()));
+        if matches!(decision, "deny" | "limited" | "refused") {
+            spanned.refused.store(true, Ordering::Relaxed);
+            s.set_status(Status::error(message.to_owned()));
+        }
+    }
+
+    /// The counters every message's charge went to, and the room each has left (when the
+    /// store can tell without a round trip); never the keys, which may be a caller's.
+    pub(crate) fn charged(&self, charges: &[Charge], store: &dyn CounterStore) {
+        if !self.recording || charges.is_empty() {
+            return;
+        }
+        let names: Vec<opentelemetry::StringValue> = charges
+            .iter()
+            .map(|c| c.counter.name.clone().into())
+            .collect();
+        let left: Option<Vec<i64>> = charges
+            .iter()
+            .map(|c| {
+                store
+                    .used_now(&c.counter, &c.key)
+                    .flatten()
+                    .map(|used| c.counter.max.saturating_sub(used) as i64)
+            })
+            .collect();
+        for s in &self.spans {
+            let span = s.cx.span();
+            span.set_attribute(KeyValue::new(
+                "warden.limit.counters",
+                OtelValue::Array(names.clone().into()),
+            ));
+            if let Some(left) = &left {
+                span.set_attribute(KeyValue::new(
+                    "warden.limit.remaining",
+                    OtelValue::Array(left.clone().into()),
+                ));
+            }
+        }
+    }
+
+    /// The limit that refused the request.
+    pub(crate) fn limited(&self, l: &Limited) {
+        if !self.recording {
+            return;
+        }
+        for s in &self.spans {
+            let span = s.cx.span();
+            span.set_attribute(KeyValue::new(
+                "warden.limit.counter",
+                l.counter().to_owned(),
+            ));
+            span.set_attribute(KeyValue::new("warden.limit.rule", l.rule().to_owned()));
+            if let Limited::Exhausted {
+                retry_after_secs, ..
+            } = l
+            {
+                span.set_attribute(KeyValue::new(
+                    "warden.limit.retry_after_s",
+                    *retry_after_secs as i64,
+                ));
+            }
+        }
+    }
+
+    /// A child of the first message's span, recorded only under a recording one; ends when
+    /// the returned [`Child`] is dropped.
+    pub(crate) fn child(&self, name: &'static str, kind: SpanKind) -> Option<Child> {
+        if !self.recording {
+            return None;
+        }
+        let parent = &self.spans.first()?.cx;
+        let span = SpanBuilder::from_name(name)
+            .with_kind(kind)
+            .start_with_context(&self.tracer, parent);
+        Some(Child {
+            cx: parent.with_span(span),
+            started: Instant::now(),
+        })
+    }
+
+    /// Opens the upstream call's span and hands its context on: in the `traceparent`
+    /// header, and in `params._meta` of a single request (a recording span only: that
+    /// rewrites the body). Returns the body to forward.
+    pub(crate) fn forward(&self, headers: &mut HeaderMap, bytes: Bytes, single: bool) -> Bytes {
+        let Some(first) = self.spans.first() else {
+            return bytes;
+        };
+        let propagator = TraceContextPropagator::new();
+        if !self.recording {
+            // The client's decision not to sample goes on with the gateway's span id.
+            propagator.inject_context(&first.cx, &mut HeaderInjector(headers));
+            return bytes;
+        }
+        let span = SpanBuilder::from_name(first.name.clone())
+            .with_kind(SpanKind::Client)
+            .start_with_context(&self.tracer, &first.cx);
+        let cx = first.cx.with_span(span);
+        propagator.inject_context(&cx, &mut HeaderInjector(headers));
+        let bytes = if single {
+            with_meta(&propagator, &cx, &bytes).unwrap_or(bytes)
+        } else {
+            bytes
+        };
+        *self.upstream.lock().unwrap_or_else(PoisonError::into_inner) = Some(cx);
+        bytes
+    }
+
+    /// The answer, its body wrapped so that the spans end with it, and their `error.type`
+    /// read from it. An unrecorded trace is left as it is.
+    pub(crate) fn finish(self: Arc<Self>, resp: Response<Body>) -> Response<Body> {
+        if !self.recording {
+            return resp;
+        }
+        let stream =
+            crate::body::content_kind(resp.headers()) == crate::body::ContentKind::EventStream;
+        let status = resp.status();
+        resp.map(|inner| {
+            Body::new(Finish {
+                inner,
+                trace: Some(self),
+                seen: Vec::new(),
+                stream,
+                status,
+            })
+        })
+    }
+
+    /// The whole answer went to the client (or `bytes` is as much of it as was kept).
+    fn answered(&self, bytes: &[u8], stream: bool, status: StatusCode, cut: Option<&str>) {
+        let upstream = self
+            .upstream
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let mut errors: SmallVec<[(Option<Value>, Cow<'static, str>); 1]> = SmallVec::new();
+        for m in crate::body::messages_in(bytes, stream) {
+            let Some(id) = m.get("id").filter(|_| m.get("method").is_none()) else {
+                continue;
+            };
+            if let Some(code) = m.get("error").and_then(|e| e.get("code")) {
+                errors.push((Some(id.clone()), Cow::Owned(code.to_string())));
+            } else if m["result"]["isError"] == Value::Bool(true) {
+                errors.push((Some(id.clone()), Cow::Borrowed("tool_error")));
+            }
+        }
+        if let Some(why) = cut {
+            errors.push((None, Cow::Owned(why.to_owned())));
+        } else if errors.is_empty() && (status.is_client_error() || status.is_server_error()) {
+            errors.push((None, Cow::Owned(status.as_str().to_owned())));
+        }
+        for (id, kind) in &errors {
+            let mark = |span: &SpanRef<'_>| {
+                span.set_attribute(KeyValue::new("error.type", kind.to_string()));
+                // A JSON-RPC error's code (negative), not an HTTP status.
+                if kind.starts_with('-') {
+                    span.set_attribute(KeyValue::new("rpc.response.status_code", kind.to_string()));
+                }
+            };
+            for s in &self.spans {
+                if id.is_some() && s.id.as_ref() != id.as_ref() {
+                    continue;
+                }
+                let span = s.cx.span();
+                mark(&span);
+                // A policy's refusal already says why (decided); a server's words stay out.
+                if !s.refused.load(Ordering::Relaxed) {
+                    span.set_status(Status::error(""));
+                }
+            }
+            if let Some(u) = &upstream {
+                u.span()
+                    .set_attribute(KeyValue::new("error.type", kind.to_string()));
+            }
+        }
+        if let Some(u) = upstream {
+            u.span().end();
+        }
+        for s in &self.spans {
+            s.cx.span().end();
+        }
+    }
+}
+
+/// The request with `params._meta` carrying `cx`, when it is one request with object params.
+fn with_meta(propagator: &TraceContextPropagator, cx: &Context, bytes: &[u8]) -> Option<Bytes> {
+    let mut message: Map<String, Value> = serde_json::from_slice(bytes).ok()?;
+    let params = message.get_mut("params")?.as_object_mut()?;
+    let meta = params
+        .entry("_meta")
+        .or_insert_with(|| Value::Object(Map::new()))
+        .as_object_mut()?;
+    propagator.inject_context(cx, &mut MetaInjector(meta));
+    serde_json::to_vec(&message).ok().map(Bytes::from)
+}
+
+/// A child span: the store's round trip, an approval's wait.
+pub(crate) struct Child {
+    cx: Context,
+    started: Instant,
+}
+
+impl Child {
+    pub(crate) fn set(&self, kv: KeyValue) {
+        self.cx.span().set_attribute(kv);
+    }
+
+    /// Milliseconds since the child began.
+    pub(crate) fn elapsed_ms(&self) -> i64 {
+        self.started.elapsed().as_millis() as i64
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        self.cx.span().end();
+    }
+}
+
+/// How much of an answer is kept to read its errors from: a tool's result past this is
+/// not looked at (its error is at the start of the message anyway).
+const KEEP: usize = 256 * 1024;
+
+/// An answer's body that ends the request's spans when it ends (or is dropped).
+struct Finish {
+    inner: Body,
+    trace: Option<Arc<Trace>>,
+    seen: Vec<u8>,
+    stream: bool,
+    status: StatusCode,
+}
+
+impl Finish {
+    fn end(&mut self, cut: Option<&str>) {
+        if let Some(t) = self.trace.take() {
+            t.answered(&self.seen, self.stream, self.status, cut);
+        }
+    }
+}
+
+impl http_body::Body for Finish {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        match &frame {
+            Some(Ok(f)) => {
+                if let Some(data) = f.data_ref() {
+                    let room = KEEP.saturating_sub(this.seen.len());
+                    this.seen.extend_from_slice(&data[..data.len().min(room)]);
+                }
+            }
+            Some(Err(_)) => this.end(Some("stream_error")),
+            None => this.end(None),
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        http_body::Body::is_end_stream(&self.inner)
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::Body::size_hint(&self.inner)
+    }
+}
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        // An empty answer may never be polled; any other went unfinished: the client left.
+        if self.trace.is_some() {
+            let cut = (!http_body::Body::is_end_stream(&self.inner)).then_some("cancelled");
+            self.end(cut);
+        }
+    }
+}
