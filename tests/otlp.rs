@@ -73,13 +73,24 @@ pub struct Receiver {
     spans: Arc<Mutex<Vec<Received>>>,
     raw: Arc<Mutex<Vec<u8>>>,
     requests: Arc<AtomicUsize>,
+    /// Spans received (kept or not).
+    count: Arc<AtomicUsize>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Receiver {
-    /// Listens on a free loopback port (`port` 0) or on `port`.
+    /// Listens on a free loopback port (`port` 0) or on `port`, keeping every span.
     pub fn start(port: u16) -> Receiver {
+        Self::listen(port, true)
+    }
+
+    /// The same, counting spans without keeping them (a bench's millions).
+    pub fn start_counting(port: u16) -> Receiver {
+        Self::listen(port, false)
+    }
+
+    fn listen(port: u16, keep: bool) -> Receiver {
         let std_listener =
             std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind the OTLP receiver");
         std_listener.set_nonblocking(true).expect("nonblocking");
@@ -87,8 +98,10 @@ impl Receiver {
         let spans: Arc<Mutex<Vec<Received>>> = Arc::default();
         let raw: Arc<Mutex<Vec<u8>>> = Arc::default();
         let requests: Arc<AtomicUsize> = Arc::default();
+        let count: Arc<AtomicUsize> = Arc::default();
         let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
         let (s, r, n) = (spans.clone(), raw.clone(), requests.clone());
+        let c = count.clone();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -103,11 +116,14 @@ impl Receiver {
                         _ = &mut rx => break,
                         accepted = listener.accept() => {
                             let Ok((tcp, _)) = accepted else { continue };
-                            let (s, r, n) = (s.clone(), r.clone(), n.clone());
+                            let (s, r, n, c) = (s.clone(), r.clone(), n.clone(), c.clone());
                             conns.spawn(async move {
                                 let svc = hyper::service::service_fn(move |req| {
-                                    let (s, r, n) = (s.clone(), r.clone(), n.clone());
-                                    async move { Ok::<_, std::convert::Infallible>(take(req, &s, &r, &n).await) }
+                                    let (s, r, n, c) = (s.clone(), r.clone(), n.clone(), c.clone());
+                                    async move {
+                                        let kept = keep.then_some((&*s, &*r));
+                                        Ok::<_, std::convert::Infallible>(take(req, kept, &n, &c).await)
+                                    }
                                 });
                                 let _ = hyper::server::conn::http1::Builder::new()
                                     .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
@@ -126,6 +142,7 @@ impl Receiver {
             spans,
             raw,
             requests,
+            count,
             stop: Some(tx),
             thread: Some(thread),
         }
@@ -144,6 +161,11 @@ impl Receiver {
     /// Export requests taken.
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Spans received, kept or not.
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
     }
 
     /// Waits (up to `secs`) until `done` holds of the spans received.
@@ -175,11 +197,14 @@ impl Drop for Receiver {
     }
 }
 
+/// Where a keeping receiver puts the spans and the raw bodies.
+type Kept<'a> = (&'a Mutex<Vec<Received>>, &'a Mutex<Vec<u8>>);
+
 async fn take(
     req: http::Request<hyper::body::Incoming>,
-    spans: &Mutex<Vec<Received>>,
-    raw: &Mutex<Vec<u8>>,
+    kept: Option<Kept<'_>>,
     requests: &AtomicUsize,
+    count: &AtomicUsize,
 ) -> http::Response<Full<Bytes>> {
     let path_ok = req.method() == http::Method::POST && req.uri().path() == "/v1/traces";
     let protobuf = req
@@ -197,6 +222,16 @@ async fn take(
         return status(400);
     };
     requests.fetch_add(1, Ordering::Relaxed);
+    let n: usize = export
+        .resource_spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .map(|ss| ss.spans.len())
+        .sum();
+    count.fetch_add(n, Ordering::Relaxed);
+    let Some((spans, raw)) = kept else {
+        return ok();
+    };
     raw.lock().expect("raw").extend_from_slice(&body);
     let mut kept = spans.lock().expect("spans");
     for rs in export.resource_spans {
@@ -214,6 +249,10 @@ async fn take(
             }
         }
     }
+    ok()
+}
+
+fn ok() -> http::Response<Full<Bytes>> {
     let answer = ExportTraceServiceResponse::default().encode_to_vec();
     http::Response::builder()
         .header(http::header::CONTENT_TYPE, "application/x-protobuf")

@@ -151,7 +151,7 @@ fn each_decision_is_a_span_under_the_clients_trace_and_the_server_sees_the_gatew
             Some("execute_tool")
         );
         assert_eq!(s.attr("network.transport").as_deref(), Some("tcp"));
-        assert_eq!(s.attr("mcp.protocol.version").is_some(), true, "{name}");
+        assert!(s.attr("mcp.protocol.version").is_some(), "{name}");
         assert!(s.attr("jsonrpc.request.id").is_some(), "{name}");
         assert!(s.attr("mcp.session.id").is_some(), "{name}");
         assert_eq!(
@@ -383,4 +383,118 @@ fn a_collector_that_goes_away_costs_calls_nothing_and_its_spans_are_dropped_and_
     calls(&gw.url, &sid, 20, 9000);
     let spans = back.wait_for(30, |s| !s.is_empty());
     assert!(!spans.is_empty(), "no span after the collector came back");
+}
+
+#[test]
+fn warden_stdio_spans_each_message_and_hands_the_context_on_in_meta() {
+    let Some(warden) = support::warden() else {
+        return;
+    };
+    let dir = support::scratch("traces-stdio");
+    let policy = dir.join("policy.pol");
+    std::fs::write(&policy, POLICY).unwrap();
+    let record = dir.join("upstream.jsonl");
+    let receiver = Receiver::start(0);
+    let mut child = Command::new(&warden)
+        .args(["stdio", "--policy"])
+        .arg(&policy)
+        .args(["--otlp-endpoint", &receiver.url])
+        .args([
+            "--",
+            env!("CARGO_BIN_EXE_traced_mcp"),
+            "--stdio",
+            "--record",
+        ])
+        .arg(&record)
+        .env("WARDEN_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let parent = format!("00-{TRACE_ID}-{SPAN_ID}-01");
+    let lines = [
+        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"e2e","version":"0"}}}"#.to_owned(),
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_owned(),
+        format!(r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"{SECRET}"}},"_meta":{{"traceparent":"{parent}"}}}}}}"#),
+        format!(r#"{{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{{"name":"reboot_instance","arguments":{{"text":"{SECRET}"}},"_meta":{{"traceparent":"{parent}"}}}}}}"#),
+    ];
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Ok(v) = serde_json::from_str(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    let mut answers = std::collections::BTreeMap::new();
+    for line in &lines {
+        use std::io::Write;
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+        if let Some(id) = serde_json::from_str::<Value>(line).unwrap()["id"].as_u64() {
+            while !answers.contains_key(&id) {
+                let v = rx.recv_timeout(Duration::from_secs(30)).expect("an answer");
+                if let Some(got) = v["id"].as_u64() {
+                    answers.insert(got, v);
+                }
+            }
+        }
+    }
+    assert_eq!(
+        answers[&2]["result"]["content"][0]["text"], SECRET,
+        "{answers:?}"
+    );
+    assert_eq!(answers[&3]["result"]["isError"], true, "{answers:?}");
+    // The client leaves: warden stdio sends what is queued before it exits.
+    drop(stdin);
+    let status = child.wait().unwrap();
+    assert!(status.success() || status.code().is_some(), "{status:?}");
+    let spans = receiver.wait_for(10, |s| {
+        s.iter()
+            .any(|s| s.span.name == "tools/call reboot_instance")
+    });
+    let names: Vec<String> = spans.iter().map(|s| s.span.name.clone()).collect();
+    let echo = server_spans(&spans, TRACE_ID, "tools/call echo");
+    assert_eq!(echo.len(), 1, "{names:?}");
+    let echo = echo[0];
+    assert_eq!(echo.parent_id(), SPAN_ID);
+    assert_eq!(echo.attr("network.transport").as_deref(), Some("pipe"));
+    assert_eq!(echo.attr("warden.decision").as_deref(), Some("allow"));
+    let denied = &server_spans(&spans, TRACE_ID, "tools/call reboot_instance")[0];
+    assert_eq!(denied.attr("warden.decision").as_deref(), Some("deny"));
+    // Messages without a trace context are spans too, each the root of its own trace.
+    assert!(names.iter().any(|n| n == "initialize"), "{names:?}");
+    assert!(
+        names.iter().any(|n| n == "notifications/initialized"),
+        "{names:?}"
+    );
+    // Through a stdio server, `_meta` carries the context: the upstream call's span is
+    // the server's parent.
+    let upstream_span = spans
+        .iter()
+        .find(|s| s.parent_id() == echo.span_id() && s.span.kind == 3)
+        .expect("the upstream call's span");
+    let seen: Vec<Value> = std::fs::read_to_string(&record)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        seen.len(),
+        1,
+        "only the allowed call reached the server: {seen:?}"
+    );
+    assert_eq!(
+        seen[0]["meta"],
+        format!("00-{TRACE_ID}-{}-01", upstream_span.span_id()),
+        "{seen:?}"
+    );
+    let raw = receiver.raw();
+    assert!(!raw.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()));
 }

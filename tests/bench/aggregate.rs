@@ -157,6 +157,7 @@ pub(super) fn setup(o: &Opts, env: &Env) -> Result<Setup, String> {
             load: Load::Calls,
             upstream_status: None,
             tools,
+            meta: None,
         };
     let rows = vec![
         row(

@@ -7,6 +7,7 @@
 //! target/release/proxy_compare --workers 2    # nginx, haproxy and warden with 2 each
 //! target/release/proxy_compare --tls          # warden and nginx with TLS (below)
 //! target/release/proxy_compare --aggregate    # a warden.toml's /mcp against --upstream
+//! target/release/proxy_compare --traces       # OTLP export on against off
 //! ```
 //!
 //! Arguments after `--` go to `warden serve`. nginx and haproxy come from Debian's packages
@@ -92,6 +93,8 @@ mod aggregate;
 mod common;
 #[path = "../pki.rs"]
 mod pki;
+#[path = "traces.rs"]
+mod traces;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -132,6 +135,8 @@ struct Opts {
     aggregate: bool,
     /// With `--aggregate`: idle sessions opened per batch for the memory figures.
     sessions: usize,
+    /// Export off against export on with three samplers (issue 29).
+    traces: bool,
     /// Only the rows whose name contains this are measured: for profiling one.
     only: Option<String>,
     warden_args: Vec<String>,
@@ -151,6 +156,7 @@ fn opts() -> Result<Opts, String> {
         handshakes: 200,
         aggregate: false,
         sessions: 2_000,
+        traces: false,
         only: None,
         warden_args: Vec::new(),
     };
@@ -173,6 +179,7 @@ fn opts() -> Result<Opts, String> {
             "--warden-only" => o.warden_only = true,
             "--tls" => o.tls = true,
             "--aggregate" => o.aggregate = true,
+            "--traces" => o.traces = true,
             "--only" => o.only = Some(args.next().ok_or("--only takes part of a row's name")?),
             "--baseline" => {
                 o.baseline = Some(
@@ -193,12 +200,15 @@ fn opts() -> Result<Opts, String> {
             }
             "-h" | "--help" => {
                 println!(
-                    "proxy_compare [--clients N] [--calls N per client] [--warmup N] [--rounds N] [--workers N] [--warden-only] [--baseline OLD-WARDEN-BINARY] [--latencies CSV-FILE] [--tls [--handshakes N per client]] [--aggregate [--sessions N per batch]] [--only PART-OF-A-ROW-NAME] [-- WARDEN SERVE ARGS]"
+                    "proxy_compare [--clients N] [--calls N per client] [--warmup N] [--rounds N] [--workers N] [--warden-only] [--baseline OLD-WARDEN-BINARY] [--latencies CSV-FILE] [--tls [--handshakes N per client]] [--aggregate [--sessions N per batch]] [--traces] [--only PART-OF-A-ROW-NAME] [-- WARDEN SERVE ARGS]"
                 );
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }
+    }
+    if o.traces && (o.tls || o.aggregate || o.baseline.is_some()) {
+        return Err("--traces goes with none of --tls, --aggregate, --baseline".into());
     }
     if o.aggregate && (o.tls || o.baseline.is_some()) {
         return Err("--aggregate goes with neither --tls nor --baseline".into());
@@ -541,12 +551,15 @@ struct Session {
     sid: String,
     /// The tool it calls (`echo`; on the aggregated `/mcp`, `<server>_echo`).
     tool: Arc<str>,
+    /// `params._meta` of its calls.
+    meta: Option<Arc<str>>,
 }
 
 async fn open(
     url: Arc<str>,
     tls: Option<&Arc<rustls::ClientConfig>>,
     tool: Arc<str>,
+    meta: Option<Arc<str>>,
 ) -> Result<Session, String> {
     let (client, sid) = match tls {
         None => {
@@ -563,6 +576,7 @@ async fn open(
         url,
         sid,
         tool,
+        meta,
     })
 }
 
@@ -574,11 +588,17 @@ struct Call {
     took: Duration,
 }
 
-fn call_body(i: usize, tool: &str) -> String {
-    format!(
-        r#"{{"jsonrpc":"2.0","id":{},"method":"tools/call","params":{{"name":"{tool}","arguments":{{"text":"hello"}}}}}}"#,
-        i + 2
-    )
+fn call_body(i: usize, tool: &str, meta: Option<&str>) -> String {
+    match meta {
+        None => format!(
+            r#"{{"jsonrpc":"2.0","id":{},"method":"tools/call","params":{{"name":"{tool}","arguments":{{"text":"hello"}}}}}}"#,
+            i + 2
+        ),
+        Some(meta) => format!(
+            r#"{{"jsonrpc":"2.0","id":{},"method":"tools/call","params":{{"name":"{tool}","arguments":{{"text":"hello"}},"_meta":{meta}}}}}"#,
+            i + 2
+        ),
+    }
 }
 
 fn check(answer: &[u8]) -> Result<(), String> {
@@ -606,7 +626,7 @@ async fn calls(
         if Instant::now() > deadline {
             return Err("deadline passed".into());
         }
-        let body = call_body(i, &s.tool);
+        let body = call_body(i, &s.tool, s.meta.as_deref());
         let started = Instant::now();
         let (_, answer) = match &fresh {
             None => s.client.post(&s.url, Some(&s.sid), body).await?,
@@ -697,6 +717,8 @@ struct Row {
     upstream_status: Option<u16>,
     /// The tool client `c` calls: `tools[c % tools.len()]`.
     tools: Vec<Arc<str>>,
+    /// `params._meta` of every call (JSON), if any: a trace context, with `--traces`.
+    meta: Option<Arc<str>>,
 }
 
 /// One round of one path: its figures, its calls as made, and when the measured ones began.
@@ -705,7 +727,9 @@ async fn measure(row: &Row, o: &Opts) -> Result<(Run, Vec<Call>, Instant), Strin
     let mut sessions = Vec::new();
     for c in 0..o.clients {
         let tool = row.tools[c % row.tools.len()].clone();
-        sessions.push(Arc::new(open(url.clone(), row.tls.as_ref(), tool).await?));
+        sessions.push(Arc::new(
+            open(url.clone(), row.tls.as_ref(), tool, row.meta.clone()).await?,
+        ));
     }
     // A client that keeps no connection: each call opens (and handshakes) its own.
     let fresh = match (row.load, &row.tls) {
@@ -857,10 +881,15 @@ fn main() -> Result<(), String> {
         up,
         up_pid: upstream.0.id(),
     };
+    let mut collector = None;
     let setup = if o.tls {
         tls_setup(&o, &env, &rt)?
     } else if o.aggregate {
         aggregate::setup(&o, &env)?
+    } else if o.traces {
+        let (setup, c) = traces::setup(&o, &env)?;
+        collector = Some(c);
+        setup
     } else {
         plain_setup(&o, &env)?
     };
@@ -966,6 +995,9 @@ fn main() -> Result<(), String> {
     if o.aggregate {
         println!("{}", aggregate::targets(&setup.tables, rows, &runs, &hists));
     }
+    if let Some(c) = &collector {
+        println!("{}", traces::targets(rows, &runs, c.spans()));
+    }
     if let Some(m) = &setup.memory {
         println!("{}", rt.block_on(aggregate::memory(m, &o, &env))?);
     }
@@ -1020,6 +1052,7 @@ fn plain_setup(o: &Opts, env: &Env) -> Result<Setup, String> {
             load: Load::Calls,
             upstream_status: None,
             tools: vec![ECHO.into()],
+            meta: None,
         })
         .collect();
     let header = format!(
@@ -1257,6 +1290,7 @@ fn tls_setup(o: &Opts, env: &Env, rt: &tokio::runtime::Runtime) -> Result<Setup,
                 load,
                 upstream_status: status,
                 tools: vec![ECHO.into()],
+                meta: None,
             });
         }
         tables.push(Table {

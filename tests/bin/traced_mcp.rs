@@ -2,7 +2,8 @@
 //! trace context it arrived with: the `traceparent` header and `params._meta.traceparent`.
 //!
 //! ```sh
-//! traced_mcp --listen 127.0.0.1:0 --record calls.jsonl
+//! traced_mcp --listen 127.0.0.1:0 --record calls.jsonl    # Streamable HTTP at /mcp
+//! traced_mcp --stdio --record calls.jsonl                 # over stdin and stdout
 //! ```
 //!
 //! One JSON line per call: `{"tool": …, "header": …, "meta": …}` (`null` where absent).
@@ -116,9 +117,6 @@ fn arg(name: &str) -> Option<String> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let listen: SocketAddr = arg("--listen")
-        .unwrap_or_else(|| "127.0.0.1:0".into())
-        .parse()?;
     let path = PathBuf::from(arg("--record").ok_or("--record FILE is required")?);
     let record = Arc::new(Mutex::new(
         std::fs::OpenOptions::new()
@@ -126,6 +124,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .append(true)
             .open(&path)?,
     ));
+    if std::env::args().any(|a| a == "--stdio") {
+        use rmcp::ServiceExt;
+        let server = Traced {
+            tool_router: Traced::tool_router(),
+            record,
+        }
+        .serve(rmcp::transport::stdio())
+        .await?;
+        server.waiting().await?;
+        return Ok(());
+    }
+    let listen: SocketAddr = arg("--listen")
+        .unwrap_or_else(|| "127.0.0.1:0".into())
+        .parse()?;
     let mcp = StreamableHttpService::new(
         move || {
             Ok(Traced {

@@ -99,16 +99,20 @@ pub(crate) struct Trace {
     spans: SmallVec<[Spanned; 1]>,
     /// The upstream call's span, once the request goes on.
     upstream: Mutex<Option<Context>>,
-    /// The first span's trace id (32 hex digits), for the audit line.
-    trace_id: String,
+    /// The first span's trace id, and as 32 hex digits once the audit line asks.
+    trace_id: opentelemetry::trace::TraceId,
+    trace_text: std::sync::OnceLock<String>,
     recording: bool,
+    /// The client sent a trace context (in `_meta` or the header).
+    joined: bool,
     tracer: SdkTracer,
 }
 
 struct Spanned {
     /// The request's id; `None` for a notification.
     id: Option<Value>,
-    name: String,
+    /// `{method} {target}`, of a recording span (the upstream call's is named the same).
+    name: Option<String>,
     cx: Context,
     /// The policy refused it: its status already says why.
     refused: AtomicBool,
@@ -132,7 +136,27 @@ struct MetaInjector<'a>(&'a mut Map<String, Value>);
 
 impl Injector for MetaInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
-        self.0.insert(key.to_owned(), Value::String(value));
+        // An empty `tracestate` is none: one the client sent is not passed on.
+        if value.is_empty() {
+            self.0.remove(key);
+        } else {
+            self.0.insert(key.to_owned(), Value::String(value));
+        }
+    }
+}
+
+/// Writes a trace context into the upstream request's headers, as [`MetaInjector`] does.
+struct Headers<'a>(&'a mut HeaderMap);
+
+impl Injector for Headers<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if value.is_empty() {
+            if let Ok(name) = http::HeaderName::from_bytes(key.as_bytes()) {
+                self.0.remove(name);
+            }
+        } else {
+            HeaderInjector(self.0).set(key, value);
+        }
     }
 }
 
@@ -159,6 +183,7 @@ impl Trace {
             .copied()
             .unwrap_or_default();
         let mut spans: SmallVec<[Spanned; 1]> = SmallVec::new();
+        let mut joined = false;
         for m in messages {
             let (id, method, params) = match m {
                 Message::Request { id, method, params } => {
@@ -177,22 +202,32 @@ impl Trace {
                     .get_or_insert_with(|| propagator.extract(&HeaderExtractor(&parts.headers)))
                     .clone(),
             };
+            joined |= parent.span().span_context().is_valid();
             let target = match method {
                 "tools/call" | "prompts/get" => params.and_then(Params::name),
                 _ => None,
             };
-            let name = match target {
-                Some(t) => format!("{method} {t}"),
-                None => method.to_owned(),
-            };
-            let span = SpanBuilder::from_name(name.clone())
+            // Named for good once the sampler has said yes: an unsampled span costs no name.
+            let span = SpanBuilder::from_name(known(method))
                 .with_kind(SpanKind::Server)
                 .start_with_context(&tracing.tracer, &parent);
             let cx = parent.with_span(span);
             let s = cx.span();
+            let mut name = None;
             if s.is_recording() {
+                let full = match target {
+                    Some(t) => format!("{method} {t}"),
+                    None => method.to_owned(),
+                };
+                s.update_name(full.clone());
+                name = Some(full);
                 let mut attrs: SmallVec<[KeyValue; 12]> = SmallVec::new();
-                attrs.push(KeyValue::new("mcp.method.name", method.to_owned()));
+                let known_method = known(method);
+                attrs.push(if known_method == method {
+                    KeyValue::new("mcp.method.name", known_method)
+                } else {
+                    KeyValue::new("mcp.method.name", method.to_owned())
+                });
                 if let Some(id) = id {
                     attrs.push(KeyValue::new("jsonrpc.request.id", id_text(id)));
                 }
@@ -204,7 +239,7 @@ impl Trace {
                     &parts.headers,
                     &crate::service::names::MCP_PROTOCOL_VERSION,
                 ) {
-                    attrs.push(KeyValue::new("mcp.protocol.version", v.to_owned()));
+                    attrs.push(KeyValue::new("mcp.protocol.version", version(v)));
                 }
                 match (method, target) {
                     ("tools/call", Some(t)) => {
@@ -221,11 +256,12 @@ impl Trace {
                         attrs.push(KeyValue::new("mcp.resource.uri", uri.to_owned()));
                     }
                 }
-                if let Some(g) = caller.grant.as_deref() {
-                    attrs.push(KeyValue::new("warden.grant", g.to_owned()));
+                // Shared, not copied.
+                if let Some(g) = &caller.grant {
+                    attrs.push(KeyValue::new("warden.grant", g.clone()));
                 }
-                if let Some(server) = caller.server.as_deref() {
-                    attrs.push(KeyValue::new("warden.server", server.to_owned()));
+                if let Some(server) = &caller.server {
+                    attrs.push(KeyValue::new("warden.server", server.clone()));
                 }
                 s.set_attributes(attrs);
             }
@@ -237,11 +273,13 @@ impl Trace {
             });
         }
         let first = spans.first()?;
-        let sc = first.cx.span().span_context().clone();
-        let recording = spans.iter().any(|s: &Spanned| s.cx.span().is_recording());
+        let trace_id = first.cx.span().span_context().trace_id();
+        let recording = spans.iter().any(|s: &Spanned| s.name.is_some());
         Some(Arc::new(Trace {
-            trace_id: sc.trace_id().to_string(),
+            trace_id,
+            trace_text: std::sync::OnceLock::new(),
             recording,
+            joined,
             tracer: tracing.tracer.clone(),
             upstream: Mutex::new(None),
             spans,
@@ -250,7 +288,7 @@ impl Trace {
 
     /// The trace the request's first message belongs to, as 32 hex digits.
     pub(crate) fn trace_id(&self) -> &str {
-        &self.trace_id
+        self.trace_text.get_or_init(|| self.trace_id.to_string())
     }
 
     fn spanned(&self, id: &Value) -> Option<&Spanned> {
@@ -266,8 +304,10 @@ impl Trace {
             return;
         };
         let s = spanned.cx.span();
-        s.set_attribute(KeyValue::new("warden.decision", decision));
-        s.set_attribute(KeyValue::new("warden.rule", rule.to_owned()));
+        s.set_attributes([
+            KeyValue::new("warden.decision", decision),
+            KeyValue::new("warden.rule", rule.to_owned()),
+        ]);
         if matches!(decision, "deny" | "limited" | "refused") {
             spanned.refused.store(true, Ordering::Relaxed);
             s.set_status(Status::error(message.to_owned()));
@@ -357,15 +397,18 @@ impl Trace {
         };
         let propagator = TraceContextPropagator::new();
         if !self.recording {
-            // The client's decision not to sample goes on with the gateway's span id.
-            propagator.inject_context(&first.cx, &mut HeaderInjector(headers));
+            // Nothing recorded: the client's own context goes on as it came (in the body or
+            // the header); a call that came without one takes the decision not to sample.
+            if !self.joined {
+                propagator.inject_context(&first.cx, &mut Headers(headers));
+            }
             return bytes;
         }
-        let span = SpanBuilder::from_name(first.name.clone())
+        let span = SpanBuilder::from_name(first.name.clone().unwrap_or_default())
             .with_kind(SpanKind::Client)
             .start_with_context(&self.tracer, &first.cx);
         let cx = first.cx.with_span(span);
-        propagator.inject_context(&cx, &mut HeaderInjector(headers));
+        propagator.inject_context(&cx, &mut Headers(headers));
         let bytes = if single {
             with_meta(&propagator, &cx, &bytes).unwrap_or(bytes)
         } else {
@@ -403,7 +446,14 @@ impl Trace {
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         let mut errors: SmallVec<[(Option<Value>, Cow<'static, str>); 1]> = SmallVec::new();
-        for m in crate::body::messages_in(bytes, stream) {
+        // Read only an answer that can hold an error (`"error"`, `"isError"`).
+        let readable = memchr::memmem::find(bytes, b"rror\"").is_some();
+        let messages = if readable {
+            crate::body::messages_in(bytes, stream)
+        } else {
+            Vec::new()
+        };
+        for m in messages {
             let Some(id) = m.get("id").filter(|_| m.get("method").is_none()) else {
                 continue;
             };
@@ -451,16 +501,91 @@ impl Trace {
     }
 }
 
-/// The request with `params._meta` carrying `cx`, when it is one request with object params.
+/// A method's name as a `'static` one, for a span not yet known to be recorded.
+/// (A sampler that reads names sees the method; the target is added once sampled.)
+fn known(method: &str) -> &'static str {
+    const METHODS: [&str; 12] = [
+        "tools/call",
+        "tools/list",
+        "resources/read",
+        "resources/list",
+        "resources/templates/list",
+        "prompts/get",
+        "prompts/list",
+        "initialize",
+        "ping",
+        "completion/complete",
+        "notifications/initialized",
+        "notifications/cancelled",
+    ];
+    METHODS
+        .iter()
+        .find(|m| **m == method)
+        .copied()
+        .unwrap_or("mcp")
+}
+
+/// The request with `params._meta` carrying `cx`, when it is one request with object
+/// params. Only the top level, `params` and `_meta` are read; the rest (arguments above all)
+/// is copied as it came.
 fn with_meta(propagator: &TraceContextPropagator, cx: &Context, bytes: &[u8]) -> Option<Bytes> {
-    let mut message: Map<String, Value> = serde_json::from_slice(bytes).ok()?;
-    let params = message.get_mut("params")?.as_object_mut()?;
-    let meta = params
-        .entry("_meta")
-        .or_insert_with(|| Value::Object(Map::new()))
-        .as_object_mut()?;
-    propagator.inject_context(cx, &mut MetaInjector(meta));
-    serde_json::to_vec(&message).ok().map(Bytes::from)
+    type Raw<'a> = &'a serde_json::value::RawValue;
+    let top: indexmap::IndexMap<Cow<'_, str>, Raw<'_>> = serde_json::from_slice(bytes).ok()?;
+    let params: indexmap::IndexMap<Cow<'_, str>, Raw<'_>> =
+        serde_json::from_str(top.get("params")?.get()).ok()?;
+    let mut meta: Map<String, Value> = match params.get("_meta") {
+        Some(m) => serde_json::from_str(m.get()).ok()?,
+        None => Map::new(),
+    };
+    propagator.inject_context(cx, &mut MetaInjector(&mut meta));
+    let meta = serde_json::to_string(&meta).ok()?;
+    let mut out = Vec::with_capacity(bytes.len() + 80);
+    out.push(b'{');
+    for (i, (k, v)) in top.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, k).ok()?;
+        out.push(b':');
+        if k != "params" {
+            out.extend_from_slice(v.get().as_bytes());
+            continue;
+        }
+        out.push(b'{');
+        let mut first = true;
+        for (pk, pv) in params.iter().filter(|(pk, _)| *pk != "_meta") {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            serde_json::to_writer(&mut out, pk).ok()?;
+            out.push(b':');
+            out.extend_from_slice(pv.get().as_bytes());
+        }
+        if !first {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"\"_meta\":");
+        out.extend_from_slice(meta.as_bytes());
+        out.push(b'}');
+    }
+    out.push(b'}');
+    Some(Bytes::from(out))
+}
+
+/// A protocol version as a `'static` one when it is a known one.
+fn version(v: &str) -> OtelValue {
+    const VERSIONS: [&str; 5] = [
+        "2026-07-28",
+        "2025-11-25",
+        "2025-06-18",
+        "2025-03-26",
+        "2024-11-05",
+    ];
+    match VERSIONS.iter().find(|k| **k == v) {
+        Some(k) => OtelValue::from(*k),
+        None => OtelValue::from(v.to_owned()),
+    }
 }
 
 /// A child span: the store's round trip, an approval's wait.
@@ -546,5 +671,213 @@ impl Drop for Finish {
             let cut = (!http_body::Body::is_end_stream(&self.inner)).then_some("cancelled");
             self.end(cut);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::{Arc, Mutex};
+
+    use opentelemetry::trace::{SpanKind, TraceContextExt, TracerProvider as _};
+    use opentelemetry_sdk::error::OTelSdkResult;
+    use opentelemetry_sdk::propagation::TraceContextPropagator;
+    use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+    use serde_json::{Value, json};
+    use tower::{Layer, ServiceExt};
+
+    use crate::{Body, PolicyLayer};
+
+    /// Keeps what it is given.
+    #[derive(Debug, Clone, Default)]
+    struct Kept(Arc<Mutex<Vec<SpanData>>>);
+
+    impl SpanExporter for Kept {
+        async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+            self.0.lock().unwrap().extend(batch);
+            Ok(())
+        }
+    }
+
+    const CLIENT_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const CLIENT_SPAN: &str = "00f067aa0ba902b7";
+
+    /// What the upstream got: each request's `traceparent` header and body.
+    type Seen = Arc<Mutex<Vec<(Option<String>, Value)>>>;
+
+    async fn call(layer: &PolicyLayer, seen: &Seen, body: Value, header: Option<&str>) -> Value {
+        let seen = seen.clone();
+        let svc = layer.layer(tower::service_fn(move |req: http::Request<Body>| {
+            let seen = seen.clone();
+            async move {
+                let tp = req
+                    .headers()
+                    .get("traceparent")
+                    .map(|v| v.to_str().unwrap().to_owned());
+                let bytes = http_body_util::BodyExt::collect(req.into_body())
+                    .await
+                    .unwrap()
+                    .to_bytes();
+                let v: Value = serde_json::from_slice(&bytes).unwrap();
+                seen.lock().unwrap().push((tp, v.clone()));
+                let answer = json!({"jsonrpc": "2.0", "id": v["id"], "result": {"content": [{"type": "text", "text": "hi"}]}});
+                Ok::<_, Infallible>(http::Response::new(Body::full(answer.to_string())))
+            }
+        }));
+        let mut req = http::Request::post("/mcp").header("content-type", "application/json");
+        if let Some(h) = header {
+            req = req.header("traceparent", h);
+        }
+        let resp = svc
+            .oneshot(req.body(Body::full(body.to_string())).unwrap())
+            .await
+            .unwrap();
+        let bytes = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    fn layer() -> (PolicyLayer, Kept, SdkTracerProvider) {
+        let kept = Kept::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(kept.clone())
+            .build();
+        let policy = warden_policy::Policy::from_json_str(
+            r#"{"version": "1", "default": "deny", "tools": {"echo": {}}}"#,
+        )
+        .unwrap();
+        let layer = PolicyLayer::new(warden_policy::CompiledPolicy::new(&policy).unwrap())
+            .tracer(provider.tracer("warden"));
+        (layer, kept, provider)
+    }
+
+    fn attr(s: &SpanData, key: &str) -> Option<String> {
+        s.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.to_string())
+    }
+
+    #[tokio::test]
+    async fn a_call_is_a_server_span_under_meta_and_the_upstream_gets_its_client_span() {
+        let (layer, kept, _provider) = layer();
+        let seen = Seen::default();
+        let parent = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01");
+        let body = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"text": "secret"}, "_meta": {"traceparent": parent}}});
+        // The header names another trace: `_meta`, the message's own, wins.
+        let other = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let answer = call(&layer, &seen, body, Some(other)).await;
+        assert_eq!(answer["result"]["content"][0]["text"], "hi");
+        let spans = kept.0.lock().unwrap().clone();
+        assert_eq!(spans.len(), 2, "{spans:?}");
+        let server = spans
+            .iter()
+            .find(|s| s.span_kind == SpanKind::Server)
+            .unwrap();
+        let client = spans
+            .iter()
+            .find(|s| s.span_kind == SpanKind::Client)
+            .unwrap();
+        assert_eq!(server.name, "tools/call echo");
+        assert_eq!(client.name, "tools/call echo");
+        assert_eq!(server.span_context.trace_id().to_string(), CLIENT_TRACE);
+        assert_eq!(server.parent_span_id.to_string(), CLIENT_SPAN);
+        assert_eq!(client.parent_span_id, server.span_context.span_id());
+        assert_eq!(
+            attr(server, "mcp.method.name").as_deref(),
+            Some("tools/call")
+        );
+        assert_eq!(attr(server, "gen_ai.tool.name").as_deref(), Some("echo"));
+        assert_eq!(attr(server, "jsonrpc.request.id").as_deref(), Some("7"));
+        assert_eq!(attr(server, "network.transport").as_deref(), Some("tcp"));
+        assert_eq!(attr(server, "warden.decision").as_deref(), Some("allow"));
+        assert_eq!(attr(server, "warden.rule").as_deref(), Some("/tools/echo"));
+        assert!(attr(server, "error.type").is_none());
+        let handed = format!("00-{CLIENT_TRACE}-{}-01", client.span_context.span_id());
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen[0].0.as_deref(), Some(handed.as_str()));
+        assert_eq!(seen[0].1["params"]["_meta"]["traceparent"], handed);
+        assert_eq!(seen[0].1["params"]["arguments"]["text"], "secret");
+        // No attribute holds an argument's value.
+        for s in &spans {
+            for kv in &s.attributes {
+                assert!(!kv.value.to_string().contains("secret"), "{kv:?}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_denial_is_an_error_span_under_the_header_and_never_reaches_the_server() {
+        let (layer, kept, _provider) = layer();
+        let seen = Seen::default();
+        let body = json!({"jsonrpc": "2.0", "id": "a", "method": "tools/call",
+            "params": {"name": "delete_everything", "arguments": {}}});
+        let parent = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01");
+        let answer = call(&layer, &seen, body, Some(&parent)).await;
+        assert_eq!(answer["result"]["isError"], true);
+        assert!(seen.lock().unwrap().is_empty());
+        let spans = kept.0.lock().unwrap().clone();
+        assert_eq!(spans.len(), 1, "{spans:?}");
+        let s = &spans[0];
+        assert_eq!(s.parent_span_id.to_string(), CLIENT_SPAN);
+        assert_eq!(attr(s, "warden.decision").as_deref(), Some("deny"));
+        assert_eq!(attr(s, "error.type").as_deref(), Some("tool_error"));
+        match &s.status {
+            opentelemetry::trace::Status::Error { description } => {
+                assert!(description.contains("not allowed"), "{description}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn meta_is_written_beside_what_it_held_and_the_arguments_go_as_they_came() {
+        use opentelemetry::trace::{SpanContext, TraceFlags, TraceState};
+        let sc = SpanContext::new(
+            opentelemetry::trace::TraceId::from_hex(CLIENT_TRACE).unwrap(),
+            opentelemetry::trace::SpanId::from_hex(CLIENT_SPAN).unwrap(),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::default(),
+        );
+        let cx = opentelemetry::Context::new().with_remote_span_context(sc);
+        let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{"b": [1, 2],"a":"\u00e9"},"_meta":{"progressToken":5,"traceparent":"old"}}}"#;
+        let out = super::with_meta(&TraceContextPropagator::new(), &cx, body).unwrap();
+        let text = std::str::from_utf8(&out).unwrap();
+        assert_eq!(
+            text,
+            format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"x","arguments":{{"b": [1, 2],"a":"\u00e9"}},"_meta":{{"progressToken":5,"traceparent":"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"}}}}}}"#
+            )
+        );
+        let bare = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}"#;
+        let out = super::with_meta(&TraceContextPropagator::new(), &cx, bare).unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v["params"]["_meta"]["traceparent"],
+            format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01")
+        );
+        assert!(
+            super::with_meta(&TraceContextPropagator::new(), &cx, br#"{"params":[1]}"#).is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unsampled_agent_trace_records_nothing_and_goes_on_as_it_came() {
+        let (layer, kept, _provider) = layer();
+        let seen = Seen::default();
+        let parent = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-00");
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"text": "x"}, "_meta": {"traceparent": parent}}});
+        call(&layer, &seen, body.clone(), None).await;
+        assert!(kept.0.lock().unwrap().is_empty());
+        let seen = seen.lock().unwrap().clone();
+        // The agent's own context (flag off) reaches the server as it came, in the body.
+        assert_eq!(seen[0].0, None);
+        // The body goes as it came.
+        assert_eq!(seen[0].1, body);
     }
 }

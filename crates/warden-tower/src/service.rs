@@ -448,7 +448,12 @@ pub(crate) fn log(
         claims: v.claims.as_deref(),
         request_id: caller.request_id.as_deref(),
         server: caller.server.as_deref(),
-        trace_id: caller.trace.as_deref().map(crate::otel::Trace::trace_id),
+        // Formatted only for an event that is written.
+        trace_id: caller
+            .trace
+            .as_deref()
+            .filter(|_| observe::decisions_enabled())
+            .map(crate::otel::Trace::trace_id),
         latency,
         would_block,
     });
