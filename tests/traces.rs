@@ -3,6 +3,7 @@
 //! `opentelemetry-proto` types), joined to the client's trace and handed on to the server's.
 
 mod otlp;
+mod redis_server;
 mod support;
 
 use std::path::Path;
@@ -497,4 +498,44 @@ fn warden_stdio_spans_each_message_and_hands_the_context_on_in_meta() {
     );
     let raw = receiver.raw();
     assert!(!raw.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()));
+}
+
+#[test]
+fn the_round_trip_to_redis_is_a_child_span_of_the_call_it_charges() {
+    let Some(warden) = support::warden() else {
+        return;
+    };
+    let redis = redis_server::RedisServer::start();
+    let dir = support::scratch("traces-redis");
+    let policy = dir.join("policy.pol");
+    std::fs::write(&policy, POLICY).unwrap();
+    let upstream = traced_upstream(&dir.join("upstream.jsonl"));
+    let receiver = Receiver::start(0);
+    let mut cmd = support::serve_command(&warden, &policy, &upstream.url);
+    cmd.args(support::ALICE_AND_BOB)
+        .args(["--redis", &redis.url()])
+        .args(["--otlp-endpoint", &receiver.url])
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100");
+    let gw = support::start(cmd);
+    let sid = support::session(&gw.url, "alice-token");
+    let auth = "Bearer alice-token";
+    let parent = format!("00-{HEADER_TRACE_ID}-{HEADER_SPAN_ID}-01");
+    let mut h = support::mcp_headers(auth, Some(&sid));
+    h.push(("traceparent", &parent));
+    let body = r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"create_token","arguments":{"text":"x"}}}"#;
+    let (status, _, raw) = support::http(&gw.url, "POST", "/mcp", &h, body);
+    assert_eq!(status, 200, "{raw}");
+    assert!(raw.contains("token for"), "{raw}");
+    let spans = receiver.wait_for(20, |s| s.iter().any(|s| s.span.name == "warden counters"));
+    let names: Vec<String> = spans.iter().map(|s| s.span.name.clone()).collect();
+    let call = server_spans(&spans, HEADER_TRACE_ID, "tools/call create_token");
+    assert_eq!(call.len(), 1, "{names:?}");
+    let store = spans
+        .iter()
+        .find(|s| s.span.name == "warden counters")
+        .unwrap_or_else(|| panic!("no span for the Redis round trip: {names:?}"));
+    assert_eq!(store.parent_id(), call[0].span_id());
+    assert_eq!(store.span.kind, 3, "a client span");
+    assert_eq!(store.attr("db.system.name").as_deref(), Some("redis"));
+    assert!(call[0].attr("warden.limit.counters").is_some());
 }

@@ -390,7 +390,13 @@ where
                 .and_then(|t| t.child("warden approval", SpanKind::Internal));
             let asked = Box::pin(v.ask(&shared, &caller, approval)).await;
             if let Some(w) = &waiting {
-                let answer = if asked.is_ok() { "approved" } else { "refused" };
+                // Nobody answering within the rule's timeout is not a person refusing.
+                let timed_out = w.elapsed_ms() >= (approval.timeout_secs() * 1000) as i64;
+                let answer = match (&asked, timed_out) {
+                    (Ok(()), _) => "approved",
+                    (Err(_), true) => "timeout",
+                    (Err(_), false) => "refused",
+                };
                 w.set(KeyValue::new("warden.approval.answer", answer));
                 w.set(KeyValue::new("warden.approval.wait_ms", w.elapsed_ms()));
                 w.set(KeyValue::new("warden.approval.via", "queue"));
