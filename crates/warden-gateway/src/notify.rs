@@ -73,6 +73,10 @@ impl Approver for Notified {
         }
         self.inner.ask(request)
     }
+
+    fn via(&self) -> &'static str {
+        "queue"
+    }
 }
 
 impl ApprovalDesk for Notified {

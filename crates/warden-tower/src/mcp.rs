@@ -399,7 +399,7 @@ where
                 };
                 w.set(KeyValue::new("warden.approval.answer", answer));
                 w.set(KeyValue::new("warden.approval.wait_ms", w.elapsed_ms()));
-                w.set(KeyValue::new("warden.approval.via", "queue"));
+                w.set(KeyValue::new("warden.approval.via", shared.approver.via()));
             }
             drop(waiting);
             match asked {

@@ -155,6 +155,12 @@ pub trait Approver: Send + Sync + 'static {
     fn waits(&self) -> bool {
         true
     }
+
+    /// Who answers, for traces (`warden.approval.via`): `queue` (a person at the console or
+    /// the admin API), `webhook`, `nobody` (refused at once), or the approver's own word.
+    fn via(&self) -> &'static str {
+        "approver"
+    }
 }
 
 impl<T: Approver + ?Sized> Approver for Arc<T> {
@@ -164,6 +170,10 @@ impl<T: Approver + ?Sized> Approver for Arc<T> {
 
     fn waits(&self) -> bool {
         (**self).waits()
+    }
+
+    fn via(&self) -> &'static str {
+        (**self).via()
     }
 }
 
@@ -193,6 +203,10 @@ impl Approver for Refuse {
 
     fn waits(&self) -> bool {
         false
+    }
+
+    fn via(&self) -> &'static str {
+        "nobody"
     }
 }
 
@@ -269,6 +283,10 @@ impl Approver for ApprovalQueue {
                 .remove(&id);
             answer
         })
+    }
+
+    fn via(&self) -> &'static str {
+        "queue"
     }
 }
 
@@ -388,6 +406,10 @@ impl Approver for Webhook {
                 _ => refuse("answer has no boolean `approved`"),
             }
         })
+    }
+
+    fn via(&self) -> &'static str {
+        "webhook"
     }
 }
 

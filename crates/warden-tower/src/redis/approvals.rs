@@ -270,6 +270,10 @@ impl Approver for RedisApprovals {
             }
         })
     }
+
+    fn via(&self) -> &'static str {
+        "queue"
+    }
 }
 
 impl ApprovalDesk for RedisApprovals {
