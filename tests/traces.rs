@@ -539,3 +539,62 @@ fn the_round_trip_to_redis_is_a_child_span_of_the_call_it_charges() {
     assert_eq!(store.attr("db.system.name").as_deref(), Some("redis"));
     assert!(call[0].attr("warden.limit.counters").is_some());
 }
+
+#[test]
+fn an_approval_asked_in_the_mcp_client_is_a_span_and_the_call_goes_on_under_the_upstream_span() {
+    let (Some(warden), Some(python)) = (support::warden(), support::python()) else {
+        return;
+    };
+    let upstream = support::conformance_server(&python);
+    let dir = support::scratch("traces-elicit");
+    let policy = dir.join("policy.pol");
+    std::fs::write(
+        &policy,
+        "version 1\ndefault allow\n\ntool test_simple_text {\n  require approval via client timeout 30 seconds\n}\n",
+    )
+    .unwrap();
+    let receiver = Receiver::start(0);
+    let mut cmd = support::serve_command(&warden, &policy, &upstream.url);
+    cmd.args(support::ALICE_AND_BOB)
+        .args(["--otlp-endpoint", &receiver.url])
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100");
+    let gw = support::start(cmd);
+    let out = support::run_python(
+        &python,
+        "elicit_scenario.py",
+        &[
+            &format!("{}/mcp", gw.url),
+            "legacy",
+            "alice-token",
+            r#"["accept"]"#,
+            r#"[["test_simple_text", {}]]"#,
+        ],
+    );
+    assert_eq!(out["calls"][0]["is_error"], false, "{out:#}");
+    let spans = receiver.wait_for(20, |s| {
+        s.iter().any(|s| s.span.name == "warden approval")
+            && s.iter()
+                .any(|s| s.span.name == "tools/call test_simple_text" && s.span.kind == 3)
+    });
+    let names: Vec<String> = spans.iter().map(|s| s.span.name.clone()).collect();
+    let call = spans
+        .iter()
+        .find(|s| s.span.name == "tools/call test_simple_text" && s.span.kind == 2)
+        .unwrap_or_else(|| panic!("{names:?}"));
+    assert_eq!(call.attr("warden.decision").as_deref(), Some("approved"));
+    let wait = spans
+        .iter()
+        .find(|s| s.span.name == "warden approval")
+        .unwrap_or_else(|| panic!("{names:?}"));
+    assert_eq!(wait.parent_id(), call.span_id());
+    assert_eq!(wait.attr("warden.approval.via").as_deref(), Some("client"));
+    assert_eq!(
+        wait.attr("warden.approval.answer").as_deref(),
+        Some("approved")
+    );
+    let forwarded = spans
+        .iter()
+        .find(|s| s.span.name == "tools/call test_simple_text" && s.span.kind == 3)
+        .unwrap_or_else(|| panic!("{names:?}"));
+    assert_eq!(forwarded.parent_id(), call.span_id());
+}

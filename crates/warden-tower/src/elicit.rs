@@ -486,14 +486,42 @@ where
             shared.elicit.take(&ticket.id);
             return;
         }
+        // The wait for the person at the client, as a span of its own.
+        let waiting = caller
+            .trace
+            .as_ref()
+            .and_then(|t| t.child("warden approval", opentelemetry::trace::SpanKind::Internal));
+        let noted = |answer: &'static str| {
+            if let Some(w) = &waiting {
+                w.set(opentelemetry::KeyValue::new(
+                    "warden.approval.answer",
+                    answer,
+                ));
+                w.set(opentelemetry::KeyValue::new(
+                    "warden.approval.wait_ms",
+                    w.elapsed_ms(),
+                ));
+                w.set(opentelemetry::KeyValue::new(
+                    "warden.approval.via",
+                    "client",
+                ));
+            }
+        };
         let outcome = tokio::select! {
             a = ticket.outcome() => a,
             () = tx.closed() => {
+                noted("cancelled");
                 shared.elicit.take(&ticket.id);
                 log(&caller, &v, "refused", &v.rule, started.elapsed(), false);
                 return;
             }
         };
+        noted(if outcome == Answer::Approved {
+            "approved"
+        } else {
+            "refused"
+        });
+        drop(waiting);
         shared.elicit.take(&ticket.id);
         if let Answer::Denied(why) = outcome {
             log(&caller, &v, "refused", &v.rule, started.elapsed(), false);

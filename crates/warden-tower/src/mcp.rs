@@ -363,6 +363,12 @@ where
                         ));
                     }
                     (Some(elicit::Route::Stream), Some(t)) => {
+                        // Forwarded once the person approves, under the upstream's span.
+                        let mut parts = parts;
+                        let bytes = match &trace {
+                            Some(tr) => tr.forward(&mut parts.headers, bytes, single),
+                            None => bytes,
+                        };
                         let streamed = elicit::Streamed {
                             verdict: v.detached(),
                             args: v.args.cloned(),
