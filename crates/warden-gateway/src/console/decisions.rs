@@ -170,3 +170,33 @@ impl Visit for Fields<'_> {
         let _ = (field, value);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tracing_subscriber::layer::SubscriberExt;
+
+    #[test]
+    fn a_decision_keeps_its_trace_id_for_the_console() {
+        let subscriber = tracing_subscriber::registry().with(super::FeedLayer);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(
+                target: "warden::decision",
+                grant = "alice",
+                tool = "delete_everything",
+                decision = "deny",
+                rule = "(default deny)",
+                trace_id = "4bf92f3577b34da6a3ce929d0e0e4736",
+                "tool call deny"
+            );
+        });
+        let d = super::feed()
+            .recent()
+            .into_iter()
+            .rev()
+            .find(|d| d.tool == "delete_everything")
+            .expect("the decision is in the feed");
+        assert_eq!(d.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        let json = serde_json::to_value(&*d).unwrap();
+        assert_eq!(json["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    }
+}
