@@ -671,9 +671,10 @@ impl Drop for Child {
     }
 }
 
-/// How much of an answer is kept to read its errors from: a tool's result past this is
-/// not looked at (its error is at the start of the message anyway).
-const KEEP: usize = 256 * 1024;
+/// How much of an answer is kept to read its errors from, at most, per sampled call in
+/// flight. A longer answer keeps its latest frames (an event stream ends with the call's
+/// answer); the error of one message longer than this is not read.
+const KEEP: usize = 32 * 1024;
 
 /// An answer's body that ends the request's spans when it ends (or is dropped).
 struct Finish {
@@ -705,8 +706,10 @@ impl http_body::Body for Finish {
         match &frame {
             Some(Ok(f)) => {
                 if let Some(data) = f.data_ref() {
-                    let room = KEEP.saturating_sub(this.seen.len());
-                    this.seen.extend_from_slice(&data[..data.len().min(room)]);
+                    if this.seen.len() + data.len() > KEEP {
+                        this.seen.clear();
+                    }
+                    this.seen.extend_from_slice(&data[..data.len().min(KEEP)]);
                 }
             }
             Some(Err(_)) => this.end(Some("stream_error")),
