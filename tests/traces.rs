@@ -598,3 +598,43 @@ fn an_approval_asked_in_the_mcp_client_is_a_span_and_the_call_goes_on_under_the_
         .unwrap_or_else(|| panic!("{names:?}"));
     assert_eq!(forwarded.parent_id(), call.span_id());
 }
+
+#[test]
+fn trace_settings_the_gateway_cannot_follow_stop_the_start_with_the_reason() {
+    let Some(warden) = support::warden() else {
+        return;
+    };
+    let dir = support::scratch("traces-bad");
+    let policy = dir.join("policy.pol");
+    std::fs::write(&policy, POLICY).unwrap();
+    let run = |flags: &[&str], env: &[(&str, &str)]| {
+        let out = Command::new(&warden)
+            .args(["serve", "--listen", "127.0.0.1:0", "--no-auth"])
+            .args(["--upstream", "http://127.0.0.1:9/mcp", "--policy"])
+            .arg(&policy)
+            .args(flags)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{flags:?} {env:?} started");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let why = run(&["--otlp-endpoint", "ftp://collector"], &[]);
+    assert!(
+        why.contains("--otlp-endpoint") && why.contains("http://"),
+        "{why}"
+    );
+    let why = run(
+        &["--otlp-endpoint", "http://127.0.0.1:4317"],
+        &[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")],
+    );
+    assert!(why.contains("http/protobuf"), "{why}");
+    let why = run(
+        &[],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+            ("OTEL_TRACES_EXPORTER", "zipkin"),
+        ],
+    );
+    assert!(why.contains("OTEL_TRACES_EXPORTER=zipkin"), "{why}");
+}
