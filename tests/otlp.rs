@@ -82,15 +82,22 @@ pub struct Receiver {
 impl Receiver {
     /// Listens on a free loopback port (`port` 0) or on `port`, keeping every span.
     pub fn start(port: u16) -> Receiver {
-        Self::listen(port, true)
+        Self::listen(port, true, None)
     }
 
     /// The same, counting spans without keeping them (a bench's millions).
     pub fn start_counting(port: u16) -> Receiver {
-        Self::listen(port, false)
+        Self::listen(port, false, None)
     }
 
-    fn listen(port: u16, keep: bool) -> Receiver {
+    /// [`Receiver::start`] over TLS with `config` (an `https://` collector).
+    pub fn start_tls(config: Arc<rustls::ServerConfig>) -> Receiver {
+        let mut r = Self::listen(0, true, Some(config));
+        r.url = r.url.replace("http://127.0.0.1", "https://localhost");
+        r
+    }
+
+    fn listen(port: u16, keep: bool, tls: Option<Arc<rustls::ServerConfig>>) -> Receiver {
         let std_listener =
             std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind the OTLP receiver");
         std_listener.set_nonblocking(true).expect("nonblocking");
@@ -117,6 +124,7 @@ impl Receiver {
                         accepted = listener.accept() => {
                             let Ok((tcp, _)) = accepted else { continue };
                             let (s, r, n, c) = (s.clone(), r.clone(), n.clone(), c.clone());
+                            let tls = tls.clone().map(tokio_rustls::TlsAcceptor::from);
                             conns.spawn(async move {
                                 let svc = hyper::service::service_fn(move |req| {
                                     let (s, r, n, c) = (s.clone(), r.clone(), n.clone(), c.clone());
@@ -125,9 +133,19 @@ impl Receiver {
                                         Ok::<_, std::convert::Infallible>(take(req, kept, &n, &c).await)
                                     }
                                 });
-                                let _ = hyper::server::conn::http1::Builder::new()
-                                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
-                                    .await;
+                                let http = hyper::server::conn::http1::Builder::new();
+                                match tls {
+                                    None => {
+                                        let _ = http.serve_connection(hyper_util::rt::TokioIo::new(tcp), svc).await;
+                                    }
+                                    Some(acceptor) => {
+                                        // A client that does not trust the certificate
+                                        // ends here: nothing is received.
+                                        if let Ok(stream) = acceptor.accept(tcp).await {
+                                            let _ = http.serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await;
+                                        }
+                                    }
+                                }
                             });
                         }
                     }

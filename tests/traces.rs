@@ -3,6 +3,7 @@
 //! `opentelemetry-proto` types), joined to the client's trace and handed on to the server's.
 
 mod otlp;
+mod pki;
 mod redis_server;
 mod support;
 
@@ -637,4 +638,100 @@ fn trace_settings_the_gateway_cannot_follow_stop_the_start_with_the_reason() {
         ],
     );
     assert!(why.contains("OTEL_TRACES_EXPORTER=zipkin"), "{why}");
+}
+
+#[test]
+fn spans_go_to_an_https_collector_verified_against_the_ca_given() {
+    let Some(warden) = support::warden() else {
+        return;
+    };
+    let dir = support::scratch("traces-https");
+    let policy = dir.join("policy.pol");
+    std::fs::write(&policy, POLICY).unwrap();
+    let ca = pki::Ca::new(&dir, "collector");
+    let pair = ca.issue("collector", pki::Leaf::Server);
+    let receiver = Receiver::start_tls(pki::server_config(&pair, None));
+    let upstream = traced_upstream(&dir.join("upstream.jsonl"));
+    let gateway = |trust: Option<&Path>, admin_port: u16| {
+        let mut cmd = support::serve_command(&warden, &policy, &upstream.url);
+        cmd.args(support::ALICE_AND_BOB)
+            .args(["--admin", &format!("127.0.0.1:{admin_port}")])
+            .args(["--admin-token", "admin-secret"])
+            .args(["--otlp-endpoint", &receiver.url])
+            .env("OTEL_BSP_SCHEDULE_DELAY", "100");
+        if let Some(ca) = trust {
+            cmd.arg("--otlp-ca").arg(ca);
+        }
+        support::start(cmd)
+    };
+    // Trusting the collector's CA: the spans arrive.
+    let trusted = gateway(Some(&ca.cert_path("collector")), support::free_port());
+    let sid = support::session(&trusted.url, "alice-token");
+    support::call_text(
+        &trusted.url,
+        "alice-token",
+        &sid,
+        2,
+        "echo",
+        serde_json::json!({"text": "x"}),
+    );
+    let spans = receiver.wait_for(20, |s| s.iter().any(|s| s.span.name == "tools/call echo"));
+    assert!(
+        spans.iter().any(|s| s.span.name == "tools/call echo"),
+        "no span over https"
+    );
+    drop(trusted);
+
+    // Trusting only Mozilla's roots, the test CA's certificate is refused: nothing arrives,
+    // and what was not sent is counted.
+    let before = receiver.count();
+    let admin_port = support::free_port();
+    let untrusted = gateway(None, admin_port);
+    let sid = support::session(&untrusted.url, "alice-token");
+    support::call_text(
+        &untrusted.url,
+        "alice-token",
+        &sid,
+        2,
+        "echo",
+        serde_json::json!({"text": "x"}),
+    );
+    let admin = format!("http://127.0.0.1:{admin_port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let failed = loop {
+        let (failed, lines) = metric(
+            &admin,
+            "warden_trace_spans_dropped_total{reason=\"export_failed\"}",
+        );
+        if failed > 0.0 {
+            break failed;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no failed export counted: {lines}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(failed >= 1.0);
+    assert_eq!(
+        receiver.count(),
+        before,
+        "a collector the gateway cannot verify got spans"
+    );
+
+    // A CA with a plain http:// collector is a mistake, said at start.
+    let out = Command::new(&warden)
+        .args(["serve", "--listen", "127.0.0.1:0", "--no-auth"])
+        .args(["--upstream", &upstream.url, "--policy"])
+        .arg(&policy)
+        .args(["--otlp-endpoint", "http://127.0.0.1:4318", "--otlp-ca"])
+        .arg(ca.cert_path("collector"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let why = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        why.contains("--otlp-ca goes with an https:// collector"),
+        "{why}"
+    );
 }

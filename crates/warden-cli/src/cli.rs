@@ -368,6 +368,9 @@ pub struct ServeArgs {
     /// OTEL_EXPORTER_OTLP_HEADERS apply as the OpenTelemetry specification defines them.
     #[arg(long, value_name = "URL")]
     pub otlp_endpoint: Option<String>,
+    /// The CA (PEM) that signed an https:// collector's certificate, if not a public one.
+    #[arg(long, value_name = "FILE")]
+    pub otlp_ca: Option<PathBuf>,
     /// Append one JSON line per decision here (no argument values, no tokens).
     #[arg(long, value_name = "FILE")]
     pub audit: Option<PathBuf>,
@@ -489,6 +492,9 @@ pub struct StdioArgs {
     /// OTEL_EXPORTER_OTLP_HEADERS apply as the OpenTelemetry specification defines them.
     #[arg(long, value_name = "URL")]
     pub otlp_endpoint: Option<String>,
+    /// The CA (PEM) that signed an https:// collector's certificate, if not a public one.
+    #[arg(long, value_name = "FILE")]
+    pub otlp_ca: Option<PathBuf>,
     /// With --jwt-*: the caller's JWT, from this environment variable; the grant is its
     /// claim (--grant-claim) instead of --grant. An invalid token stops the start.
     #[arg(long, value_name = "VAR", default_value = "WARDEN_TOKEN")]

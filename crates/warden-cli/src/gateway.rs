@@ -124,6 +124,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
         console_url,
         record: args.record,
         otlp_endpoint: args.otlp_endpoint,
+        otlp_ca: args.otlp_ca,
     };
     warden_gateway::serve(opts)?;
     Ok(ExitCode::SUCCESS)
@@ -246,6 +247,7 @@ pub fn stdio(args: StdioArgs) -> Result<ExitCode, CliError> {
         redis,
         max_message_bytes: args.max_message_bytes.max(1),
         otlp_endpoint: args.otlp_endpoint,
+        otlp_ca: args.otlp_ca,
     };
     let code = rt.block_on(warden_gateway::stdio(opts))?;
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))

@@ -11,7 +11,8 @@
 //! refusing), and `warden_trace_spans_exported_total`. No call ever waits for any of it.
 //!
 //! The exporter's HTTP client is the gateway's own (hyper, and rustls for an `https://`
-//! collector, verified against Mozilla's roots), its requests run on the gateway's runtime.
+//! collector, verified against Mozilla's roots or only `--otlp-ca`), its requests run on the
+//! gateway's runtime.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -52,7 +53,12 @@ impl Export {
     /// `OTEL_EXPORTER_OTLP_ENDPOINT` takes it. Without it, the variables decide; with
     /// neither, no traces (`None`). `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none`
     /// turn them off. Must be called within the runtime the exports will run on.
-    pub fn start(endpoint: Option<&str>) -> Result<Option<Export>, Error> {
+    /// `ca`: the only CA an `https://` collector's certificate may be signed by
+    /// (`--otlp-ca`); Mozilla's roots otherwise.
+    pub fn start(
+        endpoint: Option<&str>,
+        ca: Option<&std::path::Path>,
+    ) -> Result<Option<Export>, Error> {
         let from_env = env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
             .or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT"));
         if endpoint.is_none() && from_env.is_none() {
@@ -84,12 +90,16 @@ impl Export {
                         "--otlp-endpoint {base:?}: expected the collector's http:// or https:// base URL, such as http://localhost:4318"
                     ))
                 })?;
-                let _ = uri;
+                if ca.is_some() && uri.scheme_str() != Some("https") {
+                    return Err(Error::Config(format!(
+                        "--otlp-ca goes with an https:// collector, not {base:?}"
+                    )));
+                }
                 Some(format!("{}/v1/traces", base.trim_end_matches('/')))
             }
             None => None,
         };
-        let client = Client::new()?;
+        let client = Client::new(ca)?;
         let mut builder = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_protocol(Protocol::HttpBinary)
@@ -241,9 +251,15 @@ struct Client {
 }
 
 impl Client {
-    fn new() -> Result<Client, Error> {
-        let http = warden_tower::tls::https_client(&warden_tower::tls::ClientTls::default())
-            .map_err(|e| Error::Config(format!("OTLP exporter: {e}")))?;
+    fn new(ca: Option<&std::path::Path>) -> Result<Client, Error> {
+        let tls = warden_tower::tls::ClientTls {
+            ca: ca.map(std::path::Path::to_owned),
+            identity: None,
+        };
+        let http = warden_tower::tls::https_client(&tls).map_err(|e| match ca {
+            Some(ca) => Error::Config(format!("--otlp-ca {}: {e}", ca.display())),
+            None => Error::Config(format!("OTLP exporter: {e}")),
+        })?;
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|e| Error::Config(format!("OTLP exporter: {e}")))?;
         Ok(Client { http, runtime })

@@ -114,6 +114,8 @@ pub struct ServeOptions {
     /// `--otlp-endpoint`: the collector's base URL; the `OTEL_*` variables otherwise
     /// ([`crate::otel`]).
     pub otlp_endpoint: Option<String>,
+    /// `--otlp-ca`: the CA of an `https://` collector, if not a public one.
+    pub otlp_ca: Option<PathBuf>,
 }
 
 /// Serves until SIGTERM/SIGINT, then drains (see [`listener`]).
@@ -165,7 +167,8 @@ async fn run(opts: ServeOptions, workers: usize) -> Result<(), Error> {
         }
         None => None,
     };
-    let export = crate::otel::Export::start(opts.otlp_endpoint.as_deref())?;
+    let export =
+        crate::otel::Export::start(opts.otlp_endpoint.as_deref(), opts.otlp_ca.as_deref())?;
     if let Some(e) = &export {
         tracing::info!(target: "warden::gateway", endpoint = %e.description, "exporting traces over OTLP");
     }

@@ -45,6 +45,8 @@ pub struct StdioOptions {
     pub max_message_bytes: usize,
     /// `--otlp-endpoint`: the collector's base URL; the `OTEL_*` variables otherwise.
     pub otlp_endpoint: Option<String>,
+    /// `--otlp-ca`: the CA of an `https://` collector, if not a public one.
+    pub otlp_ca: Option<PathBuf>,
 }
 
 /// Runs until the client closes stdin or the server exits; returns the server's exit code.
@@ -57,7 +59,8 @@ pub async fn stdio(opts: StdioOptions) -> Result<i32, Error> {
         .layer
         .shadow(opts.shadow)
         .max_body_bytes(opts.max_message_bytes);
-    let export = crate::otel::Export::start(opts.otlp_endpoint.as_deref())?;
+    let export =
+        crate::otel::Export::start(opts.otlp_endpoint.as_deref(), opts.otlp_ca.as_deref())?;
     if let Some(e) = &export {
         tracing::info!(target: "warden::gateway", endpoint = %e.description, "exporting traces over OTLP");
         layer = layer.tracer(e.tracer());
