@@ -278,19 +278,7 @@ struct Caller<'a> {
 /// server name that fits), and the name the server knows. A resource (a URI) is not renamed:
 /// it needs `<server>_` in front here too.
 fn server_of<'n>(config: &Path, kind: Kind, name: &'n str) -> Result<(PathBuf, &'n str), CliError> {
-    let (config_file, text) = crate::config::load(config, crate::config::Purpose::Check).map_err(
-        |(problems, text)| {
-            let shown = config.display().to_string();
-            for d in &problems {
-                eprintln!("{}", d.render(&shown, &text, report::color()));
-            }
-            CliError::Invalid {
-                path: config.to_owned(),
-                count: problems.len(),
-            }
-        },
-    )?;
-    let _ = text;
+    let (config_file, _) = crate::config::load_reported(config, crate::config::Purpose::Check)?;
     let found = config_file
         .servers
         .iter()

@@ -118,6 +118,25 @@ fn flags() -> Vec<(String, Takes)> {
         .collect()
 }
 
+/// [`load`] for a verb that reads a warden.toml beside its own work (`diff`, `replay`,
+/// `test`, `explain`, `scan`): its problems are written to stderr, located, and the verb
+/// stops with [`crate::error::CliError::Invalid`].
+pub fn load_reported(
+    path: &Path,
+    purpose: Purpose,
+) -> Result<(Config, String), crate::error::CliError> {
+    load(path, purpose).map_err(|(problems, text)| {
+        let name = path.display().to_string();
+        for d in &problems {
+            eprintln!("{}", d.render(&name, &text, crate::report::color()));
+        }
+        crate::error::CliError::Invalid {
+            path: path.to_owned(),
+            count: problems.len(),
+        }
+    })
+}
+
 /// Reads `path`; `Err` holds every problem found (the text is returned for rendering).
 pub fn load(path: &Path, purpose: Purpose) -> Result<(Config, String), (Vec<Diagnostic>, String)> {
     let text = match std::fs::read_to_string(path) {

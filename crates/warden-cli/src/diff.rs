@@ -144,18 +144,7 @@ impl Side {
 /// removed said as such.
 fn run_configs(old: &Path, new: &Path, fail_on_change: bool) -> Result<ExitCode, CliError> {
     let servers = |path: &Path| -> Result<Vec<(String, std::path::PathBuf)>, CliError> {
-        let (config, _) = crate::config::load(path, crate::config::Purpose::Check).map_err(
-            |(problems, text)| {
-                let name = path.display().to_string();
-                for d in &problems {
-                    eprintln!("{}", d.render(&name, &text, crate::report::color()));
-                }
-                CliError::Invalid {
-                    path: path.to_owned(),
-                    count: problems.len(),
-                }
-            },
-        )?;
+        let (config, _) = crate::config::load_reported(path, crate::config::Purpose::Check)?;
         Ok(config
             .servers
             .into_iter()

@@ -405,17 +405,7 @@ pub fn scan_config(
     headers: Vec<String>,
     tls: &UpstreamTlsArgs,
 ) -> Result<ExitCode, CliError> {
-    let (config, _) =
-        crate::config::load(path, crate::config::Purpose::Scan).map_err(|(problems, text)| {
-            let name = path.display().to_string();
-            for d in &problems {
-                eprintln!("{}", d.render(&name, &text, crate::report::color()));
-            }
-            CliError::Invalid {
-                path: path.to_owned(),
-                count: problems.len(),
-            }
-        })?;
+    let (config, _) = crate::config::load_reported(path, crate::config::Purpose::Scan)?;
     let rt = runtime()?;
     let mut failed = 0;
     for s in &config.servers {

@@ -512,18 +512,7 @@ fn run_servers(
     test_src: &Source,
     tests: &TestFile,
 ) -> Result<Vec<CaseResult>, CliError> {
-    let (file, _) = crate::config::load(config, crate::config::Purpose::Check).map_err(
-        |(problems, text)| {
-            let name = config.display().to_string();
-            for d in &problems {
-                eprintln!("{}", d.render(&name, &text, report::color()));
-            }
-            CliError::Invalid {
-                path: config.to_owned(),
-                count: problems.len(),
-            }
-        },
-    )?;
+    let (file, _) = crate::config::load_reported(config, crate::config::Purpose::Check)?;
     let mut loaded = Vec::new();
     for s in &file.servers {
         let (src, policy) = source::load(&s.policy)?;

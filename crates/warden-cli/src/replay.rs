@@ -125,18 +125,7 @@ fn targets(policy: &Path) -> Result<BTreeMap<Option<String>, Target>, CliError> 
     if policy.extension().is_none_or(|e| e != "toml") {
         return Ok(BTreeMap::from([(None, load(policy)?)]));
     }
-    let (config, _) = crate::config::load(policy, crate::config::Purpose::Check).map_err(
-        |(problems, text)| {
-            let name = policy.display().to_string();
-            for d in &problems {
-                eprintln!("{}", d.render(&name, &text, crate::report::color()));
-            }
-            CliError::Invalid {
-                path: policy.to_owned(),
-                count: problems.len(),
-            }
-        },
-    )?;
+    let (config, _) = crate::config::load_reported(policy, crate::config::Purpose::Check)?;
     config
         .servers
         .iter()
