@@ -326,7 +326,8 @@ impl Trace {
                 s.set_attributes(attrs);
             }
             spans.push(Spanned {
-                id: id.cloned(),
+                // Looked up only for a recording span (its decision, its answer's error).
+                id: name.as_ref().and_then(|_| id.cloned()),
                 name,
                 cx,
                 refused: AtomicBool::new(false),
