@@ -53,6 +53,7 @@ impl Export {
     /// `OTEL_EXPORTER_OTLP_ENDPOINT` takes it. Without it, the variables decide; with
     /// neither, no traces (`None`). `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none`
     /// turn them off. Must be called within the runtime the exports will run on.
+    ///
     /// `ca`: the only CA an `https://` collector's certificate may be signed by
     /// (`--otlp-ca`); Mozilla's roots otherwise.
     pub fn start(
