@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds="${1:-60}"
 shift || true
-all=(inspect inspect_structured list_scan sse_filter server_requests pol_readers policy_json stdio_framing jwt http1)
+all=(inspect inspect_structured list_scan sse_filter server_requests pol_readers policy_json stdio_framing jwt http1 aggregate_call)
 targets=("${@:-${all[@]}}")
 [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
 root="$PWD"
@@ -29,7 +29,7 @@ seed() {
   local target="$1" dir="$work/corpus/$1"
   mkdir -p "$dir"
   case "$target" in
-    inspect)
+    inspect|aggregate_call)
       for m in '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/etc/passwd"}}}' \
                '[{"jsonrpc":"2.0","id":1,"method":"tools/list"},{"jsonrpc":"2.0","id":"a","method":"tools/call","params":{"name":"x","arguments":{}}}]' \
                '{"jsonrpc":"2.0","method":"notifications/initialized"}' \

@@ -21,6 +21,7 @@
 
 pub mod admin;
 mod aggregate;
+pub use aggregate::fuzzing as aggregate_fuzzing;
 pub mod auth;
 pub mod callers;
 pub mod children;

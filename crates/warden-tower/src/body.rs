@@ -322,6 +322,12 @@ fn event_end(buf: &[u8]) -> Option<usize> {
     }
 }
 
+/// Whether `data` ends where an event does (a blank line), so that nothing of it waits for
+/// the next frame. Only the plain cases are recognised; others take the general path.
+fn ends_an_event(data: &[u8]) -> bool {
+    data.ends_with(b"\n\n") || data.ends_with(b"\r\n\r\n")
+}
+
 /// From `pos`: where the line ends and where the next one starts, if it is complete.
 fn line_end(buf: &[u8], pos: usize) -> Option<(usize, usize)> {
     let i = pos
@@ -435,12 +441,22 @@ fn with_data(event: &str, rewritten: &str) -> String {
     out
 }
 
+/// What [`map_messages`] looks for before reading an event, made once (a searcher built
+/// for every frame costs more than the search): keep it in a `static`.
+pub struct Needle(memchr::memmem::Finder<'static>);
+
+impl Needle {
+    pub fn new(needle: &'static str) -> Needle {
+        Needle(memchr::memmem::Finder::new(needle.as_bytes()))
+    }
+}
+
 /// An event stream whose JSON messages pass through `f` on their way: an event whose
 /// message `f` changed (it returns `true`) is written again with the new message, every
 /// other byte passes as it came. Only events whose data contain `needle` are read at all
 /// (a tool's result need not be parsed to learn it is not a request). A gateway in front
 /// of several servers renames the ids of their requests with it.
-pub fn map_messages<F>(body: Body, needle: &'static str, f: F) -> Body
+pub fn map_messages<F>(body: Body, needle: &'static Needle, f: F) -> Body
 where
     F: FnMut(&mut Value) -> bool + Send + Unpin + 'static,
 {
@@ -456,14 +472,14 @@ where
 struct MessageMap<F> {
     inner: Body,
     buf: BytesMut,
-    needle: &'static str,
+    needle: &'static Needle,
     f: F,
     done: bool,
 }
 
 impl<F: FnMut(&mut Value) -> bool> MessageMap<F> {
     fn rewrite(&mut self, event: &[u8]) -> Option<String> {
-        memchr::memmem::find(event, self.needle.as_bytes())?;
+        self.needle.0.find(event)?;
         let text = String::from_utf8_lossy(event);
         let data: Vec<&str> = lines(&text).filter_map(data_value).collect();
         if data.is_empty() {
@@ -489,6 +505,15 @@ impl<F: FnMut(&mut Value) -> bool + Unpin> http_body::Body for MessageMap<F> {
             }
             match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
                 Some(Ok(frame)) => match frame.into_data() {
+                    // Whole events none of which can be read (a tool's result, usually):
+                    // the frame goes on as it came, not copied.
+                    Ok(data)
+                        if this.buf.is_empty()
+                            && ends_an_event(&data)
+                            && this.needle.0.find(&data).is_none() =>
+                    {
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
                     Ok(data) => {
                         this.buf.extend_from_slice(&data);
                         let mut out = BytesMut::new();
@@ -621,6 +646,45 @@ mod tests {
         ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
             Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
         }
+    }
+
+    #[tokio::test]
+    async fn map_messages_rewrites_requests_wherever_the_frames_are_cut() {
+        static METHOD: std::sync::LazyLock<Needle> =
+            std::sync::LazyLock::new(|| Needle::new("\"method\""));
+        let rename = |m: &mut Value| {
+            let is_request = m.get("method").is_some() && m.get("id").is_some();
+            if is_request {
+                m["id"] = format!("s/{}", m["id"]).into();
+            }
+            is_request
+        };
+        let stream = "data: {\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"sampling/createMessage\"}\n\n\
+                      id: 2\r\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"x\":\"y\"}}\r\n\r\n";
+        for split in 1..stream.len() {
+            let (a, b) = stream.split_at(split);
+            let body = Body::new(Chunks(
+                [Bytes::from(a.to_owned()), Bytes::from(b.to_owned())].into(),
+            ));
+            let out = map_messages(body, &METHOD, rename)
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes();
+            let out = String::from_utf8(out.to_vec()).unwrap();
+            assert!(out.contains("\"id\":\"s/3\""), "split at {split}: {out}");
+            assert!(
+                out.ends_with(
+                    "id: 2\r\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"x\":\"y\"}}\r\n\r\n"
+                ),
+                "split at {split}: {out}"
+            );
+        }
+        // Whole events none of which is read go on as the same bytes, not copied.
+        let answer = Bytes::from_static(b"data: {\"id\":1,\"result\":{}}\n\n");
+        let mut body = map_messages(Body::new(Chunks([answer.clone()].into())), &METHOD, rename);
+        let frame = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(frame.as_ptr(), answer.as_ptr());
     }
 
     #[test]

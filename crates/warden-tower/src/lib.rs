@@ -46,7 +46,7 @@ pub use approval::{
     Answer, AnswerFuture, ApprovalDesk, ApprovalQueue, ApprovalRequest, Approver, DeskFuture,
     Refuse, Webhook,
 };
-pub use body::{Body, BoxError, Uncollected, collect, map_messages};
+pub use body::{Body, BoxError, Needle, Uncollected, collect, map_messages};
 pub use grant::{
     BearerGrant, Claims, DefaultGrant, Grant, GrantExtractor, HeaderGrant, bearer_token, short_hash,
 };

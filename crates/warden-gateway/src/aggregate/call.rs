@@ -1,0 +1,247 @@
+//! A `tools/call` read from its bytes without building its tree: where its id and its
+//! name are written, so that the body can go on to the server with another name spliced
+//! in and every other byte as the client wrote it.
+//!
+//! This reading only routes. The server's gate reads the body it is given again, strictly,
+//! and decides on exactly those bytes: a body read here one way and there another can at
+//! worst reach the wrong server's gate, never pass one. Anything unusual (an escaped key or
+//! name, a repeated key this reading needs, a `params` that is not an object) is left to
+//! the general path, which reads the whole message.
+
+use std::ops::Range;
+
+use bytes::Bytes;
+
+pub(super) struct Call<'a> {
+    bytes: &'a [u8],
+    /// The id as the client wrote it.
+    pub(super) id: &'a str,
+    /// The tool's name (written without escapes).
+    pub(super) name: &'a str,
+    /// Where the name's JSON string, quotes included, is in `bytes`.
+    at: Range<usize>,
+}
+
+impl<'a> Call<'a> {
+    /// `None` for anything but a request `tools/call` with a plain string `name`.
+    pub(super) fn read(bytes: &'a [u8]) -> Option<Call<'a>> {
+        let mut r = Reader { b: bytes, i: 0 };
+        let (mut id, mut method, mut name) = (None, None, None);
+        r.ws();
+        r.eat(b'{')?;
+        loop {
+            r.ws();
+            let key = r.string()?;
+            r.ws();
+            r.eat(b':')?;
+            r.ws();
+            match &bytes[key] {
+                b"id" if id.is_none() => id = Some(r.value()?),
+                b"method" if method.is_none() => method = Some(r.string()?),
+                b"params" if name.is_none() => name = Some(r.name()?),
+                b"id" | b"method" | b"params" => return None,
+                _ => {
+                    r.value()?;
+                }
+            }
+            r.ws();
+            match r.next()? {
+                b',' => {}
+                b'}' => break,
+                _ => return None,
+            }
+        }
+        r.ws();
+        if r.i != bytes.len() || bytes.get(method?)? != b"tools/call" {
+            return None;
+        }
+        let at = name?;
+        let name = std::str::from_utf8(bytes.get(at.start + 1..at.end - 1)?).ok()?;
+        let id = std::str::from_utf8(bytes.get(id?)?).ok()?;
+        Some(Call {
+            bytes,
+            id,
+            name,
+            at,
+        })
+    }
+
+    /// The request with `name` instead, every other byte as the client wrote it.
+    pub(super) fn renamed(&self, name: &str) -> Option<Bytes> {
+        let mut out = Vec::with_capacity(self.bytes.len() + name.len() + 2);
+        out.extend_from_slice(&self.bytes[..self.at.start]);
+        serde_json::to_writer(&mut out, name).ok()?;
+        out.extend_from_slice(&self.bytes[self.at.end..]);
+        Some(Bytes::from(out))
+    }
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl Reader<'_> {
+    fn ws(&mut self) {
+        while matches!(self.b.get(self.i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.i += 1;
+        }
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let c = *self.b.get(self.i)?;
+        self.i += 1;
+        Some(c)
+    }
+
+    fn eat(&mut self, c: u8) -> Option<()> {
+        (self.next()? == c).then_some(())
+    }
+
+    /// A string without escapes or control characters: where its text is.
+    fn string(&mut self) -> Option<Range<usize>> {
+        self.eat(b'"')?;
+        let start = self.i;
+        loop {
+            match self.next()? {
+                b'"' => return Some(start..self.i - 1),
+                b'\\' | 0..=0x1f => return None,
+                _ => {}
+            }
+        }
+    }
+
+    /// `params`, an object: where its `name`, a plain string, is written (quotes
+    /// included).
+    fn name(&mut self) -> Option<Range<usize>> {
+        self.eat(b'{')?;
+        let mut name = None;
+        loop {
+            self.ws();
+            let key = self.string()?;
+            self.ws();
+            self.eat(b':')?;
+            self.ws();
+            if &self.b[key] == b"name" {
+                if name.is_some() {
+                    return None;
+                }
+                let start = self.i;
+                self.string()?;
+                name = Some(start..self.i);
+            } else {
+                self.value()?;
+            }
+            self.ws();
+            match self.next()? {
+                b',' => {}
+                b'}' => return name,
+                _ => return None,
+            }
+        }
+    }
+
+    /// Any value, skipped: where it is. Brackets are counted, not matched (the gate reads
+    /// the body strictly after this).
+    fn value(&mut self) -> Option<Range<usize>> {
+        let start = self.i;
+        let mut depth = 0usize;
+        loop {
+            match *self.b.get(self.i)? {
+                b'"' => self.skip_string()?,
+                b'{' | b'[' => {
+                    depth += 1;
+                    self.i += 1;
+                }
+                b'}' | b']' if depth > 0 => {
+                    depth -= 1;
+                    self.i += 1;
+                }
+                b',' | b'}' | b']' if depth == 0 => break,
+                b' ' | b'\t' | b'\n' | b'\r' if depth == 0 => break,
+                _ => self.i += 1,
+            }
+            if depth == 0 && matches!(self.b[self.i - 1], b'"' | b'}' | b']') {
+                break;
+            }
+        }
+        (self.i > start).then_some(start..self.i)
+    }
+
+    fn skip_string(&mut self) -> Option<()> {
+        self.eat(b'"')?;
+        loop {
+            let rest = self.b.get(self.i..)?;
+            let at = memchr::memchr2(b'"', b'\\', rest)?;
+            self.i += at + 1;
+            if rest[at] == b'"' {
+                return Some(());
+            }
+            // An escape: the next byte is its letter, whatever it is.
+            self.i += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    #[test]
+    fn a_call_is_renamed_with_everything_else_copied_byte_for_byte() {
+        let body = br#" {"jsonrpc":"2.0", "id" : "a\"b" ,"method":"tools/call","params":{"arguments":{"a": 1,  "b":[2, {"name":"x"}], "s":"}\\"},"name" : "rmcp_add","_meta":{"progressToken":"p"}}} "#;
+        let call = Call::read(body).unwrap();
+        assert_eq!(call.name, "rmcp_add");
+        assert_eq!(call.id, r#""a\"b""#);
+        let out = call.renamed("add").unwrap();
+        let text = std::str::from_utf8(&out).unwrap();
+        assert_eq!(
+            text,
+            String::from_utf8_lossy(body).replace("\"rmcp_add\"", "\"add\"")
+        );
+        let v: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(v["params"]["name"], "add");
+        assert_eq!(v["id"], "a\"b");
+        assert_eq!(v["params"]["arguments"]["b"][1]["name"], "x");
+        let numeric =
+            Call::read(br#"{"id":-1.5e3,"method":"tools/call","params":{"name":"t"}}"#).unwrap();
+        assert_eq!((numeric.id, numeric.name), ("-1.5e3", "t"));
+    }
+
+    #[test]
+    fn anything_unusual_is_left_to_the_general_path() {
+        for body in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+            r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"x"}}"#,
+            r#"{"id":1,"id":2,"method":"tools/call","params":{"name":"x"}}"#,
+            r#"{"id":1,"method":"tools/call","params":{"name":3}}"#,
+            r#"{"id":1,"method":"tools/call","params":{"name":"x","name":"y"}}"#,
+            r#"{"id":1,"method":"tools/call","params":{"na\u006de":"x"}}"#,
+            r#"{"id":1,"method":"tools/call","params":{"name":"\u0078"}}"#,
+            r#"{"id":1,"m\u0065thod":"tools/call","params":{"name":"x"}}"#,
+            r#"{"id":1,"method":"tools/call","params":[]}"#,
+            r#"{"id":1,"method":"tools/call","params":{}}"#,
+            r#"{"id":1,"method":"tools/call","params":{"name":"x"}} x"#,
+            r#"[{"id":1,"method":"tools/call","params":{"name":"x"}}]"#,
+            r#"{"id":1,"method":"tools/call","params":{"name":"x"}"#,
+            r#"{"id":,"method":"tools/call","params":{"name":"x"}}"#,
+        ] {
+            assert!(Call::read(body.as_bytes()).is_none(), "{body}");
+        }
+    }
+
+    #[test]
+    fn where_serde_reads_a_call_this_reading_agrees() {
+        for body in [
+            r#"{"params":{"name":"b_c"},"method":"tools/call","id":null}"#,
+            r#"{"method":"tools/call","params":{"x":{"name":"no"},"name":"yes"},"id":[1,{"a":"]"}]}"#,
+            "{\n\t\"id\": 5,\r\n\"method\": \"tools/call\", \"params\": {\"name\": \"é\"}\n}",
+        ] {
+            let call = Call::read(body.as_bytes()).unwrap();
+            let v: Value = serde_json::from_str(body).unwrap();
+            assert_eq!(call.name, v["params"]["name"]);
+            assert_eq!(serde_json::from_str::<Value>(call.id).unwrap(), v["id"]);
+        }
+    }
+}
