@@ -26,8 +26,8 @@ use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, SdkTracer, SdkTracerProvider, SpanData, SpanExporter,
-    SpanProcessor,
+    BatchConfigBuilder, BatchSpanProcessor, SdkTracer, SdkTracerProvider, ShouldSample, SpanData,
+    SpanExporter, SpanProcessor,
 };
 
 use crate::Error;
@@ -40,6 +40,7 @@ const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Export {
     provider: SdkTracerProvider,
     tracer: SdkTracer,
+    sampler: Box<dyn ShouldSample>,
     /// Where the spans go, for the startup line.
     pub description: String,
 }
@@ -129,7 +130,11 @@ impl Export {
         if !named {
             resource = resource.with_service_name("warden");
         }
+        // The SDK's own reading of OTEL_TRACES_SAMPLER (and _ARG), kept so that the layers
+        // can ask it before making a span (`PolicyLayer::tracer_with_sampler`).
+        let sampler = opentelemetry_sdk::trace::Config::default().sampler;
         let provider = SdkTracerProvider::builder()
+            .with_sampler(sampler.box_clone())
             .with_span_processor(Bounded {
                 inner: batch,
                 queued,
@@ -144,6 +149,7 @@ impl Export {
         Ok(Some(Export {
             provider,
             tracer,
+            sampler,
             description,
         }))
     }
@@ -151,6 +157,11 @@ impl Export {
     /// What the layers make their spans with.
     pub fn tracer(&self) -> SdkTracer {
         self.tracer.clone()
+    }
+
+    /// The sampler the tracer's provider uses.
+    pub fn sampler(&self) -> Box<dyn ShouldSample> {
+        self.sampler.box_clone()
     }
 
     /// Sends what is queued (within a few seconds) and stops. Blocks: call it off the

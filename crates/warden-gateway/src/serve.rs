@@ -194,7 +194,7 @@ async fn run(opts: ServeOptions, workers: usize) -> Result<(), Error> {
             layer = layer.recorder(r.clone());
         }
         if let Some(e) = &export {
-            layer = layer.tracer(e.tracer());
+            layer = layer.tracer_with_sampler(e.tracer(), e.sampler());
         }
         let live = Live::new(server.policy.clone(), text, layer.handle());
         live.clone().watch(opts.reload_every);

@@ -63,7 +63,7 @@ pub async fn stdio(opts: StdioOptions) -> Result<i32, Error> {
         crate::otel::Export::start(opts.otlp_endpoint.as_deref(), opts.otlp_ca.as_deref())?;
     if let Some(e) = &export {
         tracing::info!(target: "warden::gateway", endpoint = %e.description, "exporting traces over OTLP");
-        layer = layer.tracer(e.tracer());
+        layer = layer.tracer_with_sampler(e.tracer(), e.sampler());
     }
     let live = Live::new(opts.policy.clone(), text, layer.handle());
     live.clone().watch(opts.reload_every);

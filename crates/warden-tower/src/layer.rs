@@ -224,7 +224,20 @@ impl PolicyLayer {
     /// One OpenTelemetry span per MCP message, and children for the upstream call, the
     /// counter store's round trip and an approval's wait ([`crate::otel`]). Off by default.
     pub fn tracer(mut self, tracer: opentelemetry_sdk::trace::SdkTracer) -> Self {
-        self.config.tracing = Some(crate::otel::Tracing::new(tracer));
+        self.config.tracing = Some(crate::otel::Tracing::new(tracer, None));
+        self
+    }
+
+    /// [`Self::tracer`], told the sampler the tracer's provider was built with (its
+    /// `with_sampler`). The layer asks it first, so that a message from a trace it drops
+    /// (an agent's unsampled trace, under the default `parentbased_always_on`) costs no span
+    /// at all.
+    pub fn tracer_with_sampler(
+        mut self,
+        tracer: opentelemetry_sdk::trace::SdkTracer,
+        sampler: Box<dyn opentelemetry_sdk::trace::ShouldSample>,
+    ) -> Self {
+        self.config.tracing = Some(crate::otel::Tracing::new(tracer, Some(sampler)));
         self
     }
 

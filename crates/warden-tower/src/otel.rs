@@ -49,7 +49,7 @@ use opentelemetry::trace::{SpanBuilder, SpanKind, SpanRef, Status, TraceContextE
 use opentelemetry::{Context, KeyValue, Value as OtelValue};
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::SdkTracer;
+use opentelemetry_sdk::trace::{SamplingDecision, SdkTracer, ShouldSample};
 use serde_json::{Map, Value};
 use smallvec::SmallVec;
 
@@ -62,11 +62,28 @@ use crate::service::Caller;
 #[derive(Clone)]
 pub(crate) struct Tracing {
     tracer: SdkTracer,
+    /// The provider's sampler, when the layer was told it: asked before the SDK, so that a
+    /// message it drops costs no span.
+    sampler: Option<Arc<dyn ShouldSample>>,
 }
 
 impl Tracing {
-    pub(crate) fn new(tracer: SdkTracer) -> Self {
-        Tracing { tracer }
+    pub(crate) fn new(tracer: SdkTracer, sampler: Option<Box<dyn ShouldSample>>) -> Self {
+        Tracing {
+            tracer,
+            sampler: sampler.map(Arc::from),
+        }
+    }
+
+    /// Whether the sampler drops a span under `parent` (a valid context), when the layer
+    /// knows the sampler; otherwise the SDK is asked, span and all.
+    fn drops(&self, parent: &Context, name: &str) -> bool {
+        let Some(sampler) = &self.sampler else {
+            return false;
+        };
+        let trace_id = parent.span().span_context().trace_id();
+        let r = sampler.should_sample(Some(parent), trace_id, name, &SpanKind::Server, &[], &[]);
+        r.decision == SamplingDecision::Drop
     }
 }
 
@@ -118,19 +135,6 @@ struct Spanned {
     refused: AtomicBool,
 }
 
-/// Reads a trace context from a message's `params._meta`.
-struct Meta<'a>(&'a Map<String, Value>);
-
-impl Extractor for Meta<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(Value::as_str)
-    }
-
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(String::as_str).collect()
-    }
-}
-
 /// Writes a trace context into a message's `params._meta`.
 struct MetaInjector<'a>(&'a mut Map<String, Value>);
 
@@ -171,27 +175,45 @@ impl Injector for Headers<'_> {
 fn remote(from: &dyn Extractor) -> Context {
     let Some(sc) = from
         .get("traceparent")
-        .and_then(|tp| parse_traceparent(tp.trim(), from.get("tracestate")))
+        .and_then(|tp| parse_traceparent(trimmed(tp), from.get("tracestate")))
     else {
         return Context::new();
     };
     Context::new().with_remote_span_context(sc)
 }
 
+/// `text` without the white space around it, looked for only where it could be.
+fn trimmed(text: &str) -> &str {
+    let ends = |b: Option<&u8>| b.is_some_and(u8::is_ascii_whitespace);
+    if ends(text.as_bytes().first()) || ends(text.as_bytes().last()) {
+        text.trim()
+    } else {
+        text
+    }
+}
+
 fn parse_traceparent(tp: &str, state: Option<&str>) -> Option<opentelemetry::trace::SpanContext> {
     use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
     let b = tp.as_bytes();
-    fn hex(b: &[u8]) -> Option<u128> {
-        let mut v: u128 = 0;
-        for &c in b {
-            let d = match c {
-                b'0'..=b'9' => c - b'0',
-                b'a'..=b'f' => c - b'a' + 10,
-                _ => return None,
-            };
-            v = (v << 4) | u128::from(d);
+    // Lowercase hex digits by table, anything else 0x10 and up; at most 16 digits at a
+    // time so that the arithmetic stays in one register, and one branch at the end.
+    const DIGITS: [u8; 256] = {
+        let mut t = [0xff_u8; 256];
+        let mut i = 0;
+        while i < 16 {
+            t[b"0123456789abcdef"[i] as usize] = i as u8;
+            i += 1;
         }
-        Some(v)
+        t
+    };
+    fn hex(b: &[u8]) -> Option<u64> {
+        let (mut v, mut bad) = (0_u64, 0_u8);
+        for &c in b {
+            let d = DIGITS[usize::from(c)];
+            bad |= d;
+            v = (v << 4) | u64::from(d & 0x0f);
+        }
+        (bad < 0x10).then_some(v)
     }
     if b.len() < 55 || b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
         return None;
@@ -202,8 +224,8 @@ fn parse_traceparent(tp: &str, state: Option<&str>) -> Option<opentelemetry::tra
         0xff => false,
         _ => b.len() == 55 || b[55] == b'-',
     };
-    let trace = hex(&b[3..35])?;
-    let span = u64::try_from(hex(&b[36..52])?).ok()?;
+    let trace = (u128::from(hex(&b[3..19])?) << 64) | u128::from(hex(&b[19..35])?);
+    let span = hex(&b[36..52])?;
     let flags = u8::try_from(hex(&b[53..55])?).ok()?;
     if !ok_length || trace == 0 || span == 0 {
         return None;
@@ -255,14 +277,33 @@ impl Trace {
             let meta = params
                 .and_then(|p| p.get("_meta"))
                 .and_then(Value::as_object)
-                .filter(|m| m.contains_key("traceparent"));
+                .and_then(|m| Some((m.get("traceparent")?, m)));
             let parent = match meta {
-                Some(m) => remote(&Meta(m)),
+                Some((tp, m)) => tp
+                    .as_str()
+                    .and_then(|tp| {
+                        let state = m.get("tracestate").and_then(Value::as_str);
+                        parse_traceparent(trimmed(tp), state)
+                    })
+                    .map_or_else(Context::new, |sc| {
+                        Context::new().with_remote_span_context(sc)
+                    }),
                 None => from_header
                     .get_or_insert_with(|| remote(&HeaderExtractor(&parts.headers)))
                     .clone(),
             };
-            joined |= parent.span().span_context().is_valid();
+            let valid = parent.span().span_context().is_valid();
+            joined |= valid;
+            if valid && tracing.drops(&parent, known(method)) {
+                // The client's own context stands for the span the sampler would drop.
+                spans.push(Spanned {
+                    id: None,
+                    name: None,
+                    cx: parent,
+                    refused: AtomicBool::new(false),
+                });
+                continue;
+            }
             let target = match method {
                 "tools/call" | "prompts/get" => params.and_then(Params::name),
                 _ => None,
@@ -804,16 +845,29 @@ mod tests {
     }
 
     fn layer() -> (PolicyLayer, Kept, SdkTracerProvider) {
+        layer_told(false)
+    }
+
+    /// With `told`, the layer knows the provider's sampler (the spec's default) and asks
+    /// it first, as `warden serve` does.
+    fn layer_told(told: bool) -> (PolicyLayer, Kept, SdkTracerProvider) {
+        use opentelemetry_sdk::trace::Sampler;
         let kept = Kept::default();
+        let sampler = Sampler::ParentBased(Box::new(Sampler::AlwaysOn));
         let provider = SdkTracerProvider::builder()
+            .with_sampler(sampler.clone())
             .with_simple_exporter(kept.clone())
             .build();
         let policy = warden_policy::Policy::from_json_str(
             r#"{"version": "1", "default": "deny", "tools": {"echo": {}}}"#,
         )
         .unwrap();
-        let layer = PolicyLayer::new(warden_policy::CompiledPolicy::new(&policy).unwrap())
-            .tracer(provider.tracer("warden"));
+        let layer = PolicyLayer::new(warden_policy::CompiledPolicy::new(&policy).unwrap());
+        let layer = if told {
+            layer.tracer_with_sampler(provider.tracer("warden"), Box::new(sampler))
+        } else {
+            layer.tracer(provider.tracer("warden"))
+        };
         (layer, kept, provider)
     }
 
@@ -826,7 +880,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_call_is_a_server_span_under_meta_and_the_upstream_gets_its_client_span() {
-        let (layer, kept, _provider) = layer();
+        for told in [false, true] {
+            a_call_is_a_server_span_under_meta_and_the_upstream_gets_its_client_span_with(told)
+                .await;
+        }
+    }
+
+    async fn a_call_is_a_server_span_under_meta_and_the_upstream_gets_its_client_span_with(
+        told: bool,
+    ) {
+        let (layer, kept, _provider) = layer_told(told);
         let seen = Seen::default();
         let parent = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01");
         let body = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
@@ -975,17 +1038,21 @@ mod tests {
 
     #[tokio::test]
     async fn an_unsampled_agent_trace_records_nothing_and_goes_on_as_it_came() {
-        let (layer, kept, _provider) = layer();
-        let seen = Seen::default();
-        let parent = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-00");
-        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-            "params": {"name": "echo", "arguments": {"text": "x"}, "_meta": {"traceparent": parent}}});
-        call(&layer, &seen, body.clone(), None).await;
-        assert!(kept.0.lock().unwrap().is_empty());
-        let seen = seen.lock().unwrap().clone();
-        // The agent's own context (flag off) reaches the server as it came, in the body.
-        assert_eq!(seen[0].0, None);
-        // The body goes as it came.
-        assert_eq!(seen[0].1, body);
+        // Told the sampler, the layer makes no span at all; not told, the SDK makes one
+        // that records nothing. Either way the same goes on.
+        for told in [false, true] {
+            let (layer, kept, _provider) = layer_told(told);
+            let seen = Seen::default();
+            let parent = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-00");
+            let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": {"name": "echo", "arguments": {"text": "x"}, "_meta": {"traceparent": parent}}});
+            call(&layer, &seen, body.clone(), None).await;
+            assert!(kept.0.lock().unwrap().is_empty(), "told: {told}");
+            let seen = seen.lock().unwrap().clone();
+            // The agent's own context (flag off) reaches the server as it came, in the body.
+            assert_eq!(seen[0].0, None, "told: {told}");
+            // The body goes as it came.
+            assert_eq!(seen[0].1, body, "told: {told}");
+        }
     }
 }
