@@ -11,7 +11,7 @@ server in this script that answers 200. All threads are counted (the batch expor
 the kernel is not (see `proxy_compare --traces` for CPU time).
 
     cargo build --release -p warden-cli -p warden-e2e
-    tests/bench/instructions_traces.py [--calls N]
+    tests/bench/instructions_traces.py [--calls N] [--task]
 """
 
 import argparse
@@ -41,6 +41,9 @@ class Collector(http.server.BaseHTTPRequestHandler):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--calls", type=int, default=2000, help="calls of the long series (the short one: a fifth)")
+    p.add_argument("--task", action="store_true",
+                   help="count only the client connection's task (exact from run to run; "
+                        "leaves out the runtime's loop and the batch exporter's thread)")
     args = p.parse_args()
     if not os.path.exists(os.path.join(ins.RELEASE, "warden")):
         sys.exit("build first: cargo build --release -p warden-cli -p warden-e2e")
@@ -73,7 +76,8 @@ def main():
             for calls in (short, long_):
                 port = ins.free_port()
                 cmd = ins.warden_command(os.path.join(ins.RELEASE, "warden"), port, up_port) + extra
-                counts.append(ins.measure(name, cmd, port, calls, scratch))
+                toggle = ins.CONNECTION_TASK if args.task else None
+                counts.append(ins.measure(name, cmd, port, calls, scratch, toggle))
             per = (counts[1] - counts[0]) / (long_ - short)
             base = base or per
             print(f"| {name} | {per:,.0f} | {per / base:.3f}× |", flush=True)
