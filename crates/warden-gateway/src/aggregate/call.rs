@@ -30,11 +30,7 @@ impl<'a> Call<'a> {
         r.ws();
         r.eat(b'{')?;
         loop {
-            r.ws();
-            let key = r.string()?;
-            r.ws();
-            r.eat(b':')?;
-            r.ws();
+            let key = r.key()?;
             match &bytes[key] {
                 b"id" if id.is_none() => id = Some(r.value()?),
                 b"method" if method.is_none() => method = Some(r.string()?),
@@ -111,17 +107,23 @@ impl Reader<'_> {
         }
     }
 
+    /// A member's key and its colon, white space around: where the key's text is.
+    fn key(&mut self) -> Option<Range<usize>> {
+        self.ws();
+        let key = self.string()?;
+        self.ws();
+        self.eat(b':')?;
+        self.ws();
+        Some(key)
+    }
+
     /// `params`, an object: where its `name`, a plain string, is written (quotes
     /// included).
     fn name(&mut self) -> Option<Range<usize>> {
         self.eat(b'{')?;
         let mut name = None;
         loop {
-            self.ws();
-            let key = self.string()?;
-            self.ws();
-            self.eat(b':')?;
-            self.ws();
+            let key = self.key()?;
             if &self.b[key] == b"name" {
                 if name.is_some() {
                     return None;
