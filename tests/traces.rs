@@ -17,6 +17,7 @@ use serde_json::Value;
 const POLICY: &str = r#"version 1
 default deny
 allow echo
+allow slow_fail
 
 tool create_token {
   limit 2 per minute per grant
@@ -419,6 +420,7 @@ fn warden_stdio_spans_each_message_and_hands_the_context_on_in_meta() {
         r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_owned(),
         format!(r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"{SECRET}"}},"_meta":{{"traceparent":"{parent}"}}}}}}"#),
         format!(r#"{{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{{"name":"reboot_instance","arguments":{{"text":"{SECRET}"}},"_meta":{{"traceparent":"{parent}"}}}}}}"#),
+        format!(r#"{{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{{"name":"slow_fail","arguments":{{"text":"{SECRET}"}},"_meta":{{"traceparent":"{parent}"}}}}}}"#),
     ];
     let mut stdin = child.stdin.take().unwrap();
     let stdout = child.stdout.take().unwrap();
@@ -453,6 +455,7 @@ fn warden_stdio_spans_each_message_and_hands_the_context_on_in_meta() {
         "{answers:?}"
     );
     assert_eq!(answers[&3]["result"]["isError"], true, "{answers:?}");
+    assert_eq!(answers[&4]["result"]["isError"], true, "{answers:?}");
     // The client leaves: warden stdio sends what is queued before it exits.
     drop(stdin);
     let status = child.wait().unwrap();
@@ -463,6 +466,10 @@ fn warden_stdio_spans_each_message_and_hands_the_context_on_in_meta() {
     let spans = receiver.wait_for(10, |s| {
         s.iter()
             .any(|s| s.span.name == "tools/call reboot_instance")
+            && s.iter()
+                .filter(|s| s.span.name == "tools/call slow_fail")
+                .count()
+                == 2
     });
     let names: Vec<String> = spans.iter().map(|s| s.span.name.clone()).collect();
     let echo = server_spans(&spans, TRACE_ID, "tools/call echo");
@@ -473,6 +480,18 @@ fn warden_stdio_spans_each_message_and_hands_the_context_on_in_meta() {
     assert_eq!(echo.attr("warden.decision").as_deref(), Some("allow"));
     let denied = &server_spans(&spans, TRACE_ID, "tools/call reboot_instance")[0];
     assert_eq!(denied.attr("warden.decision").as_deref(), Some("deny"));
+    // A forwarded call's spans end with the server's answer, which says how it went: the
+    // tool took 300 ms and failed.
+    let failed = &server_spans(&spans, TRACE_ID, "tools/call slow_fail")[0];
+    assert_eq!(failed.attr("warden.decision").as_deref(), Some("allow"));
+    assert_eq!(failed.attr("error.type").as_deref(), Some("tool_error"));
+    let took = |s: &Received| s.span.end_time_unix_nano - s.span.start_time_unix_nano;
+    assert!(took(failed) >= 300_000_000, "{} ns", took(failed));
+    let upstream = spans
+        .iter()
+        .find(|s| s.span.name == "tools/call slow_fail" && s.parent_id() == failed.span_id())
+        .expect("the upstream call's span");
+    assert!(took(upstream) >= 300_000_000, "{} ns", took(upstream));
     // Messages without a trace context are spans too, each the root of its own trace.
     assert!(names.iter().any(|n| n == "initialize"), "{names:?}");
     assert!(
@@ -490,10 +509,11 @@ fn warden_stdio_spans_each_message_and_hands_the_context_on_in_meta() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
+    let tools: Vec<&str> = seen.iter().filter_map(|s| s["tool"].as_str()).collect();
     assert_eq!(
-        seen.len(),
-        1,
-        "only the allowed call reached the server: {seen:?}"
+        tools,
+        ["echo", "slow_fail"],
+        "only the allowed calls reached the server: {seen:?}"
     );
     assert_eq!(
         seen[0]["meta"],

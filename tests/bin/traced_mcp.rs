@@ -86,6 +86,17 @@ impl Traced {
         format!("moved to {text}")
     }
 
+    #[tool(description = "Fail after 300 ms (a tool error that ends a span late)")]
+    async fn slow_fail(
+        &self,
+        Parameters(TextArgs { text }): Parameters<TextArgs>,
+        cx: RequestContext<RoleServer>,
+    ) -> Result<String, String> {
+        self.note("slow_fail", &cx);
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        Err(format!("could not {text}"))
+    }
+
     #[tool(description = "Reboot an instance (the test's policy denies it)")]
     async fn reboot_instance(
         &self,

@@ -6,6 +6,9 @@
 //! stdout and never reaches it. Lines from the server pass through, except list answers,
 //! which keep only what the client may call, and requests of the server's that the policy
 //! refuses, which are answered to the server and never reach the client.
+//!
+//! With traces on, a request's spans end when the server's answer to it passes (not when
+//! the request was handed over), and its `error.type` is read from that answer.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -97,6 +100,8 @@ pub async fn stdio(opts: StdioOptions) -> Result<i32, Error> {
     let child_writer = tokio::spawn(write_lines(child_in, child_rx));
 
     let list_ids: Arc<Mutex<HashMap<String, List>>> = Arc::default();
+    // Only traced requests wait for their answers (their spans end with them).
+    let awaited = export.as_ref().map(|_| Awaited::default());
     let from_server = tokio::spawn(relay_server(
         child_out,
         Relay {
@@ -104,6 +109,7 @@ pub async fn stdio(opts: StdioOptions) -> Result<i32, Error> {
             // Weak: the server's stdin must close when the client's does.
             to_server: to_child.downgrade(),
             ids: list_ids.clone(),
+            awaited: awaited.clone(),
             live: live.clone(),
             grant: opts.grant.clone(),
             max: opts.max_message_bytes,
@@ -111,8 +117,11 @@ pub async fn stdio(opts: StdioOptions) -> Result<i32, Error> {
     ));
 
     // The layer's inner service: hand the message to the server, answer 202.
+    // With traces on, the 202's body is the server's answer when it comes (a copy: the
+    // answer itself goes to the client from the relay), so that the layer's spans end then.
     let svc = layer.layer(tower::service_fn(move |req: Request<Body>| {
         let tx = to_child.clone();
+        let awaited = awaited.clone();
         async move {
             let line = req
                 .into_body()
@@ -120,8 +129,18 @@ pub async fn stdio(opts: StdioOptions) -> Result<i32, Error> {
                 .await
                 .map(|b| b.to_bytes())
                 .unwrap_or_default();
+            let answer = awaited.as_ref().and_then(|a| a.wait_for(&line));
             let mut r = Response::new(Body::empty());
             *r.status_mut() = if tx.send(line).await.is_ok() {
+                if let Some(answer) = answer {
+                    *r.body_mut() = Body::new(http_body_util::StreamBody::new(
+                        futures_util::stream::once(async move {
+                            Ok::<_, Infallible>(http_body::Frame::data(
+                                answer.await.unwrap_or_default(),
+                            ))
+                        }),
+                    ));
+                }
                 StatusCode::ACCEPTED
             } else {
                 StatusCode::BAD_GATEWAY
@@ -156,11 +175,15 @@ pub async fn stdio(opts: StdioOptions) -> Result<i32, Error> {
             req.extensions_mut().insert(grant.clone());
             req.extensions_mut().insert(warden_tower::Transport::Pipe);
             let Ok(resp) = svc.clone().oneshot(req).await;
-            // 202: forwarded to the server. Anything else is the layer's own answer.
-            if resp.status() != StatusCode::ACCEPTED {
-                if let Ok(body) = resp.into_body().collect().await {
-                    let _ = out_tx.send(body.to_bytes()).await;
+            // 202: forwarded to the server (its body, if any, ends with the server's answer:
+            // read apart, so that the next line is not held up). Anything else is the
+            // layer's own answer.
+            if resp.status() == StatusCode::ACCEPTED {
+                if !http_body::Body::is_end_stream(resp.body()) {
+                    tokio::spawn(resp.into_body().collect());
                 }
+            } else if let Ok(body) = resp.into_body().collect().await {
+                let _ = out_tx.send(body.to_bytes()).await;
             }
         }
         // Client gone: closing the server's stdin asks it to finish.
@@ -255,6 +278,7 @@ struct Relay {
     /// For the answers to the server's requests the policy refuses.
     to_server: mpsc::WeakSender<Bytes>,
     ids: Arc<Mutex<HashMap<String, List>>>,
+    awaited: Option<Awaited>,
     live: Live,
     grant: String,
     max: usize,
@@ -299,8 +323,60 @@ async fn relay_server(out: tokio::process::ChildStdout, relay: Relay) {
                 Bytes::from(answer.to_string())
             }
         };
+        if let Some(a) = &relay.awaited {
+            a.answered(&out);
+        }
         if relay.to_client.send(out).await.is_err() {
             break;
+        }
+    }
+}
+
+/// Requests handed to the server whose spans wait for its answer, by id (as JSON text).
+/// Bounded: past it a request's spans end when it is handed over, as without traces. What
+/// is still waiting when the relay stops ends with an empty answer.
+#[derive(Clone, Default)]
+struct Awaited(Arc<Mutex<HashMap<String, tokio::sync::oneshot::Sender<Bytes>>>>);
+
+const MAX_AWAITED: usize = 4096;
+
+impl Awaited {
+    /// Where the answer to the request in `line` will come; `None` for a notification, a
+    /// batch or anything else.
+    fn wait_for(&self, line: &[u8]) -> Option<tokio::sync::oneshot::Receiver<Bytes>> {
+        let message: Value = serde_json::from_slice(line).ok()?;
+        message.get("method")?;
+        let id = message.get("id")?.to_string();
+        let mut map = self.0.lock().ok()?;
+        if map.len() >= MAX_AWAITED {
+            return None;
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        map.insert(id, tx);
+        Some(rx)
+    }
+
+    /// A line from the server: the answer some request waits for, perhaps.
+    fn answered(&self, line: &[u8]) {
+        if self.0.lock().map_or(true, |m| m.is_empty()) {
+            return;
+        }
+        let Ok(message) = serde_json::from_slice::<Value>(line) else {
+            return;
+        };
+        let Some(id) = message
+            .get("id")
+            .filter(|_| message.get("method").is_none())
+        else {
+            return;
+        };
+        let waiting = self
+            .0
+            .lock()
+            .ok()
+            .and_then(|mut m| m.remove(&id.to_string()));
+        if let Some(tx) = waiting {
+            let _ = tx.send(Bytes::copy_from_slice(line));
         }
     }
 }
@@ -382,6 +458,37 @@ mod tests {
     /// messages the same way): a refused request in a batch, or in JSON that only a lenient
     /// reader takes, reached the client.
     #[tokio::test]
+    async fn a_traced_request_gets_the_answer_with_its_id_and_nothing_else() {
+        let awaited = Awaited::default();
+        assert!(
+            awaited
+                .wait_for(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
+                .is_none()
+        );
+        assert!(awaited.wait_for(b"not json").is_none());
+        let mut rx = awaited
+            .wait_for(br#"{"jsonrpc":"2.0","id":"a","method":"tools/call","params":{}}"#)
+            .unwrap();
+        // The server's own request under the same id, and another request's answer: not it.
+        awaited.answered(br#"{"jsonrpc":"2.0","id":"a","method":"roots/list"}"#);
+        awaited.answered(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#);
+        assert!(rx.try_recv().is_err());
+        let answer = br#"{"jsonrpc":"2.0","id":"a","result":{"isError":true}}"#;
+        awaited.answered(answer);
+        assert_eq!(rx.await.unwrap(), Bytes::from_static(answer));
+        // Bounded: past it, a request does not wait.
+        for i in 0..MAX_AWAITED {
+            let line = format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"ping"}}"#);
+            assert!(awaited.wait_for(line.as_bytes()).is_some());
+        }
+        assert!(
+            awaited
+                .wait_for(br#"{"jsonrpc":"2.0","id":"x","method":"ping"}"#)
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
     async fn refused_requests_in_batches_and_lenient_json_are_answered_not_passed() {
         let p = warden_policy::Policy::from_value(&json!({"version": "1", "default": "allow",
             "server_requests": {"sampling/createMessage": {"deny_if": [{"conditions": []}]}}}))
@@ -393,6 +500,7 @@ mod tests {
             to_client,
             to_server: to_server.downgrade(),
             ids: Arc::default(),
+            awaited: None,
             live: Live::new(PathBuf::from("policy.json"), String::new(), layer.handle()),
             grant: "g".into(),
             max: 1 << 20,
