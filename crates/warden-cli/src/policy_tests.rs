@@ -125,6 +125,22 @@ struct Servers<'a> {
 }
 
 impl<'a> Servers<'a> {
+    /// The policy of the server named `server`, for `name` as that server knows it.
+    fn named<'n>(&self, server: &str, name: &'n str) -> Option<(usize, &'n str)> {
+        let at = self
+            .policies
+            .iter()
+            .position(|(s, _, _)| s.as_deref() == Some(server))?;
+        Some((at, name))
+    }
+
+    fn names(&self) -> Vec<&str> {
+        self.policies
+            .iter()
+            .filter_map(|(n, _, _)| n.as_deref())
+            .collect()
+    }
+
     /// Which policy decides `name`, and the name it knows.
     fn route<'n>(&self, name: &'n str) -> Option<(usize, &'n str)> {
         if let [(None, _, _)] = self.policies.as_slice() {
@@ -160,13 +176,28 @@ fn run_case(
         for sim in &sims {
             sim.advance(Duration::from_secs(step.after_secs));
         }
-        let Some((at, name)) = servers.route(&step.tool.node) else {
-            let (line, col) = warden_policy::locate::line_col(&test_src.text, step.tool.span.start);
-            let names: Vec<&str> = servers
-                .policies
-                .iter()
-                .filter_map(|(n, _, _)| n.as_deref())
-                .collect();
+        let routed = match &step.server {
+            Some(server) => servers.named(&server.node, &step.tool.node),
+            None => servers.route(&step.tool.node),
+        };
+        let Some((at, name)) = routed else {
+            let what = match &step.server {
+                Some(server) => format!(
+                    "`on {}`: no such server here (the policy must be a warden.toml; its servers are {})",
+                    server.node,
+                    servers.names().join(", ")
+                ),
+                None => format!(
+                    "{:?} names no server: write <server>_<name> or `call NAME on SERVER`, the servers being {}",
+                    step.tool.node,
+                    servers.names().join(", ")
+                ),
+            };
+            let at = step
+                .server
+                .as_ref()
+                .map_or(step.tool.span.start, |s| s.span.start);
+            let (line, col) = warden_policy::locate::line_col(&test_src.text, at);
             return (
                 calls,
                 Some(Failure {
@@ -179,11 +210,7 @@ fn run_case(
                     },
                     rule: "(no server)".into(),
                     rule_at: None,
-                    explain: format!(
-                        "{:?} names no server: write <server>_<name>, the servers being {}",
-                        step.tool.node,
-                        names.join(", ")
-                    ),
+                    explain: what,
                 }),
             );
         };

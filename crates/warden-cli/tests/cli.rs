@@ -408,6 +408,25 @@ fn test_runs_the_examples_tests() {
 }
 
 #[test]
+fn test_steps_of_a_warden_toml_name_a_server_either_way() {
+    // `cloud_create_instance` and `create_instance on cloud` are one tool under one policy
+    // with one counter: the third call is limited. A server that is not there fails its
+    // step where `on` names it.
+    let (code, out, err) = warden(&["test", "servers.test.pol"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("ok    servers.test.pol :: either way of naming a server's tool (4 calls)"),
+        "{out}"
+    );
+    assert!(out.contains("servers.test.pol:13:36: call 1 of 1"), "{out}");
+    assert!(
+        out.contains("`on nowhere`: no such server here (the policy must be a warden.toml; its servers are cloud, pay)"),
+        "{out}"
+    );
+    assert!(out.contains("1 passed, 1 failed"), "{out}");
+}
+
+#[test]
 fn test_reports_passing_failing_and_broken_files() {
     let (code, out, err) = warden(&["test", "tested.test.pol"]);
     assert_eq!(code, 0, "{out}{err}");

@@ -40,6 +40,8 @@ pub struct Step {
     pub kind: Kind,
     /// The name of what is called (a resource's URI).
     pub tool: Spanned<String>,
+    /// `on SERVER`: the server (of a warden.toml) whose policy decides.
+    pub server: Option<Spanned<String>>,
     pub args: Option<Value>,
     pub expect: Spanned<Expect>,
     /// The rule that must decide (`by "/tools/x/require/0"`).
@@ -168,6 +170,7 @@ fn step(p: Pair<'_, Rule>, errors: &mut Vec<Diagnostic>) -> Option<Step> {
             node: String::new(),
             span: sp.clone(),
         },
+        server: None,
         args: None,
         expect: Spanned {
             node: Expect::Allow,
@@ -220,6 +223,10 @@ fn step(p: Pair<'_, Rule>, errors: &mut Vec<Diagnostic>) -> Option<Step> {
                     _ => t.as_str().to_owned(),
                 };
                 s.tool = spanned(&c, name);
+            }
+            Rule::server => {
+                let name = c.into_inner().find(|x| x.as_rule() == Rule::server_name)?;
+                s.server = Some(spanned(&name, name.as_str().to_owned()));
             }
             Rule::by_rule => {
                 let st = c.into_inner().find(|x| x.as_rule() == Rule::string)?;
@@ -281,6 +288,8 @@ fn syntax_error(e: pest::error::Error<Rule>) -> Diagnostic {
             Rule::tool | Rule::bare_name => "a tool name",
             Rule::kind => "`resource`, `prompt` or `server_request`",
             Rule::args | Rule::object => "arguments (a JSON object)",
+            Rule::server | Rule::kw_on => "`on SERVER`",
+            Rule::server_name => "a server's name",
             Rule::expect => "an outcome (allow, deny, hidden, limited, approval)",
             Rule::string => "a string",
             Rule::integer => "a number",
