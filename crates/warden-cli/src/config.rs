@@ -602,16 +602,7 @@ pub fn expand_serve(argv: Vec<OsString>) -> Result<Vec<OsString>, crate::error::
     let Some(path) = path.map(PathBuf::from) else {
         return Ok(argv);
     };
-    let (config, _) = load(&path, Purpose::Serve).map_err(|(problems, text)| {
-        let name = path.display().to_string();
-        for d in &problems {
-            eprintln!("{}", d.render(&name, &text, crate::report::color()));
-        }
-        crate::error::CliError::Invalid {
-            path: path.clone(),
-            count: problems.len(),
-        }
-    })?;
+    let (config, _) = load_reported(&path, Purpose::Serve)?;
     let mut out = vec![argv[0].clone(), "serve".into()];
     out.extend(config.args);
     out.extend(rest);

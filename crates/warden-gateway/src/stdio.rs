@@ -25,6 +25,7 @@ use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc;
 use tower::{Layer, ServiceExt};
+use warden_tower::answer::Forwarded;
 use warden_tower::view::Guarded;
 use warden_tower::{Body, Grant, List, View};
 
@@ -123,13 +124,16 @@ pub async fn stdio(opts: StdioOptions) -> Result<i32, Error> {
         let tx = to_child.clone();
         let awaited = awaited.clone();
         async move {
+            // The layer says which requests it forwards: no second reading of the line.
+            let answer = awaited
+                .as_ref()
+                .and_then(|a| a.wait_for(req.extensions().get::<Forwarded>()?));
             let line = req
                 .into_body()
                 .collect()
                 .await
                 .map(|b| b.to_bytes())
                 .unwrap_or_default();
-            let answer = awaited.as_ref().and_then(|a| a.wait_for(&line));
             let mut r = Response::new(Body::empty());
             *r.status_mut() = if tx.send(line).await.is_ok() {
                 if let Some(answer) = answer {
@@ -341,12 +345,16 @@ struct Awaited(Arc<Mutex<HashMap<String, tokio::sync::oneshot::Sender<Bytes>>>>)
 const MAX_AWAITED: usize = 4096;
 
 impl Awaited {
-    /// Where the answer to the request in `line` will come; `None` for a notification, a
-    /// batch or anything else.
-    fn wait_for(&self, line: &[u8]) -> Option<tokio::sync::oneshot::Receiver<Bytes>> {
-        let message: Value = serde_json::from_slice(line).ok()?;
-        message.get("method")?;
-        let id = message.get("id")?.to_string();
+    /// Where the answer to the one request the layer `forwarded` will come; `None` for a
+    /// notification or a batch.
+    fn wait_for(&self, forwarded: &Forwarded) -> Option<tokio::sync::oneshot::Receiver<Bytes>> {
+        let [id] = forwarded.ids.as_slice() else {
+            return None;
+        };
+        if forwarded.batch {
+            return None;
+        }
+        let id = id.to_string();
         let mut map = self.0.lock().ok()?;
         if map.len() >= MAX_AWAITED {
             return None;
@@ -460,14 +468,16 @@ mod tests {
     #[tokio::test]
     async fn a_traced_request_gets_the_answer_with_its_id_and_nothing_else() {
         let awaited = Awaited::default();
+        let forwarded = |ids: Vec<Value>, batch: bool| Forwarded { ids, batch };
+        // A notification, and a batch: nothing waits.
+        assert!(awaited.wait_for(&forwarded(vec![], false)).is_none());
         assert!(
             awaited
-                .wait_for(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
+                .wait_for(&forwarded(vec![json!(1), json!(2)], true))
                 .is_none()
         );
-        assert!(awaited.wait_for(b"not json").is_none());
         let mut rx = awaited
-            .wait_for(br#"{"jsonrpc":"2.0","id":"a","method":"tools/call","params":{}}"#)
+            .wait_for(&forwarded(vec![json!("a")], false))
             .unwrap();
         // The server's own request under the same id, and another request's answer: not it.
         awaited.answered(br#"{"jsonrpc":"2.0","id":"a","method":"roots/list"}"#);
@@ -478,12 +488,15 @@ mod tests {
         assert_eq!(rx.await.unwrap(), Bytes::from_static(answer));
         // Bounded: past it, a request does not wait.
         for i in 0..MAX_AWAITED {
-            let line = format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"ping"}}"#);
-            assert!(awaited.wait_for(line.as_bytes()).is_some());
+            assert!(
+                awaited
+                    .wait_for(&forwarded(vec![json!(i)], false))
+                    .is_some()
+            );
         }
         assert!(
             awaited
-                .wait_for(br#"{"jsonrpc":"2.0","id":"x","method":"ping"}"#)
+                .wait_for(&forwarded(vec![json!("x")], false))
                 .is_none()
         );
     }
