@@ -42,15 +42,16 @@ use std::task::{Context as TaskContext, Poll, ready};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{HeaderMap, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body::Frame;
-use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
-use opentelemetry::trace::{SpanBuilder, SpanKind, SpanRef, Status, TraceContextExt};
+use opentelemetry::propagation::Extractor;
+use opentelemetry::trace::{
+    SpanBuilder, SpanContext, SpanKind, SpanRef, Status, TraceContextExt, TraceFlags,
+};
 use opentelemetry::{Context, KeyValue, Value as OtelValue};
-use opentelemetry_http::{HeaderExtractor, HeaderInjector};
-use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_http::HeaderExtractor;
 use opentelemetry_sdk::trace::{SamplingDecision, SdkTracer, ShouldSample};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use smallvec::SmallVec;
 
 use crate::body::{Body, BoxError};
@@ -133,35 +134,6 @@ struct Spanned {
     cx: Context,
     /// The policy refused it: its status already says why.
     refused: AtomicBool,
-}
-
-/// Writes a trace context into a message's `params._meta`.
-struct MetaInjector<'a>(&'a mut Map<String, Value>);
-
-impl Injector for MetaInjector<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        // An empty `tracestate` is none: one the client sent is not passed on.
-        if value.is_empty() {
-            self.0.remove(key);
-        } else {
-            self.0.insert(key.to_owned(), Value::String(value));
-        }
-    }
-}
-
-/// Writes a trace context into the upstream request's headers, as [`MetaInjector`] does.
-struct Headers<'a>(&'a mut HeaderMap);
-
-impl Injector for Headers<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        if value.is_empty() {
-            if let Ok(name) = http::HeaderName::from_bytes(key.as_bytes()) {
-                self.0.remove(name);
-            }
-        } else {
-            HeaderInjector(self.0).set(key, value);
-        }
-    }
 }
 
 /// The context a W3C `traceparent` (and `tracestate`) names, as the parent of a span; an
@@ -497,12 +469,11 @@ impl Trace {
         let Some(first) = self.spans.first() else {
             return bytes;
         };
-        let propagator = TraceContextPropagator::new();
         if !self.recording {
             // Nothing recorded: the client's own context goes on as it came (in the body or
             // the header); a call that came without one takes the decision not to sample.
             if !self.joined {
-                propagator.inject_context(&first.cx, &mut Headers(headers));
+                put_headers(headers, first.cx.span().span_context());
             }
             return bytes;
         }
@@ -510,9 +481,10 @@ impl Trace {
             .with_kind(SpanKind::Client)
             .start_with_context(&self.tracer, &first.cx);
         let cx = first.cx.with_span(span);
-        propagator.inject_context(&cx, &mut Headers(headers));
+        let sc = cx.span().span_context().clone();
+        put_headers(headers, &sc);
         let bytes = if single {
-            with_meta(&propagator, &cx, &bytes).unwrap_or(bytes)
+            with_meta(&sc, &bytes).unwrap_or(bytes)
         } else {
             bytes
         };
@@ -548,9 +520,7 @@ impl Trace {
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         let mut errors: SmallVec<[(Option<Value>, Cow<'static, str>); 1]> = SmallVec::new();
-        // Read only an answer that can hold an error (`"error"`, `"isError"`).
-        let readable = memchr::memmem::find(bytes, b"rror\"").is_some();
-        let messages = if readable {
+        let messages = if may_hold_error(bytes) {
             crate::body::messages_in(bytes, stream)
         } else {
             Vec::new()
@@ -603,6 +573,31 @@ impl Trace {
     }
 }
 
+/// Whether an answer can hold an error: an `"error"` member, or an `"isError"` that is
+/// `true`. Most answers hold neither (a tool's result says `"isError":false`) and are not
+/// parsed at all.
+fn may_hold_error(bytes: &[u8]) -> bool {
+    let after_blanks = |at: usize| {
+        bytes[at..]
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .map(|n| at + n)
+    };
+    memchr::memmem::find_iter(bytes, b"rror\"").any(|at| {
+        let before = &bytes[..at];
+        if before.ends_with(b"\"e") {
+            return true;
+        }
+        if !before.ends_with(b"\"isE") {
+            return false;
+        }
+        let Some(colon) = after_blanks(at + 5).filter(|&c| bytes[c] == b':') else {
+            return false;
+        };
+        after_blanks(colon + 1).is_some_and(|v| bytes[v] == b't')
+    })
+}
+
 /// A method's name as a `'static` one, for a span not yet known to be recorded.
 /// (A sampler that reads names sees the method; the target is added once sampled.)
 fn known(method: &str) -> &'static str {
@@ -627,51 +622,159 @@ fn known(method: &str) -> &'static str {
         .unwrap_or("mcp")
 }
 
-/// The request with `params._meta` carrying `cx`, when it is one request with object
-/// params. Only the top level, `params` and `_meta` are read; the rest (arguments above all)
-/// is copied as it came.
-fn with_meta(propagator: &TraceContextPropagator, cx: &Context, bytes: &[u8]) -> Option<Bytes> {
-    type Raw<'a> = &'a serde_json::value::RawValue;
-    let top: indexmap::IndexMap<Cow<'_, str>, Raw<'_>> = serde_json::from_slice(bytes).ok()?;
-    let params: indexmap::IndexMap<Cow<'_, str>, Raw<'_>> =
-        serde_json::from_str(top.get("params")?.get()).ok()?;
-    let mut meta: Map<String, Value> = match params.get("_meta") {
-        Some(m) => serde_json::from_str(m.get()).ok()?,
-        None => Map::new(),
-    };
-    propagator.inject_context(cx, &mut MetaInjector(&mut meta));
-    let meta = serde_json::to_string(&meta).ok()?;
-    let mut out = Vec::with_capacity(bytes.len() + 80);
-    out.push(b'{');
-    for (i, (k, v)) in top.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        serde_json::to_writer(&mut out, k).ok()?;
-        out.push(b':');
-        if k != "params" {
-            out.extend_from_slice(v.get().as_bytes());
-            continue;
-        }
-        out.push(b'{');
-        let mut first = true;
-        for (pk, pv) in params.iter().filter(|(pk, _)| *pk != "_meta") {
-            if !first {
-                out.push(b',');
-            }
-            first = false;
-            serde_json::to_writer(&mut out, pk).ok()?;
-            out.push(b':');
-            out.extend_from_slice(pv.get().as_bytes());
-        }
-        if !first {
-            out.push(b',');
-        }
-        out.extend_from_slice(b"\"_meta\":");
-        out.extend_from_slice(meta.as_bytes());
-        out.push(b'}');
+/// `00-{trace id}-{span id}-{flags}`: a span context as W3C's `traceparent` writes it
+/// (the SDK's propagator formats the same through `format!`, at some 1,500 instructions).
+fn traceparent(sc: &SpanContext) -> [u8; 55] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [b'-'; 55];
+    out[..2].copy_from_slice(b"00");
+    let trace = u128::from_be_bytes(sc.trace_id().to_bytes());
+    for (i, c) in out[3..35].iter_mut().enumerate() {
+        *c = HEX[((trace >> (124 - 4 * i)) & 0xf) as usize];
     }
-    out.push(b'}');
+    let span = u64::from_be_bytes(sc.span_id().to_bytes());
+    for (i, c) in out[36..52].iter_mut().enumerate() {
+        *c = HEX[((span >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    let flags = (sc.trace_flags() & TraceFlags::SAMPLED).to_u8();
+    out[53] = HEX[usize::from(flags >> 4)];
+    out[54] = HEX[usize::from(flags & 0xf)];
+    out
+}
+
+/// The upstream request's `traceparent` and `tracestate` headers say `sc` (an empty
+/// `tracestate` is none: one the client sent is not passed on). An invalid context writes
+/// nothing, as the propagator would.
+fn put_headers(headers: &mut HeaderMap, sc: &SpanContext) {
+    if !sc.is_valid() {
+        return;
+    }
+    if let Ok(v) = HeaderValue::from_bytes(&traceparent(sc)) {
+        headers.insert(TRACEPARENT, v);
+    }
+    let state = sc.trace_state().header();
+    match HeaderValue::from_str(&state) {
+        Ok(v) if !state.is_empty() => {
+            headers.insert(TRACESTATE, v);
+        }
+        _ => {
+            headers.remove(TRACESTATE);
+        }
+    }
+}
+
+const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
+
+/// A JSON object's members in order, keys unescaped only where they need it, values as they
+/// came: no map, no hashing.
+struct Members<'a>(Vec<(Cow<'a, str>, &'a serde_json::value::RawValue)>);
+
+impl<'de> serde::Deserialize<'de> for Members<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut members = Vec::with_capacity(m.size_hint().unwrap_or(4));
+                while let Some(Key(k)) = m.next_key()? {
+                    members.push((k, m.next_value()?));
+                }
+                Ok(Members(members))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
+
+/// A key, borrowed unless it had escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(Visit)
+    }
+}
+
+/// The request with `params._meta` carrying `sc`, when it is one request with object
+/// params. Only the top level, `params` and `_meta` are read, and only `_meta` is written
+/// again: the rest (arguments above all) goes as it came, byte for byte. The layer has
+/// already refused a body with a repeated key, so each key read here is the only one.
+fn with_meta(sc: &SpanContext, bytes: &[u8]) -> Option<Bytes> {
+    // Where a value read from `bytes` sits in it.
+    let at = |raw: &serde_json::value::RawValue| {
+        let start = (raw.get().as_ptr() as usize).checked_sub(bytes.as_ptr() as usize)?;
+        (start + raw.get().len() <= bytes.len()).then_some(start..start + raw.get().len())
+    };
+    let top: Members<'_> = serde_json::from_slice(bytes).ok()?;
+    let params = top.0.iter().find(|(k, _)| k == "params")?.1;
+    let in_params: Members<'_> = serde_json::from_str(params.get()).ok()?;
+    let old = in_params
+        .0
+        .iter()
+        .find(|(k, _)| k == "_meta")
+        .map(|(_, v)| *v);
+    let mut meta = Vec::with_capacity(96);
+    meta.push(b'{');
+    if let Some(old) = old {
+        let members: Members<'_> = serde_json::from_str(old.get()).ok()?;
+        for (k, v) in members
+            .0
+            .iter()
+            .filter(|(k, _)| k != "traceparent" && k != "tracestate")
+        {
+            serde_json::to_writer(&mut meta, k).ok()?;
+            meta.push(b':');
+            meta.extend_from_slice(v.get().as_bytes());
+            meta.push(b',');
+        }
+    }
+    meta.extend_from_slice(b"\"traceparent\":\"");
+    meta.extend_from_slice(&traceparent(sc));
+    meta.push(b'"');
+    let state = sc.trace_state().header();
+    if !state.is_empty() {
+        meta.extend_from_slice(b",\"tracestate\":");
+        serde_json::to_writer(&mut meta, &state).ok()?;
+    }
+    meta.push(b'}');
+    let (cut, insert): (std::ops::Range<usize>, &[u8]) = match old {
+        Some(old) => (at(old)?, &[]),
+        None => {
+            // Before the closing brace of `params`, after a comma if it holds anything.
+            let end = at(params)?.end - 1;
+            let prefix: &[u8] = if in_params.0.is_empty() {
+                b"\"_meta\":"
+            } else {
+                b",\"_meta\":"
+            };
+            (end..end, prefix)
+        }
+    };
+    let mut out = Vec::with_capacity(bytes.len() + meta.len() + insert.len());
+    out.extend_from_slice(&bytes[..cut.start]);
+    out.extend_from_slice(insert);
+    out.extend_from_slice(&meta);
+    out.extend_from_slice(&bytes[cut.end..]);
     Some(Bytes::from(out))
 }
 
@@ -1005,6 +1108,86 @@ mod tests {
     }
 
     #[test]
+    fn the_context_handed_on_is_written_as_the_sdk_writes_it() {
+        use opentelemetry::propagation::TextMapPropagator;
+        use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+        use std::collections::HashMap;
+        for (trace, span, flags, state) in [
+            (CLIENT_TRACE, CLIENT_SPAN, 1, ""),
+            (
+                "00000000000000000000000000000001",
+                "0000000000000001",
+                0,
+                "a=1,b=2",
+            ),
+            (
+                "ffffffffffffffffffffffffffffffff",
+                "ffffffffffffffff",
+                3,
+                "",
+            ),
+        ] {
+            let sc = SpanContext::new(
+                TraceId::from_hex(trace).unwrap(),
+                SpanId::from_hex(span).unwrap(),
+                TraceFlags::new(flags),
+                true,
+                state.parse::<TraceState>().unwrap(),
+            );
+            let cx = opentelemetry::Context::new().with_remote_span_context(sc.clone());
+            let mut sdk = HashMap::new();
+            TraceContextPropagator::new().inject_context(&cx, &mut sdk);
+            let mut headers = http::HeaderMap::new();
+            headers.insert("tracestate", http::HeaderValue::from_static("client=1"));
+            super::put_headers(&mut headers, &sc);
+            assert_eq!(headers["traceparent"], sdk["traceparent"]);
+            assert_eq!(
+                headers.get("tracestate").map(|v| v.to_str().unwrap()),
+                Some(state).filter(|s| !s.is_empty())
+            );
+            let meta = super::with_meta(&sc, br#"{"params":{ }}"#).unwrap();
+            let v: Value = serde_json::from_slice(&meta).unwrap();
+            assert_eq!(
+                v["params"]["_meta"]["traceparent"],
+                sdk["traceparent"].as_str()
+            );
+            assert_eq!(
+                v["params"]["_meta"]
+                    .get("tracestate")
+                    .and_then(Value::as_str),
+                Some(state).filter(|s| !s.is_empty())
+            );
+        }
+    }
+
+    #[test]
+    fn only_an_answer_that_can_hold_an_error_is_read() {
+        for (answer, read) in [
+            (
+                &br#"{"id":1,"result":{"content":[],"isError":false}}"#[..],
+                false,
+            ),
+            (
+                br#"{"id":1,"result":{"content":[],"isError" : true}}"#,
+                true,
+            ),
+            (br#"{"id":1,"result":{"isError":true}}"#, true),
+            (br#"{"id":1,"error":{"code":-32602,"message":"x"}}"#, true),
+            (br#"data: {"id":1, "error" :{}}"#, true),
+            (br#"{"id":1,"result":{"text":"no mirror\"s here"}}"#, false),
+            (br#"{"id":1,"result":{"isError""#, false),
+            (br#"{"id":1,"result":{"isError":"#, false),
+        ] {
+            assert_eq!(
+                super::may_hold_error(answer),
+                read,
+                "{}",
+                String::from_utf8_lossy(answer)
+            );
+        }
+    }
+
+    #[test]
     fn meta_is_written_beside_what_it_held_and_the_arguments_go_as_they_came() {
         use opentelemetry::trace::{SpanContext, TraceFlags, TraceState};
         let sc = SpanContext::new(
@@ -1016,7 +1199,7 @@ mod tests {
         );
         let cx = opentelemetry::Context::new().with_remote_span_context(sc);
         let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{"b": [1, 2],"a":"\u00e9"},"_meta":{"progressToken":5,"traceparent":"old"}}}"#;
-        let out = super::with_meta(&TraceContextPropagator::new(), &cx, body).unwrap();
+        let out = super::with_meta(cx.span().span_context(), body).unwrap();
         let text = std::str::from_utf8(&out).unwrap();
         assert_eq!(
             text,
@@ -1025,15 +1208,13 @@ mod tests {
             )
         );
         let bare = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}"#;
-        let out = super::with_meta(&TraceContextPropagator::new(), &cx, bare).unwrap();
+        let out = super::with_meta(cx.span().span_context(), bare).unwrap();
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(
             v["params"]["_meta"]["traceparent"],
             format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01")
         );
-        assert!(
-            super::with_meta(&TraceContextPropagator::new(), &cx, br#"{"params":[1]}"#).is_none()
-        );
+        assert!(super::with_meta(cx.span().span_context(), br#"{"params":[1]}"#).is_none());
     }
 
     #[tokio::test]
