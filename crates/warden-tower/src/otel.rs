@@ -37,7 +37,7 @@
 use std::borrow::Cow;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::task::{Context as TaskContext, Poll, ready};
 use std::time::Instant;
 
@@ -583,7 +583,9 @@ fn may_hold_error(bytes: &[u8]) -> bool {
             .position(|b| !b.is_ascii_whitespace())
             .map(|n| at + n)
     };
-    memchr::memmem::find_iter(bytes, b"rror\"").any(|at| {
+    static RROR: LazyLock<memchr::memmem::Finder<'static>> =
+        LazyLock::new(|| memchr::memmem::Finder::new(b"rror\""));
+    RROR.find_iter(bytes).any(|at| {
         let before = &bytes[..at];
         if before.ends_with(b"\"e") {
             return true;
@@ -627,18 +629,17 @@ fn known(method: &str) -> &'static str {
 fn traceparent(sc: &SpanContext) -> [u8; 55] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = [b'-'; 55];
-    out[..2].copy_from_slice(b"00");
-    let trace = u128::from_be_bytes(sc.trace_id().to_bytes());
-    for (i, c) in out[3..35].iter_mut().enumerate() {
-        *c = HEX[((trace >> (124 - 4 * i)) & 0xf) as usize];
-    }
-    let span = u64::from_be_bytes(sc.span_id().to_bytes());
-    for (i, c) in out[36..52].iter_mut().enumerate() {
-        *c = HEX[((span >> (60 - 4 * i)) & 0xf) as usize];
-    }
     let flags = (sc.trace_flags() & TraceFlags::SAMPLED).to_u8();
-    out[53] = HEX[usize::from(flags >> 4)];
-    out[54] = HEX[usize::from(flags & 0xf)];
+    let mut put = |at: usize, bytes: &[u8]| {
+        for (pair, b) in out[at..at + 2 * bytes.len()].chunks_exact_mut(2).zip(bytes) {
+            pair[0] = HEX[usize::from(b >> 4)];
+            pair[1] = HEX[usize::from(b & 0xf)];
+        }
+    };
+    put(0, &[0]);
+    put(3, &sc.trace_id().to_bytes());
+    put(36, &sc.span_id().to_bytes());
+    put(53, &[flags]);
     out
 }
 
