@@ -32,9 +32,12 @@
 //! - `GET /mcp` is every server's standalone stream merged into one (`list_changed` from any
 //!   server reaches the client, which lists again), with requests renamed the same way.
 //!
-//! Not here yet: resuming a stream (`Last-Event-ID`: the events of several servers have no
-//! one order to resume in), batches, and protocol 2026-07-28 (answered 400, which makes
-//! clients fall back to 2025-11-25).
+//! - A `GET` with `Last-Event-ID` resumes a cut stream when the session has one server
+//!   open (the id can only be its). With several, the events of the servers have no one
+//!   order and an id does not say whose it is: the streams start afresh.
+//!
+//! Not here yet: batches, and protocol 2026-07-28 (answered 400, which makes clients fall
+//! back to 2025-11-25).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -566,7 +569,6 @@ impl Inner {
         method: Method,
         body: Body,
     ) -> Response<Body> {
-        let listening = method == Method::GET;
         let mut req = Request::new(body);
         *req.method_mut() = method;
         *req.uri_mut() = template.uri.clone();
@@ -574,10 +576,6 @@ impl Inner {
         *req.extensions_mut() = template.extensions.clone();
         let h = req.headers_mut();
         h.remove(header::CONTENT_LENGTH);
-        if listening {
-            // An event id of the merged stream means nothing to one server's stream.
-            h.remove(LAST_EVENT_ID);
-        }
         // The client's session and version are this gateway's; the server's own replace
         // them (an insert replaces, so a remove is needed only where there is none).
         match &up.session {
@@ -824,9 +822,22 @@ impl Inner {
             );
         };
         let open = session.opened(|u| u.version.is_some());
+        // A client resuming a stream sends the id of the last event it saw, which is some
+        // server's own (call streams pass through unrenamed). With one server open it can
+        // only be that server's, which is asked to resume; with several the id does not say
+        // whose it is, and one server's ids are not handed to another: each stream starts
+        // afresh.
+        let mut fresh;
+        let template = if open.len() != 1 && parts.headers.contains_key(LAST_EVENT_ID) {
+            fresh = parts.clone();
+            fresh.headers.remove(LAST_EVENT_ID);
+            &fresh
+        } else {
+            parts
+        };
         let streams = futures_util::future::join_all(open.iter().map(|(i, up)| async move {
             let r = self
-                .exchange(parts, up, *i, Method::GET, Body::empty())
+                .exchange(template, up, *i, Method::GET, Body::empty())
                 .await;
             (*i, r)
         }))
