@@ -458,6 +458,7 @@ where
             .policy
             .rules_server_requests()
             .then(|| (answer_head(&parts), inner.clone()));
+        let in_session = parts.headers.contains_key(&names::MCP_SESSION_ID);
         // The upstream call's span, its context handed on in the request.
         let mut parts = parts;
         let bytes = match &trace {
@@ -465,6 +466,19 @@ where
             None => bytes,
         };
         let resp = inner.call(forward_request(parts, &parsed, bytes)).await?;
+        // A server that does not know the session ran nothing (404, as MCP says): the calls
+        // cost nothing. A gateway that opens the session again and sends them once more
+        // charges them once.
+        let refunds = if resp.status() == StatusCode::NOT_FOUND
+            && in_session
+            && matches!(charged, Ok(Charged::All))
+            && !charges.is_empty()
+        {
+            shared.store.refund(charges).await;
+            None
+        } else {
+            refunds
+        };
         // What the client can be asked is learnt once per session, when it is created.
         if let Some(caps) = init_caps {
             if let Some(session) = header_str(resp.headers(), &names::MCP_SESSION_ID) {

@@ -42,6 +42,7 @@ fn compiled(text: &str) -> warden_policy::CompiledPolicy {
 struct Upstream {
     seen: Arc<Mutex<Vec<(String, Bytes)>>>,
     answer: Arc<Mutex<Option<(String, String)>>>,
+    status: Arc<Mutex<Option<StatusCode>>>,
 }
 
 impl Upstream {
@@ -50,6 +51,9 @@ impl Upstream {
     }
     fn answer_with(&self, content_type: &str, body: String) {
         *self.answer.lock().unwrap() = Some((content_type.into(), body));
+    }
+    fn answer_status(&self, status: StatusCode) {
+        *self.status.lock().unwrap() = Some(status);
     }
 }
 
@@ -75,7 +79,9 @@ impl Service<Request<Body>> for Upstream {
                 "application/json".into(),
                 r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#.into(),
             ));
+            let status = this.status.lock().unwrap().unwrap_or(StatusCode::OK);
             Ok(Response::builder()
+                .status(status)
                 .header("content-type", ct)
                 .body(Body::full(body))
                 .unwrap())
@@ -453,6 +459,56 @@ tool pay {
     );
     // `kept` has no refund: three calls forwarded, three charged.
     assert_eq!(up.seen().len(), 3);
+}
+
+#[tokio::test]
+async fn a_call_in_a_session_the_server_does_not_know_costs_nothing() {
+    let policy = r#"version 1
+default allow
+
+tool pay {
+  limit 1 per day global as payments
+}
+"#;
+    let (mut svc, up) = setup(PolicyLayer::new(compiled(policy)));
+    let in_session = |id| {
+        let mut req = post(&call(id, "pay", json!({})));
+        req.headers_mut()
+            .insert("mcp-session-id", http::HeaderValue::from_static("lost"));
+        req
+    };
+    // The server lost the session (it restarted): it ran nothing, so nothing is charged.
+    up.answer_status(StatusCode::NOT_FOUND);
+    up.answer_with(
+        "application/json",
+        r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32001,"message":"Session not found"}}"#
+            .into(),
+    );
+    let (status, _, _) = send(&mut svc, in_session(1)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // The same call in the new session is the one charged: the next is over the limit.
+    up.answer_status(StatusCode::OK);
+    up.answer_with(
+        "application/json",
+        r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#.into(),
+    );
+    let (_, _, body) = send(&mut svc, in_session(1)).await;
+    assert!(!body.contains("POLICY DENIED"), "{body}");
+    let (_, _, body) = send(&mut svc, in_session(2)).await;
+    assert!(
+        denied_text(&body).contains("rate limit `payments` reached"),
+        "{body}"
+    );
+    assert_eq!(up.seen().len(), 2);
+    // Outside a session a 404 is not the server forgetting one: the charge stays.
+    let (mut svc, up) = setup(PolicyLayer::new(compiled(policy)));
+    up.answer_status(StatusCode::NOT_FOUND);
+    send(&mut svc, post(&call(1, "pay", json!({})))).await;
+    let (_, _, body) = send(&mut svc, post(&call(2, "pay", json!({})))).await;
+    assert!(
+        denied_text(&body).contains("rate limit `payments` reached"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
