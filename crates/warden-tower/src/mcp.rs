@@ -458,7 +458,6 @@ where
             .policy
             .rules_server_requests()
             .then(|| (answer_head(&parts), inner.clone()));
-        let in_session = parts.headers.contains_key(&names::MCP_SESSION_ID);
         // The upstream call's span, its context handed on in the request.
         let mut parts = parts;
         let bytes = match &trace {
@@ -470,7 +469,7 @@ where
         // cost nothing. A gateway that opens the session again and sends them once more
         // charges them once.
         let refunds = if resp.status() == StatusCode::NOT_FOUND
-            && in_session
+            && caller.session.is_some()
             && matches!(charged, Ok(Charged::All))
             && !charges.is_empty()
         {
