@@ -123,6 +123,8 @@ pub(crate) struct Trace {
     recording: bool,
     /// The client sent a trace context (in `_meta` or the header).
     joined: bool,
+    /// The first message's `params._meta` holds a `traceparent` string.
+    meta_traceparent: bool,
     tracer: SdkTracer,
 }
 
@@ -238,6 +240,7 @@ impl Trace {
             .unwrap_or_default();
         let mut spans: SmallVec<[Spanned; 1]> = SmallVec::new();
         let mut joined = false;
+        let mut meta_traceparent = None;
         for m in messages {
             let (id, method, params) = match m {
                 Message::Request { id, method, params } => {
@@ -250,6 +253,7 @@ impl Trace {
                 .and_then(|p| p.get("_meta"))
                 .and_then(Value::as_object)
                 .and_then(|m| Some((m.get("traceparent")?, m)));
+            meta_traceparent.get_or_insert(meta.is_some_and(|(tp, _)| tp.is_string()));
             let parent = match meta {
                 Some((tp, m)) => tp
                     .as_str()
@@ -354,6 +358,7 @@ impl Trace {
             trace_text: std::sync::OnceLock::new(),
             recording,
             joined,
+            meta_traceparent: meta_traceparent.unwrap_or(false),
             tracer: tracing.tracer.clone(),
             upstream: Mutex::new(None),
             spans,
@@ -484,7 +489,11 @@ impl Trace {
         let sc = cx.span().span_context().clone();
         put_headers(headers, &sc);
         let bytes = if single {
-            with_meta(&sc, &bytes).unwrap_or(bytes)
+            let replaced = self
+                .meta_traceparent
+                .then(|| replace_traceparent(&sc, &bytes))
+                .flatten();
+            replaced.or_else(|| with_meta(&sc, &bytes)).unwrap_or(bytes)
         } else {
             bytes
         };
@@ -714,6 +723,41 @@ impl<'de> serde::Deserialize<'de> for Key<'de> {
         }
         d.deserialize_str(Visit)
     }
+}
+
+/// The request with its `params._meta.traceparent` (which the layer's reading found) now
+/// `sc`'s, written over the client's in place: the usual call from a traced agent, which
+/// need not be read again. Only where nothing else can be meant: the body has one
+/// `"traceparent"`, no `\u` escape anywhere (so that `_meta`'s key cannot be written in
+/// another way, leaving the one found to be some other key), a value of exactly 55 plain
+/// characters, no `"tracestate"`, and `sc` carries no trace state to write. `None`
+/// otherwise, and [`with_meta`] rewrites `_meta` whole.
+fn replace_traceparent(sc: &SpanContext, bytes: &[u8]) -> Option<Bytes> {
+    const KEY: &[u8] = b"\"traceparent\":\"";
+    static TRACEPARENT: LazyLock<memchr::memmem::Finder<'static>> =
+        LazyLock::new(|| memchr::memmem::Finder::new(b"\"traceparent\""));
+    static TRACESTATE: LazyLock<memchr::memmem::Finder<'static>> =
+        LazyLock::new(|| memchr::memmem::Finder::new(b"\"tracestate\""));
+    let escaped = memchr::memchr_iter(b'\\', bytes).any(|i| bytes.get(i + 1) == Some(&b'u'));
+    if escaped || !sc.trace_state().header().is_empty() || TRACESTATE.find(bytes).is_some() {
+        return None;
+    }
+    let mut found = TRACEPARENT.find_iter(bytes);
+    let at = found.next()?;
+    if found.next().is_some() || !bytes[at..].starts_with(KEY) {
+        return None;
+    }
+    let value = at + KEY.len()..at + KEY.len() + 55;
+    let plain = bytes
+        .get(value.clone())?
+        .iter()
+        .all(|&b| b != b'\\' && b != b'"');
+    if !plain || bytes.get(value.end) != Some(&b'"') {
+        return None;
+    }
+    let mut out = bytes.to_vec();
+    out[value].copy_from_slice(&traceparent(sc));
+    Some(Bytes::from(out))
 }
 
 /// The request with `params._meta` carrying `sc`, when it is one request with object
@@ -1159,6 +1203,67 @@ mod tests {
                 Some(state).filter(|s| !s.is_empty())
             );
         }
+    }
+
+    #[test]
+    fn a_client_traceparent_in_meta_is_written_over_in_place_where_nothing_else_can_be_meant() {
+        use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+        let sc = SpanContext::new(
+            TraceId::from_hex(CLIENT_TRACE).unwrap(),
+            SpanId::from_hex("1111111111111111").unwrap(),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::default(),
+        );
+        let old = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01");
+        let body = |meta: &str, args: &str| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"x","arguments":{args},"_meta":{meta}}}}}"#
+            )
+        };
+        let usual = body(
+            &format!(r#"{{"progressToken":5,"traceparent":"{old}"}}"#),
+            r#"{"a":"b\n"}"#,
+        );
+        let fast = super::replace_traceparent(&sc, usual.as_bytes()).expect("the usual call");
+        let whole = super::with_meta(&sc, usual.as_bytes()).unwrap();
+        let read = |b: &[u8]| serde_json::from_slice::<Value>(b).unwrap();
+        assert_eq!(read(&fast), read(&whole));
+        assert_eq!(
+            read(&fast)["params"]["_meta"]["traceparent"],
+            format!("00-{CLIENT_TRACE}-1111111111111111-01")
+        );
+        // Anything that could mean another key, or more to write, is left to `with_meta`.
+        for other in [
+            body(
+                &format!(r#"{{"traceparent":"{old}"}}"#),
+                r#"{"traceparent":"x"}"#,
+            ),
+            body(
+                &format!(r#"{{"traceparent":"{old}"}}"#),
+                r#"{"k":"\u0041"}"#,
+            ),
+            body(&format!(r#"{{"traceparent": "{old}"}}"#), "{}"),
+            body(&format!(r#"{{"traceparent":"{old}-x"}}"#), "{}"),
+            body(
+                &format!(r#"{{"traceparent":"{old}","tracestate":"a=1"}}"#),
+                "{}",
+            ),
+            body(r#"{"traceparent":"00-short"}"#, "{}"),
+        ] {
+            assert!(
+                super::replace_traceparent(&sc, other.as_bytes()).is_none(),
+                "{other}"
+            );
+        }
+        let stated = SpanContext::new(
+            sc.trace_id(),
+            sc.span_id(),
+            TraceFlags::SAMPLED,
+            true,
+            "a=1".parse::<TraceState>().unwrap(),
+        );
+        assert!(super::replace_traceparent(&stated, usual.as_bytes()).is_none());
     }
 
     #[test]
