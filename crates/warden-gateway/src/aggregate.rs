@@ -52,7 +52,7 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use serde_json::{Map, Value, json};
 use tower::Service;
-use warden_tower::{Body, Needle, PolicyService};
+use warden_tower::{Body, Needle, PolicyService, ResponseFuture};
 
 use crate::serve::Server;
 
@@ -555,20 +555,25 @@ impl Inner {
         i: usize,
         body: Bytes,
     ) -> Response<Body> {
-        self.exchange(template, up, i, Method::POST, Body::full(body))
-            .await
+        let Ok(r) = self
+            .exchange(template, up, i, Method::POST, Body::full(body))
+            .await;
+        r
     }
 
     /// One request to server `i`'s gate as this client (its headers, its admission), in the
     /// client's session with that server: the ids and versions are the server's own.
-    async fn exchange(
+    ///
+    /// Not `async`: the request is made here and the gate's own (boxed) future returned, so
+    /// no future of this function's sits between the call and the gate.
+    fn exchange(
         &self,
         template: &http::request::Parts,
         up: &Upstreams,
         i: usize,
         method: Method,
         body: Body,
-    ) -> Response<Body> {
+    ) -> ResponseFuture<Infallible> {
         let mut req = Request::new(body);
         *req.method_mut() = method;
         *req.uri_mut() = template.uri.clone();
@@ -586,9 +591,7 @@ impl Inner {
             Some(v) => h.insert(VERSION, v.clone()),
             None => h.remove(&VERSION),
         };
-        let mut gate = self.gates[i].clone();
-        let Ok(r) = gate.call(req).await;
-        r
+        self.gates[i].clone().call(req)
     }
 
     /// Opens server `i` for `session` (its `initialize` and `initialized`); its
@@ -721,18 +724,10 @@ impl Inner {
         session: &Session,
         i: usize,
     ) -> Result<Arc<Upstreams>, String> {
-        let up = session
-            .servers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)[i]
-            .clone();
-        if up.version.is_some() {
+        if let Some(up) = session.open_with(i) {
             return Ok(up);
         }
-        // Boxed: a session is opened rarely, and this future sits inside every call's.
-        Box::pin(self.open(parts, session, i))
-            .await
-            .map_err(|r| r.why)?;
+        self.open(parts, session, i).await.map_err(|r| r.why)?;
         Ok(session
             .servers
             .lock()
@@ -751,11 +746,17 @@ impl Inner {
         id: Id<'_>,
     ) -> Response<Body> {
         for attempt in 0..2 {
-            let up = match self.upstream(parts, session, i).await {
+            // Open already, but for a call's first to this server: no future of its own.
+            let up = match session.open_with(i) {
+                Some(up) => Ok(up),
+                // Boxed: a session is opened rarely, and this future sits in every call's.
+                None => Box::pin(self.upstream(parts, session, i)).await,
+            };
+            let up = match up {
                 Ok(up) => up,
                 Err(why) => return self.down(i, id, &why),
             };
-            let answer = self
+            let Ok(answer) = self
                 .exchange(parts, &up, i, Method::POST, Body::full(body.clone()))
                 .await;
             match answer.status() {
@@ -836,7 +837,7 @@ impl Inner {
             parts
         };
         let streams = futures_util::future::join_all(open.iter().map(|(i, up)| async move {
-            let r = self
+            let Ok(r) = self
                 .exchange(template, up, *i, Method::GET, Body::empty())
                 .await;
             (*i, r)
@@ -1114,7 +1115,7 @@ impl Inner {
         };
         let open = session.opened(|u| u.session.is_some());
         futures_util::future::join_all(open.iter().map(|(i, up)| async move {
-            let r = self
+            let Ok(r) = self
                 .exchange(parts, up, *i, Method::DELETE, Body::empty())
                 .await;
             let _ = warden_tower::collect(r.into_body(), MAX_ANSWER).await;
@@ -1127,6 +1128,12 @@ impl Inner {
 }
 
 impl Session {
+    /// Server `i`'s session with this client, when it is open.
+    fn open_with(&self, i: usize) -> Option<Arc<Upstreams>> {
+        let servers = self.servers.lock().unwrap_or_else(PoisonError::into_inner);
+        servers.get(i).filter(|u| u.version.is_some()).cloned()
+    }
+
     /// The servers whose session with this client `open` says is usable, with it.
     fn opened(&self, open: fn(&Upstreams) -> bool) -> Vec<(usize, Arc<Upstreams>)> {
         self.servers
