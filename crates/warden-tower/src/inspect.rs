@@ -533,16 +533,50 @@ impl<'a> KeySet<'a> {
     }
 }
 
+/// A JSON object's members in order, their values as they came: for rewriting one member
+/// of a body the layer has already read (and refused if it repeated a key), without a map.
+pub(crate) struct Members<'a>(pub(crate) Vec<(Key<'a>, &'a serde_json::value::RawValue)>);
+
+impl<'a> Members<'a> {
+    /// The value of `key` (the only one: repeats were refused before).
+    pub(crate) fn get(&self, key: &str) -> Option<&'a serde_json::value::RawValue> {
+        self.0
+            .iter()
+            .find(|(k, _)| k.as_str() == key)
+            .map(|(_, v)| *v)
+    }
+}
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct MembersVisitor;
+        impl<'de> Visitor<'de> for MembersVisitor {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Members<'de>, A::Error> {
+                let mut members = Vec::with_capacity(m.size_hint().unwrap_or(4));
+                while let Some(k) = m.next_key::<Key<'de>>()? {
+                    members.push((k, m.next_value()?));
+                }
+                Ok(Members(members))
+            }
+        }
+        d.deserialize_map(MembersVisitor)
+    }
+}
+
 /// An object key as the body has it (borrowed unless it had escapes, which are decoded:
 /// `"m\u0065thod"` is `method`).
 #[derive(Clone)]
-enum Key<'de> {
+pub(crate) enum Key<'de> {
     Borrowed(&'de str),
     Owned(String),
 }
 
 impl Key<'_> {
-    fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         match self {
             Key::Borrowed(s) => s,
             Key::Owned(s) => s,

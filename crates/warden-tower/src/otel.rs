@@ -55,7 +55,7 @@ use serde_json::Value;
 use smallvec::SmallVec;
 
 use crate::body::{Body, BoxError};
-use crate::inspect::{Message, Params};
+use crate::inspect::{Members, Message, Params};
 use crate::limit::{Charge, CounterStore, Limited};
 use crate::service::Caller;
 
@@ -477,8 +477,11 @@ impl Trace {
         if !self.recording {
             // Nothing recorded: the client's own context goes on as it came (in the body or
             // the header); a call that came without one takes the decision not to sample.
-            if !self.joined {
-                put_headers(headers, first.cx.span().span_context());
+            let handed = (!self.joined)
+                .then(|| Handed::of(first.cx.span().span_context()))
+                .flatten();
+            if let Some(h) = handed {
+                put_headers(headers, &h);
             }
             return bytes;
         }
@@ -486,16 +489,19 @@ impl Trace {
             .with_kind(SpanKind::Client)
             .start_with_context(&self.tracer, &first.cx);
         let cx = first.cx.with_span(span);
-        let sc = cx.span().span_context().clone();
-        put_headers(headers, &sc);
-        let bytes = if single {
-            let replaced = self
-                .meta_traceparent
-                .then(|| replace_traceparent(&sc, &bytes))
-                .flatten();
-            replaced.or_else(|| with_meta(&sc, &bytes)).unwrap_or(bytes)
-        } else {
-            bytes
+        let bytes = match Handed::of(cx.span().span_context()) {
+            Some(h) => {
+                put_headers(headers, &h);
+                let replaced = (single && self.meta_traceparent)
+                    .then(|| replace_traceparent(&h, &bytes))
+                    .flatten();
+                match replaced {
+                    Some(b) => b,
+                    None if single => with_meta(&h, &bytes).unwrap_or(bytes),
+                    None => bytes,
+                }
+            }
+            None => bytes,
         };
         *self.upstream.lock().unwrap_or_else(PoisonError::into_inner) = Some(cx);
         bytes
@@ -652,19 +658,31 @@ fn traceparent(sc: &SpanContext) -> [u8; 55] {
     out
 }
 
-/// The upstream request's `traceparent` and `tracestate` headers say `sc` (an empty
-/// `tracestate` is none: one the client sent is not passed on). An invalid context writes
-/// nothing, as the propagator would.
-fn put_headers(headers: &mut HeaderMap, sc: &SpanContext) {
-    if !sc.is_valid() {
-        return;
+/// A span context as it is handed on, written once for the headers and the body.
+struct Handed {
+    traceparent: [u8; 55],
+    /// `tracestate`; empty is none.
+    state: String,
+}
+
+impl Handed {
+    /// `None` for an invalid context, which is not handed on (as the propagator would not).
+    fn of(sc: &SpanContext) -> Option<Handed> {
+        sc.is_valid().then(|| Handed {
+            traceparent: traceparent(sc),
+            state: sc.trace_state().header(),
+        })
     }
-    if let Ok(v) = HeaderValue::from_bytes(&traceparent(sc)) {
+}
+
+/// The upstream request's `traceparent` and `tracestate` headers say `h` (an empty
+/// `tracestate` is none: one the client sent is not passed on).
+fn put_headers(headers: &mut HeaderMap, h: &Handed) {
+    if let Ok(v) = HeaderValue::from_bytes(&h.traceparent) {
         headers.insert(TRACEPARENT, v);
     }
-    let state = sc.trace_state().header();
-    match HeaderValue::from_str(&state) {
-        Ok(v) if !state.is_empty() => {
+    match HeaderValue::from_str(&h.state) {
+        Ok(v) if !h.state.is_empty() => {
             headers.insert(TRACESTATE, v);
         }
         _ => {
@@ -676,70 +694,21 @@ fn put_headers(headers: &mut HeaderMap, sc: &SpanContext) {
 const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
 const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
 
-/// A JSON object's members in order, keys unescaped only where they need it, values as they
-/// came: no map, no hashing.
-struct Members<'a>(Vec<(Cow<'a, str>, &'a serde_json::value::RawValue)>);
-
-impl<'de> serde::Deserialize<'de> for Members<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit;
-        impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = Members<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut m: A,
-            ) -> Result<Self::Value, A::Error> {
-                let mut members = Vec::with_capacity(m.size_hint().unwrap_or(4));
-                while let Some(Key(k)) = m.next_key()? {
-                    members.push((k, m.next_value()?));
-                }
-                Ok(Members(members))
-            }
-        }
-        d.deserialize_map(Visit)
-    }
-}
-
-/// A key, borrowed unless it had escapes.
-struct Key<'a>(Cow<'a, str>);
-
-impl<'de> serde::Deserialize<'de> for Key<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit;
-        impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a key")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Key(Cow::Owned(v.to_owned())))
-            }
-        }
-        d.deserialize_str(Visit)
-    }
-}
-
 /// The request with its `params._meta.traceparent` (which the layer's reading found) now
-/// `sc`'s, written over the client's in place: the usual call from a traced agent, which
+/// `h`'s, written over the client's in place: the usual call from a traced agent, which
 /// need not be read again. Only where nothing else can be meant: the body has one
 /// `"traceparent"`, no `\u` escape anywhere (so that `_meta`'s key cannot be written in
 /// another way, leaving the one found to be some other key), a value of exactly 55 plain
-/// characters, no `"tracestate"`, and `sc` carries no trace state to write. `None`
+/// characters, no `"tracestate"`, and `h` carries no trace state to write. `None`
 /// otherwise, and [`with_meta`] rewrites `_meta` whole.
-fn replace_traceparent(sc: &SpanContext, bytes: &[u8]) -> Option<Bytes> {
+fn replace_traceparent(h: &Handed, bytes: &[u8]) -> Option<Bytes> {
     const KEY: &[u8] = b"\"traceparent\":\"";
     static TRACEPARENT: LazyLock<memchr::memmem::Finder<'static>> =
         LazyLock::new(|| memchr::memmem::Finder::new(b"\"traceparent\""));
     static TRACESTATE: LazyLock<memchr::memmem::Finder<'static>> =
         LazyLock::new(|| memchr::memmem::Finder::new(b"\"tracestate\""));
     let escaped = memchr::memchr_iter(b'\\', bytes).any(|i| bytes.get(i + 1) == Some(&b'u'));
-    if escaped || !sc.trace_state().header().is_empty() || TRACESTATE.find(bytes).is_some() {
+    if escaped || !h.state.is_empty() || TRACESTATE.find(bytes).is_some() {
         return None;
     }
     let mut found = TRACEPARENT.find_iter(bytes);
@@ -756,28 +725,24 @@ fn replace_traceparent(sc: &SpanContext, bytes: &[u8]) -> Option<Bytes> {
         return None;
     }
     let mut out = bytes.to_vec();
-    out[value].copy_from_slice(&traceparent(sc));
+    out[value].copy_from_slice(&h.traceparent);
     Some(Bytes::from(out))
 }
 
-/// The request with `params._meta` carrying `sc`, when it is one request with object
+/// The request with `params._meta` carrying `h`, when it is one request with object
 /// params. Only the top level, `params` and `_meta` are read, and only `_meta` is written
 /// again: the rest (arguments above all) goes as it came, byte for byte. The layer has
 /// already refused a body with a repeated key, so each key read here is the only one.
-fn with_meta(sc: &SpanContext, bytes: &[u8]) -> Option<Bytes> {
+fn with_meta(h: &Handed, bytes: &[u8]) -> Option<Bytes> {
     // Where a value read from `bytes` sits in it.
     let at = |raw: &serde_json::value::RawValue| {
         let start = (raw.get().as_ptr() as usize).checked_sub(bytes.as_ptr() as usize)?;
         (start + raw.get().len() <= bytes.len()).then_some(start..start + raw.get().len())
     };
     let top: Members<'_> = serde_json::from_slice(bytes).ok()?;
-    let params = top.0.iter().find(|(k, _)| k == "params")?.1;
+    let params = top.get("params")?;
     let in_params: Members<'_> = serde_json::from_str(params.get()).ok()?;
-    let old = in_params
-        .0
-        .iter()
-        .find(|(k, _)| k == "_meta")
-        .map(|(_, v)| *v);
+    let old = in_params.get("_meta");
     let mut meta = Vec::with_capacity(96);
     meta.push(b'{');
     if let Some(old) = old {
@@ -785,21 +750,20 @@ fn with_meta(sc: &SpanContext, bytes: &[u8]) -> Option<Bytes> {
         for (k, v) in members
             .0
             .iter()
-            .filter(|(k, _)| k != "traceparent" && k != "tracestate")
+            .filter(|(k, _)| !matches!(k.as_str(), "traceparent" | "tracestate"))
         {
-            serde_json::to_writer(&mut meta, k).ok()?;
+            serde_json::to_writer(&mut meta, k.as_str()).ok()?;
             meta.push(b':');
             meta.extend_from_slice(v.get().as_bytes());
             meta.push(b',');
         }
     }
     meta.extend_from_slice(b"\"traceparent\":\"");
-    meta.extend_from_slice(&traceparent(sc));
+    meta.extend_from_slice(&h.traceparent);
     meta.push(b'"');
-    let state = sc.trace_state().header();
-    if !state.is_empty() {
+    if !h.state.is_empty() {
         meta.extend_from_slice(b",\"tracestate\":");
-        serde_json::to_writer(&mut meta, &state).ok()?;
+        serde_json::to_writer(&mut meta, &h.state).ok()?;
     }
     meta.push(b'}');
     let (cut, insert): (std::ops::Range<usize>, &[u8]) = match old {
@@ -1184,13 +1148,14 @@ mod tests {
             TraceContextPropagator::new().inject_context(&cx, &mut sdk);
             let mut headers = http::HeaderMap::new();
             headers.insert("tracestate", http::HeaderValue::from_static("client=1"));
-            super::put_headers(&mut headers, &sc);
+            super::put_headers(&mut headers, &super::Handed::of(&sc).unwrap());
             assert_eq!(headers["traceparent"], sdk["traceparent"]);
             assert_eq!(
                 headers.get("tracestate").map(|v| v.to_str().unwrap()),
                 Some(state).filter(|s| !s.is_empty())
             );
-            let meta = super::with_meta(&sc, br#"{"params":{ }}"#).unwrap();
+            let meta =
+                super::with_meta(&super::Handed::of(&sc).unwrap(), br#"{"params":{ }}"#).unwrap();
             let v: Value = serde_json::from_slice(&meta).unwrap();
             assert_eq!(
                 v["params"]["_meta"]["traceparent"],
@@ -1225,8 +1190,9 @@ mod tests {
             &format!(r#"{{"progressToken":5,"traceparent":"{old}"}}"#),
             r#"{"a":"b\n"}"#,
         );
-        let fast = super::replace_traceparent(&sc, usual.as_bytes()).expect("the usual call");
-        let whole = super::with_meta(&sc, usual.as_bytes()).unwrap();
+        let fast = super::replace_traceparent(&super::Handed::of(&sc).unwrap(), usual.as_bytes())
+            .expect("the usual call");
+        let whole = super::with_meta(&super::Handed::of(&sc).unwrap(), usual.as_bytes()).unwrap();
         let read = |b: &[u8]| serde_json::from_slice::<Value>(b).unwrap();
         assert_eq!(read(&fast), read(&whole));
         assert_eq!(
@@ -1252,7 +1218,8 @@ mod tests {
             body(r#"{"traceparent":"00-short"}"#, "{}"),
         ] {
             assert!(
-                super::replace_traceparent(&sc, other.as_bytes()).is_none(),
+                super::replace_traceparent(&super::Handed::of(&sc).unwrap(), other.as_bytes())
+                    .is_none(),
                 "{other}"
             );
         }
@@ -1263,7 +1230,10 @@ mod tests {
             true,
             "a=1".parse::<TraceState>().unwrap(),
         );
-        assert!(super::replace_traceparent(&stated, usual.as_bytes()).is_none());
+        assert!(
+            super::replace_traceparent(&super::Handed::of(&stated).unwrap(), usual.as_bytes())
+                .is_none()
+        );
     }
 
     #[test]
@@ -1305,7 +1275,8 @@ mod tests {
         );
         let cx = opentelemetry::Context::new().with_remote_span_context(sc);
         let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{"b": [1, 2],"a":"\u00e9"},"_meta":{"progressToken":5,"traceparent":"old"}}}"#;
-        let out = super::with_meta(cx.span().span_context(), body).unwrap();
+        let out =
+            super::with_meta(&super::Handed::of(cx.span().span_context()).unwrap(), body).unwrap();
         let text = std::str::from_utf8(&out).unwrap();
         assert_eq!(
             text,
@@ -1314,13 +1285,20 @@ mod tests {
             )
         );
         let bare = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}"#;
-        let out = super::with_meta(cx.span().span_context(), bare).unwrap();
+        let out =
+            super::with_meta(&super::Handed::of(cx.span().span_context()).unwrap(), bare).unwrap();
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(
             v["params"]["_meta"]["traceparent"],
             format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01")
         );
-        assert!(super::with_meta(cx.span().span_context(), br#"{"params":[1]}"#).is_none());
+        assert!(
+            super::with_meta(
+                &super::Handed::of(cx.span().span_context()).unwrap(),
+                br#"{"params":[1]}"#
+            )
+            .is_none()
+        );
     }
 
     #[tokio::test]
