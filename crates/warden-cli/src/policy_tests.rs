@@ -182,6 +182,10 @@ fn run_case(
         };
         let Some((at, name)) = routed else {
             let what = match &step.server {
+                Some(server) if servers.names().is_empty() => format!(
+                    "`on {}`: this policy names no servers (`on SERVER` goes with a warden.toml)",
+                    server.node
+                ),
                 Some(server) => format!(
                     "`on {}`: no such server here (the policy must be a warden.toml; its servers are {})",
                     server.node,

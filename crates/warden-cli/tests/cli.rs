@@ -424,6 +424,15 @@ fn test_steps_of_a_warden_toml_name_a_server_either_way() {
         "{out}"
     );
     assert!(out.contains("1 passed, 1 failed"), "{out}");
+    // Under one policy there are no servers to name.
+    let (code, out, err) = warden(&["test", "on-no-servers.test.pol"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains(
+            "`on linode`: this policy names no servers (`on SERVER` goes with a warden.toml)"
+        ),
+        "{out}"
+    );
 }
 
 #[test]
