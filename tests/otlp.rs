@@ -73,6 +73,8 @@ pub struct Receiver {
     spans: Arc<Mutex<Vec<Received>>>,
     raw: Arc<Mutex<Vec<u8>>>,
     requests: Arc<AtomicUsize>,
+    /// The last request's headers (a keeping receiver's).
+    headers: Arc<Mutex<http::HeaderMap>>,
     /// Spans received (kept or not).
     count: Arc<AtomicUsize>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -106,9 +108,10 @@ impl Receiver {
         let raw: Arc<Mutex<Vec<u8>>> = Arc::default();
         let requests: Arc<AtomicUsize> = Arc::default();
         let count: Arc<AtomicUsize> = Arc::default();
+        let headers: Arc<Mutex<http::HeaderMap>> = Arc::default();
         let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
         let (s, r, n) = (spans.clone(), raw.clone(), requests.clone());
-        let c = count.clone();
+        let (c, h) = (count.clone(), headers.clone());
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -123,13 +126,13 @@ impl Receiver {
                         _ = &mut rx => break,
                         accepted = listener.accept() => {
                             let Ok((tcp, _)) = accepted else { continue };
-                            let (s, r, n, c) = (s.clone(), r.clone(), n.clone(), c.clone());
+                            let (s, r, n, c, h) = (s.clone(), r.clone(), n.clone(), c.clone(), h.clone());
                             let tls = tls.clone().map(tokio_rustls::TlsAcceptor::from);
                             conns.spawn(async move {
                                 let svc = hyper::service::service_fn(move |req| {
-                                    let (s, r, n, c) = (s.clone(), r.clone(), n.clone(), c.clone());
+                                    let (s, r, n, c, h) = (s.clone(), r.clone(), n.clone(), c.clone(), h.clone());
                                     async move {
-                                        let kept = keep.then_some((&*s, &*r));
+                                        let kept = keep.then_some((&*s, &*r, &*h));
                                         Ok::<_, std::convert::Infallible>(take(req, kept, &n, &c).await)
                                     }
                                 });
@@ -160,6 +163,7 @@ impl Receiver {
             spans,
             raw,
             requests,
+            headers,
             count,
             stop: Some(tx),
             thread: Some(thread),
@@ -174,6 +178,11 @@ impl Receiver {
     /// Every request body received so far, end to end.
     pub fn raw(&self) -> Vec<u8> {
         self.raw.lock().expect("raw").clone()
+    }
+
+    /// The headers of the last request a keeping receiver took.
+    pub fn last_headers(&self) -> http::HeaderMap {
+        self.headers.lock().expect("headers").clone()
     }
 
     /// Export requests taken.
@@ -215,8 +224,12 @@ impl Drop for Receiver {
     }
 }
 
-/// Where a keeping receiver puts the spans and the raw bodies.
-type Kept<'a> = (&'a Mutex<Vec<Received>>, &'a Mutex<Vec<u8>>);
+/// Where a keeping receiver puts the spans, the raw bodies and the last headers.
+type Kept<'a> = (
+    &'a Mutex<Vec<Received>>,
+    &'a Mutex<Vec<u8>>,
+    &'a Mutex<http::HeaderMap>,
+);
 
 async fn take(
     req: http::Request<hyper::body::Incoming>,
@@ -224,6 +237,7 @@ async fn take(
     requests: &AtomicUsize,
     count: &AtomicUsize,
 ) -> http::Response<Full<Bytes>> {
+    let headers = req.headers().clone();
     let path_ok = req.method() == http::Method::POST && req.uri().path() == "/v1/traces";
     let protobuf = req
         .headers()
@@ -247,9 +261,10 @@ async fn take(
         .map(|ss| ss.spans.len())
         .sum();
     count.fetch_add(n, Ordering::Relaxed);
-    let Some((spans, raw)) = kept else {
+    let Some((spans, raw, last)) = kept else {
         return ok();
     };
+    *last.lock().expect("headers") = headers;
     raw.lock().expect("raw").extend_from_slice(&body);
     let mut kept = spans.lock().expect("spans");
     for rs in export.resource_spans {

@@ -92,7 +92,12 @@ fn each_decision_is_a_span_under_the_clients_trace_and_the_server_sees_the_gatew
         .args(["--otlp-endpoint", &receiver.url])
         // Export every 100 ms rather than every 5 s, so the test need not wait.
         .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-        .env("OTEL_SERVICE_NAME", "warden-e2e");
+        .env("OTEL_SERVICE_NAME", "warden-e2e")
+        // A vendor's key, percent-encoded as the specification has it.
+        .env(
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "x-api-key=k%3Dvendor%2Csecret , x-team=ops",
+        );
     let gw = support::start(cmd);
     let approver = approve_when_asked(format!("http://127.0.0.1:{admin_port}"));
     let out = support::run_python(
@@ -128,6 +133,9 @@ fn each_decision_is_a_span_under_the_clients_trace_and_the_server_sees_the_gatew
         .map(|s| (s.trace_id(), s.span.name.clone()))
         .collect();
     assert!(spans.iter().all(|s| s.service == "warden-e2e"), "{names:?}");
+    let sent = receiver.last_headers();
+    assert_eq!(sent["x-api-key"], "k=vendor,secret");
+    assert_eq!(sent["x-team"], "ops");
 
     // Each call is a server span under the client's own span, with the conventions'
     // attributes and Warden's decision.
@@ -661,6 +669,50 @@ fn trace_settings_the_gateway_cannot_follow_stop_the_start_with_the_reason() {
         ],
     );
     assert!(why.contains("OTEL_TRACES_EXPORTER=zipkin"), "{why}");
+    let collector = [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")];
+    let why = run(
+        &[],
+        &[collector[0], ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")],
+    );
+    assert!(
+        why.contains("OTEL_EXPORTER_OTLP_COMPRESSION=gzip") && why.contains("uncompressed"),
+        "{why}"
+    );
+    let why = run(
+        &[],
+        &[collector[0], ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "5s")],
+    );
+    assert!(
+        why.contains("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT=5s") && why.contains("milliseconds"),
+        "{why}"
+    );
+    // A header that cannot be sent is named by its key; its value (a secret) is not shown.
+    let why = run(
+        &[],
+        &[
+            collector[0],
+            ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=sec%0Aret"),
+        ],
+    );
+    assert!(
+        why.contains("OTEL_EXPORTER_OTLP_HEADERS")
+            && why.contains("\"api-key\"")
+            && !why.contains("sec"),
+        "{why}"
+    );
+    let why = run(
+        &[],
+        &[collector[0], ("OTEL_EXPORTER_OTLP_HEADERS", "api-key")],
+    );
+    assert!(why.contains("key=value"), "{why}");
+    let why = run(
+        &[],
+        &[(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "collector:4318/v1/traces",
+        )],
+    );
+    assert!(why.contains("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), "{why}");
 }
 
 #[test]

@@ -1,40 +1,41 @@
 //! OTLP export of the layer's spans (`--otlp-endpoint`, or the `OTEL_*` variables).
 //!
-//! The SDK's own pieces do the work: its batch span processor (a thread of its own, a
-//! bounded queue, `OTEL_BSP_*`), its sampler (`OTEL_TRACES_SAMPLER`, by default
-//! `parentbased_always_on`), its resource (`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`;
-//! the service is `warden` when neither names it) and opentelemetry-otlp's HTTP/protobuf
-//! exporter (`OTEL_EXPORTER_OTLP_*` headers, timeout, compression). Two thin wrappers
-//! around them count what never reaches the collector, which the SDK only logs once:
-//! `warden_trace_spans_dropped_total{reason="queue_full"}` for a span the queue had no
-//! room for, `{reason="export_failed"}` for a batch the collector did not take (down, slow,
-//! refusing), and `warden_trace_spans_exported_total`. No call ever waits for any of it.
+//! The SDK's own pieces do most of the work: its batch span processor (a thread of its own,
+//! a bounded queue, `OTEL_BSP_*`), its sampler (`OTEL_TRACES_SAMPLER`, by default
+//! `parentbased_always_on`) and its resource (`OTEL_SERVICE_NAME`,
+//! `OTEL_RESOURCE_ATTRIBUTES`; the service is `warden` when neither names it). The batches
+//! go to the collector as OTLP/HTTP protobuf, written by [`encode`] straight from the SDK's
+//! spans (opentelemetry-otlp's conversion and encoding cost more than the rest of a traced
+//! call: see that module), with the `OTEL_EXPORTER_OTLP_*` endpoint, headers and timeout as
+//! the specification defines them. What never reaches the collector is counted, which the
+//! SDK only logs once: `warden_trace_spans_dropped_total{reason="queue_full"}` for a span
+//! the queue had no room for, `{reason="export_failed"}` for a batch the collector did not
+//! take (down, slow, refusing), `{reason="rejected"}` for spans a collector's partial
+//! success turned away, and `warden_trace_spans_exported_total`. No call ever waits for any
+//! of it.
 //!
 //! The exporter's HTTP client is the gateway's own (hyper, and rustls for an `https://`
 //! collector, verified against Mozilla's roots or only `--otlp-ca`), its requests run on the
 //! gateway's runtime.
+
+mod encode;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue};
 use http_body_util::{BodyExt, Full};
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_http::{HttpClient, HttpError};
-use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, SdkTracer, SdkTracerProvider, ShouldSample, SpanData,
     SpanExporter, SpanProcessor,
 };
 
 use crate::Error;
-
-/// How long one export request may take, answer included (`OTEL_EXPORTER_OTLP_TIMEOUT`'s
-/// default).
-const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Traces sent to a collector, while this lives; [`Export::shutdown`] sends what is queued.
 pub struct Export {
@@ -83,43 +84,20 @@ impl Export {
                 "OTEL_EXPORTER_OTLP_PROTOCOL={p}: Warden sends OTLP over HTTP as protobuf (http/protobuf); point it at the collector's HTTP port (4318)"
             )));
         }
-        let url = match endpoint {
-            Some(base) => {
-                let uri: http::Uri = base.parse().ok().filter(|u: &http::Uri| {
-                    matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some()
-                }).ok_or_else(|| {
-                    Error::Config(format!(
-                        "--otlp-endpoint {base:?}: expected the collector's http:// or https:// base URL, such as http://localhost:4318"
-                    ))
-                })?;
-                if ca.is_some() && uri.scheme_str() != Some("https") {
-                    return Err(Error::Config(format!(
-                        "--otlp-ca goes with an https:// collector, not {base:?}"
-                    )));
-                }
-                Some(format!("{}/v1/traces", base.trim_end_matches('/')))
-            }
-            None => None,
-        };
+        let url = collector_url(endpoint, ca)?;
+        let config = ExportConfig::from_env()?;
         let client = Client::new(ca)?;
-        let mut builder = opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_protocol(Protocol::HttpBinary)
-            .with_http_client(client)
-            .with_timeout(EXPORT_TIMEOUT);
-        if let Some(url) = &url {
-            builder = builder.with_endpoint(url.clone());
-        }
-        let exporter = builder
-            .build()
-            .map_err(|e| Error::Config(format!("OTLP exporter: {e}")))?;
+        let description = url.to_string();
         let queued = Arc::new(AtomicUsize::new(0));
         let max_queue = env("OTEL_BSP_MAX_QUEUE_SIZE")
             .and_then(|v| v.parse::<usize>().ok())
             .filter(|&n| n > 0)
             .unwrap_or(2048);
-        let batch = BatchSpanProcessor::builder(Counted {
-            inner: exporter,
+        let batch = BatchSpanProcessor::builder(Exporter {
+            client,
+            url,
+            config,
+            resource: encode::EncodedResource::default(),
             queued: queued.clone(),
         })
         .with_batch_config(BatchConfigBuilder::default().build())
@@ -143,9 +121,6 @@ impl Export {
             .with_resource(resource.build())
             .build();
         let tracer = provider.tracer("warden");
-        let description = url
-            .or(from_env)
-            .unwrap_or_else(|| "the OTEL_EXPORTER_OTLP_* endpoint".into());
         Ok(Some(Export {
             provider,
             tracer,
@@ -211,14 +186,140 @@ impl SpanProcessor for Bounded {
     }
 }
 
-/// The OTLP exporter, counting what it sent and what it could not.
+/// Where the spans go: `--otlp-endpoint` (a base URL), else
+/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (taken as it is), else `OTEL_EXPORTER_OTLP_ENDPOINT`
+/// (a base URL), as the specification orders them.
+fn collector_url(flag: Option<&str>, ca: Option<&std::path::Path>) -> Result<http::Uri, Error> {
+    let (source, text) = match flag {
+        Some(base) => ("--otlp-endpoint", traces_path(base)),
+        None => match env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+            Some(url) => ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", url),
+            None => (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                traces_path(&env("OTEL_EXPORTER_OTLP_ENDPOINT").unwrap_or_default()),
+            ),
+        },
+    };
+    let shown = match flag {
+        Some(base) => base.to_owned(),
+        None => text.clone(),
+    };
+    let uri = text
+        .parse::<http::Uri>()
+        .ok()
+        .filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some())
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "{source} {shown:?}: expected the collector's http:// or https:// URL, such as http://localhost:4318"
+            ))
+        })?;
+    if ca.is_some() && uri.scheme_str() != Some("https") {
+        return Err(Error::Config(format!(
+            "--otlp-ca goes with an https:// collector, not {shown:?} ({source})"
+        )));
+    }
+    Ok(uri)
+}
+
+fn traces_path(base: &str) -> String {
+    format!("{}/v1/traces", base.trim().trim_end_matches('/'))
+}
+
+/// The `OTEL_EXPORTER_OTLP_*` settings of each request, the traces' own variable before the
+/// general one.
+#[derive(Debug, Clone)]
+struct ExportConfig {
+    /// `OTEL_EXPORTER_OTLP_HEADERS`: `key=value` pairs split by commas, values
+    /// percent-decoded (a vendor's API key).
+    headers: HeaderMap,
+    /// `OTEL_EXPORTER_OTLP_TIMEOUT`, in milliseconds: one request, answer included.
+    timeout: Duration,
+}
+
+/// `OTEL_EXPORTER_OTLP_TIMEOUT`'s default.
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl ExportConfig {
+    fn from_env() -> Result<ExportConfig, Error> {
+        let either = |name: &str| {
+            let own = format!("OTEL_EXPORTER_OTLP_TRACES_{name}");
+            match env(&own) {
+                Some(v) => Some((own, v)),
+                None => {
+                    let general = format!("OTEL_EXPORTER_OTLP_{name}");
+                    env(&general).map(|v| (general, v))
+                }
+            }
+        };
+        if let Some((var, c)) = either("COMPRESSION").filter(|(_, c)| c != "none") {
+            return Err(Error::Config(format!(
+                "{var}={c}: Warden sends OTLP uncompressed; unset it or set it to none"
+            )));
+        }
+        let timeout = match either("TIMEOUT") {
+            None => EXPORT_TIMEOUT,
+            Some((var, ms)) => ms
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|&ms| ms > 0)
+                .map(Duration::from_millis)
+                .ok_or_else(|| {
+                    Error::Config(format!(
+                        "{var}={ms}: expected a whole number of milliseconds above 0"
+                    ))
+                })?,
+        };
+        let headers = match either("HEADERS") {
+            None => HeaderMap::new(),
+            Some((var, list)) => parse_headers(&list).map_err(|why| {
+                // The values are secrets: the message names the pair by its key only.
+                Error::Config(format!("{var}: {why}"))
+            })?,
+        };
+        Ok(ExportConfig { headers, timeout })
+    }
+}
+
+/// `key1=value1,key2=value2` (the W3C baggage form the specification names), each value
+/// percent-decoded. What cannot be sent is an error, not a header silently left out.
+fn parse_headers(list: &str) -> Result<HeaderMap, String> {
+    let mut headers = HeaderMap::new();
+    for (n, pair) in list.split(',').map(str::trim).enumerate() {
+        if pair.is_empty() {
+            continue;
+        }
+        let Some((key, value)) = pair.split_once('=') else {
+            return Err(format!(
+                "entry {} has no `=` (expected key=value pairs split by commas)",
+                n + 1
+            ));
+        };
+        let key = key.trim();
+        let name = HeaderName::from_bytes(key.as_bytes())
+            .map_err(|_| format!("entry {}: {key:?} is not a header name", n + 1))?;
+        let decoded = percent_encoding::percent_decode_str(value.trim()).collect::<Vec<u8>>();
+        let mut value = HeaderValue::from_bytes(&decoded)
+            .map_err(|_| format!("the value of {key:?} cannot be sent in a header"))?;
+        value.set_sensitive(true);
+        headers.append(name, value);
+    }
+    Ok(headers)
+}
+
+/// The OTLP/HTTP exporter: each batch written as one protobuf request ([`encode`]), posted,
+/// and counted as sent or dropped.
 #[derive(Debug)]
-struct Counted<E> {
-    inner: E,
+struct Exporter {
+    client: Client,
+    url: http::Uri,
+    config: ExportConfig,
+    resource: encode::EncodedResource,
+    /// Spans handed to the batch processor and not yet here (see [`Bounded`]).
     queued: Arc<AtomicUsize>,
 }
 
-impl<E: SpanExporter> SpanExporter for Counted<E> {
+impl SpanExporter for Exporter {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         let n = batch.len();
         // Off the queue now, whatever becomes of them.
@@ -227,30 +328,35 @@ impl<E: SpanExporter> SpanExporter for Counted<E> {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
                 Some(q.saturating_sub(n))
             });
-        let result = self.inner.export(batch).await;
-        match &result {
-            Ok(()) => {
-                metrics::counter!("warden_trace_spans_exported_total").increment(n as u64);
+        let mut body = Vec::with_capacity(n * 512);
+        encode::request(&self.resource, &batch, &mut body);
+        drop(batch);
+        match self.client.post(&self.url, &self.config, body).await {
+            Ok(rejected) => {
+                let rejected = rejected.min(n as u64);
+                metrics::counter!("warden_trace_spans_exported_total")
+                    .increment(n as u64 - rejected);
+                if rejected > 0 {
+                    metrics::counter!("warden_trace_spans_dropped_total", "reason" => "rejected")
+                        .increment(rejected);
+                }
+                Ok(())
             }
-            Err(e) => {
+            Err(why) => {
                 metrics::counter!("warden_trace_spans_dropped_total", "reason" => "export_failed")
                     .increment(n as u64);
-                tracing::debug!(target: "warden::gateway", error = %e, spans = n, "spans not exported");
+                tracing::debug!(target: "warden::gateway", error = %why, spans = n, "spans not exported");
+                Err(OTelSdkError::InternalFailure(why))
             }
         }
-        result
     }
 
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.inner.shutdown_with_timeout(timeout)
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        self.inner.force_flush()
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
     }
 
     fn set_resource(&mut self, resource: &Resource) {
-        self.inner.set_resource(resource);
+        self.resource = encode::EncodedResource::of(resource);
     }
 }
 
@@ -276,33 +382,62 @@ impl Client {
             .map_err(|e| Error::Config(format!("OTLP exporter: {e}")))?;
         Ok(Client { http, runtime })
     }
-}
 
-#[async_trait::async_trait]
-impl HttpClient for Client {
-    async fn send_bytes(
+    /// Posts one export request; `Ok` with the spans a partial success rejected.
+    async fn post(
         &self,
-        request: http::Request<Bytes>,
-    ) -> Result<http::Response<Bytes>, HttpError> {
+        url: &http::Uri,
+        config: &ExportConfig,
+        body: Vec<u8>,
+    ) -> Result<u64, String> {
+        let mut request = http::Request::post(url.clone())
+            .header(http::header::CONTENT_TYPE, "application/x-protobuf")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        request.headers_mut().extend(config.headers.clone());
         let http = self.http.clone();
         let exchange = async move {
-            let (parts, body) = request.into_parts();
-            let resp = http
-                .request(http::Request::from_parts(parts, Full::new(body)))
-                .await?;
-            let (parts, body) = resp.into_parts();
+            let resp = http.request(request).await.map_err(|e| e.to_string())?;
+            let status = resp.status();
             // A collector's answer is small; a huge one is not read past 1 MiB.
-            let body = http_body_util::Limited::new(body, 1 << 20)
+            let body = http_body_util::Limited::new(resp.into_body(), 1 << 20)
                 .collect()
-                .await?
-                .to_bytes();
-            Ok::<_, HttpError>(http::Response::from_parts(parts, body))
-        };
-        let timed = async move {
-            tokio::time::timeout(EXPORT_TIMEOUT, exchange)
                 .await
-                .map_err(|_| HttpError::from("the collector did not answer in time"))?
+                .map_err(|e| e.to_string())?
+                .to_bytes();
+            if !status.is_success() {
+                return Err(format!("the collector answered {status}"));
+            }
+            Ok(rejected(&body))
         };
-        self.runtime.spawn(timed).await?
+        let timeout = config.timeout;
+        let timed = async move {
+            tokio::time::timeout(timeout, exchange)
+                .await
+                .map_err(|_| "the collector did not answer in time".to_owned())?
+        };
+        self.runtime.spawn(timed).await.map_err(|e| e.to_string())?
     }
+}
+
+/// The spans an `ExportTraceServiceResponse` says were rejected (a partial success), logged
+/// with the collector's words; 0 for an empty or unreadable answer.
+fn rejected(answer: &[u8]) -> u64 {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+    use prost::Message as _;
+    let Some(partial) = ExportTraceServiceResponse::decode(answer)
+        .ok()
+        .and_then(|r| r.partial_success)
+    else {
+        return 0;
+    };
+    if partial.rejected_spans > 0 || !partial.error_message.is_empty() {
+        tracing::warn!(
+            target: "warden::gateway",
+            rejected = partial.rejected_spans,
+            message = %partial.error_message,
+            "the collector took the spans in part"
+        );
+    }
+    partial.rejected_spans.max(0) as u64
 }
