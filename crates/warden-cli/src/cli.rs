@@ -364,8 +364,9 @@ pub struct ServeArgs {
     /// Send one OpenTelemetry span per MCP message to this OTLP collector (HTTP/protobuf;
     /// its base URL, e.g. http://localhost:4318: spans go to /v1/traces). Without it,
     /// OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) turns traces on;
-    /// OTEL_TRACES_SAMPLER, OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_BSP_* and
-    /// OTEL_EXPORTER_OTLP_HEADERS apply as the OpenTelemetry specification defines them.
+    /// OTEL_TRACES_SAMPLER, OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_BSP_*,
+    /// OTEL_EXPORTER_OTLP_HEADERS and OTEL_EXPORTER_OTLP_TIMEOUT apply as the OpenTelemetry
+    /// specification defines them.
     #[arg(long, value_name = "URL")]
     pub otlp_endpoint: Option<String>,
     /// The CA (PEM) that signed an https:// collector's certificate, if not a public one.
@@ -488,8 +489,9 @@ pub struct StdioArgs {
     /// Send one OpenTelemetry span per MCP message to this OTLP collector (HTTP/protobuf;
     /// its base URL, e.g. http://localhost:4318: spans go to /v1/traces). Without it,
     /// OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) turns traces on;
-    /// OTEL_TRACES_SAMPLER, OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_BSP_* and
-    /// OTEL_EXPORTER_OTLP_HEADERS apply as the OpenTelemetry specification defines them.
+    /// OTEL_TRACES_SAMPLER, OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_BSP_*,
+    /// OTEL_EXPORTER_OTLP_HEADERS and OTEL_EXPORTER_OTLP_TIMEOUT apply as the OpenTelemetry
+    /// specification defines them.
     #[arg(long, value_name = "URL")]
     pub otlp_endpoint: Option<String>,
     /// The CA (PEM) that signed an https:// collector's certificate, if not a public one.
