@@ -846,3 +846,125 @@ fn serve_config(warden: &std::path::Path, config: &std::path::Path) -> support::
         .env("WARDEN_LOG", "warn");
     support::start(cmd)
 }
+
+/// An MCP server of the test's own over HTTP: a session per `initialize` (`up-1`, `up-2`,
+/// …), an empty tool list, and every `DELETE`'s session id noted.
+fn session_counting_server() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let deleted: Arc<Mutex<Vec<String>>> = Arc::default();
+    let opened = Arc::new(AtomicUsize::new(0));
+    let noted = deleted.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            let (noted, opened) = (noted.clone(), opened.clone());
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut stream = stream;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let (mut length, mut session) = (0, String::new());
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if h.trim().is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = h.split_once(':') {
+                            if k.eq_ignore_ascii_case("content-length") {
+                                length = v.trim().parse().unwrap_or(0);
+                            } else if k.eq_ignore_ascii_case("mcp-session-id") {
+                                session = v.trim().to_owned();
+                            }
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let msg: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    let (status, extra, answer) = if line.starts_with("DELETE") {
+                        noted.lock().unwrap().push(session);
+                        ("200 OK", String::new(), String::new())
+                    } else if msg.get("id").is_none() {
+                        ("202 Accepted", String::new(), String::new())
+                    } else {
+                        let (header, result) = match msg["method"].as_str() {
+                            Some("initialize") => {
+                                let n = opened.fetch_add(1, Ordering::SeqCst) + 1;
+                                (
+                                    format!("mcp-session-id: up-{n}\r\n"),
+                                    json!({"protocolVersion": "2025-11-25", "capabilities": {"tools": {}},
+                                        "serverInfo": {"name": "counting", "version": "0"}}),
+                                )
+                            }
+                            Some("tools/list") => (String::new(), json!({"tools": []})),
+                            _ => (String::new(), json!({})),
+                        };
+                        let answer = json!({"jsonrpc": "2.0", "id": msg["id"], "result": result});
+                        ("200 OK", header, answer.to_string())
+                    };
+                    let head = format!(
+                        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\n\r\n",
+                        answer.len()
+                    );
+                    if stream.write_all(head.as_bytes()).is_err()
+                        || stream.write_all(answer.as_bytes()).is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, deleted)
+}
+
+#[test]
+fn a_session_pushed_out_past_max_sessions_is_closed_on_its_servers_too() {
+    let warden = support::warden().expect("warden binary");
+    let dir = support::scratch("servers-max-sessions");
+    std::fs::write(dir.join("all.pol"), "version 1\ndefault allow\n").unwrap();
+    let (url, deleted) = session_counting_server();
+    let config = dir.join("warden.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ngrant-token = [\"alice=alice-token\"]\nmax-sessions = 2\n\n[servers.counting]\nurl = \"{url}\"\npolicy = \"all.pol\"\n"
+        ),
+    )
+    .unwrap();
+    let gw = serve_config(&warden, &config);
+    let open = || rpc(&gw.url, None, INIT).0.expect("a session");
+    let ping = |sid: &str| {
+        let h = support::mcp_headers("Bearer alice-token", Some(sid));
+        let body = r#"{"jsonrpc":"2.0","id":9,"method":"ping"}"#;
+        support::http(&gw.url, "POST", "/mcp", &h, body).0
+    };
+    let first = open();
+    let second = open();
+    assert_eq!(ping(&first), 200);
+    assert!(deleted.lock().unwrap().is_empty());
+    // A third session: the longest idle (the second; the first was used since) makes room.
+    let third = open();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while deleted.lock().unwrap().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(*deleted.lock().unwrap(), ["up-2"]);
+    assert_eq!(ping(&second), 404);
+    assert_eq!(ping(&first), 200);
+    assert_eq!(ping(&third), 200);
+    // A client's own DELETE closes its server session as before.
+    let h = support::mcp_headers("Bearer alice-token", Some(&third));
+    assert_eq!(support::http(&gw.url, "DELETE", "/mcp", &h, "").0, 204);
+    assert_eq!(*deleted.lock().unwrap(), ["up-2", "up-3"]);
+}

@@ -393,6 +393,11 @@ pub struct ServeArgs {
     /// Connections served at once; beyond it new ones wait (open ones keep working).
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub max_connections: usize,
+    /// Client sessions the aggregated /mcp endpoint keeps at once (with several servers);
+    /// past it the longest idle one is closed, its servers' sessions with it (DELETE), and
+    /// its client starts again on the 404 it then gets.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub max_sessions: usize,
     /// On SIGTERM/SIGINT: stop accepting, give calls in flight this many seconds, exit 0.
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub shutdown_grace: u64,

@@ -36,6 +36,9 @@
 //!   open (the id can only be its). With several, the events of the servers have no one
 //!   order and an id does not say whose it is: the streams start afresh.
 //!
+//! - `DELETE /mcp` closes every server's session with the client. Past `--max-sessions`
+//!   client sessions, the longest idle one is closed the same way, in the background.
+//!
 //! Not here yet: batches, and protocol 2026-07-28 (answered 400, which makes clients fall
 //! back to 2025-11-25).
 
@@ -78,8 +81,6 @@ pub mod fuzzing {
 const SESSION: HeaderName = HeaderName::from_static("mcp-session-id");
 const VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
 const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
-/// Sessions kept at once; past it the longest idle is forgotten.
-const MAX_SESSIONS: usize = 10_000;
 /// Pages of one list read from one server before giving up on the rest.
 const MAX_PAGES: usize = 100;
 /// The largest answer read whole (a list, an error).
@@ -174,9 +175,10 @@ impl Naming {
     }
 }
 
-/// Client sessions of the aggregated endpoint, by the id this gateway gave them.
-#[derive(Default)]
+/// Client sessions of the aggregated endpoint, by the id this gateway gave them: at most
+/// `max` (`--max-sessions`), the longest idle closed to make room.
 pub(crate) struct Sessions {
+    max: usize,
     // foldhash, not SipHash: every key is an id this gateway made (a client cannot choose
     // what goes in, so it cannot make keys collide), and a lookup is on every call.
     map: Mutex<HashMap<Arc<str>, Arc<Session>, foldhash::fast::RandomState>>,
@@ -701,7 +703,16 @@ impl Inner {
             );
         };
         let sid: Arc<str> = uuid::Uuid::new_v4().to_string().into();
-        self.sessions.insert(sid.clone(), session);
+        if let Some(gone) = self.sessions.insert(sid.clone(), session) {
+            // Pushed out past `--max-sessions`: its servers' sessions go too, rather than
+            // waiting for each server's own idle timeout (a flood of sessions would otherwise
+            // pile up in the servers). Asked as the gateway, not as this client: only the
+            // servers' session ids and the configured headers go with it.
+            let (mut template, ()) = Request::new(()).into_parts();
+            template.method = Method::DELETE;
+            template.uri = parts.uri.clone();
+            tokio::spawn(self.close_upstream(&template, &gone));
+        }
         let mut info = json!({
             "protocolVersion": version,
             "capabilities": capabilities,
@@ -1113,17 +1124,29 @@ impl Inner {
                 "unknown session",
             );
         };
-        let open = session.opened(|u| u.session.is_some());
-        futures_util::future::join_all(open.iter().map(|(i, up)| async move {
-            let Ok(r) = self
-                .exchange(parts, up, *i, Method::DELETE, Body::empty())
-                .await;
-            let _ = warden_tower::collect(r.into_body(), MAX_ANSWER).await;
-        }))
-        .await;
+        self.close_upstream(parts, &session).await;
         let mut r = Response::new(Body::empty());
         *r.status_mut() = StatusCode::NO_CONTENT;
         r
+    }
+
+    /// Every server's session with this client closed (`DELETE`), their answers read.
+    fn close_upstream(
+        &self,
+        template: &http::request::Parts,
+        session: &Session,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let closing: Vec<_> = session
+            .opened(|u| u.session.is_some())
+            .iter()
+            .map(|(i, up)| self.exchange(template, up, *i, Method::DELETE, Body::empty()))
+            .collect();
+        async move {
+            for r in futures_util::future::join_all(closing).await {
+                let Ok(r) = r;
+                let _ = warden_tower::collect(r.into_body(), MAX_ANSWER).await;
+            }
+        }
     }
 }
 
@@ -1148,19 +1171,28 @@ impl Session {
 }
 
 impl Sessions {
-    fn insert(&self, id: Arc<str>, session: Arc<Session>) {
+    pub(crate) fn new(max: usize) -> Sessions {
+        Sessions {
+            max: max.max(1),
+            map: Mutex::default(),
+            uses: AtomicU64::new(0),
+        }
+    }
+
+    /// Keeps `session`; returns the one that made room for it, if one had to.
+    fn insert(&self, id: Arc<str>, session: Arc<Session>) -> Option<Arc<Session>> {
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        if map.len() >= MAX_SESSIONS {
+        let mut gone = None;
+        if map.len() >= self.max {
             // The longest idle goes (its client re-initializes on the 404 it then gets).
             let oldest = map
                 .iter()
                 .min_by_key(|(_, s)| s.touched.load(Ordering::Relaxed))
                 .map(|(k, _)| k.clone());
-            if let Some(k) = oldest {
-                map.remove(&k);
-            }
+            gone = oldest.and_then(|k| map.remove(&k));
         }
         map.insert(id, session);
+        gone
     }
 
     fn tick(&self) -> u64 {

@@ -23,6 +23,9 @@ pub struct Limits {
     /// connection is closed after it.
     pub header_read_timeout: Duration,
     pub max_connections: usize,
+    /// Client sessions the aggregated `/mcp` endpoint keeps; past it the longest idle one
+    /// is closed, with its servers' sessions.
+    pub max_sessions: usize,
     /// After SIGTERM/SIGINT, calls in flight get this long to finish.
     pub shutdown_grace: Duration,
 }
@@ -32,6 +35,7 @@ impl Default for Limits {
         Limits {
             header_read_timeout: Duration::from_secs(10),
             max_connections: 10_000,
+            max_sessions: 10_000,
             shutdown_grace: Duration::from_secs(30),
         }
     }

@@ -248,7 +248,7 @@ async fn run(opts: ServeOptions, workers: usize) -> Result<(), Error> {
             discovery: opts.jwt.clone(),
         }),
         cors_origins: opts.cors_origins.clone(),
-        sessions: Arc::default(),
+        sessions: Arc::new(crate::aggregate::Sessions::new(opts.limits.max_sessions)),
         naming,
     });
 
