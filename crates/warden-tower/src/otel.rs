@@ -224,6 +224,81 @@ fn id_text(id: &Value) -> String {
     }
 }
 
+/// What a message's span is named and attributed with.
+struct Described<'a> {
+    method: &'a str,
+    target: Option<&'a str>,
+    id: Option<&'a Value>,
+    params: Option<&'a Params<'a>>,
+    transport: Transport,
+    caller: &'a Caller,
+    headers: &'a HeaderMap,
+}
+
+/// Attributes a recording span gets after it starts: the decision and rule, the counters
+/// and their room left, `error.type` and its code.
+const LATER_ATTRIBUTES: usize = 6;
+
+impl Described<'_> {
+    /// `{method} {target}`.
+    fn name(&self) -> String {
+        match self.target {
+            Some(t) => format!("{} {t}", self.method),
+            None => self.method.to_owned(),
+        }
+    }
+
+    fn attributes(&self) -> Vec<KeyValue> {
+        let (method, target) = (self.method, self.target);
+        let mut attrs = Vec::with_capacity(10 + LATER_ATTRIBUTES);
+        let known_method = known(method);
+        attrs.push(if known_method == method {
+            KeyValue::new("mcp.method.name", known_method)
+        } else {
+            KeyValue::new("mcp.method.name", method.to_owned())
+        });
+        if let Some(id) = self.id {
+            attrs.push(KeyValue::new("jsonrpc.request.id", id_text(id)));
+        }
+        attrs.push(KeyValue::new("network.transport", self.transport.name()));
+        if let Some(session) = self.caller.session.as_deref() {
+            attrs.push(KeyValue::new("mcp.session.id", session.to_owned()));
+        }
+        if let Some(v) =
+            crate::service::header_str(self.headers, &crate::service::names::MCP_PROTOCOL_VERSION)
+        {
+            attrs.push(KeyValue::new("mcp.protocol.version", version(v)));
+        }
+        match (method, target) {
+            ("tools/call", Some(t)) => {
+                attrs.push(KeyValue::new("gen_ai.tool.name", t.to_owned()));
+                attrs.push(KeyValue::new("gen_ai.operation.name", "execute_tool"));
+            }
+            ("prompts/get", Some(t)) => {
+                attrs.push(KeyValue::new("gen_ai.prompt.name", t.to_owned()));
+            }
+            _ => {}
+        }
+        if method.starts_with("resources/") {
+            if let Some(uri) = self
+                .params
+                .and_then(|p| p.get("uri"))
+                .and_then(Value::as_str)
+            {
+                attrs.push(KeyValue::new("mcp.resource.uri", uri.to_owned()));
+            }
+        }
+        // Shared, not copied.
+        if let Some(g) = &self.caller.grant {
+            attrs.push(KeyValue::new("warden.grant", g.clone()));
+        }
+        if let Some(server) = &self.caller.server {
+            attrs.push(KeyValue::new("warden.server", server.clone()));
+        }
+        attrs
+    }
+}
+
 impl Trace {
     /// A span for each request and notification of the body; `None` when there is none.
     pub(crate) fn start(
@@ -284,64 +359,44 @@ impl Trace {
                 "tools/call" | "prompts/get" => params.and_then(Params::name),
                 _ => None,
             };
-            // Named for good once the sampler has said yes: an unsampled span costs no name.
-            let span = SpanBuilder::from_name(known(method))
-                .with_kind(SpanKind::Server)
-                .start_with_context(&tracing.tracer, &parent);
-            let cx = parent.with_span(span);
-            let s = cx.span();
-            let mut name = None;
-            if s.is_recording() {
-                let full = match target {
-                    Some(t) => format!("{method} {t}"),
-                    None => method.to_owned(),
-                };
-                s.update_name(full.clone());
-                name = Some(full);
-                let mut attrs: SmallVec<[KeyValue; 12]> = SmallVec::new();
-                let known_method = known(method);
-                attrs.push(if known_method == method {
-                    KeyValue::new("mcp.method.name", known_method)
-                } else {
-                    KeyValue::new("mcp.method.name", method.to_owned())
+            let described = Described {
+                method,
+                target,
+                id,
+                params,
+                transport,
+                caller,
+                headers: &parts.headers,
+            };
+            let (cx, name) = if valid && tracing.sampler.is_some() {
+                // The sampler was asked above and said yes: named and attributed from the
+                // start, in one vector with room for what the decision adds (no lock, no
+                // regrowth). (A message without a context is asked by the SDK, under the
+                // trace id it makes.)
+                let name = described.name();
+                let span = SpanBuilder::from_name(name.clone())
+                    .with_kind(SpanKind::Server)
+                    .with_attributes(described.attributes())
+                    .start_with_context(&tracing.tracer, &parent);
+                let cx = parent.with_span(span);
+                let recording = cx.span().is_recording();
+                (cx, recording.then_some(name))
+            } else {
+                // Named for good once the SDK's sampler has said yes: an unsampled span
+                // costs no name.
+                let span = SpanBuilder::from_name(known(method))
+                    .with_kind(SpanKind::Server)
+                    .start_with_context(&tracing.tracer, &parent);
+                let cx = parent.with_span(span);
+                let s = cx.span();
+                let name = s.is_recording().then(|| {
+                    let name = described.name();
+                    s.update_name(name.clone());
+                    s.set_attributes(described.attributes());
+                    name
                 });
-                if let Some(id) = id {
-                    attrs.push(KeyValue::new("jsonrpc.request.id", id_text(id)));
-                }
-                attrs.push(KeyValue::new("network.transport", transport.name()));
-                if let Some(session) = caller.session.as_deref() {
-                    attrs.push(KeyValue::new("mcp.session.id", session.to_owned()));
-                }
-                if let Some(v) = crate::service::header_str(
-                    &parts.headers,
-                    &crate::service::names::MCP_PROTOCOL_VERSION,
-                ) {
-                    attrs.push(KeyValue::new("mcp.protocol.version", version(v)));
-                }
-                match (method, target) {
-                    ("tools/call", Some(t)) => {
-                        attrs.push(KeyValue::new("gen_ai.tool.name", t.to_owned()));
-                        attrs.push(KeyValue::new("gen_ai.operation.name", "execute_tool"));
-                    }
-                    ("prompts/get", Some(t)) => {
-                        attrs.push(KeyValue::new("gen_ai.prompt.name", t.to_owned()));
-                    }
-                    _ => {}
-                }
-                if method.starts_with("resources/") {
-                    if let Some(uri) = params.and_then(|p| p.get("uri")).and_then(Value::as_str) {
-                        attrs.push(KeyValue::new("mcp.resource.uri", uri.to_owned()));
-                    }
-                }
-                // Shared, not copied.
-                if let Some(g) = &caller.grant {
-                    attrs.push(KeyValue::new("warden.grant", g.clone()));
-                }
-                if let Some(server) = &caller.server {
-                    attrs.push(KeyValue::new("warden.server", server.clone()));
-                }
-                s.set_attributes(attrs);
-            }
+                (cx, name)
+            };
             spans.push(Spanned {
                 // Looked up only for a recording span (its decision, its answer's error).
                 id: name.as_ref().and_then(|_| id.cloned()),
@@ -412,18 +467,20 @@ impl Trace {
                     .map(|used| c.counter.max.saturating_sub(used) as i64)
             })
             .collect();
-        for s in &self.spans {
-            let span = s.cx.span();
-            span.set_attribute(KeyValue::new(
-                "warden.limit.counters",
-                OtelValue::Array(names.clone().into()),
-            ));
-            if let Some(left) = &left {
-                span.set_attribute(KeyValue::new(
-                    "warden.limit.remaining",
-                    OtelValue::Array(left.clone().into()),
-                ));
-            }
+        let mut counters = Some(OtelValue::Array(names.into()));
+        let mut remaining = left.map(|l| OtelValue::Array(l.into()));
+        let last = self.spans.len().saturating_sub(1);
+        for (i, s) in self.spans.iter().enumerate() {
+            // Copied for every span but the last, which takes them.
+            let (counters, remaining) = if i == last {
+                (counters.take(), remaining.take())
+            } else {
+                (counters.clone(), remaining.clone())
+            };
+            let counters = counters.map(|v| KeyValue::new("warden.limit.counters", v));
+            let remaining = remaining.map(|v| KeyValue::new("warden.limit.remaining", v));
+            s.cx.span()
+                .set_attributes(counters.into_iter().chain(remaining));
         }
     }
 
