@@ -25,6 +25,12 @@ pub const DENIED_PREFIX: &str = "[POLICY DENIED]";
 /// Protocol versions from this one on tag every result with `resultType`.
 pub(crate) const RESULT_TYPE_SINCE: &str = "2026-07-28";
 
+/// Marks an answer the layer wrote itself to refuse every call of a request (its policy,
+/// its limits): nothing reached the server. A layer in front of this one reads it and gives
+/// back what it charged for those calls.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Refused;
+
 pub(crate) fn denied(id: &Value, message: &str, style: DenyStyle, protocol: Option<&str>) -> Value {
     let text = format!("{DENIED_PREFIX} {message}");
     match style {

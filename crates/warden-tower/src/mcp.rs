@@ -467,9 +467,11 @@ where
         let resp = inner.call(forward_request(parts, &parsed, bytes)).await?;
         // A server that does not know the session ran nothing (404, as MCP says): the calls
         // cost nothing. A gateway that opens the session again and sends them once more
-        // charges them once.
-        let refunds = if resp.status() == StatusCode::NOT_FOUND
-            && caller.session.is_some()
+        // charges them once. Nor did a gate behind this one that refused them (a gateway's
+        // policy above every server's, say).
+        let ran_nothing = (resp.status() == StatusCode::NOT_FOUND && caller.session.is_some())
+            || resp.extensions().get::<answer::Refused>().is_some();
+        let refunds = if ran_nothing
             && matches!(charged, Ok(Charged::All))
             && !charges.is_empty()
         {
@@ -808,13 +810,16 @@ fn refuse_all(
     } else {
         answers.into_iter().next().unwrap_or(Value::Null)
     };
-    answer::json(StatusCode::OK, &value)
+    let mut r = answer::json(StatusCode::OK, &value);
+    // A gate in front of this one gives back what it charged for these calls.
+    r.extensions_mut().insert(answer::Refused);
+    r
 }
 
-/// Whether a request says it has a body (a length above 0, or chunked framing).
 /// The JSON-RPC code of protocol 2026-07-28's `HeaderMismatchError`.
 const HEADER_MISMATCH: i64 = -32020;
 
+/// Whether a request says it has a body (a length above 0, or chunked framing).
 fn has_body(h: &HeaderMap) -> bool {
     h.contains_key(header::TRANSFER_ENCODING)
         || h.get(header::CONTENT_LENGTH)

@@ -512,6 +512,55 @@ tool pay {
 }
 
 #[tokio::test]
+async fn a_call_a_gate_behind_refuses_costs_nothing_in_the_gate_in_front() {
+    // A server's gate in front of a gateway-wide one (`warden serve --gateway-policy`):
+    // what the one behind refuses never reached the server, so the one in front gives its
+    // charge back.
+    let front = r#"version 1
+default allow
+
+tool pay {
+  limit 1 per day global as payments
+}
+"#;
+    let behind = r#"version 1
+default allow
+
+all tools {
+  deny if args.to == "mallory" because "not to mallory"
+}
+"#;
+    let up = Upstream::default();
+    let mut svc = PolicyLayer::new(compiled(front))
+        .layer(PolicyLayer::new(compiled(behind)).layer(up.clone()));
+    async fn send(
+        svc: &mut warden_tower::PolicyService<warden_tower::PolicyService<Upstream>>,
+        body: String,
+    ) -> String {
+        let resp = ServiceExt::<Request<Body>>::ready(svc)
+            .await
+            .unwrap()
+            .call(post(&body))
+            .await
+            .unwrap();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8_lossy(&body).into_owned()
+    }
+    for id in 1..=3 {
+        let body = send(&mut svc, call(id, "pay", json!({"to": "mallory"}))).await;
+        assert!(denied_text(&body).contains("not to mallory"), "{body}");
+    }
+    let body = send(&mut svc, call(4, "pay", json!({"to": "bob"}))).await;
+    assert!(!body.contains("POLICY DENIED"), "{body}");
+    let body = send(&mut svc, call(5, "pay", json!({"to": "bob"}))).await;
+    assert!(
+        denied_text(&body).contains("rate limit `payments` reached"),
+        "{body}"
+    );
+    assert_eq!(up.seen().len(), 1);
+}
+
+#[tokio::test]
 async fn a_condition_reads_what_the_caller_has_used_of_another_tools_counter() {
     let policy = r#"version 1
 default allow
