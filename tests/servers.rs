@@ -968,3 +968,122 @@ fn a_session_pushed_out_past_max_sessions_is_closed_on_its_servers_too() {
     assert_eq!(support::http(&gw.url, "DELETE", "/mcp", &h, "").0, 204);
     assert_eq!(*deleted.lock().unwrap(), ["up-2", "up-3"]);
 }
+
+#[test]
+fn a_gateway_policy_rules_every_servers_calls_with_one_budget_for_all() {
+    let warden = support::warden().expect("warden binary");
+    let dir = support::scratch("servers-gateway-policy");
+    std::fs::write(
+        dir.join("a.pol"),
+        "version 1\ndefault deny\nallow echo, add\n",
+    )
+    .unwrap();
+    // b's own limit shows that a call the gateway's policy refuses is given back to it.
+    std::fs::write(
+        dir.join("b.pol"),
+        "version 1\ndefault deny\ntool echo {\n  limit 1 per minute per grant as b_calls\n}\n",
+    )
+    .unwrap();
+    let gateway_policy = "version 1\ndefault allow\n\nall tools {\n  deny if args.text == \"stop\" because \"stopped at the gateway\"\n  deny if caller.grant == \"bob\" because \"bob is on leave\"\n  limit 3 per minute per grant as everywhere\n}\n";
+    std::fs::write(dir.join("all.pol"), gateway_policy).unwrap();
+    let (a, b) = (rmcp_example(), rmcp_example());
+    let config = dir.join("warden.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ngrant-token = [\"alice=alice-token\", \"bob=bob-token\"]\ngateway-policy = \"all.pol\"\n\n[servers.a]\nurl = \"{}\"\npolicy = \"a.pol\"\n\n[servers.b]\nurl = \"{}\"\npolicy = \"b.pol\"\n",
+            a.url, b.url
+        ),
+    )
+    .unwrap();
+    // `warden check` reads the gateway's policy with the servers'.
+    let out = Command::new(&warden)
+        .arg("check")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("gateway-wide policy") && said.contains("all.pol"),
+        "{said}"
+    );
+    // With one `--upstream` there is nothing for it to sit above.
+    let out = Command::new(&warden)
+        .args(["serve", "--no-auth", "--upstream", &a.url, "--policy"])
+        .arg(dir.join("a.pol"))
+        .arg("--gateway-policy")
+        .arg(dir.join("all.pol"))
+        .output()
+        .unwrap();
+    let why = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && why.contains("--gateway-policy goes with"),
+        "{why}"
+    );
+
+    let gw = serve_config(&warden, &config);
+    let as_who = |token: &str, sid: Option<&str>, body: &str| {
+        let auth = format!("Bearer {token}");
+        let h = support::mcp_headers(&auth, sid);
+        let (status, headers, text) = support::http(&gw.url, "POST", "/mcp", &h, body);
+        assert!(status == 200 || status == 202, "{status}: {text}");
+        let sid = headers
+            .iter()
+            .find(|(k, _)| k == "mcp-session-id")
+            .map(|(_, v)| v.clone());
+        (sid, text)
+    };
+    let alice = as_who("alice-token", None, INIT).0.expect("a session");
+    let call = |token: &str, sid: &str, id: u32, name: &str, args: Value| {
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": name, "arguments": args}});
+        as_who(token, Some(sid), &body.to_string()).1
+    };
+    // The gateway refuses what b's gate let through; b's charge is given back.
+    let stopped = call("alice-token", &alice, 2, "b_echo", json!({"text": "stop"}));
+    assert!(stopped.contains("stopped at the gateway"), "{stopped}");
+    let echoed = call("alice-token", &alice, 3, "b_echo", json!({"text": "one"}));
+    assert!(
+        echoed.contains("one") && !echoed.contains("POLICY DENIED"),
+        "{echoed}"
+    );
+    // One budget for both servers: b's call, then two of a's, then none.
+    assert!(
+        !call("alice-token", &alice, 4, "a_echo", json!({"text": "two"})).contains("POLICY DENIED")
+    );
+    assert!(
+        !call("alice-token", &alice, 5, "a_add", json!({"a": 1, "b": 2})).contains("POLICY DENIED")
+    );
+    let over = call("alice-token", &alice, 6, "a_echo", json!({"text": "four"}));
+    assert!(over.contains("rate limit `everywhere` reached"), "{over}");
+    // A condition on the caller, for every server.
+    let bob = as_who("bob-token", None, INIT).0.expect("a session");
+    let refused = call("bob-token", &bob, 2, "a_echo", json!({"text": "hi"}));
+    assert!(refused.contains("bob is on leave"), "{refused}");
+    // Reloaded on change like a server's policy: bob is back.
+    std::fs::write(
+        dir.join("all.pol"),
+        gateway_policy.replace(
+            "  deny if caller.grant == \"bob\" because \"bob is on leave\"\n",
+            "",
+        ),
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut answer = String::new();
+    for id in 3.. {
+        answer = call("bob-token", &bob, id, "a_echo", json!({"text": "back"}));
+        if !answer.contains("on leave") || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(
+        answer.contains("back") && !answer.contains("POLICY DENIED"),
+        "{answer}"
+    );
+}

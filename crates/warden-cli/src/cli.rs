@@ -313,6 +313,12 @@ pub struct ServeArgs {
     /// the start. The last two ask every server for its lists at start.
     #[arg(long, value_enum, default_value = "always")]
     pub server_names: ServerNames,
+    /// With several servers (--config): a policy for every server's calls, decided after
+    /// each server's own (both must allow): caller conditions and limits that all servers
+    /// share (its counters count every server's calls). It names tools as the servers do;
+    /// `all tools { ... }` reaches every tool. Reloaded on change, like the servers' policies.
+    #[arg(long, value_name = "FILE")]
+    pub gateway_policy: Option<PathBuf>,
     /// Serve HTTPS with this certificate chain (PEM; TLS 1.2 and 1.3). Reloaded when the
     /// file changes (cert-manager, ACME clients); open connections keep theirs.
     #[arg(long, value_name = "FILE", requires = "tls_key")]

@@ -181,6 +181,11 @@ fn check(
                             .collect::<Vec<_>>()
                             .join(", ")
                     );
+                    if let Some(p) = config.gateway_policy {
+                        println!("{}: gateway-wide policy {}", file.display(), p.display());
+                        // Above every server: no one server's tool list to check it against.
+                        policies.push((p, None));
+                    }
                     for server in config.servers {
                         if !live {
                             policies.push((server.policy, catalog.clone()));

@@ -10,7 +10,8 @@
 //!
 //! Each MCP server is a `[servers.NAME]` table (`url`, `policy`, `headers`, `timeout`, and
 //! the upstream TLS keys). One server is served as `--upstream` serves it; several are each
-//! at `/mcp/NAME`, with their own policy and counters.
+//! at `/mcp/NAME`, with their own policy and counters. `gateway-policy` names a policy for
+//! every server's calls, decided after each server's own.
 //!
 //! Every problem is a [`Diagnostic`] at its line and column: a key no flag has (with the
 //! nearest one), a value of the wrong type, an unset variable, a policy file that is not
@@ -49,6 +50,9 @@ pub struct Config {
     pub args: Vec<OsString>,
     /// The servers, in the file's order.
     pub servers: Vec<ServerSpec>,
+    /// `gateway-policy`: the policy above every server's, resolved against the file's
+    /// directory.
+    pub gateway_policy: Option<PathBuf>,
     /// Variables unset where the file is only checked (CI has no secrets): said, not fatal.
     pub warnings: Vec<Diagnostic>,
 }
@@ -175,6 +179,16 @@ fn read(text: &str, base: &Path, purpose: Purpose) -> Result<Config, Vec<Diagnos
         let key_span = root.key(key).and_then(|k| k.span()).unwrap_or(0..0);
         if key == "servers" {
             out.servers(item, key_span);
+            continue;
+        }
+        if key == "gateway-policy" {
+            // Found beside the file, as the servers' policies are.
+            let must_exist = out.purpose != Purpose::Scan;
+            if let Some(path) = out.file(item, must_exist) {
+                out.config.args.push("--gateway-policy".into());
+                out.config.args.push(path.clone().into_os_string());
+                out.config.gateway_policy = Some(path);
+            }
             continue;
         }
         if SERVER_ONLY.contains(&key) {

@@ -18,6 +18,13 @@ use crate::error::CliError;
 
 pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
     let servers = servers(&args)?;
+    if args.gateway_policy.is_some() && servers.iter().all(|s| s.name.is_none()) {
+        return Err(CliError::Usage(
+            "--gateway-policy goes with servers named in a warden.toml (--config); with one \
+             --upstream, put its rules in --policy"
+                .into(),
+        ));
+    }
     let grants = if args.no_auth {
         None
     } else {
@@ -98,6 +105,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
     warden_gateway::logging::init(args.audit.as_deref(), admin.is_some())?;
     let opts = ServeOptions {
         servers,
+        gateway_policy: args.gateway_policy.clone(),
         server_names: match args.server_names {
             ServerNames::Always => NameMode::Always,
             ServerNames::OnCollision => NameMode::OnCollision,

@@ -82,6 +82,9 @@ pub struct ServeOptions {
     pub servers: Vec<ServerOptions>,
     /// How `/mcp` names the tools and prompts of several servers.
     pub server_names: NameMode,
+    /// `--gateway-policy`: rules for every server's calls, decided after the server's own
+    /// policy (caller conditions, a budget all servers share).
+    pub gateway_policy: Option<PathBuf>,
     pub listen: SocketAddr,
     /// Serve TLS with this certificate chain and key (PEM), reloaded when they change.
     pub tls: Option<(PathBuf, PathBuf)>,
@@ -173,6 +176,27 @@ async fn run(opts: ServeOptions, workers: usize) -> Result<(), Error> {
         tracing::info!(target: "warden::gateway", endpoint = %e.description, "exporting traces over OTLP");
     }
     let auth = opts.grants.is_some() || opts.jwt.is_some();
+    // The gateway-wide policy: one layer behind every server's gate, so that its counters
+    // are all servers' at once. Its audit lines, metrics and counters say server `*`.
+    let gateway = match &opts.gateway_policy {
+        Some(path) => {
+            let (compiled, text) = policy_file::load(path).map_err(Error::Policy)?;
+            let mut layer = stores
+                .layer_for(GATEWAY, compiled)
+                .shadow(opts.shadow)
+                .max_body_bytes(opts.max_message_bytes);
+            if let Some(url) = &opts.console_url {
+                layer = layer.console_url(url.clone());
+            }
+            if let Some(e) = &export {
+                layer = layer.tracer_with_sampler(e.tracer(), e.sampler());
+            }
+            Live::new(path.clone(), text, layer.handle()).watch(opts.reload_every);
+            tracing::info!(target: "warden::gateway", policy = %path.display(), "a gateway-wide policy decides every server's calls after the server's own");
+            Some(layer)
+        }
+        None => None,
+    };
     // Each server: its layer (policy, counters), its policy file watched, its upstream.
     let mut servers = Vec::with_capacity(opts.servers.len());
     let mut lives = Vec::with_capacity(opts.servers.len());
@@ -225,6 +249,7 @@ async fn run(opts: ServeOptions, workers: usize) -> Result<(), Error> {
             name: server.name.as_deref().map(Arc::from),
             layer,
             upstream,
+            gateway: gateway.clone(),
         });
     }
     let live = lives[0].1.clone();
@@ -410,11 +435,29 @@ async fn naming(opts: &ServeOptions) -> Result<Naming, Error> {
     Naming::new(opts.server_names, &names, &lists).map_err(Error::Config)
 }
 
+/// What the gateway-wide policy's layer is called where a server's name would be: no
+/// server can have it (a server's name is letters, digits, `-` and `_`).
+const GATEWAY: &str = "*";
+
 /// One server's gate: its policy layer in front of its upstream.
 struct Backend {
     name: Option<Arc<str>>,
     layer: warden_tower::PolicyLayer,
     upstream: Server,
+    /// The gateway-wide policy's layer, between the server's gate and its upstream.
+    gateway: Option<warden_tower::PolicyLayer>,
+}
+
+impl Backend {
+    /// A worker's stack for this server: its gate, the gateway's, its upstream.
+    fn gate(&self) -> PolicyService<Server> {
+        let upstream = self.upstream.for_worker();
+        let upstream = match &self.gateway {
+            Some(g) => Server::Gated(Box::new(g.layer(upstream))),
+            None => upstream,
+        };
+        self.layer.layer(upstream)
+    }
 }
 
 /// A server as the policy layer's inner service: over HTTP, or launched here.
@@ -422,6 +465,9 @@ struct Backend {
 pub(crate) enum Server {
     Http(Upstream),
     Launched(Children),
+    /// Behind the gateway-wide policy's gate (`--gateway-policy`), one layer shared by
+    /// every server: its counters are all servers' at once.
+    Gated(Box<PolicyService<Server>>),
 }
 
 impl Server {
@@ -430,6 +476,7 @@ impl Server {
         match self {
             Server::Http(u) => Server::Http(u.for_worker()),
             Server::Launched(c) => Server::Launched(c.clone()),
+            Server::Gated(g) => Server::Gated(g.clone()),
         }
     }
 
@@ -437,6 +484,7 @@ impl Server {
         match self {
             Server::Http(u) => u.path(),
             Server::Launched(_) => "/mcp",
+            Server::Gated(g) => g.get_ref().path(),
         }
     }
 
@@ -444,6 +492,7 @@ impl Server {
         match self {
             Server::Http(u) => u.health(),
             Server::Launched(_) => crate::proxy::Health::default(),
+            Server::Gated(g) => g.get_ref().health(),
         }
     }
 }
@@ -461,6 +510,7 @@ impl Service<Request<Body>> for Server {
         match self {
             Server::Http(u) => u.call(req),
             Server::Launched(c) => c.call(req),
+            Server::Gated(g) => Box::pin(g.call(req)),
         }
     }
 }
@@ -499,7 +549,7 @@ impl Stack {
         let gates: Vec<_> = self
             .servers
             .iter()
-            .map(|b| (b.name.clone(), b.layer.layer(b.upstream.for_worker())))
+            .map(|b| (b.name.clone(), b.gate()))
             .collect();
         let routes = match <[_; 1]>::try_from(gates) {
             // `--upstream`: the one server, at any path, as always.

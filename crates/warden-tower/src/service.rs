@@ -32,6 +32,13 @@ pub struct PolicyService<S> {
     pub(crate) shared: Arc<Shared>,
 }
 
+impl<S> PolicyService<S> {
+    /// The service behind the gate.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
 impl<S> std::fmt::Debug for PolicyService<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PolicyService").finish_non_exhaustive()
