@@ -282,8 +282,13 @@ struct Caller<'a> {
 /// The policy of the server a `<server>_<name>` belongs to in a warden.toml (the longest
 /// server name that fits), and the name the server knows. A resource (a URI) is not renamed:
 /// it needs `<server>_` in front here too.
-fn server_of<'n>(config: &Path, kind: Kind, name: &'n str) -> Result<(PathBuf, &'n str), CliError> {
+fn server_of<'n>(
+    config: &Path,
+    kind: Kind,
+    name: &'n str,
+) -> Result<(PathBuf, &'n str, Option<PathBuf>), CliError> {
     let (config_file, _) = crate::config::load_reported(config, crate::config::Purpose::Check)?;
+    let gateway = config_file.gateway_policy.clone();
     let found = config_file
         .servers
         .iter()
@@ -300,7 +305,7 @@ fn server_of<'n>(config: &Path, kind: Kind, name: &'n str) -> Result<(PathBuf, &
                 s.policy.display(),
                 kind.noun()
             );
-            Ok((s.policy.clone(), bare))
+            Ok((s.policy.clone(), bare, gateway))
         }
         None => Err(CliError::Usage(format!(
             "{name:?} names no server of {}: write <server>_<name>, the servers being {}",
@@ -344,42 +349,56 @@ fn explain(
         }
     };
     // A warden.toml: the name as the aggregated `/mcp` shows it (`<server>_<name>`) picks
-    // the server, whose policy decides the name the server knows.
-    let (file, name) = match file.extension().is_some_and(|e| e == "toml") {
-        false => (file.to_owned(), name),
-        true => {
-            let (policy, bare) = server_of(file, kind, name)?;
-            (policy, bare)
-        }
+    // the server, whose policy decides the name the server knows; a gateway-wide policy
+    // decides after it.
+    let (file, name, gateway) = match file.extension().is_some_and(|e| e == "toml") {
+        false => (file.to_owned(), name, None),
+        true => server_of(file, kind, name)?,
     };
-    let file = file.as_path();
-    let (src, policy) = source::load(file)?;
-    let compiled = source::compiled(&src, &policy)?;
     let mut call = Call::of(kind, name)
         .args(&args)
         .grant(caller.grant)
         .session(caller.session)
         .ip(caller.ip);
     call.claims = claims.as_ref();
-    let mut explanation = compiled.explain(&call);
-    explanation.source = src.location(&explanation.rule);
+    let explained = |file: &Path| -> Result<warden_policy::Explanation, CliError> {
+        let (src, policy) = source::load(file)?;
+        let compiled = source::compiled(&src, &policy)?;
+        let mut explanation = compiled.explain(&call);
+        explanation.source = src.location(&explanation.rule);
+        Ok(explanation)
+    };
+    let explanation = explained(&file)?;
+    // What the server's policy refuses never reaches the gateway-wide one.
+    let asked = gateway.filter(|_| explanation.decision != warden_policy::Outcome::Deny);
+    let above = asked.as_deref().map(explained).transpose()?;
     let mut out = std::io::stdout().lock();
     match format {
-        Format::Text => write!(
-            out,
-            "{}",
-            crate::simulate::explanation_text(kind, &explanation)
-        )?,
+        Format::Text => {
+            write!(
+                out,
+                "{}",
+                crate::simulate::explanation_text(kind, &explanation)
+            )?;
+            if let (Some(path), Some(above)) = (&asked, &above) {
+                writeln!(out, "\nthen the gateway-wide policy, {}:", path.display())?;
+                write!(out, "{}", crate::simulate::explanation_text(kind, above))?;
+            }
+        }
         Format::Json => {
             #[derive(serde::Serialize)]
             struct Explained<'a> {
                 kind: Kind,
                 #[serde(flatten)]
                 explanation: &'a warden_policy::Explanation,
+                /// The gateway-wide policy's, when it is asked (both must allow).
+                #[serde(skip_serializing_if = "Option::is_none")]
+                gateway: Option<&'a warden_policy::Explanation>,
             }
             let doc = Explained {
                 kind,
                 explanation: &explanation,
+                gateway: above.as_ref(),
             };
             serde_json::to_writer_pretty(&mut out, &doc).map_err(std::io::Error::from)?;
             writeln!(out)?;

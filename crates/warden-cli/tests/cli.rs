@@ -106,6 +106,48 @@ fn explain_text_shows_the_steps() {
 }
 
 #[test]
+fn explain_a_warden_toml_asks_the_gateway_policy_after_the_servers() {
+    let call = |grant: &str, region: &str| {
+        let args = format!(r#"{{"region": "{region}"}}"#);
+        let (code, out, err) = warden(&[
+            "explain",
+            "gateway.toml",
+            "--tool",
+            "cloud_create_instance",
+            "--args",
+            &args,
+            "--grant",
+            grant,
+        ]);
+        assert_eq!(code, 0, "{err}");
+        out
+    };
+    // The server allows; then the gateway's policy refuses this caller.
+    insta::assert_snapshot!("explain_gateway_denies", call("intern", "eu-west"));
+    // Both allow: each charges its own counter.
+    insta::assert_snapshot!("explain_gateway_allows", call("ci", "eu-west"));
+    // The server refuses: the gateway's policy is never asked.
+    let out = call("intern", "mars");
+    assert!(!out.contains("gateway-wide"), "{out}");
+    let (_, json, _) = warden(&[
+        "explain",
+        "gateway.toml",
+        "--tool",
+        "cloud_create_instance",
+        "--args",
+        r#"{"region": "eu-west"}"#,
+        "--grant",
+        "intern",
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["decision"], "allow", "{v}");
+    assert_eq!(v["gateway"]["decision"], "deny", "{v}");
+    assert_eq!(v["gateway"]["rule"], "/all_tools/deny_if/0", "{v}");
+}
+
+#[test]
 fn explain_resources_and_prompts() {
     let (code, out, err) = warden(&[
         "explain",
