@@ -122,6 +122,9 @@ struct CaseResult {
 struct Servers<'a> {
     /// `(name, compiled, source)`; one unnamed entry for a single policy.
     policies: Vec<(Option<String>, &'a CompiledPolicy, &'a Source)>,
+    /// The warden.toml's gateway-wide policy: it decides what a server's lets through, on
+    /// counters every server's calls share.
+    gateway: Option<(&'a CompiledPolicy, &'a Source)>,
 }
 
 impl<'a> Servers<'a> {
@@ -171,9 +174,10 @@ fn run_case(
         .iter()
         .map(|_| Simulator::new(10_000))
         .collect();
+    let above = Simulator::new(10_000);
     let mut calls = 0;
     for step in steps {
-        for sim in &sims {
+        for sim in sims.iter().chain([&above]) {
             sim.advance(Duration::from_secs(step.after_secs));
         }
         let routed = match &step.server {
@@ -228,7 +232,22 @@ fn run_case(
                 .session("warden-test");
             call.args = args.as_ref();
             call.claims = step.claims.as_ref();
-            let (d, actual) = sim.run(compiled, &call);
+            let (d, actual, charged) = sim.run_charging(compiled, &call);
+            // What the server's policy lets through, the gateway-wide one decides too (both
+            // must allow); a refusal there gives the server's counters their charge back.
+            let (d, actual, (decided_by, decided_src)) = match (servers.gateway, &actual) {
+                (Some((gateway, gateway_src)), Came::Allow | Came::Approval) => {
+                    match above.run(gateway, &call) {
+                        (_, Came::Allow) => (d, actual, (compiled, policy_src)),
+                        (gd, Came::Approval) => (gd, Came::Approval, (gateway, gateway_src)),
+                        (gd, refused) => {
+                            sim.give_back(&charged);
+                            (gd, refused, (gateway, gateway_src))
+                        }
+                    }
+                }
+                _ => (d, actual, (compiled, policy_src)),
+            };
             if let Some(cov) = hits.as_deref_mut() {
                 if step.kind == Kind::Tool {
                     cov.tools.insert(name.to_owned());
@@ -246,8 +265,8 @@ fn run_case(
             }
             let wrong_rule = step.by_rule.as_ref().is_some_and(|r| r.node != d.rule());
             if !matches(&step.expect.node, &actual) || wrong_rule {
-                let mut explanation = compiled.explain(&call);
-                explanation.source = policy_src.location(&explanation.rule);
+                let mut explanation = decided_by.explain(&call);
+                explanation.source = decided_src.location(&explanation.rule);
                 let (line, col) =
                     warden_policy::locate::line_col(&test_src.text, step.expect.span.start);
                 return (
@@ -492,6 +511,7 @@ pub fn run(
         let (policy_src, _, cov) = &mut covered[slot];
         let servers = Servers {
             policies: vec![(None, &compiled, &*policy_src)],
+            gateway: None,
         };
         for case in &tests.tests {
             let hits = coverage.then_some(&mut *cov);
@@ -550,11 +570,19 @@ fn run_servers(
         let compiled = source::compiled(&src, &policy)?;
         loaded.push((s.name.clone(), compiled, src));
     }
+    let gateway = match &file.gateway_policy {
+        Some(path) => {
+            let (src, policy) = source::load(path)?;
+            Some((source::compiled(&src, &policy)?, src))
+        }
+        None => None,
+    };
     let servers = Servers {
         policies: loaded
             .iter()
             .map(|(n, c, s)| (Some(n.clone()), c, s))
             .collect(),
+        gateway: gateway.as_ref().map(|(c, s)| (c, s)),
     };
     Ok(tests
         .tests

@@ -76,6 +76,21 @@ impl Simulator {
 
     /// Decides `call` and, when it may go on, charges its limits as the gateway would.
     pub fn run<'p>(&self, compiled: &'p CompiledPolicy, call: &Call<'_>) -> (Decision<'p>, Came) {
+        let (d, came, _) = self.run_charging(compiled, call);
+        (d, came)
+    }
+
+    /// Gives back what a call was charged (a policy behind this one refused it).
+    pub fn give_back(&self, charges: &[Charge]) {
+        self.store.refund_now(charges);
+    }
+
+    /// [`Self::run`], with what the call was charged.
+    pub fn run_charging<'p>(
+        &self,
+        compiled: &'p CompiledPolicy,
+        call: &Call<'_>,
+    ) -> (Decision<'p>, Came, Vec<Charge>) {
         // Conditions that read a counter see what the caller has used of it so far.
         let mut counters = warden_policy::CounterValues::new();
         for (name, at) in compiled.counters_read() {
@@ -93,6 +108,7 @@ impl Simulator {
             ..*call
         };
         let d = compiled.decide(call);
+        let mut charged = Vec::new();
         let came = match d.outcome() {
             Outcome::Deny if compiled.is_hidden_as(call.kind, call.tool) => Came::Hidden,
             Outcome::Deny => Came::Deny {
@@ -113,12 +129,18 @@ impl Simulator {
                     Err(r) => Came::Limited {
                         counter: refused_counter(&r, &charges),
                     },
-                    Ok(_) if outcome == Outcome::Approval => Came::Approval,
-                    Ok(_) => Came::Allow,
+                    Ok(_) => {
+                        charged = charges;
+                        if outcome == Outcome::Approval {
+                            Came::Approval
+                        } else {
+                            Came::Allow
+                        }
+                    }
                 }
             }
         };
-        (d, came)
+        (d, came, charged)
     }
 }
 

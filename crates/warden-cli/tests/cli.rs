@@ -478,6 +478,25 @@ fn test_steps_of_a_warden_toml_name_a_server_either_way() {
 }
 
 #[test]
+fn test_files_under_a_gateway_policy_decide_each_step_by_both_policies() {
+    let (code, out, err) = warden(&["test", "gateway.test.pol"]);
+    assert_eq!(code, 1, "{out}{err}");
+    // The intern's three refusals by the gateway gave the server's `creates` its charge
+    // back: without that the third would be limited by the server's policy.
+    assert!(
+        out.contains(
+            "ok    gateway.test.pol :: the gateway's policy decides after the server's (7 calls)"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("decided by /all_tools/deny_if/0 (gateway.pol:5:3)"),
+        "{out}"
+    );
+    assert!(out.contains("1 passed, 1 failed"), "{out}");
+}
+
+#[test]
 fn test_reports_passing_failing_and_broken_files() {
     let (code, out, err) = warden(&["test", "tested.test.pol"]);
     assert_eq!(code, 0, "{out}{err}");

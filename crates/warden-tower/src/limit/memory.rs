@@ -287,7 +287,8 @@ impl<C: Clock + Clone> MemoryStore<C> {
         Ok(Charged::All)
     }
 
-    fn refund_now(&self, charges: &[Charge]) {
+    /// Gives `charges` back at once (a call that ran nothing).
+    pub fn refund_now(&self, charges: &[Charge]) {
         let _tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
         for c in charges.iter().filter(|c| c.cost > 0) {
             let Some(counter) = self.counter(&c.counter) else {
