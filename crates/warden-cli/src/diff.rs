@@ -141,17 +141,20 @@ impl Side {
 }
 
 /// Two warden.toml files: each server's policy against its namesake's, a server added or
-/// removed said as such.
+/// removed said as such; then the gateway-wide policies.
 fn run_configs(old: &Path, new: &Path, fail_on_change: bool) -> Result<ExitCode, CliError> {
-    let servers = |path: &Path| -> Result<Vec<(String, std::path::PathBuf)>, CliError> {
+    type Servers = Vec<(String, std::path::PathBuf)>;
+    let servers = |path: &Path| -> Result<(Servers, Option<std::path::PathBuf>), CliError> {
         let (config, _) = crate::config::load_reported(path, crate::config::Purpose::Check)?;
-        Ok(config
+        let gateway = config.gateway_policy;
+        let servers = config
             .servers
             .into_iter()
             .map(|s| (s.name, s.policy))
-            .collect())
+            .collect();
+        Ok((servers, gateway))
     };
-    let (a, b) = (servers(old)?, servers(new)?);
+    let ((a, gateway_a), (b, gateway_b)) = (servers(old)?, servers(new)?);
     let mut changed = false;
     for (name, policy) in &a {
         if !b.iter().any(|(n, _)| n == name) {
@@ -178,6 +181,30 @@ fn run_configs(old: &Path, new: &Path, fail_on_change: bool) -> Result<ExitCode,
                     changed = true;
                 }
                 println!();
+            }
+        }
+    }
+    match (gateway_a, gateway_b) {
+        (None, None) => {}
+        (Some(before), None) => {
+            println!(
+                "== gateway-wide policy: removed (it was {})",
+                before.display()
+            );
+            changed = true;
+        }
+        (None, Some(after)) => {
+            println!("== gateway-wide policy: added, {}", after.display());
+            changed = true;
+        }
+        (Some(before), Some(after)) => {
+            println!(
+                "== gateway-wide policy: {} → {}",
+                before.display(),
+                after.display()
+            );
+            if run(&before, &after, None, true)? != ExitCode::SUCCESS {
+                changed = true;
             }
         }
     }

@@ -316,7 +316,8 @@ const HIDE_KEYS: [&str; 3] = ["hide", "hide_resources", "hide_prompts"];
 
 /// Every rule of a policy a test could exercise: hide entries (their pointers, and
 /// `KEY:PATTERN` for each pattern, to match what a hidden call hit), entries of every kind
-/// and their require, deny_if and limit entries, approvals, and the all-tools limits.
+/// and their require, deny_if and limit entries, approvals, and the all-tools conditions
+/// and limits.
 pub(crate) fn rules_of(policy: &warden_policy::Policy) -> Vec<String> {
     use warden_policy::pointer::{child, index};
     let doc = policy.to_value();
@@ -338,8 +339,12 @@ pub(crate) fn rules_of(policy: &warden_policy::Policy) -> Vec<String> {
                 .map(|p| format!("{key}:{p}")),
         );
     }
-    for i in 0..list(doc.pointer("/all_tools/limits")) {
-        out.push(index("/all_tools/limits", i));
+    // `all tools { ... }`: its conditions as much as its limits.
+    for field in ["deny_if", "require", "limits"] {
+        let at = format!("/all_tools/{field}");
+        for i in 0..list(doc.pointer(&at)) {
+            out.push(index(&at, i));
+        }
     }
     for kind in [
         Kind::Tool,

@@ -126,6 +126,14 @@ fn targets(policy: &Path) -> Result<BTreeMap<Option<String>, Target>, CliError> 
         return Ok(BTreeMap::from([(None, load(policy)?)]));
     }
     let (config, _) = crate::config::load_reported(policy, crate::config::Purpose::Check)?;
+    if let Some(g) = &config.gateway_policy {
+        // `--record` writes what each server's gate decided; the gateway's gate records
+        // nothing, so there is no decision of its own to compare with.
+        eprintln!(
+            "note: the gateway-wide policy {} is not replayed: the recorded decisions are the servers' policies'",
+            g.display()
+        );
+    }
     config
         .servers
         .iter()

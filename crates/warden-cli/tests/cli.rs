@@ -497,6 +497,32 @@ fn test_files_under_a_gateway_policy_decide_each_step_by_both_policies() {
 }
 
 #[test]
+fn diff_of_two_warden_tomls_compares_their_gateway_policies_too() {
+    let (code, out, err) = warden(&[
+        "diff",
+        "gateway.toml",
+        "gateway-edited.toml",
+        "--fail-on-change",
+    ]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        out.contains("== gateway-wide policy: gateway.pol → gateway-edited.pol"),
+        "{out}"
+    );
+    // An `all tools` condition is a rule like any other: its removal is a change.
+    assert!(
+        out.contains("rules removed (1)\n  - /all_tools/deny_if/0 (gateway.pol:5:3)"),
+        "{out}"
+    );
+    let (code, out, _) = warden(&["diff", "gateway.toml", "servers.toml"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("== gateway-wide policy: removed (it was gateway.pol)"),
+        "{out}"
+    );
+}
+
+#[test]
 fn test_reports_passing_failing_and_broken_files() {
     let (code, out, err) = warden(&["test", "tested.test.pol"]);
     assert_eq!(code, 0, "{out}{err}");
