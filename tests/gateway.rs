@@ -668,17 +668,7 @@ fn serve_reads_its_flags_from_warden_toml_and_the_command_line_wins() {
         ),
     )
     .unwrap();
-    let out = Command::new(&warden)
-        .arg("check")
-        .arg(&config)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = support::check_passes(&warden, &config);
     assert!(stdout.contains("1 server(s): everything with"), "{stdout}");
     assert!(stdout.contains("policy.pol: ok"), "{stdout}");
 

@@ -56,17 +56,7 @@ timeout = 20
         ),
     )
     .unwrap();
-    let out = Command::new(&warden)
-        .arg("check")
-        .arg(&config)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = support::check_passes(&warden, &config);
     assert!(stdout.contains("2 server(s): everything with"), "{stdout}");
 
     let gw = serve_config(&warden, &config);
@@ -618,7 +608,12 @@ fn launched_stdio_servers_get_a_child_per_session_bounded_and_a_dead_one_owes_er
 
 /// One request to the aggregated `/mcp`; the JSON-RPC message it answered with.
 fn rpc(url: &str, sid: Option<&str>, body: &str) -> (Option<String>, Value) {
-    let auth = "Bearer alice-token".to_owned();
+    rpc_as(url, "alice-token", sid, body)
+}
+
+/// [`rpc`] as the caller `token` names.
+fn rpc_as(url: &str, token: &str, sid: Option<&str>, body: &str) -> (Option<String>, Value) {
+    let auth = format!("Bearer {token}");
     let h = support::mcp_headers(&auth, sid);
     let (status, headers, text) = support::http(url, "POST", "/mcp", &h, body);
     assert!(status == 200 || status == 202, "{status}: {text}");
@@ -850,82 +845,37 @@ fn serve_config(warden: &std::path::Path, config: &std::path::Path) -> support::
 /// An MCP server of the test's own over HTTP: a session per `initialize` (`up-1`, `up-2`,
 /// …), an empty tool list, and every `DELETE`'s session id noted.
 fn session_counting_server() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    use std::io::{BufRead, BufReader, Read, Write};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
     let deleted: Arc<Mutex<Vec<String>>> = Arc::default();
-    let opened = Arc::new(AtomicUsize::new(0));
+    let opened = AtomicUsize::new(0);
     let noted = deleted.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().map_while(Result::ok) {
-            let (noted, opened) = (noted.clone(), opened.clone());
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut stream = stream;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let (mut length, mut session) = (0, String::new());
-                    loop {
-                        let mut h = String::new();
-                        if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if h.trim().is_empty() {
-                            break;
-                        }
-                        if let Some((k, v)) = h.split_once(':') {
-                            if k.eq_ignore_ascii_case("content-length") {
-                                length = v.trim().parse().unwrap_or(0);
-                            } else if k.eq_ignore_ascii_case("mcp-session-id") {
-                                session = v.trim().to_owned();
-                            }
-                        }
-                    }
-                    let mut body = vec![0; length];
-                    if reader.read_exact(&mut body).is_err() {
-                        return;
-                    }
-                    let msg: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                    let (status, extra, answer) = if line.starts_with("DELETE") {
-                        noted.lock().unwrap().push(session);
-                        ("200 OK", String::new(), String::new())
-                    } else if msg.get("id").is_none() {
-                        ("202 Accepted", String::new(), String::new())
-                    } else {
-                        let (header, result) = match msg["method"].as_str() {
-                            Some("initialize") => {
-                                let n = opened.fetch_add(1, Ordering::SeqCst) + 1;
-                                (
-                                    format!("mcp-session-id: up-{n}\r\n"),
-                                    json!({"protocolVersion": "2025-11-25", "capabilities": {"tools": {}},
-                                        "serverInfo": {"name": "counting", "version": "0"}}),
-                                )
-                            }
-                            Some("tools/list") => (String::new(), json!({"tools": []})),
-                            _ => (String::new(), json!({})),
-                        };
-                        let answer = json!({"jsonrpc": "2.0", "id": msg["id"], "result": result});
-                        ("200 OK", header, answer.to_string())
-                    };
-                    let head = format!(
-                        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\n\r\n",
-                        answer.len()
-                    );
-                    if stream.write_all(head.as_bytes()).is_err()
-                        || stream.write_all(answer.as_bytes()).is_err()
-                    {
-                        return;
-                    }
-                }
-            });
+    let addr = support::fake_http(move |taken| {
+        let msg: Value = serde_json::from_slice(&taken.body).unwrap_or(Value::Null);
+        if taken.line.starts_with("DELETE") {
+            let session = taken.header("mcp-session-id").unwrap_or_default();
+            noted.lock().unwrap().push(session.to_owned());
+            return ("200 OK".into(), String::new(), String::new());
         }
+        if msg.get("id").is_none() {
+            return ("202 Accepted".into(), String::new(), String::new());
+        }
+        let (header, result) = match msg["method"].as_str() {
+            Some("initialize") => {
+                let n = opened.fetch_add(1, Ordering::SeqCst) + 1;
+                (
+                    format!("mcp-session-id: up-{n}\r\n"),
+                    json!({"protocolVersion": "2025-11-25", "capabilities": {"tools": {}},
+                        "serverInfo": {"name": "counting", "version": "0"}}),
+                )
+            }
+            Some("tools/list") => (String::new(), json!({"tools": []})),
+            _ => (String::new(), json!({})),
+        };
+        let answer = json!({"jsonrpc": "2.0", "id": msg["id"], "result": result});
+        ("200 OK".into(), header, answer.to_string())
     });
-    (url, deleted)
+    (format!("http://{addr}/mcp"), deleted)
 }
 
 #[test]
@@ -997,17 +947,7 @@ fn a_gateway_policy_rules_every_servers_calls_with_one_budget_for_all() {
     )
     .unwrap();
     // `warden check` reads the gateway's policy with the servers'.
-    let out = Command::new(&warden)
-        .arg("check")
-        .arg(&config)
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{said}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let said = support::check_passes(&warden, &config);
     assert!(
         said.contains("gateway-wide policy") && said.contains("all.pol"),
         "{said}"
@@ -1027,21 +967,14 @@ fn a_gateway_policy_rules_every_servers_calls_with_one_budget_for_all() {
     );
 
     let gw = serve_config(&warden, &config);
-    let as_who = |token: &str, sid: Option<&str>, body: &str| {
-        let auth = format!("Bearer {token}");
-        let h = support::mcp_headers(&auth, sid);
-        let (status, headers, text) = support::http(&gw.url, "POST", "/mcp", &h, body);
-        assert!(status == 200 || status == 202, "{status}: {text}");
-        let sid = headers
-            .iter()
-            .find(|(k, _)| k == "mcp-session-id")
-            .map(|(_, v)| v.clone());
-        (sid, text)
-    };
-    let alice = as_who("alice-token", None, INIT).0.expect("a session");
+    let alice = rpc_as(&gw.url, "alice-token", None, INIT)
+        .0
+        .expect("a session");
     let call = |token: &str, sid: &str, id: u32, name: &str, args: Value| {
         let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": name, "arguments": args}});
-        as_who(token, Some(sid), &body.to_string()).1
+        rpc_as(&gw.url, token, Some(sid), &body.to_string())
+            .1
+            .to_string()
     };
     // The gateway refuses what b's gate let through; b's charge is given back.
     let stopped = call("alice-token", &alice, 2, "b_echo", json!({"text": "stop"}));
@@ -1061,7 +994,9 @@ fn a_gateway_policy_rules_every_servers_calls_with_one_budget_for_all() {
     let over = call("alice-token", &alice, 6, "a_echo", json!({"text": "four"}));
     assert!(over.contains("rate limit `everywhere` reached"), "{over}");
     // A condition on the caller, for every server.
-    let bob = as_who("bob-token", None, INIT).0.expect("a session");
+    let bob = rpc_as(&gw.url, "bob-token", None, INIT)
+        .0
+        .expect("a session");
     let refused = call("bob-token", &bob, 2, "a_echo", json!({"text": "hi"}));
     assert!(refused.contains("bob is on leave"), "{refused}");
     // Reloaded on change like a server's policy: bob is back.

@@ -568,16 +568,35 @@ pub fn page_policy() -> String {
     policy.to_owned()
 }
 
-/// A fake Linode API: answers every request with a token-shaped object and counts the
-/// `POST /v4/profile/tokens` that reach it.
-pub fn fake_linode_api() -> (String, Arc<AtomicUsize>) {
+/// One request a [`fake_http`] server took: its request line (`POST /mcp HTTP/1.1`), its
+/// headers (names lowercase) and its body.
+pub struct Taken {
+    pub line: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Taken {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// An HTTP/1.1 server of a test's own on a free loopback port (keep-alive, bodies by
+/// `content-length`): `answer` gives each request's status line (`200 OK`), extra header
+/// lines (each ending in `\r\n`) and body. Its address, `127.0.0.1:PORT`.
+pub fn fake_http(
+    answer: impl Fn(&Taken) -> (String, String, String) + Send + Sync + 'static,
+) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/v4", listener.local_addr().unwrap());
-    let tokens = Arc::new(AtomicUsize::new(0));
-    let counted = tokens.clone();
+    let addr = listener.local_addr().unwrap().to_string();
+    let answer = Arc::new(answer);
     std::thread::spawn(move || {
         for stream in listener.incoming().map_while(Result::ok) {
-            let counted = counted.clone();
+            let answer = answer.clone();
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
                 let mut stream = stream;
@@ -586,8 +605,7 @@ pub fn fake_linode_api() -> (String, Arc<AtomicUsize>) {
                     if reader.read_line(&mut line).unwrap_or(0) == 0 {
                         return;
                     }
-                    let request = line.trim().to_owned();
-                    let mut length = 0;
+                    let mut headers = Vec::new();
                     loop {
                         let mut h = String::new();
                         if reader.read_line(&mut h).unwrap_or(0) == 0 {
@@ -597,27 +615,30 @@ pub fn fake_linode_api() -> (String, Arc<AtomicUsize>) {
                             break;
                         }
                         if let Some((k, v)) = h.split_once(':') {
-                            if k.eq_ignore_ascii_case("content-length") {
-                                length = v.trim().parse().unwrap_or(0);
-                            }
+                            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
                         }
                     }
+                    let length = headers
+                        .iter()
+                        .find(|(k, _)| k == "content-length")
+                        .and_then(|(_, v)| v.parse().ok())
+                        .unwrap_or(0);
                     let mut body = vec![0; length];
                     if reader.read_exact(&mut body).is_err() {
                         return;
                     }
-                    if request.starts_with("POST /v4/profile/tokens") {
-                        counted.fetch_add(1, Ordering::SeqCst);
-                    }
-                    let answer = json!({"id": 1, "label": "agent", "scopes": "*",
-                        "token": "fake-token", "created": "2026-12-07T00:00:00", "expiry": null})
-                    .to_string();
+                    let taken = Taken {
+                        line: line.trim().to_owned(),
+                        headers,
+                        body,
+                    };
+                    let (status, extra, text) = answer(&taken);
                     let head = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-                        answer.len()
+                        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\n\r\n",
+                        text.len()
                     );
                     if stream.write_all(head.as_bytes()).is_err()
-                        || stream.write_all(answer.as_bytes()).is_err()
+                        || stream.write_all(text.as_bytes()).is_err()
                     {
                         return;
                     }
@@ -625,5 +646,37 @@ pub fn fake_linode_api() -> (String, Arc<AtomicUsize>) {
             });
         }
     });
-    (url, tokens)
+    addr
+}
+
+/// A fake Linode API: answers every request with a token-shaped object and counts the
+/// `POST /v4/profile/tokens` that reach it.
+pub fn fake_linode_api() -> (String, Arc<AtomicUsize>) {
+    let tokens = Arc::new(AtomicUsize::new(0));
+    let counted = tokens.clone();
+    let addr = fake_http(move |taken| {
+        if taken.line.starts_with("POST /v4/profile/tokens") {
+            counted.fetch_add(1, Ordering::SeqCst);
+        }
+        let answer = json!({"id": 1, "label": "agent", "scopes": "*",
+            "token": "fake-token", "created": "2026-12-07T00:00:00", "expiry": null});
+        ("200 OK".into(), String::new(), answer.to_string())
+    });
+    (format!("http://{addr}/v4"), tokens)
+}
+
+/// `warden check FILE`, which must pass: what it printed.
+pub fn check_passes(warden: &Path, file: &Path) -> String {
+    let out = Command::new(warden)
+        .arg("check")
+        .arg(file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }
