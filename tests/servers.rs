@@ -937,17 +937,22 @@ fn a_gateway_policy_rules_every_servers_calls_with_one_budget_for_all() {
     let gateway_policy = "version 1\ndefault allow\n\nall tools {\n  deny if args.text == \"stop\" because \"stopped at the gateway\"\n  deny if caller.grant == \"bob\" because \"bob is on leave\"\n  limit 3 per minute per grant as everywhere\n}\n";
     std::fs::write(dir.join("all.pol"), gateway_policy).unwrap();
     let (a, b) = (rmcp_example(), rmcp_example());
-    let config = dir.join("warden.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:0\"\ngrant-token = [\"alice=alice-token\", \"bob=bob-token\"]\ngateway-policy = \"all.pol\"\n\n[servers.a]\nurl = \"{}\"\npolicy = \"a.pol\"\n\n[servers.b]\nurl = \"{}\"\npolicy = \"b.pol\"\n",
-            a.url, b.url
-        ),
-    )
-    .unwrap();
+    // In this process, then in Redis (where its buckets live under `server:*:`).
+    let config = |name: &str, store: &str| {
+        let path = dir.join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "listen = \"127.0.0.1:0\"\ngrant-token = [\"alice=alice-token\", \"bob=bob-token\"]\ngateway-policy = \"all.pol\"\n{store}\n[servers.a]\nurl = \"{}\"\npolicy = \"a.pol\"\n\n[servers.b]\nurl = \"{}\"\npolicy = \"b.pol\"\n",
+                a.url, b.url
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let config_file = config("memory.toml", "");
     // `warden check` reads the gateway's policy with the servers'.
-    let said = support::check_passes(&warden, &config);
+    let said = support::check_passes(&warden, &config_file);
     assert!(
         said.contains("gateway-wide policy") && said.contains("all.pol"),
         "{said}"
@@ -966,7 +971,30 @@ fn a_gateway_policy_rules_every_servers_calls_with_one_budget_for_all() {
         "{why}"
     );
 
-    let gw = serve_config(&warden, &config);
+    gateway_policy_scenario(&warden, &config_file, &dir.join("all.pol"), gateway_policy);
+    let redis = redis_server::RedisServer::start();
+    let in_redis = config(
+        "redis.toml",
+        &format!("redis = \"{}\"\nredis-prefix = \"gw-e2e:\"\n", redis.url()),
+    );
+    gateway_policy_scenario(&warden, &in_redis, &dir.join("all.pol"), gateway_policy);
+    // The shared budget's buckets live under the gateway policy's own prefix (a literal
+    // `*`, escaped in the pattern); `KEYS` answers with their count first.
+    let found = redis.command(&["KEYS", "gw-e2e:server:\\*:*everywhere*"]);
+    assert!(found.starts_with('*') && found != "*0", "{found}");
+}
+
+/// Two servers under `policy` (at `path`, written again first): a refusal behind a
+/// server's gate gives its charge back, one budget for both servers, a caller condition,
+/// a reload.
+fn gateway_policy_scenario(
+    warden: &std::path::Path,
+    config: &std::path::Path,
+    path: &std::path::Path,
+    policy: &str,
+) {
+    std::fs::write(path, policy).unwrap();
+    let gw = serve_config(warden, config);
     let alice = rpc_as(&gw.url, "alice-token", None, INIT)
         .0
         .expect("a session");
@@ -1001,8 +1029,8 @@ fn a_gateway_policy_rules_every_servers_calls_with_one_budget_for_all() {
     assert!(refused.contains("bob is on leave"), "{refused}");
     // Reloaded on change like a server's policy: bob is back.
     std::fs::write(
-        dir.join("all.pol"),
-        gateway_policy.replace(
+        path,
+        policy.replace(
             "  deny if caller.grant == \"bob\" because \"bob is on leave\"\n",
             "",
         ),
