@@ -950,7 +950,11 @@ fn a_gateway_policy_rules_every_servers_calls_with_one_budget_for_all() {
         .unwrap();
         path
     };
-    let config_file = config("memory.toml", "");
+    let admin_port = support::free_port();
+    let config_file = config(
+        "memory.toml",
+        &format!("admin = \"127.0.0.1:{admin_port}\"\nadmin-token = \"admin-secret\"\n"),
+    );
     // `warden check` reads the gateway's policy with the servers'.
     let said = support::check_passes(&warden, &config_file);
     assert!(
@@ -971,13 +975,33 @@ fn a_gateway_policy_rules_every_servers_calls_with_one_budget_for_all() {
         "{why}"
     );
 
-    gateway_policy_scenario(&warden, &config_file, &dir.join("all.pol"), gateway_policy);
+    let policy_shown = gateway_policy_scenario(
+        &warden,
+        &config_file,
+        &dir.join("all.pol"),
+        gateway_policy,
+        Some(admin_port),
+    );
+    // The admin address shows it beside the servers' (after the reload, without bob's rule).
+    let shown: Value = serde_json::from_str(&policy_shown.unwrap()).unwrap();
+    assert_eq!(shown["servers"], json!(["a", "b", "*"]), "{shown}");
+    let source = shown["source"].as_str().unwrap();
+    assert!(
+        source.contains("everywhere") && !source.contains("on leave"),
+        "{source}"
+    );
     let redis = redis_server::RedisServer::start();
     let in_redis = config(
         "redis.toml",
         &format!("redis = \"{}\"\nredis-prefix = \"gw-e2e:\"\n", redis.url()),
     );
-    gateway_policy_scenario(&warden, &in_redis, &dir.join("all.pol"), gateway_policy);
+    gateway_policy_scenario(
+        &warden,
+        &in_redis,
+        &dir.join("all.pol"),
+        gateway_policy,
+        None,
+    );
     // The shared budget's buckets live under the gateway policy's own prefix (a literal
     // `*`, escaped in the pattern); `KEYS` answers with their count first.
     let found = redis.command(&["KEYS", "gw-e2e:server:\\*:*everywhere*"]);
@@ -987,12 +1011,14 @@ fn a_gateway_policy_rules_every_servers_calls_with_one_budget_for_all() {
 /// Two servers under `policy` (at `path`, written again first): a refusal behind a
 /// server's gate gives its charge back, one budget for both servers, a caller condition,
 /// a reload.
+/// With `admin_port`, what `GET /policy?server=*` answered at the end.
 fn gateway_policy_scenario(
     warden: &std::path::Path,
     config: &std::path::Path,
     path: &std::path::Path,
     policy: &str,
-) {
+    admin_port: Option<u16>,
+) -> Option<String> {
     std::fs::write(path, policy).unwrap();
     let gw = serve_config(warden, config);
     let alice = rpc_as(&gw.url, "alice-token", None, INIT)
@@ -1049,4 +1075,9 @@ fn gateway_policy_scenario(
         answer.contains("back") && !answer.contains("POLICY DENIED"),
         "{answer}"
     );
+    admin_port.map(|port| {
+        let auth = [("authorization", "Bearer admin-secret")];
+        let admin = format!("http://127.0.0.1:{port}");
+        support::http(&admin, "GET", "/policy?server=*", &auth, "").2
+    })
 }

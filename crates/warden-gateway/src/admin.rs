@@ -26,6 +26,8 @@ pub(crate) struct Admin {
     pub(crate) live: Live,
     /// Every server's policy and health, by name (`/policy?server=`, `/healthz`).
     pub(crate) lives: Vec<(Option<String>, Live, crate::proxy::Health)>,
+    /// The gateway-wide policy (`/policy?server=*`).
+    gateway: Option<Live>,
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     pub(crate) sessions: console::Sessions,
     /// Served over TLS: the console's cookie is `Secure` without any proxy saying so.
@@ -39,6 +41,7 @@ pub async fn start(
     desk: Option<Arc<dyn ApprovalDesk>>,
     live: Live,
     lives: Vec<(Option<String>, Live, crate::proxy::Health)>,
+    gateway: Option<Live>,
     tls: Option<ServerTls>,
 ) -> Result<SocketAddr, Error> {
     if token.is_empty() {
@@ -55,6 +58,7 @@ pub async fn start(
         desk,
         live,
         lives,
+        gateway,
         metrics,
         sessions: console::Sessions::default(),
         tls: tls.is_some(),
@@ -294,7 +298,8 @@ struct Which {
     server: Option<String>,
 }
 
-/// The policy in force: the first server's, or `?server=NAME`'s (with `servers`, every name).
+/// The policy in force: the first server's, or `?server=NAME`'s (with `servers`, every name),
+/// or the gateway-wide one's (`?server=*`).
 async fn policy(
     State(admin): State<Arc<Admin>>,
     axum::extract::Query(which): axum::extract::Query<Which>,
@@ -305,8 +310,10 @@ async fn policy(
             .lives
             .iter()
             .find(|(n, _, _)| n.as_deref() == Some(name.as_str()))
+            .map(|(_, l, _)| l)
+            .or(admin.gateway.as_ref().filter(|_| name == "*"))
         {
-            Some((_, l, _)) => l,
+            Some(l) => l,
             None => {
                 return (
                     StatusCode::NOT_FOUND,
@@ -320,6 +327,7 @@ async fn policy(
         .lives
         .iter()
         .filter_map(|(n, _, _)| n.as_deref())
+        .chain(admin.gateway.as_ref().map(|_| "*"))
         .collect();
     Json(json!({
         "path": live.path.display().to_string(),

@@ -191,12 +191,14 @@ async fn run(opts: ServeOptions, workers: usize) -> Result<(), Error> {
             if let Some(e) = &export {
                 layer = layer.tracer_with_sampler(e.tracer(), e.sampler());
             }
-            Live::new(path.clone(), text, layer.handle()).watch(opts.reload_every);
+            let live = Live::new(path.clone(), text, layer.handle());
+            live.clone().watch(opts.reload_every);
             tracing::info!(target: "warden::gateway", policy = %path.display(), "a gateway-wide policy decides every server's calls after the server's own");
-            Some(layer)
+            Some((layer, live))
         }
         None => None,
     };
+    let (gateway, gateway_live) = gateway.unzip();
     // Each server: its layer (policy, counters), its policy file watched, its upstream.
     let mut servers = Vec::with_capacity(opts.servers.len());
     let mut lives = Vec::with_capacity(opts.servers.len());
@@ -308,6 +310,7 @@ async fn run(opts: ServeOptions, workers: usize) -> Result<(), Error> {
             stores.desk.clone(),
             live.clone(),
             lives,
+            gateway_live,
             admin_tls,
         )
         .await?;
