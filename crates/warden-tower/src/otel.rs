@@ -1362,6 +1362,96 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_gate_behind_a_gate_decides_in_a_span_under_the_first_ones_upstream_span() {
+        // `warden serve --gateway-policy`: the gateway's gate sits between a server's gate
+        // and the server, and its span hangs under the call the first gate handed on.
+        use opentelemetry_sdk::trace::Sampler;
+        let kept = Kept::default();
+        let sampler = Sampler::ParentBased(Box::new(Sampler::AlwaysOn));
+        let provider = SdkTracerProvider::builder()
+            .with_sampler(sampler.clone())
+            .with_simple_exporter(kept.clone())
+            .build();
+        let policy = warden_policy::Policy::from_json_str(
+            r#"{"version": "1", "default": "deny", "tools": {"echo": {}}}"#,
+        )
+        .unwrap();
+        let gate = || {
+            PolicyLayer::new(warden_policy::CompiledPolicy::new(&policy).unwrap())
+                .tracer_with_sampler(provider.tracer("warden"), Box::new(sampler.clone()))
+        };
+        let seen = Seen::default();
+        let upstream = {
+            let seen = seen.clone();
+            tower::service_fn(move |req: http::Request<Body>| {
+                let seen = seen.clone();
+                async move {
+                    let bytes = http_body_util::BodyExt::collect(req.into_body())
+                        .await
+                        .unwrap()
+                        .to_bytes();
+                    let v: Value = serde_json::from_slice(&bytes).unwrap();
+                    seen.lock().unwrap().push((None, v.clone()));
+                    let answer =
+                        json!({"jsonrpc": "2.0", "id": v["id"], "result": {"content": []}});
+                    Ok::<_, Infallible>(http::Response::new(Body::full(answer.to_string())))
+                }
+            })
+        };
+        let svc = gate().layer(gate().layer(upstream));
+        let parent = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01");
+        let body = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+            "params": {"name": "echo", "arguments": {}, "_meta": {"traceparent": parent}}});
+        let resp = svc
+            .oneshot(
+                http::Request::post("/mcp")
+                    .header("content-type", "application/json")
+                    .body(Body::full(body.to_string()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap();
+        let spans = kept.0.lock().unwrap().clone();
+        assert_eq!(spans.len(), 4, "{spans:?}");
+        let of = |kind: SpanKind| -> Vec<&SpanData> {
+            spans.iter().filter(|s| s.span_kind == kind).collect()
+        };
+        let (servers, clients) = (of(SpanKind::Server), of(SpanKind::Client));
+        assert!(
+            spans
+                .iter()
+                .all(|s| s.span_context.trace_id().to_string() == CLIENT_TRACE)
+        );
+        // The first gate's span is the agent's child; the second's, its upstream span's.
+        let first = servers
+            .iter()
+            .find(|s| s.parent_span_id.to_string() == CLIENT_SPAN)
+            .unwrap();
+        let handed = clients
+            .iter()
+            .find(|c| c.parent_span_id == first.span_context.span_id())
+            .unwrap();
+        let second = servers
+            .iter()
+            .find(|s| s.parent_span_id == handed.span_context.span_id())
+            .unwrap();
+        assert_eq!(attr(second, "warden.decision").as_deref(), Some("allow"));
+        // The server sees the second gate's upstream span.
+        let last = clients
+            .iter()
+            .find(|c| c.parent_span_id == second.span_context.span_id())
+            .unwrap();
+        let meta = &seen.lock().unwrap()[0].1["params"]["_meta"]["traceparent"];
+        assert_eq!(
+            meta.as_str().unwrap(),
+            format!("00-{CLIENT_TRACE}-{}-01", last.span_context.span_id())
+        );
+    }
+
+    #[tokio::test]
     async fn an_unsampled_agent_trace_records_nothing_and_goes_on_as_it_came() {
         // Told the sampler, the layer makes no span at all; not told, the SDK makes one
         // that records nothing. Either way the same goes on.
