@@ -1032,9 +1032,14 @@ mod tests {
         layer_told(false)
     }
 
-    /// With `told`, the layer knows the provider's sampler (the spec's default) and asks
-    /// it first, as `warden serve` does.
-    fn layer_told(told: bool) -> (PolicyLayer, Kept, SdkTracerProvider) {
+    /// A provider with the spec's default sampler, keeping every span; and a layer (allowing
+    /// `echo`) with no tracer yet.
+    fn traced() -> (
+        SdkTracerProvider,
+        Kept,
+        opentelemetry_sdk::trace::Sampler,
+        impl Fn() -> PolicyLayer,
+    ) {
         use opentelemetry_sdk::trace::Sampler;
         let kept = Kept::default();
         let sampler = Sampler::ParentBased(Box::new(Sampler::AlwaysOn));
@@ -1046,7 +1051,15 @@ mod tests {
             r#"{"version": "1", "default": "deny", "tools": {"echo": {}}}"#,
         )
         .unwrap();
-        let layer = PolicyLayer::new(warden_policy::CompiledPolicy::new(&policy).unwrap());
+        let layer = move || PolicyLayer::new(warden_policy::CompiledPolicy::new(&policy).unwrap());
+        (provider, kept, sampler, layer)
+    }
+
+    /// With `told`, the layer knows the provider's sampler (the spec's default) and asks
+    /// it first, as `warden serve` does.
+    fn layer_told(told: bool) -> (PolicyLayer, Kept, SdkTracerProvider) {
+        let (provider, kept, sampler, layer) = traced();
+        let layer = layer();
         let layer = if told {
             layer.tracer_with_sampler(provider.tracer("warden"), Box::new(sampler))
         } else {
@@ -1377,21 +1390,9 @@ mod tests {
     async fn a_gate_behind_a_gate_decides_in_a_span_under_the_first_ones_upstream_span() {
         // `warden serve --gateway-policy`: the gateway's gate sits between a server's gate
         // and the server, and its span hangs under the call the first gate handed on.
-        use opentelemetry_sdk::trace::Sampler;
-        let kept = Kept::default();
-        let sampler = Sampler::ParentBased(Box::new(Sampler::AlwaysOn));
-        let provider = SdkTracerProvider::builder()
-            .with_sampler(sampler.clone())
-            .with_simple_exporter(kept.clone())
-            .build();
-        let policy = warden_policy::Policy::from_json_str(
-            r#"{"version": "1", "default": "deny", "tools": {"echo": {}}}"#,
-        )
-        .unwrap();
-        let gate = || {
-            PolicyLayer::new(warden_policy::CompiledPolicy::new(&policy).unwrap())
-                .tracer_with_sampler(provider.tracer("warden"), Box::new(sampler.clone()))
-        };
+        let (provider, kept, sampler, layer) = traced();
+        let gate =
+            || layer().tracer_with_sampler(provider.tracer("warden"), Box::new(sampler.clone()));
         let seen = Seen::default();
         let upstream = {
             let seen = seen.clone();
