@@ -441,3 +441,45 @@ fn rejected(answer: &[u8]) -> u64 {
     }
     partial.rejected_spans.max(0) as u64
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use opentelemetry_proto::tonic::collector::trace::v1::{
+        ExportTracePartialSuccess, ExportTraceServiceResponse,
+    };
+    use prost::Message as _;
+
+    #[test]
+    fn a_partial_success_says_how_many_spans_were_turned_away() {
+        let answer = |rejected, message: &str| {
+            ExportTraceServiceResponse {
+                partial_success: Some(ExportTracePartialSuccess {
+                    rejected_spans: rejected,
+                    error_message: message.into(),
+                }),
+            }
+            .encode_to_vec()
+        };
+        assert_eq!(super::rejected(&answer(7, "too old")), 7);
+        assert_eq!(super::rejected(&answer(0, "")), 0);
+        // A count below zero is none; an empty or unreadable answer, a full success.
+        assert_eq!(super::rejected(&answer(-3, "?")), 0);
+        assert_eq!(super::rejected(b""), 0);
+        assert_eq!(super::rejected(b"\xff\xff not protobuf"), 0);
+    }
+
+    #[test]
+    fn headers_are_key_value_pairs_with_percent_encoded_values() {
+        let h = super::parse_headers(" x-api-key = k%3Dv%2C1 ,, X-Team=ops").unwrap();
+        assert_eq!(h["x-api-key"], "k=v,1");
+        assert_eq!(h["x-team"], "ops");
+        assert!(h["x-api-key"].is_sensitive());
+        let why = super::parse_headers("a=1,no-equals").unwrap_err();
+        assert!(why.contains("entry 2 has no `=`"), "{why}");
+        let why = super::parse_headers("bad key=1").unwrap_err();
+        assert!(why.contains("\"bad key\" is not a header name"), "{why}");
+        let why = super::parse_headers("k=sec%0Aret").unwrap_err();
+        assert!(why.contains("\"k\"") && !why.contains("sec"), "{why}");
+    }
+}

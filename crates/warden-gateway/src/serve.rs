@@ -479,6 +479,7 @@ impl Server {
         match self {
             Server::Http(u) => Server::Http(u.for_worker()),
             Server::Launched(c) => Server::Launched(c.clone()),
+            // Made per worker already (`Backend::gate`), around the worker's own upstream.
             Server::Gated(g) => Server::Gated(g.clone()),
         }
     }

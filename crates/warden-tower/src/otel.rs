@@ -753,11 +753,15 @@ fn put_headers(headers: &mut HeaderMap, h: &Handed) {
     if let Ok(v) = HeaderValue::from_bytes(&h.traceparent) {
         headers.insert(TRACEPARENT, v);
     }
-    match HeaderValue::from_str(&h.state) {
-        Ok(v) if !h.state.is_empty() => {
+    // The usual empty state is not made into a header value only to be dropped.
+    match (!h.state.is_empty())
+        .then(|| HeaderValue::from_str(&h.state).ok())
+        .flatten()
+    {
+        Some(v) => {
             headers.insert(TRACESTATE, v);
         }
-        _ => {
+        None => {
             headers.remove(TRACESTATE);
         }
     }

@@ -46,7 +46,8 @@ impl EncodedResource {
 /// `spans` as one `ExportTraceServiceRequest`, appended to `out`: one `ResourceSpans`, a
 /// `ScopeSpans` per instrumentation scope in the order first seen.
 pub(crate) fn request(resource: &EncodedResource, spans: &[SpanData], out: &mut Vec<u8>) {
-    // Nearly always one scope (the gateway's tracer): found by a look at the last one.
+    // Grouped in the order first seen, as opentelemetry-proto groups them; nearly always one
+    // scope (the gateway's tracer), so a look through the few seen is enough.
     let mut scopes: Vec<(&InstrumentationScope, Vec<&SpanData>)> = Vec::new();
     for span in spans {
         let scope = &span.instrumentation_scope;
