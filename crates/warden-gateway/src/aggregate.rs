@@ -709,7 +709,6 @@ impl Inner {
             // pile up in the servers). Asked as the gateway, not as this client: only the
             // servers' session ids and the configured headers go with it.
             let (mut template, ()) = Request::new(()).into_parts();
-            template.method = Method::DELETE;
             template.uri = parts.uri.clone();
             tokio::spawn(self.close_upstream(&template, &gone));
         }
