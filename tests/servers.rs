@@ -1081,3 +1081,86 @@ fn gateway_policy_scenario(
         support::http(&admin, "GET", "/policy?server=*", &auth, "").2
     })
 }
+
+/// A server that restarted forgets its sessions and answers them 404: the gateway opens it
+/// again for the client's session and sends the call once more, charged once.
+#[test]
+fn a_server_that_forgot_the_session_is_opened_again_and_the_call_sent_once_more() {
+    use std::collections::HashSet;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    let warden = support::warden().expect("warden binary");
+    let dir = support::scratch("servers-forgot-session");
+    std::fs::write(
+        dir.join("s.pol"),
+        "version 1\ndefault deny\ntool echo {\n  limit 2 per minute per grant as calls\n}\n",
+    )
+    .unwrap();
+    let known: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let opened = AtomicUsize::new(0);
+    let sessions = known.clone();
+    let addr = support::fake_http(move |taken| {
+        let msg: Value = serde_json::from_slice(&taken.body).unwrap_or(Value::Null);
+        if msg["method"] == "initialize" {
+            let sid = format!("up-{}", opened.fetch_add(1, Ordering::SeqCst) + 1);
+            sessions.lock().unwrap().insert(sid.clone());
+            let result = json!({"protocolVersion": "2025-11-25", "capabilities": {"tools": {}},
+                "serverInfo": {"name": "forgetful", "version": "0"}});
+            let answer = json!({"jsonrpc": "2.0", "id": msg["id"], "result": result});
+            return (
+                "200 OK".into(),
+                format!("mcp-session-id: {sid}\r\n"),
+                answer.to_string(),
+            );
+        }
+        let sid = taken
+            .header("mcp-session-id")
+            .unwrap_or_default()
+            .to_owned();
+        if !sessions.lock().unwrap().contains(&sid) {
+            return ("404 Not Found".into(), String::new(), String::new());
+        }
+        if msg.get("id").is_none() {
+            return ("202 Accepted".into(), String::new(), String::new());
+        }
+        let text = format!("ran {} in {sid}", msg["params"]["name"]);
+        let result = json!({"content": [{"type": "text", "text": text}]});
+        let answer = json!({"jsonrpc": "2.0", "id": msg["id"], "result": result});
+        ("200 OK".into(), String::new(), answer.to_string())
+    });
+    let config = dir.join("warden.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ngrant-token = [\"alice=alice-token\"]\n\n[servers.s]\nurl = \"http://{addr}/mcp\"\npolicy = \"s.pol\"\n"
+        ),
+    )
+    .unwrap();
+    let gw = serve_config(&warden, &config);
+    let sid = rpc(&gw.url, None, INIT).0.expect("a session");
+    let call = |id: u32| {
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": "s_echo", "arguments": {}}});
+        rpc(&gw.url, Some(&sid), &body.to_string()).1
+    };
+    let text = |answer: &Value| {
+        answer["result"]["content"][0]["text"]
+            .as_str()
+            .map(str::to_owned)
+    };
+    assert_eq!(text(&call(2)).as_deref(), Some("ran \"echo\" in up-1"));
+    // The server restarts: every session it knew is gone.
+    known.lock().unwrap().clear();
+    let again = call(3);
+    assert_eq!(
+        text(&again).as_deref(),
+        Some("ran \"echo\" in up-2"),
+        "{again}"
+    );
+    // Charged once (the 404 gave the first try's charge back): the limit of 2 holds the third.
+    let third = call(4);
+    let refusal = third["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(refusal.contains("rate limit `calls` reached"), "{third}");
+}

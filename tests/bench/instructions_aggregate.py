@@ -73,13 +73,14 @@ def main():
                 ("serve --config, /mcp/one, echo", config_gateway, "/mcp/one", call),
             ]
             base = None
-            for name, command, to, body in rows:
+            for k, (name, command, to, body) in enumerate(rows):
                 path["to"], ins.CALL = to, body
                 counts = []
                 for calls in (short, long_):
                     port = ins.free_port()
                     toggle = None if args.whole else ins.CONNECTION_TASK
-                    tag = name.replace("/", "_").replace(",", "") + suffix.replace(" ", "_")
+                    # Numbered: "/mcp, one_echo" and "/mcp/one, echo" read alike once cleaned.
+                    tag = f"{k}-" + name.replace("/", "_").replace(",", "") + suffix.replace(" ", "_")
                     counts.append(ins.measure(tag, command(port), port, calls, scratch, toggle))
                 per = (counts[1] - counts[0]) / (long_ - short)
                 base = base or per

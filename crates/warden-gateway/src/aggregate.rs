@@ -45,6 +45,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
+use std::ops::Range;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
@@ -72,7 +73,7 @@ pub mod fuzzing {
         Some((
             call.id.to_owned(),
             call.name.to_owned(),
-            call.renamed(name)?.to_vec(),
+            call.renamed(name).to_vec(),
         ))
     }
 }
@@ -181,7 +182,8 @@ pub(crate) struct Sessions {
     max: usize,
     // foldhash, not SipHash: every key is an id this gateway made (a client cannot choose
     // what goes in, so it cannot make keys collide), and a lookup is on every call.
-    map: Mutex<HashMap<Arc<str>, Arc<Session>, foldhash::fast::RandomState>>,
+    // Keyed by the id's bytes, as the header has them: no check that they are text first.
+    map: Mutex<HashMap<Arc<[u8]>, Arc<Session>, foldhash::fast::RandomState>>,
     /// Counts uses: a session's `touched` is the count at its last use, so the least
     /// recently used is the smallest (no clock read per call).
     uses: AtomicU64,
@@ -283,7 +285,75 @@ impl Inner {
     }
 }
 
-type Answer = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+type Boxed = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+/// The endpoint's answer: a call on the hot path is the server gate's own future, polled
+/// in place ([`Sent`]); anything else is the endpoint's boxed future.
+// Not boxed: a box per call is what the hot path saves; the future is moved a few times.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Answer {
+    Sent(Sent),
+    Other(Boxed),
+    /// Between the two, and after the answer.
+    Done,
+}
+
+/// A `tools/call` sent to its server's gate by [`Inner::hot`], with what a retry needs
+/// should the server have lost the session.
+pub(crate) struct Sent {
+    inner: Arc<Inner>,
+    gate: ResponseFuture<Infallible>,
+    /// The request as sent, but its body: the template of a second try.
+    parts: http::request::Parts,
+    session: Arc<Session>,
+    i: usize,
+    /// The body as the server got it, and as the client wrote it (where the id is).
+    body: Bytes,
+    client: Bytes,
+    id: Range<usize>,
+}
+
+impl Future for Answer {
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let Answer::Sent(sent) = this {
+            let Ok(answer) = std::task::ready!(Pin::new(&mut sent.gate).poll(cx));
+            if !matches!(
+                answer.status(),
+                StatusCode::NOT_FOUND | StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT
+            ) {
+                let answer = sent.inner.named_requests(sent.i, without_session(answer));
+                *this = Answer::Done;
+                return Poll::Ready(Ok(answer));
+            }
+            // A lost session or a server down: the general handling, boxed (rare).
+            if let Answer::Sent(s) = std::mem::replace(this, Answer::Done) {
+                *this = Answer::Other(Box::pin(async move {
+                    let id = std::str::from_utf8(&s.client[s.id.clone()]).unwrap_or("null");
+                    let answer = s
+                        .inner
+                        .forward(
+                            &s.parts,
+                            &s.session,
+                            s.i,
+                            s.body,
+                            Id::Written(id),
+                            Some(answer),
+                        )
+                        .await;
+                    Ok(answer)
+                }));
+            }
+        }
+        match this {
+            Answer::Other(f) => f.as_mut().poll(cx),
+            // Polled after its answer: nothing more comes.
+            _ => Poll::Pending,
+        }
+    }
+}
 
 impl Service<Request<Body>> for Aggregate {
     type Response = Response<Body>;
@@ -295,8 +365,20 @@ impl Service<Request<Body>> for Aggregate {
     }
 
     fn call(&mut self, req: Request<Body>) -> Answer {
-        let this = self.0.clone();
-        Box::pin(async move { Ok(this.handle(req).await) })
+        self.answer(req)
+    }
+}
+
+impl Aggregate {
+    /// [`Service::call`], without the `&mut` (nothing changes).
+    pub(crate) fn answer(&self, req: Request<Body>) -> Answer {
+        match Inner::hot(&self.0, req) {
+            Ok(sent) => Answer::Sent(sent),
+            Err(req) => {
+                let this = self.0.clone();
+                Answer::Other(Box::pin(async move { Ok(this.handle(req).await) }))
+            }
+        }
     }
 }
 
@@ -316,6 +398,86 @@ fn result(id: &Value, result: Value) -> Response<Body> {
 }
 
 impl Inner {
+    /// The hot path: a plain `tools/call` whose body came whole, in a session whose server
+    /// for it is open, is sent to that server's gate from here, its headers edited in place
+    /// (one pass over them, no lookup by name); the request comes back for [`Inner::handle`]
+    /// otherwise, unchanged.
+    // The request comes back by value: boxing it would cost every other request a box.
+    #[allow(clippy::result_large_err)]
+    fn hot(this: &Arc<Inner>, req: Request<Body>) -> Result<Sent, Request<Body>> {
+        if req.method() != Method::POST {
+            return Err(req);
+        }
+        let (mut parts, body) = req.into_parts();
+        let routed = body.whole().and_then(|bytes| {
+            let call = Call::read(bytes)?;
+            let mut sid = None;
+            let mut version = None;
+            let mut length = None;
+            for (name, value) in parts.headers.iter_mut() {
+                // By text: a length, then the bytes (`HeaderName`'s own `==` costs more).
+                match name.as_str() {
+                    "mcp-session-id" => sid = Some(value),
+                    "mcp-protocol-version" => version = Some(value),
+                    "content-length" => length = Some(value),
+                    _ => {}
+                }
+            }
+            // 2026-07-28 is refused on the general path.
+            if version
+                .as_ref()
+                .is_some_and(|v| v.as_bytes() >= &b"2026-"[..])
+            {
+                return None;
+            }
+            let session = this.session_of(sid.as_ref()?.as_bytes())?;
+            let (i, bare) = this.route(&session, "tool", call.name)?;
+            let up = session.open_with(i)?;
+            // The server's own session and version for the client's (this gateway's); a
+            // server that gave no session id is left to the general path, which removes it.
+            let (theirs, their_version) = (up.session.clone()?, up.version.clone()?);
+            let renamed = call.renamed(bare);
+            *sid? = theirs;
+            if let Some(length) = length {
+                *length = HeaderValue::from(renamed.len());
+            }
+            // A client that sends no version (before 2025-06-18) gets the server's.
+            let unsent = match version {
+                Some(v) => {
+                    *v = their_version;
+                    None
+                }
+                None => Some(their_version),
+            };
+            let id = call.id_at.clone();
+            Some((session, i, renamed, id, unsent))
+        });
+        let Some((session, i, renamed, id, unsent)) = routed else {
+            return Err(Request::from_parts(parts, body));
+        };
+        if let Some(v) = unsent {
+            parts.headers.insert(VERSION, v);
+        }
+        let Some(client) = body.whole().cloned() else {
+            return Err(Request::from_parts(parts, body));
+        };
+        let mut req = Request::new(Body::full(renamed.clone()));
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = parts.uri.clone();
+        *req.headers_mut() = parts.headers.clone();
+        *req.extensions_mut() = parts.extensions.clone();
+        Ok(Sent {
+            inner: this.clone(),
+            gate: this.gates[i].clone().call(req),
+            parts,
+            session,
+            i,
+            body: renamed,
+            client,
+            id,
+        })
+    }
+
     async fn handle(&self, req: Request<Body>) -> Response<Body> {
         let (parts, body) = req.into_parts();
         if parts
@@ -360,7 +522,7 @@ impl Inner {
             }
         };
         if let Some((session, i, body, id)) = self.call_tool(&parts, &bytes) {
-            return self.forward(&parts, &session, i, body, id).await;
+            return self.forward(&parts, &session, i, body, id, None).await;
         }
         Box::pin(self.general(parts, bytes)).await
     }
@@ -438,7 +600,8 @@ impl Inner {
                         let mut m = message.clone();
                         m["params"]["name"] = bare.into();
                         let body = Bytes::from(m.to_string());
-                        self.forward(&parts, &session, i, body, Id::Read(&id)).await
+                        self.forward(&parts, &session, i, body, Id::Read(&id), None)
+                            .await
                     }
                     None => self.unknown(&id, &method, name),
                 }
@@ -462,7 +625,8 @@ impl Inner {
                 match routed {
                     Some((i, m)) => {
                         let body = Bytes::from(m.to_string());
-                        self.forward(&parts, &session, i, body, Id::Read(&id)).await
+                        self.forward(&parts, &session, i, body, Id::Read(&id), None)
+                            .await
                     }
                     None => self.unknown(&id, &method, &reference.to_string()),
                 }
@@ -472,7 +636,8 @@ impl Inner {
                 match self.owner(&session, uri) {
                     Some(i) => {
                         let body = Bytes::from(message.to_string());
-                        self.forward(&parts, &session, i, body, Id::Read(&id)).await
+                        self.forward(&parts, &session, i, body, Id::Read(&id), None)
+                            .await
                     }
                     // Not listed to this session (a template's URI, or read without
                     // listing): the servers that offer resources are asked in turn.
@@ -501,7 +666,8 @@ impl Inner {
         )
     }
 
-    /// The hot path: a `tools/call` routed and renamed from a reading of its bytes
+    /// A `tools/call` that [`Inner::hot`] did not take (its body came in pieces, or its
+    /// server is not open yet), routed and renamed the same way from a reading of its bytes
     /// ([`Call`]): its session, server, body for that server and id; `None` when it is not
     /// one this path takes (the general path does).
     fn call_tool<'b>(
@@ -512,7 +678,7 @@ impl Inner {
         let call = Call::read(bytes)?;
         let session = self.session(&parts.headers)?;
         let (i, bare) = self.route(&session, "tool", call.name)?;
-        let body = call.renamed(bare)?;
+        let body = call.renamed(bare);
         Some((session, i, body, Id::Written(call.id)))
     }
 
@@ -537,7 +703,10 @@ impl Inner {
     }
 
     fn session(&self, headers: &HeaderMap) -> Option<Arc<Session>> {
-        let id = headers.get(&SESSION)?.to_str().ok()?;
+        self.session_of(headers.get(&SESSION)?.as_bytes())
+    }
+
+    fn session_of(&self, id: &[u8]) -> Option<Arc<Session>> {
         let map = self
             .sessions
             .map
@@ -703,7 +872,7 @@ impl Inner {
             );
         };
         let sid: Arc<str> = uuid::Uuid::new_v4().to_string().into();
-        if let Some(gone) = self.sessions.insert(sid.clone(), session) {
+        if let Some(gone) = self.sessions.insert(sid.as_bytes().into(), session) {
             // Pushed out past `--max-sessions`: its servers' sessions go too, rather than
             // waiting for each server's own idle timeout (a flood of sessions would otherwise
             // pile up in the servers). Asked as the gateway, not as this client: only the
@@ -754,6 +923,7 @@ impl Inner {
         i: usize,
         body: Bytes,
         id: Id<'_>,
+        mut answered: Option<Response<Body>>,
     ) -> Response<Body> {
         for attempt in 0..2 {
             // Open already, but for a call's first to this server: no future of its own.
@@ -766,9 +936,16 @@ impl Inner {
                 Ok(up) => up,
                 Err(why) => return self.down(i, id, &why),
             };
-            let Ok(answer) = self
-                .exchange(parts, &up, i, Method::POST, Body::full(body.clone()))
-                .await;
+            // The hot path's answer to the first try, or this try's.
+            let answer = match answered.take() {
+                Some(a) => a,
+                None => {
+                    let Ok(answer) = self
+                        .exchange(parts, &up, i, Method::POST, Body::full(body.clone()))
+                        .await;
+                    answer
+                }
+            };
             match answer.status() {
                 StatusCode::NOT_FOUND if attempt == 0 && up.session.is_some() => {
                     // The server forgot the session (it restarted): open it again.
@@ -1115,7 +1292,7 @@ impl Inner {
                 "no session to close",
             );
         };
-        let Some(session) = self.sessions.remove(id) else {
+        let Some(session) = self.sessions.remove(id.as_bytes()) else {
             return error(
                 StatusCode::NOT_FOUND,
                 &Value::Null,
@@ -1179,7 +1356,7 @@ impl Sessions {
     }
 
     /// Keeps `session`; returns the one that made room for it, if one had to.
-    fn insert(&self, id: Arc<str>, session: Arc<Session>) -> Option<Arc<Session>> {
+    fn insert(&self, id: Arc<[u8]>, session: Arc<Session>) -> Option<Arc<Session>> {
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
         let mut gone = None;
         if map.len() >= self.max {
@@ -1198,7 +1375,7 @@ impl Sessions {
         self.uses.fetch_add(1, Ordering::Relaxed)
     }
 
-    fn remove(&self, id: &str) -> Option<Arc<Session>> {
+    fn remove(&self, id: &[u8]) -> Option<Arc<Session>> {
         self.map
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

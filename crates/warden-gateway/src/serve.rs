@@ -652,7 +652,10 @@ impl Service<Request<Body>> for Gate {
     type Error = Infallible;
     type Future = Either<
         Ready<Result<Response<Body>, Infallible>>,
-        Either<warden_tower::ResponseFuture<Infallible>, BoxedAnswer>,
+        Either<
+            warden_tower::ResponseFuture<Infallible>,
+            Either<crate::aggregate::Answer, BoxedAnswer>,
+        >,
     >;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
@@ -673,18 +676,19 @@ impl Service<Request<Body>> for Gate {
         }
         if let Routes::Named { all, .. } = &self.routes {
             if matches!(req.uri().path(), "/mcp" | "/mcp/") {
-                let mut all = all.clone();
                 return match self.callers.admit_now(&mut req) {
-                    Admission::Admitted => Either::Right(Either::Right(all.call(req))),
+                    Admission::Admitted => {
+                        Either::Right(Either::Right(Either::Left(all.answer(req))))
+                    }
                     Admission::Refused(r) => answer(r),
                     Admission::Jwt(token) => {
-                        let callers = self.callers.clone();
-                        Either::Right(Either::Right(Box::pin(async move {
+                        let (callers, all) = (self.callers.clone(), all.clone());
+                        Either::Right(Either::Right(Either::Right(Box::pin(async move {
                             match callers.admit_jwt(&token, &mut req).await {
-                                Ok(()) => all.call(req).await,
+                                Ok(()) => all.answer(req).await,
                                 Err(r) => Ok(r),
                             }
-                        })))
+                        }))))
                     }
                 };
             }
@@ -698,12 +702,12 @@ impl Service<Request<Body>> for Gate {
             // A JWT is checked against the identity provider's keys, which may need fetching.
             Admission::Jwt(token) => {
                 let (callers, mut policy) = (self.callers.clone(), policy.clone());
-                Either::Right(Either::Right(Box::pin(async move {
+                Either::Right(Either::Right(Either::Right(Box::pin(async move {
                     match callers.admit_jwt(&token, &mut req).await {
                         Ok(()) => policy.call(req).await,
                         Err(r) => Ok(r),
                     }
-                })))
+                }))))
             }
         }
     }

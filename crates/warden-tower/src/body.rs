@@ -79,6 +79,14 @@ impl Body {
         }
     }
 
+    /// The bytes of a body that is one known chunk ([`Body::full`]), without reading it.
+    pub fn whole(&self) -> Option<&Bytes> {
+        match &self.kind {
+            Kind::Full(bytes) => bytes.as_ref(),
+            _ => None,
+        }
+    }
+
     pub fn empty() -> Body {
         Body {
             kind: Kind::Full(None),

@@ -14,8 +14,9 @@ use bytes::Bytes;
 
 pub(super) struct Call<'a> {
     bytes: &'a [u8],
-    /// The id as the client wrote it.
+    /// The id as the client wrote it, and where.
     pub(super) id: &'a str,
+    pub(super) id_at: Range<usize>,
     /// The tool's name (written without escapes).
     pub(super) name: &'a str,
     /// Where the name's JSON string, quotes included, is in `bytes`.
@@ -53,22 +54,31 @@ impl<'a> Call<'a> {
         }
         let at = name?;
         let name = std::str::from_utf8(bytes.get(at.start + 1..at.end - 1)?).ok()?;
-        let id = std::str::from_utf8(bytes.get(id?)?).ok()?;
+        let id_at = id?;
+        let id = std::str::from_utf8(bytes.get(id_at.clone())?).ok()?;
         Some(Call {
             bytes,
             id,
+            id_at,
             name,
             at,
         })
     }
 
     /// The request with `name` instead, every other byte as the client wrote it.
-    pub(super) fn renamed(&self, name: &str) -> Option<Bytes> {
+    pub(super) fn renamed(&self, name: &str) -> Bytes {
         let mut out = Vec::with_capacity(self.bytes.len() + name.len() + 2);
         out.extend_from_slice(&self.bytes[..self.at.start]);
-        serde_json::to_writer(&mut out, name).ok()?;
+        // A name read here (or a part of one) needs no escapes; any other is written by serde.
+        if name.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+            out.push(b'"');
+            out.extend_from_slice(name.as_bytes());
+            out.push(b'"');
+        } else {
+            let _ = serde_json::to_writer(&mut out, name);
+        }
         out.extend_from_slice(&self.bytes[self.at.end..]);
-        Some(Bytes::from(out))
+        Bytes::from(out)
     }
 }
 
@@ -98,13 +108,17 @@ impl Reader<'_> {
     fn string(&mut self) -> Option<Range<usize>> {
         self.eat(b'"')?;
         let start = self.i;
-        loop {
-            match self.next()? {
-                b'"' => return Some(start..self.i - 1),
-                b'\\' | 0..=0x1f => return None,
-                _ => {}
-            }
+        let rest = self.b.get(start..)?;
+        // One pass that stops at the end or at what this reading leaves to the general path
+        // (memchr costs more to start than the few bytes of a name or a key).
+        let len = rest
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+        if rest[len] != b'"' {
+            return None;
         }
+        self.i = start + len + 1;
+        Some(start..start + len)
     }
 
     /// A member's key and its colon, white space around: where the key's text is.
@@ -150,7 +164,12 @@ impl Reader<'_> {
         let mut depth = 0usize;
         loop {
             match *self.b.get(self.i)? {
-                b'"' => self.skip_string()?,
+                b'"' => {
+                    self.skip_string()?;
+                    if depth == 0 {
+                        break;
+                    }
+                }
                 b'{' | b'[' => {
                     depth += 1;
                     self.i += 1;
@@ -158,13 +177,13 @@ impl Reader<'_> {
                 b'}' | b']' if depth > 0 => {
                     depth -= 1;
                     self.i += 1;
+                    if depth == 0 {
+                        break;
+                    }
                 }
                 b',' | b'}' | b']' if depth == 0 => break,
                 b' ' | b'\t' | b'\n' | b'\r' if depth == 0 => break,
                 _ => self.i += 1,
-            }
-            if depth == 0 && matches!(self.b[self.i - 1], b'"' | b'}' | b']') {
-                break;
             }
         }
         (self.i > start).then_some(start..self.i)
@@ -174,7 +193,7 @@ impl Reader<'_> {
         self.eat(b'"')?;
         loop {
             let rest = self.b.get(self.i..)?;
-            let at = memchr::memchr2(b'"', b'\\', rest)?;
+            let at = rest.iter().position(|&c| c == b'"' || c == b'\\')?;
             self.i += at + 1;
             if rest[at] == b'"' {
                 return Some(());
@@ -196,7 +215,7 @@ mod tests {
         let call = Call::read(body).unwrap();
         assert_eq!(call.name, "rmcp_add");
         assert_eq!(call.id, r#""a\"b""#);
-        let out = call.renamed("add").unwrap();
+        let out = call.renamed("add");
         let text = std::str::from_utf8(&out).unwrap();
         assert_eq!(
             text,
