@@ -4,9 +4,12 @@
 //!
 //! This reading only routes. The server's gate reads the body it is given again, strictly,
 //! and decides on exactly those bytes: a body read here one way and there another can at
-//! worst reach the wrong server's gate, never pass one. Anything unusual (an escaped key or
-//! name, a repeated key this reading needs, a `params` that is not an object) is left to
-//! the general path, which reads the whole message.
+//! worst reach the wrong server's gate, never pass one. So the reading stops at the name
+//! once the id and the method are read: what follows (the arguments, often most of the
+//! body) is read by the gate alone, which refuses a repeated key or bytes that are not JSON.
+//! Anything unusual before that point (an escaped key or name, a repeated key this reading
+//! needs, a `params` that is not an object) is left to the general path, which reads the
+//! whole message.
 
 use std::ops::Range;
 
@@ -35,7 +38,13 @@ impl<'a> Call<'a> {
             match &bytes[key] {
                 b"id" if id.is_none() => id = Some(r.value()?),
                 b"method" if method.is_none() => method = Some(r.string()?),
-                b"params" if name.is_none() => name = Some(r.name()?),
+                b"params" if name.is_none() => {
+                    let last = id.is_some() && method.is_some();
+                    name = Some(r.name(last)?);
+                    if last {
+                        break;
+                    }
+                }
                 b"id" | b"method" | b"params" => return None,
                 _ => {
                     r.value()?;
@@ -44,12 +53,17 @@ impl<'a> Call<'a> {
             r.ws();
             match r.next()? {
                 b',' => {}
-                b'}' => break,
+                b'}' => {
+                    r.ws();
+                    if r.i != bytes.len() {
+                        return None;
+                    }
+                    break;
+                }
                 _ => return None,
             }
         }
-        r.ws();
-        if r.i != bytes.len() || bytes.get(method?)? != b"tools/call" {
+        if bytes.get(method?)? != b"tools/call" {
             return None;
         }
         let at = name?;
@@ -132,8 +146,8 @@ impl Reader<'_> {
     }
 
     /// `params`, an object: where its `name`, a plain string, is written (quotes
-    /// included).
-    fn name(&mut self) -> Option<Range<usize>> {
+    /// included). With `last` (nothing after it is needed), the reading stops there.
+    fn name(&mut self, last: bool) -> Option<Range<usize>> {
         self.eat(b'{')?;
         let mut name = None;
         loop {
@@ -144,6 +158,9 @@ impl Reader<'_> {
                 }
                 let start = self.i;
                 self.string()?;
+                if last {
+                    return Some(start..self.i);
+                }
                 name = Some(start..self.i);
             } else {
                 self.value()?;
@@ -237,19 +254,42 @@ mod tests {
             r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"x"}}"#,
             r#"{"id":1,"id":2,"method":"tools/call","params":{"name":"x"}}"#,
             r#"{"id":1,"method":"tools/call","params":{"name":3}}"#,
-            r#"{"id":1,"method":"tools/call","params":{"name":"x","name":"y"}}"#,
             r#"{"id":1,"method":"tools/call","params":{"na\u006de":"x"}}"#,
             r#"{"id":1,"method":"tools/call","params":{"name":"\u0078"}}"#,
             r#"{"id":1,"m\u0065thod":"tools/call","params":{"name":"x"}}"#,
             r#"{"id":1,"method":"tools/call","params":[]}"#,
             r#"{"id":1,"method":"tools/call","params":{}}"#,
-            r#"{"id":1,"method":"tools/call","params":{"name":"x"}} x"#,
             r#"[{"id":1,"method":"tools/call","params":{"name":"x"}}]"#,
-            r#"{"id":1,"method":"tools/call","params":{"name":"x"}"#,
             r#"{"id":,"method":"tools/call","params":{"name":"x"}}"#,
         ] {
             assert!(Call::read(body.as_bytes()).is_none(), "{body}");
         }
+    }
+
+    #[test]
+    fn what_follows_the_name_is_left_to_the_gate_which_refuses_what_is_not_plain_json() {
+        for body in [
+            r#"{"id":1,"method":"tools/call","params":{"name":"a_x","name":"b_y"}}"#,
+            r#"{"id":1,"method":"tools/call","params":{"name":"a_x"},"params":{"name":"b_y"}}"#,
+            r#"{"id":1,"method":"tools/call","params":{"name":"a_x"},"method":"tools/list"}"#,
+            r#"{"id":1,"method":"tools/call","params":{"name":"a_x"}} x"#,
+            r#"{"id":1,"method":"tools/call","params":{"name":"a_x","arguments":{"a":1,"a":2}}}"#,
+            r#"{"id":1,"method":"tools/call","params":{"name":"a_x""#,
+        ] {
+            let call = Call::read(body.as_bytes()).unwrap_or_else(|| panic!("{body}"));
+            assert_eq!(call.name, "a_x");
+            let renamed = call.renamed("x");
+            assert!(
+                warden_tower::fuzzing::inspect(&renamed).is_err(),
+                "the gate took {:?}",
+                String::from_utf8_lossy(&renamed)
+            );
+        }
+        // Before the name, the reading is whole: a repeated key it needs is refused here.
+        assert!(
+            Call::read(br#"{"id":1,"id":2,"method":"tools/call","params":{"name":"a_x"}}"#)
+                .is_none()
+        );
     }
 
     #[test]
