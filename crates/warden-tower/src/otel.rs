@@ -189,6 +189,26 @@ fn parse_traceparent(tp: &str, state: Option<&str>) -> Option<opentelemetry::tra
         }
         (bad < 0x10).then_some(v)
     }
+    // Eight digits at once, in one register (the ids are 48 of the 55 characters): each
+    // byte's value from its low four bits (and 9 more for a letter), accepted only if it
+    // is below 16 and written back the same, which only a lowercase hex digit is.
+    fn hex8(b: &[u8]) -> Option<u64> {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        let x = u64::from_be_bytes(b.try_into().ok()?);
+        let letters = (x >> 6) & ONES;
+        let v = (x & (ONES * 0x0f)) + letters * 9;
+        let tens = ((v + ONES * 6) >> 4) & ONES;
+        let written = v + ONES * 0x30 + tens * 0x27;
+        if v & (ONES * 0xf0) != 0 || written != x {
+            return None;
+        }
+        let v = (v | (v >> 4)) & 0x00ff_00ff_00ff_00ff;
+        let v = (v | (v >> 8)) & 0x0000_ffff_0000_ffff;
+        Some((v | (v >> 16)) & 0xffff_ffff)
+    }
+    fn hex16(b: &[u8]) -> Option<u64> {
+        Some((hex8(b.get(..8)?)? << 32) | hex8(b.get(8..16)?)?)
+    }
     if b.len() < 55 || b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
         return None;
     }
@@ -198,8 +218,8 @@ fn parse_traceparent(tp: &str, state: Option<&str>) -> Option<opentelemetry::tra
         0xff => false,
         _ => b.len() == 55 || b[55] == b'-',
     };
-    let trace = (u128::from(hex(&b[3..19])?) << 64) | u128::from(hex(&b[19..35])?);
-    let span = hex(&b[36..52])?;
+    let trace = (u128::from(hex16(&b[3..19])?) << 64) | u128::from(hex16(&b[19..35])?);
+    let span = hex16(&b[36..52])?;
     let flags = u8::try_from(hex(&b[53..55])?).ok()?;
     if !ok_length || trace == 0 || span == 0 {
         return None;
@@ -1179,12 +1199,33 @@ mod tests {
             format!("00-{}-{CLIENT_SPAN}-01", "0".repeat(32)),
             format!("00-{CLIENT_TRACE}-{}-01", "0".repeat(16)),
             format!("00-{}-{CLIENT_SPAN}-01", CLIENT_TRACE.to_uppercase()),
+            format!("00-{CLIENT_TRACE}-{}-01", CLIENT_SPAN.to_uppercase()),
             format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-0"),
             format!("00_{CLIENT_TRACE}-{CLIENT_SPAN}-01"),
             "00-x".to_owned(),
             String::new(),
         ] {
             assert!(super::parse_traceparent(&bad, None).is_none(), "{bad}");
+        }
+        // Every character of either id that is not a lowercase hex digit spoils it, and
+        // every digit reads as itself, wherever it stands.
+        let ok = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01");
+        let ids: Vec<usize> = (3..35).chain(36..52).collect();
+        for &at in &ids {
+            for c in 0..=255u8 {
+                let mut tp = ok.clone().into_bytes();
+                tp[at] = c;
+                let Ok(tp) = String::from_utf8(tp) else {
+                    continue;
+                };
+                let read = super::parse_traceparent(&tp, None);
+                let digit = c.is_ascii_digit() || (b'a'..=b'f').contains(&c);
+                assert_eq!(read.is_some(), digit, "{tp}");
+                if let Some(sc) = read {
+                    let ids = format!("{}-{}", sc.trace_id(), sc.span_id());
+                    assert_eq!(ids, tp[3..52], "{tp}");
+                }
+            }
         }
         // The SDK's own reading agrees on every case above.
         let sdk = TraceContextPropagator::new();
