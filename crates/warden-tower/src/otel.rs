@@ -734,20 +734,29 @@ fn known(method: &str) -> &'static str {
 /// `00-{trace id}-{span id}-{flags}`: a span context as W3C's `traceparent` writes it
 /// (the SDK's propagator formats the same through `format!`, at some 1,500 instructions).
 fn traceparent(sc: &SpanContext) -> [u8; 55] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = [b'-'; 55];
     let flags = (sc.trace_flags() & TraceFlags::SAMPLED).to_u8();
-    let mut put = |at: usize, bytes: &[u8]| {
-        for (pair, b) in out[at..at + 2 * bytes.len()].chunks_exact_mut(2).zip(bytes) {
-            pair[0] = HEX[usize::from(b >> 4)];
-            pair[1] = HEX[usize::from(b & 0xf)];
-        }
-    };
-    put(0, &[0]);
-    put(3, &sc.trace_id().to_bytes());
-    put(36, &sc.span_id().to_bytes());
-    put(53, &[flags]);
+    let trace = u128::from_be_bytes(sc.trace_id().to_bytes());
+    let span = u64::from_be_bytes(sc.span_id().to_bytes());
+    out[..2].copy_from_slice(b"00");
+    for (at, half) in [(3, (trace >> 64) as u64), (19, trace as u64), (36, span)] {
+        out[at..at + 8].copy_from_slice(&hex8((half >> 32) as u32));
+        out[at + 8..at + 16].copy_from_slice(&hex8(half as u32));
+    }
+    out[53..].copy_from_slice(&hex8(u32::from(flags))[6..]);
     out
+}
+
+/// `v` as eight lowercase hex digits, in one register: a nibble spread to each byte, then
+/// each made a digit (`'0' + n`, and 39 more for a letter).
+fn hex8(v: u32) -> [u8; 8] {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let x = u64::from(v);
+    let x = (x | (x << 16)) & 0x0000_ffff_0000_ffff;
+    let x = (x | (x << 8)) & 0x00ff_00ff_00ff_00ff;
+    let x = (x | (x << 4)) & (ONES * 0x0f);
+    let letters = ((x + ONES * 6) >> 4) & ONES;
+    (x + ONES * 0x30 + letters * 0x27).to_be_bytes()
 }
 
 /// A span context as it is handed on, written once for the headers and the body.
@@ -1251,6 +1260,25 @@ mod tests {
         use opentelemetry::propagation::TextMapPropagator;
         use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
         use std::collections::HashMap;
+        // Every digit in every place, as `format!` writes it.
+        let mut x: u128 = 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210;
+        for n in 0..2000u32 {
+            x = x
+                .wrapping_mul(0x2360_ed05_1fc6_5da4_4385_df64_9fcc_f645)
+                .wrapping_add(1);
+            let span = (x >> 37) as u64 | 1;
+            let flags = (n % 2) as u8;
+            let sc = SpanContext::new(
+                TraceId::from(x | 1),
+                SpanId::from(span),
+                TraceFlags::new(flags),
+                false,
+                TraceState::NONE,
+            );
+            let written = super::traceparent(&sc);
+            let expected = format!("00-{:032x}-{span:016x}-{flags:02x}", x | 1);
+            assert_eq!(std::str::from_utf8(&written).unwrap(), expected);
+        }
         for (trace, span, flags, state) in [
             (CLIENT_TRACE, CLIENT_SPAN, 1, ""),
             (
