@@ -409,8 +409,11 @@ impl Inner {
             return Err(req);
         }
         let (mut parts, body) = req.into_parts();
-        let routed = body.whole().and_then(|bytes| {
-            let call = Call::read(bytes)?;
+        let Some(client) = body.whole().cloned() else {
+            return Err(Request::from_parts(parts, body));
+        };
+        let routed = (|| {
+            let call = Call::read(&client)?;
             let mut sid = None;
             let mut version = None;
             let mut length = None;
@@ -451,16 +454,14 @@ impl Inner {
             };
             let id = call.id_at.clone();
             Some((session, i, renamed, id, unsent))
-        });
+        })();
+        // Nothing above changed a header unless it returned `Some`.
         let Some((session, i, renamed, id, unsent)) = routed else {
             return Err(Request::from_parts(parts, body));
         };
         if let Some(v) = unsent {
             parts.headers.insert(VERSION, v);
         }
-        let Some(client) = body.whole().cloned() else {
-            return Err(Request::from_parts(parts, body));
-        };
         let mut req = Request::new(Body::full(renamed.clone()));
         *req.method_mut() = Method::POST;
         *req.uri_mut() = parts.uri.clone();
