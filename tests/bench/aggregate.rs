@@ -292,6 +292,29 @@ pub(super) fn targets(
             },
         ));
     }
+    // `/mcp/one` runs the instructions `serve --upstream` runs, in the aggregated gateway's
+    // process: against it, the router's own cost shows without the process's and the
+    // machine's share (for reading the figures; the target is against the single gateway).
+    let one = t.rows.iter().find(|&&i| rows[i].url.ends_with("/mcp/one"));
+    let all_on_one = t
+        .rows
+        .iter()
+        .find(|&&i| i != y && rows[i].url.ends_with("/mcp"));
+    if let (Some(&one), Some(&all)) = (one, all_on_one) {
+        let (mut cpu, _) = ratios(&runs[all], &runs[one]);
+        cpu.retain(|c| c.is_finite());
+        cpu.sort_by(f64::total_cmp);
+        if let (Some(mid), Some(lo), Some(hi)) = (
+            median_of(cpu.clone()),
+            cpu.first().copied(),
+            cpu.last().copied(),
+        ) {
+            out.push_str(&format!(
+                "- {} against `/mcp/one` of the same gateway, within a round: CPU per call {mid:.2}× ({lo:.2}–{hi:.2}) (no target: the router's own share)\n",
+                rows[all].label
+            ));
+        }
+    }
     out
 }
 
