@@ -33,6 +33,7 @@
 //!
 //! The targets of issue 28, checked at the end for rows 2 and 3 from the ratios within
 //! rounds: CPU per call ≤ 1.05× the single gateway's, and p99 no more than 0.1 ms above it.
+//! For reading them, row 2 against row 4 (same process) is printed too.
 //!
 //! Then the memory (`--sessions N`, 2,000 by default): `N` sessions opened through the
 //! aggregated `/mcp` (eight clients, each opening its share in turn on one kept-alive
