@@ -1,7 +1,7 @@
 //! The gateway: Warden's policy layer in front of MCP servers written in anything.
 //!
-//! - [`serve`]: a reverse proxy for MCP Streamable HTTP (`warden serve`).
-//! - [`stdio`]: wraps a stdio MCP server it launches (`warden stdio`).
+//! - [`serve()`]: a reverse proxy for MCP Streamable HTTP (`warden serve`).
+//! - [`stdio()`]: wraps a stdio MCP server it launches (`warden stdio`).
 //! - [`scan`]: lists a server's tools and writes a starter `.pol` (`warden scan`).
 //!
 //! The server stack: [`listener`] accepts (connection cap, graceful stop; the TLS handshake

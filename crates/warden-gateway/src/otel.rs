@@ -4,7 +4,7 @@
 //! a bounded queue, `OTEL_BSP_*`), its sampler (`OTEL_TRACES_SAMPLER`, by default
 //! `parentbased_always_on`) and its resource (`OTEL_SERVICE_NAME`,
 //! `OTEL_RESOURCE_ATTRIBUTES`; the service is `warden` when neither names it). The batches
-//! go to the collector as OTLP/HTTP protobuf, written by [`encode`] straight from the SDK's
+//! go to the collector as OTLP/HTTP protobuf, written by `encode` straight from the SDK's
 //! spans (opentelemetry-otlp's conversion and encoding cost more than the rest of a traced
 //! call: see that module), with the `OTEL_EXPORTER_OTLP_*` endpoint, headers and timeout as
 //! the specification defines them. What never reaches the collector is counted, which the

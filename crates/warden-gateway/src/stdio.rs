@@ -1,7 +1,7 @@
 //! `warden stdio`: launches a stdio MCP server and sits on its stdin and stdout.
 //!
 //! Each line the client writes is one JSON-RPC message. It goes through the same
-//! [`PolicyLayer`] as HTTP traffic, whose inner service here writes the line to the child:
+//! [`PolicyLayer`](warden_tower::PolicyLayer) as HTTP traffic, whose inner service here writes the line to the child:
 //! an allowed message reaches the server byte for byte, a denied one is answered on our
 //! stdout and never reaches it. Lines from the server pass through, except list answers,
 //! which keep only what the client may call, and requests of the server's that the policy

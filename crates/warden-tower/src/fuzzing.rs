@@ -20,11 +20,11 @@ pub struct Read {
     pub method: Option<String>,
     /// For `tools/call`: the tool name and arguments it is decided on.
     pub call: Option<(String, Option<Value>)>,
-    /// For a request: what [`methods::rule`] makes of it.
+    /// For a request: what `methods::rule` makes of it.
     pub rule: Option<Rule>,
 }
 
-/// [`Ruled`], owned: what the gate does with one client request.
+/// `Ruled`, owned: what the gate does with one client request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Rule {
     /// Decided by the policy as `kind`, by `name`, with `args`.
