@@ -713,6 +713,7 @@ fn trace_settings_the_gateway_cannot_follow_stop_the_start_with_the_reason() {
         )],
     );
     assert!(why.contains("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), "{why}");
+    assert!(why.contains("\"collector:4318/v1/traces\""), "{why}");
 }
 
 #[test]

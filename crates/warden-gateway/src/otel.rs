@@ -5,8 +5,8 @@
 //! `parentbased_always_on`) and its resource (`OTEL_SERVICE_NAME`,
 //! `OTEL_RESOURCE_ATTRIBUTES`; the service is `warden` when neither names it). The batches
 //! go to the collector as OTLP/HTTP protobuf, written by `encode` straight from the SDK's
-//! spans (opentelemetry-otlp's conversion and encoding cost more than the rest of a traced
-//! call: see that module), with the `OTEL_EXPORTER_OTLP_*` endpoint, headers and timeout as
+//! spans (opentelemetry-otlp's conversion and encoding cost some 22,000 instructions a
+//! call, a third as many as the traced call's own connection task: see that module), with the `OTEL_EXPORTER_OTLP_*` endpoint, headers and timeout as
 //! the specification defines them. What never reaches the collector is counted, which the
 //! SDK only logs once: `warden_trace_spans_dropped_total{reason="queue_full"}` for a span
 //! the queue had no room for, `{reason="export_failed"}` for a batch the collector did not
@@ -77,11 +77,16 @@ impl Export {
                 "OTEL_TRACES_EXPORTER={e}: Warden exports traces over OTLP only (otlp or none)"
             )));
         }
-        let protocol = env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-            .or_else(|| env("OTEL_EXPORTER_OTLP_PROTOCOL"));
-        if let Some(p) = protocol.filter(|p| p != "http/protobuf") {
+        // Named in the error as it was set: the traces' own variable, or the general one.
+        let protocol = [
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+        ]
+        .into_iter()
+        .find_map(|name| Some((name, env(name)?)));
+        if let Some((name, p)) = protocol.filter(|(_, p)| p != "http/protobuf") {
             return Err(Error::Config(format!(
-                "OTEL_EXPORTER_OTLP_PROTOCOL={p}: Warden sends OTLP over HTTP as protobuf (http/protobuf); point it at the collector's HTTP port (4318)"
+                "{name}={p}: Warden sends OTLP over HTTP as protobuf (http/protobuf); point it at the collector's HTTP port (4318)"
             )));
         }
         let url = collector_url(endpoint, ca)?;
@@ -190,19 +195,20 @@ impl SpanProcessor for Bounded {
 /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (taken as it is), else `OTEL_EXPORTER_OTLP_ENDPOINT`
 /// (a base URL), as the specification orders them.
 fn collector_url(flag: Option<&str>, ca: Option<&std::path::Path>) -> Result<http::Uri, Error> {
-    let (source, text) = match flag {
-        Some(base) => ("--otlp-endpoint", traces_path(base)),
+    // `shown` is the value as the user gave it, for errors; `text` the URL it makes.
+    let (source, shown, text) = match flag {
+        Some(base) => ("--otlp-endpoint", base.to_owned(), traces_path(base)),
         None => match env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
-            Some(url) => ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", url),
-            None => (
-                "OTEL_EXPORTER_OTLP_ENDPOINT",
-                traces_path(&env("OTEL_EXPORTER_OTLP_ENDPOINT").unwrap_or_default()),
-            ),
+            Some(url) => {
+                let text = url.trim().to_owned();
+                ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", url, text)
+            }
+            None => {
+                let base = env("OTEL_EXPORTER_OTLP_ENDPOINT").unwrap_or_default();
+                let text = traces_path(&base);
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", base, text)
+            }
         },
-    };
-    let shown = match flag {
-        Some(base) => base.to_owned(),
-        None => text.clone(),
     };
     let uri = text
         .parse::<http::Uri>()
@@ -227,7 +233,7 @@ fn traces_path(base: &str) -> String {
 
 /// The `OTEL_EXPORTER_OTLP_*` settings of each request, the traces' own variable before the
 /// general one.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct ExportConfig {
     /// `OTEL_EXPORTER_OTLP_HEADERS`: `key=value` pairs split by commas, values
     /// percent-decoded (a vendor's API key).

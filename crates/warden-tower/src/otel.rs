@@ -169,8 +169,8 @@ fn trimmed(text: &str) -> &str {
 fn parse_traceparent(tp: &str, state: Option<&str>) -> Option<opentelemetry::trace::SpanContext> {
     use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
     let b = tp.as_bytes();
-    // Lowercase hex digits by table, anything else 0x10 and up; at most 16 digits at a
-    // time so that the arithmetic stays in one register, and one branch at the end.
+    // Lowercase hex digits by table, anything else 0x10 and up, and one branch at the end:
+    // the two-digit version and flags (the ids are read eight digits at a time).
     const DIGITS: [u8; 256] = {
         let mut t = [0xff_u8; 256];
         let mut i = 0;
@@ -189,26 +189,6 @@ fn parse_traceparent(tp: &str, state: Option<&str>) -> Option<opentelemetry::tra
         }
         (bad < 0x10).then_some(v)
     }
-    // Eight digits at once, in one register (the ids are 48 of the 55 characters): each
-    // byte's value from its low four bits (and 9 more for a letter), accepted only if it
-    // is below 16 and written back the same, which only a lowercase hex digit is.
-    fn hex8(b: &[u8]) -> Option<u64> {
-        const ONES: u64 = 0x0101_0101_0101_0101;
-        let x = u64::from_be_bytes(b.try_into().ok()?);
-        let letters = (x >> 6) & ONES;
-        let v = (x & (ONES * 0x0f)) + letters * 9;
-        let tens = ((v + ONES * 6) >> 4) & ONES;
-        let written = v + ONES * 0x30 + tens * 0x27;
-        if v & (ONES * 0xf0) != 0 || written != x {
-            return None;
-        }
-        let v = (v | (v >> 4)) & 0x00ff_00ff_00ff_00ff;
-        let v = (v | (v >> 8)) & 0x0000_ffff_0000_ffff;
-        Some((v | (v >> 16)) & 0xffff_ffff)
-    }
-    fn hex16(b: &[u8]) -> Option<u64> {
-        Some((hex8(b.get(..8)?)? << 32) | hex8(b.get(8..16)?)?)
-    }
     if b.len() < 55 || b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
         return None;
     }
@@ -218,8 +198,8 @@ fn parse_traceparent(tp: &str, state: Option<&str>) -> Option<opentelemetry::tra
         0xff => false,
         _ => b.len() == 55 || b[55] == b'-',
     };
-    let trace = (u128::from(hex16(&b[3..19])?) << 64) | u128::from(hex16(&b[19..35])?);
-    let span = hex16(&b[36..52])?;
+    let trace = (u128::from(digits16(&b[3..19])?) << 64) | u128::from(digits16(&b[19..35])?);
+    let span = digits16(&b[36..52])?;
     let flags = u8::try_from(hex(&b[53..55])?).ok()?;
     if !ok_length || trace == 0 || span == 0 {
         return None;
@@ -235,6 +215,30 @@ fn parse_traceparent(tp: &str, state: Option<&str>) -> Option<opentelemetry::tra
         true,
         state,
     ))
+}
+
+/// Eight lowercase hex digits read at once, in one register (a `traceparent`'s ids are 48
+/// of its 55 characters): each byte's value from its low four bits (and 9 more for a
+/// letter), accepted only if it is below 16 and written back the same, which only a
+/// lowercase hex digit is.
+fn digits8(b: &[u8]) -> Option<u64> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let x = u64::from_be_bytes(b.try_into().ok()?);
+    let letters = (x >> 6) & ONES;
+    let v = (x & (ONES * 0x0f)) + letters * 9;
+    let tens = ((v + ONES * 6) >> 4) & ONES;
+    let written = v + ONES * 0x30 + tens * 0x27;
+    if v & (ONES * 0xf0) != 0 || written != x {
+        return None;
+    }
+    let v = (v | (v >> 4)) & 0x00ff_00ff_00ff_00ff;
+    let v = (v | (v >> 8)) & 0x0000_ffff_0000_ffff;
+    Some((v | (v >> 16)) & 0xffff_ffff)
+}
+
+/// Sixteen digits: a span id, or half a trace id.
+fn digits16(b: &[u8]) -> Option<u64> {
+    Some((digits8(b.get(..8)?)? << 32) | digits8(b.get(8..16)?)?)
 }
 
 fn id_text(id: &Value) -> String {
@@ -260,8 +264,9 @@ struct Described<'a> {
     headers: &'a HeaderMap,
 }
 
-/// Attributes a recording span gets after it starts: the decision and rule, the counters
-/// and their room left, `error.type` and its code.
+/// Attributes a recording span gets after it starts on an allowed or denied call: the
+/// decision and rule, the counters and their room left, `error.type` and its code (a
+/// limited call adds up to three more, and the vector may then grow once).
 const LATER_ATTRIBUTES: usize = 6;
 
 impl Described<'_> {
@@ -1215,6 +1220,21 @@ mod tests {
             String::new(),
         ] {
             assert!(super::parse_traceparent(&bad, None).is_none(), "{bad}");
+        }
+        // Every byte that is not a lowercase hex digit spoils sixteen digits wherever it
+        // stands, non-ASCII ones too (which a `&str` cannot hold alone).
+        let digits = *b"0123456789abcdef";
+        for at in 0..16 {
+            for c in 0..=255u8 {
+                let mut b = digits;
+                b[at] = c;
+                let digit = c.is_ascii_digit() || (b'a'..=b'f').contains(&c);
+                let read = super::digits16(&b);
+                assert_eq!(read.is_some(), digit, "{b:?}");
+                if let Some(v) = read {
+                    assert_eq!(format!("{v:016x}").as_bytes(), b, "{b:?}");
+                }
+            }
         }
         // Every character of either id that is not a lowercase hex digit spoils it, and
         // every digit reads as itself, wherever it stands.

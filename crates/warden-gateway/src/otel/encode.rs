@@ -3,8 +3,8 @@
 //! opentelemetry-otlp first turns every `SpanData` into opentelemetry-proto's message types
 //! (a `String` for every attribute key and value, a `Vec` for every id, a hash of the scope
 //! per span), then prost walks each nested message's length again at every level: some
-//! 11,000 instructions a span, a third of all the gateway spends on a call
-//! (docs/PERFORMANCE.md). Here each field is written once, from the span as it is, into one
+//! 11,000 instructions a span, a third as many as a traced call's own connection task
+//! runs (docs/PERFORMANCE.md). Here each field is written once, from the span as it is, into one
 //! buffer; a nested message's length goes in front of it afterwards (moving the message when
 //! the length needs more than one byte). The unit tests decode what comes out with
 //! opentelemetry-proto's types and compare it with that crate's own conversion of the same
