@@ -58,7 +58,7 @@ use serde_json::{Map, Value, json};
 use tower::Service;
 use warden_tower::{Body, Needle, PolicyService, ResponseFuture};
 
-use crate::serve::Server;
+use crate::serve::Behind;
 
 mod call;
 use call::Call;
@@ -94,7 +94,7 @@ pub(crate) struct Aggregate(Arc<Inner>);
 
 pub(crate) struct Inner {
     names: Arc<[Arc<str>]>,
-    gates: Vec<PolicyService<Server>>,
+    gates: Vec<PolicyService<Behind>>,
     sessions: Arc<Sessions>,
     naming: Arc<Naming>,
 }
@@ -237,7 +237,7 @@ struct Upstreams {
 impl Aggregate {
     pub(crate) fn new(
         names: Arc<[Arc<str>]>,
-        gates: Vec<PolicyService<Server>>,
+        gates: Vec<PolicyService<Behind>>,
         sessions: Arc<Sessions>,
         naming: Arc<Naming>,
     ) -> Aggregate {

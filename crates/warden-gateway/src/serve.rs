@@ -453,13 +453,13 @@ struct Backend {
 
 impl Backend {
     /// A worker's stack for this server: its gate, the gateway's, its upstream.
-    fn gate(&self) -> PolicyService<Server> {
+    fn gate(&self) -> PolicyService<Behind> {
         let upstream = self.upstream.for_worker();
-        let upstream = match &self.gateway {
-            Some(g) => Server::Gated(Box::new(g.layer(upstream))),
-            None => upstream,
+        let behind = match &self.gateway {
+            Some(g) => Behind::Gated(g.layer(upstream)),
+            None => Behind::Direct(upstream),
         };
-        self.layer.layer(upstream)
+        self.layer.layer(behind)
     }
 }
 
@@ -468,9 +468,6 @@ impl Backend {
 pub(crate) enum Server {
     Http(Upstream),
     Launched(Children),
-    /// Behind the gateway-wide policy's gate (`--gateway-policy`), one layer shared by
-    /// every server: its counters are all servers' at once.
-    Gated(Box<PolicyService<Server>>),
 }
 
 impl Server {
@@ -479,8 +476,6 @@ impl Server {
         match self {
             Server::Http(u) => Server::Http(u.for_worker()),
             Server::Launched(c) => Server::Launched(c.clone()),
-            // Made per worker already (`Backend::gate`), around the worker's own upstream.
-            Server::Gated(g) => Server::Gated(g.clone()),
         }
     }
 
@@ -488,7 +483,6 @@ impl Server {
         match self {
             Server::Http(u) => u.path(),
             Server::Launched(_) => "/mcp",
-            Server::Gated(g) => g.get_ref().path(),
         }
     }
 
@@ -496,7 +490,6 @@ impl Server {
         match self {
             Server::Http(u) => u.health(),
             Server::Launched(_) => crate::proxy::Health::default(),
-            Server::Gated(g) => g.get_ref().health(),
         }
     }
 }
@@ -514,14 +507,39 @@ impl Service<Request<Body>> for Server {
         match self {
             Server::Http(u) => u.call(req),
             Server::Launched(c) => c.call(req),
-            Server::Gated(g) => Box::pin(g.call(req)),
+        }
+    }
+}
+
+/// What a server's gate forwards to: the server, or the gateway-wide policy's gate
+/// (`--gateway-policy`) in front of it, one layer shared by every server so that its
+/// counters are all servers' at once.
+#[derive(Clone, Debug)]
+pub(crate) enum Behind {
+    Direct(Server),
+    Gated(PolicyService<Server>),
+}
+
+impl Service<Request<Body>> for Behind {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxedAnswer;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> BoxedAnswer {
+        match self {
+            Behind::Direct(s) => s.call(req),
+            Behind::Gated(g) => g.call(req).into_boxed(),
         }
     }
 }
 
 impl Stack {
     /// Named servers: each at `/mcp/NAME`, all of them at `/mcp`.
-    fn named(&self, gates: Vec<(Option<Arc<str>>, PolicyService<Server>)>) -> Routes {
+    fn named(&self, gates: Vec<(Option<Arc<str>>, PolicyService<Behind>)>) -> Routes {
         let names: Arc<[Arc<str>]> = gates
             .iter()
             .map(|(n, _)| n.clone().unwrap_or_else(|| "".into()))
@@ -599,17 +617,17 @@ struct Gate {
 #[derive(Clone)]
 enum Routes {
     /// The one server: every path goes to it (its own MCP path upstream).
-    One(PolicyService<Server>),
+    One(PolicyService<Behind>),
     /// Several: `/mcp/NAME` is server NAME's endpoint, `/mcp` all of them at once.
     Named {
-        gates: Vec<(Option<Arc<str>>, PolicyService<Server>)>,
+        gates: Vec<(Option<Arc<str>>, PolicyService<Behind>)>,
         all: Aggregate,
     },
 }
 
 impl Routes {
     /// The server's gate for `path`.
-    fn route(&mut self, path: &str) -> Option<&mut PolicyService<Server>> {
+    fn route(&mut self, path: &str) -> Option<&mut PolicyService<Behind>> {
         match self {
             Routes::One(gate) => Some(gate),
             Routes::Named { gates, .. } => {

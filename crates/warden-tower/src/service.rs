@@ -32,13 +32,6 @@ pub struct PolicyService<S> {
     pub(crate) shared: Arc<Shared>,
 }
 
-impl<S> PolicyService<S> {
-    /// The service behind the gate.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-}
-
 impl<S> std::fmt::Debug for PolicyService<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PolicyService").finish_non_exhaustive()
@@ -48,6 +41,14 @@ impl<S> std::fmt::Debug for PolicyService<S> {
 /// The future of [`PolicyService`]'s answer.
 pub struct ResponseFuture<E> {
     inner: Pin<Box<dyn Future<Output = Result<Response<Body>, E>> + Send>>,
+}
+
+impl<E> ResponseFuture<E> {
+    /// The boxed future inside, for a caller that boxes its answers anyway (a gate behind
+    /// another gate, say): no second box around the first.
+    pub fn into_boxed(self) -> Pin<Box<dyn Future<Output = Result<Response<Body>, E>> + Send>> {
+        self.inner
+    }
 }
 
 impl<E> Future for ResponseFuture<E> {
