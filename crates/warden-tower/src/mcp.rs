@@ -194,13 +194,13 @@ where
                 .iter()
                 .map(|v| (v.id.clone(), v.message.to_string()))
                 .collect();
-            return Ok(refuse_all(
+            return Ok(untried(refuse_all(
                 &parsed,
                 &reasons,
                 "another call in this batch was denied",
                 style,
                 protocol,
-            ));
+            )));
         }
 
         // Limits of every call that goes on, all charged together or none. One call (the usual
@@ -263,13 +263,13 @@ where
                     .filter(|v| v.outcome != Outcome::Deny)
                     .map(|v| (v.id.clone(), limited.message()))
                     .collect();
-                return Ok(refuse_all(
+                return Ok(untried(refuse_all(
                     &parsed,
                     &reasons,
                     "another call in this batch was rate-limited",
                     style,
                     protocol,
-                ));
+                )));
             }
         }
 
@@ -416,6 +416,9 @@ where
                 }
             }
         }
+        // A person's refusal keeps this gate's charges, and the marker stays off so that a
+        // gate in front keeps its own: the call was tried, and a limit bounds how often an
+        // agent in a loop can have somebody asked.
         if !refused.is_empty() {
             return Ok(refuse_all(
                 &parsed,
@@ -810,8 +813,12 @@ fn refuse_all(
     } else {
         answers.into_iter().next().unwrap_or(Value::Null)
     };
-    let mut r = answer::json(StatusCode::OK, &value);
-    // A gate in front of this one gives back what it charged for these calls.
+    answer::json(StatusCode::OK, &value)
+}
+
+/// Marks an answer refusing calls that this gate's policy or limits stopped before anything
+/// was tried: a gate in front of this one gives back what it charged for them.
+fn untried(mut r: Response<Body>) -> Response<Body> {
     r.extensions_mut().insert(answer::Refused);
     r
 }

@@ -533,19 +533,7 @@ all tools {
     let up = Upstream::default();
     let mut svc = PolicyLayer::new(compiled(front))
         .layer(PolicyLayer::new(compiled(behind)).layer(up.clone()));
-    async fn send(
-        svc: &mut warden_tower::PolicyService<warden_tower::PolicyService<Upstream>>,
-        body: String,
-    ) -> String {
-        let resp = ServiceExt::<Request<Body>>::ready(svc)
-            .await
-            .unwrap()
-            .call(post(&body))
-            .await
-            .unwrap();
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
-        String::from_utf8_lossy(&body).into_owned()
-    }
+    let send = call_through;
     for id in 1..=3 {
         let body = send(&mut svc, call(id, "pay", json!({"to": "mallory"}))).await;
         assert!(denied_text(&body).contains("not to mallory"), "{body}");
@@ -558,6 +546,55 @@ all tools {
         "{body}"
     );
     assert_eq!(up.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn a_call_a_person_refuses_behind_keeps_the_charge_in_front_as_it_would_in_one_gate() {
+    // The call was tried: somebody was asked. Both gates keep their charges, so a limit in
+    // front bounds how often an agent in a loop has somebody asked behind.
+    let front = "version 1\ndefault allow\ntool pay {\n  limit 1 per day global as payments\n}\n";
+    let behind = "version 1\ndefault allow\ntool pay {\n  require approval timeout 5 seconds\n}\n";
+    let queue = ApprovalQueue::new();
+    let up = Upstream::default();
+    let mut svc = PolicyLayer::new(compiled(front)).layer(
+        PolicyLayer::new(compiled(behind))
+            .approver(queue.clone())
+            .layer(up.clone()),
+    );
+    let q = queue.clone();
+    let person = tokio::spawn(async move {
+        for _ in 0..300 {
+            if let Some(r) = q.list().first() {
+                return q.deny(&r.id, Some("not today".into()));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    });
+    let body = call_through(&mut svc, call(1, "pay", json!({}))).await;
+    assert!(person.await.unwrap(), "the approval was never asked");
+    assert!(denied_text(&body).contains("not today"), "{body}");
+    let body = call_through(&mut svc, call(2, "pay", json!({}))).await;
+    assert!(
+        denied_text(&body).contains("rate limit `payments` reached"),
+        "{body}"
+    );
+    assert!(queue.list().is_empty(), "nobody is asked twice");
+    assert!(up.seen().is_empty());
+}
+
+async fn call_through(
+    svc: &mut warden_tower::PolicyService<warden_tower::PolicyService<Upstream>>,
+    body: String,
+) -> String {
+    let resp = ServiceExt::<Request<Body>>::ready(svc)
+        .await
+        .unwrap()
+        .call(post(&body))
+        .await
+        .unwrap();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8_lossy(&body).into_owned()
 }
 
 #[tokio::test]
