@@ -402,7 +402,7 @@ pub struct ServeArgs {
     /// Client sessions the aggregated /mcp endpoint keeps at once (with several servers);
     /// past it the longest idle one is closed, its servers' sessions with it (DELETE), and
     /// its client starts again on the 404 it then gets.
-    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = at_least_one)]
     pub max_sessions: usize,
     /// On SIGTERM/SIGINT: stop accepting, give calls in flight this many seconds, exit 0.
     #[arg(long, value_name = "SECS", default_value_t = 30)]
@@ -591,4 +591,13 @@ pub enum TestFormat {
 pub enum Format {
     Text,
     Json,
+}
+
+/// A count of which none would stop everything (`--max-sessions 0`): refused, not read as 1.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }

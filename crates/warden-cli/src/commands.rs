@@ -219,8 +219,7 @@ fn check(
         }
     }
     for (file, catalog) in &policies {
-        let checked = source::load(file).and_then(|(src, policy)| {
-            let compiled = source::compiled(&src, &policy)?;
+        let checked = source::load_compiled(file).map(|(src, policy, compiled)| {
             let warnings = warden_policy::lint(&compiled, catalog.as_ref());
             for w in warnings.iter() {
                 report::warning(&src, w);
@@ -238,7 +237,7 @@ fn check(
             if let Some(note) = report::beyond_tools_note(&src, &policy, catalog.as_ref()) {
                 eprintln!("{note}");
             }
-            Ok((policy, warnings.len(), notes.len()))
+            (policy, warnings.len(), notes.len())
         });
         match checked {
             Ok((policy, warnings, notes)) => {
@@ -362,8 +361,7 @@ fn explain(
         .ip(caller.ip);
     call.claims = claims.as_ref();
     let explained = |file: &Path| -> Result<warden_policy::Explanation, CliError> {
-        let (src, policy) = source::load(file)?;
-        let compiled = source::compiled(&src, &policy)?;
+        let (src, _, compiled) = source::load_compiled(file)?;
         let mut explanation = compiled.explain(&call);
         explanation.source = src.location(&explanation.rule);
         Ok(explanation)

@@ -122,6 +122,36 @@ fn flags() -> Vec<(String, Takes)> {
         .collect()
 }
 
+/// Whether `text` is a value the flag takes (`max-sessions = 0` is not), by the flag's own
+/// parser, so that the file's line and column go with the error rather than a bare
+/// command-line complaint at start.
+fn invalid_value(
+    serve: Option<&clap::Command>,
+    flag: &str,
+    text: &str,
+) -> Option<(String, Option<String>)> {
+    // clap checks a value when it reads it, before it looks for missing arguments: only an
+    // error about the value itself counts.
+    let err = serve?
+        .clone()
+        .try_get_matches_from(["serve".to_owned(), format!("--{flag}"), text.to_owned()])
+        .err()?;
+    if !matches!(
+        err.kind(),
+        clap::error::ErrorKind::ValueValidation | clap::error::ErrorKind::InvalidValue
+    ) {
+        return None;
+    }
+    let shown = err.to_string();
+    let mut lines = shown.lines();
+    let first = lines.next().unwrap_or_default();
+    let possible = lines
+        .map(str::trim)
+        .find(|l| l.starts_with("[possible values:"))
+        .map(|l| l.trim_matches(['[', ']']).to_owned());
+    Some((first.trim_start_matches("error: ").to_owned(), possible))
+}
+
 /// [`load`] for a verb that reads a warden.toml beside its own work (`diff`, `replay`,
 /// `test`, `explain`, `scan`): its problems are written to stderr, located, and the verb
 /// stops with [`crate::error::CliError::Invalid`].
@@ -169,6 +199,7 @@ fn read(text: &str, base: &Path, purpose: Purpose) -> Result<Config, Vec<Diagnos
     })?;
     let mut out = Reader {
         flags: flags(),
+        serve: crate::cli::Cli::command().find_subcommand("serve").cloned(),
         config: Config::default(),
         problems: Vec::new(),
         base,
@@ -223,6 +254,7 @@ fn read(text: &str, base: &Path, purpose: Purpose) -> Result<Config, Vec<Diagnos
 
 struct Reader<'a> {
     flags: Vec<(String, Takes)>,
+    serve: Option<clap::Command>,
     config: Config,
     problems: Vec<Diagnostic>,
     base: &'a Path,
@@ -263,7 +295,7 @@ impl Reader<'_> {
                 .push(Diagnostic::new(span, format!("`{key}` is true or false"))),
             (Takes::Many, Value::Array(list)) => {
                 for v in list.iter() {
-                    if let Some(text) = self.scalar(key, v) {
+                    if let Some(text) = self.value(key, flag, v) {
                         self.config.args.push(arg.clone().into());
                         self.config.args.push(text.into());
                     }
@@ -274,10 +306,27 @@ impl Reader<'_> {
                 format!("`{key}` takes one value, not a list"),
             )),
             (_, v) => {
-                if let Some(text) = self.scalar(key, v) {
+                if let Some(text) = self.value(key, flag, v) {
                     self.config.args.push(arg.into());
                     self.config.args.push(text.into());
                 }
+            }
+        }
+    }
+
+    /// [`Self::scalar`], refused here when the flag would refuse it.
+    fn value(&mut self, key: &str, flag: &str, v: &Value) -> Option<String> {
+        let text = self.scalar(key, v)?;
+        match invalid_value(self.serve.as_ref(), flag, &text) {
+            None => Some(text),
+            Some((why, possible)) => {
+                let span = v.span().unwrap_or(0..0);
+                let mut d = Diagnostic::new(span, format!("`{key}`: {why}"));
+                if let Some(p) = possible {
+                    d = d.with_help(p);
+                }
+                self.problems.push(d);
+                None
             }
         }
     }
@@ -667,6 +716,12 @@ mod tests {
     #[test]
     fn located_problems_with_did_you_mean() {
         let text = "listn = \"127.0.0.1:1\"\nno-auth = \"yes\"\nworkers = [1, 2]\npolicy = \"p.pol\"\n[servers.a]\nurl = \"ftp://x/mcp\"\npolicy = \"p.pol\"\ncomand = [\"node\"]\n";
+        insta::assert_snapshot!(problems(text).join("\n"));
+    }
+
+    #[test]
+    fn values_the_flags_would_refuse_are_refused_where_they_are() {
+        let text = "max-sessions = 0\nlisten = \"nowhere\"\nworkers = \"two\"\nadmin = \"127.0.0.1:9\"\nserver-names = \"sometimes\"\n";
         insta::assert_snapshot!(problems(text).join("\n"));
     }
 

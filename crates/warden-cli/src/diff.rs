@@ -50,8 +50,7 @@ struct Side {
 
 impl Side {
     fn load(path: &Path) -> Result<Side, CliError> {
-        let (src, policy) = source::load(path)?;
-        let compiled = source::compiled(&src, &policy)?;
+        let (src, policy, compiled) = source::load_compiled(path)?;
         let doc = policy.to_value();
         Ok(Side {
             src,
@@ -156,63 +155,47 @@ fn run_configs(old: &Path, new: &Path, fail_on_change: bool) -> Result<ExitCode,
     };
     let ((a, gateway_a), (b, gateway_b)) = (servers(old)?, servers(new)?);
     let mut changed = false;
-    for (name, policy) in &a {
+    for (name, before) in &a {
         if !b.iter().any(|(n, _)| n == name) {
-            println!(
-                "== server {name}: removed (its policy was {})",
-                policy.display()
-            );
-            changed = true;
+            changed |= side(&format!("server {name}"), Some(before), None)?;
         }
     }
-    for (name, policy) in &b {
-        match a.iter().find(|(n, _)| n == name) {
-            None => {
-                println!("== server {name}: added, with {}", policy.display());
-                changed = true;
-            }
-            Some((_, before)) => {
-                println!(
-                    "== server {name}: {} → {}",
-                    before.display(),
-                    policy.display()
-                );
-                if run(before, policy, None, true)? != ExitCode::SUCCESS {
-                    changed = true;
-                }
-                println!();
-            }
-        }
+    for (name, after) in &b {
+        let before = a.iter().find(|(n, _)| n == name).map(|(_, p)| p.as_path());
+        changed |= side(&format!("server {name}"), before, Some(after))?;
     }
-    match (gateway_a, gateway_b) {
-        (None, None) => {}
-        (Some(before), None) => {
-            println!(
-                "== gateway-wide policy: removed (it was {})",
-                before.display()
-            );
-            changed = true;
-        }
-        (None, Some(after)) => {
-            println!("== gateway-wide policy: added, {}", after.display());
-            changed = true;
-        }
-        (Some(before), Some(after)) => {
-            println!(
-                "== gateway-wide policy: {} → {}",
-                before.display(),
-                after.display()
-            );
-            if run(&before, &after, None, true)? != ExitCode::SUCCESS {
-                changed = true;
-            }
-        }
-    }
+    changed |= side(
+        "gateway-wide policy",
+        gateway_a.as_deref(),
+        gateway_b.as_deref(),
+    )?;
     Ok(if changed && fail_on_change {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// One policy of two warden.tomls (a server's, or the gateway-wide one), as it went from
+/// one to the other: whether it changed.
+fn side(what: &str, before: Option<&Path>, after: Option<&Path>) -> Result<bool, CliError> {
+    match (before, after) {
+        (None, None) => Ok(false),
+        (Some(before), None) => {
+            println!("== {what}: removed (it was {})", before.display());
+            Ok(true)
+        }
+        (None, Some(after)) => {
+            println!("== {what}: added, {}", after.display());
+            Ok(true)
+        }
+        (Some(before), Some(after)) => {
+            println!("== {what}: {} → {}", before.display(), after.display());
+            let changed = run(before, after, None, true)? != ExitCode::SUCCESS;
+            println!();
+            Ok(changed)
+        }
+    }
 }
 
 pub fn run(

@@ -124,7 +124,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
         limits: warden_gateway::listener::Limits {
             header_read_timeout: Duration::from_secs(args.header_read_timeout.max(1)),
             max_connections: args.max_connections.max(1),
-            max_sessions: args.max_sessions.max(1),
+            max_sessions: args.max_sessions,
             shutdown_grace: Duration::from_secs(args.shutdown_grace),
         },
         cors_origins,

@@ -571,14 +571,13 @@ fn run_servers(
     let (file, _) = crate::config::load_reported(config, crate::config::Purpose::Check)?;
     let mut loaded = Vec::new();
     for s in &file.servers {
-        let (src, policy) = source::load(&s.policy)?;
-        let compiled = source::compiled(&src, &policy)?;
+        let (src, _, compiled) = source::load_compiled(&s.policy)?;
         loaded.push((s.name.clone(), compiled, src));
     }
     let gateway = match &file.gateway_policy {
         Some(path) => {
-            let (src, policy) = source::load(path)?;
-            Some((source::compiled(&src, &policy)?, src))
+            let (src, _, compiled) = source::load_compiled(path)?;
+            Some((compiled, src))
         }
         None => None,
     };

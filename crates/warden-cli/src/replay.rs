@@ -114,8 +114,7 @@ struct Target {
 /// `--policy FILE`, or every server's policy of a warden.toml by server name.
 fn targets(policy: &Path) -> Result<BTreeMap<Option<String>, Target>, CliError> {
     let load = |path: &Path| -> Result<Target, CliError> {
-        let (src, model) = source::load(path)?;
-        let compiled = source::compiled(&src, &model)?;
+        let (src, _, compiled) = source::load_compiled(path)?;
         Ok(Target {
             src,
             compiled,

@@ -91,6 +91,15 @@ pub fn load(path: &Path) -> Result<(Source, Policy), CliError> {
     }
 }
 
+/// [`load`], then [`compiled`]: a policy file ready to decide, every problem printed.
+pub fn load_compiled(
+    path: &Path,
+) -> Result<(Source, Policy, warden_policy::CompiledPolicy), CliError> {
+    let (src, policy) = load(path)?;
+    let compiled = compiled(&src, &policy)?;
+    Ok((src, policy, compiled))
+}
+
 /// Reads a server's `tools/list` answer (`--tools`).
 pub fn catalog(path: &Path) -> Result<Catalog, CliError> {
     let src = Source::read(path)?;

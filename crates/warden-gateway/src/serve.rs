@@ -181,16 +181,7 @@ async fn run(opts: ServeOptions, workers: usize) -> Result<(), Error> {
     let gateway = match &opts.gateway_policy {
         Some(path) => {
             let (compiled, text) = policy_file::load(path).map_err(Error::Policy)?;
-            let mut layer = stores
-                .layer_for(GATEWAY, compiled)
-                .shadow(opts.shadow)
-                .max_body_bytes(opts.max_message_bytes);
-            if let Some(url) = &opts.console_url {
-                layer = layer.console_url(url.clone());
-            }
-            if let Some(e) = &export {
-                layer = layer.tracer_with_sampler(e.tracer(), e.sampler());
-            }
+            let layer = dressed(stores.layer_for(GATEWAY, compiled), &opts, export.as_ref());
             let live = Live::new(path.clone(), text, layer.handle());
             live.clone().watch(opts.reload_every);
             tracing::info!(target: "warden::gateway", policy = %path.display(), "a gateway-wide policy decides every server's calls after the server's own");
@@ -210,17 +201,9 @@ async fn run(opts: ServeOptions, workers: usize) -> Result<(), Error> {
             let name = server.name.as_deref().unwrap_or_default();
             (stores.layer_for(name, compiled), text)
         };
-        let mut layer = layer
-            .shadow(opts.shadow)
-            .max_body_bytes(opts.max_message_bytes);
-        if let Some(url) = &opts.console_url {
-            layer = layer.console_url(url.clone());
-        }
+        let mut layer = dressed(layer, &opts, export.as_ref());
         if let Some(r) = &recorder {
             layer = layer.recorder(r.clone());
-        }
-        if let Some(e) = &export {
-            layer = layer.tracer_with_sampler(e.tracer(), e.sampler());
         }
         let live = Live::new(server.policy.clone(), text, layer.handle());
         live.clone().watch(opts.reload_every);
@@ -436,6 +419,24 @@ async fn naming(opts: &ServeOptions) -> Result<Naming, Error> {
         ));
     }
     Naming::new(opts.server_names, &names, &lists).map_err(Error::Config)
+}
+
+/// A gate's settings every gate of the gateway shares (the server's and the gateway-wide).
+fn dressed(
+    layer: warden_tower::PolicyLayer,
+    opts: &ServeOptions,
+    export: Option<&crate::otel::Export>,
+) -> warden_tower::PolicyLayer {
+    let mut layer = layer
+        .shadow(opts.shadow)
+        .max_body_bytes(opts.max_message_bytes);
+    if let Some(url) = &opts.console_url {
+        layer = layer.console_url(url.clone());
+    }
+    if let Some(e) = export {
+        layer = layer.tracer_with_sampler(e.tracer(), e.sampler());
+    }
+    layer
 }
 
 /// What the gateway-wide policy's layer is called where a server's name would be: no
