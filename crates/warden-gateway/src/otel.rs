@@ -1,27 +1,27 @@
 //! OTLP export of the layer's spans (`--otlp-endpoint`, or the `OTEL_*` variables).
 //!
-//! The SDK's own pieces do most of the work: its batch span processor (a thread of its own,
-//! a bounded queue, `OTEL_BSP_*`), its sampler (`OTEL_TRACES_SAMPLER`, by default
+//! The SDK makes the spans, with its sampler (`OTEL_TRACES_SAMPLER`, by default
 //! `parentbased_always_on`) and its resource (`OTEL_SERVICE_NAME`,
-//! `OTEL_RESOURCE_ATTRIBUTES`; the service is `warden` when neither names it). The batches
-//! go to the collector as OTLP/HTTP protobuf, written by `encode` straight from the SDK's
-//! spans (opentelemetry-otlp's conversion and encoding cost some 22,000 instructions a
-//! call, a third as many as the traced call's own connection task: see that module), with the `OTEL_EXPORTER_OTLP_*` endpoint, headers and timeout as
-//! the specification defines them. What never reaches the collector is counted, which the
-//! SDK only logs once: `warden_trace_spans_dropped_total{reason="queue_full"}` for a span
-//! the queue had no room for, `{reason="export_failed"}` for a batch the collector did not
-//! take (down, slow, refusing), `{reason="rejected"}` for spans a collector's partial
-//! success turned away, and `warden_trace_spans_exported_total`. No call ever waits for any
-//! of it.
+//! `OTEL_RESOURCE_ATTRIBUTES`; the service is `warden` when neither names it). Each span is
+//! written as OTLP protobuf where it ends, by `encode` straight from the SDK's span
+//! (opentelemetry-otlp's conversion and encoding cost some 22,000 instructions a call, a
+//! third as many as the traced call's own connection task: see that module), into the
+//! batches of `batch` (the SDK's batch processor's settings, `OTEL_BSP_*`, without its
+//! thread), which go to the collector over HTTP with the `OTEL_EXPORTER_OTLP_*` endpoint,
+//! headers and timeout as the specification defines them. What never reaches the collector
+//! is counted, which the SDK only logs once:
+//! `warden_trace_spans_dropped_total{reason="queue_full"}` for a span the queue had no
+//! room for, `{reason="export_failed"}` for a batch the collector did not take (down, slow,
+//! refusing), `{reason="rejected"}` for spans a collector's partial success turned away,
+//! and `warden_trace_spans_exported_total`. No call ever waits for any of it.
 //!
 //! The exporter's HTTP client is the gateway's own (hyper, and rustls for an `https://`
-//! collector, verified against Mozilla's roots or only `--otlp-ca`), its requests run on the
+//! collector, verified against Mozilla's roots or only `--otlp-ca`), and it runs on the
 //! gateway's runtime.
 
+mod batch;
 mod encode;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -29,11 +29,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use http_body_util::{BodyExt, Full};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
-use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, SdkTracer, SdkTracerProvider, ShouldSample, SpanData,
-    SpanExporter, SpanProcessor,
-};
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider, ShouldSample};
 
 use crate::Error;
 
@@ -93,20 +89,20 @@ impl Export {
         let config = ExportConfig::from_env()?;
         let client = Client::new(ca)?;
         let description = url.to_string();
-        let queued = Arc::new(AtomicUsize::new(0));
-        let max_queue = env("OTEL_BSP_MAX_QUEUE_SIZE")
-            .and_then(|v| v.parse::<usize>().ok())
-            .filter(|&n| n > 0)
-            .unwrap_or(2048);
-        let batch = BatchSpanProcessor::builder(Exporter {
+        let queue = batch::Queue::new(batch::Settings::from_env());
+        let exporter = std::sync::Arc::new(Exporter {
             client,
             url,
+            timeout: config.timeout.min(queue.settings.timeout),
             config,
-            resource: encode::EncodedResource::default(),
-            queued: queued.clone(),
-        })
-        .with_batch_config(BatchConfigBuilder::default().build())
-        .build();
+            queue: queue.clone(),
+        });
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|e| Error::Config(format!("OTLP exporter: {e}")))?;
+        runtime.spawn(batch::send(queue.clone(), move |chunk| {
+            let exporter = exporter.clone();
+            async move { exporter.export(chunk).await }
+        }));
         let mut resource = Resource::builder();
         let named = env("OTEL_SERVICE_NAME").is_some()
             || env("OTEL_RESOURCE_ATTRIBUTES").is_some_and(|a| a.contains("service.name="));
@@ -118,11 +114,7 @@ impl Export {
         let sampler = opentelemetry_sdk::trace::Config::default().sampler;
         let provider = SdkTracerProvider::builder()
             .with_sampler(sampler.box_clone())
-            .with_span_processor(Bounded {
-                inner: batch,
-                queued,
-                max_queue,
-            })
+            .with_span_processor(batch::Batches { queue })
             .with_resource(resource.build())
             .build();
         let tracer = provider.tracer("warden");
@@ -150,44 +142,6 @@ impl Export {
         if let Err(e) = self.provider.shutdown_with_timeout(Duration::from_secs(5)) {
             tracing::warn!(target: "warden::gateway", error = %e, "traces not all sent at exit");
         }
-    }
-}
-
-/// The batch processor, with a queue count of our own kept beside its queue: a span that
-/// would overflow it is dropped here and counted (the SDK's processor only logs its first).
-#[derive(Debug)]
-struct Bounded {
-    inner: BatchSpanProcessor,
-    /// Spans handed to `inner` and not yet to the exporter.
-    queued: Arc<AtomicUsize>,
-    max_queue: usize,
-}
-
-impl SpanProcessor for Bounded {
-    fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &opentelemetry::Context) {
-        self.inner.on_start(span, cx);
-    }
-
-    fn on_end(&self, span: SpanData) {
-        if self.queued.fetch_add(1, Ordering::Relaxed) >= self.max_queue {
-            self.queued.fetch_sub(1, Ordering::Relaxed);
-            metrics::counter!("warden_trace_spans_dropped_total", "reason" => "queue_full")
-                .increment(1);
-            return;
-        }
-        self.inner.on_end(span);
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        self.inner.force_flush()
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.inner.shutdown_with_timeout(timeout)
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.inner.set_resource(resource);
     }
 }
 
@@ -313,65 +267,51 @@ fn parse_headers(list: &str) -> Result<HeaderMap, String> {
     Ok(headers)
 }
 
-/// The OTLP/HTTP exporter: each batch written as one protobuf request ([`encode`]), posted,
+/// The OTLP/HTTP exporter: each batch framed as one protobuf request ([`encode`]), posted,
 /// and counted as sent or dropped.
 #[derive(Debug)]
 struct Exporter {
     client: Client,
     url: http::Uri,
     config: ExportConfig,
-    resource: encode::EncodedResource,
-    /// Spans handed to the batch processor and not yet here (see [`Bounded`]).
-    queued: Arc<AtomicUsize>,
+    /// `OTEL_EXPORTER_OTLP_TIMEOUT` or `OTEL_BSP_EXPORT_TIMEOUT`, whichever is shorter.
+    timeout: Duration,
+    queue: std::sync::Arc<batch::Queue>,
 }
 
-impl SpanExporter for Exporter {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let n = batch.len();
-        // Off the queue now, whatever becomes of them.
-        let _ = self
-            .queued
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
-                Some(q.saturating_sub(n))
-            });
-        let mut body = Vec::with_capacity(n * 512);
-        encode::request(&self.resource, &batch, &mut body);
-        drop(batch);
-        match self.client.post(&self.url, &self.config, body).await {
+impl Exporter {
+    async fn export(&self, chunk: batch::Chunk) {
+        let n = chunk.spans as u64;
+        let mut body =
+            Vec::with_capacity(chunk.scopes.iter().map(|(_, b)| b.len()).sum::<usize>() + 256);
+        encode::framed(&self.queue.resource(), &chunk.scopes(), &mut body);
+        drop(chunk);
+        match self
+            .client
+            .post(&self.url, &self.config, self.timeout, body)
+            .await
+        {
             Ok(rejected) => {
-                let rejected = rejected.min(n as u64);
-                metrics::counter!("warden_trace_spans_exported_total")
-                    .increment(n as u64 - rejected);
+                let rejected = rejected.min(n);
+                metrics::counter!("warden_trace_spans_exported_total").increment(n - rejected);
                 if rejected > 0 {
                     metrics::counter!("warden_trace_spans_dropped_total", "reason" => "rejected")
                         .increment(rejected);
                 }
-                Ok(())
             }
             Err(why) => {
                 metrics::counter!("warden_trace_spans_dropped_total", "reason" => "export_failed")
-                    .increment(n as u64);
+                    .increment(n);
                 tracing::debug!(target: "warden::gateway", error = %why, spans = n, "spans not exported");
-                Err(OTelSdkError::InternalFailure(why))
             }
         }
     }
-
-    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
-        Ok(())
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.resource = encode::EncodedResource::of(resource);
-    }
 }
 
-/// The exporter's HTTP client: the gateway's hyper client, run on the gateway's runtime
-/// (the batch processor calls it from a thread of its own).
+/// The exporter's HTTP client: the gateway's hyper client.
 #[derive(Debug, Clone)]
 struct Client {
     http: warden_tower::tls::HttpsClient<Full<Bytes>>,
-    runtime: tokio::runtime::Handle,
 }
 
 impl Client {
@@ -384,9 +324,7 @@ impl Client {
             Some(ca) => Error::Config(format!("--otlp-ca {}: {e}", ca.display())),
             None => Error::Config(format!("OTLP exporter: {e}")),
         })?;
-        let runtime = tokio::runtime::Handle::try_current()
-            .map_err(|e| Error::Config(format!("OTLP exporter: {e}")))?;
-        Ok(Client { http, runtime })
+        Ok(Client { http })
     }
 
     /// Posts one export request; `Ok` with the spans a partial success rejected.
@@ -394,6 +332,7 @@ impl Client {
         &self,
         url: &http::Uri,
         config: &ExportConfig,
+        timeout: Duration,
         body: Vec<u8>,
     ) -> Result<u64, String> {
         let mut request = http::Request::post(url.clone())
@@ -401,9 +340,12 @@ impl Client {
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| e.to_string())?;
         request.headers_mut().extend(config.headers.clone());
-        let http = self.http.clone();
         let exchange = async move {
-            let resp = http.request(request).await.map_err(|e| e.to_string())?;
+            let resp = self
+                .http
+                .request(request)
+                .await
+                .map_err(|e| e.to_string())?;
             let status = resp.status();
             // A collector's answer is small; a huge one is not read past 1 MiB.
             let body = http_body_util::Limited::new(resp.into_body(), 1 << 20)
@@ -416,13 +358,9 @@ impl Client {
             }
             Ok(rejected(&body))
         };
-        let timeout = config.timeout;
-        let timed = async move {
-            tokio::time::timeout(timeout, exchange)
-                .await
-                .map_err(|_| "the collector did not answer in time".to_owned())?
-        };
-        self.runtime.spawn(timed).await.map_err(|e| e.to_string())?
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| "the collector did not answer in time".to_owned())?
     }
 }
 

@@ -45,36 +45,80 @@ impl EncodedResource {
 
 /// `spans` as one `ExportTraceServiceRequest`, appended to `out`: one `ResourceSpans`, a
 /// `ScopeSpans` per instrumentation scope in the order first seen.
+#[cfg(test)]
 pub(crate) fn request(resource: &EncodedResource, spans: &[SpanData], out: &mut Vec<u8>) {
-    // Grouped in the order first seen, as opentelemetry-proto groups them; nearly always one
-    // scope (the gateway's tracer), so a look through the few seen is enough.
-    let mut scopes: Vec<(&InstrumentationScope, Vec<&SpanData>)> = Vec::new();
-    for span in spans {
-        let scope = &span.instrumentation_scope;
-        match scopes.iter_mut().find(|(s, _)| *s == scope) {
-            Some((_, list)) => list.push(span),
-            None => scopes.push((scope, vec![span])),
-        }
+    let mut scopes: Vec<(&InstrumentationScope, Vec<u8>)> = Vec::new();
+    for s in spans {
+        let scope = &s.instrumentation_scope;
+        let i = match scopes.iter().position(|(seen, _)| *seen == scope) {
+            Some(i) => i,
+            None => {
+                scopes.push((scope, Vec::new()));
+                scopes.len() - 1
+            }
+        };
+        span(&mut scopes[i].1, s);
     }
-    nested(out, 1, |b| {
-        nested(b, 1, |b| b.extend_from_slice(&resource.resource));
-        for (scope, list) in &scopes {
-            nested(b, 2, |b| {
-                nested(b, 1, |b| {
-                    string(b, 1, scope.name());
-                    string(b, 2, scope.version().unwrap_or_default());
-                    for kv in scope.attributes() {
-                        key_value(b, 3, kv.key.as_str(), &kv.value);
-                    }
-                });
-                for span in list {
-                    nested(b, 2, |b| span_fields(b, span));
+    let scopes: Vec<(&InstrumentationScope, &[u8])> =
+        scopes.iter().map(|(s, b)| (*s, b.as_slice())).collect();
+    framed(resource, &scopes, out);
+}
+
+/// One span as an entry of `ScopeSpans.spans` (its tag and length included), appended to
+/// `out`: what [`framed`] puts together, written when the span ends.
+pub(crate) fn span(out: &mut Vec<u8>, s: &SpanData) {
+    nested(out, 2, |b| span_fields(b, s));
+}
+
+/// One `ExportTraceServiceRequest` appended to `out`, from spans already written by [`span`]
+/// and grouped by their scope: one `ResourceSpans`, a `ScopeSpans` per scope. The small
+/// parts are written first so that every length is known before the spans (nearly all of
+/// the request) are copied, once.
+pub(crate) fn framed(
+    resource: &EncodedResource,
+    scopes: &[(&InstrumentationScope, &[u8])],
+    out: &mut Vec<u8>,
+) {
+    let parts: Vec<(Vec<u8>, Vec<u8>, usize)> = scopes
+        .iter()
+        .map(|(scope, spans)| {
+            let mut head = Vec::new();
+            nested(&mut head, 1, |b| {
+                string(b, 1, scope.name());
+                string(b, 2, scope.version().unwrap_or_default());
+                for kv in scope.attributes() {
+                    key_value(b, 3, kv.key.as_str(), &kv.value);
                 }
-                string(b, 3, scope.schema_url().unwrap_or_default());
             });
-        }
-        string(b, 3, &resource.schema_url);
-    });
+            let mut tail = Vec::new();
+            string(&mut tail, 3, scope.schema_url().unwrap_or_default());
+            let len = head.len() + spans.len() + tail.len();
+            (head, tail, len)
+        })
+        .collect();
+    let mut head = Vec::new();
+    nested(&mut head, 1, |b| b.extend_from_slice(&resource.resource));
+    let mut tail = Vec::new();
+    string(&mut tail, 3, &resource.schema_url);
+    let len = head.len() + parts.iter().map(|p| field_len(p.2)).sum::<usize>() + tail.len();
+    out.reserve(field_len(len));
+    tag(out, 1, LEN);
+    varint(out, len as u64);
+    out.extend_from_slice(&head);
+    for ((scope_head, scope_tail, len), (_, spans)) in parts.iter().zip(scopes) {
+        tag(out, 2, LEN);
+        varint(out, *len as u64);
+        out.extend_from_slice(scope_head);
+        out.extend_from_slice(spans);
+        out.extend_from_slice(scope_tail);
+    }
+    out.extend_from_slice(&tail);
+}
+
+/// The bytes of a length-delimited field of `len` bytes, its field number below 16.
+fn field_len(len: usize) -> usize {
+    let bits = 64 - (len as u64 | 1).leading_zeros() as usize;
+    1 + bits.div_ceil(7) + len
 }
 
 fn span_fields(b: &mut Vec<u8>, s: &SpanData) {
@@ -281,7 +325,7 @@ fn nested(b: &mut Vec<u8>, field: u32, fields: impl FnOnce(&mut Vec<u8>)) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use opentelemetry::trace::{SpanContext, TraceFlags, TraceId, TraceState};
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -307,7 +351,7 @@ mod tests {
         )
     }
 
-    fn span(n: u64, scope: &InstrumentationScope) -> SpanData {
+    pub(in crate::otel) fn span(n: u64, scope: &InstrumentationScope) -> SpanData {
         SpanData {
             span_context: context(
                 0x4bf9_2f35_77b3_4da6 << 64 | u128::from(n),
@@ -430,6 +474,15 @@ mod tests {
         assert!(bytes.len() > 1 << 14, "{}", bytes.len());
         assert_eq!(ours.resource_spans[0].scope_spans.len(), 2);
         assert_eq!(ours, theirs);
+    }
+
+    #[test]
+    fn a_fields_length_counts_its_tag_and_its_varint() {
+        for len in [0usize, 1, 127, 128, 16_383, 16_384, 2_097_151, 2_097_152] {
+            let mut b = Vec::new();
+            with_len(&mut b, 2, &vec![7u8; len]);
+            assert_eq!(field_len(len), b.len(), "{len}");
+        }
     }
 
     #[test]
