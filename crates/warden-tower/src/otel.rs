@@ -813,17 +813,28 @@ const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate")
 /// otherwise, and [`with_meta`] rewrites `_meta` whole.
 fn replace_traceparent(h: &Handed, bytes: &[u8]) -> Option<Bytes> {
     const KEY: &[u8] = b"\"traceparent\":\"";
-    static TRACEPARENT: LazyLock<memchr::memmem::Finder<'static>> =
-        LazyLock::new(|| memchr::memmem::Finder::new(b"\"traceparent\""));
-    static TRACESTATE: LazyLock<memchr::memmem::Finder<'static>> =
-        LazyLock::new(|| memchr::memmem::Finder::new(b"\"tracestate\""));
+    // One pass finds both keys (`"trace` cannot overlap itself, so every one is seen).
+    static TRACE: LazyLock<memchr::memmem::Finder<'static>> =
+        LazyLock::new(|| memchr::memmem::Finder::new(b"\"trace"));
     let escaped = memchr::memchr_iter(b'\\', bytes).any(|i| bytes.get(i + 1) == Some(&b'u'));
-    if escaped || !h.state.is_empty() || TRACESTATE.find(bytes).is_some() {
+    if escaped || !h.state.is_empty() {
         return None;
     }
-    let mut found = TRACEPARENT.find_iter(bytes);
-    let at = found.next()?;
-    if found.next().is_some() || !bytes[at..].starts_with(KEY) {
+    let mut found = None;
+    for at in TRACE.find_iter(bytes) {
+        let rest = &bytes[at..];
+        if rest.starts_with(b"\"tracestate\"") {
+            return None;
+        }
+        if rest.starts_with(b"\"traceparent\"") {
+            if found.is_some() {
+                return None;
+            }
+            found = Some(at);
+        }
+    }
+    let at = found?;
+    if !bytes[at..].starts_with(KEY) {
         return None;
     }
     let value = at + KEY.len()..at + KEY.len() + 55;
@@ -1377,6 +1388,17 @@ mod tests {
             read(&fast)["params"]["_meta"]["traceparent"],
             format!("00-{CLIENT_TRACE}-1111111111111111-01")
         );
+        // A key that only starts like it is another key.
+        let lookalike = body(
+            &format!(r#"{{"traceparent":"{old}"}}"#),
+            r#"{"traceparents":"x","tracestates":1}"#,
+        );
+        let fast =
+            super::replace_traceparent(&super::Handed::of(&sc).unwrap(), lookalike.as_bytes())
+                .expect("one traceparent");
+        let whole =
+            super::with_meta(&super::Handed::of(&sc).unwrap(), lookalike.as_bytes()).unwrap();
+        assert_eq!(read(&fast), read(&whole));
         // Anything that could mean another key, or more to write, is left to `with_meta`.
         for other in [
             body(
@@ -1394,6 +1416,10 @@ mod tests {
                 "{}",
             ),
             body(r#"{"traceparent":"00-short"}"#, "{}"),
+            body(
+                &format!(r#"{{"traceparent":"{old}"}}"#),
+                r#"{"tracestate":"x"}"#,
+            ),
         ] {
             assert!(
                 super::replace_traceparent(&super::Handed::of(&sc).unwrap(), other.as_bytes())
