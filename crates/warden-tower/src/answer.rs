@@ -25,10 +25,10 @@ pub const DENIED_PREFIX: &str = "[POLICY DENIED]";
 /// Protocol versions from this one on tag every result with `resultType`.
 pub(crate) const RESULT_TYPE_SINCE: &str = "2026-07-28";
 
-/// Marks an answer the layer wrote itself to refuse every call of a request by its policy
-/// or its limits: nothing was tried. A layer in front of this one reads it and gives back
-/// what it charged for those calls. A person's refusal is not marked: the call was tried,
-/// and both gates keep their charges.
+/// Marks an answer the layer wrote itself to refuse every call of a request before anything
+/// was tried (its policy, its limits, an approval nobody could be asked for). A layer in
+/// front of this one reads it and gives back what it charged for those calls. A refusal
+/// once somebody was asked is not marked: both gates keep their charges.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Refused;
 

@@ -442,6 +442,9 @@ pub(crate) struct Streamed {
     pub(crate) protocol: Option<String>,
     /// Charges given back if the server answers with an error.
     pub(crate) refunds: Option<crate::refund::Refunds>,
+    /// Everything the call was charged, given back if the server (or a gate behind) runs
+    /// nothing of it.
+    pub(crate) charges: Vec<crate::limit::Charge>,
 }
 
 /// Answers the call with an SSE stream: the elicitation first, then (once approved) the
@@ -474,7 +477,8 @@ where
             request,
             started,
             protocol,
-            refunds,
+            mut refunds,
+            charges,
         } = s;
         let v = Verdict {
             args: args.as_ref(),
@@ -536,6 +540,11 @@ where
         };
         match resp {
             Ok(resp) => {
+                let in_session = caller.session.is_some();
+                if crate::mcp::ran_nothing(&resp, in_session) && !charges.is_empty() {
+                    shared.store.refund(&charges).await;
+                    refunds = None;
+                }
                 let resp = match refunds {
                     Some(r) => crate::refund::watch(resp, r, shared.config.max_body).await,
                     None => crate::service::boxed(resp),

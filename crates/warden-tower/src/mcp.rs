@@ -310,6 +310,9 @@ where
             })
         };
         let mut refused = Vec::new();
+        // Somebody was asked about a call of this request (or answered before): a refusal
+        // then keeps the charges, here and in front.
+        let mut asked = false;
         for (i, (v, params)) in verdicts
             .iter()
             .zip(call_params(&parsed.messages))
@@ -319,6 +322,7 @@ where
                 continue;
             }
             if let Some(back) = returned.get_mut(i).and_then(Option::take) {
+                asked = true;
                 match Box::pin(back.redeem(&shared, &caller, v, enforcer.revision)).await {
                     Ok(()) => log(&caller, v, "approved", &v.rule, started.elapsed(), false),
                     Err(reason) => {
@@ -377,6 +381,10 @@ where
                             started,
                             protocol: protocol.map(str::to_owned),
                             refunds,
+                            charges: match charged {
+                                Ok(Charged::All) => charges.to_vec(),
+                                _ => Vec::new(),
+                            },
                         };
                         return Ok(elicit::stream(shared.clone(), inner, t, streamed));
                     }
@@ -394,21 +402,22 @@ where
             let waiting = trace
                 .as_ref()
                 .and_then(|t| t.child("warden approval", SpanKind::Internal));
-            let asked = Box::pin(v.ask(&shared, &caller, approval)).await;
+            asked = true;
+            let answer = Box::pin(v.ask(&shared, &caller, approval)).await;
             if let Some(w) = &waiting {
                 // Nobody answering within the rule's timeout is not a person refusing.
                 let timed_out = w.elapsed_ms() >= (approval.timeout_secs() * 1000) as i64;
-                let answer = match (&asked, timed_out) {
+                let said = match (&answer, timed_out) {
                     (Ok(()), _) => "approved",
                     (Err(_), true) => "timeout",
                     (Err(_), false) => "refused",
                 };
-                w.set(KeyValue::new("warden.approval.answer", answer));
+                w.set(KeyValue::new("warden.approval.answer", said));
                 w.set(KeyValue::new("warden.approval.wait_ms", w.elapsed_ms()));
                 w.set(KeyValue::new("warden.approval.via", shared.approver.via()));
             }
             drop(waiting);
-            match asked {
+            match answer {
                 Ok(()) => log(&caller, v, "approved", &v.rule, started.elapsed(), false),
                 Err(reason) => {
                     log(&caller, v, "refused", &v.rule, started.elapsed(), false);
@@ -416,17 +425,19 @@ where
                 }
             }
         }
-        // A person's refusal keeps this gate's charges, and the marker stays off so that a
-        // gate in front keeps its own: the call was tried, and a limit bounds how often an
-        // agent in a loop can have somebody asked.
+        // Once somebody was asked, a refusal keeps this gate's charges, and the marker stays
+        // off so that a gate in front keeps its own: a limit bounds how often an agent in a
+        // loop can have somebody asked. Refused before anybody was (the client cannot be
+        // asked, too many calls already waiting), the calls are untried.
         if !refused.is_empty() {
-            return Ok(refuse_all(
+            let answer = refuse_all(
                 &parsed,
                 &refused,
                 "another call in this batch was not approved",
                 style,
                 protocol,
-            ));
+            );
+            return Ok(if asked { answer } else { untried(answer) });
         }
 
         // Forward the very bytes that were inspected (less the answers to the layer's own
@@ -468,13 +479,7 @@ where
             None => bytes,
         };
         let resp = inner.call(forward_request(parts, &parsed, bytes)).await?;
-        // A server that does not know the session ran nothing (404, as MCP says): the calls
-        // cost nothing. A gateway that opens the session again and sends them once more
-        // charges them once. Nor did a gate behind this one that refused them (a gateway's
-        // policy above every server's, say).
-        let ran_nothing = (resp.status() == StatusCode::NOT_FOUND && caller.session.is_some())
-            || resp.extensions().get::<answer::Refused>().is_some();
-        let refunds = if ran_nothing
+        let refunds = if ran_nothing(&resp, caller.session.is_some())
             && matches!(charged, Ok(Charged::All))
             && !charges.is_empty()
         {
@@ -816,8 +821,18 @@ fn refuse_all(
     answer::json(StatusCode::OK, &value)
 }
 
-/// Marks an answer refusing calls that this gate's policy or limits stopped before anything
-/// was tried: a gate in front of this one gives back what it charged for them.
+/// Whether the server (or a gate behind this one) ran none of the calls of `resp`'s request:
+/// a server that does not know the session answers 404, as MCP says (a gateway that opens
+/// the session again and sends them once more charges them once), and a gate behind that
+/// refused them untried marks its answer ([`untried`]). Such calls cost nothing.
+pub(crate) fn ran_nothing<B>(resp: &Response<B>, in_session: bool) -> bool {
+    (resp.status() == StatusCode::NOT_FOUND && in_session)
+        || resp.extensions().get::<answer::Refused>().is_some()
+}
+
+/// Marks an answer refusing calls that this gate stopped before anything was tried (its
+/// policy, its limits, an approval nobody could be asked for): a gate in front of this one
+/// gives back what it charged for them.
 fn untried(mut r: Response<Body>) -> Response<Body> {
     r.extensions_mut().insert(answer::Refused);
     r

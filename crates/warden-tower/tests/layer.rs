@@ -43,9 +43,14 @@ struct Upstream {
     seen: Arc<Mutex<Vec<(String, Bytes)>>>,
     answer: Arc<Mutex<Option<(String, String)>>>,
     status: Arc<Mutex<Option<StatusCode>>>,
+    session: Arc<Mutex<Option<String>>>,
 }
 
 impl Upstream {
+    /// Answers every request in this MCP session (`mcp-session-id`).
+    fn answer_session(&self, id: &str) {
+        *self.session.lock().unwrap() = Some(id.into());
+    }
     fn seen(&self) -> Vec<(String, Bytes)> {
         self.seen.lock().unwrap().clone()
     }
@@ -80,11 +85,13 @@ impl Service<Request<Body>> for Upstream {
                 r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#.into(),
             ));
             let status = this.status.lock().unwrap().unwrap_or(StatusCode::OK);
-            Ok(Response::builder()
+            let mut resp = Response::builder()
                 .status(status)
-                .header("content-type", ct)
-                .body(Body::full(body))
-                .unwrap())
+                .header("content-type", ct);
+            if let Some(id) = this.session.lock().unwrap().clone() {
+                resp = resp.header("mcp-session-id", id);
+            }
+            Ok(resp.body(Body::full(body)).unwrap())
         })
     }
 }
@@ -580,6 +587,97 @@ async fn a_call_a_person_refuses_behind_keeps_the_charge_in_front_as_it_would_in
         "{body}"
     );
     assert!(queue.list().is_empty(), "nobody is asked twice");
+    assert!(up.seen().is_empty());
+}
+
+#[tokio::test]
+async fn a_call_approved_in_the_client_that_a_gate_behind_refuses_costs_nothing_in_front() {
+    // Approved on the call's own stream (protocol 2025-11-25), then refused by the rules of
+    // the gate behind: it never ran, so the gate in front gives its charge back.
+    let front = "version 1\ndefault allow\ntool pay {\n  limit 1 per day global as payments\n  require approval via client timeout 5 seconds\n}\n";
+    let behind = "version 1\ndefault allow\nall tools {\n  deny if args.to == \"mallory\" because \"not to mallory\"\n}\n";
+    let up = Upstream::default();
+    up.answer_session("s1");
+    let mut svc = PolicyLayer::new(compiled(front))
+        .layer(PolicyLayer::new(compiled(behind)).layer(up.clone()));
+    let request = |body: String| {
+        Request::post("/mcp")
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-11-25")
+            .header("mcp-session-id", "s1")
+            .body(Body::full(body))
+            .unwrap()
+    };
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {"elicitation": {}},
+        "clientInfo": {"name": "t", "version": "0"}}});
+    let mut init_req = request(init.to_string());
+    init_req.headers_mut().remove("mcp-session-id");
+    let resp = ServiceExt::<Request<Body>>::ready(&mut svc)
+        .await
+        .unwrap()
+        .call(init_req)
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["mcp-session-id"], "s1");
+    resp.into_body().collect().await.unwrap();
+    // The first event of a call's stream: the person is asked.
+    async fn asked(
+        svc: &mut warden_tower::PolicyService<warden_tower::PolicyService<Upstream>>,
+        req: Request<Body>,
+    ) -> (Body, Value) {
+        let resp = ServiceExt::<Request<Body>>::ready(svc)
+            .await
+            .unwrap()
+            .call(req)
+            .await
+            .unwrap();
+        let mut body = resp.into_body();
+        let frame = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        let text = String::from_utf8_lossy(&frame).into_owned();
+        let data = text
+            .lines()
+            .find_map(|l| l.strip_prefix("data: "))
+            .unwrap_or_else(|| panic!("not an event: {text}"));
+        (body, serde_json::from_str(data).unwrap())
+    }
+    let (body, ask) = asked(&mut svc, request(call(1, "pay", json!({"to": "mallory"})))).await;
+    assert_eq!(ask["method"], "elicitation/create", "{ask}");
+    let accept = json!({"jsonrpc": "2.0", "id": ask["id"], "result": {"action": "accept"}});
+    let resp = ServiceExt::<Request<Body>>::ready(&mut svc)
+        .await
+        .unwrap()
+        .call(request(accept.to_string()))
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{:?}", resp.status());
+    let rest = body.collect().await.unwrap().to_bytes();
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(rest.contains("not to mallory"), "{rest}");
+    // Not charged: the next call is asked about, not refused by the limit.
+    let (_, ask) = asked(&mut svc, request(call(2, "pay", json!({"to": "bob"})))).await;
+    assert_eq!(ask["method"], "elicitation/create", "{ask}");
+    assert!(
+        up.seen()
+            .iter()
+            .all(|(_, b)| !String::from_utf8_lossy(b).contains("tools/call"))
+    );
+}
+
+#[tokio::test]
+async fn a_call_refused_before_anybody_was_asked_costs_nothing_in_front() {
+    // The gate behind asks the person at the client, who cannot be asked (no elicitation
+    // capability): nobody was, so the gate in front gives its charge back.
+    let front = "version 1\ndefault allow\ntool pay {\n  limit 1 per day global as payments\n}\n";
+    let behind = "version 1\ndefault allow\ntool pay {\n  require approval via client timeout 5 seconds\n}\n";
+    let up = Upstream::default();
+    let mut svc = PolicyLayer::new(compiled(front))
+        .layer(PolicyLayer::new(compiled(behind)).layer(up.clone()));
+    for id in 1..=3 {
+        let body = call_through(&mut svc, call(id, "pay", json!({}))).await;
+        assert!(denied_text(&body).contains("cannot be asked"), "{body}");
+    }
     assert!(up.seen().is_empty());
 }
 
