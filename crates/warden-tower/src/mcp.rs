@@ -428,7 +428,8 @@ where
         // Once somebody was asked, a refusal keeps this gate's charges, and the marker stays
         // off so that a gate in front keeps its own: a limit bounds how often an agent in a
         // loop can have somebody asked. Refused before anybody was (the client cannot be
-        // asked, too many calls already waiting), the calls are untried.
+        // asked, too many calls already waiting), the calls are untried: charged nothing
+        // here or in front.
         if !refused.is_empty() {
             let answer = refuse_all(
                 &parsed,
@@ -437,7 +438,13 @@ where
                 style,
                 protocol,
             );
-            return Ok(if asked { answer } else { untried(answer) });
+            if asked {
+                return Ok(answer);
+            }
+            if matches!(charged, Ok(Charged::All)) && !charges.is_empty() {
+                shared.store.refund(charges).await;
+            }
+            return Ok(untried(answer));
         }
 
         // Forward the very bytes that were inspected (less the answers to the layer's own

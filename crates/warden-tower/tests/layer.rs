@@ -679,6 +679,13 @@ async fn a_call_refused_before_anybody_was_asked_costs_nothing_in_front() {
         assert!(denied_text(&body).contains("cannot be asked"), "{body}");
     }
     assert!(up.seen().is_empty());
+    // And in one gate: its own limit is not used up either.
+    let one = "version 1\ndefault allow\ntool pay {\n  limit 1 per day global as payments\n  require approval via client timeout 5 seconds\n}\n";
+    let (mut svc, _) = setup(PolicyLayer::new(compiled(one)));
+    for id in 1..=3 {
+        let (_, _, body) = send(&mut svc, post(&call(id, "pay", json!({})))).await;
+        assert!(denied_text(&body).contains("cannot be asked"), "{body}");
+    }
 }
 
 async fn call_through(
