@@ -134,7 +134,7 @@ fn invalid_value(
     // error about the value itself counts.
     let err = serve?
         .clone()
-        .try_get_matches_from(["serve".to_owned(), format!("--{flag}"), text.to_owned()])
+        .try_get_matches_from(["serve".to_owned(), format!("--{flag}={text}")])
         .err()?;
     if !matches!(
         err.kind(),
@@ -296,8 +296,7 @@ impl Reader<'_> {
             (Takes::Many, Value::Array(list)) => {
                 for v in list.iter() {
                     if let Some(text) = self.value(key, flag, v) {
-                        self.config.args.push(arg.clone().into());
-                        self.config.args.push(text.into());
+                        self.config.args.push(format!("{arg}={text}").into());
                     }
                 }
             }
@@ -306,9 +305,9 @@ impl Reader<'_> {
                 format!("`{key}` takes one value, not a list"),
             )),
             (_, v) => {
+                // One `--flag=value` token: a value that starts with `-` is still a value.
                 if let Some(text) = self.value(key, flag, v) {
-                    self.config.args.push(arg.into());
-                    self.config.args.push(text.into());
+                    self.config.args.push(format!("{arg}={text}").into());
                 }
             }
         }
@@ -320,6 +319,13 @@ impl Reader<'_> {
         match invalid_value(self.serve.as_ref(), flag, &text) {
             None => Some(text),
             Some((why, possible)) => {
+                // A value read from the environment may be a secret: not repeated.
+                let from_env = v.as_str().is_some_and(|raw| raw.contains("${"));
+                let why = if from_env {
+                    why.replace(&format!("'{text}'"), "(from the environment)")
+                } else {
+                    why
+                };
                 let span = v.span().unwrap_or(0..0);
                 let mut d = Diagnostic::new(span, format!("`{key}`: {why}"));
                 if let Some(p) = possible {
@@ -721,8 +727,17 @@ mod tests {
 
     #[test]
     fn values_the_flags_would_refuse_are_refused_where_they_are() {
-        let text = "max-sessions = 0\nlisten = \"nowhere\"\nworkers = \"two\"\nadmin = \"127.0.0.1:9\"\nserver-names = \"sometimes\"\n";
+        let text = "max-sessions = 0\nlisten = \"nowhere\"\nworkers = \"two\"\nadmin = \"127.0.0.1:9\"\nserver-names = \"sometimes\"\nmax-connections = \"${PATH}\"\n";
+        // A value from the environment is not repeated (it may be a secret).
         insta::assert_snapshot!(problems(text).join("\n"));
+        // A value that starts with `-` is a value, here and for `serve`.
+        let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bench.pol");
+        let text = format!(
+            "admin-token = \"-starts-with-a-dash\"\n[servers.a]\nurl = \"http://127.0.0.1:1/mcp\"\npolicy = {:?}\n",
+            policy.display()
+        );
+        let config = read(&text, Path::new("/nonexistent"), Purpose::Check).unwrap();
+        assert_eq!(config.args[0], "--admin-token=-starts-with-a-dash");
     }
 
     #[test]

@@ -136,8 +136,9 @@ impl Export {
         self.sampler.box_clone()
     }
 
-    /// Sends what is queued (within a few seconds) and stops. Blocks: call it off the
-    /// runtime, or after it.
+    /// Sends what is queued (within a few seconds) and stops. Blocks until then, and the
+    /// sending runs on the runtime `start` was called in: call it from another thread
+    /// (`spawn_blocking`) while that runtime still runs.
     pub fn shutdown(self) {
         if let Err(e) = self.provider.shutdown_with_timeout(Duration::from_secs(5)) {
             tracing::warn!(target: "warden::gateway", error = %e, "traces not all sent at exit");

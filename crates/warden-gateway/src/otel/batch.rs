@@ -76,13 +76,15 @@ struct Pending {
     chunks: VecDeque<Chunk>,
     /// Spans in `chunks`.
     spans: usize,
-    /// Asked to send everything (a flush, or the end).
-    flush: bool,
+    /// Flushes asked for, numbered, and the last one the sender has gone through.
+    flushes_asked: u64,
+    flushes_done: u64,
+    /// A batch taken from `chunks` is being posted.
+    posting: bool,
+    /// Shut down: no span is taken any more.
     closing: bool,
-    /// The sender has sent everything it was asked to and stopped (closing).
+    /// The sender has stopped (after sending what waited, or because its runtime went).
     stopped: bool,
-    /// Flushes the sender has gone through.
-    flushes: u64,
 }
 
 /// What the processor and the sender share.
@@ -131,7 +133,13 @@ impl Queue {
         }
         let chunk = p.chunks.pop_front()?;
         p.spans -= chunk.spans;
+        p.posting = true;
         Some(chunk)
+    }
+
+    /// The batch taken last is posted (or given up).
+    fn posted(&self) {
+        self.pending().posting = false;
     }
 
     /// Waits (a thread, not a task) until `until` holds or `timeout` passes.
@@ -145,6 +153,44 @@ impl Queue {
             Ok(())
         } else {
             Err(OTelSdkError::Timeout(timeout))
+        }
+    }
+}
+
+impl Queue {
+    /// `span` written (into `scratch`) and added to the open batch, or dropped and counted
+    /// when the queue is full.
+    fn add(&self, scratch: &mut Vec<u8>, span: &SpanData) {
+        scratch.clear();
+        encode::span(scratch, span);
+        let max = self.settings.max_batch;
+        let mut p = self.pending();
+        if p.closing {
+            return;
+        }
+        if p.spans >= self.settings.max_queue {
+            drop(p);
+            metrics::counter!("warden_trace_spans_dropped_total", "reason" => "queue_full")
+                .increment(1);
+            return;
+        }
+        if p.chunks.back().is_none_or(|c| c.spans >= max) {
+            p.chunks.push_back(Chunk::default());
+        }
+        p.spans += 1;
+        let Some(chunk) = p.chunks.back_mut() else {
+            return;
+        };
+        chunk.spans += 1;
+        let scope = &span.instrumentation_scope;
+        match chunk.scopes.iter_mut().find(|(s, _)| s == scope) {
+            Some((_, bytes)) => bytes.extend_from_slice(scratch),
+            None => chunk.scopes.push((scope.clone(), scratch.clone())),
+        }
+        let full = chunk.spans >= max;
+        drop(p);
+        if full {
+            self.ready.notify_one();
         }
     }
 }
@@ -168,55 +214,47 @@ impl SpanProcessor for Batches {
         if !span.span_context.is_sampled() {
             return;
         }
-        SCRATCH.with_borrow_mut(|scratch| {
-            scratch.clear();
-            encode::span(scratch, &span);
-            let max = self.queue.settings.max_batch;
-            let mut p = self.queue.pending();
-            if p.closing {
-                return;
-            }
-            if p.spans >= self.queue.settings.max_queue {
-                drop(p);
-                metrics::counter!("warden_trace_spans_dropped_total", "reason" => "queue_full")
-                    .increment(1);
-                return;
-            }
-            if p.chunks.back().is_none_or(|c| c.spans >= max) {
-                p.chunks.push_back(Chunk::default());
-            }
-            p.spans += 1;
-            let Some(chunk) = p.chunks.back_mut() else {
-                return;
-            };
-            chunk.spans += 1;
-            let scope = &span.instrumentation_scope;
-            match chunk.scopes.iter_mut().find(|(s, _)| s == scope) {
-                Some((_, bytes)) => bytes.extend_from_slice(scratch),
-                None => chunk.scopes.push((scope.clone(), scratch.clone())),
-            }
-            let full = chunk.spans >= max;
-            drop(p);
-            if full {
-                self.queue.ready.notify_one();
-            }
-        });
+        // A span that ends while the thread goes away (its locals torn down) is written
+        // into a buffer of its own.
+        let queued = SCRATCH
+            .try_with(|cell| match cell.try_borrow_mut() {
+                Ok(mut scratch) => {
+                    self.queue.add(&mut scratch, &span);
+                    true
+                }
+                Err(_) => false,
+            })
+            .unwrap_or(false);
+        if !queued {
+            self.queue.add(&mut Vec::new(), &span);
+        }
     }
 
     fn force_flush(&self) -> OTelSdkResult {
-        let asked = {
+        let mine = {
             let mut p = self.queue.pending();
-            p.flush = true;
-            p.flushes
+            p.flushes_asked += 1;
+            p.flushes_asked
         };
         self.queue.ready.notify_one();
         let timeout = self.queue.settings.timeout;
-        self.queue.wait(timeout, |p| p.flushes > asked || p.stopped)
+        self.queue
+            .wait(timeout, |p| p.flushes_done >= mine || p.stopped)
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.queue.pending().closing = true;
+        let nothing_waits = {
+            let mut p = self.queue.pending();
+            p.closing = true;
+            p.chunks.is_empty() && !p.posting
+        };
         self.queue.ready.notify_one();
+        // Nothing to send: no wait (the sender stops when it next runs), which also spares
+        // a runtime's own thread, dropping the provider on an early error, a wait for a
+        // sender that cannot run until it returns.
+        if nothing_waits {
+            return Ok(());
+        }
         self.queue.wait(timeout, |p| p.stopped)
     }
 
@@ -238,6 +276,16 @@ where
     F: Fn(Chunk) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
+    // Whatever ends this task (shut down, its runtime gone, a panic), the processor's
+    // waits end with it.
+    struct Stopping<'a>(&'a Queue);
+    impl Drop for Stopping<'_> {
+        fn drop(&mut self) {
+            self.0.pending().stopped = true;
+            self.0.done.notify_all();
+        }
+    }
+    let _stopping = Stopping(&queue);
     let mut tick = tokio::time::interval(queue.settings.delay);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
@@ -246,24 +294,27 @@ where
             _ = tick.tick() => true,
             () = queue.ready.notified() => false,
         };
-        let (flush, closing) = {
+        let (flush, closing, waiting) = {
             let p = queue.pending();
-            (p.flush, p.closing)
+            let flush = (p.flushes_asked > p.flushes_done).then_some(p.flushes_asked);
+            (flush, p.closing, p.chunks.len())
         };
-        let all = timed || flush || closing;
-        while let Some(chunk) = queue.take(all) {
+        // What waited when this turn began goes, full or not; after it only full batches,
+        // so that spans ending meanwhile wait for their batch to fill or the next turn.
+        let mut any = if timed || flush.is_some() || closing {
+            waiting
+        } else {
+            0
+        };
+        while let Some(chunk) = queue.take(any > 0) {
+            any = any.saturating_sub(1);
             post(chunk).await;
+            queue.posted();
         }
-        let mut p = queue.pending();
-        if flush {
-            p.flush = false;
-            p.flushes += 1;
+        if let Some(asked) = flush {
+            queue.pending().flushes_done = asked;
+            queue.done.notify_all();
         }
-        if closing {
-            p.stopped = true;
-        }
-        drop(p);
-        queue.done.notify_all();
         if closing {
             return;
         }
@@ -418,6 +469,78 @@ mod tests {
         assert_eq!(
             p.chunks.iter().map(|c| c.spans).collect::<Vec<_>>(),
             [2, 2, 1]
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn spans_that_end_while_a_batch_is_posted_wait_for_the_next_turn() {
+        // Each post sees one more span end. A flush sends what waited when it was asked,
+        // and returns: it does not chase the spans that keep coming.
+        let queue = Queue::new(settings(100, 50, 600_000));
+        let batches = Arc::new(Batches {
+            queue: queue.clone(),
+        });
+        let posts = Arc::new(Mutex::new(0u64));
+        let (during, counted) = (batches.clone(), posts.clone());
+        tokio::spawn(send(queue.clone(), move |_chunk: Chunk| {
+            let n = {
+                let mut p = counted.lock().unwrap();
+                *p += 1;
+                *p
+            };
+            during.on_end(encode::tests::span(100 + n, &scope()));
+            async {}
+        }));
+        batches.on_end(encode::tests::span(1, &scope()));
+        let flushing = batches.clone();
+        tokio::task::spawn_blocking(move || flushing.force_flush())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(*posts.lock().unwrap(), 1);
+        assert_eq!(
+            queue.pending().spans,
+            1,
+            "the span that ended meanwhile waits"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_shutdown_with_nothing_to_send_does_not_wait_for_the_sender() {
+        // On the runtime's only thread, as when the gateway stops on an error at start:
+        // the sender cannot run until this returns, so it must not be waited for.
+        let (batches, posted, _sender) = started(settings(100, 4, 600_000));
+        assert!(
+            batches
+                .shutdown_with_timeout(Duration::from_secs(5))
+                .is_ok()
+        );
+        assert!(posted.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_sender_whose_runtime_is_gone_is_not_waited_for() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let queue = Queue::new(settings(100, 50, 600_000));
+        let batches = Batches {
+            queue: queue.clone(),
+        };
+        runtime.block_on(async {
+            tokio::spawn(send(queue.clone(), |_: Chunk| async {}));
+            tokio::task::yield_now().await;
+        });
+        batches.on_end(encode::tests::span(1, &scope()));
+        drop(runtime);
+        // Stopped with its runtime: the span cannot be sent, and the shutdown says so at
+        // once rather than after its timeout.
+        assert!(queue.pending().stopped);
+        assert!(
+            batches
+                .shutdown_with_timeout(Duration::from_secs(30))
+                .is_ok()
         );
     }
 
