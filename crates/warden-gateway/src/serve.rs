@@ -533,6 +533,7 @@ impl Service<Request<Body>> for Behind {
     fn call(&mut self, req: Request<Body>) -> BoxedAnswer {
         match self {
             Behind::Direct(s) => s.call(req),
+            // Without `poll_ready`: the gate is as ready as the server behind it, always.
             Behind::Gated(g) => g.call(req).into_boxed(),
         }
     }

@@ -211,10 +211,70 @@ fn nanos(t: std::time::SystemTime) -> u64 {
 /// A `KeyValue` message. Its value is always written, even when it is the type's default
 /// (a oneof member is present or not; prost writes it and reads it so).
 fn key_value(b: &mut Vec<u8>, field: u32, key: &str, value: &Value) {
+    if short_key_value(b, field, key.as_bytes(), value) {
+        return;
+    }
     nested(b, field, |b| {
         string(b, 1, key);
         nested(b, 2, |b| any_value(b, value));
     });
+}
+
+/// The usual attribute (a key, and a string, integer or boolean, the whole under 128
+/// bytes) written with its lengths known beforehand: the bytes around the key and the
+/// value go in two small stores, nothing is measured afterwards. `false`: anything else,
+/// for the general writing.
+fn short_key_value(b: &mut Vec<u8>, field: u32, key: &[u8], value: &Value) -> bool {
+    // `AnyValue`'s field and what follows its tag: a string's length, or a varint.
+    let (mut any, mut n) = ([0u8; 11], 0);
+    let text: &[u8] = match value {
+        Value::String(s) => {
+            let v = s.as_str().as_bytes();
+            if v.len() >= 0x80 {
+                return false;
+            }
+            any[0] = 1 << 3 | LEN;
+            any[1] = v.len() as u8;
+            n = 2;
+            v
+        }
+        Value::I64(_) | Value::Bool(_) => {
+            let (number, v) = match value {
+                Value::I64(v) => (3u8, *v as u64),
+                Value::Bool(v) => (2u8, u64::from(*v)),
+                _ => return false,
+            };
+            any[0] = number << 3 | VARINT;
+            n = 1;
+            let mut v = v;
+            while v >= 0x80 {
+                any[n] = v as u8 | 0x80;
+                v >>= 7;
+                n += 1;
+            }
+            any[n] = v as u8;
+            n += 1;
+            &[]
+        }
+        _ => return false,
+    };
+    let any_len = n + text.len();
+    let kv_len = 2 + key.len() + 2 + any_len;
+    if key.is_empty() || field >= 16 || kv_len >= 0x80 {
+        return false;
+    }
+    b.reserve(2 + kv_len);
+    b.extend_from_slice(&[
+        (field << 3) as u8 | LEN,
+        kv_len as u8,
+        1 << 3 | LEN,
+        key.len() as u8,
+    ]);
+    b.extend_from_slice(key);
+    b.extend_from_slice(&[2 << 3 | LEN, any_len as u8]);
+    b.extend_from_slice(&any[..n]);
+    b.extend_from_slice(text);
+    true
 }
 
 /// An `AnyValue` message's fields.
@@ -473,6 +533,27 @@ pub(super) mod tests {
         let (ours, theirs, bytes) = both(&resource, spans);
         assert!(bytes.len() > 1 << 14, "{}", bytes.len());
         assert_eq!(ours.resource_spans[0].scope_spans.len(), 2);
+        assert_eq!(ours, theirs);
+    }
+
+    #[test]
+    fn attributes_either_side_of_the_short_form_read_back_the_same() {
+        // Around 128 bytes a key-value pair is written the general way; below, with its
+        // lengths known beforehand. Both must read back as opentelemetry-proto writes them.
+        let scope = InstrumentationScope::builder("warden").build();
+        let mut s = span(1, &scope);
+        s.attributes = (90..140)
+            .map(|len| KeyValue::new(format!("key.{len}"), "v".repeat(len)))
+            .chain(
+                [0, 1, 127, 128, 16_383, 16_384, -1, i64::MAX, i64::MIN]
+                    .into_iter()
+                    .map(|v| KeyValue::new("int", v)),
+            )
+            .chain([KeyValue::new("", "no key"), KeyValue::new("t", true)])
+            .chain([KeyValue::new("k".repeat(130), "long key")])
+            .collect();
+        let resource = Resource::builder_empty().build();
+        let (ours, theirs, _) = both(&resource, vec![s]);
         assert_eq!(ours, theirs);
     }
 
