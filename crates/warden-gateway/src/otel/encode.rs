@@ -226,8 +226,8 @@ fn key_value(b: &mut Vec<u8>, field: u32, key: &str, value: &Value) {
 /// for the general writing.
 fn short_key_value(b: &mut Vec<u8>, field: u32, key: &[u8], value: &Value) -> bool {
     // `AnyValue`'s field and what follows its tag: a string's length, or a varint.
-    let (mut any, mut n) = ([0u8; 11], 0);
-    let text: &[u8] = match value {
+    let mut any = [0u8; 11];
+    let (n, text): (usize, &[u8]) = match value {
         Value::String(s) => {
             let v = s.as_str().as_bytes();
             if v.len() >= 0x80 {
@@ -235,8 +235,7 @@ fn short_key_value(b: &mut Vec<u8>, field: u32, key: &[u8], value: &Value) -> bo
             }
             any[0] = 1 << 3 | LEN;
             any[1] = v.len() as u8;
-            n = 2;
-            v
+            (2, v)
         }
         Value::I64(_) | Value::Bool(_) => {
             let (number, v) = match value {
@@ -245,16 +244,14 @@ fn short_key_value(b: &mut Vec<u8>, field: u32, key: &[u8], value: &Value) -> bo
                 _ => return false,
             };
             any[0] = number << 3 | VARINT;
-            n = 1;
-            let mut v = v;
+            let (mut n, mut v) = (1, v);
             while v >= 0x80 {
                 any[n] = v as u8 | 0x80;
                 v >>= 7;
                 n += 1;
             }
             any[n] = v as u8;
-            n += 1;
-            &[]
+            (n + 1, &[])
         }
         _ => return false,
     };
