@@ -155,9 +155,7 @@ impl Queue {
             Err(OTelSdkError::Timeout(timeout))
         }
     }
-}
 
-impl Queue {
     /// `span` written (into `scratch`) and added to the open batch, or dropped and counted
     /// when the queue is full.
     fn add(&self, scratch: &mut Vec<u8>, span: &SpanData) {
