@@ -85,7 +85,7 @@
 //! The aggregated `/mcp` of a `warden.toml` with three servers against a single-upstream
 //! `warden serve`, then the memory an idle client session costs: see
 //! `tests/bench/aggregate.rs`. `--only TEXT` measures only the rows whose name contains
-//! `TEXT` (in any mode), to profile one.
+//! `TEXT` (in any mode), to profile one; `--only 'A|B'`, those that contain either.
 
 #[path = "aggregate.rs"]
 mod aggregate;
@@ -200,7 +200,7 @@ fn opts() -> Result<Opts, String> {
             }
             "-h" | "--help" => {
                 println!(
-                    "proxy_compare [--clients N] [--calls N per client] [--warmup N] [--rounds N] [--workers N] [--warden-only] [--baseline OLD-WARDEN-BINARY] [--latencies CSV-FILE] [--tls [--handshakes N per client]] [--aggregate [--sessions N per batch]] [--traces] [--only PART-OF-A-ROW-NAME] [-- WARDEN SERVE ARGS]"
+                    "proxy_compare [--clients N] [--calls N per client] [--warmup N] [--rounds N] [--workers N] [--warden-only] [--baseline OLD-WARDEN-BINARY] [--latencies CSV-FILE] [--tls [--handshakes N per client]] [--aggregate [--sessions N per batch]] [--traces] [--only PART-OF-A-ROW-NAME[|ANOTHER]] [-- WARDEN SERVE ARGS]"
                 );
                 std::process::exit(0);
             }
@@ -930,9 +930,9 @@ fn main() -> Result<(), String> {
             let name = &row.name;
             let skipped =
                 (o.warden_only && !name.starts_with("warden") && !name.starts_with("nginx"))
-                    || o.only
-                        .as_ref()
-                        .is_some_and(|part| !name.contains(part.as_str()));
+                    || o.only.as_ref().is_some_and(|parts| {
+                        !parts.split('|').any(|part| name.contains(part))
+                    });
             if skipped {
                 runs[i].push(Run::SKIPPED);
                 continue;
