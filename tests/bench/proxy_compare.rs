@@ -930,9 +930,9 @@ fn main() -> Result<(), String> {
             let name = &row.name;
             let skipped =
                 (o.warden_only && !name.starts_with("warden") && !name.starts_with("nginx"))
-                    || o.only.as_ref().is_some_and(|parts| {
-                        !parts.split('|').any(|part| name.contains(part))
-                    });
+                    || o.only
+                        .as_ref()
+                        .is_some_and(|parts| !parts.split('|').any(|part| name.contains(part)));
             if skipped {
                 runs[i].push(Run::SKIPPED);
                 continue;

@@ -96,16 +96,25 @@ impl Service<Request<Body>> for Upstream {
     }
 }
 
-async fn send(
-    svc: &mut warden_tower::PolicyService<Upstream>,
-    req: Request<Body>,
-) -> (StatusCode, http::HeaderMap, String) {
-    let resp = ServiceExt::<Request<Body>>::ready(svc)
+/// The answer of `svc` (a gate, or gates stacked) to `req`.
+async fn respond<S>(svc: &mut S, req: Request<Body>) -> Response<Body>
+where
+    S: Service<Request<Body>, Response = Response<Body>>,
+    S::Error: std::fmt::Debug,
+{
+    ServiceExt::<Request<Body>>::ready(svc)
         .await
         .unwrap()
         .call(req)
         .await
-        .unwrap();
+        .unwrap()
+}
+
+async fn send(
+    svc: &mut warden_tower::PolicyService<Upstream>,
+    req: Request<Body>,
+) -> (StatusCode, http::HeaderMap, String) {
+    let resp = respond(svc, req).await;
     let status = resp.status();
     let headers = resp.headers().clone();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
@@ -614,12 +623,7 @@ async fn a_call_approved_in_the_client_that_a_gate_behind_refuses_costs_nothing_
         "clientInfo": {"name": "t", "version": "0"}}});
     let mut init_req = request(init.to_string());
     init_req.headers_mut().remove("mcp-session-id");
-    let resp = ServiceExt::<Request<Body>>::ready(&mut svc)
-        .await
-        .unwrap()
-        .call(init_req)
-        .await
-        .unwrap();
+    let resp = respond(&mut svc, init_req).await;
     assert_eq!(resp.headers()["mcp-session-id"], "s1");
     resp.into_body().collect().await.unwrap();
     // The first event of a call's stream: the person is asked.
@@ -627,13 +631,7 @@ async fn a_call_approved_in_the_client_that_a_gate_behind_refuses_costs_nothing_
         svc: &mut warden_tower::PolicyService<warden_tower::PolicyService<Upstream>>,
         req: Request<Body>,
     ) -> (Body, Value) {
-        let resp = ServiceExt::<Request<Body>>::ready(svc)
-            .await
-            .unwrap()
-            .call(req)
-            .await
-            .unwrap();
-        let mut body = resp.into_body();
+        let mut body = respond(svc, req).await.into_body();
         let frame = body.frame().await.unwrap().unwrap().into_data().unwrap();
         let text = String::from_utf8_lossy(&frame).into_owned();
         let data = text
@@ -645,12 +643,7 @@ async fn a_call_approved_in_the_client_that_a_gate_behind_refuses_costs_nothing_
     let (body, ask) = asked(&mut svc, request(call(1, "pay", json!({"to": "mallory"})))).await;
     assert_eq!(ask["method"], "elicitation/create", "{ask}");
     let accept = json!({"jsonrpc": "2.0", "id": ask["id"], "result": {"action": "accept"}});
-    let resp = ServiceExt::<Request<Body>>::ready(&mut svc)
-        .await
-        .unwrap()
-        .call(request(accept.to_string()))
-        .await
-        .unwrap();
+    let resp = respond(&mut svc, request(accept.to_string())).await;
     assert!(resp.status().is_success(), "{:?}", resp.status());
     let rest = body.collect().await.unwrap().to_bytes();
     let rest = String::from_utf8_lossy(&rest);
@@ -692,12 +685,7 @@ async fn call_through(
     svc: &mut warden_tower::PolicyService<warden_tower::PolicyService<Upstream>>,
     body: String,
 ) -> String {
-    let resp = ServiceExt::<Request<Body>>::ready(svc)
-        .await
-        .unwrap()
-        .call(post(&body))
-        .await
-        .unwrap();
+    let resp = respond(svc, post(&body)).await;
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     String::from_utf8_lossy(&body).into_owned()
 }
