@@ -126,15 +126,14 @@ fn flags() -> Vec<(String, Takes)> {
 /// parser, so that the file's line and column go with the error rather than a bare
 /// command-line complaint at start.
 fn invalid_value(
-    serve: Option<&clap::Command>,
+    serve: Option<&mut clap::Command>,
     flag: &str,
     text: &str,
 ) -> Option<(String, Option<String>)> {
     // clap checks a value when it reads it, before it looks for missing arguments: only an
     // error about the value itself counts.
     let err = serve?
-        .clone()
-        .try_get_matches_from(["serve".to_owned(), format!("--{flag}={text}")])
+        .try_get_matches_from_mut(["serve".to_owned(), format!("--{flag}={text}")])
         .err()?;
     if !matches!(
         err.kind(),
@@ -316,7 +315,7 @@ impl Reader<'_> {
     /// [`Self::scalar`], refused here when the flag would refuse it.
     fn value(&mut self, key: &str, flag: &str, v: &Value) -> Option<String> {
         let text = self.scalar(key, v)?;
-        match invalid_value(self.serve.as_ref(), flag, &text) {
+        match invalid_value(self.serve.as_mut(), flag, &text) {
             None => Some(text),
             Some((why, possible)) => {
                 // A value read from the environment may be a secret: not repeated.
